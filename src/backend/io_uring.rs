@@ -1,0 +1,175 @@
+//! The io_uring backend: operations become submission-queue entries, results
+//! come back as completion-queue entries. The default on Linux.
+#![allow(unsafe_code)]
+
+use std::io;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::{Backend, RawCompletion, Wait};
+use crate::completion::Operation;
+
+/// The io_uring backend.
+pub(crate) struct IoUringBackend {
+    ring: IoUring<squeue::Entry, cqueue::Entry>,
+    syscalls: u64,
+}
+
+impl IoUringBackend {
+    /// Sets up a ring with `entries` submission slots (rounded up to a power
+    /// of two, clamped to the kernel's maximum) and four times as many
+    /// completion slots, so that a full submission queue's worth of results
+    /// never overflows it in one pass.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `io_uring_setup` returns (`ENOSYS`, `EPERM`, `ENOMEM`,
+    /// `EINVAL` for zero entries), or `EOPNOTSUPP` when the kernel lacks
+    /// `IORING_FEAT_EXT_ARG` (Linux < 5.11), which the loop needs for its wait
+    /// timeout.
+    pub(crate) fn new(entries: u32) -> io::Result<IoUringBackend> {
+        if entries == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let ring = IoUring::builder()
+            .setup_clamp()
+            .setup_cqsize(entries.saturating_mul(4).min(1 << 16))
+            .build(entries)?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        Ok(IoUringBackend { ring, syscalls: 0 })
+    }
+
+    fn push_entry(&mut self, entry: squeue::Entry) -> bool {
+        let mut submission = self.ring.submission();
+        // SAFETY: every pointer in `entry` points into memory owned by the
+        // completion slot's handler (the IO's buffer, address or nothing),
+        // which the IO keeps alive, unmoved, until the completion with this
+        // entry's user_data is reaped, or leaks if it never is (IO::drop).
+        unsafe { submission.push(&entry) }.is_ok()
+    }
+}
+
+/// Builds the submission entry for `operation`.
+fn entry_for(operation: &Operation) -> squeue::Entry {
+    match *operation {
+        Operation::Nop => opcode::Nop::new().build(),
+        Operation::Accept { fd } => {
+            opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+        }
+        Operation::Connect { fd, addr, addr_len } => {
+            opcode::Connect::new(types::Fd(fd), addr, addr_len).build()
+        }
+        Operation::Recv { fd, buf, len } => opcode::Recv::new(types::Fd(fd), buf, len).build(),
+        Operation::Send { fd, buf, len } => opcode::Send::new(types::Fd(fd), buf, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build(),
+        Operation::Read {
+            fd,
+            buf,
+            len,
+            offset,
+        } => opcode::Read::new(types::Fd(fd), buf, len)
+            .offset(offset)
+            .build(),
+        Operation::Write {
+            fd,
+            buf,
+            len,
+            offset,
+        } => opcode::Write::new(types::Fd(fd), buf, len)
+            .offset(offset)
+            .build(),
+        Operation::Fsync { fd, datasync } => {
+            let flags = if datasync {
+                types::FsyncFlags::DATASYNC
+            } else {
+                types::FsyncFlags::empty()
+            };
+            opcode::Fsync::new(types::Fd(fd)).flags(flags).build()
+        }
+        Operation::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
+        Operation::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), events).build(),
+        Operation::Cancel { target } => opcode::AsyncCancel::new(target.user_data()).build(),
+        // Timeouts live in the user-space heap and never reach a backend.
+        Operation::Timeout { .. } => unreachable!("timeouts are not submitted to the kernel"),
+    }
+}
+
+impl Backend for IoUringBackend {
+    fn name(&self) -> &'static str {
+        "io_uring"
+    }
+
+    fn push(&mut self, user_data: u64, operation: &Operation) -> bool {
+        self.push_entry(entry_for(operation).user_data(user_data))
+    }
+
+    fn push_poll(&mut self, user_data: u64, fd: i32, events: u32) -> bool {
+        let entry = opcode::PollAdd::new(types::Fd(fd), events).build();
+        self.push_entry(entry.user_data(user_data))
+    }
+
+    fn push_cancel(&mut self, user_data: u64, target: u64) -> bool {
+        let entry = opcode::AsyncCancel::new(target).build();
+        self.push_entry(entry.user_data(user_data))
+    }
+
+    fn has_queued(&mut self) -> bool {
+        !self.ring.submission().is_empty()
+    }
+
+    fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()> {
+        self.syscalls += 1;
+        let submitter = self.ring.submitter();
+        let result = match wait {
+            Wait::NoWait => submitter.submit(),
+            Wait::Forever => submitter.submit_and_wait(1),
+            Wait::Timeout(timeout_ns) => {
+                let timespec = types::Timespec::new()
+                    .sec(timeout_ns / 1_000_000_000)
+                    .nsec((timeout_ns % 1_000_000_000) as u32);
+                let args = types::SubmitArgs::new().timespec(&timespec);
+                submitter.submit_with_args(1, &args)
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match error.raw_os_error() {
+                // The wait timed out: the loop's clock decides what is next.
+                Some(libc::ETIME) => Ok(()),
+                // A signal interrupted the wait: the loop goes round again and
+                // resubmits whatever is still queued. Never surfaced.
+                Some(libc::EINTR) => Ok(()),
+                // The completion queue is backed up (EBUSY) or the kernel is
+                // short of request memory (EAGAIN): return so the loop reaps
+                // completions; what was not submitted stays queued and is
+                // retried on the next pass.
+                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    tracing::debug!(target: "ringio", %error, "io_uring_enter backed off; reaping first");
+                    Ok(())
+                }
+                _ => Err(error),
+            },
+        }
+    }
+
+    fn reap(&mut self, batch: &mut [RawCompletion]) -> usize {
+        let mut count = 0;
+        for (slot, cqe) in batch.iter_mut().zip(self.ring.completion()) {
+            *slot = RawCompletion {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+            };
+            count += 1;
+        }
+        count
+    }
+
+    fn syscalls(&self) -> u64 {
+        self.syscalls
+    }
+}

@@ -1,0 +1,68 @@
+//! The backend contract.
+//!
+//! The loop core ([`crate::IO`]) owns the completion slots, the `unqueued` and
+//! `completed` FIFOs and the timers. A backend only moves operations to and
+//! from the kernel: it accepts an operation, submits and waits, and reports raw
+//! results keyed by `user_data`. Writing the contract as a trait lets the
+//! compiler hold every backend to the same shape.
+
+use std::io;
+
+use crate::completion::Operation;
+
+pub(crate) mod io_uring;
+
+/// How long a backend may block in [`Backend::submit_and_wait`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Wait {
+    /// Submit only; peek for completions without blocking.
+    NoWait,
+    /// Block until a completion arrives or this many nanoseconds pass.
+    Timeout(u64),
+    /// Block until a completion arrives.
+    Forever,
+}
+
+/// One raw completion: whose it is and the kernel-style result.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RawCompletion {
+    pub(crate) user_data: u64,
+    pub(crate) result: i32,
+}
+
+/// The most completions reaped into one batch: a bound on stack use and on
+/// work between checks of the loop's deadline.
+pub(crate) const REAP_BATCH_MAX: usize = 256;
+
+/// What every backend provides to the loop core.
+pub(crate) trait Backend {
+    /// The backend's name, as reported by `IO::backend()`.
+    fn name(&self) -> &'static str;
+
+    /// Queues `operation` for submission under `user_data`. Returns `false`,
+    /// queuing nothing, when the submission queue is full.
+    ///
+    /// The pointers inside `operation` must stay valid until the matching
+    /// completion is reaped.
+    fn push(&mut self, user_data: u64, operation: &Operation) -> bool;
+
+    /// Queues a readiness wait for `fd` under `user_data`. Returns `false` when full.
+    fn push_poll(&mut self, user_data: u64, fd: i32, events: u32) -> bool;
+
+    /// Queues a cancel of whatever runs under `target` in the kernel, itself
+    /// completing under `user_data`. Returns `false` when full.
+    fn push_cancel(&mut self, user_data: u64, target: u64) -> bool;
+
+    /// Whether entries are queued that the kernel has not been given yet.
+    fn has_queued(&mut self) -> bool;
+
+    /// Submits everything queued, then waits as `wait` says. Never reports
+    /// `EINTR`, `ETIME` or `EBUSY`: those are handled inside.
+    fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()>;
+
+    /// Moves up to `batch.len()` completions into `batch`, returning how many.
+    fn reap(&mut self, batch: &mut [RawCompletion]) -> usize;
+
+    /// How many `io_uring_enter` (or equivalent) syscalls were made so far.
+    fn syscalls(&self) -> u64;
+}

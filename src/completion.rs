@@ -1,0 +1,288 @@
+//! Completion slots: the table of in-flight operations, addressed by index and
+//! generation, linked into FIFOs through the `fifo` crate.
+
+use std::fmt;
+
+use fifo::{Fifo, Link, Links};
+
+use crate::callback::Callback;
+use crate::sys::Fd;
+
+/// Identifies one submitted operation: a slot index plus the slot's generation.
+///
+/// The generation changes every time a slot is reused, so an id that outlives
+/// its operation is *stale*: cancelling it reports `ENOENT` and never touches
+/// whichever operation now occupies the slot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CompletionId {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl CompletionId {
+    /// Packs the id into an io_uring `user_data`.
+    pub(crate) fn user_data(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.slot)
+    }
+
+    pub(crate) fn from_user_data(user_data: u64) -> CompletionId {
+        CompletionId {
+            slot: user_data as u32,
+            generation: (user_data >> 32) as u32,
+        }
+    }
+}
+
+impl fmt::Debug for CompletionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CompletionId({}#{})", self.slot, self.generation)
+    }
+}
+
+/// Where a slot is in its life. Exactly one of these at a time; the FIFO a slot
+/// is linked into always matches its state.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    /// On the free list.
+    Free,
+    /// On `unqueued`: waiting for submission-queue space.
+    Unqueued,
+    /// Its entry is in the submission queue or the kernel (the operation
+    /// itself, or the readiness wait before a retry).
+    Kernel,
+    /// In the user-space timer heap.
+    Timer,
+    /// On `completed`, `result` set, waiting for its callback to run.
+    Completed,
+}
+
+/// The kernel-facing description of an operation: everything needed to build
+/// (or rebuild, after `EINTR`) its submission entry. Pointers point into memory
+/// owned by the slot's callback handler.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Operation {
+    Nop,
+    Accept {
+        fd: Fd,
+    },
+    Connect {
+        fd: Fd,
+        addr: *const libc::sockaddr,
+        addr_len: u32,
+    },
+    Recv {
+        fd: Fd,
+        buf: *mut u8,
+        len: u32,
+    },
+    Send {
+        fd: Fd,
+        buf: *const u8,
+        len: u32,
+    },
+    Read {
+        fd: Fd,
+        buf: *mut u8,
+        len: u32,
+        offset: u64,
+    },
+    Write {
+        fd: Fd,
+        buf: *const u8,
+        len: u32,
+        offset: u64,
+    },
+    Fsync {
+        fd: Fd,
+        datasync: bool,
+    },
+    Close {
+        fd: Fd,
+    },
+    Poll {
+        fd: Fd,
+        events: u32,
+    },
+    Cancel {
+        target: CompletionId,
+    },
+    Timeout {
+        deadline_ns: u64,
+    },
+}
+
+impl Operation {
+    /// A short name for tracing.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Operation::Nop => "nop",
+            Operation::Accept { .. } => "accept",
+            Operation::Connect { .. } => "connect",
+            Operation::Recv { .. } => "recv",
+            Operation::Send { .. } => "send",
+            Operation::Read { .. } => "read",
+            Operation::Write { .. } => "write",
+            Operation::Fsync { .. } => "fsync",
+            Operation::Close { .. } => "close",
+            Operation::Poll { .. } => "poll",
+            Operation::Cancel { .. } => "cancel",
+            Operation::Timeout { .. } => "timeout",
+        }
+    }
+
+    /// For an operation that may return `EAGAIN` on a non-blocking fd: the fd
+    /// and the readiness to wait for before retrying it.
+    pub(crate) fn readiness(&self) -> Option<(Fd, u32)> {
+        let readable = libc::POLLIN as u32;
+        let writable = libc::POLLOUT as u32;
+        match *self {
+            Operation::Accept { fd } | Operation::Recv { fd, .. } => Some((fd, readable)),
+            Operation::Read { fd, .. } => Some((fd, readable)),
+            Operation::Send { fd, .. } | Operation::Write { fd, .. } => Some((fd, writable)),
+            Operation::Connect { fd, .. } => Some((fd, writable)),
+            _ => None,
+        }
+    }
+}
+
+/// One completion: its link, identity, state, operation and callback.
+pub(crate) struct Slot<C> {
+    pub(crate) link: Link,
+    pub(crate) generation: u32,
+    pub(crate) state: State,
+    /// The fd was non-blocking and the operation returned `EAGAIN`: the next
+    /// submission is a readiness wait, after which the operation is retried.
+    pub(crate) awaiting_readiness: bool,
+    /// The operation went through a readiness wait, so that a retried
+    /// `connect` can treat `EISCONN` as success.
+    pub(crate) retried: bool,
+    pub(crate) result: i32,
+    pub(crate) operation: Operation,
+    pub(crate) callback: Callback<C>,
+}
+
+impl<C> AsRef<Link> for Slot<C> {
+    fn as_ref(&self) -> &Link {
+        &self.link
+    }
+}
+
+impl<C> AsMut<Link> for Slot<C> {
+    fn as_mut(&mut self) -> &mut Link {
+        &mut self.link
+    }
+}
+
+/// The completion table: slots that are reused through a free FIFO (oldest
+/// freed first, which maximizes the time before a generation is reused).
+pub(crate) struct Slots<C> {
+    slots: Vec<Slot<C>>,
+    free: Fifo,
+    /// Slots not on the free list.
+    in_use: u32,
+}
+
+impl<C> Slots<C> {
+    pub(crate) fn with_capacity(capacity: u32) -> Slots<C> {
+        let mut slots = Slots {
+            slots: Vec::with_capacity(capacity as usize),
+            free: Fifo::new(),
+            in_use: 0,
+        };
+        for _ in 0..capacity {
+            slots.grow();
+        }
+        slots
+    }
+
+    fn grow(&mut self) {
+        let index = self.slots.len() as u32;
+        assert!(index <= fifo::INDEX_MAX);
+        self.slots.push(Slot {
+            link: Link::new(),
+            generation: 0,
+            state: State::Free,
+            awaiting_readiness: false,
+            retried: false,
+            result: 0,
+            operation: Operation::Nop,
+            callback: Callback::empty(),
+        });
+        self.free.push(self.slots.as_mut_slice(), index);
+    }
+
+    /// Takes a free slot (growing the table if none is free) and fills it.
+    pub(crate) fn alloc(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
+        if self.free.is_empty() {
+            self.grow();
+        }
+        let index = self.free.pop(self.slots.as_mut_slice()).expect("grown above");
+        let slot = &mut self.slots[index as usize];
+        assert_eq!(slot.state, State::Free);
+        assert!(!slot.callback.is_some());
+        slot.operation = operation;
+        slot.callback = callback;
+        slot.result = 0;
+        slot.awaiting_readiness = false;
+        slot.retried = false;
+        self.in_use += 1;
+        CompletionId {
+            slot: index,
+            generation: slot.generation,
+        }
+    }
+
+    /// Returns a slot to the free list and bumps its generation, which makes
+    /// every id naming the old occupant stale. The callback must be taken out.
+    pub(crate) fn free(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        assert_ne!(slot.state, State::Free);
+        assert!(!slot.link.is_linked());
+        assert!(!slot.callback.is_some());
+        slot.state = State::Free;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.in_use -= 1;
+        self.free.push(self.slots.as_mut_slice(), index);
+    }
+
+    /// The live slot that `id` names, or `None` if the id is stale or free.
+    pub(crate) fn get(&self, id: CompletionId) -> Option<&Slot<C>> {
+        let slot = self.slots.get(id.slot as usize)?;
+        (slot.generation == id.generation && slot.state != State::Free).then_some(slot)
+    }
+
+    pub(crate) fn slot(&self, index: u32) -> &Slot<C> {
+        &self.slots[index as usize]
+    }
+
+    pub(crate) fn slot_mut(&mut self, index: u32) -> &mut Slot<C> {
+        &mut self.slots[index as usize]
+    }
+
+    /// The id of the operation currently in slot `index`.
+    pub(crate) fn id(&self, index: u32) -> CompletionId {
+        CompletionId {
+            slot: index,
+            generation: self.slots[index as usize].generation,
+        }
+    }
+
+    pub(crate) fn in_use(&self) -> u32 {
+        self.in_use
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+}
+
+impl<C> Links for Slots<C> {
+    fn link(&self, index: u32) -> &Link {
+        &self.slots[index as usize].link
+    }
+
+    fn link_mut(&mut self, index: u32) -> &mut Link {
+        &mut self.slots[index as usize].link
+    }
+}

@@ -1,0 +1,61 @@
+//! Construction options for [`IO`](crate::IO).
+
+/// How an [`IO`](crate::IO) is built. Every limit has a default suited to a
+/// server handling thousands of connections.
+///
+/// # Examples
+///
+/// ```
+/// let config = ringio::Config::new().entries(64).completions_initial(4096);
+/// let io: ringio::IO<()> = ringio::IO::with_config(config).unwrap();
+/// assert_eq!(io.stats().in_flight, 0);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) entries: u32,
+    pub(crate) completions_initial: u32,
+    pub(crate) drop_drain_ns: u64,
+}
+
+impl Config {
+    /// The defaults: 256 submission-queue entries, 1024 preallocated
+    /// completion slots, and up to 1 s for the kernel to give back in-flight
+    /// operations when the `IO` is dropped.
+    pub const fn new() -> Config {
+        Config {
+            entries: 256,
+            completions_initial: 1024,
+            drop_drain_ns: 1_000_000_000,
+        }
+    }
+
+    /// Submission-queue entries. The kernel rounds up to a power of two and
+    /// clamps to its maximum. More operations than this may be in flight:
+    /// those that find the queue full wait on `unqueued`. Zero is `EINVAL`.
+    pub const fn entries(mut self, entries: u32) -> Config {
+        self.entries = entries;
+        self
+    }
+
+    /// Completion slots allocated up front. The table grows past this on
+    /// demand (an allocation, amortized); preallocating the peak number of
+    /// operations in flight makes the steady state allocation-free from the start.
+    pub const fn completions_initial(mut self, completions: u32) -> Config {
+        self.completions_initial = completions;
+        self
+    }
+
+    /// How long dropping an `IO` waits for the kernel to return operations
+    /// it cancelled. Whatever is still in the kernel after that is leaked,
+    /// never freed, so the kernel can never write into freed memory.
+    pub const fn drop_drain_ns(mut self, drop_drain_ns: u64) -> Config {
+        self.drop_drain_ns = drop_drain_ns;
+        self
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::new()
+    }
+}

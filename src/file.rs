@@ -1,0 +1,116 @@
+//! File set-up that goes through the `IO`, so that a simulator can
+//! virtualize it.
+
+use std::io;
+use std::path::Path;
+
+use crate::io::IO;
+use crate::sys::{self, Fd};
+
+/// How [`IO::open_file`] opens a file. Reading and writing are on by default.
+///
+/// # Examples
+///
+/// ```
+/// let options = ringio::FileOptions::new().create(true).direct(true);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOptions {
+    read: bool,
+    write: bool,
+    create: bool,
+    truncate: bool,
+    direct: bool,
+    dsync: bool,
+}
+
+impl FileOptions {
+    /// Read and write, no other flags.
+    pub const fn new() -> FileOptions {
+        FileOptions {
+            read: true,
+            write: true,
+            create: false,
+            truncate: false,
+            direct: false,
+            dsync: false,
+        }
+    }
+
+    /// Open for reading.
+    pub const fn read(mut self, read: bool) -> FileOptions {
+        self.read = read;
+        self
+    }
+
+    /// Open for writing.
+    pub const fn write(mut self, write: bool) -> FileOptions {
+        self.write = write;
+        self
+    }
+
+    /// Create the file (mode 0644) if it does not exist (`O_CREAT`).
+    pub const fn create(mut self, create: bool) -> FileOptions {
+        self.create = create;
+        self
+    }
+
+    /// Truncate the file to zero length (`O_TRUNC`).
+    pub const fn truncate(mut self, truncate: bool) -> FileOptions {
+        self.truncate = truncate;
+        self
+    }
+
+    /// Bypass the page cache (`O_DIRECT`). Buffers, lengths and offsets must
+    /// then be aligned to the device's block size; see [`AlignedBuf`](crate::AlignedBuf).
+    /// Some file systems (tmpfs) refuse it with `EINVAL`.
+    pub const fn direct(mut self, direct: bool) -> FileOptions {
+        self.direct = direct;
+        self
+    }
+
+    /// Make every write durable on completion, as if followed by
+    /// `fdatasync` (`O_DSYNC`).
+    pub const fn dsync(mut self, dsync: bool) -> FileOptions {
+        self.dsync = dsync;
+        self
+    }
+
+    fn flags(&self) -> libc::c_int {
+        let mut flags = match (self.read, self.write) {
+            (true, true) => libc::O_RDWR,
+            (false, true) => libc::O_WRONLY,
+            _ => libc::O_RDONLY,
+        };
+        for (on, flag) in [
+            (self.create, libc::O_CREAT),
+            (self.truncate, libc::O_TRUNC),
+            (self.direct, libc::O_DIRECT),
+            (self.dsync, libc::O_DSYNC),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        flags
+    }
+}
+
+impl Default for FileOptions {
+    fn default() -> FileOptions {
+        FileOptions::new()
+    }
+}
+
+impl<C> IO<C> {
+    /// Opens the file at `path`, close-on-exec, as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// What `open(2)` returns: `ENOENT`, `EACCES`, `EISDIR`, `EINVAL`
+    /// (`O_DIRECT` unsupported here, or a NUL byte in the path), `EMFILE`, `ENOSPC`.
+    pub fn open_file(&mut self, path: impl AsRef<Path>, options: FileOptions) -> io::Result<Fd> {
+        sys::open(path.as_ref(), options.flags(), 0o644)
+    }
+}

@@ -1,0 +1,495 @@
+//! `IO<C>`: the completion table, the `unqueued` and `completed` FIFOs, the
+//! timers, and the loop that drives them (`tick`, `run_for_ns`, `run`).
+
+use std::fmt;
+use std::io;
+use std::mem;
+
+use fifo::Fifo;
+
+use crate::backend::io_uring::IoUringBackend;
+use crate::backend::{Backend, RawCompletion, Wait, REAP_BATCH_MAX};
+use crate::callback::Callback;
+use crate::completion::{CompletionId, Operation, Slots, State};
+use crate::config::Config;
+use crate::sys::{self, RawAddr};
+use crate::timer::Timers;
+
+/// `user_data` of entries the loop submits for itself (cancels on drop),
+/// whose completions name no slot.
+const USER_DATA_INTERNAL: u64 = u64::MAX;
+
+/// Counters, as returned by [`IO::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Operations submitted since the `IO` was created.
+    pub submitted: u64,
+    /// Operations whose callback has run.
+    pub completed: u64,
+    /// Operations submitted whose callback has not run yet.
+    pub in_flight: u64,
+    /// The most operations ever waiting on `unqueued` at once.
+    pub unqueued_max: u64,
+    /// Syscalls made to submit or wait (`io_uring_enter`).
+    pub syscalls: u64,
+}
+
+/// A single-threaded, completion-based I/O loop.
+///
+/// `C` is the application's state. Every callback receives `&mut IO<C>` and
+/// `&mut C`, so it can change state and submit follow-up operations without
+/// `Rc<RefCell<..>>`. Callbacks never run inside the call that submits an
+/// operation; they run only from [`tick`](IO::tick), [`run_for_ns`](IO::run_for_ns)
+/// and [`run`](IO::run), and work a callback submits is started on the loop's
+/// next pass, never recursively.
+///
+/// See the [crate documentation](crate) for the architecture and an example.
+pub struct IO<C> {
+    backend: IoUringBackend,
+    slots: Slots<C>,
+    /// Operations waiting for submission-queue space, oldest first.
+    unqueued: Fifo,
+    /// Operations with a result, waiting for their callback.
+    completed: Fifo,
+    timers: Timers,
+    /// Reused socket-address buffers for `connect`, so that steady state
+    /// does not allocate.
+    pub(crate) addresses: Vec<Box<RawAddr>>,
+    stats: Stats,
+    /// Set while the loop runs, to refuse re-entry from a callback.
+    running: bool,
+    drop_drain_ns: u64,
+}
+
+impl<C> IO<C> {
+    /// Creates an `IO` with the default [`Config`].
+    ///
+    /// # Errors
+    ///
+    /// As [`IO::with_config`].
+    pub fn new() -> io::Result<IO<C>> {
+        IO::with_config(Config::new())
+    }
+
+    /// Creates an `IO` on io_uring.
+    ///
+    /// # Errors
+    ///
+    /// What `io_uring_setup` returns: `ENOSYS` (no io_uring), `EPERM`
+    /// (refused by seccomp or `kernel.io_uring_disabled`), `ENOMEM` (memlock
+    /// limit), `EINVAL` (zero entries); or `EOPNOTSUPP` on a kernel older than
+    /// 5.11, which lacks the wait timeout the loop needs.
+    pub fn with_config(config: Config) -> io::Result<IO<C>> {
+        let backend = IoUringBackend::new(config.entries)?;
+        tracing::debug!(target: "ringio", backend = backend.name(), entries = config.entries, "backend chosen");
+        Ok(IO {
+            backend,
+            slots: Slots::with_capacity(config.completions_initial),
+            unqueued: Fifo::new(),
+            completed: Fifo::new(),
+            timers: Timers::with_capacity(64),
+            addresses: Vec::new(),
+            stats: Stats::default(),
+            running: false,
+            drop_drain_ns: config.drop_drain_ns,
+        })
+    }
+
+    /// The name of the backend that is running: `"io_uring"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// The loop's clock: CLOCK_MONOTONIC, in nanoseconds. Application code
+    /// should take time from here, never from `std::time`, so that it runs
+    /// unchanged under a simulated clock.
+    pub fn now_ns(&self) -> u64 {
+        sys::monotonic_ns()
+    }
+
+    /// The loop's counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            in_flight: u64::from(self.slots.in_use()),
+            syscalls: self.backend.syscalls(),
+            ..self.stats
+        }
+    }
+
+    /// Operations submitted whose callback has not run yet.
+    pub fn in_flight(&self) -> u32 {
+        self.slots.in_use()
+    }
+
+    /// Submits everything queued, reaps completions without blocking, runs
+    /// their callbacks, then submits what those callbacks queued. Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// `EDEADLK` if called from inside a callback (the loop does not nest);
+    /// otherwise an unexpected `io_uring_enter` error, such as `ENOMEM`.
+    pub fn tick(&mut self, ctx: &mut C) -> io::Result<()> {
+        self.guarded(|io| {
+            io.pass(ctx, Wait::NoWait)?;
+            io.submit_queued()
+        })
+    }
+
+    /// Runs the loop until `timeout_ns` nanoseconds of the loop's clock have
+    /// passed, running callbacks as their operations complete.
+    ///
+    /// The deadline is absolute on CLOCK_MONOTONIC, taken at entry: a stream
+    /// of completions cannot stretch it, and an idle loop sleeps in the
+    /// kernel rather than spinning. It never returns before the deadline, and
+    /// returns as soon after it as the kernel wakes the thread (plus the
+    /// callbacks of that last pass). At least one pass always runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`tick`](IO::tick).
+    pub fn run_for_ns(&mut self, ctx: &mut C, timeout_ns: u64) -> io::Result<()> {
+        self.guarded(|io| {
+            let deadline_ns = io.now_ns().saturating_add(timeout_ns);
+            loop {
+                let now_ns = io.now_ns();
+                let wait = match deadline_ns.checked_sub(now_ns) {
+                    Some(remaining_ns) if remaining_ns > 0 => Wait::Timeout(remaining_ns),
+                    _ => Wait::NoWait,
+                };
+                io.pass(ctx, wait)?;
+                if io.now_ns() >= deadline_ns {
+                    return io.submit_queued();
+                }
+            }
+        })
+    }
+
+    /// Runs the loop until no operation is in flight. For tests and
+    /// command-line tools; a server would use `run_for_ns`. A pending
+    /// timeout counts as in flight (a `u64::MAX` one keeps this running).
+    ///
+    /// # Errors
+    ///
+    /// As [`tick`](IO::tick).
+    pub fn run(&mut self, ctx: &mut C) -> io::Result<()> {
+        self.guarded(|io| {
+            while io.slots.in_use() > 0 {
+                io.pass(ctx, Wait::Forever)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn guarded(&mut self, body: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
+        if self.running {
+            return Err(sys::errno(libc::EDEADLK));
+        }
+        self.running = true;
+        let result = body(self);
+        self.running = false;
+        result
+    }
+
+    /// One pass of the loop: fire due timers, submit and wait (at most
+    /// `wait`), reap, refill the submission queue from `unqueued`, then run
+    /// the callbacks of everything completed so far.
+    fn pass(&mut self, ctx: &mut C, wait: Wait) -> io::Result<()> {
+        self.fire_timers();
+        let wait = if self.completed.is_empty() {
+            self.wait_until_next_timer(wait)
+        } else {
+            Wait::NoWait
+        };
+        self.backend.submit_and_wait(wait)?;
+        self.reap();
+        self.fire_timers();
+        self.flush_unqueued();
+        self.run_completed(ctx);
+        Ok(())
+    }
+
+    /// Shortens `wait` so that the earliest timer is not missed.
+    fn wait_until_next_timer(&mut self, wait: Wait) -> Wait {
+        let slots = &self.slots;
+        let Some(deadline_ns) = self.timers.next_deadline_ns(|id| timer_is_live(slots, id)) else {
+            return wait;
+        };
+        let timer_ns = deadline_ns.saturating_sub(self.now_ns());
+        match wait {
+            Wait::NoWait => Wait::NoWait,
+            Wait::Timeout(timeout_ns) => Wait::Timeout(timeout_ns.min(timer_ns)),
+            Wait::Forever => Wait::Timeout(timer_ns),
+        }
+    }
+
+    /// Submits what callbacks queued, without waiting.
+    fn submit_queued(&mut self) -> io::Result<()> {
+        if self.backend.has_queued() {
+            self.backend.submit_and_wait(Wait::NoWait)?;
+        }
+        Ok(())
+    }
+
+    fn fire_timers(&mut self) {
+        let now_ns = self.now_ns();
+        loop {
+            let slots = &self.slots;
+            let Some(id) = self.timers.pop_expired(now_ns, |id| timer_is_live(slots, id)) else {
+                break;
+            };
+            self.complete(id.slot, -libc::ETIME);
+        }
+    }
+
+    fn reap(&mut self) {
+        let mut batch = [RawCompletion::default(); REAP_BATCH_MAX];
+        loop {
+            let count = self.backend.reap(&mut batch);
+            for raw in &batch[..count] {
+                self.on_raw_completion(*raw);
+            }
+            if count < batch.len() {
+                break;
+            }
+        }
+    }
+
+    fn on_raw_completion(&mut self, raw: RawCompletion) {
+        if raw.user_data == USER_DATA_INTERNAL {
+            return;
+        }
+        let id = CompletionId::from_user_data(raw.user_data);
+        let slot = self.slots.slot_mut(id.slot);
+        assert_eq!(slot.generation, id.generation);
+        assert_eq!(slot.state, State::Kernel);
+        if slot.awaiting_readiness {
+            // The readiness wait ended: retry the operation, or fail it if
+            // the wait itself failed (cancelled, or a bad fd).
+            slot.awaiting_readiness = false;
+            slot.retried = true;
+            if raw.result < 0 {
+                self.complete(id.slot, raw.result);
+            } else {
+                self.enqueue(id.slot);
+            }
+            return;
+        }
+        match raw.result {
+            // Interrupted by a signal: resubmit, never surface.
+            result if result == -libc::EINTR => self.enqueue(id.slot),
+            // A non-blocking fd was not ready: wait for readiness, then retry,
+            // as a blocking fd would have.
+            result if result == -libc::EAGAIN && slot.operation.readiness().is_some() => {
+                slot.awaiting_readiness = true;
+                self.enqueue(id.slot);
+            }
+            // A retried non-blocking connect reports its success this way.
+            result if result == -libc::EISCONN && slot.retried => self.complete(id.slot, 0),
+            result => self.complete(id.slot, result),
+        }
+    }
+
+    /// Hands a slot's operation to the backend, or parks it on `unqueued`
+    /// when the submission queue is full. Operations already waiting go
+    /// first, so submission order is kept.
+    fn enqueue(&mut self, index: u32) {
+        if self.unqueued.is_empty() && self.push_to_backend(index) {
+            self.slots.slot_mut(index).state = State::Kernel;
+            return;
+        }
+        self.slots.slot_mut(index).state = State::Unqueued;
+        self.unqueued.push(&mut self.slots, index);
+        self.stats.unqueued_max = self.stats.unqueued_max.max(u64::from(self.unqueued.len()));
+    }
+
+    fn push_to_backend(&mut self, index: u32) -> bool {
+        let user_data = self.slots.id(index).user_data();
+        let slot = self.slots.slot(index);
+        if slot.awaiting_readiness {
+            let (fd, events) = slot.operation.readiness().expect("set only for such operations");
+            self.backend.push_poll(user_data, fd, events)
+        } else {
+            self.backend.push(user_data, &slot.operation)
+        }
+    }
+
+    /// Moves `unqueued` operations into the submission queue while it has room.
+    fn flush_unqueued(&mut self) {
+        while let Some(index) = self.unqueued.peek() {
+            if !self.push_to_backend(index) {
+                break;
+            }
+            let popped = self.unqueued.pop(&mut self.slots);
+            assert_eq!(popped, Some(index));
+            self.slots.slot_mut(index).state = State::Kernel;
+        }
+    }
+
+    /// Records a result and queues the slot's callback.
+    fn complete(&mut self, index: u32, result: i32) {
+        let slot = self.slots.slot_mut(index);
+        assert_ne!(slot.state, State::Completed);
+        assert_ne!(slot.state, State::Free);
+        slot.state = State::Completed;
+        slot.result = result;
+        self.completed.push(&mut self.slots, index);
+    }
+
+    /// Runs the callbacks of a snapshot of `completed`. Whatever those
+    /// callbacks complete or submit waits for the next pass, which bounds
+    /// both the work per pass and the stack depth.
+    fn run_completed(&mut self, ctx: &mut C) {
+        let mut snapshot = self.completed.take();
+        while let Some(index) = snapshot.pop(&mut self.slots) {
+            let slot = self.slots.slot_mut(index);
+            assert_eq!(slot.state, State::Completed);
+            let result = slot.result;
+            let callback = mem::replace(&mut slot.callback, Callback::empty());
+            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result, "complete");
+            self.slots.free(index);
+            self.stats.completed += 1;
+            callback.call(self, ctx, result);
+        }
+    }
+
+    /// Takes a slot for `operation` and starts it.
+    pub(crate) fn submit(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
+        let id = self.slots.alloc(operation, callback);
+        self.stats.submitted += 1;
+        tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, "submit");
+        match operation {
+            Operation::Timeout { deadline_ns } => {
+                self.slots.slot_mut(id.slot).state = State::Timer;
+                self.timers.insert(deadline_ns, id);
+            }
+            _ => self.enqueue(id.slot),
+        }
+        id
+    }
+
+    /// Takes a slot for an operation whose result is already known (bad
+    /// input, or a cancel settled in user space). Its callback still runs
+    /// from the loop, never from inside the submitting call.
+    pub(crate) fn submit_completed(
+        &mut self,
+        operation: Operation,
+        callback: Callback<C>,
+        result: i32,
+    ) -> CompletionId {
+        let id = self.slots.alloc(operation, callback);
+        self.stats.submitted += 1;
+        tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, result, "submit settled");
+        self.slots.slot_mut(id.slot).state = State::Kernel;
+        self.complete(id.slot, result);
+        id
+    }
+
+    /// Cancels `target`: settles it in user space when it has not reached
+    /// the kernel, else asks the kernel.
+    pub(crate) fn submit_cancel(&mut self, target: CompletionId, callback: Callback<C>) -> CompletionId {
+        let operation = Operation::Cancel { target };
+        match self.slots.get(target).map(|slot| slot.state) {
+            Some(State::Unqueued) => {
+                let removed = self.unqueued.remove(&mut self.slots, target.slot);
+                assert!(removed);
+                self.complete(target.slot, -libc::ECANCELED);
+                self.submit_completed(operation, callback, 0)
+            }
+            Some(State::Timer) => {
+                self.complete(target.slot, -libc::ECANCELED);
+                let slots = &self.slots;
+                self.timers.cancelled(|id| timer_is_live(slots, id));
+                self.submit_completed(operation, callback, 0)
+            }
+            Some(State::Kernel) => self.submit(operation, callback),
+            // Finished (its callback may be about to run), stale or never issued.
+            Some(State::Completed) | Some(State::Free) | None => {
+                self.submit_completed(operation, callback, -libc::ENOENT)
+            }
+        }
+    }
+}
+
+fn timer_is_live<C>(slots: &Slots<C>, id: CompletionId) -> bool {
+    slots.get(id).is_some_and(|slot| slot.state == State::Timer)
+}
+
+impl<C> Drop for IO<C> {
+    /// Cancels every operation the kernel holds and waits (up to the
+    /// configured `drop_drain_ns`) for the kernel to give each back. Callbacks
+    /// do not run; the buffers of operations given back are freed. Any
+    /// operation still in the kernel after that is leaked, buffer and all,
+    /// so the kernel can never write into freed memory.
+    fn drop(&mut self) {
+        let mut in_kernel = self.cancel_all_in_kernel();
+        let deadline_ns = self.now_ns().saturating_add(self.drop_drain_ns);
+        let mut batch = [RawCompletion::default(); REAP_BATCH_MAX];
+        while in_kernel > 0 && self.now_ns() < deadline_ns {
+            let remaining_ns = deadline_ns.saturating_sub(self.now_ns());
+            if self.backend.submit_and_wait(Wait::Timeout(remaining_ns.min(10_000_000))).is_err() {
+                break;
+            }
+            let count = self.backend.reap(&mut batch);
+            for raw in &batch[..count] {
+                if raw.user_data == USER_DATA_INTERNAL {
+                    continue;
+                }
+                let index = CompletionId::from_user_data(raw.user_data).slot;
+                let slot = self.slots.slot_mut(index);
+                assert_eq!(slot.state, State::Kernel);
+                // The kernel is done with this operation: its handler (and
+                // buffer) can be dropped. The slot is never reused.
+                slot.state = State::Completed;
+                drop(mem::replace(&mut slot.callback, Callback::empty()));
+                in_kernel -= 1;
+            }
+        }
+        if in_kernel > 0 {
+            self.leak_in_kernel(in_kernel);
+        }
+    }
+}
+
+impl<C> IO<C> {
+    /// Queues a kernel cancel for every operation in the kernel, returning
+    /// how many there are.
+    fn cancel_all_in_kernel(&mut self) -> u32 {
+        let mut in_kernel = 0;
+        for index in 0..self.slots.len() {
+            if self.slots.slot(index).state != State::Kernel {
+                continue;
+            }
+            in_kernel += 1;
+            let target = self.slots.id(index).user_data();
+            while !self.backend.push_cancel(USER_DATA_INTERNAL, target) {
+                // The submission queue is full: hand it to the kernel first.
+                if self.backend.submit_and_wait(Wait::NoWait).is_err() {
+                    break;
+                }
+            }
+        }
+        in_kernel
+    }
+
+    fn leak_in_kernel(&mut self, in_kernel: u32) {
+        tracing::warn!(target: "ringio", operations = in_kernel, "IO dropped with operations the kernel did not give back; leaking their buffers");
+        for index in 0..self.slots.len() {
+            let slot = self.slots.slot_mut(index);
+            if slot.state == State::Kernel {
+                mem::replace(&mut slot.callback, Callback::empty()).leak();
+            }
+        }
+    }
+}
+
+impl<C> fmt::Debug for IO<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IO")
+            .field("backend", &self.backend.name())
+            .field("stats", &self.stats())
+            .field("unqueued", &self.unqueued.len())
+            .field("completed", &self.completed.len())
+            .field("timers", &self.timers.len())
+            .finish()
+    }
+}

@@ -1,0 +1,117 @@
+//! ringio: single-threaded, callback-driven, completion-based I/O on
+//! io_uring, modeled on TigerBeetle's `IO`.
+//!
+//! # The layers
+//!
+//! **Operations.** [`IO`] offers typed operations: [`nop`](IO::nop),
+//! [`accept`](IO::accept), [`connect`](IO::connect), [`recv`](IO::recv),
+//! [`send`](IO::send), positional [`read`](IO::read) and [`write`](IO::write),
+//! [`fsync`](IO::fsync)/[`fdatasync`](IO::fdatasync), [`close`](IO::close),
+//! [`timeout`](IO::timeout), [`cancel`](IO::cancel), [`poll`](IO::poll) and
+//! [`wait_for_wake`](IO::wait_for_wake). Each takes its callback last and
+//! returns a [`CompletionId`]; the outcome, errors included, arrives only in the
+//! callback.
+//!
+//! **Completions.** Each operation occupies a slot in a completion table
+//! (index plus generation, so a stale id never names a newer operation). Its
+//! callback, and everything it owns, is stored inline in the slot: no heap
+//! allocation per operation in steady state.
+//!
+//! **The two FIFOs.** An operation that finds the submission queue full waits
+//! on *unqueued* and goes first on the next flush. A completed operation waits
+//! on *completed* until the loop runs its callback. Both are intrusive FIFOs
+//! from the `fifo` crate, linked through the slots themselves.
+//!
+//! **The loop.** [`tick`](IO::tick) never blocks. [`run_for_ns`](IO::run_for_ns)
+//! waits until an absolute CLOCK_MONOTONIC deadline. [`run`](IO::run) runs until
+//! nothing is in flight. Callbacks run only from these, on a snapshot of
+//! *completed*, so work a callback submits starts on the next pass, never
+//! recursively. Timers live in a user-space heap; only the earliest deadline
+//! reaches the kernel, as the wait timeout.
+//!
+//! **The backend** turns operations into io_uring submission entries and
+//! reaps their results. `EINTR` is resubmitted; a full queue parks work on
+//! *unqueued*; `EBUSY` is handled by reaping, then retrying.
+//!
+//! # Safety contract
+//!
+//! The API is safe. The kernel may write into a buffer until its completion is
+//! reaped, so every buffer is owned by the `IO` while its operation is in
+//! flight and handed back to the callback, on success and on error (see
+//! [`IoBuf`]). Dropping an `IO` cancels what the kernel holds and waits for it;
+//! what the kernel does not give back in time is leaked, never freed. See
+//! docs/safety.md.
+//!
+//! # Quick start
+//!
+//! ```
+//! use ringio::IO;
+//!
+//! #[derive(Default)]
+//! struct App {
+//!     echoed: Vec<u8>,
+//! }
+//!
+//! let mut io: IO<App> = IO::new()?;
+//! let listener = io.listen("127.0.0.1:0".parse().unwrap(), 128)?;
+//! let address = io.local_addr(listener)?;
+//! let client = io.open_socket(address)?;
+//!
+//! // Server: accept one connection, then echo one message back.
+//! io.accept(listener, |io, _app, result| {
+//!     let peer = result.expect("accept");
+//!     io.recv(peer, Vec::with_capacity(64), move |io, _app, result, buf| {
+//!         assert!(result.expect("recv") > 0);
+//!         io.send(peer, buf, |_io, _app, result, _buf| {
+//!             result.expect("send");
+//!         });
+//!     });
+//! });
+//! // Client: connect, send "hello", read the echo.
+//! io.connect(client, address, move |io, _app, result| {
+//!     result.expect("connect");
+//!     io.send(client, &b"hello"[..], move |io, _app, result, _buf| {
+//!         assert_eq!(result.expect("send"), 5);
+//!         io.recv(client, Vec::with_capacity(64), |_io, app, result, buf| {
+//!             assert_eq!(result.expect("recv"), 5);
+//!             app.echoed = buf;
+//!         });
+//!     });
+//! });
+//!
+//! let mut app = App::default();
+//! io.run(&mut app)?;
+//! assert_eq!(app.echoed, b"hello");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod backend;
+mod buf;
+mod callback;
+mod completion;
+mod config;
+mod file;
+mod io;
+mod net;
+mod ops;
+mod sys;
+mod timer;
+mod waker;
+
+pub use buf::{AlignedBuf, IoBuf, IoBufMut};
+pub use callback::INLINE_BYTES;
+pub use completion::CompletionId;
+pub use config::Config;
+pub use file::FileOptions;
+pub use io::{Stats, IO};
+pub use ops::{PollEvents, BUFFER_LIMIT};
+pub use sys::Fd;
+pub use waker::Waker;
+
+/// The size in bytes of one completion slot: the bookkeeping per operation.
+pub const COMPLETION_SLOT_BYTES: usize = std::mem::size_of::<completion::Slot<()>>();
+
+// The slot must stay small: it is the per-operation memory cost.
+const _: () = assert!(COMPLETION_SLOT_BYTES <= 128);

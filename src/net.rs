@@ -1,0 +1,69 @@
+//! Socket set-up that goes through the `IO`, so that a simulator can
+//! virtualize it: application code never calls `libc::socket` itself.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::io::IO;
+use crate::sys::{self, Fd};
+
+fn domain_of(address: &SocketAddr) -> libc::c_int {
+    match address {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    }
+}
+
+impl<C> IO<C> {
+    /// Opens a TCP socket of `address`'s family (IPv4 or IPv6), close-on-exec,
+    /// ready for [`connect`](IO::connect) to that address.
+    ///
+    /// # Errors
+    ///
+    /// What `socket(2)` returns: `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`,
+    /// `EAFNOSUPPORT`.
+    pub fn open_socket(&mut self, address: SocketAddr) -> io::Result<Fd> {
+        sys::socket(domain_of(&address), libc::SOCK_STREAM, false)
+    }
+
+    /// Opens a TCP socket bound to `address` with `SO_REUSEADDR`, listening
+    /// with room for `backlog` pending connections. Port `0` picks a free
+    /// port: read it back with [`local_addr`](IO::local_addr).
+    ///
+    /// # Errors
+    ///
+    /// `EADDRINUSE`, `EACCES` (privileged port), `EADDRNOTAVAIL`, and the
+    /// errors of [`open_socket`](IO::open_socket). The socket is closed on error.
+    pub fn listen(&mut self, address: SocketAddr, backlog: u32) -> io::Result<Fd> {
+        let fd = self.open_socket(address)?;
+        let result = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+            .and_then(|()| sys::bind(fd, &address))
+            .and_then(|()| sys::listen(fd, backlog));
+        match result {
+            Ok(()) => Ok(fd),
+            Err(error) => {
+                let _ = sys::close(fd);
+                Err(error)
+            }
+        }
+    }
+
+    /// The address a socket is bound to (`getsockname(2)`).
+    ///
+    /// # Errors
+    ///
+    /// `EBADF`, `ENOTSOCK`.
+    pub fn local_addr(&self, socket: Fd) -> io::Result<SocketAddr> {
+        sys::local_addr(socket)
+    }
+
+    /// Turns Nagle's algorithm off (`TCP_NODELAY`) or on, for
+    /// request-response protocols where latency matters more than packet count.
+    ///
+    /// # Errors
+    ///
+    /// `EBADF`, `ENOTSOCK`, `ENOPROTOOPT` (not TCP).
+    pub fn set_nodelay(&mut self, socket: Fd, nodelay: bool) -> io::Result<()> {
+        sys::setsockopt_int(socket, libc::IPPROTO_TCP, libc::TCP_NODELAY, i32::from(nodelay))
+    }
+}

@@ -1,0 +1,209 @@
+//! Thin, synchronous syscall plumbing.
+//!
+//! Every syscall goes through [`cvt`], so every failure becomes an
+//! [`io::Error`] that keeps its errno (`raw_os_error()`), with no allocation.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// A raw file descriptor, as the kernel knows it.
+pub type Fd = std::os::fd::RawFd;
+
+/// Turns a libc return value into an `io::Result`, reading `errno` on `-1`.
+pub(crate) fn cvt(result: libc::c_int) -> io::Result<libc::c_int> {
+    if result == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(result)
+    }
+}
+
+/// An `io::Error` for a positive errno value, allocation-free.
+pub(crate) fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// Turns a kernel-style result (negative errno on failure) into an `io::Result`.
+pub(crate) fn result_from_raw(result: i32) -> io::Result<u32> {
+    if result < 0 {
+        Err(errno(-result))
+    } else {
+        Ok(result as u32)
+    }
+}
+
+/// Reads CLOCK_MONOTONIC in nanoseconds. The same clock io_uring's wait timeout uses.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    // CLOCK_MONOTONIC cannot fail on Linux with a valid pointer (clock_gettime(2)).
+    assert_eq!(result, 0);
+    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// Closes `fd` synchronously. Errors are returned, never ignored silently.
+pub(crate) fn close(fd: Fd) -> io::Result<()> {
+    // SAFETY: closing any integer is memory-safe; a bad fd yields EBADF.
+    cvt(unsafe { libc::close(fd) }).map(drop)
+}
+
+/// A socket address in the kernel's layout, kept behind a stable pointer while
+/// an operation that names it is in flight.
+#[derive(Clone, Copy)]
+pub(crate) struct RawAddr {
+    storage: libc::sockaddr_storage,
+    pub(crate) len: libc::socklen_t,
+}
+
+impl RawAddr {
+    pub(crate) fn zeroed() -> RawAddr {
+        RawAddr {
+            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+            storage: unsafe { mem::zeroed() },
+            len: mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        }
+    }
+
+    pub(crate) fn from_socket_addr(addr: &SocketAddr) -> RawAddr {
+        let mut raw = RawAddr::zeroed();
+        match addr {
+            SocketAddr::V4(v4) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                let target = (&mut raw.storage as *mut libc::sockaddr_storage).cast();
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+                unsafe { std::ptr::write(target, sin) };
+                raw.len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            }
+            SocketAddr::V6(v6) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: v6.port().to_be(),
+                    sin6_flowinfo: v6.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.ip().octets(),
+                    },
+                    sin6_scope_id: v6.scope_id(),
+                };
+                let target = (&mut raw.storage as *mut libc::sockaddr_storage).cast();
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+                unsafe { std::ptr::write(target, sin6) };
+                raw.len = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            }
+        }
+        raw
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
+        (&self.storage as *const libc::sockaddr_storage).cast()
+    }
+
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut libc::sockaddr {
+        (&mut self.storage as *mut libc::sockaddr_storage).cast()
+    }
+
+    pub(crate) fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+        match self.storage.ss_family as libc::c_int {
+            libc::AF_INET => {
+                let source = (&self.storage as *const libc::sockaddr_storage).cast();
+                // SAFETY: the family says the storage holds a sockaddr_in, and
+                // sockaddr_storage is aligned for it.
+                let sin: libc::sockaddr_in = unsafe { std::ptr::read(source) };
+                let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+                Ok(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)).into())
+            }
+            libc::AF_INET6 => {
+                let source = (&self.storage as *const libc::sockaddr_storage).cast();
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read(source) };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                let port = u16::from_be(sin6.sin6_port);
+                Ok(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id).into())
+            }
+            _ => Err(errno(libc::EAFNOSUPPORT)),
+        }
+    }
+}
+
+pub(crate) fn socket(domain: libc::c_int, kind: libc::c_int, nonblocking: bool) -> io::Result<Fd> {
+    let mut flags = kind | libc::SOCK_CLOEXEC;
+    if nonblocking {
+        flags |= libc::SOCK_NONBLOCK;
+    }
+    // SAFETY: socket(2) takes only integers.
+    cvt(unsafe { libc::socket(domain, flags, 0) })
+}
+
+pub(crate) fn setsockopt_int(fd: Fd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let value_ptr = (&value as *const i32).cast();
+    let len = mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `value_ptr` points at a live i32 of `len` bytes for the call.
+    cvt(unsafe { libc::setsockopt(fd, level, name, value_ptr, len) }).map(drop)
+}
+
+pub(crate) fn bind(fd: Fd, addr: &SocketAddr) -> io::Result<()> {
+    let raw = RawAddr::from_socket_addr(addr);
+    // SAFETY: `raw` outlives the call and `raw.len` is its valid length.
+    cvt(unsafe { libc::bind(fd, raw.as_ptr(), raw.len) }).map(drop)
+}
+
+pub(crate) fn listen(fd: Fd, backlog: u32) -> io::Result<()> {
+    let backlog = backlog.min(i32::MAX as u32) as i32;
+    // SAFETY: listen(2) takes only integers.
+    cvt(unsafe { libc::listen(fd, backlog) }).map(drop)
+}
+
+pub(crate) fn local_addr(fd: Fd) -> io::Result<SocketAddr> {
+    let mut raw = RawAddr::zeroed();
+    // SAFETY: `raw` is writable storage of `raw.len` bytes and outlives the call.
+    cvt(unsafe { libc::getsockname(fd, raw.as_mut_ptr(), &mut raw.len) })?;
+    raw.to_socket_addr()
+}
+
+pub(crate) fn open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<Fd> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| errno(libc::EINVAL))?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })
+}
+
+pub(crate) fn eventfd() -> io::Result<Fd> {
+    // SAFETY: eventfd(2) takes only integers.
+    cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
+}
+
+/// Adds `value` to an eventfd counter. Safe to call from any thread.
+pub(crate) fn eventfd_write(fd: Fd, value: u64) -> io::Result<()> {
+    let bytes = value.to_ne_bytes();
+    // SAFETY: `bytes` is 8 readable bytes that outlive the call.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    match written {
+        8 => Ok(()),
+        // The counter is saturated: the loop is already certain to wake.
+        -1 if io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) => Ok(()),
+        -1 => Err(io::Error::last_os_error()),
+        _ => Err(errno(libc::EIO)),
+    }
+}
+
+/// Resets an eventfd counter to zero; "nothing to read" is not an error.
+pub(crate) fn eventfd_drain(fd: Fd) {
+    let mut bytes = [0u8; 8];
+    // SAFETY: `bytes` is 8 writable bytes that outlive the call. The eventfd is
+    // non-blocking, so a zero counter returns EAGAIN, which is exactly "drained".
+    let _ = unsafe { libc::read(fd, bytes.as_mut_ptr().cast(), bytes.len()) };
+}
