@@ -1,0 +1,776 @@
+//! The conformance suite: every behavioural test, written once and generic
+//! over the backend, instantiated per backend by `conformance!` (test names
+//! read `io_uring::<test>`). Each test asserts what its name says.
+
+#[macro_use]
+mod util;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use ringio::{AlignedBuf, CompletionId, Config, FileOptions, PollEvents, BUFFER_LIMIT, IO};
+use util::Backend;
+
+conformance!(
+    nop_callback_runs_from_the_loop_not_inline,
+    unqueued_path_completes_each_operation_exactly_once,
+    timeouts_fire_in_deadline_order_never_early,
+    timeouts_with_equal_deadlines_fire_in_submission_order,
+    zero_timeout_completes_on_next_pass,
+    run_for_ns_returns_no_earlier_than_its_deadline,
+    run_for_ns_sleeps_until_an_earlier_timer,
+    tick_never_blocks_with_a_pending_recv,
+    accept_connect_send_recv_transfers_one_mebibyte,
+    connect_to_a_closed_port_is_refused,
+    recv_from_a_closed_peer_returns_zero,
+    peer_reset_gives_econnreset_or_epipe,
+    file_write_fsync_read_round_trip_direct,
+    unaligned_direct_buffer_is_an_error_not_a_crash,
+    fdatasync_and_close_complete,
+    invalid_fd_gives_ebadf_in_the_callback,
+    zero_length_buffers_are_rejected_with_einval,
+    oversized_buffers_are_clamped_to_the_kernel_limit,
+    offsets_beyond_i64_max_are_rejected,
+    max_timeout_never_fires_and_can_be_cancelled,
+    cancel_in_flight_recv_returns_ecanceled_and_the_buffer,
+    cancel_twice_reports_enoent_the_second_time,
+    cancel_stale_id_never_touches_the_new_occupant,
+    cancel_unqueued_operation_settles_in_user_space,
+    cancel_finished_operation_reports_enoent,
+    chain_of_100000_callbacks_keeps_the_stack_bounded,
+    poll_reports_readable_and_writable,
+    poll_with_no_events_is_einval,
+    waker_wakes_a_blocked_loop_from_another_thread,
+    nonblocking_fd_recv_waits_for_readiness,
+    reentering_the_loop_from_a_callback_is_edeadlk,
+    stats_count_submissions_completions_and_syscalls,
+);
+
+// ---------------------------------------------------------------------------
+// The loop
+
+fn nop_callback_runs_from_the_loop_not_inline(backend: Backend) {
+    let mut io: IO<u32> = backend.io();
+    let mut calls = 0u32;
+    io.nop(|_, calls, result| {
+        result.unwrap();
+        *calls += 1;
+    });
+    assert_eq!(calls, 0, "callbacks never run inside the submitting call");
+    io.run(&mut calls).unwrap();
+    assert_eq!(calls, 1);
+    assert_eq!(io.in_flight(), 0);
+}
+
+#[derive(Default)]
+struct Counts {
+    nops: Vec<u32>,
+    timeouts: Vec<u32>,
+}
+
+fn unqueued_path_completes_each_operation_exactly_once(backend: Backend) {
+    let mut io: IO<Counts> = backend.io_with(Config::new().entries(2));
+    let mut counts = Counts {
+        nops: vec![0; 10_000],
+        timeouts: vec![0; 10_000],
+    };
+    for index in 0..10_000usize {
+        io.nop(move |_, counts, result| {
+            result.unwrap();
+            counts.nops[index] += 1;
+        });
+        io.timeout(0, move |_, counts, result| {
+            result.unwrap();
+            counts.timeouts[index] += 1;
+        });
+    }
+    io.run(&mut counts).unwrap();
+    assert!(counts.nops.iter().all(|&count| count == 1));
+    assert!(counts.timeouts.iter().all(|&count| count == 1));
+    assert!(io.stats().unqueued_max > 0, "a 2-entry ring must park work on unqueued");
+    assert_eq!(io.stats().completed, 20_000);
+}
+
+#[derive(Default)]
+struct Fired {
+    order: Vec<(usize, u64)>,
+}
+
+fn timeouts_fire_in_deadline_order_never_early(backend: Backend) {
+    let mut io: IO<Fired> = backend.io();
+    let delays_ns: Vec<u64> = [30, 5, 20, 0, 10, 25, 15]
+        .iter()
+        .map(|ms| ms * 1_000_000)
+        .collect();
+    let start_ns = io.now_ns();
+    let mut deadlines_ns = Vec::new();
+    for (index, &delay_ns) in delays_ns.iter().enumerate() {
+        let deadline_ns = start_ns + delay_ns;
+        deadlines_ns.push(deadline_ns);
+        io.timeout_at(deadline_ns, move |io, fired, result| {
+            result.unwrap();
+            fired.order.push((index, io.now_ns()));
+        });
+    }
+    let mut fired = Fired::default();
+    io.run(&mut fired).unwrap();
+    let order: Vec<usize> = fired.order.iter().map(|&(index, _)| index).collect();
+    assert_eq!(order, vec![3, 1, 4, 6, 2, 5, 0]);
+    for &(index, fired_ns) in &fired.order {
+        assert!(fired_ns >= deadlines_ns[index], "timer {index} fired early");
+    }
+}
+
+fn timeouts_with_equal_deadlines_fire_in_submission_order(backend: Backend) {
+    let mut io: IO<Fired> = backend.io();
+    let deadline_ns = io.now_ns() + 2_000_000;
+    for index in 0..1000 {
+        io.timeout_at(deadline_ns, move |io, fired, result| {
+            result.unwrap();
+            fired.order.push((index, io.now_ns()));
+        });
+    }
+    let mut fired = Fired::default();
+    io.run(&mut fired).unwrap();
+    let order: Vec<usize> = fired.order.iter().map(|&(index, _)| index).collect();
+    assert_eq!(order, (0..1000).collect::<Vec<_>>());
+}
+
+fn zero_timeout_completes_on_next_pass(backend: Backend) {
+    let mut io: IO<u32> = backend.io();
+    let mut calls = 0;
+    io.timeout(0, |_, calls, result| {
+        result.unwrap();
+        *calls += 1;
+    });
+    io.tick(&mut calls).unwrap();
+    assert_eq!(calls, 1);
+}
+
+fn run_for_ns_returns_no_earlier_than_its_deadline(backend: Backend) {
+    let mut io: IO<()> = backend.io();
+    for timeout_ns in [0, 1, 1_000, 1_000_000, 20_000_000] {
+        let start_ns = io.now_ns();
+        io.run_for_ns(&mut (), timeout_ns).unwrap();
+        assert!(io.now_ns() - start_ns >= timeout_ns);
+    }
+    // Completions arriving during the wait do not end it early either.
+    let start_ns = io.now_ns();
+    for _ in 0..100 {
+        io.nop(|_, _, result| result.unwrap());
+    }
+    io.run_for_ns(&mut (), 10_000_000).unwrap();
+    assert!(io.now_ns() - start_ns >= 10_000_000);
+    assert_eq!(io.in_flight(), 0);
+}
+
+fn run_for_ns_sleeps_until_an_earlier_timer(backend: Backend) {
+    let mut io: IO<Option<u64>> = backend.io();
+    let deadline_ns = io.now_ns() + 5_000_000;
+    io.timeout_at(deadline_ns, |io, fired_ns, result| {
+        result.unwrap();
+        *fired_ns = Some(io.now_ns());
+    });
+    let mut fired_ns = None;
+    io.run_for_ns(&mut fired_ns, 50_000_000).unwrap();
+    let fired_ns = fired_ns.expect("the timer fired inside run_for_ns");
+    assert!(fired_ns >= deadline_ns);
+}
+
+fn tick_never_blocks_with_a_pending_recv(backend: Backend) {
+    let mut io: IO<Option<io::Result<usize>>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    io.recv(server, Vec::with_capacity(16), |_, outcome, result, _buf| {
+        *outcome = Some(result);
+    });
+    let mut outcome = None;
+    for _ in 0..100 {
+        io.tick(&mut outcome).unwrap();
+    }
+    assert!(outcome.is_none(), "nothing was sent, so the recv is still pending");
+    util::write_all(client, b"x");
+    while outcome.is_none() {
+        io.run_for_ns(&mut outcome, 1_000_000).unwrap();
+    }
+    assert_eq!(outcome.unwrap().unwrap(), 1);
+    util::close(client);
+    util::close(server);
+}
+
+// ---------------------------------------------------------------------------
+// Sockets
+
+#[derive(Default)]
+struct Transfer {
+    sent: Vec<u8>,
+    received: Vec<u8>,
+    server: Option<RawFd>,
+    client_done: bool,
+    server_eof: bool,
+}
+
+fn send_all(io: &mut IO<Transfer>, fd: RawFd, offset: usize) {
+    let chunk = 64 * 1024;
+    let buf = {
+        // Reads the data to send from the context on the next callback; the
+        // chunk is copied into an owned buffer, as a real sender would.
+        Vec::with_capacity(chunk)
+    };
+    io.nop(move |io, transfer, _| {
+        let mut buf = buf;
+        let end = (offset + chunk).min(transfer.sent.len());
+        buf.extend_from_slice(&transfer.sent[offset..end]);
+        io.send(fd, buf, move |io, transfer, result, _buf| {
+            let sent = result.expect("send");
+            let next = offset + sent;
+            if next < transfer.sent.len() {
+                send_all(io, fd, next);
+            } else {
+                transfer.client_done = true;
+                io.close(fd, |_, _, result| result.unwrap());
+            }
+        });
+    });
+}
+
+fn recv_all(io: &mut IO<Transfer>, fd: RawFd, buf: Vec<u8>) {
+    io.recv(fd, buf, move |io, transfer, result, buf| {
+        let count = result.expect("recv");
+        if count == 0 {
+            transfer.server_eof = true;
+            io.close(fd, |_, _, result| result.unwrap());
+            return;
+        }
+        transfer.received.extend_from_slice(&buf);
+        recv_all(io, fd, buf);
+    });
+}
+
+fn accept_connect_send_recv_transfers_one_mebibyte(backend: Backend) {
+    let mut io: IO<Transfer> = backend.io();
+    let listener = io.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    let address = io.local_addr(listener).unwrap();
+    let client = io.open_socket(address).unwrap();
+    let mut transfer = Transfer {
+        sent: util::pattern(1 << 20, 7),
+        ..Transfer::default()
+    };
+    io.accept(listener, |io, transfer, result| {
+        let server = result.expect("accept");
+        transfer.server = Some(server);
+        recv_all(io, server, Vec::with_capacity(16 * 1024));
+    });
+    io.connect(client, address, move |io, _, result| {
+        result.expect("connect");
+        send_all(io, client, 0);
+    });
+    io.run(&mut transfer).unwrap();
+    assert!(transfer.client_done);
+    assert!(transfer.server_eof);
+    assert_eq!(transfer.received.len(), transfer.sent.len());
+    assert_eq!(util::checksum(&transfer.received), util::checksum(&transfer.sent));
+    util::close(listener);
+}
+
+fn connect_to_a_closed_port_is_refused(backend: Backend) {
+    let mut io: IO<Option<io::Result<()>>> = backend.io();
+    // Bind a port, then close it, so nothing listens there.
+    let listener = io.listen("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+    let address: SocketAddr = io.local_addr(listener).unwrap();
+    util::close(listener);
+    let client = io.open_socket(address).unwrap();
+    io.connect(client, address, |_, outcome, result| *outcome = Some(result));
+    let mut outcome = None;
+    io.run(&mut outcome).unwrap();
+    let error = outcome.unwrap().unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::ECONNREFUSED));
+    util::close(client);
+}
+
+fn recv_from_a_closed_peer_returns_zero(backend: Backend) {
+    let mut io: IO<Option<io::Result<usize>>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    util::close(client);
+    io.recv(server, Vec::with_capacity(64), |_, outcome, result, buf| {
+        assert!(buf.is_empty());
+        *outcome = Some(result);
+    });
+    let mut outcome = None;
+    io.run(&mut outcome).unwrap();
+    assert_eq!(outcome.unwrap().unwrap(), 0);
+    util::close(server);
+}
+
+#[derive(Default)]
+struct Reset {
+    errors: Vec<i32>,
+}
+
+fn send_until_error(io: &mut IO<Reset>, fd: RawFd, buf: Vec<u8>) {
+    io.send(fd, buf, move |io, reset, result, buf| match result {
+        Ok(_) => send_until_error(io, fd, buf),
+        Err(error) => reset.errors.push(error.raw_os_error().unwrap()),
+    });
+}
+
+fn peer_reset_gives_econnreset_or_epipe(backend: Backend) {
+    let mut io: IO<Reset> = backend.io();
+    let (client, server) = util::tcp_pair();
+    util::write_all(client, b"unread data makes close send a reset");
+    util::set_linger_zero(client);
+    util::close(client);
+    let mut reset = Reset::default();
+    send_until_error(&mut io, server, vec![1u8; 4096]);
+    io.run(&mut reset).unwrap();
+    assert_eq!(reset.errors.len(), 1);
+    let errno = reset.errors[0];
+    assert!(errno == libc::ECONNRESET || errno == libc::EPIPE, "errno {errno}");
+    util::close(server);
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+#[derive(Default)]
+struct FileTrip {
+    written: usize,
+    synced: bool,
+    read_back: Option<AlignedBuf>,
+    read_count: usize,
+    error: Option<i32>,
+}
+
+fn file_write_fsync_read_round_trip_direct(backend: Backend) {
+    let mut io: IO<FileTrip> = backend.io();
+    let dir = util::scratch_dir("direct");
+    let path = dir.join("data");
+    let options = FileOptions::new().create(true).truncate(true).direct(true);
+    let fd = io.open_file(&path, options).unwrap();
+    let len = 64 * 1024;
+    let data = util::pattern(len, 3);
+    let mut buf = AlignedBuf::new(len, 4096).unwrap();
+    buf.copy_from_slice(&data);
+    io.write(fd, buf, 4096, move |io, trip, result, _buf| {
+        trip.written = result.expect("write");
+        io.fsync(fd, move |io, trip, result| {
+            result.expect("fsync");
+            trip.synced = true;
+            let target = AlignedBuf::new(len, 4096).unwrap();
+            io.read(fd, target, 4096, |_, trip, result, buf| {
+                trip.read_count = result.expect("read");
+                trip.read_back = Some(buf);
+            });
+        });
+    });
+    let mut trip = FileTrip::default();
+    io.run(&mut trip).unwrap();
+    assert_eq!(trip.written, len);
+    assert!(trip.synced);
+    assert_eq!(trip.read_count, len);
+    assert_eq!(util::checksum(&trip.read_back.unwrap()), util::checksum(&data));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096 + len as u64);
+    util::close(fd);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn unaligned_direct_buffer_is_an_error_not_a_crash(backend: Backend) {
+    let mut io: IO<FileTrip> = backend.io();
+    let dir = util::scratch_dir("unaligned");
+    let options = FileOptions::new().create(true).direct(true);
+    let fd = io.open_file(dir.join("data"), options).unwrap();
+    // A Vec's data is not 4096-aligned and 1000 bytes is not a block multiple.
+    let buf = vec![7u8; 1000];
+    io.write(fd, buf, 0, |_, trip, result, buf| {
+        assert_eq!(buf.len(), 1000, "the buffer comes back on error");
+        trip.error = result.err().and_then(|error| error.raw_os_error());
+    });
+    let mut trip = FileTrip::default();
+    io.run(&mut trip).unwrap();
+    assert_eq!(trip.error, Some(libc::EINVAL));
+    util::close(fd);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn fdatasync_and_close_complete(backend: Backend) {
+    let mut io: IO<Vec<&'static str>> = backend.io();
+    let dir = util::scratch_dir("fdatasync");
+    let options = FileOptions::new().create(true).dsync(true);
+    let fd = io.open_file(dir.join("data"), options).unwrap();
+    io.write(fd, &b"durable"[..], 0, move |io, steps, result, _| {
+        assert_eq!(result.unwrap(), 7);
+        steps.push("write");
+        io.fdatasync(fd, move |io, steps, result| {
+            result.unwrap();
+            steps.push("fdatasync");
+            io.close(fd, |_, steps, result| {
+                result.unwrap();
+                steps.push("close");
+            });
+        });
+    });
+    let mut steps = Vec::new();
+    io.run(&mut steps).unwrap();
+    assert_eq!(steps, ["write", "fdatasync", "close"]);
+    assert_eq!(std::fs::read(dir.join("data")).unwrap(), b"durable");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Bad input
+
+fn errno_of<T>(result: &io::Result<T>) -> Option<i32> {
+    result.as_ref().err().and_then(|error| error.raw_os_error())
+}
+
+fn invalid_fd_gives_ebadf_in_the_callback(backend: Backend) {
+    let mut io: IO<Vec<Option<i32>>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    util::close(client);
+    util::close(server);
+    // A negative fd, and fds that were just closed.
+    for fd in [-1, client, server] {
+        io.recv(fd, Vec::with_capacity(8), |_, errnos, result, _| {
+            errnos.push(errno_of(&result))
+        });
+        io.send(fd, &b"x"[..], |_, errnos, result, _| errnos.push(errno_of(&result)));
+        io.read(fd, Vec::with_capacity(8), 0, |_, errnos, result, _| {
+            errnos.push(errno_of(&result))
+        });
+        io.fsync(fd, |_, errnos, result| errnos.push(errno_of(&result)));
+        io.close(fd, |_, errnos, result| errnos.push(errno_of(&result)));
+    }
+    let mut errnos = Vec::new();
+    io.run(&mut errnos).unwrap();
+    assert_eq!(errnos.len(), 15);
+    assert!(errnos.iter().all(|&errno| errno == Some(libc::EBADF)), "{errnos:?}");
+}
+
+fn zero_length_buffers_are_rejected_with_einval(backend: Backend) {
+    let mut io: IO<Vec<Option<i32>>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    io.recv(server, Vec::new(), |_, errnos, result, _| errnos.push(errno_of(&result)));
+    io.send(client, Vec::new(), |_, errnos, result, _| errnos.push(errno_of(&result)));
+    io.read(server, Vec::new(), 0, |_, errnos, result, _| errnos.push(errno_of(&result)));
+    io.write(client, Vec::new(), 0, |_, errnos, result, _| errnos.push(errno_of(&result)));
+    let mut errnos = Vec::new();
+    assert!(errnos.is_empty());
+    io.run(&mut errnos).unwrap();
+    assert_eq!(errnos, vec![Some(libc::EINVAL); 4]);
+    util::close(client);
+    util::close(server);
+}
+
+fn oversized_buffers_are_clamped_to_the_kernel_limit(backend: Backend) {
+    let mut io: IO<Option<io::Result<usize>>> = backend.io();
+    let dev_null = io.open_file("/dev/null", FileOptions::new().read(false)).unwrap();
+    // 4 GiB + 1 byte: without clamping, the kernel's 32-bit length would wrap
+    // to 1. calloc maps the zero pages lazily, so this costs no real memory.
+    let huge = vec![0u8; (4 << 30) + 1];
+    io.write(dev_null, huge, 0, |_, outcome, result, buf| {
+        assert_eq!(buf.len(), (4 << 30) + 1);
+        *outcome = Some(result);
+    });
+    let mut outcome = None;
+    io.run(&mut outcome).unwrap();
+    assert_eq!(outcome.unwrap().unwrap(), BUFFER_LIMIT);
+    util::close(dev_null);
+}
+
+fn offsets_beyond_i64_max_are_rejected(backend: Backend) {
+    let mut io: IO<Vec<Option<i32>>> = backend.io();
+    let dev_null = io.open_file("/dev/null", FileOptions::new()).unwrap();
+    io.write(dev_null, &b"x"[..], u64::MAX, |_, errnos, result, _| {
+        errnos.push(errno_of(&result))
+    });
+    io.read(dev_null, Vec::with_capacity(1), 1 << 63, |_, errnos, result, _| {
+        errnos.push(errno_of(&result))
+    });
+    let mut errnos = Vec::new();
+    io.run(&mut errnos).unwrap();
+    assert_eq!(errnos, vec![Some(libc::EINVAL); 2]);
+    util::close(dev_null);
+}
+
+#[derive(Default)]
+struct CancelOutcome {
+    target: Option<io::Result<()>>,
+    cancels: Vec<Option<i32>>,
+}
+
+fn max_timeout_never_fires_and_can_be_cancelled(backend: Backend) {
+    let mut io: IO<CancelOutcome> = backend.io();
+    let id = io.timeout(u64::MAX, |_, outcome, result| outcome.target = Some(result));
+    let mut outcome = CancelOutcome::default();
+    io.run_for_ns(&mut outcome, 5_000_000).unwrap();
+    assert!(outcome.target.is_none());
+    assert_eq!(io.in_flight(), 1);
+    io.cancel(id, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.run(&mut outcome).unwrap();
+    assert_eq!(errno_of(outcome.target.as_ref().unwrap()), Some(libc::ECANCELED));
+    assert_eq!(outcome.cancels, vec![None]);
+}
+
+// ---------------------------------------------------------------------------
+// Cancel
+
+#[derive(Default)]
+struct RecvCancel {
+    recv: Option<(Option<i32>, usize)>,
+    cancels: Vec<Option<i32>>,
+}
+
+fn cancel_in_flight_recv_returns_ecanceled_and_the_buffer(backend: Backend) {
+    let mut io: IO<RecvCancel> = backend.io();
+    let (client, server) = util::tcp_pair();
+    let id = io.recv(server, Vec::with_capacity(4096), |_, outcome, result, buf| {
+        outcome.recv = Some((errno_of(&result), buf.capacity()));
+    });
+    let mut outcome = RecvCancel::default();
+    io.tick(&mut outcome).unwrap();
+    io.cancel(id, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.run(&mut outcome).unwrap();
+    assert_eq!(outcome.recv, Some((Some(libc::ECANCELED), 4096)));
+    assert_eq!(outcome.cancels, vec![None]);
+    util::close(client);
+    util::close(server);
+}
+
+fn cancel_twice_reports_enoent_the_second_time(backend: Backend) {
+    let mut io: IO<RecvCancel> = backend.io();
+    let (client, server) = util::tcp_pair();
+    let id = io.recv(server, Vec::with_capacity(64), |_, outcome, result, buf| {
+        outcome.recv = Some((errno_of(&result), buf.capacity()));
+    });
+    let mut outcome = RecvCancel::default();
+    io.tick(&mut outcome).unwrap();
+    io.cancel(id, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.run(&mut outcome).unwrap();
+    io.cancel(id, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.run(&mut outcome).unwrap();
+    assert_eq!(outcome.recv.unwrap().0, Some(libc::ECANCELED));
+    assert_eq!(outcome.cancels, vec![None, Some(libc::ENOENT)]);
+    util::close(client);
+    util::close(server);
+}
+
+fn cancel_stale_id_never_touches_the_new_occupant(backend: Backend) {
+    let mut io: IO<RecvCancel> = backend.io_with(Config::new().completions_initial(1));
+    let mut outcome = RecvCancel::default();
+    let stale: CompletionId = io.nop(|_, _, result| result.unwrap());
+    io.run(&mut outcome).unwrap();
+    // With one preallocated slot, the recv reuses the nop's slot.
+    let (client, server) = util::tcp_pair();
+    let live = io.recv(server, Vec::with_capacity(64), |_, outcome, result, buf| {
+        outcome.recv = Some((errno_of(&result), buf.len()));
+    });
+    assert_ne!(live, stale);
+    io.cancel(stale, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.run_for_ns(&mut outcome, 2_000_000).unwrap();
+    assert_eq!(outcome.cancels, vec![Some(libc::ENOENT)]);
+    assert!(outcome.recv.is_none(), "the live recv was not cancelled");
+    util::write_all(client, b"still alive");
+    io.run(&mut outcome).unwrap();
+    assert_eq!(outcome.recv, Some((None, 11)));
+    util::close(client);
+    util::close(server);
+}
+
+fn cancel_unqueued_operation_settles_in_user_space(backend: Backend) {
+    let mut io: IO<Vec<(usize, Option<i32>)>> = backend.io_with(Config::new().entries(2));
+    let (client, server) = util::tcp_pair();
+    let mut ids = Vec::new();
+    for index in 0..8 {
+        ids.push(io.recv(server, Vec::with_capacity(8), move |_, seen, result, _| {
+            seen.push((index, errno_of(&result)));
+        }));
+    }
+    // The ring holds 2 entries, so the last recvs wait on `unqueued`.
+    assert!(io.stats().unqueued_max > 0);
+    io.cancel(ids[7], |_, seen, result| seen.push((100, errno_of(&result))));
+    let mut seen = Vec::new();
+    io.tick(&mut seen).unwrap();
+    assert!(seen.contains(&(7, Some(libc::ECANCELED))));
+    assert!(seen.contains(&(100, None)));
+    for &id in &ids[..7] {
+        io.cancel(id, |_, _, _| {});
+    }
+    io.run(&mut seen).unwrap();
+    assert_eq!(seen.iter().filter(|(index, _)| *index < 8).count(), 8);
+    util::close(client);
+    util::close(server);
+}
+
+fn cancel_finished_operation_reports_enoent(backend: Backend) {
+    let mut io: IO<Vec<Option<i32>>> = backend.io();
+    let id = io.nop(|_, errnos, result| errnos.push(errno_of(&result)));
+    // Reaped but its callback has not run: finished all the same.
+    io.cancel(id, |_, errnos, result| errnos.push(errno_of(&result)));
+    let mut errnos = Vec::new();
+    io.run(&mut errnos).unwrap();
+    assert_eq!(errnos.len(), 2);
+    assert!(errnos.contains(&None), "the nop completed naturally");
+    assert!(
+        errnos.contains(&Some(libc::ENOENT)) || errnos.contains(&Some(libc::EALREADY)),
+        "{errnos:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Stack, poll, waker, non-blocking fds, re-entry, stats
+
+#[derive(Default)]
+struct Chain {
+    remaining: u32,
+    stack_min: usize,
+    stack_max: usize,
+}
+
+fn chain_next(io: &mut IO<Chain>) {
+    io.nop(|io, chain, result| {
+        result.unwrap();
+        let marker = 0u8;
+        let address = std::hint::black_box(&marker) as *const u8 as usize;
+        chain.stack_min = chain.stack_min.min(address);
+        chain.stack_max = chain.stack_max.max(address);
+        chain.remaining -= 1;
+        if chain.remaining > 0 {
+            chain_next(io);
+        }
+    });
+}
+
+fn chain_of_100000_callbacks_keeps_the_stack_bounded(backend: Backend) {
+    // A thread with a small stack: recursion 100,000 deep would overflow it.
+    let thread = std::thread::Builder::new().stack_size(256 * 1024);
+    let chain = thread
+        .spawn(move || {
+            let mut io: IO<Chain> = backend.io();
+            let mut chain = Chain {
+                remaining: 100_000,
+                stack_min: usize::MAX,
+                stack_max: 0,
+            };
+            chain_next(&mut io);
+            io.run(&mut chain).unwrap();
+            chain
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(chain.remaining, 0);
+    assert!(chain.stack_max - chain.stack_min < 16 * 1024, "every callback ran at the same depth");
+}
+
+fn poll_reports_readable_and_writable(backend: Backend) {
+    let mut io: IO<Vec<PollEvents>> = backend.io();
+    let (reader, writer) = util::pipe();
+    io.poll(writer, PollEvents::WRITABLE, |_, seen, result| seen.push(result.unwrap()));
+    let mut seen = Vec::new();
+    io.run(&mut seen).unwrap();
+    assert!(seen[0].contains(PollEvents::WRITABLE));
+    io.poll(reader, PollEvents::READABLE, |_, seen, result| seen.push(result.unwrap()));
+    io.run_for_ns(&mut seen, 2_000_000).unwrap();
+    assert_eq!(seen.len(), 1, "nothing to read yet");
+    util::write_all(writer, b"!");
+    io.run(&mut seen).unwrap();
+    assert!(seen[1].contains(PollEvents::READABLE));
+    util::close(reader);
+    util::close(writer);
+}
+
+fn poll_with_no_events_is_einval(backend: Backend) {
+    let mut io: IO<Option<Option<i32>>> = backend.io();
+    let (reader, writer) = util::pipe();
+    io.poll(reader, PollEvents::default(), |_, errno, result| *errno = Some(errno_of(&result)));
+    let mut errno = None;
+    io.run(&mut errno).unwrap();
+    assert_eq!(errno, Some(Some(libc::EINVAL)));
+    util::close(reader);
+    util::close(writer);
+}
+
+fn count_wake(io: &mut IO<u32>, waker: &ringio::Waker) {
+    io.wait_for_wake(waker, |_, wakes, result| {
+        result.unwrap();
+        *wakes += 1;
+    });
+}
+
+fn waker_wakes_a_blocked_loop_from_another_thread(backend: Backend) {
+    let mut io: IO<u32> = backend.io();
+    let waker = io.open_waker().unwrap();
+    count_wake(&mut io, &waker);
+    let remote = waker.clone();
+    let thread = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        remote.wake().unwrap();
+    });
+    // `run` blocks in the kernel with nothing else to do: only the wake ends it.
+    let mut wakes = 0;
+    io.run(&mut wakes).unwrap();
+    thread.join().unwrap();
+    assert_eq!(wakes, 1);
+
+    // Wakes that arrive before the callback runs coalesce into one run.
+    waker.wake().unwrap();
+    waker.wake().unwrap();
+    count_wake(&mut io, &waker);
+    io.run(&mut wakes).unwrap();
+    assert_eq!(wakes, 2);
+    // Re-armed, it does not fire again until woken again.
+    count_wake(&mut io, &waker);
+    io.run_for_ns(&mut wakes, 5_000_000).unwrap();
+    assert_eq!(wakes, 2);
+    waker.wake().unwrap();
+    io.run(&mut wakes).unwrap();
+    assert_eq!(wakes, 3);
+}
+
+fn nonblocking_fd_recv_waits_for_readiness(backend: Backend) {
+    let mut io: IO<Option<(usize, Vec<u8>)>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    // SAFETY: fcntl on an fd the test owns.
+    unsafe { libc::fcntl(server, libc::F_SETFL, libc::O_NONBLOCK) };
+    io.recv(server, Vec::with_capacity(64), |_, outcome, result, buf| {
+        *outcome = Some((result.expect("recv on a non-blocking fd"), buf));
+    });
+    let mut outcome = None;
+    io.run_for_ns(&mut outcome, 5_000_000).unwrap();
+    assert!(outcome.is_none(), "no EAGAIN reaches the callback");
+    util::write_all(client, b"ready");
+    io.run(&mut outcome).unwrap();
+    let (count, buf) = outcome.unwrap();
+    assert_eq!(count, 5);
+    assert_eq!(buf, b"ready");
+    util::close(client);
+    util::close(server);
+}
+
+fn reentering_the_loop_from_a_callback_is_edeadlk(backend: Backend) {
+    let mut io: IO<Vec<Option<i32>>> = backend.io();
+    io.nop(|io, errnos, _| {
+        let tick = io.tick(errnos);
+        errnos.push(errno_of(&tick));
+        let run = io.run_for_ns(errnos, 1);
+        errnos.push(errno_of(&run));
+    });
+    let mut errnos = Vec::new();
+    io.run(&mut errnos).unwrap();
+    assert_eq!(errnos, vec![Some(libc::EDEADLK); 2]);
+}
+
+fn stats_count_submissions_completions_and_syscalls(backend: Backend) {
+    let mut io: IO<()> = backend.io();
+    let before = io.stats();
+    for _ in 0..10 {
+        io.nop(|_, _, _| {});
+    }
+    assert_eq!(io.stats().submitted - before.submitted, 10);
+    assert_eq!(io.stats().in_flight, 10);
+    io.run(&mut ()).unwrap();
+    let after = io.stats();
+    assert_eq!(after.completed - before.completed, 10);
+    assert_eq!(after.in_flight, 0);
+    assert!(after.syscalls > before.syscalls);
+}
