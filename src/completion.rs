@@ -216,7 +216,10 @@ impl<C> Slots<C> {
         if self.free.is_empty() {
             self.grow();
         }
-        let index = self.free.pop(self.slots.as_mut_slice()).expect("grown above");
+        let index = self
+            .free
+            .pop(self.slots.as_mut_slice())
+            .expect("grown above");
         let slot = &mut self.slots[index as usize];
         assert_eq!(slot.state, State::Free);
         assert!(!slot.callback.is_some());
@@ -274,7 +277,6 @@ impl<C> Slots<C> {
     pub(crate) fn len(&self) -> u32 {
         self.slots.len() as u32
     }
-
 }
 
 impl<C> Links for Slots<C> {

@@ -53,8 +53,12 @@ pub struct IO<C> {
     completed: Fifo,
     timers: Timers,
     /// Reused socket-address buffers for `connect`, so that steady state
-    /// does not allocate.
+    /// does not allocate. Boxed because the kernel holds their address while
+    /// this Vec may reallocate.
+    #[allow(clippy::vec_box)]
     pub(crate) addresses: Vec<Box<RawAddr>>,
+    /// Reused between passes, so that reaping neither allocates nor zeroes.
+    reap_batch: Vec<RawCompletion>,
     stats: Stats,
     /// Set while the loop runs, to refuse re-entry from a callback.
     running: bool,
@@ -87,8 +91,9 @@ impl<C> IO<C> {
             slots: Slots::with_capacity(config.completions_initial),
             unqueued: Fifo::new(),
             completed: Fifo::new(),
-            timers: Timers::with_capacity(64),
+            timers: Timers::new(sys::monotonic_ns()),
             addresses: Vec::new(),
+            reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
             stats: Stats::default(),
             running: false,
             drop_drain_ns: config.drop_drain_ns,
@@ -130,7 +135,7 @@ impl<C> IO<C> {
     /// otherwise an unexpected `io_uring_enter` error, such as `ENOMEM`.
     pub fn tick(&mut self, ctx: &mut C) -> io::Result<()> {
         self.guarded(|io| {
-            io.pass(ctx, Wait::NoWait)?;
+            io.pass(ctx, Wait::Never)?;
             io.submit_queued()
         })
     }
@@ -154,7 +159,7 @@ impl<C> IO<C> {
                 let now_ns = io.now_ns();
                 let wait = match deadline_ns.checked_sub(now_ns) {
                     Some(remaining_ns) if remaining_ns > 0 => Wait::Timeout(remaining_ns),
-                    _ => Wait::NoWait,
+                    _ => Wait::Never,
                 };
                 io.pass(ctx, wait)?;
                 if io.now_ns() >= deadline_ns {
@@ -198,7 +203,7 @@ impl<C> IO<C> {
         let wait = if self.completed.is_empty() {
             self.wait_until_next_timer(wait)
         } else {
-            Wait::NoWait
+            Wait::Never
         };
         self.backend.submit_and_wait(wait)?;
         self.reap();
@@ -216,7 +221,7 @@ impl<C> IO<C> {
         };
         let timer_ns = deadline_ns.saturating_sub(self.now_ns());
         match wait {
-            Wait::NoWait => Wait::NoWait,
+            Wait::Never => Wait::Never,
             Wait::Timeout(timeout_ns) => Wait::Timeout(timeout_ns.min(timer_ns)),
             Wait::Forever => Wait::Timeout(timer_ns),
         }
@@ -225,16 +230,22 @@ impl<C> IO<C> {
     /// Submits what callbacks queued, without waiting.
     fn submit_queued(&mut self) -> io::Result<()> {
         if self.backend.has_queued() {
-            self.backend.submit_and_wait(Wait::NoWait)?;
+            self.backend.submit_and_wait(Wait::Never)?;
         }
         Ok(())
     }
 
     fn fire_timers(&mut self) {
+        if self.timers.len() == 0 {
+            return;
+        }
         let now_ns = self.now_ns();
         loop {
             let slots = &self.slots;
-            let Some(id) = self.timers.pop_expired(now_ns, |id| timer_is_live(slots, id)) else {
+            let Some(id) = self
+                .timers
+                .pop_expired(now_ns, |id| timer_is_live(slots, id))
+            else {
                 break;
             };
             self.complete(id.slot, -libc::ETIME);
@@ -242,16 +253,18 @@ impl<C> IO<C> {
     }
 
     fn reap(&mut self) {
-        let mut batch = [RawCompletion::default(); REAP_BATCH_MAX];
+        let mut batch = mem::take(&mut self.reap_batch);
         loop {
-            let count = self.backend.reap(&mut batch);
-            for raw in &batch[..count] {
+            batch.clear();
+            self.backend.reap(&mut batch, REAP_BATCH_MAX);
+            for raw in &batch {
                 self.on_raw_completion(*raw);
             }
-            if count < batch.len() {
+            if batch.len() < REAP_BATCH_MAX {
                 break;
             }
         }
+        self.reap_batch = batch;
     }
 
     fn on_raw_completion(&mut self, raw: RawCompletion) {
@@ -306,7 +319,10 @@ impl<C> IO<C> {
         let user_data = self.slots.id(index).user_data();
         let slot = self.slots.slot(index);
         if slot.awaiting_readiness {
-            let (fd, events) = slot.operation.readiness().expect("set only for such operations");
+            let (fd, events) = slot
+                .operation
+                .readiness()
+                .expect("set only for such operations");
             self.backend.push_poll(user_data, fd, events)
         } else {
             self.backend.push(user_data, &slot.operation)
@@ -386,7 +402,11 @@ impl<C> IO<C> {
 
     /// Cancels `target`: settles it in user space when it has not reached
     /// the kernel, else asks the kernel.
-    pub(crate) fn submit_cancel(&mut self, target: CompletionId, callback: Callback<C>) -> CompletionId {
+    pub(crate) fn submit_cancel(
+        &mut self,
+        target: CompletionId,
+        callback: Callback<C>,
+    ) -> CompletionId {
         let operation = Operation::Cancel { target };
         match self.slots.get(target).map(|slot| slot.state) {
             Some(State::Unqueued) => {
@@ -423,14 +443,19 @@ impl<C> Drop for IO<C> {
     fn drop(&mut self) {
         let mut in_kernel = self.cancel_all_in_kernel();
         let deadline_ns = self.now_ns().saturating_add(self.drop_drain_ns);
-        let mut batch = [RawCompletion::default(); REAP_BATCH_MAX];
+        let mut batch = mem::take(&mut self.reap_batch);
         while in_kernel > 0 && self.now_ns() < deadline_ns {
             let remaining_ns = deadline_ns.saturating_sub(self.now_ns());
-            if self.backend.submit_and_wait(Wait::Timeout(remaining_ns.min(10_000_000))).is_err() {
+            if self
+                .backend
+                .submit_and_wait(Wait::Timeout(remaining_ns.min(10_000_000)))
+                .is_err()
+            {
                 break;
             }
-            let count = self.backend.reap(&mut batch);
-            for raw in &batch[..count] {
+            batch.clear();
+            self.backend.reap(&mut batch, REAP_BATCH_MAX);
+            for raw in &batch {
                 if raw.user_data == USER_DATA_INTERNAL {
                     continue;
                 }
@@ -463,7 +488,7 @@ impl<C> IO<C> {
             let target = self.slots.id(index).user_data();
             while !self.backend.push_cancel(USER_DATA_INTERNAL, target) {
                 // The submission queue is full: hand it to the kernel first.
-                if self.backend.submit_and_wait(Wait::NoWait).is_err() {
+                if self.backend.submit_and_wait(Wait::Never).is_err() {
                     break;
                 }
             }

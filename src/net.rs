@@ -64,6 +64,11 @@ impl<C> IO<C> {
     ///
     /// `EBADF`, `ENOTSOCK`, `ENOPROTOOPT` (not TCP).
     pub fn set_nodelay(&mut self, socket: Fd, nodelay: bool) -> io::Result<()> {
-        sys::setsockopt_int(socket, libc::IPPROTO_TCP, libc::TCP_NODELAY, i32::from(nodelay))
+        sys::setsockopt_int(
+            socket,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            i32::from(nodelay),
+        )
     }
 }

@@ -223,7 +223,10 @@ impl<C> IO<C> {
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        let mut raw = self.addresses.pop().unwrap_or_else(|| Box::new(RawAddr::zeroed()));
+        let mut raw = self
+            .addresses
+            .pop()
+            .unwrap_or_else(|| Box::new(RawAddr::zeroed()));
         *raw = RawAddr::from_socket_addr(&address);
         let operation = Operation::Connect {
             fd: socket,
@@ -357,7 +360,10 @@ impl<C> IO<C> {
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        let operation = Operation::Fsync { fd, datasync: false };
+        let operation = Operation::Fsync {
+            fd,
+            datasync: false,
+        };
         self.submit(operation, Callback::new(Done(callback)))
     }
 
@@ -414,7 +420,10 @@ impl<C> IO<C> {
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        self.submit(Operation::Timeout { deadline_ns }, Callback::new(Expired(callback)))
+        self.submit(
+            Operation::Timeout { deadline_ns },
+            Callback::new(Expired(callback)),
+        )
     }
 
     /// Cancels the operation `target`. Its callback then receives

@@ -117,7 +117,7 @@ impl RawAddr {
         (&mut self.storage as *mut libc::sockaddr_storage).cast()
     }
 
-    pub(crate) fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn socket_addr(&self) -> io::Result<SocketAddr> {
         match self.storage.ss_family as libc::c_int {
             libc::AF_INET => {
                 let source = (&self.storage as *const libc::sockaddr_storage).cast();
@@ -172,7 +172,7 @@ pub(crate) fn local_addr(fd: Fd) -> io::Result<SocketAddr> {
     let mut raw = RawAddr::zeroed();
     // SAFETY: `raw` is writable storage of `raw.len` bytes and outlives the call.
     cvt(unsafe { libc::getsockname(fd, raw.as_mut_ptr(), &mut raw.len) })?;
-    raw.to_socket_addr()
+    raw.socket_addr()
 }
 
 pub(crate) fn open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<Fd> {

@@ -39,7 +39,9 @@ impl Waker {
 
 impl fmt::Debug for Waker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waker").field("fd", &self.fd.as_raw_fd()).finish()
+        f.debug_struct("Waker")
+            .field("fd", &self.fd.as_raw_fd())
+            .finish()
     }
 }
 

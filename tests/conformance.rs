@@ -88,7 +88,10 @@ fn unqueued_path_completes_each_operation_exactly_once(backend: Backend) {
     io.run(&mut counts).unwrap();
     assert!(counts.nops.iter().all(|&count| count == 1));
     assert!(counts.timeouts.iter().all(|&count| count == 1));
-    assert!(io.stats().unqueued_max > 0, "a 2-entry ring must park work on unqueued");
+    assert!(
+        io.stats().unqueued_max > 0,
+        "a 2-entry ring must park work on unqueued"
+    );
     assert_eq!(io.stats().completed, 20_000);
 }
 
@@ -181,14 +184,21 @@ fn run_for_ns_sleeps_until_an_earlier_timer(backend: Backend) {
 fn tick_never_blocks_with_a_pending_recv(backend: Backend) {
     let mut io: IO<Option<io::Result<usize>>> = backend.io();
     let (client, server) = util::tcp_pair();
-    io.recv(server, Vec::with_capacity(16), |_, outcome, result, _buf| {
-        *outcome = Some(result);
-    });
+    io.recv(
+        server,
+        Vec::with_capacity(16),
+        |_, outcome, result, _buf| {
+            *outcome = Some(result);
+        },
+    );
     let mut outcome = None;
     for _ in 0..100 {
         io.tick(&mut outcome).unwrap();
     }
-    assert!(outcome.is_none(), "nothing was sent, so the recv is still pending");
+    assert!(
+        outcome.is_none(),
+        "nothing was sent, so the recv is still pending"
+    );
     util::write_all(client, b"x");
     while outcome.is_none() {
         io.run_for_ns(&mut outcome, 1_000_000).unwrap();
@@ -269,7 +279,10 @@ fn accept_connect_send_recv_transfers_one_mebibyte(backend: Backend) {
     assert!(transfer.client_done);
     assert!(transfer.server_eof);
     assert_eq!(transfer.received.len(), transfer.sent.len());
-    assert_eq!(util::checksum(&transfer.received), util::checksum(&transfer.sent));
+    assert_eq!(
+        util::checksum(&transfer.received),
+        util::checksum(&transfer.sent)
+    );
     util::close(listener);
 }
 
@@ -280,7 +293,9 @@ fn connect_to_a_closed_port_is_refused(backend: Backend) {
     let address: SocketAddr = io.local_addr(listener).unwrap();
     util::close(listener);
     let client = io.open_socket(address).unwrap();
-    io.connect(client, address, |_, outcome, result| *outcome = Some(result));
+    io.connect(client, address, |_, outcome, result| {
+        *outcome = Some(result)
+    });
     let mut outcome = None;
     io.run(&mut outcome).unwrap();
     let error = outcome.unwrap().unwrap_err();
@@ -325,7 +340,10 @@ fn peer_reset_gives_econnreset_or_epipe(backend: Backend) {
     io.run(&mut reset).unwrap();
     assert_eq!(reset.errors.len(), 1);
     let errno = reset.errors[0];
-    assert!(errno == libc::ECONNRESET || errno == libc::EPIPE, "errno {errno}");
+    assert!(
+        errno == libc::ECONNRESET || errno == libc::EPIPE,
+        "errno {errno}"
+    );
     util::close(server);
 }
 
@@ -368,7 +386,10 @@ fn file_write_fsync_read_round_trip_direct(backend: Backend) {
     assert_eq!(trip.written, len);
     assert!(trip.synced);
     assert_eq!(trip.read_count, len);
-    assert_eq!(util::checksum(&trip.read_back.unwrap()), util::checksum(&data));
+    assert_eq!(
+        util::checksum(&trip.read_back.unwrap()),
+        util::checksum(&data)
+    );
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096 + len as u64);
     util::close(fd);
     std::fs::remove_dir_all(dir).unwrap();
@@ -433,7 +454,9 @@ fn invalid_fd_gives_ebadf_in_the_callback(backend: Backend) {
         io.recv(fd, Vec::with_capacity(8), |_, errnos, result, _| {
             errnos.push(errno_of(&result))
         });
-        io.send(fd, &b"x"[..], |_, errnos, result, _| errnos.push(errno_of(&result)));
+        io.send(fd, &b"x"[..], |_, errnos, result, _| {
+            errnos.push(errno_of(&result))
+        });
         io.read(fd, Vec::with_capacity(8), 0, |_, errnos, result, _| {
             errnos.push(errno_of(&result))
         });
@@ -443,16 +466,27 @@ fn invalid_fd_gives_ebadf_in_the_callback(backend: Backend) {
     let mut errnos = Vec::new();
     io.run(&mut errnos).unwrap();
     assert_eq!(errnos.len(), 15);
-    assert!(errnos.iter().all(|&errno| errno == Some(libc::EBADF)), "{errnos:?}");
+    assert!(
+        errnos.iter().all(|&errno| errno == Some(libc::EBADF)),
+        "{errnos:?}"
+    );
 }
 
 fn zero_length_buffers_are_rejected_with_einval(backend: Backend) {
     let mut io: IO<Vec<Option<i32>>> = backend.io();
     let (client, server) = util::tcp_pair();
-    io.recv(server, Vec::new(), |_, errnos, result, _| errnos.push(errno_of(&result)));
-    io.send(client, Vec::new(), |_, errnos, result, _| errnos.push(errno_of(&result)));
-    io.read(server, Vec::new(), 0, |_, errnos, result, _| errnos.push(errno_of(&result)));
-    io.write(client, Vec::new(), 0, |_, errnos, result, _| errnos.push(errno_of(&result)));
+    io.recv(server, Vec::new(), |_, errnos, result, _| {
+        errnos.push(errno_of(&result))
+    });
+    io.send(client, Vec::new(), |_, errnos, result, _| {
+        errnos.push(errno_of(&result))
+    });
+    io.read(server, Vec::new(), 0, |_, errnos, result, _| {
+        errnos.push(errno_of(&result))
+    });
+    io.write(client, Vec::new(), 0, |_, errnos, result, _| {
+        errnos.push(errno_of(&result))
+    });
     let mut errnos = Vec::new();
     assert!(errnos.is_empty());
     io.run(&mut errnos).unwrap();
@@ -463,7 +497,9 @@ fn zero_length_buffers_are_rejected_with_einval(backend: Backend) {
 
 fn oversized_buffers_are_clamped_to_the_kernel_limit(backend: Backend) {
     let mut io: IO<Option<io::Result<usize>>> = backend.io();
-    let dev_null = io.open_file("/dev/null", FileOptions::new().read(false)).unwrap();
+    let dev_null = io
+        .open_file("/dev/null", FileOptions::new().read(false))
+        .unwrap();
     // 4 GiB + 1 byte: without clamping, the kernel's 32-bit length would wrap
     // to 1. calloc maps the zero pages lazily, so this costs no real memory.
     let huge = vec![0u8; (4 << 30) + 1];
@@ -483,9 +519,12 @@ fn offsets_beyond_i64_max_are_rejected(backend: Backend) {
     io.write(dev_null, &b"x"[..], u64::MAX, |_, errnos, result, _| {
         errnos.push(errno_of(&result))
     });
-    io.read(dev_null, Vec::with_capacity(1), 1 << 63, |_, errnos, result, _| {
-        errnos.push(errno_of(&result))
-    });
+    io.read(
+        dev_null,
+        Vec::with_capacity(1),
+        1 << 63,
+        |_, errnos, result, _| errnos.push(errno_of(&result)),
+    );
     let mut errnos = Vec::new();
     io.run(&mut errnos).unwrap();
     assert_eq!(errnos, vec![Some(libc::EINVAL); 2]);
@@ -505,9 +544,14 @@ fn max_timeout_never_fires_and_can_be_cancelled(backend: Backend) {
     io.run_for_ns(&mut outcome, 5_000_000).unwrap();
     assert!(outcome.target.is_none());
     assert_eq!(io.in_flight(), 1);
-    io.cancel(id, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.cancel(id, |_, outcome, result| {
+        outcome.cancels.push(errno_of(&result))
+    });
     io.run(&mut outcome).unwrap();
-    assert_eq!(errno_of(outcome.target.as_ref().unwrap()), Some(libc::ECANCELED));
+    assert_eq!(
+        errno_of(outcome.target.as_ref().unwrap()),
+        Some(libc::ECANCELED)
+    );
     assert_eq!(outcome.cancels, vec![None]);
 }
 
@@ -523,12 +567,18 @@ struct RecvCancel {
 fn cancel_in_flight_recv_returns_ecanceled_and_the_buffer(backend: Backend) {
     let mut io: IO<RecvCancel> = backend.io();
     let (client, server) = util::tcp_pair();
-    let id = io.recv(server, Vec::with_capacity(4096), |_, outcome, result, buf| {
-        outcome.recv = Some((errno_of(&result), buf.capacity()));
-    });
+    let id = io.recv(
+        server,
+        Vec::with_capacity(4096),
+        |_, outcome, result, buf| {
+            outcome.recv = Some((errno_of(&result), buf.capacity()));
+        },
+    );
     let mut outcome = RecvCancel::default();
     io.tick(&mut outcome).unwrap();
-    io.cancel(id, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.cancel(id, |_, outcome, result| {
+        outcome.cancels.push(errno_of(&result))
+    });
     io.run(&mut outcome).unwrap();
     assert_eq!(outcome.recv, Some((Some(libc::ECANCELED), 4096)));
     assert_eq!(outcome.cancels, vec![None]);
@@ -544,9 +594,13 @@ fn cancel_twice_reports_enoent_the_second_time(backend: Backend) {
     });
     let mut outcome = RecvCancel::default();
     io.tick(&mut outcome).unwrap();
-    io.cancel(id, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.cancel(id, |_, outcome, result| {
+        outcome.cancels.push(errno_of(&result))
+    });
     io.run(&mut outcome).unwrap();
-    io.cancel(id, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.cancel(id, |_, outcome, result| {
+        outcome.cancels.push(errno_of(&result))
+    });
     io.run(&mut outcome).unwrap();
     assert_eq!(outcome.recv.unwrap().0, Some(libc::ECANCELED));
     assert_eq!(outcome.cancels, vec![None, Some(libc::ENOENT)]);
@@ -565,7 +619,9 @@ fn cancel_stale_id_never_touches_the_new_occupant(backend: Backend) {
         outcome.recv = Some((errno_of(&result), buf.len()));
     });
     assert_ne!(live, stale);
-    io.cancel(stale, |_, outcome, result| outcome.cancels.push(errno_of(&result)));
+    io.cancel(stale, |_, outcome, result| {
+        outcome.cancels.push(errno_of(&result))
+    });
     io.run_for_ns(&mut outcome, 2_000_000).unwrap();
     assert_eq!(outcome.cancels, vec![Some(libc::ENOENT)]);
     assert!(outcome.recv.is_none(), "the live recv was not cancelled");
@@ -581,13 +637,17 @@ fn cancel_unqueued_operation_settles_in_user_space(backend: Backend) {
     let (client, server) = util::tcp_pair();
     let mut ids = Vec::new();
     for index in 0..8 {
-        ids.push(io.recv(server, Vec::with_capacity(8), move |_, seen, result, _| {
-            seen.push((index, errno_of(&result)));
-        }));
+        ids.push(
+            io.recv(server, Vec::with_capacity(8), move |_, seen, result, _| {
+                seen.push((index, errno_of(&result)));
+            }),
+        );
     }
     // The ring holds 2 entries, so the last recvs wait on `unqueued`.
     assert!(io.stats().unqueued_max > 0);
-    io.cancel(ids[7], |_, seen, result| seen.push((100, errno_of(&result))));
+    io.cancel(ids[7], |_, seen, result| {
+        seen.push((100, errno_of(&result)))
+    });
     let mut seen = Vec::new();
     io.tick(&mut seen).unwrap();
     assert!(seen.contains(&(7, Some(libc::ECANCELED))));
@@ -659,17 +719,24 @@ fn chain_of_100000_callbacks_keeps_the_stack_bounded(backend: Backend) {
         .join()
         .unwrap();
     assert_eq!(chain.remaining, 0);
-    assert!(chain.stack_max - chain.stack_min < 16 * 1024, "every callback ran at the same depth");
+    assert!(
+        chain.stack_max - chain.stack_min < 16 * 1024,
+        "every callback ran at the same depth"
+    );
 }
 
 fn poll_reports_readable_and_writable(backend: Backend) {
     let mut io: IO<Vec<PollEvents>> = backend.io();
     let (reader, writer) = util::pipe();
-    io.poll(writer, PollEvents::WRITABLE, |_, seen, result| seen.push(result.unwrap()));
+    io.poll(writer, PollEvents::WRITABLE, |_, seen, result| {
+        seen.push(result.unwrap())
+    });
     let mut seen = Vec::new();
     io.run(&mut seen).unwrap();
     assert!(seen[0].contains(PollEvents::WRITABLE));
-    io.poll(reader, PollEvents::READABLE, |_, seen, result| seen.push(result.unwrap()));
+    io.poll(reader, PollEvents::READABLE, |_, seen, result| {
+        seen.push(result.unwrap())
+    });
     io.run_for_ns(&mut seen, 2_000_000).unwrap();
     assert_eq!(seen.len(), 1, "nothing to read yet");
     util::write_all(writer, b"!");
@@ -682,7 +749,9 @@ fn poll_reports_readable_and_writable(backend: Backend) {
 fn poll_with_no_events_is_einval(backend: Backend) {
     let mut io: IO<Option<Option<i32>>> = backend.io();
     let (reader, writer) = util::pipe();
-    io.poll(reader, PollEvents::default(), |_, errno, result| *errno = Some(errno_of(&result)));
+    io.poll(reader, PollEvents::default(), |_, errno, result| {
+        *errno = Some(errno_of(&result))
+    });
     let mut errno = None;
     io.run(&mut errno).unwrap();
     assert_eq!(errno, Some(Some(libc::EINVAL)));

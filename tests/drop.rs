@@ -81,7 +81,9 @@ fn drop_with_recv_and_read_in_flight_frees_buffers_after_the_kernel_is_done(back
     util::write_all(client, &[0x55; 4096]);
     util::write_all(writer, &[0x55; 4096]);
     std::thread::sleep(std::time::Duration::from_millis(20));
-    assert!(canaries.iter().all(|canary| canary.iter().all(|&byte| byte == 0xAA)));
+    assert!(canaries
+        .iter()
+        .all(|canary| canary.iter().all(|&byte| byte == 0xAA)));
     for fd in [client, server, reader, writer] {
         util::close(fd);
     }

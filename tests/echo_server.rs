@@ -3,6 +3,8 @@
 //! and a client that never reads.
 #![allow(unsafe_code)]
 
+mod util;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -144,19 +146,6 @@ fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Deterministic bytes that differ per `seed`, so a mixed-up echo shows.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
     let mut echoed = vec![0; len];
     stream.read_exact(&mut echoed).expect("read the echo");
@@ -165,7 +154,7 @@ fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
 
 fn round_trip(addr: SocketAddr, seed: u64) {
     let mut stream = connect(addr);
-    let message = pattern(seed, 4096);
+    let message = util::pattern(4096, seed);
     stream.write_all(&message).expect("send");
     assert!(
         read_exactly(&mut stream, message.len()) == message,
@@ -177,7 +166,7 @@ fn round_trip(addr: SocketAddr, seed: u64) {
 fn message_for(index: usize) -> Vec<u8> {
     let mut message = format!("connection {index}: ").into_bytes();
     let len = 100 + (index * 7919) % 1900;
-    message.extend(pattern(index as u64, len - message.len()));
+    message.extend(util::pattern(len - message.len(), index as u64));
     message
 }
 
@@ -225,7 +214,7 @@ fn echoes_an_eight_mebibyte_message() {
     let server = start_server();
     let mut reader = connect(server.addr);
     let mut writer = reader.try_clone().unwrap();
-    let message = Arc::new(pattern(8, LEN));
+    let message = Arc::new(util::pattern(LEN, 8));
     let to_send = Arc::clone(&message);
     // Write and read at once: the message is far larger than the socket
     // buffers, so writing it all first would deadlock.
@@ -263,7 +252,7 @@ fn survives_clients_that_reset_mid_stream() {
         // Some attempts reset with echoes unread (the server may be sending),
         // others right after a full round trip (the server is receiving).
         stream
-            .write_all(&pattern(attempt, 256 * 1024))
+            .write_all(&util::pattern(256 * 1024, attempt))
             .expect("send");
         if attempt % 2 == 0 {
             let _ = read_exactly(&mut stream, 1024);
@@ -279,7 +268,7 @@ fn survives_clients_that_reset_mid_stream() {
 fn half_close_gets_every_byte_then_eof() {
     let server = start_server();
     let mut stream = connect(server.addr);
-    let message = pattern(4, 100_000);
+    let message = util::pattern(100_000, 4);
     stream.write_all(&message).expect("send");
     stream.shutdown(Shutdown::Write).expect("shutdown(Write)");
     let mut echoed = Vec::new();
@@ -301,7 +290,7 @@ fn a_client_that_never_reads_does_not_stall_others() {
     let sent = Arc::new(AtomicUsize::new(0));
     let sent_by_flooder = Arc::clone(&sent);
     let flood = thread::spawn(move || {
-        let chunk = pattern(5, 64 * 1024);
+        let chunk = util::pattern(64 * 1024, 5);
         while sent_by_flooder.load(Ordering::Relaxed) < FLOOD {
             match flooder.write(&chunk) {
                 Ok(count) => sent_by_flooder.fetch_add(count, Ordering::Relaxed),

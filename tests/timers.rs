@@ -50,6 +50,9 @@ fn a_million_timeouts_fire_once_in_order_never_early(backend: Backend) {
     for pair in fired.order.windows(2) {
         let (earlier, later) = (pair[0] as usize, pair[1] as usize);
         let key = |index: usize| (deadlines_ns[index], index);
-        assert!(key(earlier) < key(later), "timers {earlier} and {later} out of order");
+        assert!(
+            key(earlier) < key(later),
+            "timers {earlier} and {later} out of order"
+        );
     }
 }

@@ -126,7 +126,7 @@ impl Backend for IoUringBackend {
         self.syscalls += 1;
         let submitter = self.ring.submitter();
         let result = match wait {
-            Wait::NoWait => submitter.submit(),
+            Wait::Never => submitter.submit(),
             Wait::Forever => submitter.submit_and_wait(1),
             Wait::Timeout(timeout_ns) => {
                 let timespec = types::Timespec::new()
@@ -157,16 +157,12 @@ impl Backend for IoUringBackend {
         }
     }
 
-    fn reap(&mut self, batch: &mut [RawCompletion]) -> usize {
-        let mut count = 0;
-        for (slot, cqe) in batch.iter_mut().zip(self.ring.completion()) {
-            *slot = RawCompletion {
-                user_data: cqe.user_data(),
-                result: cqe.result(),
-            };
-            count += 1;
-        }
-        count
+    fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {
+        let completions = self.ring.completion().take(max);
+        batch.extend(completions.map(|cqe| RawCompletion {
+            user_data: cqe.user_data(),
+            result: cqe.result(),
+        }));
     }
 
     fn syscalls(&self) -> u64 {

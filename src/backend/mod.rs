@@ -16,7 +16,7 @@ pub(crate) mod io_uring;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Wait {
     /// Submit only; peek for completions without blocking.
-    NoWait,
+    Never,
     /// Block until a completion arrives or this many nanoseconds pass.
     Timeout(u64),
     /// Block until a completion arrives.
@@ -24,7 +24,7 @@ pub(crate) enum Wait {
 }
 
 /// One raw completion: whose it is and the kernel-style result.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct RawCompletion {
     pub(crate) user_data: u64,
     pub(crate) result: i32,
@@ -60,8 +60,8 @@ pub(crate) trait Backend {
     /// `EINTR`, `ETIME` or `EBUSY`: those are handled inside.
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()>;
 
-    /// Moves up to `batch.len()` completions into `batch`, returning how many.
-    fn reap(&mut self, batch: &mut [RawCompletion]) -> usize;
+    /// Appends up to `max` completions to `batch`.
+    fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize);
 
     /// How many `io_uring_enter` (or equivalent) syscalls were made so far.
     fn syscalls(&self) -> u64;

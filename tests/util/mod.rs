@@ -128,7 +128,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 /// Instantiates each named generic test for each backend, in a module named
 /// after the backend, so that a test's full name says which backend it ran on.
-
+#[allow(unused_macros)]
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod io_uring {
