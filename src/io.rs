@@ -229,10 +229,7 @@ impl<C> IO<C> {
 
     /// Submits what callbacks queued, without waiting.
     fn submit_queued(&mut self) -> io::Result<()> {
-        if self.backend.has_queued() {
-            self.backend.submit_and_wait(Wait::Never)?;
-        }
-        Ok(())
+        self.backend.submit_and_wait(Wait::Never)
     }
 
     fn fire_timers(&mut self) {

@@ -45,6 +45,8 @@ conformance!(
     nonblocking_fd_recv_waits_for_readiness,
     reentering_the_loop_from_a_callback_is_edeadlk,
     stats_count_submissions_completions_and_syscalls,
+    cq_overflow_loses_no_completion,
+    a_signal_interrupting_the_wait_is_not_an_error,
 );
 
 // ---------------------------------------------------------------------------
@@ -842,4 +844,66 @@ fn stats_count_submissions_completions_and_syscalls(backend: Backend) {
     assert_eq!(after.completed - before.completed, 10);
     assert_eq!(after.in_flight, 0);
     assert!(after.syscalls > before.syscalls);
+}
+
+fn cq_overflow_loses_no_completion(backend: Backend) {
+    // A 2-entry ring has an 8-entry completion queue. 100 polls parked on one
+    // pipe all complete at the same instant when it becomes readable.
+    let mut io: IO<u32> = backend.io_with(Config::new().entries(2));
+    let (reader, writer) = util::pipe();
+    for _ in 0..100 {
+        io.poll(reader, PollEvents::READABLE, |_, completions, result| {
+            assert!(result.unwrap().contains(PollEvents::READABLE));
+            *completions += 1;
+        });
+    }
+    let mut completions = 0;
+    // Pass after pass moves the parked polls into the kernel, 2 at a time.
+    io.run_for_ns(&mut completions, 20_000_000).unwrap();
+    assert_eq!(completions, 0);
+    util::write_all(writer, b"!");
+    while completions < 100 {
+        io.run_for_ns(&mut completions, 1_000_000).unwrap();
+    }
+    assert_eq!(completions, 100);
+    assert_eq!(io.in_flight(), 0);
+    util::close(reader);
+    util::close(writer);
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+fn a_signal_interrupting_the_wait_is_not_an_error(backend: Backend) {
+    // SAFETY: installs a handler that does nothing, without SA_RESTART, so a
+    // blocked io_uring_enter returns EINTR.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = ignore_signal as usize;
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let mut io: IO<Option<usize>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    io.recv(server, Vec::with_capacity(8), |_, outcome, result, _| {
+        *outcome = Some(result.unwrap());
+    });
+    // SAFETY: pthread_self has no preconditions.
+    let loop_thread = unsafe { libc::pthread_self() } as usize;
+    let signaller = std::thread::spawn(move || {
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            // SAFETY: the loop thread outlives this thread (joined below).
+            unsafe { libc::pthread_kill(loop_thread as libc::pthread_t, libc::SIGUSR1) };
+        }
+        util::write_all(client, b"late");
+    });
+    let mut outcome = None;
+    // Signals arrive while `run` blocks in the kernel; none may surface.
+    io.run(&mut outcome).unwrap();
+    signaller.join().unwrap();
+    assert_eq!(outcome, Some(4));
+    util::close(client);
+    util::close(server);
 }

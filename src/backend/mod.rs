@@ -53,10 +53,8 @@ pub(crate) trait Backend {
     /// completing under `user_data`. Returns `false` when full.
     fn push_cancel(&mut self, user_data: u64, target: u64) -> bool;
 
-    /// Whether entries are queued that the kernel has not been given yet.
-    fn has_queued(&mut self) -> bool;
-
-    /// Submits everything queued, then waits as `wait` says. Never reports
+    /// Submits everything queued, then waits as `wait` says. With
+    /// `Wait::Never` and nothing to submit, may make no syscall. Never reports
     /// `EINTR`, `ETIME` or `EBUSY`: those are handled inside.
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()>;
 
