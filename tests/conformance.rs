@@ -874,16 +874,13 @@ fn cq_overflow_loses_no_completion(backend: Backend) {
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
 fn a_signal_interrupting_the_wait_is_not_an_error(backend: Backend) {
+    // SAFETY: sigaction is plain old data; all-zero is a valid value.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = ignore_signal as usize;
     // SAFETY: installs a handler that does nothing, without SA_RESTART, so a
     // blocked io_uring_enter returns EINTR.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = ignore_signal as usize;
-        assert_eq!(
-            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
-            0
-        );
-    }
+    let installed = unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) };
+    assert_eq!(installed, 0);
     let mut io: IO<Option<usize>> = backend.io();
     let (client, server) = util::tcp_pair();
     io.recv(server, Vec::with_capacity(8), |_, outcome, result, _| {
