@@ -876,7 +876,7 @@ extern "C" fn ignore_signal(_: libc::c_int) {}
 fn a_signal_interrupting_the_wait_is_not_an_error(backend: Backend) {
     // SAFETY: sigaction is plain old data; all-zero is a valid value.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = ignore_signal as usize;
+    action.sa_sigaction = ignore_signal as *const () as usize;
     // SAFETY: installs a handler that does nothing, without SA_RESTART, so a
     // blocked io_uring_enter returns EINTR.
     let installed = unsafe { libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) };
