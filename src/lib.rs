@@ -26,8 +26,8 @@
 //! waits until an absolute CLOCK_MONOTONIC deadline. [`run`](IO::run) runs until
 //! nothing is in flight. Callbacks run only from these, on a snapshot of
 //! *completed*, so work a callback submits starts on the next pass, never
-//! recursively. Timers live in a user-space heap; only the earliest deadline
-//! reaches the kernel, as the wait timeout.
+//! recursively. Timers live on a user-space timing wheel; only the earliest
+//! deadline reaches the kernel, as the wait timeout.
 //!
 //! **The backend** turns operations into io_uring submission entries and
 //! reaps their results. `EINTR` is resubmitted; a full queue parks work on
