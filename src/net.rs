@@ -57,6 +57,16 @@ impl<C> IO<C> {
         sys::local_addr(socket)
     }
 
+    /// The address of the peer a socket is connected to (`getpeername(2)`),
+    /// for example of a socket from [`accept`](IO::accept).
+    ///
+    /// # Errors
+    ///
+    /// `EBADF`, `ENOTSOCK`, `ENOTCONN`.
+    pub fn peer_addr(&self, socket: Fd) -> io::Result<SocketAddr> {
+        sys::peer_addr(socket)
+    }
+
     /// Turns Nagle's algorithm off (`TCP_NODELAY`) or on, for
     /// request-response protocols where latency matters more than packet count.
     ///

@@ -175,6 +175,13 @@ pub(crate) fn local_addr(fd: Fd) -> io::Result<SocketAddr> {
     raw.socket_addr()
 }
 
+pub(crate) fn peer_addr(fd: Fd) -> io::Result<SocketAddr> {
+    let mut raw = RawAddr::zeroed();
+    // SAFETY: `raw` is writable storage of `raw.len` bytes and outlives the call.
+    cvt(unsafe { libc::getpeername(fd, raw.as_mut_ptr(), &mut raw.len) })?;
+    raw.socket_addr()
+}
+
 pub(crate) fn open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<Fd> {
     let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| errno(libc::EINVAL))?;
     // SAFETY: `path` is a NUL-terminated string that outlives the call.

@@ -268,8 +268,13 @@ fn accept_connect_send_recv_transfers_one_mebibyte(backend: Backend) {
         sent: util::pattern(1 << 20, 7),
         ..Transfer::default()
     };
-    io.accept(listener, |io, transfer, result| {
+    io.accept(listener, move |io, transfer, result| {
         let server = result.expect("accept");
+        assert_eq!(io.local_addr(server).unwrap(), address);
+        assert_eq!(
+            io.peer_addr(server).unwrap(),
+            io.local_addr(client).unwrap()
+        );
         transfer.server = Some(server);
         recv_all(io, server, Vec::with_capacity(16 * 1024));
     });
