@@ -183,16 +183,26 @@ pub(crate) struct Slots<C> {
 }
 
 impl<C> Slots<C> {
-    pub(crate) fn with_capacity(capacity: u32) -> Slots<C> {
+    /// Preallocates `capacity` free slots.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` if the memory cannot be reserved (a configuration error, so
+    /// it is reported rather than aborting the process).
+    pub(crate) fn with_capacity(capacity: u32) -> std::io::Result<Slots<C>> {
         let mut slots = Slots {
-            slots: Vec::with_capacity(capacity as usize),
+            slots: Vec::new(),
             free: Fifo::new(),
             in_use: 0,
         };
+        slots
+            .slots
+            .try_reserve_exact(capacity as usize)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
         for _ in 0..capacity {
             slots.grow();
         }
-        slots
+        Ok(slots)
     }
 
     fn grow(&mut self) {

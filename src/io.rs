@@ -81,14 +81,16 @@ impl<C> IO<C> {
     ///
     /// What `io_uring_setup` returns: `ENOSYS` (no io_uring), `EPERM`
     /// (refused by seccomp or `kernel.io_uring_disabled`), `ENOMEM` (memlock
-    /// limit), `EINVAL` (zero entries); or `EOPNOTSUPP` on a kernel older than
-    /// 5.11, which lacks the wait timeout the loop needs.
+    /// limit), `EINVAL` (zero entries); `EOPNOTSUPP` on a kernel older than
+    /// 5.11, which lacks the wait timeout the loop needs; `ENOMEM` if
+    /// `completions_initial` slots cannot be allocated.
     pub fn with_config(config: Config) -> io::Result<IO<C>> {
+        let slots = Slots::with_capacity(config.completions_initial)?;
         let backend = IoUringBackend::new(config.entries)?;
         tracing::debug!(target: "ringio", backend = backend.name(), entries = config.entries, "backend chosen");
         Ok(IO {
             backend,
-            slots: Slots::with_capacity(config.completions_initial),
+            slots,
             unqueued: Fifo::new(),
             completed: Fifo::new(),
             timers: Timers::new(sys::monotonic_ns()),

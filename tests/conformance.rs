@@ -46,6 +46,7 @@ conformance!(
     reentering_the_loop_from_a_callback_is_edeadlk,
     stats_count_submissions_completions_and_syscalls,
     cq_overflow_loses_no_completion,
+    impossible_configurations_are_errors_not_aborts,
     a_signal_interrupting_the_wait_is_not_an_error,
 );
 
@@ -908,4 +909,15 @@ fn a_signal_interrupting_the_wait_is_not_an_error(backend: Backend) {
     assert_eq!(outcome, Some(4));
     util::close(client);
     util::close(server);
+}
+
+fn impossible_configurations_are_errors_not_aborts(_backend: Backend) {
+    let zero_entries = IO::<()>::with_config(Config::new().entries(0));
+    assert_eq!(errno_of(&zero_entries), Some(libc::EINVAL));
+    // u32::MAX slots of 88 bytes is about 377 GB.
+    let huge_table = IO::<()>::with_config(Config::new().completions_initial(u32::MAX));
+    assert_eq!(errno_of(&huge_table), Some(libc::ENOMEM));
+    // Absurd ring sizes are clamped by the kernel, not refused.
+    let huge_ring = IO::<()>::with_config(Config::new().entries(u32::MAX));
+    assert!(huge_ring.is_ok());
 }
