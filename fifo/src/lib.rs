@@ -219,11 +219,9 @@ impl<T: AsRef<Link> + AsMut<Link>, const N: usize> Links for [T; N] {
 /// always be used with the same storage.
 ///
 /// Moving a `Fifo` value moves the whole list in O(1) (see [`Fifo::take`]).
-/// `Fifo` is deliberately not `Copy`: two copies would share the same links,
-/// and mutating one would corrupt the other. `Clone` has the same caveat: a
-/// clone is only a snapshot of the head, tail and length, and at most one of
-/// the two may be used once either has been mutated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Fifo` is deliberately neither `Copy` nor `Clone`: two copies would share
+/// the same links, and mutating one would corrupt the other.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Fifo {
     head: u32,
     tail: u32,

@@ -15,7 +15,7 @@ const OPS_MAX: usize = 200;
 #[cfg(not(miri))]
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 512,
+        cases: 1024,
         ..ProptestConfig::default()
     }
 }
