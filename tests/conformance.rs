@@ -47,6 +47,7 @@ conformance!(
     stats_count_submissions_completions_and_syscalls,
     cq_overflow_loses_no_completion,
     impossible_configurations_are_errors_not_aborts,
+    a_panicking_callback_poisons_the_loop_and_drop_stays_clean,
     a_signal_interrupting_the_wait_is_not_an_error,
 );
 
@@ -920,4 +921,19 @@ fn impossible_configurations_are_errors_not_aborts(_backend: Backend) {
     // Absurd ring sizes are clamped by the kernel, not refused.
     let huge_ring = IO::<()>::with_config(Config::new().entries(u32::MAX));
     assert!(huge_ring.is_ok());
+}
+
+fn a_panicking_callback_poisons_the_loop_and_drop_stays_clean(backend: Backend) {
+    let mut io: IO<()> = backend.io();
+    let (client, server) = util::tcp_pair();
+    io.recv(server, Vec::with_capacity(64), |_, _, _, _| {});
+    io.nop(|_, _, _| panic!("a callback panics"));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| io.run(&mut ())));
+    assert!(unwound.is_err());
+    assert_eq!(errno_of(&io.tick(&mut ())), Some(libc::EDEADLK));
+    // The recv is still in the kernel; dropping cancels and drains it.
+    assert_eq!(io.in_flight(), 1);
+    drop(io);
+    util::close(client);
+    util::close(server);
 }
