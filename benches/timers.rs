@@ -122,6 +122,32 @@ fn kernel_timeouts(count: usize) {
     );
 }
 
+/// How far past its deadline `run_for_ns` returns, on an idle loop (the
+/// kernel's wake-up latency) and on a loop busy with a stream of completions.
+fn run_for_ns_overshoot() {
+    let mut io: IO<()> = IO::new().expect("io_uring setup");
+    for (label, busy) in [("idle", false), ("busy: 64 nops re-armed per pass", true)] {
+        let mut overshoot_ns = Vec::with_capacity(1000);
+        for _ in 0..1000 {
+            if busy {
+                for _ in 0..64 {
+                    io.nop(|_, _, result| result.expect("nop"));
+                }
+            }
+            let deadline_ns = io.now_ns() + 1_000_000;
+            io.run_for_ns(&mut (), 1_000_000).expect("run_for_ns");
+            overshoot_ns.push(io.now_ns().saturating_sub(deadline_ns));
+        }
+        overshoot_ns.sort_unstable();
+        println!(
+            "| run_for_ns(1 ms), {label} | {:.3} ms | {:.3} ms | {:.3} ms |",
+            percentile_ms(&overshoot_ns, 0.50),
+            percentile_ms(&overshoot_ns, 0.99),
+            percentile_ms(&overshoot_ns, 1.0),
+        );
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let count = if quick { 100_000 } else { 1_000_000 };
@@ -132,4 +158,8 @@ fn main() {
     if !std::env::args().any(|arg| arg == "--ringio-only") {
         kernel_timeouts(count);
     }
+    println!();
+    println!("| call | overshoot p50 | overshoot p99 | overshoot max |");
+    println!("|---|---:|---:|---:|");
+    run_for_ns_overshoot();
 }
