@@ -398,6 +398,18 @@ impl<C> IO<C> {
     /// earlier. `0` completes on the next pass; `u64::MAX` never completes
     /// unless cancelled. Timers with equal deadlines fire in submission order.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut io: ringio::IO<Vec<&str>> = ringio::IO::new()?;
+    /// io.timeout(2_000_000, |_, log, result| { result.unwrap(); log.push("2 ms") });
+    /// io.timeout(1_000_000, |_, log, result| { result.unwrap(); log.push("1 ms") });
+    /// let mut log = Vec::new();
+    /// io.run(&mut log)?;
+    /// assert_eq!(log, ["1 ms", "2 ms"]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `ECANCELED` when cancelled; expiry is `Ok(())`.
@@ -430,6 +442,20 @@ impl<C> IO<C> {
     /// `ECANCELED`, or its natural result if it finished first; the cancel's
     /// own callback says which happened. A stale id never affects the
     /// operation that now occupies its slot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut io: ringio::IO<Vec<Option<i32>>> = ringio::IO::new()?;
+    /// let errno = |result: std::io::Result<()>| result.err().and_then(|e| e.raw_os_error());
+    /// let id = io.timeout(u64::MAX, move |_, seen, result| seen.push(errno(result)));
+    /// io.cancel(id, move |_, seen, result| seen.push(errno(result)));
+    /// let mut seen = Vec::new();
+    /// io.run(&mut seen)?;
+    /// // The timer got ECANCELED; the cancel itself succeeded.
+    /// assert_eq!(seen, [Some(libc::ECANCELED), None]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -20,6 +20,20 @@ use crate::sys;
 /// before the callback runs coalesce into one run, as with libxev's `Async`.
 /// Clones share one eventfd, which closes when the last clone (and any armed
 /// wait) is gone.
+///
+/// # Examples
+///
+/// ```
+/// let mut io: ringio::IO<u32> = ringio::IO::new()?;
+/// let waker = io.open_waker()?;
+/// io.wait_for_wake(&waker, |_, wakes, result| { result.unwrap(); *wakes += 1 });
+/// let remote = waker.clone();
+/// std::thread::spawn(move || remote.wake().unwrap());
+/// let mut wakes = 0;
+/// io.run(&mut wakes)?; // blocks in the kernel until the other thread wakes it
+/// assert_eq!(wakes, 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Waker {
     fd: Arc<OwnedFd>,
