@@ -13,6 +13,10 @@ use crate::sys::Fd;
 /// The generation changes every time a slot is reused, so an id that outlives
 /// its operation is *stale*: cancelling it reports `ENOENT` and never touches
 /// whichever operation now occupies the slot.
+///
+/// Generations are 32-bit. An id could only match again after its slot had
+/// been reused exactly 2^32 times, and free slots are reused oldest-first, so
+/// that takes 2^32 times the number of free slots in operations.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CompletionId {
     pub(crate) slot: u32,
