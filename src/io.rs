@@ -28,6 +28,8 @@ pub struct Stats {
     pub completed: u64,
     /// Operations submitted whose callback has not run yet.
     pub in_flight: u64,
+    /// Operations waiting on `unqueued` now, for submission-queue space.
+    pub unqueued: u64,
     /// The most operations ever waiting on `unqueued` at once.
     pub unqueued_max: u64,
     /// Syscalls made to submit or wait (`io_uring_enter`).
@@ -118,6 +120,7 @@ impl<C> IO<C> {
     pub fn stats(&self) -> Stats {
         Stats {
             in_flight: u64::from(self.slots.in_use()),
+            unqueued: u64::from(self.unqueued.len()),
             syscalls: self.backend.syscalls(),
             ..self.stats
         }
@@ -440,32 +443,27 @@ impl<C> Drop for IO<C> {
     /// operation still in the kernel after that is leaked, buffer and all,
     /// so the kernel can never write into freed memory.
     fn drop(&mut self) {
-        let mut in_kernel = self.cancel_all_in_kernel();
+        let mut in_kernel = self.count_in_kernel();
+        let mut next_to_cancel = 0;
         let deadline_ns = self.now_ns().saturating_add(self.drop_drain_ns);
         let mut batch = mem::take(&mut self.reap_batch);
+        // One loop pushes cancels as the submission queue has room, submits,
+        // and reaps: reaping is what makes room when the kernel pushes back
+        // (EBUSY), so no step can wait on another forever.
         while in_kernel > 0 && self.now_ns() < deadline_ns {
+            next_to_cancel = self.push_cancels_from(next_to_cancel);
             let remaining_ns = deadline_ns.saturating_sub(self.now_ns());
-            if self
-                .backend
-                .submit_and_wait(Wait::Timeout(remaining_ns.min(10_000_000)))
-                .is_err()
-            {
+            let wait = Wait::Timeout(remaining_ns.min(10_000_000));
+            if self.backend.submit_and_wait(wait).is_err() {
                 break;
             }
             batch.clear();
             self.backend.reap(&mut batch, REAP_BATCH_MAX);
             for raw in &batch {
-                if raw.user_data == USER_DATA_INTERNAL {
-                    continue;
+                if raw.user_data != USER_DATA_INTERNAL {
+                    self.forget_given_back(CompletionId::from_user_data(raw.user_data).slot);
+                    in_kernel -= 1;
                 }
-                let index = CompletionId::from_user_data(raw.user_data).slot;
-                let slot = self.slots.slot_mut(index);
-                assert_eq!(slot.state, State::Kernel);
-                // The kernel is done with this operation: its handler (and
-                // buffer) can be dropped. The slot is never reused.
-                slot.state = State::Completed;
-                drop(mem::replace(&mut slot.callback, Callback::empty()));
-                in_kernel -= 1;
             }
         }
         if in_kernel > 0 {
@@ -475,24 +473,35 @@ impl<C> Drop for IO<C> {
 }
 
 impl<C> IO<C> {
-    /// Queues a kernel cancel for every operation in the kernel, returning
-    /// how many there are.
-    fn cancel_all_in_kernel(&mut self) -> u32 {
-        let mut in_kernel = 0;
-        for index in 0..self.slots.len() {
-            if self.slots.slot(index).state != State::Kernel {
-                continue;
-            }
-            in_kernel += 1;
-            let target = self.slots.id(index).user_data();
-            while !self.backend.push_cancel(USER_DATA_INTERNAL, target) {
-                // The submission queue is full: hand it to the kernel first.
-                if self.backend.submit_and_wait(Wait::Never).is_err() {
-                    break;
+    fn count_in_kernel(&self) -> u32 {
+        let slots = 0..self.slots.len();
+        slots
+            .filter(|&index| self.slots.slot(index).state == State::Kernel)
+            .count() as u32
+    }
+
+    /// Queues a kernel cancel for each slot in the kernel, from slot `index`
+    /// on, while the submission queue has room. Returns where it stopped.
+    fn push_cancels_from(&mut self, mut index: u32) -> u32 {
+        while index < self.slots.len() {
+            if self.slots.slot(index).state == State::Kernel {
+                let target = self.slots.id(index).user_data();
+                if !self.backend.push_cancel(USER_DATA_INTERNAL, target) {
+                    return index;
                 }
             }
+            index += 1;
         }
-        in_kernel
+        index
+    }
+
+    /// The kernel gave this operation back during drop: its handler and
+    /// buffer can be freed. Its callback does not run; the slot is never reused.
+    fn forget_given_back(&mut self, index: u32) {
+        let slot = self.slots.slot_mut(index);
+        assert_eq!(slot.state, State::Kernel);
+        slot.state = State::Completed;
+        drop(mem::replace(&mut slot.callback, Callback::empty()));
     }
 
     fn leak_in_kernel(&mut self, in_kernel: u32) {

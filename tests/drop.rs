@@ -15,6 +15,7 @@ use util::Backend;
 conformance!(
     drop_with_recv_and_read_in_flight_frees_buffers_after_the_kernel_is_done,
     drop_with_unqueued_and_timer_operations_frees_them_without_callbacks,
+    drop_with_more_operations_in_the_kernel_than_ring_entries_drains_them_all,
 );
 
 static BUFFERS_DROPPED: AtomicU32 = AtomicU32::new(0);
@@ -106,4 +107,30 @@ fn drop_with_unqueued_and_timer_operations_frees_them_without_callbacks(backend:
     assert_eq!(BUFFERS_DROPPED.load(Ordering::SeqCst) - dropped_before, 6);
     util::close(client);
     util::close(server);
+}
+
+fn drop_with_more_operations_in_the_kernel_than_ring_entries_drains_them_all(backend: Backend) {
+    let _serial = SERIAL.lock().unwrap_or_else(|poison| poison.into_inner());
+    let pairs: Vec<_> = (0..50).map(|_| util::tcp_pair()).collect();
+    let dropped_before = BUFFERS_DROPPED.load(Ordering::SeqCst);
+    {
+        // The cancels on drop must go through a 2-entry submission queue.
+        let mut io: IO<u32> = backend.io_with(ringio::Config::new().entries(2));
+        for &(_, server) in &pairs {
+            let buf = CountedBuf(Vec::with_capacity(64));
+            io.recv(server, buf, |_, calls, _, _| *calls += 1);
+        }
+        let mut calls = 0;
+        // Each non-blocking pass moves a few more recvs into the kernel.
+        while io.stats().unqueued > 0 {
+            io.tick(&mut calls).unwrap();
+        }
+        assert_eq!(calls, 0);
+        assert_eq!(io.in_flight(), 50);
+    }
+    assert_eq!(BUFFERS_DROPPED.load(Ordering::SeqCst) - dropped_before, 50);
+    for (client, server) in pairs {
+        util::close(client);
+        util::close(server);
+    }
 }
