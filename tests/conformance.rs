@@ -573,22 +573,38 @@ struct RecvCancel {
     cancels: Vec<Option<i32>>,
 }
 
-fn cancel_in_flight_recv_returns_ecanceled_and_the_buffer(backend: Backend) {
-    let mut io: IO<RecvCancel> = backend.io();
+/// Cancels `id`, recording the cancel's own errno in `outcome.cancels`.
+fn record_cancel(io: &mut IO<RecvCancel>, id: CompletionId) {
+    io.cancel(id, |_, outcome, result| {
+        outcome.cancels.push(errno_of(&result))
+    });
+}
+
+/// Starts a recv that nothing will satisfy, hands it to the kernel, cancels
+/// it, and runs until both callbacks ran. Returns the recv's id and the pair.
+fn recv_then_cancel(
+    io: &mut IO<RecvCancel>,
+    outcome: &mut RecvCancel,
+    capacity: usize,
+) -> (CompletionId, RawFd, RawFd) {
     let (client, server) = util::tcp_pair();
     let id = io.recv(
         server,
-        Vec::with_capacity(4096),
+        Vec::with_capacity(capacity),
         |_, outcome, result, buf| {
             outcome.recv = Some((errno_of(&result), buf.capacity()));
         },
     );
+    io.tick(outcome).unwrap();
+    record_cancel(io, id);
+    io.run(outcome).unwrap();
+    (id, client, server)
+}
+
+fn cancel_in_flight_recv_returns_ecanceled_and_the_buffer(backend: Backend) {
+    let mut io: IO<RecvCancel> = backend.io();
     let mut outcome = RecvCancel::default();
-    io.tick(&mut outcome).unwrap();
-    io.cancel(id, |_, outcome, result| {
-        outcome.cancels.push(errno_of(&result))
-    });
-    io.run(&mut outcome).unwrap();
+    let (_, client, server) = recv_then_cancel(&mut io, &mut outcome, 4096);
     assert_eq!(outcome.recv, Some((Some(libc::ECANCELED), 4096)));
     assert_eq!(outcome.cancels, vec![None]);
     util::close(client);
@@ -597,19 +613,9 @@ fn cancel_in_flight_recv_returns_ecanceled_and_the_buffer(backend: Backend) {
 
 fn cancel_twice_reports_enoent_the_second_time(backend: Backend) {
     let mut io: IO<RecvCancel> = backend.io();
-    let (client, server) = util::tcp_pair();
-    let id = io.recv(server, Vec::with_capacity(64), |_, outcome, result, buf| {
-        outcome.recv = Some((errno_of(&result), buf.capacity()));
-    });
     let mut outcome = RecvCancel::default();
-    io.tick(&mut outcome).unwrap();
-    io.cancel(id, |_, outcome, result| {
-        outcome.cancels.push(errno_of(&result))
-    });
-    io.run(&mut outcome).unwrap();
-    io.cancel(id, |_, outcome, result| {
-        outcome.cancels.push(errno_of(&result))
-    });
+    let (id, client, server) = recv_then_cancel(&mut io, &mut outcome, 64);
+    record_cancel(&mut io, id);
     io.run(&mut outcome).unwrap();
     assert_eq!(outcome.recv.unwrap().0, Some(libc::ECANCELED));
     assert_eq!(outcome.cancels, vec![None, Some(libc::ENOENT)]);
@@ -628,9 +634,7 @@ fn cancel_stale_id_never_touches_the_new_occupant(backend: Backend) {
         outcome.recv = Some((errno_of(&result), buf.len()));
     });
     assert_ne!(live, stale);
-    io.cancel(stale, |_, outcome, result| {
-        outcome.cancels.push(errno_of(&result))
-    });
+    record_cancel(&mut io, stale);
     io.run_for_ns(&mut outcome, 2_000_000).unwrap();
     assert_eq!(outcome.cancels, vec![Some(libc::ENOENT)]);
     assert!(outcome.recv.is_none(), "the live recv was not cancelled");
