@@ -325,7 +325,8 @@ impl<C> IO<C> {
                 .operation
                 .readiness()
                 .expect("set only for such operations");
-            self.backend.push_poll(user_data, fd, events)
+            self.backend
+                .push(user_data, &Operation::Poll { fd, events })
         } else {
             self.backend.push(user_data, &slot.operation)
         }
@@ -485,8 +486,10 @@ impl<C> IO<C> {
     fn push_cancels_from(&mut self, mut index: u32) -> u32 {
         while index < self.slots.len() {
             if self.slots.slot(index).state == State::Kernel {
-                let target = self.slots.id(index).user_data();
-                if !self.backend.push_cancel(USER_DATA_INTERNAL, target) {
+                let cancel = Operation::Cancel {
+                    target: self.slots.id(index),
+                };
+                if !self.backend.push(USER_DATA_INTERNAL, &cancel) {
                     return index;
                 }
             }

@@ -65,7 +65,7 @@ impl BitOr for PollEvents {
     }
 }
 
-fn unit_result(result: i32) -> io::Result<()> {
+pub(crate) fn unit_result(result: i32) -> io::Result<()> {
     sys::result_from_raw(result).map(drop)
 }
 

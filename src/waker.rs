@@ -73,7 +73,7 @@ where
         if result >= 0 {
             sys::eventfd_drain(self.waker.fd.as_raw_fd());
         }
-        (self.callback)(io, ctx, sys::result_from_raw(result).map(drop))
+        (self.callback)(io, ctx, crate::ops::unit_result(result))
     }
 }
 

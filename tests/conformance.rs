@@ -104,6 +104,15 @@ struct Fired {
     order: Vec<(usize, u64)>,
 }
 
+/// Schedules timer `index` at `deadline_ns`; its callback records the index
+/// and the loop's clock when it ran.
+fn record_timeout_at(io: &mut IO<Fired>, deadline_ns: u64, index: usize) {
+    io.timeout_at(deadline_ns, move |io, fired, result| {
+        result.unwrap();
+        fired.order.push((index, io.now_ns()));
+    });
+}
+
 fn timeouts_fire_in_deadline_order_never_early(backend: Backend) {
     let mut io: IO<Fired> = backend.io();
     let delays_ns: Vec<u64> = [30, 5, 20, 0, 10, 25, 15]
@@ -115,10 +124,7 @@ fn timeouts_fire_in_deadline_order_never_early(backend: Backend) {
     for (index, &delay_ns) in delays_ns.iter().enumerate() {
         let deadline_ns = start_ns + delay_ns;
         deadlines_ns.push(deadline_ns);
-        io.timeout_at(deadline_ns, move |io, fired, result| {
-            result.unwrap();
-            fired.order.push((index, io.now_ns()));
-        });
+        record_timeout_at(&mut io, deadline_ns, index);
     }
     let mut fired = Fired::default();
     io.run(&mut fired).unwrap();
@@ -133,10 +139,7 @@ fn timeouts_with_equal_deadlines_fire_in_submission_order(backend: Backend) {
     let mut io: IO<Fired> = backend.io();
     let deadline_ns = io.now_ns() + 2_000_000;
     for index in 0..1000 {
-        io.timeout_at(deadline_ns, move |io, fired, result| {
-            result.unwrap();
-            fired.order.push((index, io.now_ns()));
-        });
+        record_timeout_at(&mut io, deadline_ns, index);
     }
     let mut fired = Fired::default();
     io.run(&mut fired).unwrap();

@@ -116,16 +116,6 @@ impl Backend for IoUringBackend {
         self.push_entry(entry_for(operation).user_data(user_data))
     }
 
-    fn push_poll(&mut self, user_data: u64, fd: i32, events: u32) -> bool {
-        let entry = opcode::PollAdd::new(types::Fd(fd), events).build();
-        self.push_entry(entry.user_data(user_data))
-    }
-
-    fn push_cancel(&mut self, user_data: u64, target: u64) -> bool {
-        let entry = opcode::AsyncCancel::new(target).build();
-        self.push_entry(entry.user_data(user_data))
-    }
-
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()> {
         if wait == Wait::Never && !self.needs_enter() {
             // Completions are read from shared memory: with nothing to submit

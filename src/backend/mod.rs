@@ -46,13 +46,6 @@ pub(crate) trait Backend {
     /// completion is reaped.
     fn push(&mut self, user_data: u64, operation: &Operation) -> bool;
 
-    /// Queues a readiness wait for `fd` under `user_data`. Returns `false` when full.
-    fn push_poll(&mut self, user_data: u64, fd: i32, events: u32) -> bool;
-
-    /// Queues a cancel of whatever runs under `target` in the kernel, itself
-    /// completing under `user_data`. Returns `false` when full.
-    fn push_cancel(&mut self, user_data: u64, target: u64) -> bool;
-
     /// Submits everything queued, then waits as `wait` says. With
     /// `Wait::Never` and nothing to submit, may make no syscall. Never reports
     /// `EINTR`, `ETIME` or `EBUSY`: those are handled inside.
