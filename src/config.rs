@@ -1,5 +1,7 @@
 //! Construction options for [`IO`](crate::IO).
 
+use crate::BackendKind;
+
 /// How an [`IO`](crate::IO) is built. Every limit has a default suited to a
 /// server handling thousands of connections.
 ///
@@ -15,17 +17,20 @@ pub struct Config {
     pub(crate) entries: u32,
     pub(crate) completions_initial: u32,
     pub(crate) drop_drain_ns: u64,
+    pub(crate) backend: Option<BackendKind>,
 }
 
 impl Config {
     /// The defaults: 256 submission-queue entries, 1024 preallocated
-    /// completion slots, and up to 1 s for the kernel to give back in-flight
-    /// operations when the `IO` is dropped.
+    /// completion slots, up to 1 s for the kernel to give back in-flight
+    /// operations when the `IO` is dropped, and the backend chosen as
+    /// [`Config::backend`] describes.
     pub const fn new() -> Config {
         Config {
             entries: 256,
             completions_initial: 1024,
             drop_drain_ns: 1_000_000_000,
+            backend: None,
         }
     }
 
@@ -50,6 +55,18 @@ impl Config {
     /// never freed, so the kernel can never write into freed memory.
     pub const fn drop_drain_ns(mut self, drop_drain_ns: u64) -> Config {
         self.drop_drain_ns = drop_drain_ns;
+        self
+    }
+}
+
+impl Config {
+    /// Forces a backend. Without this, the `RINGIO_BACKEND` environment
+    /// variable (`io_uring` or `epoll`) decides; without that, the `IO` runs
+    /// on io_uring, or on epoll if io_uring is refused (`ENOSYS`, `EPERM`,
+    /// `ENOMEM`, or a kernel older than 5.11), logging why. A forced backend
+    /// that cannot start is an error, never a silent fallback.
+    pub const fn backend(mut self, backend: BackendKind) -> Config {
+        self.backend = Some(backend);
         self
     }
 }

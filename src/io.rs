@@ -7,17 +7,15 @@ use std::mem;
 
 use fifo::Fifo;
 
-use crate::backend::io_uring::IoUringBackend;
-use crate::backend::{Backend, RawCompletion, Wait, REAP_BATCH_MAX};
+use crate::backend::{
+    select, AnyBackend, Backend, RawCompletion, Wait, REAP_BATCH_MAX, USER_DATA_INTERNAL,
+};
 use crate::callback::Callback;
 use crate::completion::{CompletionId, Operation, Slots, State};
 use crate::config::Config;
 use crate::sys::{self, RawAddr};
 use crate::timer::Timers;
-
-/// `user_data` of entries the loop submits for itself (cancels on drop),
-/// whose completions name no slot.
-const USER_DATA_INTERNAL: u64 = u64::MAX;
+use crate::BackendKind;
 
 /// Counters, as returned by [`IO::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,7 +45,7 @@ pub struct Stats {
 ///
 /// See the [crate documentation](crate) for the architecture and an example.
 pub struct IO<C> {
-    backend: IoUringBackend,
+    backend: AnyBackend,
     slots: Slots<C>,
     /// Operations waiting for submission-queue space, oldest first.
     unqueued: Fifo,
@@ -77,18 +75,21 @@ impl<C> IO<C> {
         IO::with_config(Config::new())
     }
 
-    /// Creates an `IO` on io_uring.
+    /// Creates an `IO` on the backend [`Config::backend`] describes:
+    /// io_uring unless forced or refused, then epoll.
     ///
     /// # Errors
     ///
-    /// What `io_uring_setup` returns: `ENOSYS` (no io_uring), `EPERM`
-    /// (refused by seccomp or `kernel.io_uring_disabled`), `ENOMEM` (memlock
-    /// limit), `EINVAL` (zero entries); `EOPNOTSUPP` on a kernel older than
-    /// 5.11, which lacks the wait timeout the loop needs; `ENOMEM` if
-    /// `completions_initial` slots cannot be allocated.
+    /// - `EINVAL` for zero `entries`; `ENOMEM` if `completions_initial`
+    ///   slots cannot be allocated;
+    /// - `InvalidInput` if `RINGIO_BACKEND` names no backend;
+    /// - with io_uring forced, what `io_uring_setup` returns: `ENOSYS` (no
+    ///   io_uring), `EPERM` (seccomp or `kernel.io_uring_disabled`), `ENOMEM`
+    ///   (memlock limit), or `EOPNOTSUPP` on a kernel older than 5.11;
+    /// - what `epoll_create1` returns.
     pub fn with_config(config: Config) -> io::Result<IO<C>> {
         let slots = Slots::with_capacity(config.completions_initial)?;
-        let backend = IoUringBackend::new(config.entries)?;
+        let backend = select::open(config.backend, config.entries)?;
         tracing::debug!(target: "ringio", backend = backend.name(), entries = config.entries, "backend chosen");
         Ok(IO {
             backend,
@@ -104,9 +105,12 @@ impl<C> IO<C> {
         })
     }
 
-    /// The name of the backend that is running: `"io_uring"`.
-    pub fn backend(&self) -> &'static str {
-        self.backend.name()
+    /// The backend that is running.
+    pub fn backend(&self) -> BackendKind {
+        match self.backend {
+            AnyBackend::IoUring(_) => BackendKind::IoUring,
+            AnyBackend::Epoll(_) => BackendKind::Epoll,
+        }
     }
 
     /// The loop's clock: CLOCK_MONOTONIC, in nanoseconds. Application code

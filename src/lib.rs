@@ -100,6 +100,7 @@ mod sys;
 mod timer;
 mod waker;
 
+pub use backend::select::{BackendKind, BACKEND_ENV};
 pub use buf::{AlignedBuf, IoBuf, IoBufMut};
 pub use callback::INLINE_BYTES;
 pub use completion::CompletionId;

@@ -28,6 +28,13 @@ pub(crate) fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
+/// The calling thread's `errno` as a positive value (`EIO` if unreadable).
+pub(crate) fn errno_last() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
 /// Turns a kernel-style result (negative errno on failure) into an `io::Result`.
 pub(crate) fn result_from_raw(result: i32) -> io::Result<u32> {
     if result < 0 {

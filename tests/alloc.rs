@@ -1,26 +1,41 @@
 //! No heap allocation per operation in steady state: a counting global
 //! allocator watches 100,000 send/recv round trips on a socket pair, after a
-//! warm-up that lets the completion table and pools reach their size.
+//! warm-up that lets the completion table and pools reach their size. It
+//! counts the calling thread's allocations only, so that tests running in
+//! parallel do not see each other's.
 
 #[macro_use]
 mod util;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringio::IO;
 use util::Backend;
 
 struct CountingAllocator;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Allocations made by this thread. Const-initialized, so reading it
+    /// never allocates.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_allocation() {
+    // `try_with`: a thread being torn down has no counter left to bump.
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the
 // counter has no effect on the memory handed out.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_allocation();
         // SAFETY: forwarded with the caller's layout, as the caller promised.
         unsafe { System.alloc(layout) }
     }
@@ -29,7 +44,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_allocation();
         // SAFETY: forwarded unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -95,9 +110,9 @@ fn send_recv_round_trips_do_not_allocate(backend: Backend) {
     round_trips(&mut io, &mut state, 1_000, vec![7u8; 64]);
 
     let client_buf = vec![7u8; 64];
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     round_trips(&mut io, &mut state, 100_000, client_buf);
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    let after = allocations();
     assert_eq!(after - before, 0, "allocations during 100,000 round trips");
     assert_eq!(io.stats().completed, 4 * 101_000);
     util::close(client);

@@ -10,7 +10,9 @@ use std::io;
 
 use crate::completion::Operation;
 
+pub(crate) mod epoll;
 pub(crate) mod io_uring;
+pub(crate) mod select;
 
 /// How long a backend may block in [`Backend::submit_and_wait`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -29,6 +31,10 @@ pub(crate) struct RawCompletion {
     pub(crate) user_data: u64,
     pub(crate) result: i32,
 }
+
+/// `user_data` of entries the loop or a backend submits for itself (cancels
+/// on drop, the cancel before a close), whose completions name no slot.
+pub(crate) const USER_DATA_INTERNAL: u64 = u64::MAX;
 
 /// The most completions reaped into one batch: a bound on stack use and on
 /// work between checks of the loop's deadline.
@@ -56,4 +62,46 @@ pub(crate) trait Backend {
 
     /// How many `io_uring_enter` (or equivalent) syscalls were made so far.
     fn syscalls(&self) -> u64;
+}
+
+/// The backend an `IO` runs on: an enum rather than a trait object, so that
+/// every call is a predictable branch the compiler can inline through.
+pub(crate) enum AnyBackend {
+    IoUring(io_uring::IoUringBackend),
+    Epoll(epoll::EpollBackend),
+}
+
+/// Forwards one `Backend` method to whichever backend is running.
+macro_rules! dispatch {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match $self {
+            AnyBackend::IoUring($backend) => $call,
+            AnyBackend::Epoll($backend) => $call,
+        }
+    };
+}
+
+impl Backend for AnyBackend {
+    fn name(&self) -> &'static str {
+        dispatch!(self, backend => backend.name())
+    }
+
+    #[inline]
+    fn push(&mut self, user_data: u64, operation: &Operation) -> bool {
+        dispatch!(self, backend => backend.push(user_data, operation))
+    }
+
+    #[inline]
+    fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()> {
+        dispatch!(self, backend => backend.submit_and_wait(wait))
+    }
+
+    #[inline]
+    fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {
+        dispatch!(self, backend => backend.reap(batch, max))
+    }
+
+    fn syscalls(&self) -> u64 {
+        dispatch!(self, backend => backend.syscalls())
+    }
 }

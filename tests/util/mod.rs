@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;
 
-use ringio::{Config, IO};
+use ringio::{BackendKind, Config, IO};
 
 /// The backends the conformance suite runs on. Each test is written once,
 /// generic over this, and instantiated per backend with its name in the test
@@ -15,13 +15,16 @@ use ringio::{Config, IO};
 pub enum Backend {
     /// The io_uring backend.
     IoUring,
+    /// The epoll backend.
+    Epoll,
 }
 
 impl Backend {
-    /// The name `IO::backend()` reports.
-    pub fn name(self) -> &'static str {
+    /// The backend `IO::backend()` reports.
+    pub fn kind(self) -> BackendKind {
         match self {
-            Backend::IoUring => "io_uring",
+            Backend::IoUring => BackendKind::IoUring,
+            Backend::Epoll => BackendKind::Epoll,
         }
     }
 
@@ -32,8 +35,8 @@ impl Backend {
 
     /// An `IO` on this backend with `config`.
     pub fn io_with<C>(self, config: Config) -> IO<C> {
-        let io = IO::with_config(config).expect("IO::with_config");
-        assert_eq!(io.backend(), self.name());
+        let io = IO::with_config(config.backend(self.kind())).expect("IO::with_config");
+        assert_eq!(io.backend(), self.kind());
         io
     }
 }
@@ -136,6 +139,14 @@ macro_rules! conformance {
                 #[test]
                 fn $test() {
                     super::$test(crate::util::Backend::IoUring);
+                }
+            )*
+        }
+        mod epoll {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(crate::util::Backend::Epoll);
                 }
             )*
         }
