@@ -49,6 +49,15 @@ conformance!(
     impossible_configurations_are_errors_not_aborts,
     a_panicking_callback_poisons_the_loop_and_drop_stays_clean,
     a_signal_interrupting_the_wait_is_not_an_error,
+    ready_operations_complete_in_submission_order,
+    a_waiting_recv_does_not_hold_back_later_operations,
+    many_timers_with_equal_deadlines_fire_once_each_in_submission_order,
+    partial_sends_under_backpressure_lose_no_bytes,
+    close_with_pending_operations_completes_them_with_ecanceled,
+    many_accepts_on_one_listener_each_take_one_connection,
+    a_recv_and_a_send_wait_on_one_socket_at_once,
+    read_from_an_empty_pipe_waits_for_data,
+    poll_on_a_regular_file_reports_it_ready,
 );
 
 // ---------------------------------------------------------------------------
@@ -947,4 +956,288 @@ fn a_panicking_callback_poisons_the_loop_and_drop_stays_clean(backend: Backend) 
     drop(io);
     util::close(client);
     util::close(server);
+}
+
+// ---------------------------------------------------------------------------
+// Backend parity: behaviours where a readiness backend most easily drifts
+// from a completion backend.
+
+fn ready_operations_complete_in_submission_order(backend: Backend) {
+    let mut io: IO<Vec<usize>> = backend.io_with(Config::new().entries(16));
+    for index in 0..1000 {
+        io.nop(move |_, order, result| {
+            result.unwrap();
+            order.push(index);
+        });
+    }
+    let mut order = Vec::new();
+    io.run(&mut order).unwrap();
+    assert_eq!(order, (0..1000).collect::<Vec<_>>());
+}
+
+fn a_waiting_recv_does_not_hold_back_later_operations(backend: Backend) {
+    let mut io: IO<Vec<&'static str>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    io.recv(server, Vec::with_capacity(8), |_, order, result, _| {
+        result.unwrap();
+        order.push("recv");
+    });
+    io.nop(|_, order, _| order.push("nop"));
+    io.timeout(1_000_000, |_, order, _| order.push("timeout"));
+    let mut order = Vec::new();
+    io.run_for_ns(&mut order, 5_000_000).unwrap();
+    assert_eq!(order, ["nop", "timeout"]);
+    util::write_all(client, b"late");
+    io.run(&mut order).unwrap();
+    assert_eq!(order, ["nop", "timeout", "recv"]);
+    util::close(client);
+    util::close(server);
+}
+
+fn many_timers_with_equal_deadlines_fire_once_each_in_submission_order(backend: Backend) {
+    let mut io: IO<Fired> = backend.io();
+    let base_ns = io.now_ns() + 2_000_000;
+    // Three deadlines, 1 ms apart, interleaved in submission order.
+    for index in 0..10_000 {
+        record_timeout_at(&mut io, base_ns + (index % 3) as u64 * 1_000_000, index);
+    }
+    let mut fired = Fired::default();
+    io.run(&mut fired).unwrap();
+    let order: Vec<usize> = fired.order.iter().map(|&(index, _)| index).collect();
+    let expected: Vec<usize> = (0..3)
+        .flat_map(|group| (0..10_000).filter(move |index| index % 3 == group))
+        .collect();
+    assert_eq!(order, expected);
+}
+
+#[derive(Default)]
+struct Backpressure {
+    data: Vec<u8>,
+    sent: usize,
+    send_results: Vec<usize>,
+    received: Vec<u8>,
+    eof: bool,
+}
+
+/// Sends everything from `offset` on in one operation, then the rest.
+fn send_rest(io: &mut IO<Backpressure>, fd: RawFd) {
+    io.nop(move |io, state, _| {
+        let rest = state.data[state.sent..].to_vec();
+        io.send(fd, rest, move |io, state, result, _| {
+            let count = result.expect("send");
+            state.send_results.push(count);
+            state.sent += count;
+            if state.sent < state.data.len() {
+                send_rest(io, fd);
+            } else {
+                io.close(fd, |_, _, result| result.unwrap());
+            }
+        });
+    });
+}
+
+fn recv_to_eof(io: &mut IO<Backpressure>, fd: RawFd) {
+    io.recv(
+        fd,
+        Vec::with_capacity(64 * 1024),
+        move |io, state, result, buf| {
+            if result.expect("recv") == 0 {
+                state.eof = true;
+                return;
+            }
+            state.received.extend_from_slice(&buf);
+            recv_to_eof(io, fd);
+        },
+    );
+}
+
+fn partial_sends_under_backpressure_lose_no_bytes(backend: Backend) {
+    let mut io: IO<Backpressure> = backend.io();
+    let (client, server) = util::tcp_pair();
+    for (fd, option) in [(client, libc::SO_SNDBUF), (server, libc::SO_RCVBUF)] {
+        let size: libc::c_int = 16 * 1024;
+        // SAFETY: `size` is a live c_int for the call on an fd the test owns.
+        let result = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(result, 0);
+    }
+    let mut state = Backpressure {
+        data: util::pattern(4 << 20, 11),
+        ..Backpressure::default()
+    };
+    send_rest(&mut io, client);
+    // Nobody reads yet: the first send can only place what the buffers hold.
+    while state.send_results.is_empty() {
+        io.run_for_ns(&mut state, 1_000_000).unwrap();
+    }
+    assert!(
+        state.send_results[0] < state.data.len(),
+        "a 4 MiB send into 16 KiB buffers completes partially"
+    );
+    recv_to_eof(&mut io, server);
+    io.run(&mut state).unwrap();
+    assert!(state.eof);
+    assert_eq!(state.send_results.iter().sum::<usize>(), state.data.len());
+    assert_eq!(state.received.len(), state.data.len());
+    assert_eq!(util::checksum(&state.received), util::checksum(&state.data));
+    util::close(server);
+}
+
+fn close_with_pending_operations_completes_them_with_ecanceled(backend: Backend) {
+    let mut io: IO<Vec<(&'static str, Option<i32>)>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    let listener = io.listen("127.0.0.1:0".parse().unwrap(), 4).unwrap();
+    io.recv(server, Vec::with_capacity(8), |_, seen, result, _| {
+        seen.push(("recv", errno_of(&result)));
+    });
+    io.poll(server, PollEvents::READABLE, |_, seen, result| {
+        seen.push(("poll", errno_of(&result)));
+    });
+    io.accept(listener, |_, seen, result| {
+        seen.push(("accept", errno_of(&result)));
+    });
+    let mut seen = Vec::new();
+    io.tick(&mut seen).unwrap();
+    assert!(seen.is_empty(), "all three wait");
+    io.close(server, |_, seen, result| {
+        seen.push(("close", errno_of(&result)))
+    });
+    io.close(listener, |_, seen, result| {
+        seen.push(("close", errno_of(&result)))
+    });
+    io.run(&mut seen).unwrap();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [
+            ("accept", Some(libc::ECANCELED)),
+            ("close", None),
+            ("close", None),
+            ("poll", Some(libc::ECANCELED)),
+            ("recv", Some(libc::ECANCELED)),
+        ]
+    );
+    util::close(client);
+}
+
+fn many_accepts_on_one_listener_each_take_one_connection(backend: Backend) {
+    let mut io: IO<Vec<RawFd>> = backend.io();
+    let listener = io.listen("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+    let address = io.local_addr(listener).unwrap();
+    for _ in 0..16 {
+        io.accept(listener, |_, accepted, result| {
+            accepted.push(result.expect("accept"))
+        });
+    }
+    let mut accepted = Vec::new();
+    io.tick(&mut accepted).unwrap();
+    let clients: Vec<_> = (0..16)
+        .map(|_| std::net::TcpStream::connect(address).unwrap())
+        .collect();
+    io.run(&mut accepted).unwrap();
+    assert_eq!(accepted.len(), 16);
+    accepted.sort_unstable();
+    accepted.dedup();
+    assert_eq!(accepted.len(), 16, "16 distinct connections");
+    for fd in accepted {
+        util::close(fd);
+    }
+    drop(clients);
+    util::close(listener);
+}
+
+fn a_recv_and_a_send_wait_on_one_socket_at_once(backend: Backend) {
+    let mut io: IO<Vec<(&'static str, usize)>> = backend.io();
+    let (client, server) = util::tcp_pair();
+    // Fill the server's send path so that its next send must wait.
+    // SAFETY: fcntl on an fd the test owns; restored below.
+    unsafe { libc::fcntl(server, libc::F_SETFL, libc::O_NONBLOCK) };
+    let chunk = vec![0u8; 64 * 1024];
+    // SAFETY: `chunk` is valid for reads of its length.
+    while unsafe { libc::send(server, chunk.as_ptr().cast(), chunk.len(), 0) } > 0 {}
+    // SAFETY: as above.
+    unsafe { libc::fcntl(server, libc::F_SETFL, 0) };
+    io.recv(server, Vec::with_capacity(16), |_, seen, result, _| {
+        seen.push(("recv", result.unwrap()))
+    });
+    io.send(server, b"tail".as_slice(), |_, seen, result, _| {
+        seen.push(("send", result.unwrap()))
+    });
+    let mut seen = Vec::new();
+    io.run_for_ns(&mut seen, 5_000_000).unwrap();
+    assert!(
+        seen.is_empty(),
+        "both wait: nothing to read, no room to write"
+    );
+    util::write_all(client, b"hello");
+    while seen.is_empty() {
+        io.run_for_ns(&mut seen, 1_000_000).unwrap();
+    }
+    assert_eq!(seen, [("recv", 5)]);
+    // Drain the client side until the send completes.
+    let mut sink = vec![0u8; 256 * 1024];
+    while seen.len() < 2 {
+        // SAFETY: `sink` is valid for writes of its length.
+        unsafe {
+            libc::recv(
+                client,
+                sink.as_mut_ptr().cast(),
+                sink.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        io.run_for_ns(&mut seen, 1_000_000).unwrap();
+    }
+    assert_eq!(seen[1], ("send", 4));
+    util::close(client);
+    util::close(server);
+}
+
+fn read_from_an_empty_pipe_waits_for_data(backend: Backend) {
+    let mut io: IO<Option<(usize, Vec<u8>)>> = backend.io();
+    let (reader, writer) = util::pipe();
+    io.read(
+        reader,
+        Vec::with_capacity(32),
+        0,
+        |_, outcome, result, buf| {
+            *outcome = Some((result.expect("read from a pipe"), buf));
+        },
+    );
+    let mut outcome = None;
+    io.run_for_ns(&mut outcome, 5_000_000).unwrap();
+    assert!(
+        outcome.is_none(),
+        "the loop kept running while the read waited"
+    );
+    io.write(writer, b"piped".as_slice(), 0, |_, _, result, _| {
+        assert_eq!(result.unwrap(), 5);
+    });
+    io.run(&mut outcome).unwrap();
+    let (count, buf) = outcome.unwrap();
+    assert_eq!((count, buf.as_slice()), (5, b"piped".as_slice()));
+    util::close(reader);
+    util::close(writer);
+}
+
+fn poll_on_a_regular_file_reports_it_ready(backend: Backend) {
+    let mut io: IO<Option<PollEvents>> = backend.io();
+    let dir = util::scratch_dir("poll-file");
+    let options = FileOptions::new().read(true).write(true).create(true);
+    let fd = io.open_file(dir.join("file"), options).unwrap();
+    io.poll(fd, PollEvents::READABLE, |_, outcome, result| {
+        *outcome = Some(result.unwrap())
+    });
+    let mut outcome = None;
+    io.run(&mut outcome).unwrap();
+    assert!(outcome.unwrap().contains(PollEvents::READABLE));
+    util::close(fd);
+    std::fs::remove_dir_all(dir).unwrap();
 }
