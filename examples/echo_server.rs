@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:7878
+//! cargo run --release --example echo_server -- --backend epoll
 //! ```
 //!
 //! Each connection runs one operation at a time: recv into its buffer, send
@@ -16,7 +17,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use ringio::{Fd, IO};
+use ringio::{BackendKind, Config, Fd, IO};
 
 /// Bytes one recv may fill; also the buffer each connection keeps.
 const BUFFER_BYTES: usize = 16 * 1024;
@@ -29,14 +30,17 @@ const ACCEPT_RETRY_NS: u64 = 50_000_000;
 const RUN_SLICE_NS: u64 = 1_000_000_000;
 
 const USAGE: &str = "\
-usage: echo_server [--addr HOST:PORT] [--max-seconds N]
+usage: echo_server [--addr HOST:PORT] [--backend io_uring|epoll] [--max-seconds N]
 
   --addr HOST:PORT   address to listen on (default 127.0.0.1:7878; port 0 picks one)
+  --backend NAME     force a backend (default: RINGIO_BACKEND, else io_uring,
+                     falling back to epoll where io_uring is refused)
   --max-seconds N    exit after about N seconds (default: run forever)
   --help             print this help";
 
 struct Args {
     addr: SocketAddr,
+    backend: Option<BackendKind>,
     max_seconds: Option<u64>,
 }
 
@@ -60,6 +64,11 @@ struct Server {
 }
 
 fn main() -> ExitCode {
+    // Shows ringio's warnings, such as why it fell back to epoll.
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .init();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -84,6 +93,7 @@ fn main() -> ExitCode {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut parsed = Args {
         addr: "127.0.0.1:7878".parse().expect("valid default address"),
+        backend: None,
         max_seconds: None,
     };
     while let Some(flag) = args.next() {
@@ -93,6 +103,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--addr" => {
                 let text = value()?;
                 parsed.addr = text.parse().map_err(|_| format!("bad address {text:?}"))?;
+            }
+            "--backend" => {
+                let text = value()?;
+                parsed.backend = Some(text.parse().map_err(|error| format!("{error}"))?);
             }
             "--max-seconds" => {
                 let text = value()?;
@@ -107,7 +121,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
 
 fn serve(args: &Args) -> io::Result<()> {
     raise_fd_limit();
-    let mut io: IO<Server> = IO::new()?;
+    let mut config = Config::new();
+    if let Some(backend) = args.backend {
+        config = config.backend(backend);
+    }
+    // The IO chooses, and may fall back: the line below names the backend
+    // that is really running, never the one asked for.
+    let mut io: IO<Server> = IO::with_config(config)?;
     let listener = io.listen(args.addr, LISTEN_BACKLOG)?;
     let bound = io.local_addr(listener)?;
     // One write of the whole line, flushed: tests read it through a pipe.

@@ -3,6 +3,7 @@
 //! and a client that never reads.
 #![allow(unsafe_code)]
 
+#[macro_use]
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,12 +16,22 @@ use std::sync::{mpsc, Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use util::Backend;
+
 /// Bounds every blocking read and wait, so a bug fails the test instead of
 /// hanging it.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// The server exits by itself after this long even if a test process is
 /// killed before its guard can.
 const SERVER_MAX_SECONDS: &str = "300";
+
+conformance!(
+    echoes_a_thousand_concurrent_connections,
+    echoes_an_eight_mebibyte_message,
+    survives_clients_that_reset_mid_stream,
+    half_close_gets_every_byte_then_eof,
+    a_client_that_never_reads_does_not_stall_others,
+);
 
 /// The running server; killed when dropped, whatever the test's outcome.
 struct ServerGuard {
@@ -35,10 +46,11 @@ impl Drop for ServerGuard {
     }
 }
 
-fn start_server() -> ServerGuard {
+fn start_server(backend: Backend) -> ServerGuard {
     let binary = example_binary();
     let mut child = Command::new(&binary)
         .args(["--addr", "127.0.0.1:0", "--max-seconds", SERVER_MAX_SECONDS])
+        .args(["--backend", backend.kind().name()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -50,7 +62,7 @@ fn start_server() -> ServerGuard {
         addr: "127.0.0.1:0".parse().unwrap(),
     };
     let line = first_line(stdout);
-    server.addr = parse_listening_line(&line);
+    server.addr = parse_listening_line(&line, backend);
     server
 }
 
@@ -69,12 +81,14 @@ fn first_line(stdout: std::process::ChildStdout) -> String {
         .expect("read the server's first line")
 }
 
-fn parse_listening_line(line: &str) -> SocketAddr {
+/// Checks the first line names the backend asked for, and returns the
+/// address it names.
+fn parse_listening_line(line: &str, backend: Backend) -> SocketAddr {
     let rest = line
         .strip_prefix("listening on 127.0.0.1:")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     let port = rest
-        .strip_suffix(" (backend: io_uring)\n")
+        .strip_suffix(&format!(" (backend: {})\n", backend.kind()))
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     let port: u16 = port
         .parse()
@@ -170,12 +184,11 @@ fn message_for(index: usize) -> Vec<u8> {
     message
 }
 
-#[test]
-fn echoes_a_thousand_concurrent_connections() {
+fn echoes_a_thousand_concurrent_connections(backend: Backend) {
     const CONNECTIONS: usize = 1000;
     const THREADS: usize = 4;
     raise_fd_limit();
-    let server = start_server();
+    let server = start_server(backend);
     // All connections are open before any message is sent.
     let streams: Vec<TcpStream> = (0..CONNECTIONS).map(|_| connect(server.addr)).collect();
 
@@ -208,10 +221,9 @@ fn echo_group(mut group: Vec<(usize, TcpStream)>) -> usize {
     group.len()
 }
 
-#[test]
-fn echoes_an_eight_mebibyte_message() {
+fn echoes_an_eight_mebibyte_message(backend: Backend) {
     const LEN: usize = 8 << 20;
-    let server = start_server();
+    let server = start_server(backend);
     let mut reader = connect(server.addr);
     let mut writer = reader.try_clone().unwrap();
     let message = Arc::new(util::pattern(LEN, 8));
@@ -244,9 +256,8 @@ fn set_linger_zero(stream: &TcpStream) {
     assert_eq!(result, 0, "setsockopt(SO_LINGER)");
 }
 
-#[test]
-fn survives_clients_that_reset_mid_stream() {
-    let server = start_server();
+fn survives_clients_that_reset_mid_stream(backend: Backend) {
+    let server = start_server(backend);
     for attempt in 0..20u64 {
         let mut stream = connect(server.addr);
         // Some attempts reset with echoes unread (the server may be sending),
@@ -264,9 +275,8 @@ fn survives_clients_that_reset_mid_stream() {
     round_trip(server.addr, 2);
 }
 
-#[test]
-fn half_close_gets_every_byte_then_eof() {
-    let server = start_server();
+fn half_close_gets_every_byte_then_eof(backend: Backend) {
+    let server = start_server(backend);
     let mut stream = connect(server.addr);
     let message = util::pattern(100_000, 4);
     stream.write_all(&message).expect("send");
@@ -277,10 +287,9 @@ fn half_close_gets_every_byte_then_eof() {
     assert!(echoed == message, "echo after half-close differs");
 }
 
-#[test]
-fn a_client_that_never_reads_does_not_stall_others() {
+fn a_client_that_never_reads_does_not_stall_others(backend: Backend) {
     const FLOOD: usize = 32 << 20;
-    let server = start_server();
+    let server = start_server(backend);
     let mut flooder = connect(server.addr);
     // Once the buffers on both sides fill, its write blocks; the timeout ends
     // the thread then, with the connection still open.
