@@ -58,6 +58,7 @@ conformance!(
     a_recv_and_a_send_wait_on_one_socket_at_once,
     read_from_an_empty_pipe_waits_for_data,
     poll_on_a_regular_file_reports_it_ready,
+    poll_on_a_huge_bogus_fd_is_ebadf,
 );
 
 // ---------------------------------------------------------------------------
@@ -1240,4 +1241,14 @@ fn poll_on_a_regular_file_reports_it_ready(backend: Backend) {
     assert!(outcome.unwrap().contains(PollEvents::READABLE));
     util::close(fd);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn poll_on_a_huge_bogus_fd_is_ebadf(backend: Backend) {
+    let mut io: IO<Option<Option<i32>>> = backend.io();
+    io.poll(1_000_000_000, PollEvents::READABLE, |_, errno, result| {
+        *errno = Some(errno_of(&result))
+    });
+    let mut errno = None;
+    io.run(&mut errno).unwrap();
+    assert_eq!(errno, Some(Some(libc::EBADF)));
 }

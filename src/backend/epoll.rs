@@ -142,7 +142,10 @@ impl EpollBackend {
         let epoll = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `epoll` was just created and nothing else owns it.
         let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
-        let entries = entries.min(1 << 16) as usize;
+        // Sized as io_uring sizes its submission queue (a power of two, at
+        // most 32768), so that the same config parks the same work on
+        // `unqueued` on either backend.
+        let entries = entries.min(1 << 15).next_power_of_two() as usize;
         Ok(EpollBackend {
             epoll,
             submissions: VecDeque::with_capacity(entries),
@@ -361,6 +364,12 @@ impl EpollBackend {
             self.finish(user_data, -libc::EBADF);
             return;
         };
+        if self.fds.len() <= fd_index && !self.fd_is_open(fd) {
+            // Grow the table only for a real fd: a bogus large number must
+            // be an EBADF, not an allocation sized by it.
+            self.finish(user_data, -libc::EBADF);
+            return;
+        }
         let index = CompletionId::from_user_data(user_data).slot;
         if self.waiters.0.len() <= index as usize {
             self.waiters.0.resize(index as usize + 1, Waiter::IDLE);
@@ -377,6 +386,12 @@ impl EpollBackend {
         self.fds[fd_index].waiters.push(&mut self.waiters, index);
         self.waiting += 1;
         self.arm(fd);
+    }
+
+    fn fd_is_open(&mut self, fd: Fd) -> bool {
+        self.syscalls += 1;
+        // SAFETY: fcntl(F_GETFD) takes only integers and changes nothing.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
     }
 
     /// Makes epoll watch `fd` for what its waiters want, once.
