@@ -421,9 +421,7 @@ impl EpollBackend {
                 state.registered = true;
                 state.armed = wanted;
             }
-            // A regular file or directory: epoll refuses it because it is
-            // always ready, which is what io_uring's poll reports for it.
-            error if error == -libc::EPERM => self.on_ready(fd, READABLE | WRITABLE),
+            error if error == -libc::EPERM => self.on_unpollable(fd),
             error => self.fail_waiters(fd, error),
         }
     }
@@ -442,22 +440,36 @@ impl EpollBackend {
     /// `fd` reported `events`: retries each waiter they concern, keeps the
     /// rest (and those that would still block) waiting, and re-arms.
     fn on_ready(&mut self, fd: Fd, events: u32) {
+        self.retry_waiters(fd, events);
+        self.arm(fd);
+    }
+
+    /// Retries the waiters on `fd` that `events` concerns; returns whether
+    /// any would still block. Once a retry finds a direction (readable or
+    /// writable) exhausted, later waiters for it are not tried this round:
+    /// one incoming connection wakes sixteen pending accepts, and fifteen
+    /// syscalls that must fail are skipped.
+    fn retry_waiters(&mut self, fd: Fd, events: u32) -> bool {
         let Some(state) = self.fds.get_mut(fd as usize) else {
-            return;
+            return false;
         };
         state.armed = 0;
         let mut pending = state.waiters.take();
+        let mut exhausted = 0;
         while let Some(index) = pending.pop(&mut self.waiters) {
             let waiter = self.waiters.0[index as usize];
-            if let Some(result) = self.retry(&waiter, events) {
+            if let Some(result) = self.retry(&waiter, events & !exhausted) {
                 self.waiters.0[index as usize].waiting = false;
                 self.waiting -= 1;
                 self.finish(waiter.user_data, result);
             } else {
+                if !matches!(waiter.operation, Operation::Poll { .. }) {
+                    exhausted |= waiter.interest;
+                }
                 self.fds[fd as usize].waiters.push(&mut self.waiters, index);
             }
         }
-        self.arm(fd);
+        exhausted != 0
     }
 
     /// The result of a waiter woken by `events`, or `None` to keep waiting.
@@ -472,6 +484,16 @@ impl EpollBackend {
         match self.attempt(&waiter.operation, true) {
             Attempt::Done(result) => Some(result),
             Attempt::WouldBlock { .. } => None,
+        }
+    }
+
+    /// `fd` is a regular file or directory, which epoll refuses because it
+    /// is always ready: polls report it ready, as io_uring's poll does, and
+    /// operations are retried once. One that would still block cannot be
+    /// waited for, and gets `EAGAIN` rather than a wait that never ends.
+    fn on_unpollable(&mut self, fd: Fd) {
+        if self.retry_waiters(fd, READABLE | WRITABLE) {
+            self.fail_waiters(fd, -libc::EAGAIN);
         }
     }
 
