@@ -270,6 +270,7 @@ impl Fifo {
     /// range for `links`, or if the node is already linked (in this fifo or in
     /// any other). Panics if the fifo's invariants do not hold, which happens
     /// when it is used with storage other than its own.
+    #[inline]
     pub fn push<L: Links + ?Sized>(&mut self, links: &mut L, index: u32) {
         assert!(index <= INDEX_MAX);
         // Catches a node already in this fifo or any other, in O(1); an O(n)
@@ -310,6 +311,7 @@ impl Fifo {
     /// Panics if the fifo's invariants do not hold (for example the head node
     /// is not linked), which happens when it is used with storage other than
     /// its own.
+    #[inline]
     pub fn pop<L: Links + ?Sized>(&mut self, links: &mut L) -> Option<u32> {
         self.debug_assert_invariants(links);
         if self.head == NONE {
