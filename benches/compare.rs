@@ -1,0 +1,155 @@
+//! The side-by-side comparison: ringio against the bare io-uring crate,
+//! tokio and fio, on NOPs, timers, TCP echo, storage and memory.
+//!
+//! ```text
+//! cargo bench --bench compare              # the full run
+//! cargo bench --bench compare -- --quick   # shorter runs, under 3 minutes
+//! ```
+//!
+//! The harness builds every contender itself (the server examples, in
+//! release mode), pins servers and in-process contenders to core 0 and the
+//! load client to core 1, alternates contenders run by run, and reports the
+//! median of five runs with min and max. It writes
+//! `target/ringio-bench/results.json` and regenerates the marked region of
+//! `docs/benchmarks.md`. A peer that cannot run is reported as not
+//! available; it never stops the others.
+//!
+//! One module per workload or concern lives in `benches/compare/`; the NOP
+//! and timer loops are shared with the `nop` and `timers` benches through
+//! `benches/common/`.
+
+#[path = "compare/alloc.rs"]
+mod alloc;
+#[path = "compare/client.rs"]
+mod client;
+#[path = "compare/echo.rs"]
+mod echo;
+#[path = "compare/fio.rs"]
+mod fio;
+#[path = "compare/machine.rs"]
+mod machine;
+#[path = "compare/memory.rs"]
+mod memory;
+#[path = "compare/nop.rs"]
+mod nop;
+#[path = "compare/options.rs"]
+mod options;
+#[path = "compare/process.rs"]
+mod process;
+#[path = "compare/report.rs"]
+mod report;
+#[path = "compare/servers.rs"]
+mod servers;
+#[path = "compare/stats.rs"]
+mod stats;
+#[path = "compare/storage.rs"]
+mod storage;
+#[path = "compare/system.rs"]
+mod system;
+#[path = "compare/timers.rs"]
+mod timers;
+
+#[path = "common/nop_loops.rs"]
+mod nop_loops;
+#[path = "common/timer_loops.rs"]
+#[allow(dead_code)] // `monotonic_ns` and the schedule figures are for `benches/timers.rs`.
+mod timer_loops;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use options::Options;
+use stats::{Better, Row, Section, Side};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+fn main() -> ExitCode {
+    let options = Options::from_args();
+    let start = Instant::now();
+    if let Err(error) = system::pin(0, system::SERVER_CORE) {
+        eprintln!("compare: cannot pin to core {}: {error}", system::SERVER_CORE);
+    }
+    if std::thread::available_parallelism().map_or(0, |n| n.get()) < 2 {
+        eprintln!("compare: fewer than 2 CPUs; server and client will share a core");
+    }
+    eprintln!("compare: building the server examples (release)");
+    if let Err(error) = process::build_examples() {
+        eprintln!("compare: {error}; the echo and memory rows will be not available");
+    }
+    let sections = run_all(&options);
+    let elapsed_s = start.elapsed().as_secs_f64();
+    print_summary(&sections);
+    match write_outputs(&options, &sections, elapsed_s) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("compare: writing results: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_all(options: &Options) -> Vec<Section> {
+    eprintln!("compare: nop");
+    let nop = nop::run(options);
+    eprintln!("compare: timers");
+    let timers = timers::run(options);
+    eprintln!("compare: tcp echo");
+    let (ping_pong, streaming) = echo::run(options);
+    eprintln!("compare: storage");
+    let storage = storage::run(options);
+    eprintln!("compare: memory");
+    let memory = memory::run(options);
+    vec![nop, timers, ping_pong, streaming, storage, simulator(), memory]
+}
+
+/// The simulator backend does not exist yet: one row says so, in the docs
+/// only (results.json holds only rows with figures).
+fn simulator() -> Section {
+    let missing = Side::Missing("not available (simulator backend not built yet)".to_string());
+    Section {
+        title: "Simulator".to_string(),
+        method: "Planned: the same workloads on the deterministic simulator.".to_string(),
+        rows: vec![Row {
+            name: "simulated tcp echo ping-pong".to_string(),
+            unit: "round trips/s",
+            better: Better::Higher,
+            ringio: missing.clone(),
+            peer: "none".to_string(),
+            peer_value: missing,
+            target: None,
+        }],
+        notes: Vec::new(),
+    }
+}
+
+fn write_outputs(options: &Options, sections: &[Section], elapsed_s: f64) -> std::io::Result<()> {
+    let json_path = process::output_dir().join("results.json");
+    report::write_json(&json_path, sections)?;
+    let docs_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
+    report::write_docs(&docs_path, options, sections, elapsed_s)?;
+    eprintln!("compare: wrote {} and {}", json_path.display(), docs_path.display());
+    Ok(())
+}
+
+/// One line per row on stdout, for whoever runs the bench by hand.
+fn print_summary(sections: &[Section]) {
+    for section in sections {
+        println!("== {}", section.title);
+        for row in &section.rows {
+            let value = |side: &Side| side.median().map_or("n/a".to_string(), report::number);
+            let ratio = row.ratio().map_or("n/a".to_string(), |r| format!("{r:.2}x"));
+            println!(
+                "{} [{}]: ringio {} vs {} {} -> {ratio}",
+                row.name,
+                row.unit,
+                value(&row.ringio),
+                row.peer,
+                value(&row.peer_value)
+            );
+        }
+        for note in &section.notes {
+            println!("  note: {note}");
+        }
+    }
+}

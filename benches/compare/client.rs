@@ -1,0 +1,337 @@
+//! The one load client that drives every echo server identically. It runs on
+//! its own thread, pinned to the client core, and measures its own CPU use
+//! next to the server's.
+//!
+//! One connection in ping-pong uses a blocking socket (a write and a read per
+//! round trip: the fewest syscalls possible). More connections use
+//! level-triggered epoll, so one thread keeps them all busy without being the
+//! bottleneck. Streaming writes a connection's whole free window in one
+//! `write`, not one `write` per message.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::system;
+
+/// No reply for this long means the server is stuck or gone.
+const STALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// What the client does on each connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Pattern {
+    /// Send one message, wait for its echo, repeat.
+    PingPong,
+    /// Keep up to `window_bytes` unechoed on the connection at all times.
+    Stream { window_bytes: usize },
+}
+
+/// One client run against one server.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    pub addr: SocketAddr,
+    pub connections: usize,
+    pub message_bytes: usize,
+    pub pattern: Pattern,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub server_pid: u32,
+}
+
+/// What one run measured, over the timed window only.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// Round trips (ping-pong) or echoed bytes received (streaming).
+    pub units: u64,
+    pub elapsed_s: f64,
+    pub client_cpu_s: f64,
+    pub server_cpu_s: f64,
+}
+
+impl Load {
+    pub fn per_second(&self) -> f64 {
+        self.units as f64 / self.elapsed_s
+    }
+    pub fn client_cpu_percent(&self) -> f64 {
+        100.0 * self.client_cpu_s / self.elapsed_s
+    }
+    pub fn server_cpu_percent(&self) -> f64 {
+        100.0 * self.server_cpu_s / self.elapsed_s
+    }
+}
+
+/// Progress in steps: each `step` does some I/O and may block briefly.
+trait Driver {
+    fn step(&mut self) -> io::Result<()>;
+    fn units(&self) -> u64;
+}
+
+/// Runs `workload` on a fresh thread pinned to the client core.
+pub fn run(workload: Workload) -> io::Result<Load> {
+    std::thread::scope(|scope| {
+        let client = scope.spawn(move || {
+            system::pin(0, system::CLIENT_CORE)?;
+            run_pinned(&workload)
+        });
+        client.join().unwrap_or_else(|_| Err(io::Error::other("client thread panicked")))
+    })
+}
+
+fn run_pinned(workload: &Workload) -> io::Result<Load> {
+    let streams = connect_all(workload.addr, workload.connections)?;
+    let payload: Vec<u8> = (0..workload.message_bytes.max(window_of(workload)))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    match workload.pattern {
+        Pattern::PingPong if workload.connections == 1 => {
+            let mut driver = BlockingPingPong::new(streams, payload, workload.message_bytes)?;
+            measure(workload, &mut driver)
+        }
+        Pattern::PingPong => {
+            let mut driver = EpollDriver::new(streams, payload, workload.message_bytes, None)?;
+            measure(workload, &mut driver)
+        }
+        Pattern::Stream { window_bytes } => {
+            let mut driver =
+                EpollDriver::new(streams, payload, workload.message_bytes, Some(window_bytes))?;
+            measure(workload, &mut driver)
+        }
+    }
+}
+
+fn window_of(workload: &Workload) -> usize {
+    match workload.pattern {
+        Pattern::PingPong => workload.message_bytes,
+        Pattern::Stream { window_bytes } => window_bytes,
+    }
+}
+
+/// Opens `count` connections with TCP_NODELAY (request-response traffic
+/// must not wait for Nagle).
+pub fn connect_all(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>> {
+    (0..count)
+        .map(|_| {
+            let stream = TcpStream::connect(addr)?;
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        })
+        .collect()
+}
+
+/// Warms up, then times `duration` of traffic, taking client and server CPU
+/// time at both ends of the timed window.
+fn measure(workload: &Workload, driver: &mut impl Driver) -> io::Result<Load> {
+    let warm_end = Instant::now() + workload.warmup;
+    while Instant::now() < warm_end {
+        driver.step()?;
+    }
+    let units_start = driver.units();
+    let client_start = system::thread_cpu_s();
+    let server_start = system::process_cpu_s(workload.server_pid)?;
+    let start = Instant::now();
+    let end = start + workload.duration;
+    while Instant::now() < end {
+        driver.step()?;
+    }
+    let elapsed_s = start.elapsed().as_secs_f64();
+    Ok(Load {
+        units: driver.units() - units_start,
+        elapsed_s,
+        client_cpu_s: system::thread_cpu_s() - client_start,
+        server_cpu_s: system::process_cpu_s(workload.server_pid)? - server_start,
+    })
+}
+
+/// One connection, blocking: write a message, read its echo.
+struct BlockingPingPong {
+    stream: TcpStream,
+    payload: Vec<u8>,
+    reply: Vec<u8>,
+    round_trips: u64,
+}
+
+impl BlockingPingPong {
+    fn new(mut streams: Vec<TcpStream>, payload: Vec<u8>, message_bytes: usize) -> io::Result<Self> {
+        let stream = streams.pop().expect("one connection");
+        stream.set_read_timeout(Some(STALL_LIMIT))?;
+        Ok(BlockingPingPong {
+            stream,
+            payload: payload[..message_bytes].to_vec(),
+            reply: vec![0; message_bytes],
+            round_trips: 0,
+        })
+    }
+}
+
+impl Driver for BlockingPingPong {
+    fn step(&mut self) -> io::Result<()> {
+        self.stream.write_all(&self.payload)?;
+        self.stream.read_exact(&mut self.reply)?;
+        if self.reply != self.payload {
+            return Err(io::Error::other("echo returned different bytes"));
+        }
+        self.round_trips += 1;
+        Ok(())
+    }
+    fn units(&self) -> u64 {
+        self.round_trips
+    }
+}
+
+/// Per-connection progress under epoll.
+struct Connection {
+    stream: TcpStream,
+    /// Bytes written and bytes of echo read back, since connecting.
+    sent: u64,
+    received: u64,
+}
+
+/// Many connections on one level-triggered epoll. In ping-pong
+/// (`window_bytes` = None) each connection has one message outstanding; in
+/// streaming, up to `window_bytes`.
+struct EpollDriver {
+    epoll: RawFd,
+    connections: Vec<Connection>,
+    payload: Vec<u8>,
+    message_bytes: usize,
+    window_bytes: Option<usize>,
+    read_buf: Vec<u8>,
+    events: Vec<libc::epoll_event>,
+    /// Completed round trips (ping-pong) or echoed bytes (streaming).
+    units: u64,
+    last_progress: Instant,
+}
+
+impl EpollDriver {
+    fn new(
+        streams: Vec<TcpStream>,
+        payload: Vec<u8>,
+        message_bytes: usize,
+        window_bytes: Option<usize>,
+    ) -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes a flag and returns a new fd or -1.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epoll < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut driver = EpollDriver {
+            epoll,
+            connections: Vec::with_capacity(streams.len()),
+            payload,
+            message_bytes,
+            window_bytes,
+            read_buf: vec![0; 256 * 1024],
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; streams.len()],
+            units: 0,
+            last_progress: Instant::now(),
+        };
+        for (index, stream) in streams.into_iter().enumerate() {
+            stream.set_nonblocking(true)?;
+            driver.register(stream.as_raw_fd(), index)?;
+            driver.connections.push(Connection {
+                stream,
+                sent: 0,
+                received: 0,
+            });
+            driver.top_up(index)?;
+        }
+        Ok(driver)
+    }
+
+    fn register(&self, fd: RawFd, index: usize) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: index as u64,
+        };
+        // SAFETY: `event` is valid for the duration of the call; `fd` is open.
+        let result = unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_ADD, fd, &mut event) };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Reads all the echo that arrived on connection `index`, then tops up.
+    fn on_readable(&mut self, index: usize) -> io::Result<()> {
+        let connection = &mut self.connections[index];
+        loop {
+            match connection.stream.read(&mut self.read_buf) {
+                Ok(0) => return Err(io::Error::other("server closed a connection")),
+                Ok(count) => connection.received += count as u64,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => return Err(error),
+            }
+            // A ping-pong reply is one small message: no second read needed.
+            if self.window_bytes.is_none() {
+                break;
+            }
+        }
+        self.top_up(index)
+    }
+
+    /// Writes as many whole messages as the window has room for, in one
+    /// write. In ping-pong, the window is one message: the next message
+    /// goes only once the previous echo is complete.
+    fn top_up(&mut self, index: usize) -> io::Result<()> {
+        let window = self.window_bytes.unwrap_or(self.message_bytes) as u64;
+        let connection = &mut self.connections[index];
+        let outstanding = connection.sent - connection.received;
+        if self.window_bytes.is_none() {
+            if outstanding > 0 {
+                return Ok(());
+            }
+            if connection.sent > 0 {
+                self.units += 1;
+            }
+        }
+        let room = (window - outstanding) as usize / self.message_bytes * self.message_bytes;
+        if room == 0 {
+            return Ok(());
+        }
+        match connection.stream.write(&self.payload[..room]) {
+            Ok(count) => connection.sent += count as u64,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+        Ok(())
+    }
+}
+
+impl Driver for EpollDriver {
+    fn step(&mut self) -> io::Result<()> {
+        let capacity = self.events.len() as i32;
+        // SAFETY: `events` is valid for `capacity` entries for the call.
+        let ready = unsafe { libc::epoll_wait(self.epoll, self.events.as_mut_ptr(), capacity, 100) };
+        if ready < 0 {
+            let error = io::Error::last_os_error();
+            return if error.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(error) };
+        }
+        if ready == 0 {
+            if self.last_progress.elapsed() > STALL_LIMIT {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "server stopped echoing"));
+            }
+            return Ok(());
+        }
+        self.last_progress = Instant::now();
+        for slot in 0..ready as usize {
+            let index = self.events[slot].u64 as usize;
+            let before = self.connections[index].received;
+            self.on_readable(index)?;
+            if self.window_bytes.is_some() {
+                self.units += self.connections[index].received - before;
+            }
+        }
+        Ok(())
+    }
+    fn units(&self) -> u64 {
+        self.units
+    }
+}
+
+impl Drop for EpollDriver {
+    fn drop(&mut self) {
+        // SAFETY: `epoll` is an fd this driver created and closes once.
+        unsafe { libc::close(self.epoll) };
+    }
+}
