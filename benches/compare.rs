@@ -67,11 +67,11 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
 fn main() -> ExitCode {
     let options = Options::from_args();
     let start = Instant::now();
+    if system::cpus_online() < 2 {
+        eprintln!("compare: fewer than 2 CPUs; server and client will share a core");
+    }
     if let Err(error) = system::pin(0, system::SERVER_CORE) {
         eprintln!("compare: cannot pin to core {}: {error}", system::SERVER_CORE);
-    }
-    if std::thread::available_parallelism().map_or(0, |n| n.get()) < 2 {
-        eprintln!("compare: fewer than 2 CPUs; server and client will share a core");
     }
     eprintln!("compare: building the server examples (release)");
     if let Err(error) = process::build_examples() {
@@ -80,6 +80,10 @@ fn main() -> ExitCode {
     let sections = run_all(&options);
     let elapsed_s = start.elapsed().as_secs_f64();
     print_summary(&sections);
+    if options.only.is_some() {
+        eprintln!("compare: --only given, so docs and results.json are left as they were");
+        return ExitCode::SUCCESS;
+    }
     match write_outputs(&options, &sections, elapsed_s) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -90,17 +94,30 @@ fn main() -> ExitCode {
 }
 
 fn run_all(options: &Options) -> Vec<Section> {
-    eprintln!("compare: nop");
-    let nop = nop::run(options);
-    eprintln!("compare: timers");
-    let timers = timers::run(options);
-    eprintln!("compare: tcp echo");
-    let (ping_pong, streaming) = echo::run(options);
-    eprintln!("compare: storage");
-    let storage = storage::run(options);
-    eprintln!("compare: memory");
-    let memory = memory::run(options);
-    vec![nop, timers, ping_pong, streaming, storage, simulator(), memory]
+    let mut sections = Vec::new();
+    if options.selected("nop") {
+        eprintln!("compare: nop");
+        sections.push(nop::run(options));
+    }
+    if options.selected("timers") {
+        eprintln!("compare: timers");
+        sections.push(timers::run(options));
+    }
+    if options.selected("echo") {
+        eprintln!("compare: tcp echo");
+        let (ping_pong, streaming) = echo::run(options);
+        sections.extend([ping_pong, streaming]);
+    }
+    if options.selected("storage") {
+        eprintln!("compare: storage");
+        sections.push(storage::run(options));
+    }
+    sections.push(simulator());
+    if options.selected("memory") {
+        eprintln!("compare: memory");
+        sections.push(memory::run(options));
+    }
+    sections
 }
 
 /// The simulator backend does not exist yet: one row says so, in the docs

@@ -10,7 +10,7 @@ pub fn describe() -> String {
         .find_map(|line| line.strip_prefix("model name"))
         .and_then(|rest| rest.split_once(':'))
         .map_or("unknown CPU".to_string(), |(_, name)| name.trim().to_string());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = crate::system::cpus_online();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory_gib = meminfo
         .lines()

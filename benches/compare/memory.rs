@@ -17,6 +17,12 @@ use crate::servers::{self, Contender};
 use crate::stats::{Better, Row, Section, Side};
 use crate::system;
 
+/// Connections opened before waiting for their echoes. Far below the
+/// listen backlog (4096), so that a server that accepts more slowly than the
+/// client connects never overflows its accept queue: an overflow makes the
+/// kernel retransmit SYN-ACKs with 1 s back-offs, which would measure the
+/// kernel's timers rather than the server.
+const CONNECT_BATCH: usize = 500;
 /// Recvs left pending for the bookkeeping measurement.
 const PENDING_RECVS: u32 = 10_000;
 
@@ -74,8 +80,8 @@ fn idle_rss_row(options: &Options) -> Row {
     }
 }
 
-/// Starts a fresh server, connects `count` clients from the client core,
-/// echoes 64 B on each, and reads the server's VmHWM while they are idle.
+/// Starts a fresh server, connects `count` clients from the client core in
+/// batches, echoes 64 B on each, and reads the server's VmHWM while they are idle.
 fn peak_rss_with_idle(contender: &Contender, count: usize) -> io::Result<u64> {
     let server = contender.start().map_err(io::Error::other)?;
     let addr = server.addr;
@@ -83,8 +89,13 @@ fn peak_rss_with_idle(contender: &Contender, count: usize) -> io::Result<u64> {
         scope
             .spawn(move || {
                 system::pin(0, system::CLIENT_CORE)?;
-                let mut streams = client::connect_all(addr, count)?;
-                echo_once(&mut streams)?;
+                let mut streams = Vec::with_capacity(count);
+                while streams.len() < count {
+                    let batch = CONNECT_BATCH.min(count - streams.len());
+                    let mut batch = client::connect_all(addr, batch)?;
+                    echo_once(&mut batch)?;
+                    streams.append(&mut batch);
+                }
                 Ok::<_, io::Error>(streams)
             })
             .join()

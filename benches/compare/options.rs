@@ -7,9 +7,12 @@
 use std::time::Duration;
 
 /// How long and how often each workload runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     pub quick: bool,
+    /// `--only=nop,timers,echo,storage,memory` runs just those workloads,
+    /// for debugging; the docs and results.json are then left alone.
+    pub only: Option<Vec<String>>,
     /// Runs per contender and configuration; figures are their median.
     pub runs: usize,
     /// NOPs per run at batch 1, 32 and 256.
@@ -30,16 +33,28 @@ impl Options {
     /// Reads `--quick` from the arguments; cargo's own `--bench` is ignored.
     pub fn from_args() -> Options {
         let quick = std::env::args().any(|arg| arg == "--quick");
-        if quick {
+        let mut options = if quick {
             Options::quick()
         } else {
             Options::full()
-        }
+        };
+        options.only = std::env::args()
+            .find_map(|arg| arg.strip_prefix("--only=").map(str::to_string))
+            .map(|list| list.split(',').map(str::to_string).collect());
+        options
+    }
+
+    /// Whether workload `name` is to run.
+    pub fn selected(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .map_or(true, |only| only.iter().any(|item| item == name))
     }
 
     fn full() -> Options {
         Options {
             quick: false,
+            only: None,
             runs: 5,
             nop_totals: [500_000, 2_000_000, 2_000_000],
             timers: 1_000_000,
@@ -54,6 +69,7 @@ impl Options {
     fn quick() -> Options {
         Options {
             quick: true,
+            only: None,
             runs: 5,
             nop_totals: [100_000, 400_000, 400_000],
             timers: 100_000,

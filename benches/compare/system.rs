@@ -125,3 +125,11 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no arguments and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// CPUs online, whatever this thread's affinity (which, once pinned, would
+/// make `available_parallelism` say 1).
+pub fn cpus_online() -> usize {
+    // SAFETY: sysconf takes an integer and has no memory effects.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(cpus).unwrap_or(0)
+}
