@@ -71,7 +71,10 @@ fn main() -> ExitCode {
         eprintln!("compare: fewer than 2 CPUs; server and client will share a core");
     }
     if let Err(error) = system::pin(0, system::SERVER_CORE) {
-        eprintln!("compare: cannot pin to core {}: {error}", system::SERVER_CORE);
+        eprintln!(
+            "compare: cannot pin to core {}: {error}",
+            system::SERVER_CORE
+        );
     }
     eprintln!("compare: building the server examples (release)");
     if let Err(error) = process::build_examples() {
@@ -145,7 +148,11 @@ fn write_outputs(options: &Options, sections: &[Section], elapsed_s: f64) -> std
     report::write_json(&json_path, sections)?;
     let docs_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
     report::write_docs(&docs_path, options, sections, elapsed_s)?;
-    eprintln!("compare: wrote {} and {}", json_path.display(), docs_path.display());
+    eprintln!(
+        "compare: wrote {} and {}",
+        json_path.display(),
+        docs_path.display()
+    );
     Ok(())
 }
 
@@ -155,7 +162,9 @@ fn print_summary(sections: &[Section]) {
         println!("== {}", section.title);
         for row in &section.rows {
             let value = |side: &Side| side.median().map_or("n/a".to_string(), report::number);
-            let ratio = row.ratio().map_or("n/a".to_string(), |r| format!("{r:.2}x"));
+            let ratio = row
+                .ratio()
+                .map_or("n/a".to_string(), |r| format!("{r:.2}x"));
             println!(
                 "{} [{}]: ringio {} vs {} {} -> {ratio}",
                 row.name,

@@ -61,7 +61,11 @@ fn parse_args() -> Result<(SocketAddr, Option<u64>), String> {
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--addr" => addr = value.parse().map_err(|_| format!("bad address {value:?}"))?,
+            "--addr" => {
+                addr = value
+                    .parse()
+                    .map_err(|_| format!("bad address {value:?}"))?
+            }
             "--max-seconds" => {
                 max_seconds = Some(value.parse().map_err(|_| format!("bad number {value:?}"))?)
             }
@@ -136,6 +140,9 @@ fn raise_fd_limit() {
     limit.rlim_cur = limit.rlim_max;
     // SAFETY: `limit` is a valid rlimit that outlives the call.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        eprintln!("bench_tokio_echo: setrlimit: {}", io::Error::last_os_error());
+        eprintln!(
+            "bench_tokio_echo: setrlimit: {}",
+            io::Error::last_os_error()
+        );
     }
 }

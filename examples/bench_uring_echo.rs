@@ -81,7 +81,11 @@ fn parse_args() -> Result<(SocketAddr, Option<u64>), String> {
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--addr" => addr = value.parse().map_err(|_| format!("bad address {value:?}"))?,
+            "--addr" => {
+                addr = value
+                    .parse()
+                    .map_err(|_| format!("bad address {value:?}"))?
+            }
             "--max-seconds" => {
                 max_seconds = Some(value.parse().map_err(|_| format!("bad number {value:?}"))?)
             }
@@ -98,7 +102,10 @@ fn serve(addr: SocketAddr, max_seconds: Option<u64>) -> io::Result<()> {
     if unsafe { libc::listen(listener.as_raw_fd(), 4096) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let line = format!("listening on {} (backend: bare io_uring)\n", listener.local_addr()?);
+    let line = format!(
+        "listening on {} (backend: bare io_uring)\n",
+        listener.local_addr()?
+    );
     let mut stdout = io::stdout().lock();
     stdout.write_all(line.as_bytes())?;
     stdout.flush()?;
@@ -128,11 +135,19 @@ impl Server {
             let args = types::SubmitArgs::new().timespec(&WAIT_MAX);
             match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
-                Err(error) if matches!(error.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(error)
+                    if matches!(
+                        error.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    ) => {}
                 Err(error) => return Err(error),
             }
             batch.clear();
-            batch.extend(self.ring.completion().map(|cqe| (cqe.user_data(), cqe.result())));
+            batch.extend(
+                self.ring
+                    .completion()
+                    .map(|cqe| (cqe.user_data(), cqe.result())),
+            );
             for &(user_data, result) in &batch {
                 self.complete(user_data, result);
             }
@@ -156,7 +171,10 @@ impl Server {
 
     fn on_accept(&mut self, result: i32) {
         if result < 0 {
-            eprintln!("bench_uring_echo: accept: {}; retrying shortly", errno(result));
+            eprintln!(
+                "bench_uring_echo: accept: {}; retrying shortly",
+                errno(result)
+            );
             let entry = opcode::Timeout::new(&ACCEPT_RETRY).build();
             self.push(entry.user_data(OP_ACCEPT_RETRY));
             return;
@@ -168,7 +186,12 @@ impl Server {
             .spare_buffers
             .pop()
             .unwrap_or_else(|| vec![0u8; BUFFER_BYTES].into_boxed_slice());
-        let connection = Connection { fd, buf, len: 0, sent: 0 };
+        let connection = Connection {
+            fd,
+            buf,
+            len: 0,
+            sent: 0,
+        };
         let index = match self.free_indices.pop() {
             Some(index) => {
                 self.connections[index] = Some(connection);
@@ -206,24 +229,37 @@ impl Server {
     }
 
     fn push_accept(&mut self) {
-        let entry = opcode::Accept::new(types::Fd(self.listener), std::ptr::null_mut(), std::ptr::null_mut())
-            .flags(libc::SOCK_CLOEXEC)
-            .build();
+        let entry = opcode::Accept::new(
+            types::Fd(self.listener),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build();
         self.push(entry.user_data(OP_ACCEPT));
     }
 
     fn push_recv(&mut self, index: usize) {
         let connection = self.connections[index].as_mut().expect("open connection");
-        let entry = opcode::Recv::new(types::Fd(connection.fd), connection.buf.as_mut_ptr(), BUFFER_BYTES as u32).build();
+        let entry = opcode::Recv::new(
+            types::Fd(connection.fd),
+            connection.buf.as_mut_ptr(),
+            BUFFER_BYTES as u32,
+        )
+        .build();
         self.push(entry.user_data(user_data(index, OP_RECV)));
     }
 
     fn push_send(&mut self, index: usize) {
         let connection = self.connections[index].as_ref().expect("open connection");
         let pending = &connection.buf[connection.sent..connection.len];
-        let entry = opcode::Send::new(types::Fd(connection.fd), pending.as_ptr(), pending.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build();
+        let entry = opcode::Send::new(
+            types::Fd(connection.fd),
+            pending.as_ptr(),
+            pending.len() as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build();
         self.push(entry.user_data(user_data(index, OP_SEND)));
     }
 
@@ -235,7 +271,9 @@ impl Server {
 
     /// Frees a closed connection's slot and keeps its buffer for reuse.
     fn free(&mut self, index: usize) {
-        let connection = self.connections[index].take().expect("closing an open connection");
+        let connection = self.connections[index]
+            .take()
+            .expect("closing an open connection");
         self.spare_buffers.push(connection.buf);
         self.free_indices.push(index);
     }
@@ -279,7 +317,10 @@ fn set_nodelay(fd: RawFd) {
         )
     };
     if result != 0 {
-        eprintln!("bench_uring_echo: TCP_NODELAY: {}", io::Error::last_os_error());
+        eprintln!(
+            "bench_uring_echo: TCP_NODELAY: {}",
+            io::Error::last_os_error()
+        );
     }
 }
 
@@ -297,6 +338,9 @@ fn raise_fd_limit() {
     limit.rlim_cur = limit.rlim_max;
     // SAFETY: `limit` is a valid rlimit that outlives the call.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        eprintln!("bench_uring_echo: setrlimit: {}", io::Error::last_os_error());
+        eprintln!(
+            "bench_uring_echo: setrlimit: {}",
+            io::Error::last_os_error()
+        );
     }
 }

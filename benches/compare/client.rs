@@ -76,7 +76,9 @@ pub fn run(workload: Workload) -> io::Result<Load> {
             let _ = system::pin(0, system::CLIENT_CORE);
             run_pinned(&workload)
         });
-        client.join().unwrap_or_else(|_| Err(io::Error::other("client thread panicked")))
+        client
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("client thread panicked")))
     })
 }
 
@@ -154,7 +156,11 @@ struct BlockingPingPong {
 }
 
 impl BlockingPingPong {
-    fn new(mut streams: Vec<TcpStream>, payload: Vec<u8>, message_bytes: usize) -> io::Result<Self> {
+    fn new(
+        mut streams: Vec<TcpStream>,
+        payload: Vec<u8>,
+        message_bytes: usize,
+    ) -> io::Result<Self> {
         let stream = streams.pop().expect("one connection");
         stream.set_read_timeout(Some(STALL_LIMIT))?;
         Ok(BlockingPingPong {
@@ -304,14 +310,22 @@ impl Driver for EpollDriver {
     fn step(&mut self) -> io::Result<()> {
         let capacity = self.events.len() as i32;
         // SAFETY: `events` is valid for `capacity` entries for the call.
-        let ready = unsafe { libc::epoll_wait(self.epoll, self.events.as_mut_ptr(), capacity, 100) };
+        let ready =
+            unsafe { libc::epoll_wait(self.epoll, self.events.as_mut_ptr(), capacity, 100) };
         if ready < 0 {
             let error = io::Error::last_os_error();
-            return if error.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(error) };
+            return if error.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(error)
+            };
         }
         if ready == 0 {
             if self.last_progress.elapsed() > STALL_LIMIT {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "server stopped echoing"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "server stopped echoing",
+                ));
             }
             return Ok(());
         }

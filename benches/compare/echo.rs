@@ -72,9 +72,13 @@ pub fn run(options: &Options) -> (Section, Section) {
             });
         }
     }
-    let ping_pong = ping_pong.iter().map(|config| measure(options, &servers, *config));
+    let ping_pong = ping_pong
+        .iter()
+        .map(|config| measure(options, &servers, *config));
     let ping_pong_section = section_ping_pong(ping_pong.collect());
-    let streaming = streaming.iter().map(|config| measure(options, &servers, *config));
+    let streaming = streaming
+        .iter()
+        .map(|config| measure(options, &servers, *config));
     let streaming_section = section_streaming(streaming.collect());
     (ping_pong_section, streaming_section)
 }
@@ -133,9 +137,18 @@ fn side(loads: &Result<Vec<Load>, String>, scale: f64, show_cpu: bool) -> Side {
 
 /// Rows of one configuration: ringio on io_uring against each peer, and
 /// ringio on epoll against tokio (both readiness-based).
-fn rows(measured: &Measured, unit: &'static str, scale: f64, targets: [Option<f64>; 2]) -> Vec<Row> {
+fn rows(
+    measured: &Measured,
+    unit: &'static str,
+    scale: f64,
+    targets: [Option<f64>; 2],
+) -> Vec<Row> {
     let name = measured.config.name();
-    let sides: Vec<Side> = measured.loads.iter().map(|loads| side(loads, scale, true)).collect();
+    let sides: Vec<Side> = measured
+        .loads
+        .iter()
+        .map(|loads| side(loads, scale, true))
+        .collect();
     let [uring, epoll, tokio, bare] = [0, 1, 2, 3].map(|index| sides[index].clone());
     let row = |ringio: &Side, suffix: &str, peer: &str, peer_value: &Side, target| Row {
         name: format!("{name}{suffix}"),
@@ -149,7 +162,13 @@ fn rows(measured: &Measured, unit: &'static str, scale: f64, targets: [Option<f6
     vec![
         row(&uring, "", servers::TOKIO.label, &tokio, targets[0]),
         row(&uring, "", servers::BARE.label, &bare, targets[1]),
-        row(&epoll, ", ringio on epoll", servers::TOKIO.label, &tokio, None),
+        row(
+            &epoll,
+            ", ringio on epoll",
+            servers::TOKIO.label,
+            &tokio,
+            None,
+        ),
     ]
 }
 

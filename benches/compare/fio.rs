@@ -18,16 +18,23 @@ pub fn ensure_installed() -> Result<(), String> {
         return Err("not available: fio is not installed and the harness is not root, so it cannot apt-get install it".to_string());
     }
     eprintln!("storage: fio missing, running apt-get install -y fio");
-    let status = Command::new("apt-get").args(["install", "-y", "fio"]).status();
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "fio"])
+        .status();
     match status {
         Ok(status) if status.success() && found() => Ok(()),
-        Ok(status) => Err(format!("not available: apt-get install -y fio failed ({status})")),
+        Ok(status) => Err(format!(
+            "not available: apt-get install -y fio failed ({status})"
+        )),
         Err(error) => Err(format!("not available: apt-get: {error}")),
     }
 }
 
 fn found() -> bool {
-    Command::new("fio").arg("--version").output().is_ok_and(|out| out.status.success())
+    Command::new("fio")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 /// One fio job on `path` for `duration`; returns its parsed JSON.
@@ -48,15 +55,27 @@ fn run_job(path: &Path, duration: Duration, job: &[String]) -> Result<serde_json
     let output = process::output_with_timeout(&mut command, duration + Duration::from_secs(60))
         .map_err(|error| format!("fio: {error}"))?;
     if !output.status.success() {
-        return Err(format!("fio failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        return Err(format!(
+            "fio failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
     }
     // fio may print notices before the JSON document.
-    let start = output.stdout.iter().position(|&b| b == b'{').ok_or("fio printed no JSON")?;
+    let start = output
+        .stdout
+        .iter()
+        .position(|&b| b == b'{')
+        .ok_or("fio printed no JSON")?;
     serde_json::from_slice(&output.stdout[start..]).map_err(|error| format!("fio JSON: {error}"))
 }
 
 /// Read IOPS of 4 KiB random reads at `queue_depth`.
-pub fn randread_iops(path: &Path, direct: bool, queue_depth: u32, duration: Duration) -> Result<f64, String> {
+pub fn randread_iops(
+    path: &Path,
+    direct: bool,
+    queue_depth: u32,
+    duration: Duration,
+) -> Result<f64, String> {
     let job = [
         "--rw=randread".to_string(),
         "--bs=4k".to_string(),
@@ -64,11 +83,18 @@ pub fn randread_iops(path: &Path, direct: bool, queue_depth: u32, duration: Dura
         format!("--direct={}", u8::from(direct)),
     ];
     let json = run_job(path, duration, &job)?;
-    json["jobs"][0]["read"]["iops"].as_f64().ok_or_else(|| "fio JSON has no read iops".to_string())
+    json["jobs"][0]["read"]["iops"]
+        .as_f64()
+        .ok_or_else(|| "fio JSON has no read iops".to_string())
 }
 
 /// MB/s of sequential 1 MiB buffered writes with an fsync every `fsync_every` writes.
-pub fn write_fsync_mb_s(path: &Path, file_bytes: u64, fsync_every: u32, duration: Duration) -> Result<f64, String> {
+pub fn write_fsync_mb_s(
+    path: &Path,
+    file_bytes: u64,
+    fsync_every: u32,
+    duration: Duration,
+) -> Result<f64, String> {
     let job = [
         "--rw=write".to_string(),
         "--bs=1m".to_string(),
@@ -79,5 +105,7 @@ pub fn write_fsync_mb_s(path: &Path, file_bytes: u64, fsync_every: u32, duration
     ];
     let json = run_job(path, duration, &job)?;
     let bytes_per_s = json["jobs"][0]["write"]["bw_bytes"].as_f64();
-    bytes_per_s.map(|b| b / 1e6).ok_or_else(|| "fio JSON has no write bw_bytes".to_string())
+    bytes_per_s
+        .map(|b| b / 1e6)
+        .ok_or_else(|| "fio JSON has no write bw_bytes".to_string())
 }

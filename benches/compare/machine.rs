@@ -9,7 +9,9 @@ pub fn describe() -> String {
         .lines()
         .find_map(|line| line.strip_prefix("model name"))
         .and_then(|rest| rest.split_once(':'))
-        .map_or("unknown CPU".to_string(), |(_, name)| name.trim().to_string());
+        .map_or("unknown CPU".to_string(), |(_, name)| {
+            name.trim().to_string()
+        });
     let cores = crate::system::cpus_online();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory_gib = meminfo

@@ -41,10 +41,14 @@ pub fn run(options: &Options) -> Section {
     };
     match bookkeeping_bytes_per_op() {
         Ok(note) => section.notes.push(note),
-        Err(error) => section.notes.push(format!("Bookkeeping per operation: failed: {error}")),
+        Err(error) => section
+            .notes
+            .push(format!("Bookkeeping per operation: failed: {error}")),
     }
     if let Err(error) = system::raise_fd_limit() {
-        section.notes.push(format!("could not raise RLIMIT_NOFILE: {error}"));
+        section
+            .notes
+            .push(format!("could not raise RLIMIT_NOFILE: {error}"));
     }
     section.rows.push(idle_rss_row(options));
     section
@@ -57,7 +61,9 @@ fn idle_rss_row(options: &Options) -> Row {
     let mut samples: [Result<Vec<f64>, String>; 2] = [Ok(Vec::new()), Ok(Vec::new())];
     for _ in 0..options.runs {
         for (index, contender) in contenders.iter().enumerate() {
-            let Ok(values) = &mut samples[index] else { continue };
+            let Ok(values) = &mut samples[index] else {
+                continue;
+            };
             match peak_rss_with_idle(contender, options.idle_connections) {
                 Ok(bytes) => values.push(bytes as f64 / (1 << 20) as f64),
                 Err(error) => samples[index] = Err(format!("failed: {error}")),
@@ -70,7 +76,10 @@ fn idle_rss_row(options: &Options) -> Row {
         Err(reason) => Side::Missing(reason.clone()),
     };
     Row {
-        name: format!("peak RSS, echo server holding {} idle connections", options.idle_connections),
+        name: format!(
+            "peak RSS, echo server holding {} idle connections",
+            options.idle_connections
+        ),
         unit: "MiB",
         better: Better::Lower,
         ringio: side(&samples[0]),
@@ -148,7 +157,11 @@ fn heap_per_pending_recv(config: Config) -> io::Result<f64> {
     let before = alloc::live_bytes();
     let mut io: IO<()> = IO::with_config(config)?;
     for _ in 0..PENDING_RECVS {
-        io.recv(server_side.as_raw_fd(), Vec::with_capacity(1), |_, _, _, _| {});
+        io.recv(
+            server_side.as_raw_fd(),
+            Vec::with_capacity(1),
+            |_, _, _, _| {},
+        );
     }
     io.tick(&mut ())?;
     let after = alloc::live_bytes();

@@ -41,7 +41,12 @@ fn row(options: &Options, batch: u32, total: u64) -> Row {
         ops[1] += sample.ops;
         bare.push(sample.ops_per_sec);
     }
-    let per_op = |side: usize| format!("{:.4} syscalls/op", syscalls[side] as f64 / ops[side] as f64);
+    let per_op = |side: usize| {
+        format!(
+            "{:.4} syscalls/op",
+            syscalls[side] as f64 / ops[side] as f64
+        )
+    };
     eprintln!("  nop batch {batch}: done");
     Row {
         name: format!("nop, batch {batch}, {total} ops per run"),

@@ -32,7 +32,9 @@ pub fn build_examples() -> io::Result<()> {
     system::nice_child(&mut command, 10);
     let status = command.status()?;
     if !status.success() {
-        return Err(io::Error::other(format!("cargo build of the examples failed: {status}")));
+        return Err(io::Error::other(format!(
+            "cargo build of the examples failed: {status}"
+        )));
     }
     Ok(())
 }
@@ -118,8 +120,14 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, String)> {
 }
 
 /// Runs a command to completion with a time limit, killing it on timeout.
-pub fn output_with_timeout(command: &mut Command, limit: Duration) -> io::Result<std::process::Output> {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+pub fn output_with_timeout(
+    command: &mut Command,
+    limit: Duration,
+) -> io::Result<std::process::Output> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
     let guard_deadline = Instant::now() + limit;
     // Read stdout on a thread so a chatty child cannot block on a full pipe.
     let mut stdout = child.stdout.take().expect("piped stdout");

@@ -46,7 +46,9 @@ pub fn run(options: &Options) -> Section {
     let (read_path, write_path) = match files {
         Ok(paths) => paths,
         Err(error) => {
-            section.notes.push(format!("Storage skipped: cannot create the data files: {error}"));
+            section.notes.push(format!(
+                "Storage skipped: cannot create the data files: {error}"
+            ));
             return section;
         }
     };
@@ -59,11 +61,19 @@ pub fn run(options: &Options) -> Section {
             warm_page_cache(&read_path);
         }
         for queue_depth in QUEUE_DEPTHS {
-            section.rows.push(randread_row(options, &read_path, direct, queue_depth, fio_ready));
+            section.rows.push(randread_row(
+                options,
+                &read_path,
+                direct,
+                queue_depth,
+                fio_ready,
+            ));
         }
     }
     for fsync_every in [1, 16] {
-        section.rows.push(write_row(options, &write_path, fsync_every, fio_ready));
+        section
+            .rows
+            .push(write_row(options, &write_path, fsync_every, fio_ready));
     }
     section
 }
@@ -74,7 +84,10 @@ fn prepare_files() -> io::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(&dir)?;
     let read_path = dir.join("randread-1GiB.dat");
     let write_path = dir.join("write-256MiB.dat");
-    for (path, bytes) in [(&read_path, READ_FILE_BYTES), (&write_path, WRITE_FILE_BYTES)] {
+    for (path, bytes) in [
+        (&read_path, READ_FILE_BYTES),
+        (&write_path, WRITE_FILE_BYTES),
+    ] {
         if std::fs::metadata(path).map(|m| m.len()).ok() != Some(bytes) {
             eprintln!("storage: creating {} ({} MiB)", path.display(), bytes >> 20);
             fill_file(path, bytes)?;
@@ -113,8 +126,18 @@ fn warm_page_cache(path: &Path) {
     }
 }
 
-fn randread_row(options: &Options, path: &Path, direct: bool, queue_depth: u32, fio_ready: bool) -> Row {
-    let mode = if direct { "O_DIRECT" } else { "buffered (page cache warm)" };
+fn randread_row(
+    options: &Options,
+    path: &Path,
+    direct: bool,
+    queue_depth: u32,
+    fio_ready: bool,
+) -> Row {
+    let mode = if direct {
+        "O_DIRECT"
+    } else {
+        "buffered (page cache warm)"
+    };
     let mut ringio = Vec::new();
     let mut peer = Vec::new();
     let mut peer_error = None;
@@ -151,14 +174,23 @@ fn write_row(options: &Options, path: &Path, fsync_every: u32, fio_ready: bool) 
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
         if fio_ready && peer_error.is_none() {
-            let result = fio::write_fsync_mb_s(path, WRITE_FILE_BYTES, fsync_every, options.storage_duration);
+            let result = fio::write_fsync_mb_s(
+                path,
+                WRITE_FILE_BYTES,
+                fsync_every,
+                options.storage_duration,
+            );
             match result {
                 Ok(mb_s) => peer.push(mb_s),
                 Err(error) => peer_error = Some(error),
             }
         }
     }
-    let every = if fsync_every == 1 { "every write".to_string() } else { format!("every {fsync_every} writes") };
+    let every = if fsync_every == 1 {
+        "every write".to_string()
+    } else {
+        format!("every {fsync_every} writes")
+    };
     eprintln!("  write + fsync {every}: done");
     storage_row(
         format!("1 MiB sequential write, buffered, fsync after {every}, QD 1"),
@@ -225,7 +257,11 @@ impl FileState {
 
 /// Runs the loop for `duration`, then stops re-arming and drains. Returns
 /// the state as it was at the end of the timed window, and the window's length.
-fn run_timed(io: &mut IO<FileState>, state: &mut FileState, duration: Duration) -> io::Result<(u64, u64, f64)> {
+fn run_timed(
+    io: &mut IO<FileState>,
+    state: &mut FileState,
+    duration: Duration,
+) -> io::Result<(u64, u64, f64)> {
     let start = Instant::now();
     while start.elapsed() < duration {
         io.run_for_ns(state, 10_000_000)?;
@@ -241,13 +277,24 @@ fn run_timed(io: &mut IO<FileState>, state: &mut FileState, duration: Duration) 
 }
 
 /// IOPS of 4 KiB random reads with `queue_depth` reads always in flight.
-fn ringio_randread(path: &Path, direct: bool, queue_depth: u32, duration: Duration) -> io::Result<f64> {
-    let config = Config::new().entries(256.max(queue_depth)).completions_initial(queue_depth);
+fn ringio_randread(
+    path: &Path,
+    direct: bool,
+    queue_depth: u32,
+    duration: Duration,
+) -> io::Result<f64> {
+    let config = Config::new()
+        .entries(256.max(queue_depth))
+        .completions_initial(queue_depth);
     let mut io: IO<FileState> = IO::with_config(config)?;
     let fd = io.open_file(path, FileOptions::new().write(false).direct(direct))?;
     let mut state = FileState::new(fd, 0);
     for _ in 0..queue_depth {
-        read_next(&mut io, &mut state, AlignedBuf::new(BLOCK_BYTES, BLOCK_BYTES)?);
+        read_next(
+            &mut io,
+            &mut state,
+            AlignedBuf::new(BLOCK_BYTES, BLOCK_BYTES)?,
+        );
     }
     let result = run_timed(&mut io, &mut state, duration);
     close(fd);
@@ -258,16 +305,21 @@ fn ringio_randread(path: &Path, direct: bool, queue_depth: u32, duration: Durati
 fn read_next(io: &mut IO<FileState>, state: &mut FileState, buf: AlignedBuf) {
     state.random = xorshift(state.random);
     let offset = state.random % (READ_FILE_BYTES / BLOCK_BYTES as u64) * BLOCK_BYTES as u64;
-    io.read(state.fd, buf, offset, |io, state, result, buf| match result {
-        Ok(count) if count == BLOCK_BYTES => {
-            state.completed += 1;
-            if !state.stop {
-                read_next(io, state, buf);
+    io.read(
+        state.fd,
+        buf,
+        offset,
+        |io, state, result, buf| match result {
+            Ok(count) if count == BLOCK_BYTES => {
+                state.completed += 1;
+                if !state.stop {
+                    read_next(io, state, buf);
+                }
             }
-        }
-        Ok(count) => state.fail(io::Error::other(format!("short read of {count} bytes"))),
-        Err(error) => state.fail(error),
-    });
+            Ok(count) => state.fail(io::Error::other(format!("short read of {count} bytes"))),
+            Err(error) => state.fail(error),
+        },
+    );
 }
 
 /// MB/s of sequential 1 MiB writes, one in flight, with an fsync after every
@@ -286,26 +338,31 @@ fn ringio_write_fsync(path: &Path, fsync_every: u32, duration: Duration) -> io::
 
 fn write_next(io: &mut IO<FileState>, state: &mut FileState, buf: Vec<u8>) {
     let offset = state.offset;
-    io.write(state.fd, buf, offset, |io, state, result, buf| match result {
-        Ok(count) => {
-            state.bytes += count as u64;
-            state.offset = (state.offset + count as u64) % WRITE_FILE_BYTES;
-            state.writes_since_sync += 1;
-            if state.writes_since_sync < state.fsync_every {
-                if !state.stop {
-                    write_next(io, state, buf);
+    io.write(
+        state.fd,
+        buf,
+        offset,
+        |io, state, result, buf| match result {
+            Ok(count) => {
+                state.bytes += count as u64;
+                state.offset = (state.offset + count as u64) % WRITE_FILE_BYTES;
+                state.writes_since_sync += 1;
+                if state.writes_since_sync < state.fsync_every {
+                    if !state.stop {
+                        write_next(io, state, buf);
+                    }
+                    return;
                 }
-                return;
+                state.writes_since_sync = 0;
+                io.fsync(state.fd, move |io, state, result| match result {
+                    Ok(()) if !state.stop => write_next(io, state, buf),
+                    Ok(()) => {}
+                    Err(error) => state.fail(error),
+                });
             }
-            state.writes_since_sync = 0;
-            io.fsync(state.fd, move |io, state, result| match result {
-                Ok(()) if !state.stop => write_next(io, state, buf),
-                Ok(()) => {}
-                Err(error) => state.fail(error),
-            });
-        }
-        Err(error) => state.fail(error),
-    });
+            Err(error) => state.fail(error),
+        },
+    );
 }
 
 fn close(fd: Fd) {

@@ -78,7 +78,9 @@ pub fn process_cpu_s(pid: u32) -> io::Result<f64> {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |index: usize| -> io::Result<f64> {
         let field = fields.get(index).ok_or(io::ErrorKind::InvalidData)?;
-        field.parse::<f64>().map_err(|_| io::ErrorKind::InvalidData.into())
+        field
+            .parse::<f64>()
+            .map_err(|_| io::ErrorKind::InvalidData.into())
     };
     // utime and stime are fields 14 and 15; after the name, 12 and 13 (0-based: 11, 12).
     // SAFETY: sysconf takes an integer and has no memory effects.

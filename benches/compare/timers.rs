@@ -52,10 +52,22 @@ pub fn run(options: &Options) -> Section {
         ("tokio current_thread, task per timer", &tokio),
         ("one io_uring TIMEOUT per timer", &kernel),
     ] {
-        let mut total = row(format!("{name}, total time"), "s", &ringio.total_s, peer, &samples.total_s);
+        let mut total = row(
+            format!("{name}, total time"),
+            "s",
+            &ringio.total_s,
+            peer,
+            &samples.total_s,
+        );
         set_notes(&mut total, ringio.schedule_note(), samples.schedule_note());
         rows.push(total);
-        rows.push(row(format!("{name}, callback lateness p99"), "ms", &ringio.p99_ms, peer, &samples.p99_ms));
+        rows.push(row(
+            format!("{name}, callback lateness p99"),
+            "ms",
+            &ringio.p99_ms,
+            peer,
+            &samples.p99_ms,
+        ));
     }
     Section {
         title: "Timers".to_string(),
@@ -104,7 +116,9 @@ fn tokio_timers(count: usize) -> std::io::Result<TimerRun> {
             let deadline = start + Duration::from_nanos(offset_ns);
             tasks.spawn(async move {
                 tokio::time::sleep_until(deadline.into()).await;
-                Instant::now().saturating_duration_since(deadline).as_nanos() as u64
+                Instant::now()
+                    .saturating_duration_since(deadline)
+                    .as_nanos() as u64
             });
         }
         let schedule_s = start.elapsed().as_secs_f64();
