@@ -67,6 +67,7 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
 fn main() -> ExitCode {
     let options = Options::from_args();
     let start = Instant::now();
+    let load_at_start = machine::load_average();
     if system::cpus_online() < 2 {
         eprintln!("compare: fewer than 2 CPUs; server and client will share a core");
     }
@@ -81,13 +82,16 @@ fn main() -> ExitCode {
         eprintln!("compare: {error}; the echo and memory rows will be not available");
     }
     let sections = run_all(&options);
-    let elapsed_s = start.elapsed().as_secs_f64();
+    let run = report::RunInfo {
+        elapsed_s: start.elapsed().as_secs_f64(),
+        load_at_start,
+    };
     print_summary(&sections);
     if options.only.is_some() {
         eprintln!("compare: --only given, so docs and results.json are left as they were");
         return ExitCode::SUCCESS;
     }
-    match write_outputs(&options, &sections, elapsed_s) {
+    match write_outputs(&options, &sections, &run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("compare: writing results: {error}");
@@ -143,11 +147,15 @@ fn simulator() -> Section {
     }
 }
 
-fn write_outputs(options: &Options, sections: &[Section], elapsed_s: f64) -> std::io::Result<()> {
+fn write_outputs(
+    options: &Options,
+    sections: &[Section],
+    run: &report::RunInfo,
+) -> std::io::Result<()> {
     let json_path = process::output_dir().join("results.json");
     report::write_json(&json_path, sections)?;
     let docs_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
-    report::write_docs(&docs_path, options, sections, elapsed_s)?;
+    report::write_docs(&docs_path, options, sections, run)?;
     eprintln!(
         "compare: wrote {} and {}",
         json_path.display(),

@@ -23,6 +23,15 @@ pub fn describe() -> String {
     format!("{model}, {cores} CPUs (nproc), {memory_gib:.1} GiB RAM, Linux {kernel}")
 }
 
+/// The 1-minute load average: this machine is shared, and a load near 1
+/// means another job held a core for part of the run.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 /// Today's date in UTC, as `date -u +%Y-%m-%d` prints it.
 pub fn date() -> String {
     command_output("date", &["-u", "+%Y-%m-%d"])
