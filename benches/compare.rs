@@ -22,6 +22,8 @@
 mod alloc;
 #[path = "compare/client.rs"]
 mod client;
+#[path = "compare/client_uring.rs"]
+mod client_uring;
 #[path = "compare/echo.rs"]
 mod echo;
 #[path = "compare/fio.rs"]
@@ -169,7 +171,15 @@ fn print_summary(sections: &[Section]) {
     for section in sections {
         println!("== {}", section.title);
         for row in &section.rows {
-            let value = |side: &Side| side.median().map_or("n/a".to_string(), report::number);
+            let value = |side: &Side| match side {
+                Side::Value { summary, note } => {
+                    let note = note
+                        .as_ref()
+                        .map_or(String::new(), |note| format!(" ({note})"));
+                    format!("{}{note}", report::number(summary.median))
+                }
+                Side::Missing(_) => "n/a".to_string(),
+            };
             let ratio = row
                 .ratio()
                 .map_or("n/a".to_string(), |r| format!("{r:.2}x"));

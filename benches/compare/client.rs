@@ -3,20 +3,21 @@
 //! next to the server's.
 //!
 //! One connection in ping-pong uses a blocking socket (a write and a read per
-//! round trip: the fewest syscalls possible). More connections use
-//! level-triggered epoll, so one thread keeps them all busy without being the
+//! round trip: the fewest syscalls possible). More connections, and
+//! streaming, use one io_uring ring with batched submission
+//! (`client_uring.rs`), so one thread keeps them all busy without being the
 //! bottleneck. Streaming writes a connection's whole free window in one
-//! `write`, not one `write` per message.
+//! send, not one send per message.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::client_uring::UringDriver;
 use crate::system;
 
 /// No reply for this long means the server is stuck or gone.
-const STALL_LIMIT: Duration = Duration::from_secs(5);
+pub const STALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the client does on each connection.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +63,7 @@ impl Load {
 }
 
 /// Progress in steps: each `step` does some I/O and may block briefly.
-trait Driver {
+pub trait Driver {
     fn step(&mut self) -> io::Result<()>;
     fn units(&self) -> u64;
 }
@@ -93,12 +94,12 @@ fn run_pinned(workload: &Workload) -> io::Result<Load> {
             measure(workload, &mut driver)
         }
         Pattern::PingPong => {
-            let mut driver = EpollDriver::new(streams, payload, workload.message_bytes, None)?;
+            let mut driver = UringDriver::new(streams, payload, workload.message_bytes, None)?;
             measure(workload, &mut driver)
         }
         Pattern::Stream { window_bytes } => {
             let mut driver =
-                EpollDriver::new(streams, payload, workload.message_bytes, Some(window_bytes))?;
+                UringDriver::new(streams, payload, workload.message_bytes, Some(window_bytes))?;
             measure(workload, &mut driver)
         }
     }
@@ -184,170 +185,5 @@ impl Driver for BlockingPingPong {
     }
     fn units(&self) -> u64 {
         self.round_trips
-    }
-}
-
-/// Per-connection progress under epoll.
-struct Connection {
-    stream: TcpStream,
-    /// Bytes written and bytes of echo read back, since connecting.
-    sent: u64,
-    received: u64,
-}
-
-/// Many connections on one level-triggered epoll. In ping-pong
-/// (`window_bytes` = None) each connection has one message outstanding; in
-/// streaming, up to `window_bytes`.
-struct EpollDriver {
-    epoll: RawFd,
-    connections: Vec<Connection>,
-    payload: Vec<u8>,
-    message_bytes: usize,
-    window_bytes: Option<usize>,
-    read_buf: Vec<u8>,
-    events: Vec<libc::epoll_event>,
-    /// Completed round trips (ping-pong) or echoed bytes (streaming).
-    units: u64,
-    last_progress: Instant,
-}
-
-impl EpollDriver {
-    fn new(
-        streams: Vec<TcpStream>,
-        payload: Vec<u8>,
-        message_bytes: usize,
-        window_bytes: Option<usize>,
-    ) -> io::Result<Self> {
-        // SAFETY: epoll_create1 takes a flag and returns a new fd or -1.
-        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if epoll < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut driver = EpollDriver {
-            epoll,
-            connections: Vec::with_capacity(streams.len()),
-            payload,
-            message_bytes,
-            window_bytes,
-            read_buf: vec![0; 256 * 1024],
-            events: vec![libc::epoll_event { events: 0, u64: 0 }; streams.len()],
-            units: 0,
-            last_progress: Instant::now(),
-        };
-        for (index, stream) in streams.into_iter().enumerate() {
-            stream.set_nonblocking(true)?;
-            driver.register(stream.as_raw_fd(), index)?;
-            driver.connections.push(Connection {
-                stream,
-                sent: 0,
-                received: 0,
-            });
-            driver.top_up(index)?;
-        }
-        Ok(driver)
-    }
-
-    fn register(&self, fd: RawFd, index: usize) -> io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: index as u64,
-        };
-        // SAFETY: `event` is valid for the duration of the call; `fd` is open.
-        let result = unsafe { libc::epoll_ctl(self.epoll, libc::EPOLL_CTL_ADD, fd, &mut event) };
-        if result != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Reads all the echo that arrived on connection `index`, then tops up.
-    fn on_readable(&mut self, index: usize) -> io::Result<()> {
-        let connection = &mut self.connections[index];
-        loop {
-            match connection.stream.read(&mut self.read_buf) {
-                Ok(0) => return Err(io::Error::other("server closed a connection")),
-                Ok(count) => connection.received += count as u64,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) => return Err(error),
-            }
-            // A ping-pong reply is one small message: no second read needed.
-            if self.window_bytes.is_none() {
-                break;
-            }
-        }
-        self.top_up(index)
-    }
-
-    /// Writes as many whole messages as the window has room for, in one
-    /// write. In ping-pong, the window is one message: the next message
-    /// goes only once the previous echo is complete.
-    fn top_up(&mut self, index: usize) -> io::Result<()> {
-        let window = self.window_bytes.unwrap_or(self.message_bytes) as u64;
-        let connection = &mut self.connections[index];
-        let outstanding = connection.sent - connection.received;
-        if self.window_bytes.is_none() {
-            if outstanding > 0 {
-                return Ok(());
-            }
-            if connection.sent > 0 {
-                self.units += 1;
-            }
-        }
-        let room = (window - outstanding) as usize / self.message_bytes * self.message_bytes;
-        if room == 0 {
-            return Ok(());
-        }
-        match connection.stream.write(&self.payload[..room]) {
-            Ok(count) => connection.sent += count as u64,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
-        }
-        Ok(())
-    }
-}
-
-impl Driver for EpollDriver {
-    fn step(&mut self) -> io::Result<()> {
-        let capacity = self.events.len() as i32;
-        // SAFETY: `events` is valid for `capacity` entries for the call.
-        let ready =
-            unsafe { libc::epoll_wait(self.epoll, self.events.as_mut_ptr(), capacity, 100) };
-        if ready < 0 {
-            let error = io::Error::last_os_error();
-            return if error.kind() == io::ErrorKind::Interrupted {
-                Ok(())
-            } else {
-                Err(error)
-            };
-        }
-        if ready == 0 {
-            if self.last_progress.elapsed() > STALL_LIMIT {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "server stopped echoing",
-                ));
-            }
-            return Ok(());
-        }
-        self.last_progress = Instant::now();
-        for slot in 0..ready as usize {
-            let index = self.events[slot].u64 as usize;
-            let before = self.connections[index].received;
-            self.on_readable(index)?;
-            if self.window_bytes.is_some() {
-                self.units += self.connections[index].received - before;
-            }
-        }
-        Ok(())
-    }
-    fn units(&self) -> u64 {
-        self.units
-    }
-}
-
-impl Drop for EpollDriver {
-    fn drop(&mut self) {
-        // SAFETY: `epoll` is an fd this driver created and closes once.
-        unsafe { libc::close(self.epoll) };
     }
 }
