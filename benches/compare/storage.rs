@@ -207,7 +207,7 @@ fn storage_row(
     peer: (&[f64], Option<String>),
 ) -> Row {
     let side = |(samples, error): (&[f64], Option<String>), missing: &str| match error {
-        Some(error) if samples.len() < 5 => Side::Missing(error),
+        Some(error) if samples.is_empty() => Side::Missing(error),
         _ => Side::from_samples(samples, None, missing),
     };
     Row {
