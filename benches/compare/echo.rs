@@ -1,0 +1,206 @@
+//! Workloads 3 and 4: TCP echo ping-pong (round trips per second) and
+//! streaming (MB/s), every server driven by the same client.
+
+use crate::client::{self, Load, Pattern, Workload};
+use crate::options::Options;
+use crate::process::Server;
+use crate::servers::{self, Contender};
+use crate::stats::{Better, Row, Section, Side};
+
+/// One echo configuration: connections, message size, traffic pattern.
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    connections: usize,
+    message_bytes: usize,
+    pattern: Pattern,
+}
+
+impl Config {
+    /// The exact configuration, used as the row's name.
+    fn name(&self) -> String {
+        let conns = match self.connections {
+            1 => "1 conn".to_string(),
+            n => format!("{n} conns"),
+        };
+        match self.pattern {
+            Pattern::PingPong => {
+                format!("tcp echo ping-pong, {conns}, {}", bytes(self.message_bytes))
+            }
+            Pattern::Stream { window_bytes } => format!(
+                "tcp echo streaming, {conns}, {} messages, {} window per conn",
+                bytes(self.message_bytes),
+                bytes(window_bytes)
+            ),
+        }
+    }
+}
+
+fn bytes(count: usize) -> String {
+    if count >= 1024 && count % 1024 == 0 {
+        format!("{} KiB", count / 1024)
+    } else {
+        format!("{count} B")
+    }
+}
+
+/// Every contender's loads in one configuration, or why it has none.
+struct Measured {
+    config: Config,
+    loads: Vec<Result<Vec<Load>, String>>,
+}
+
+/// Runs both echo workloads against servers started once for both.
+pub fn run(options: &Options) -> (Section, Section) {
+    eprintln!("echo: starting servers");
+    let servers = servers::start_all();
+    let ping_pong: Vec<Config> = [1, 128]
+        .map(|connections| Config {
+            connections,
+            message_bytes: 64,
+            pattern: Pattern::PingPong,
+        })
+        .to_vec();
+    let mut streaming = Vec::new();
+    // The window is 64 messages of 64 B, or 4 of 16 KiB: enough in flight
+    // to keep the pipe full, written in one write per top-up.
+    for (message_bytes, window_bytes) in [(64, 4096), (16 * 1024, 64 * 1024)] {
+        for connections in [1, 16, 128] {
+            streaming.push(Config {
+                connections,
+                message_bytes,
+                pattern: Pattern::Stream { window_bytes },
+            });
+        }
+    }
+    let ping_pong = ping_pong
+        .iter()
+        .map(|config| measure(options, &servers, *config));
+    let ping_pong_section = section_ping_pong(ping_pong.collect());
+    let streaming = streaming
+        .iter()
+        .map(|config| measure(options, &servers, *config));
+    let streaming_section = section_streaming(streaming.collect());
+    (ping_pong_section, streaming_section)
+}
+
+/// Alternates contenders run by run, `options.runs` times.
+fn measure(
+    options: &Options,
+    servers: &[(Contender, Result<Server, String>)],
+    config: Config,
+) -> Measured {
+    let mut loads: Vec<Result<Vec<Load>, String>> = servers
+        .iter()
+        .map(|(_, server)| server.as_ref().map(|_| Vec::new()).map_err(Clone::clone))
+        .collect();
+    for _ in 0..options.runs {
+        for (index, (_, server)) in servers.iter().enumerate() {
+            let (Ok(server), Ok(samples)) = (server, &mut loads[index]) else {
+                continue;
+            };
+            let workload = Workload {
+                addr: server.addr,
+                connections: config.connections,
+                message_bytes: config.message_bytes,
+                pattern: config.pattern,
+                warmup: options.echo_warmup,
+                duration: options.echo_duration,
+                server_pid: server.pid(),
+            };
+            match client::run(workload) {
+                Ok(load) => samples.push(load),
+                Err(error) => loads[index] = Err(format!("failed: {error}")),
+            }
+        }
+    }
+    eprintln!("  {}: done", config.name());
+    Measured { config, loads }
+}
+
+/// Median rate of one contender, with its and the client's CPU use.
+fn side(loads: &Result<Vec<Load>, String>, scale: f64, show_cpu: bool) -> Side {
+    let loads = match loads {
+        Ok(loads) => loads,
+        Err(reason) => return Side::Missing(reason.clone()),
+    };
+    let rates: Vec<f64> = loads.iter().map(|load| load.per_second() / scale).collect();
+    let median = |values: Vec<f64>| crate::stats::Summary::of(&values).map_or(0.0, |s| s.median);
+    let note = show_cpu.then(|| {
+        format!(
+            "CPU: server {:.0}%, client {:.0}%",
+            median(loads.iter().map(Load::server_cpu_percent).collect()),
+            median(loads.iter().map(Load::client_cpu_percent).collect()),
+        )
+    });
+    Side::from_samples(&rates, note, "no runs")
+}
+
+/// Rows of one configuration: ringio on io_uring against each peer, and
+/// ringio on epoll against tokio (both readiness-based).
+fn rows(
+    measured: &Measured,
+    unit: &'static str,
+    scale: f64,
+    targets: [Option<f64>; 2],
+) -> Vec<Row> {
+    let name = measured.config.name();
+    let sides: Vec<Side> = measured
+        .loads
+        .iter()
+        .map(|loads| side(loads, scale, true))
+        .collect();
+    let [uring, epoll, tokio, bare] = [0, 1, 2, 3].map(|index| sides[index].clone());
+    let row = |ringio: &Side, suffix: &str, peer: &str, peer_value: &Side, target| Row {
+        name: format!("{name}{suffix}"),
+        unit,
+        better: Better::Higher,
+        ringio: ringio.clone(),
+        peer: peer.to_string(),
+        peer_value: peer_value.clone(),
+        target,
+    };
+    vec![
+        row(&uring, "", servers::TOKIO.label, &tokio, targets[0]),
+        row(&uring, "", servers::BARE.label, &bare, targets[1]),
+        row(
+            &epoll,
+            ", ringio on epoll",
+            servers::TOKIO.label,
+            &tokio,
+            None,
+        ),
+    ]
+}
+
+fn section_ping_pong(measured: Vec<Measured>) -> Section {
+    Section {
+        title: "TCP echo ping-pong".to_string(),
+        method: "Each connection sends a 64 B message and waits for its echo before the next. \
+                 Servers run on core 0, the client on core 1. ringio's figure is its echo_server \
+                 example on io_uring (`ringio` column); the epoll rows put ringio's echo_server \
+                 with `--backend epoll` in that column instead. Targets: ≥1.0× tokio, ≥0.95× the \
+                 bare io-uring loop."
+            .to_string(),
+        rows: measured
+            .iter()
+            .flat_map(|m| rows(m, "round trips/s", 1.0, [Some(1.0), Some(0.95)]))
+            .collect(),
+        notes: Vec::new(),
+    }
+}
+
+fn section_streaming(measured: Vec<Measured>) -> Section {
+    Section {
+        title: "TCP echo streaming".to_string(),
+        method: "Each connection keeps a window of unechoed bytes in flight; whenever echo comes \
+                 back, the client writes as many whole messages as the window has room for, in \
+                 one write. MB/s counts echoed bytes received by the client (10^6 B). CPU is the \
+                 median share of one core used by the server process and by the client thread."
+            .to_string(),
+        rows: measured
+            .iter()
+            .flat_map(|m| rows(m, "MB/s", 1e6, [None, None]))
+            .collect(),
+        notes: Vec::new(),
+    }
+}

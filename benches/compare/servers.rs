@@ -1,0 +1,100 @@
+//! The four echo servers under comparison, started once per workload and
+//! kept running, so runs can alternate between them without restarts.
+
+use std::io;
+
+use crate::process::{self, Server};
+
+/// How long a server may live, in case the harness dies without killing it
+/// (PR_SET_PDEATHSIG covers that too; this is a second bound).
+const SERVER_SECONDS_MAX: &str = "1800";
+
+/// One contender: a label for the tables and how to start it.
+#[derive(Clone, Copy, Debug)]
+pub struct Contender {
+    pub label: &'static str,
+    example: &'static str,
+    /// `--backend` value for ringio's echo_server; `None` for the peers.
+    backend: Option<&'static str>,
+}
+
+pub const RINGIO_IO_URING: Contender = Contender {
+    label: "ringio (io_uring)",
+    example: "echo_server",
+    backend: Some("io_uring"),
+};
+pub const RINGIO_EPOLL: Contender = Contender {
+    label: "ringio (epoll)",
+    example: "echo_server",
+    backend: Some("epoll"),
+};
+pub const TOKIO: Contender = Contender {
+    label: "tokio current_thread",
+    example: "bench_tokio_echo",
+    backend: None,
+};
+pub const BARE: Contender = Contender {
+    label: "bare io-uring loop",
+    example: "bench_uring_echo",
+    backend: None,
+};
+pub const ALL: [Contender; 4] = [RINGIO_IO_URING, RINGIO_EPOLL, TOKIO, BARE];
+
+impl Contender {
+    /// Starts the server, or says why it is not available.
+    ///
+    /// ringio's echo_server is asked for its backend with `--backend`. A
+    /// build without that flag rejects it: for io_uring, its default, it is
+    /// started again without the flag (and must then say it runs io_uring);
+    /// for any other backend the row is "not available".
+    pub fn start(&self) -> Result<Server, String> {
+        let binary = process::example_path(self.example);
+        let mut args = vec!["--addr", "127.0.0.1:0", "--max-seconds", SERVER_SECONDS_MAX];
+        let Some(backend) = self.backend else {
+            return Server::start(self.label, &binary, &args).map_err(describe);
+        };
+        let mut with_flag = args.clone();
+        with_flag.extend(["--backend", backend]);
+        let server = match Server::start(self.label, &binary, &with_flag) {
+            Ok(server) => server,
+            Err(error) if !error.to_string().contains("--backend") => return Err(describe(error)),
+            Err(_) if backend != "io_uring" => {
+                return Err(format!(
+                    "not available: this echo_server build has no --backend flag (so no {backend} backend)"
+                ))
+            }
+            Err(_) => {
+                args.truncate(4);
+                Server::start(self.label, &binary, &args).map_err(describe)?
+            }
+        };
+        if server.backend != backend {
+            return Err(format!(
+                "not available: echo_server runs backend {:?}, not {backend:?}",
+                server.backend
+            ));
+        }
+        Ok(server)
+    }
+}
+
+fn describe(error: io::Error) -> String {
+    format!("not available: {error}")
+}
+
+/// Starts every contender; a failed one is reported, never fatal.
+pub fn start_all() -> Vec<(Contender, Result<Server, String>)> {
+    ALL.iter()
+        .map(|contender| {
+            let server = contender.start();
+            match &server {
+                Ok(server) => eprintln!(
+                    "  {}: listening on {} (backend: {})",
+                    contender.label, server.addr, server.backend
+                ),
+                Err(reason) => eprintln!("  {}: {reason}", contender.label),
+            }
+            (*contender, server)
+        })
+        .collect()
+}

@@ -1,0 +1,138 @@
+//! Workload 2: schedule and fire timers at random deadlines within 1 s:
+//! ringio's timing wheel, tokio's `sleep_until` with one task per timer, and
+//! one absolute io_uring TIMEOUT op per timer. Every contender gets the same
+//! deadlines (fixed seed), as offsets from its own start. The ringio and
+//! kernel loops are shared with `cargo bench --bench timers`.
+
+use std::time::{Duration, Instant};
+
+use crate::options::Options;
+use crate::stats::{Better, Row, Section, Side};
+use crate::timer_loops::{deadlines_ns, kernel_timeouts, percentile_ms, ringio_timers, TimerRun};
+
+/// Total seconds and lateness p99 (ms) of each run.
+#[derive(Default)]
+struct Samples {
+    total_s: Vec<f64>,
+    p99_ms: Vec<f64>,
+    schedule_s: Vec<f64>,
+}
+
+impl Samples {
+    fn push(&mut self, run: &TimerRun) {
+        self.total_s.push(run.total_s);
+        self.p99_ms.push(percentile_ms(&run.lateness_ns, 0.99));
+        self.schedule_s.push(run.schedule_s);
+    }
+
+    /// The median time spent scheduling, shown next to the total.
+    fn schedule_note(&self) -> Option<String> {
+        let summary = crate::stats::Summary::of(&self.schedule_s)?;
+        Some(format!("scheduling took {:.3} s", summary.median))
+    }
+}
+
+pub fn run(options: &Options) -> Section {
+    let count = options.timers;
+    let mut ringio = Samples::default();
+    let mut tokio = Samples::default();
+    let mut kernel = Samples::default();
+    for _ in 0..options.runs {
+        ringio.push(&ringio_timers(count));
+        match tokio_timers(count) {
+            Ok(run) => tokio.push(&run),
+            Err(error) => eprintln!("  tokio timers failed: {error}"),
+        }
+        kernel.push(&kernel_timeouts(count));
+    }
+    eprintln!("  timers: done");
+    let name = format!("timers: {count} at random deadlines within 1 s");
+    let mut rows = Vec::new();
+    for (peer, samples) in [
+        ("tokio current_thread, task per timer", &tokio),
+        ("one io_uring TIMEOUT per timer", &kernel),
+    ] {
+        let mut total = row(
+            format!("{name}, total time"),
+            "s",
+            &ringio.total_s,
+            peer,
+            &samples.total_s,
+        );
+        set_notes(&mut total, ringio.schedule_note(), samples.schedule_note());
+        rows.push(total);
+        rows.push(row(
+            format!("{name}, callback lateness p99"),
+            "ms",
+            &ringio.p99_ms,
+            peer,
+            &samples.p99_ms,
+        ));
+    }
+    Section {
+        title: "Timers".to_string(),
+        method: "Total time runs from the first timer scheduled to the last callback (or CQE). \
+                 Lateness is the time a callback ran (reap time for raw CQEs) minus its deadline. \
+                 Lower is better, so the ratio is peer / ringio. In-process, pinned to core 0. \
+                 tokio's scheduling time covers only spawning: each sleep registers with the \
+                 timer wheel when its task is first polled, after all are spawned."
+            .to_string(),
+        rows,
+        notes: Vec::new(),
+    }
+}
+
+fn row(name: String, unit: &'static str, ringio: &[f64], peer: &str, peer_samples: &[f64]) -> Row {
+    Row {
+        name,
+        unit,
+        better: Better::Lower,
+        ringio: Side::from_samples(ringio, None, "no runs"),
+        peer: peer.to_string(),
+        peer_value: Side::from_samples(peer_samples, None, "failed"),
+        target: None,
+    }
+}
+
+fn set_notes(row: &mut Row, ringio: Option<String>, peer: Option<String>) {
+    for (side, text) in [(&mut row.ringio, ringio), (&mut row.peer_value, peer)] {
+        if let Side::Value { note, .. } = side {
+            *note = text;
+        }
+    }
+}
+
+/// tokio: a `current_thread` runtime and one spawned task per timer in a
+/// `JoinSet`, each sleeping until its deadline and returning its lateness.
+fn tokio_timers(count: usize) -> std::io::Result<TimerRun> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let offsets_ns = deadlines_ns(count, 0);
+    runtime.block_on(async move {
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for offset_ns in offsets_ns {
+            let deadline = start + Duration::from_nanos(offset_ns);
+            tasks.spawn(async move {
+                tokio::time::sleep_until(deadline.into()).await;
+                Instant::now()
+                    .saturating_duration_since(deadline)
+                    .as_nanos() as u64
+            });
+        }
+        let schedule_s = start.elapsed().as_secs_f64();
+        let mut lateness_ns = Vec::with_capacity(count);
+        while let Some(joined) = tasks.join_next().await {
+            lateness_ns.push(joined.map_err(std::io::Error::other)?);
+        }
+        let total_s = start.elapsed().as_secs_f64();
+        lateness_ns.sort_unstable();
+        Ok(TimerRun {
+            schedule_s,
+            total_s,
+            lateness_ns,
+            lateness_after_schedule_ns: Vec::new(),
+        })
+    })
+}
