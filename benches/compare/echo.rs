@@ -199,7 +199,7 @@ fn section_streaming(measured: Vec<Measured>) -> Section {
             .to_string(),
         rows: measured
             .iter()
-            .flat_map(|m| rows(m, "MB/s", 1e6, [None, None]))
+            .flat_map(|m| rows(m, "MB/s", 1e6, [Some(1.0), Some(0.95)]))
             .collect(),
         notes: Vec::new(),
     }

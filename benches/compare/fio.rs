@@ -18,9 +18,18 @@ pub fn ensure_installed() -> Result<(), String> {
         return Err("not available: fio is not installed and the harness is not root, so it cannot apt-get install it".to_string());
     }
     eprintln!("storage: fio missing, running apt-get install -y fio");
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "fio"])
-        .status();
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "fio"])
+            .status()
+    };
+    let mut status = install();
+    if !status.as_ref().is_ok_and(|status| status.success()) {
+        // A fresh machine has no package lists yet: fetch them, then retry.
+        eprintln!("storage: running apt-get update, then installing fio again");
+        let _ = Command::new("apt-get").arg("update").status();
+        status = install();
+    }
     match status {
         Ok(status) if status.success() && found() => Ok(()),
         Ok(status) => Err(format!(
