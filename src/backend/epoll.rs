@@ -50,6 +50,8 @@ struct Waiter {
     link: Link,
     /// Whether this entry is live; entries are indexed by completion slot.
     waiting: bool,
+    /// The fd whose list this waiter is on.
+    fd: Fd,
     user_data: u64,
     operation: Operation,
     /// The readiness (`POLLIN`, `POLLOUT`, or a `poll` operation's events)
@@ -61,6 +63,7 @@ impl Waiter {
     const IDLE: Waiter = Waiter {
         link: Link::new(),
         waiting: false,
+        fd: -1,
         user_data: 0,
         operation: Operation::Nop,
         interest: 0,
@@ -179,7 +182,8 @@ impl EpollBackend {
             Operation::Close { fd } => {
                 self.cancel_fd(fd);
                 self.syscalls += 1;
-                Attempt::Done(raw_result(sys::close(fd).map(|()| 0)))
+                let errno = |error: io::Error| error.raw_os_error().unwrap_or(libc::EIO);
+                Attempt::Done(sys::close(fd).map_or_else(|error| -errno(error), |()| 0))
             }
             // The loop core keeps timeouts in its own wheel.
             Operation::Timeout { .. } => Attempt::Done(-libc::EINVAL),
@@ -294,6 +298,9 @@ impl EpollBackend {
         if let Err(error) = self.ensure_nonblocking(fd) {
             return Attempt::Done(error);
         }
+        if !retry {
+            self.syscalls += 1; // the pread above was one already
+        }
         // SAFETY: as above.
         let result = unsafe { libc::read(fd, buf.cast(), len as usize) };
         would_block_or(result, fd, READABLE)
@@ -312,6 +319,9 @@ impl EpollBackend {
         }
         if let Err(error) = self.ensure_nonblocking(fd) {
             return Attempt::Done(error);
+        }
+        if !retry {
+            self.syscalls += 1; // the pwrite above was one already
         }
         // SAFETY: as above.
         let result = unsafe { libc::write(fd, buf.cast(), len as usize) };
@@ -380,6 +390,7 @@ impl EpollBackend {
         let waiter = &mut self.waiters.0[index as usize];
         debug_assert!(!waiter.waiting);
         waiter.waiting = true;
+        waiter.fd = fd;
         waiter.user_data = user_data;
         waiter.operation = operation;
         waiter.interest = interest;
@@ -532,8 +543,7 @@ impl EpollBackend {
         if !waiter.waiting || waiter.user_data != target.user_data() {
             return -libc::ENOENT;
         }
-        let fd = waiter.operation_fd();
-        let removed = self.fds[fd as usize]
+        let removed = self.fds[waiter.fd as usize]
             .waiters
             .remove(&mut self.waiters, target.slot);
         assert!(removed);
@@ -606,24 +616,6 @@ impl EpollBackend {
     }
 }
 
-impl Waiter {
-    /// The fd the waiter is parked on.
-    fn operation_fd(&self) -> Fd {
-        match self.operation {
-            Operation::Accept { fd }
-            | Operation::Connect { fd, .. }
-            | Operation::Recv { fd, .. }
-            | Operation::Send { fd, .. }
-            | Operation::Read { fd, .. }
-            | Operation::Write { fd, .. }
-            | Operation::Poll { fd, .. }
-            | Operation::Fsync { fd, .. }
-            | Operation::Close { fd } => fd,
-            Operation::Nop | Operation::Cancel { .. } | Operation::Timeout { .. } => -1,
-        }
-    }
-}
-
 /// A syscall's return value as a kernel-style result: the value, or a
 /// negative errno.
 fn result_of(result: isize) -> i32 {
@@ -639,13 +631,6 @@ fn would_block_or(result: isize, fd: Fd, interest: u32) -> Attempt {
     match result_of(result) {
         result if result == -libc::EAGAIN => Attempt::WouldBlock { fd, interest },
         result => Attempt::Done(result),
-    }
-}
-
-fn raw_result(result: io::Result<i32>) -> i32 {
-    match result {
-        Ok(value) => value,
-        Err(error) => -error.raw_os_error().unwrap_or(libc::EIO),
     }
 }
 
