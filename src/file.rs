@@ -113,4 +113,19 @@ impl<C> IO<C> {
     pub fn open_file(&mut self, path: impl AsRef<Path>, options: FileOptions) -> io::Result<Fd> {
         sys::open(path.as_ref(), options.flags(), 0o644)
     }
+
+    /// Sets the length of the regular file `fd` to `len_bytes`
+    /// (`ftruncate(2)`), cutting it short or extending it with zeros. A set-up
+    /// call, synchronous like [`open_file`](IO::open_file): for example, to cut
+    /// a torn tail off a log found at start-up. The new length is durable only
+    /// after [`fsync`](IO::fsync).
+    ///
+    /// # Errors
+    ///
+    /// `EBADF` (not open for writing), `EINVAL` (not a regular file, or a
+    /// length above `i64::MAX`), `EFBIG`, `EIO`, `EPERM`.
+    pub fn set_len(&mut self, fd: Fd, len_bytes: u64) -> io::Result<()> {
+        let len_bytes = i64::try_from(len_bytes).map_err(|_| sys::errno(libc::EINVAL))?;
+        sys::ftruncate(fd, len_bytes)
+    }
 }

@@ -195,6 +195,11 @@ pub(crate) fn open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::R
     cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })
 }
 
+pub(crate) fn ftruncate(fd: Fd, len_bytes: i64) -> io::Result<()> {
+    // SAFETY: ftruncate(2) takes only integers; a bad fd yields EBADF.
+    cvt(unsafe { libc::ftruncate(fd, len_bytes) }).map(drop)
+}
+
 pub(crate) fn eventfd() -> io::Result<Fd> {
     // SAFETY: eventfd(2) takes only integers.
     cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
