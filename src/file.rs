@@ -17,12 +17,12 @@ use crate::sys::{self, Fd};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileOptions {
-    read: bool,
-    write: bool,
-    create: bool,
-    truncate: bool,
-    direct: bool,
-    dsync: bool,
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+    pub(crate) create: bool,
+    pub(crate) truncate: bool,
+    pub(crate) direct: bool,
+    pub(crate) dsync: bool,
 }
 
 impl FileOptions {
@@ -111,6 +111,9 @@ impl<C> IO<C> {
     /// What `open(2)` returns: `ENOENT`, `EACCES`, `EISDIR`, `EINVAL`
     /// (`O_DIRECT` unsupported here, or a NUL byte in the path), `EMFILE`, `ENOSPC`.
     pub fn open_file(&mut self, path: impl AsRef<Path>, options: FileOptions) -> io::Result<Fd> {
+        if let Some(sim) = self.sim() {
+            return sim.with_world(|world, node| world.open_file(node, path.as_ref(), options));
+        }
         sys::open(path.as_ref(), options.flags(), 0o644)
     }
 
@@ -126,6 +129,9 @@ impl<C> IO<C> {
     /// length above `i64::MAX`), `EFBIG`, `EIO`, `EPERM`.
     pub fn set_len(&mut self, fd: Fd, len_bytes: u64) -> io::Result<()> {
         let len_bytes = i64::try_from(len_bytes).map_err(|_| sys::errno(libc::EINVAL))?;
+        if let Some(sim) = self.sim() {
+            return sim.with_world(|world, node| world.set_len(node, fd, len_bytes as u64));
+        }
         sys::ftruncate(fd, len_bytes)
     }
 }

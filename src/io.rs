@@ -7,6 +7,7 @@ use std::mem;
 
 use fifo::Fifo;
 
+use crate::backend::sim::SimBackend;
 use crate::backend::{
     select, AnyBackend, Backend, RawCompletion, Wait, REAP_BATCH_MAX, USER_DATA_INTERNAL,
 };
@@ -88,15 +89,24 @@ impl<C> IO<C> {
     ///   (memlock limit), or `EOPNOTSUPP` on a kernel older than 5.11;
     /// - what `epoll_create1` returns.
     pub fn with_config(config: Config) -> io::Result<IO<C>> {
-        let slots = Slots::with_capacity(config.completions_initial)?;
         let backend = select::open(config.backend, config.entries)?;
         tracing::debug!(target: "ringio", backend = backend.name(), entries = config.entries, "backend chosen");
+        IO::from_backend(backend, config)
+    }
+
+    /// An `IO` over a backend already open (the simulator makes its own).
+    pub(crate) fn from_backend(backend: AnyBackend, config: Config) -> io::Result<IO<C>> {
+        let slots = Slots::with_capacity(config.completions_initial)?;
+        let now_ns = match &backend {
+            AnyBackend::Sim(sim) => sim.now_ns(),
+            _ => sys::monotonic_ns(),
+        };
         Ok(IO {
             backend,
             slots,
             unqueued: Fifo::new(),
             completed: Fifo::new(),
-            timers: Timers::new(sys::monotonic_ns()),
+            timers: Timers::new(now_ns),
             addresses: Vec::new(),
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
             stats: Stats::default(),
@@ -110,14 +120,27 @@ impl<C> IO<C> {
         match self.backend {
             AnyBackend::IoUring(_) => BackendKind::IoUring,
             AnyBackend::Epoll(_) => BackendKind::Epoll,
+            AnyBackend::Sim(_) => BackendKind::Simulator,
         }
     }
 
-    /// The loop's clock: CLOCK_MONOTONIC, in nanoseconds. Application code
-    /// should take time from here, never from `std::time`, so that it runs
-    /// unchanged under a simulated clock.
+    /// The loop's clock: CLOCK_MONOTONIC, in nanoseconds, or the world's
+    /// virtual clock under the simulator. Application code should take time
+    /// from here, never from `std::time`, so that it runs unchanged under
+    /// the simulator.
     pub fn now_ns(&self) -> u64 {
-        sys::monotonic_ns()
+        match &self.backend {
+            AnyBackend::Sim(sim) => sim.now_ns(),
+            _ => sys::monotonic_ns(),
+        }
+    }
+
+    /// The simulator backend, when this `IO` runs on one.
+    pub(crate) fn sim(&self) -> Option<&SimBackend> {
+        match &self.backend {
+            AnyBackend::Sim(sim) => Some(sim),
+            _ => None,
+        }
     }
 
     /// The loop's counters.
@@ -219,6 +242,10 @@ impl<C> IO<C> {
         self.fire_timers();
         self.flush_unqueued();
         self.run_completed(ctx);
+        if let AnyBackend::Sim(sim) = &self.backend {
+            let slots = &self.slots;
+            sim.publish_next_timer(self.timers.next_deadline_ns(|id| timer_is_live(slots, id)));
+        }
         Ok(())
     }
 
@@ -369,6 +396,9 @@ impl<C> IO<C> {
             let result = slot.result;
             let callback = mem::replace(&mut slot.callback, Callback::empty());
             tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result, "complete");
+            if let AnyBackend::Sim(sim) = &self.backend {
+                sim.trace(&slot.operation, result);
+            }
             self.slots.free(index);
             self.stats.completed += 1;
             callback.call(self, ctx, result);
@@ -384,6 +414,9 @@ impl<C> IO<C> {
             Operation::Timeout { deadline_ns } => {
                 self.slots.slot_mut(id.slot).state = State::Timer;
                 self.timers.insert(deadline_ns, id);
+                if let AnyBackend::Sim(sim) = &self.backend {
+                    sim.note_timer(deadline_ns);
+                }
             }
             _ => self.enqueue(id.slot),
         }
@@ -448,6 +481,16 @@ impl<C> Drop for IO<C> {
     /// operation still in the kernel after that is leaked, buffer and all,
     /// so the kernel can never write into freed memory.
     fn drop(&mut self) {
+        if self.backend.abandon() {
+            // Nothing will touch the operations' memory again (the
+            // simulator is the "kernel"): free them all now.
+            for index in 0..self.slots.len() {
+                if self.slots.slot(index).state == State::Kernel {
+                    self.forget_given_back(index);
+                }
+            }
+            return;
+        }
         let mut in_kernel = self.count_in_kernel();
         let mut next_to_cancel = 0;
         let deadline_ns = self.now_ns().saturating_add(self.drop_drain_ns);

@@ -96,6 +96,7 @@ mod file;
 mod io;
 mod net;
 mod ops;
+pub mod sim;
 mod sys;
 mod timer;
 mod waker;

@@ -23,6 +23,9 @@ impl<C> IO<C> {
     /// What `socket(2)` returns: `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`,
     /// `EAFNOSUPPORT`.
     pub fn open_socket(&mut self, address: SocketAddr) -> io::Result<Fd> {
+        if let Some(sim) = self.sim() {
+            return sim.with_world(|world, node| Ok(world.open_socket(node, address.is_ipv6())));
+        }
         sys::socket(domain_of(&address), libc::SOCK_STREAM, false)
     }
 
@@ -35,6 +38,9 @@ impl<C> IO<C> {
     /// `EADDRINUSE`, `EACCES` (privileged port), `EADDRNOTAVAIL`, and the
     /// errors of [`open_socket`](IO::open_socket). The socket is closed on error.
     pub fn listen(&mut self, address: SocketAddr, backlog: u32) -> io::Result<Fd> {
+        if let Some(sim) = self.sim() {
+            return sim.with_world(|world, node| world.listen(node, address));
+        }
         let fd = self.open_socket(address)?;
         let result = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
             .and_then(|()| sys::bind(fd, &address))
@@ -54,6 +60,9 @@ impl<C> IO<C> {
     ///
     /// `EBADF`, `ENOTSOCK`.
     pub fn local_addr(&self, socket: Fd) -> io::Result<SocketAddr> {
+        if let Some(sim) = self.sim() {
+            return sim.with_world(|world, node| world.local_addr(node, socket));
+        }
         sys::local_addr(socket)
     }
 
@@ -64,6 +73,9 @@ impl<C> IO<C> {
     ///
     /// `EBADF`, `ENOTSOCK`, `ENOTCONN`.
     pub fn peer_addr(&self, socket: Fd) -> io::Result<SocketAddr> {
+        if let Some(sim) = self.sim() {
+            return sim.with_world(|world, node| world.peer_addr(node, socket));
+        }
         sys::peer_addr(socket)
     }
 
@@ -74,6 +86,10 @@ impl<C> IO<C> {
     ///
     /// `EBADF`, `ENOTSOCK`, `ENOPROTOOPT` (not TCP).
     pub fn set_nodelay(&mut self, socket: Fd, nodelay: bool) -> io::Result<()> {
+        if let Some(sim) = self.sim() {
+            // Simulated segments are never coalesced: there is no Nagle to turn off.
+            return sim.with_world(|world, node| world.socket_of(node, socket).map(drop));
+        }
         sys::setsockopt_int(
             socket,
             libc::IPPROTO_TCP,

@@ -147,6 +147,26 @@ impl RawAddr {
     }
 }
 
+/// Reads the socket address a `connect` operation names, for the simulator,
+/// which has no kernel to read it.
+///
+/// # Safety
+///
+/// `addr` must point at `len` readable bytes of a socket address, as the
+/// `Operation::Connect` of an operation in flight guarantees.
+pub(crate) unsafe fn socket_addr_from_raw(
+    addr: *const libc::sockaddr,
+    len: u32,
+) -> io::Result<SocketAddr> {
+    let mut raw = RawAddr::zeroed();
+    let len = (len as usize).min(mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: the caller promises `len` readable bytes at `addr`; `raw`'s
+    // storage is at least that large and does not overlap it.
+    unsafe { std::ptr::copy_nonoverlapping(addr.cast::<u8>(), raw.as_mut_ptr().cast::<u8>(), len) };
+    raw.len = len as libc::socklen_t;
+    raw.socket_addr()
+}
+
 pub(crate) fn socket(domain: libc::c_int, kind: libc::c_int, nonblocking: bool) -> io::Result<Fd> {
     let mut flags = kind | libc::SOCK_CLOEXEC;
     if nonblocking {

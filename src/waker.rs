@@ -82,8 +82,13 @@ impl<C> IO<C> {
     ///
     /// # Errors
     ///
-    /// What `eventfd(2)` returns: `EMFILE`, `ENFILE`, `ENOMEM`.
+    /// What `eventfd(2)` returns: `EMFILE`, `ENFILE`, `ENOMEM`; and
+    /// `EOPNOTSUPP` under the simulator, which has no other threads.
     pub fn open_waker(&mut self) -> io::Result<Waker> {
+        if self.sim().is_some() {
+            // Another thread's wake-up cannot be replayed by a seed.
+            return Err(sys::errno(libc::EOPNOTSUPP));
+        }
         let fd = sys::eventfd()?;
         // SAFETY: `fd` was just returned by eventfd(2) and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };

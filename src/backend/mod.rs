@@ -13,6 +13,7 @@ use crate::completion::Operation;
 pub(crate) mod epoll;
 pub(crate) mod io_uring;
 pub(crate) mod select;
+pub(crate) mod sim;
 
 /// How long a backend may block in [`Backend::submit_and_wait`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -62,6 +63,13 @@ pub(crate) trait Backend {
 
     /// How many `io_uring_enter` (or equivalent) syscalls were made so far.
     fn syscalls(&self) -> u64;
+
+    /// Forgets every operation in flight, if this backend can guarantee
+    /// that nothing will touch their memory again (the simulator can: it is
+    /// the "kernel"). Returns whether it did; a kernel backend cannot.
+    fn abandon(&mut self) -> bool {
+        false
+    }
 }
 
 /// The backend an `IO` runs on: an enum rather than a trait object, so that
@@ -69,6 +77,7 @@ pub(crate) trait Backend {
 pub(crate) enum AnyBackend {
     IoUring(io_uring::IoUringBackend),
     Epoll(epoll::EpollBackend),
+    Sim(sim::SimBackend),
 }
 
 /// Forwards one `Backend` method to whichever backend is running.
@@ -77,6 +86,7 @@ macro_rules! dispatch {
         match $self {
             AnyBackend::IoUring($backend) => $call,
             AnyBackend::Epoll($backend) => $call,
+            AnyBackend::Sim($backend) => $call,
         }
     };
 }
@@ -103,5 +113,9 @@ impl Backend for AnyBackend {
 
     fn syscalls(&self) -> u64 {
         dispatch!(self, backend => backend.syscalls())
+    }
+
+    fn abandon(&mut self) -> bool {
+        dispatch!(self, backend => backend.abandon())
     }
 }

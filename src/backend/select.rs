@@ -25,15 +25,20 @@ pub enum BackendKind {
     /// Linux epoll: readiness-based, with the same semantics. The fallback
     /// where io_uring is refused; see docs/backends.md for how it differs.
     Epoll,
+    /// The deterministic simulator ([`crate::sim`]): virtual time, network
+    /// and disk. Its `IO`s come from [`Simulator::io`](crate::sim::Simulator::io),
+    /// never from a [`Config`](crate::Config) or `RINGIO_BACKEND`.
+    Simulator,
 }
 
 impl BackendKind {
-    /// The backend's name: `"io_uring"` or `"epoll"`, as `RINGIO_BACKEND`
-    /// and `echo_server --backend` spell it.
+    /// The backend's name: `"io_uring"`, `"epoll"` or `"sim"`, as
+    /// `RINGIO_BACKEND` and `echo_server --backend` spell the first two.
     pub const fn name(self) -> &'static str {
         match self {
             BackendKind::IoUring => "io_uring",
             BackendKind::Epoll => "epoll",
+            BackendKind::Simulator => "sim",
         }
     }
 }
@@ -74,6 +79,10 @@ pub(crate) fn open(configured: Option<BackendKind>, entries: u32) -> io::Result<
     match forced {
         Some(BackendKind::IoUring) => IoUringBackend::new(entries).map(AnyBackend::IoUring),
         Some(BackendKind::Epoll) => EpollBackend::new(entries).map(AnyBackend::Epoll),
+        Some(BackendKind::Simulator) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a simulated IO comes from ringio::sim::Simulator::io, not from a Config",
+        )),
         None => match IoUringBackend::new(entries) {
             Ok(backend) => Ok(AnyBackend::IoUring(backend)),
             Err(error) => {

@@ -1,0 +1,336 @@
+//! A deterministic simulator that replaces the kernel under an [`IO`].
+//!
+//! A [`Simulator`] is a world with a seed and a virtual clock. Each node
+//! gets an `IO` of the very type production code uses, so the same
+//! callback code runs on io_uring in production and here in tests, where
+//! the network and the disk are simulated, with faults, and one seed always
+//! replays the same run.
+//!
+//! - **Time** is virtual. [`IO::now_ns`] reads it; `run_for_ns` and `run`
+//!   jump over idle gaps, so a simulated minute takes milliseconds.
+//! - **Network**: `listen`, `accept` and `connect` on virtual addresses
+//!   (node `i` is `10.0.0.(i+1)`; loopback is the node itself), byte
+//!   streams with latency `max(min, Exp(mean))` and a rare long tail,
+//!   short sends when the peer's buffer is full, receives split at random
+//!   points, orderly close (`recv` gives 0) and resets (`ECONNRESET`),
+//!   symmetric and asymmetric partitions, and clogs.
+//! - **Disk**: files of sectors per node. A write is durable only after an
+//!   fsync submitted after it completed (or at once with `O_DSYNC`). On a
+//!   crash each write not yet durable is lost, torn at sector granularity,
+//!   or kept as a prefix. Latent sector errors, optional silent corruption
+//!   and misdirected writes, and a capacity limit (`ENOSPC`).
+//! - **Faults**: errors injected from each operation's documented errno
+//!   set; [`Simulator::crash`], restart (a new `IO` on the same node),
+//!   [`Simulator::pause`], partitions, clogs; [`Simulator::liveness`]
+//!   turns every fault off; [`SimOptions::swarm`] draws the knobs from a seed.
+//! - **Trace hash**: every completion (node, operation, fd, offset, length,
+//!   result, time) is folded into [`Simulator::trace_hash`]. Same seed,
+//!   same hash.
+//!
+//! Driving one `IO` alone, `io.run(&mut ctx)` and `io.run_for_ns` move the
+//! world's time as they wait. With several nodes, tick each node's `IO`,
+//! then [`Simulator::advance`] the world to its next event:
+//!
+//! ```
+//! use ringio::sim::{SimOptions, Simulator};
+//! use ringio::IO;
+//!
+//! let mut sim = Simulator::new(42, SimOptions::default().without_faults());
+//! let server_node = sim.add_node("server");
+//! let client_node = sim.add_node("client");
+//! let address = sim.address(server_node, 7000);
+//!
+//! let mut server: IO<Vec<u8>> = sim.io(server_node)?;
+//! let mut client: IO<Vec<u8>> = sim.io(client_node)?;
+//! let listener = server.listen(address, 16)?;
+//! server.accept(listener, |io, _, socket| {
+//!     let socket = socket.expect("accept");
+//!     io.recv(socket, Vec::with_capacity(16), |_, got, result, buf| {
+//!         result.expect("recv");
+//!         got.extend_from_slice(&buf);
+//!     });
+//! });
+//! let socket = client.open_socket(address)?;
+//! client.connect(socket, address, move |io, _, result| {
+//!     result.expect("connect");
+//!     io.send(socket, b"hi".to_vec(), |_, _, result, _| { result.expect("send"); });
+//! });
+//!
+//! let (mut got, mut sent) = (Vec::new(), Vec::new());
+//! loop {
+//!     server.tick(&mut got)?;
+//!     client.tick(&mut sent)?;
+//!     if !got.is_empty() {
+//!         break;
+//!     }
+//!     assert!(sim.advance(), "the world went idle");
+//! }
+//! assert_eq!(got, b"hi");
+//! println!("{}", sim.describe()); // the seed and every option, to replay
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! See docs/simulation.md for how to write an application that runs on
+//! both, how to replay a seed, and every knob of the fault model.
+//!
+//! [`IO`]: crate::IO
+//! [`IO::now_ns`]: crate::IO::now_ns
+
+mod disk;
+mod files;
+mod net;
+mod options;
+mod prng;
+pub(crate) mod world;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+
+pub use options::{DiskOptions, FaultOptions, NetworkOptions, SimOptions};
+pub use prng::{Prng, Probability};
+
+use crate::backend::sim::SimBackend;
+use crate::backend::AnyBackend;
+use crate::{sys, Config, IO};
+use world::World;
+
+/// A node of the simulated world: a machine with an address, a disk, and
+/// at most one running process (one `IO`) at a time.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct NodeId(usize);
+
+impl NodeId {
+    /// The node's index, in the order nodes were added.
+    pub const fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// A deterministic world: a seed, virtual time, nodes, a network and disks.
+///
+/// Cheap handles: `IO`s made by [`Simulator::io`] share the world with it,
+/// and keep it alive if the `Simulator` is dropped first.
+pub struct Simulator {
+    world: Rc<RefCell<World>>,
+    /// Randomness for the harness (when to crash, what to write), from its
+    /// own sub-seed so that it never perturbs the world's streams.
+    prng: Prng,
+}
+
+impl Simulator {
+    /// Creates a world from `seed` and `options`. Logs the seed and every
+    /// option (tracing, at `info`): print [`Simulator::describe`] at the
+    /// start of a run so that a failure can be replayed exactly.
+    pub fn new(seed: u64, options: SimOptions) -> Simulator {
+        tracing::info!(target: "ringio", seed, ?options, "simulator created");
+        let world = World::new(seed, options);
+        Simulator {
+            world: Rc::new(RefCell::new(world)),
+            prng: Prng::new(prng::mix(seed ^ 0x0068_6172_6e65_7373)), // "harness"
+        }
+    }
+
+    /// The seed this world was made from.
+    pub fn seed(&self) -> u64 {
+        self.world.borrow().seed
+    }
+
+    /// The options in force (changed by [`Simulator::liveness`]).
+    pub fn options(&self) -> SimOptions {
+        self.world.borrow().options.clone()
+    }
+
+    /// `seed=N options=...`: everything needed to replay this run.
+    pub fn describe(&self) -> String {
+        let world = self.world.borrow();
+        format!("seed={} options={:?}", world.seed, world.options)
+    }
+
+    /// Adds a node named `name` (for logs), with an empty disk.
+    pub fn add_node(&mut self, name: &str) -> NodeId {
+        NodeId(self.world.borrow_mut().add_node(name))
+    }
+
+    /// The node's name.
+    pub fn node_name(&self, node: NodeId) -> String {
+        self.world.borrow().nodes[node.0].name.clone()
+    }
+
+    /// The address of `port` on `node`: what other nodes connect to.
+    pub fn address(&self, node: NodeId, port: u16) -> SocketAddr {
+        SocketAddr::new(self.world.borrow().nodes[node.0].ip, port)
+    }
+
+    /// Starts a process on `node`: an `IO` bound to this world, with the
+    /// default [`Config`]. After a crash, this is the restart: a new `IO`
+    /// over the same disk.
+    ///
+    /// # Errors
+    ///
+    /// `EBUSY` if the node already runs a process (drop its `IO` first, or
+    /// crash the node).
+    pub fn io<C>(&mut self, node: NodeId) -> io::Result<IO<C>> {
+        self.io_with_config(node, Config::new())
+    }
+
+    /// As [`Simulator::io`], with `config`'s `entries`, `completions_initial`
+    /// and `drop_drain_ns` (its backend choice does not apply).
+    ///
+    /// # Errors
+    ///
+    /// As [`Simulator::io`]; and `EINVAL` for zero `entries`, `ENOMEM` if
+    /// the completion slots cannot be allocated.
+    pub fn io_with_config<C>(&mut self, node: NodeId, config: Config) -> io::Result<IO<C>> {
+        if config.entries == 0 {
+            return Err(sys::errno(libc::EINVAL));
+        }
+        let process = self
+            .world
+            .borrow_mut()
+            .start_process(node.0)
+            .ok_or_else(|| sys::errno(libc::EBUSY))?;
+        let backend = SimBackend::new(Rc::clone(&self.world), node.0, process, config.entries);
+        let io = IO::from_backend(AnyBackend::Sim(backend), config);
+        if io.is_err() {
+            self.world.borrow_mut().exit_process(node.0, process);
+        }
+        io
+    }
+
+    /// The world's virtual clock, in nanoseconds.
+    pub fn now_ns(&self) -> u64 {
+        self.world.borrow().now_ns
+    }
+
+    /// Moves the world forward, for harnesses that tick several `IO`s:
+    /// if no process has results waiting to be reaped or a timer due, time
+    /// jumps to the next event (a delivery, a disk completion, a timer of
+    /// any node) and everything due then runs. Returns `false` if nothing
+    /// is left to happen at all: the world is idle.
+    pub fn advance(&mut self) -> bool {
+        let mut world = self.world.borrow_mut();
+        world.run_due();
+        let now_ns = world.now_ns;
+        let mut next_ns = world.next_event_ns();
+        for (index, node) in world.nodes.iter().enumerate() {
+            if node.process.is_none() || node.is_paused() {
+                continue;
+            }
+            if world.has_reapable(index) {
+                return true;
+            }
+            if let Some(timer_ns) = node.next_timer_ns {
+                next_ns = Some(next_ns.map_or(timer_ns, |next| next.min(timer_ns)));
+            }
+        }
+        let Some(next_ns) = next_ns else {
+            return false;
+        };
+        world.now_ns = now_ns.max(next_ns);
+        world.run_due();
+        true
+    }
+
+    /// Crashes `node`: its process is gone (its `IO` now fails every call
+    /// with `ESHUTDOWN`; drop it, and its pending callbacks with it), its
+    /// peers see resets, and its disk keeps what the crash model leaves of
+    /// writes that were not durable. [`Simulator::io`] restarts it.
+    pub fn crash(&mut self, node: NodeId) {
+        tracing::debug!(target: "ringio", node = node.0, "sim: crash");
+        self.world.borrow_mut().crash(node.0);
+    }
+
+    /// Whether `node` runs a process (an `IO` that has not crashed or been dropped).
+    pub fn is_running(&self, node: NodeId) -> bool {
+        self.world.borrow().nodes[node.0].process.is_some()
+    }
+
+    /// Pauses `node`'s process for `duration_ns` of virtual time, as a
+    /// stop-the-world pause would: its clock stops and its completions wait.
+    pub fn pause(&mut self, node: NodeId, duration_ns: u64) {
+        self.world.borrow_mut().pause(node.0, duration_ns);
+    }
+
+    /// Partitions the network: traffic from `from` nodes to `to` nodes is
+    /// held (and the reverse too, if `symmetric`). Held data waits for
+    /// [`Simulator::heal`]; a connection that holds data longer than
+    /// `retransmit_timeout_ns` breaks with `ETIMEDOUT`; connects across
+    /// the partition time out.
+    pub fn partition(&mut self, from: &[NodeId], to: &[NodeId], symmetric: bool) {
+        let mut world = self.world.borrow_mut();
+        for &a in from {
+            for &b in to {
+                world.blocked.insert((a.0, b.0));
+                if symmetric {
+                    world.blocked.insert((b.0, a.0));
+                }
+            }
+        }
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) {
+        self.world.borrow_mut().heal();
+    }
+
+    /// Clogs traffic from `from` to `to` for `duration_ns`: it is delayed
+    /// until then, never dropped.
+    pub fn clog(&mut self, from: NodeId, to: NodeId, duration_ns: u64) {
+        let mut world = self.world.borrow_mut();
+        let until_ns = world.now_ns.saturating_add(duration_ns);
+        let entry = world.clogged.entry((from.0, to.0)).or_insert(0);
+        *entry = (*entry).max(until_ns);
+    }
+
+    /// The liveness mode: turns every fault off from now on (see
+    /// [`SimOptions::without_faults`]), heals partitions and clears clogs,
+    /// so that a harness can check that the system makes progress.
+    pub fn liveness(&mut self) {
+        let mut world = self.world.borrow_mut();
+        world.options = world.options.clone().without_faults();
+        world.calm();
+    }
+
+    /// The running hash of every completion so far.
+    pub fn trace_hash(&self) -> u64 {
+        self.world.borrow().trace_hash()
+    }
+
+    /// How many completions (callbacks) all nodes have run so far: the
+    /// simulated operations.
+    pub fn completions(&self) -> u64 {
+        self.world.borrow().completions
+    }
+
+    /// Sectors of the file at `path` on `node` that the disk damaged
+    /// (latent error, corruption, misdirected write) and that have not been
+    /// rewritten since: what a checker may forgive an application for losing.
+    pub fn damaged_sectors(&self, node: NodeId, path: impl AsRef<Path>) -> BTreeSet<u64> {
+        self.world.borrow().nodes[node.0]
+            .disk
+            .damaged_sectors(path.as_ref())
+    }
+
+    /// The harness's own random stream, derived from the seed: use it for
+    /// every random choice a test makes, so that the seed replays those too.
+    pub fn prng(&mut self) -> &mut Prng {
+        &mut self.prng
+    }
+}
+
+impl fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let world = self.world.borrow();
+        f.debug_struct("Simulator")
+            .field("seed", &world.seed)
+            .field("now_ns", &world.now_ns)
+            .field("nodes", &world.nodes.len())
+            .field("trace_hash", &format_args!("{:#018x}", world.trace_hash()))
+            .finish()
+    }
+}

@@ -1,0 +1,252 @@
+//! Every knob of the simulated world, with its default. `Debug` prints all
+//! of them, so that a run can print exactly what it used and be replayed.
+
+use super::prng::{Prng, Probability};
+
+/// The whole world's configuration: network, disk and injected errors.
+///
+/// `SimOptions::default()` is a hostile but fair world: realistic latencies,
+/// split receives, partitions and clogs, crash-torn writes, rare latent
+/// sector errors, and errors injected from every operation's documented
+/// errno set. Silent corruption and misdirected writes are off unless asked
+/// for. [`SimOptions::without_faults`] keeps the nondeterminism (latency,
+/// splits) and turns every fault off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimOptions {
+    /// The network between nodes.
+    pub network: NetworkOptions,
+    /// Each node's disk.
+    pub disk: DiskOptions,
+    /// Errors injected into operations.
+    pub faults: FaultOptions,
+}
+
+impl SimOptions {
+    /// These options with every fault off (the liveness mode): no injected
+    /// errors, partitions, clogs, resets, latent sector errors, corruption
+    /// or misdirected writes. Latency, split receives and short sends stay,
+    /// as does what a crash does to unsynced writes (crashes are the
+    /// harness's to cause).
+    pub fn without_faults(mut self) -> SimOptions {
+        self.faults = FaultOptions::none();
+        self.network.partition_interval_mean_ns = 0;
+        self.network.clog_interval_mean_ns = 0;
+        self.disk.latent_error_probability = Probability::NEVER;
+        self.disk.corruption_probability = Probability::NEVER;
+        self.disk.misdirect_probability = Probability::NEVER;
+        self
+    }
+
+    /// Swarm testing: every probability, latency and buffer size drawn from
+    /// `seed`, so that many seeds explore many different worlds (some calm,
+    /// some hostile) instead of one average one. Corruption and misdirected
+    /// writes stay off: turn them on explicitly.
+    pub fn swarm(seed: u64) -> SimOptions {
+        let mut prng = Prng::new(seed ^ 0x5377_6172_6d21); // "Swarm!"
+        let maybe = |prng: &mut Prng, max_ppm: u64| {
+            if prng.chance(Probability::percent(50)) {
+                Probability::ppm(prng.below(max_ppm + 1) as u32)
+            } else {
+                Probability::NEVER
+            }
+        };
+        let mut options = SimOptions::default();
+        let network = &mut options.network;
+        network.latency_min_ns = prng.range_inclusive(1_000, 200_000);
+        network.latency_mean_ns = network.latency_min_ns + prng.below(2_000_000);
+        network.tail_probability = maybe(&mut prng, 10_000);
+        network.buffer_bytes = 1 << prng.range_inclusive(10, 20);
+        network.recv_split_probability = Probability::ppm(prng.below(1_000_001) as u32);
+        network.partition_interval_mean_ns = prng.below(2) * prng.range_inclusive(1, 20) * SECOND;
+        network.clog_interval_mean_ns = prng.below(2) * prng.range_inclusive(1, 20) * SECOND;
+        let disk = &mut options.disk;
+        disk.write_latency_mean_ns = prng.range_inclusive(10_000, 2_000_000);
+        disk.read_latency_mean_ns = prng.range_inclusive(10_000, 2_000_000);
+        disk.fsync_latency_mean_ns = prng.range_inclusive(100_000, 20_000_000);
+        disk.crash_lost_probability = Probability::ppm(prng.below(1_000_001) as u32);
+        disk.crash_torn_probability = Probability::ppm(prng.below(1_000_001) as u32);
+        disk.latent_error_probability = maybe(&mut prng, 1_000);
+        let faults = &mut options.faults;
+        for probability in faults.all_mut() {
+            *probability = maybe(&mut prng, 20_000);
+        }
+        options
+    }
+}
+
+const SECOND: u64 = 1_000_000_000;
+
+/// The simulated network: latency, buffers, partitions and clogs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkOptions {
+    /// The least one-way latency of a segment or handshake.
+    pub latency_min_ns: u64,
+    /// One-way latency is `max(latency_min_ns, Exp(latency_mean_ns))`.
+    pub latency_mean_ns: u64,
+    /// How often a segment takes the long tail ...
+    pub tail_probability: Probability,
+    /// ... which adds `Exp(tail_mean_ns)` to its latency.
+    pub tail_mean_ns: u64,
+    /// Bytes one direction of a connection holds, in flight and unread,
+    /// before `send` comes back short (or waits): the peer's buffer.
+    pub buffer_bytes: u64,
+    /// How often a `recv` returns a random prefix of what has arrived,
+    /// as a real network's segmentation would.
+    pub recv_split_probability: Probability,
+    /// How long a `connect` that gets no answer (partition, node down)
+    /// waits before `ETIMEDOUT`.
+    pub connect_timeout_ns: u64,
+    /// How long data may stall behind a partition before the connection
+    /// breaks with `ETIMEDOUT` (TCP's retransmission timeout).
+    pub retransmit_timeout_ns: u64,
+    /// Mean time between random partitions (0: never). Each splits the
+    /// nodes into two random groups.
+    pub partition_interval_mean_ns: u64,
+    /// Mean time a partition lasts before it heals.
+    pub partition_duration_mean_ns: u64,
+    /// How often a partition blocks one direction only.
+    pub partition_asymmetric_probability: Probability,
+    /// Mean time between random clogs (0: never). A clog holds all
+    /// traffic from one node to another until it clears, dropping none.
+    pub clog_interval_mean_ns: u64,
+    /// Mean time a clog lasts.
+    pub clog_duration_mean_ns: u64,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> NetworkOptions {
+        NetworkOptions {
+            latency_min_ns: 20_000,
+            latency_mean_ns: 100_000,
+            tail_probability: Probability::ppm(1_000),
+            tail_mean_ns: 20_000_000,
+            buffer_bytes: 64 * 1024,
+            recv_split_probability: Probability::percent(20),
+            connect_timeout_ns: 2 * SECOND,
+            retransmit_timeout_ns: SECOND,
+            partition_interval_mean_ns: 10 * SECOND,
+            partition_duration_mean_ns: SECOND / 2,
+            partition_asymmetric_probability: Probability::percent(30),
+            clog_interval_mean_ns: 5 * SECOND,
+            clog_duration_mean_ns: SECOND / 5,
+        }
+    }
+}
+
+/// Each node's simulated disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskOptions {
+    /// The unit that is written atomically, and the `O_DIRECT` alignment.
+    pub sector_bytes: u64,
+    /// Total bytes of all files on one node; a write past it is `ENOSPC`.
+    pub capacity_bytes: u64,
+    /// Read latency: `max(read_latency_min_ns, Exp(read_latency_mean_ns))`.
+    pub read_latency_min_ns: u64,
+    /// See `read_latency_min_ns`.
+    pub read_latency_mean_ns: u64,
+    /// Write latency, as for reads.
+    pub write_latency_min_ns: u64,
+    /// See `write_latency_min_ns`.
+    pub write_latency_mean_ns: u64,
+    /// Fsync latency, as for reads.
+    pub fsync_latency_min_ns: u64,
+    /// See `fsync_latency_min_ns`.
+    pub fsync_latency_mean_ns: u64,
+    /// On a crash, how often an unsynced write is lost whole.
+    pub crash_lost_probability: Probability,
+    /// On a crash, how often an unsynced write that is not lost is torn:
+    /// each of its sectors kept or lost independently. The others keep a
+    /// random prefix of their sectors (possibly all of them).
+    pub crash_torn_probability: Probability,
+    /// How often a read finds a new latent sector error: that sector gives
+    /// `EIO` until it is overwritten.
+    pub latent_error_probability: Probability,
+    /// How often a write reaching the medium has one bit flipped silently.
+    pub corruption_probability: Probability,
+    /// How often a write reaching the medium lands on the wrong sectors.
+    pub misdirect_probability: Probability,
+}
+
+impl Default for DiskOptions {
+    fn default() -> DiskOptions {
+        DiskOptions {
+            sector_bytes: 512,
+            capacity_bytes: 1 << 30,
+            read_latency_min_ns: 10_000,
+            read_latency_mean_ns: 80_000,
+            write_latency_min_ns: 10_000,
+            write_latency_mean_ns: 60_000,
+            fsync_latency_min_ns: 100_000,
+            fsync_latency_mean_ns: 1_000_000,
+            crash_lost_probability: Probability::percent(34),
+            crash_torn_probability: Probability::percent(50),
+            latent_error_probability: Probability::ppm(100),
+            corruption_probability: Probability::NEVER,
+            misdirect_probability: Probability::NEVER,
+        }
+    }
+}
+
+/// Errors injected into operations, each from the operation's documented
+/// errno set, with a probability per operation. An injected error has its
+/// real consequences: an injected `ECONNRESET` resets the connection for
+/// both ends; an injected fsync `EIO` drops the writes it covered, as
+/// Linux does ("fsyncgate").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultOptions {
+    /// `accept`: `ECONNABORTED` (the connection was reset before accept).
+    pub accept: Probability,
+    /// `connect`: `ECONNREFUSED` or `ETIMEDOUT`.
+    pub connect: Probability,
+    /// `recv`: `ECONNRESET`.
+    pub recv: Probability,
+    /// `send`: `ECONNRESET` or `EPIPE`.
+    pub send: Probability,
+    /// `read`: `EIO`, once (a latent sector error is the sticky kind).
+    pub read: Probability,
+    /// `write`: `EIO` (nothing written) or `ENOSPC`.
+    pub write: Probability,
+    /// `fsync`/`fdatasync`: `EIO`, and the writes it covered are dropped.
+    pub fsync: Probability,
+}
+
+impl FaultOptions {
+    /// No injected errors at all.
+    pub const fn none() -> FaultOptions {
+        FaultOptions {
+            accept: Probability::NEVER,
+            connect: Probability::NEVER,
+            recv: Probability::NEVER,
+            send: Probability::NEVER,
+            read: Probability::NEVER,
+            write: Probability::NEVER,
+            fsync: Probability::NEVER,
+        }
+    }
+
+    fn all_mut(&mut self) -> [&mut Probability; 7] {
+        [
+            &mut self.accept,
+            &mut self.connect,
+            &mut self.recv,
+            &mut self.send,
+            &mut self.read,
+            &mut self.write,
+            &mut self.fsync,
+        ]
+    }
+}
+
+impl Default for FaultOptions {
+    fn default() -> FaultOptions {
+        FaultOptions {
+            accept: Probability::ppm(1_000),
+            connect: Probability::ppm(5_000),
+            recv: Probability::ppm(200),
+            send: Probability::ppm(200),
+            read: Probability::ppm(500),
+            write: Probability::ppm(500),
+            fsync: Probability::ppm(1_000),
+        }
+    }
+}

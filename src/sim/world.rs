@@ -1,0 +1,682 @@
+//! The simulated world: virtual time, the event queue, nodes and their
+//! processes, and the dispatch of operations to the network and the disk.
+//!
+//! Events are totally ordered by (virtual time, sequence number), and every
+//! collection whose order can matter is a `Vec`, `VecDeque` or `BTreeMap`,
+//! so that one seed always replays the same world.
+#![allow(unsafe_code)]
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::disk::{Disk, FileId};
+use super::options::SimOptions;
+use super::prng::{mix, split_mix, Prng};
+use crate::backend::RawCompletion;
+use crate::completion::Operation;
+use crate::sys::Fd;
+
+/// The first fd number a process gets, as after stdin, stdout and stderr.
+const FD_FIRST: Fd = 3;
+/// The simulated world's clock starts here, not at zero, so that nothing
+/// can mistake a time for "unset".
+pub(crate) const EPOCH_NS: u64 = 1_000_000_000;
+
+/// An entry in a process's fd table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FdEntry {
+    Socket(usize),
+    File {
+        file: FileId,
+        read: bool,
+        write: bool,
+        direct: bool,
+        dsync: bool,
+    },
+}
+
+/// An operation waiting in the world for something to happen.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parked {
+    pub(crate) user_data: u64,
+    pub(crate) operation: Operation,
+}
+
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) ip: IpAddr,
+    /// The machine is up: false from a crash until a process starts again.
+    pub(crate) up: bool,
+    /// The live process (the `IO`), if any.
+    pub(crate) process: Option<u64>,
+    processes_started: u64,
+    pub(crate) fds: Vec<Option<FdEntry>>,
+    /// Completions waiting for the process to reap them.
+    pub(crate) ready: VecDeque<RawCompletion>,
+    pub(crate) paused_until_ns: Option<u64>,
+    pub(crate) paused_at_ns: u64,
+    /// The earliest deadline among the process's timers, as it last said.
+    pub(crate) next_timer_ns: Option<u64>,
+    pub(crate) next_port: u16,
+    pub(crate) disk: Disk,
+    /// Polls that no event can ever satisfy (POLLPRI on a file): they wait
+    /// until cancelled or closed, as on the real backends.
+    pub(crate) parked_forever: Vec<Parked>,
+}
+
+impl Node {
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused_until_ns.is_some()
+    }
+
+    pub(crate) fn fd_entry(&self, fd: Fd) -> Option<FdEntry> {
+        let index = usize::try_from(fd.checked_sub(FD_FIRST)?).ok()?;
+        *self.fds.get(index)?
+    }
+
+    /// The lowest free fd, as POSIX hands them out.
+    pub(crate) fn alloc_fd(&mut self, entry: FdEntry) -> Fd {
+        let index = match self.fds.iter().position(Option::is_none) {
+            Some(index) => index,
+            None => {
+                self.fds.push(None);
+                self.fds.len() - 1
+            }
+        };
+        self.fds[index] = Some(entry);
+        FD_FIRST + index as Fd
+    }
+
+    pub(crate) fn free_fd(&mut self, fd: Fd) -> Option<FdEntry> {
+        let index = usize::try_from(fd.checked_sub(FD_FIRST)?).ok()?;
+        self.fds.get_mut(index)?.take()
+    }
+}
+
+/// Something that happens at a virtual time.
+#[derive(Debug)]
+pub(crate) enum EventKind {
+    /// A result computed earlier reaches the process.
+    Complete {
+        node: usize,
+        process: u64,
+        user_data: u64,
+        result: i32,
+    },
+    WriteDone {
+        node: usize,
+        process: u64,
+        user_data: u64,
+        write: u64,
+        epoch: u64,
+    },
+    FsyncDone {
+        node: usize,
+        process: u64,
+        user_data: u64,
+        file: FileId,
+        watermark: u64,
+        failed: bool,
+        epoch: u64,
+    },
+    /// Segments of one direction of a connection arrive.
+    Arrive {
+        connection: usize,
+        direction: usize,
+    },
+    SynArrive {
+        connection: usize,
+    },
+    ConnectResult {
+        connection: usize,
+        result: i32,
+    },
+    Reset {
+        connection: usize,
+        side: usize,
+        errno: i32,
+    },
+    RetransmitTimeout {
+        connection: usize,
+        direction: usize,
+    },
+    Resume {
+        node: usize,
+    },
+    Weather,
+    Heal,
+}
+
+pub(crate) struct Event {
+    time_ns: u64,
+    sequence: u64,
+    kind: EventKind,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Event {}
+
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Event) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Event {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest first.
+    fn cmp(&self, other: &Event) -> Ordering {
+        (other.time_ns, other.sequence).cmp(&(self.time_ns, self.sequence))
+    }
+}
+
+/// The random streams, one per subsystem, each from its own sub-seed of
+/// the root seed: a change in how often one subsystem draws does not
+/// reshuffle the others.
+pub(crate) struct Streams {
+    pub(crate) network: Prng,
+    pub(crate) disk: Prng,
+    pub(crate) faults: Prng,
+    pub(crate) weather: Prng,
+    pub(crate) crash: Prng,
+}
+
+impl Streams {
+    fn new(seed: u64) -> Streams {
+        let mut splitter = seed;
+        Streams {
+            network: Prng::new(split_mix(&mut splitter)),
+            disk: Prng::new(split_mix(&mut splitter)),
+            faults: Prng::new(split_mix(&mut splitter)),
+            weather: Prng::new(split_mix(&mut splitter)),
+            crash: Prng::new(split_mix(&mut splitter)),
+        }
+    }
+}
+
+pub(crate) struct World {
+    pub(crate) seed: u64,
+    pub(crate) options: SimOptions,
+    pub(crate) now_ns: u64,
+    events: BinaryHeap<Event>,
+    next_sequence: u64,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) sockets: Vec<super::net::Socket>,
+    pub(crate) connections: Vec<super::net::Connection>,
+    /// (from node, to node) pairs a partition blocks.
+    pub(crate) blocked: BTreeSet<(usize, usize)>,
+    /// (from node, to node) pairs clogged until a time.
+    pub(crate) clogged: BTreeMap<(usize, usize), u64>,
+    pub(crate) streams: Streams,
+    /// Sockets whose waiters should be retried.
+    pub(crate) to_wake: Vec<usize>,
+    trace_hash: u64,
+    pub(crate) completions: u64,
+    weather_scheduled: bool,
+}
+
+impl World {
+    pub(crate) fn new(seed: u64, options: SimOptions) -> World {
+        World {
+            seed,
+            options,
+            now_ns: EPOCH_NS,
+            events: BinaryHeap::new(),
+            next_sequence: 0,
+            nodes: Vec::new(),
+            sockets: Vec::new(),
+            connections: Vec::new(),
+            blocked: BTreeSet::new(),
+            clogged: BTreeMap::new(),
+            streams: Streams::new(seed),
+            to_wake: Vec::new(),
+            trace_hash: mix(seed),
+            completions: 0,
+            weather_scheduled: false,
+        }
+    }
+
+    pub(crate) fn add_node(&mut self, name: &str) -> usize {
+        let index = self.nodes.len();
+        let ip = Ipv4Addr::new(10, 0, (index >> 8) as u8, (index & 0xff) as u8 + 1);
+        self.nodes.push(Node {
+            name: name.to_owned(),
+            ip: IpAddr::V4(ip),
+            up: true,
+            process: None,
+            processes_started: 0,
+            fds: Vec::new(),
+            ready: VecDeque::new(),
+            paused_until_ns: None,
+            paused_at_ns: 0,
+            next_timer_ns: None,
+            next_port: 32768,
+            disk: Disk::new(),
+            parked_forever: Vec::new(),
+        });
+        if self.nodes.len() == 2 && !self.weather_scheduled {
+            self.weather_scheduled = true;
+            self.schedule_weather();
+        }
+        index
+    }
+
+    /// Starts a new process on `node`: the world's side of a new `IO`.
+    pub(crate) fn start_process(&mut self, node: usize) -> Option<u64> {
+        let node = &mut self.nodes[node];
+        if node.process.is_some() {
+            return None;
+        }
+        node.processes_started += 1;
+        let process = node.processes_started;
+        node.process = Some(process);
+        node.up = true;
+        node.next_timer_ns = None;
+        Some(process)
+    }
+
+    pub(crate) fn is_live(&self, node: usize, process: u64) -> bool {
+        self.nodes[node].process == Some(process)
+    }
+
+    /// The clock a node's process sees: frozen while it is paused.
+    pub(crate) fn node_now_ns(&self, node: usize) -> u64 {
+        let node = &self.nodes[node];
+        if node.is_paused() {
+            node.paused_at_ns
+        } else {
+            self.now_ns
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, time_ns: u64, kind: EventKind) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.events.push(Event {
+            time_ns,
+            sequence,
+            kind,
+        });
+    }
+
+    /// Delivers a result to a live process now.
+    pub(crate) fn complete(&mut self, node: usize, process: u64, user_data: u64, result: i32) {
+        if self.is_live(node, process) {
+            self.nodes[node]
+                .ready
+                .push_back(RawCompletion { user_data, result });
+        }
+    }
+
+    /// Delivers a result to a process after `delay_ns`.
+    pub(crate) fn complete_after(
+        &mut self,
+        delay_ns: u64,
+        node: usize,
+        process: u64,
+        user_data: u64,
+        result: i32,
+    ) {
+        let kind = EventKind::Complete {
+            node,
+            process,
+            user_data,
+            result,
+        };
+        self.schedule(self.now_ns + delay_ns, kind);
+    }
+
+    /// Starts one operation a process submitted.
+    pub(crate) fn start(
+        &mut self,
+        node: usize,
+        process: u64,
+        user_data: u64,
+        operation: &Operation,
+    ) {
+        if !self.is_live(node, process) {
+            return;
+        }
+        match *operation {
+            Operation::Nop => self.complete(node, process, user_data, 0),
+            Operation::Cancel { target } => {
+                let result = self.cancel(node, process, target.user_data());
+                self.complete(node, process, user_data, result);
+            }
+            Operation::Close { fd } => {
+                let result = self.close_fd(node, process, fd);
+                self.complete(node, process, user_data, result);
+            }
+            Operation::Timeout { .. } => self.complete(node, process, user_data, -libc::EINVAL),
+            _ => self.start_io(node, process, user_data, operation),
+        }
+        self.wake_sockets();
+    }
+
+    /// An operation on an fd: a socket's go to the network, a file's to the disk.
+    fn start_io(&mut self, node: usize, process: u64, user_data: u64, operation: &Operation) {
+        let fd = operation_fd(operation).expect("operations on fds only");
+        match self.nodes[node].fd_entry(fd) {
+            None => self.complete(node, process, user_data, -libc::EBADF),
+            Some(FdEntry::Socket(socket)) => {
+                let parked = Parked {
+                    user_data,
+                    operation: *operation,
+                };
+                self.start_socket_operation(socket, parked);
+            }
+            Some(FdEntry::File {
+                file,
+                read,
+                write,
+                direct,
+                dsync,
+            }) => {
+                let access = super::files::Access {
+                    read,
+                    write,
+                    direct,
+                    dsync,
+                };
+                self.start_file_operation(node, process, user_data, operation, file, access);
+            }
+        }
+    }
+
+    /// `close(2)`: frees the fd; a socket's waiters get `ECANCELED`.
+    fn close_fd(&mut self, node: usize, process: u64, fd: Fd) -> i32 {
+        let Some(entry) = self.nodes[node].free_fd(fd) else {
+            return -libc::EBADF;
+        };
+        if let FdEntry::Socket(socket) = entry {
+            for parked in self.close_socket(socket, super::net::CloseHow::Orderly) {
+                self.complete(node, process, parked.user_data, -libc::ECANCELED);
+            }
+        }
+        0
+    }
+
+    /// Cancels a parked operation of the process. `ENOENT` if it already
+    /// completed (its result waits to be reaped), `EALREADY` if it is
+    /// running (a disk operation or a handshake under way).
+    fn cancel(&mut self, node: usize, process: u64, target: u64) -> i32 {
+        if self.unpark(node, target) {
+            self.complete(node, process, target, -libc::ECANCELED);
+            return 0;
+        }
+        if self.nodes[node]
+            .ready
+            .iter()
+            .any(|raw| raw.user_data == target)
+        {
+            -libc::ENOENT
+        } else {
+            -libc::EALREADY
+        }
+    }
+
+    /// Removes the parked operation `user_data` of `node`'s process, if
+    /// there is one; a connect's handshake is abandoned.
+    fn unpark(&mut self, node: usize, user_data: u64) -> bool {
+        let forever = &mut self.nodes[node].parked_forever;
+        if let Some(index) = forever.iter().position(|p| p.user_data == user_data) {
+            forever.remove(index);
+            return true;
+        }
+        let sockets: Vec<usize> = self.nodes[node]
+            .fds
+            .iter()
+            .filter_map(|entry| match entry {
+                Some(FdEntry::Socket(socket)) => Some(*socket),
+                _ => None,
+            })
+            .collect();
+        for socket in sockets {
+            let waiters = &mut self.sockets[socket].waiters;
+            if let Some(index) = waiters.iter().position(|p| p.user_data == user_data) {
+                let parked = waiters.remove(index).expect("found above");
+                if matches!(parked.operation, Operation::Connect { .. }) {
+                    self.abandon_connect(socket);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The process behind an `IO` is gone (the `IO` was dropped): its fds
+    /// close as at exit, and nothing of it is touched again.
+    pub(crate) fn exit_process(&mut self, node: usize, process: u64) {
+        if !self.is_live(node, process) {
+            return;
+        }
+        self.release_process(node, super::net::CloseHow::Orderly);
+    }
+
+    /// The machine crashes: the process is gone, its peers see resets, and
+    /// the disk keeps only what a crash leaves of unsynced writes.
+    pub(crate) fn crash(&mut self, node: usize) {
+        self.release_process(node, super::net::CloseHow::Crash);
+        let options = self.options.disk.clone();
+        let node_state = &mut self.nodes[node];
+        node_state.disk.crash(&options, &mut self.streams.crash);
+        node_state.up = false;
+        node_state.paused_until_ns = None;
+    }
+
+    fn release_process(&mut self, node: usize, how: super::net::CloseHow) {
+        let fds = std::mem::take(&mut self.nodes[node].fds);
+        for entry in fds.into_iter().flatten() {
+            if let FdEntry::Socket(socket) = entry {
+                // The waiters' memory belongs to the dying IO: forget them.
+                drop(self.close_socket(socket, how));
+            }
+        }
+        let node = &mut self.nodes[node];
+        node.process = None;
+        node.ready.clear();
+        node.parked_forever.clear();
+        node.next_timer_ns = None;
+        self.wake_sockets();
+    }
+
+    /// Pauses a node's process for `duration_ns`: its clock stops, and its
+    /// completions wait, until it resumes.
+    pub(crate) fn pause(&mut self, node: usize, duration_ns: u64) {
+        let now_ns = self.now_ns;
+        let until_ns = now_ns.saturating_add(duration_ns);
+        let node_state = &mut self.nodes[node];
+        if node_state.paused_until_ns.is_none() {
+            node_state.paused_at_ns = now_ns;
+        }
+        node_state.paused_until_ns = Some(until_ns.max(node_state.paused_until_ns.unwrap_or(0)));
+        self.schedule(until_ns, EventKind::Resume { node });
+    }
+
+    /// Runs every event due at the current time.
+    pub(crate) fn run_due(&mut self) {
+        while self
+            .events
+            .peek()
+            .is_some_and(|event| event.time_ns <= self.now_ns)
+        {
+            let event = self.events.pop().expect("peeked");
+            self.handle(event.kind);
+            self.wake_sockets();
+        }
+    }
+
+    /// The time of the next event, if any.
+    pub(crate) fn next_event_ns(&self) -> Option<u64> {
+        self.events.peek().map(|event| event.time_ns)
+    }
+
+    /// Moves time forward to the next event (at most to `deadline_ns`) and
+    /// runs what is due, until `node` has something to reap. Returns
+    /// `false` if nothing at all is left to happen before the deadline.
+    pub(crate) fn run_until(&mut self, node: usize, deadline_ns: u64) -> bool {
+        loop {
+            self.run_due();
+            if self.has_reapable(node) {
+                return true;
+            }
+            match self.next_event_ns() {
+                Some(time_ns) if time_ns <= deadline_ns => self.now_ns = time_ns,
+                next => {
+                    if deadline_ns != u64::MAX {
+                        self.now_ns = self.now_ns.max(deadline_ns);
+                    }
+                    return next.is_some() || deadline_ns != u64::MAX;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn has_reapable(&self, node: usize) -> bool {
+        let node = &self.nodes[node];
+        !node.is_paused() && !node.ready.is_empty()
+    }
+
+    fn handle(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::Complete {
+                node,
+                process,
+                user_data,
+                result,
+            } => self.complete(node, process, user_data, result),
+            EventKind::WriteDone {
+                node,
+                process,
+                user_data,
+                write,
+                epoch,
+            } => self.on_write_done(node, process, user_data, write, epoch),
+            EventKind::FsyncDone {
+                node,
+                process,
+                user_data,
+                file,
+                watermark,
+                failed,
+                epoch,
+            } => self.on_fsync_done(node, process, user_data, file, watermark, failed, epoch),
+            EventKind::Arrive {
+                connection,
+                direction,
+            } => self.on_arrive(connection, direction),
+            EventKind::SynArrive { connection } => self.on_syn_arrive(connection),
+            EventKind::ConnectResult { connection, result } => {
+                self.on_connect_result(connection, result)
+            }
+            EventKind::Reset {
+                connection,
+                side,
+                errno,
+            } => self.on_reset(connection, side, errno),
+            EventKind::RetransmitTimeout {
+                connection,
+                direction,
+            } => self.on_retransmit_timeout(connection, direction),
+            EventKind::Resume { node } => {
+                let node = &mut self.nodes[node];
+                if node
+                    .paused_until_ns
+                    .is_some_and(|until| until <= self.now_ns)
+                {
+                    node.paused_until_ns = None;
+                }
+            }
+            EventKind::Weather => self.on_weather(),
+            EventKind::Heal => self.heal(),
+        }
+    }
+
+    /// Folds one completion into the trace hash.
+    pub(crate) fn trace(&mut self, node: usize, operation: &Operation, result: i32) {
+        let (code, fd, offset, len) = describe(operation);
+        let fields = [
+            node as u64,
+            code,
+            fd as u64,
+            offset,
+            u64::from(len),
+            result as u64,
+            self.now_ns,
+        ];
+        for field in fields {
+            self.trace_hash = mix(self.trace_hash ^ field);
+        }
+        self.completions += 1;
+    }
+
+    pub(crate) fn trace_hash(&self) -> u64 {
+        self.trace_hash
+    }
+
+    /// Copies `len` bytes of a process's buffer.
+    ///
+    /// # Safety
+    ///
+    /// `buf` must be the buffer of an operation of a live process that is
+    /// in flight (parked or being started): the loop core keeps such a
+    /// buffer allocated and unmoved until the completion is reaped, and the
+    /// world forgets a process's operations before its `IO` is freed.
+    pub(crate) unsafe fn user_bytes<'a>(buf: *const u8, len: usize) -> &'a [u8] {
+        // SAFETY: as the function's contract says.
+        unsafe { std::slice::from_raw_parts(buf, len) }
+    }
+
+    /// A process's buffer, to fill.
+    ///
+    /// # Safety
+    ///
+    /// As [`World::user_bytes`]; and no other reference to it is live.
+    pub(crate) unsafe fn user_bytes_mut<'a>(buf: *mut u8, len: usize) -> &'a mut [u8] {
+        // SAFETY: as the function's contract says.
+        unsafe { std::slice::from_raw_parts_mut(buf, len) }
+    }
+}
+
+/// The fd an operation acts on.
+pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
+    match *operation {
+        Operation::Accept { fd }
+        | Operation::Connect { fd, .. }
+        | Operation::Recv { fd, .. }
+        | Operation::Send { fd, .. }
+        | Operation::Read { fd, .. }
+        | Operation::Write { fd, .. }
+        | Operation::Fsync { fd, .. }
+        | Operation::Close { fd }
+        | Operation::Poll { fd, .. } => Some(fd),
+        Operation::Nop | Operation::Cancel { .. } | Operation::Timeout { .. } => None,
+    }
+}
+
+/// (operation code, fd, offset, length) for the trace hash.
+fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
+    match *operation {
+        Operation::Nop => (1, 0, 0, 0),
+        Operation::Accept { fd } => (2, fd, 0, 0),
+        Operation::Connect { fd, .. } => (3, fd, 0, 0),
+        Operation::Recv { fd, len, .. } => (4, fd, 0, len),
+        Operation::Send { fd, len, .. } => (5, fd, 0, len),
+        Operation::Read {
+            fd, len, offset, ..
+        } => (6, fd, offset, len),
+        Operation::Write {
+            fd, len, offset, ..
+        } => (7, fd, offset, len),
+        Operation::Fsync { fd, datasync } => (8, fd, u64::from(datasync), 0),
+        Operation::Close { fd } => (9, fd, 0, 0),
+        Operation::Poll { fd, events } => (10, fd, 0, events),
+        Operation::Cancel { target } => (11, 0, target.user_data(), 0),
+        Operation::Timeout { deadline_ns } => (12, 0, deadline_ns, 0),
+    }
+}
