@@ -1,0 +1,194 @@
+//! A client: keeps a window of appends outstanding, records every
+//! acknowledgement, and on any connection trouble reconnects and resends
+//! what was not acknowledged (at-least-once).
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::SocketAddr;
+
+use ringio::{CompletionId, Fd, IO};
+
+use crate::record::{self, REPLY_BYTES, REQUEST_BYTES};
+
+/// Appends in flight per client.
+const WINDOW: usize = 4;
+/// A connect that has not finished after this long is cancelled.
+const CONNECT_TIMEOUT_NS: u64 = 50_000_000;
+/// The pause before reconnecting.
+const RECONNECT_DELAY_NS: u64 = 10_000_000;
+
+/// One client's state: the ctx of its `IO`.
+pub struct Client {
+    pub id: u32,
+    server: SocketAddr,
+    socket: Option<Fd>,
+    /// Bumped per connection attempt, so stale callbacks know they are.
+    generation: u32,
+    next_request: u64,
+    /// Requests sent (or to resend) and not yet acknowledged.
+    outstanding: BTreeSet<u64>,
+    /// Every acknowledgement: (request, seq).
+    pub acked: Vec<(u64, u64)>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    sending: bool,
+}
+
+impl Client {
+    /// A client of the store at `server`; it connects at once.
+    pub fn start(io: &mut IO<Client>, id: u32, server: SocketAddr) -> Client {
+        let mut client = Client {
+            id,
+            server,
+            socket: None,
+            generation: 0,
+            next_request: 1,
+            outstanding: BTreeSet::new(),
+            acked: Vec::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+            sending: false,
+        };
+        connect(io, &mut client);
+        client
+    }
+}
+
+fn connect(io: &mut IO<Client>, client: &mut Client) {
+    client.generation += 1;
+    let generation = client.generation;
+    let fd = match io.open_socket(client.server) {
+        Ok(fd) => fd,
+        Err(_) => return reconnect_later(io, generation),
+    };
+    let connecting: CompletionId = io.connect(fd, client.server, move |io, client, result| {
+        if client.generation != generation {
+            io.close(fd, |_, _, _| {});
+            return;
+        }
+        match result {
+            Ok(()) => on_connected(io, client, fd),
+            Err(_) => {
+                io.close(fd, |_, _, _| {});
+                reconnect_later(io, generation);
+            }
+        }
+    });
+    // A server that is down never answers: give up on the connect after a while.
+    io.timeout(CONNECT_TIMEOUT_NS, move |io, client, _| {
+        if client.generation == generation && client.socket.is_none() {
+            io.cancel(connecting, |_, _, _| {});
+        }
+    });
+}
+
+fn reconnect_later(io: &mut IO<Client>, generation: u32) {
+    io.timeout(RECONNECT_DELAY_NS, move |io, client, _| {
+        if client.generation == generation {
+            connect(io, client);
+        }
+    });
+}
+
+fn on_connected(io: &mut IO<Client>, client: &mut Client, fd: Fd) {
+    client.socket = Some(fd);
+    // Resend everything not acknowledged, then top the window up.
+    let resend: Vec<u64> = client.outstanding.iter().copied().collect();
+    for request in resend {
+        queue_request(client, request);
+    }
+    top_up(client);
+    send_output(io, client);
+    recv_next(io, client);
+}
+
+fn top_up(client: &mut Client) {
+    while client.outstanding.len() < WINDOW {
+        let request = client.next_request;
+        client.next_request += 1;
+        client.outstanding.insert(request);
+        queue_request(client, request);
+    }
+}
+
+fn queue_request(client: &mut Client, request: u64) {
+    let start = client.output.len();
+    client.output.extend_from_slice(&client.id.to_le_bytes());
+    client.output.extend_from_slice(&request.to_le_bytes());
+    client.output.extend_from_slice(&record::payload(client.id, request));
+    debug_assert_eq!(client.output.len() - start, REQUEST_BYTES);
+}
+
+fn send_output(io: &mut IO<Client>, client: &mut Client) {
+    let Some(fd) = client.socket else {
+        return;
+    };
+    if client.sending || client.output.is_empty() {
+        return;
+    }
+    client.sending = true;
+    let generation = client.generation;
+    let output = std::mem::take(&mut client.output);
+    io.send(fd, output, move |io, client, result, mut sent| {
+        if client.generation != generation {
+            return;
+        }
+        client.sending = false;
+        match result {
+            Ok(count) => {
+                sent.drain(..count);
+                sent.extend_from_slice(&client.output);
+                client.output = sent;
+                send_output(io, client);
+            }
+            Err(_) => disconnect(io, client),
+        }
+    });
+}
+
+fn recv_next(io: &mut IO<Client>, client: &mut Client) {
+    let Some(fd) = client.socket else {
+        return;
+    };
+    let generation = client.generation;
+    io.recv(fd, Vec::with_capacity(1024), move |io, client, result, buf| {
+        if client.generation != generation {
+            return;
+        }
+        match result {
+            Ok(count) if count > 0 => {
+                client.input.extend_from_slice(&buf);
+                take_replies(client);
+                top_up(client);
+                send_output(io, client);
+                recv_next(io, client);
+            }
+            _ => disconnect(io, client),
+        }
+    });
+}
+
+fn take_replies(client: &mut Client) {
+    let frames = client.input.len() / REPLY_BYTES;
+    for index in 0..frames {
+        let frame = &client.input[index * REPLY_BYTES..(index + 1) * REPLY_BYTES];
+        let request = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+        let seq = u64::from_le_bytes(frame[8..].try_into().expect("8 bytes"));
+        if client.outstanding.remove(&request) {
+            client.acked.push((request, seq));
+        }
+    }
+    client.input.drain(..frames * REPLY_BYTES);
+}
+
+/// Drops the connection; what was not acknowledged is resent on the next.
+fn disconnect(io: &mut IO<Client>, client: &mut Client) {
+    if let Some(fd) = client.socket.take() {
+        io.close(fd, |_, _, _: io::Result<()>| {});
+    }
+    client.input.clear();
+    client.output.clear();
+    client.sending = false;
+    client.generation += 1;
+    reconnect_later(io, client.generation);
+}

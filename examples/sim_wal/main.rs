@@ -1,0 +1,301 @@
+//! A write-ahead-log store under the deterministic simulator: clients append
+//! records over TCP, the store logs them with write + fsync and acknowledges,
+//! and the harness crashes and restarts the store at random moments. After
+//! every restart a checker asserts that no acknowledged record was lost and
+//! that every record the disk damaged was detected, not served.
+//!
+//! ```text
+//! cargo run --release --example sim_wal -- --seed 7
+//! cargo run --release --example sim_wal -- --seed 1 --seeds 500
+//! cargo run --release --example sim_wal -- --seeds 500 --bug ack-before-fsync
+//! ```
+//!
+//! Each seed prints one line, `seed=N hash=0x... ok` or `... VIOLATION: ...`;
+//! the exit status is 1 if any seed failed. A failing seed replays exactly:
+//! run it alone (`--seed N`) to see every option it used.
+
+mod client;
+mod record;
+mod store;
+
+use std::collections::BTreeSet;
+use std::io;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use ringio::sim::{NodeId, Probability, SimOptions, Simulator};
+use ringio::IO;
+
+use client::Client;
+use store::{Store, WAL_PATH};
+
+/// The port the store listens on.
+const STORE_PORT: u16 = 7000;
+/// Clients per world.
+const CLIENTS: u32 = 2;
+/// Virtual time each seed runs with faults on.
+const RUN_NS: u64 = 2_000_000_000;
+/// Mean virtual time between crashes of the store.
+const CRASH_INTERVAL_MEAN_NS: u64 = 300_000_000;
+/// Mean virtual time a crashed store stays down.
+const DOWNTIME_MEAN_NS: u64 = 30_000_000;
+/// How long the final recovery, with faults off, may take.
+const FINAL_RECOVERY_NS: u64 = 10_000_000_000;
+
+const USAGE: &str = "\
+usage: sim_wal [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
+
+  --seed N        the first seed (default 1)
+  --seeds K       how many seeds, N to N+K-1 (default 1)
+  --bug ack-before-fsync
+                  plant the bug: acknowledge before the fsync completes
+  --verbose       print every seed's options (always on for a single seed)";
+
+struct Args {
+    seed: u64,
+    seeds: u64,
+    bug: bool,
+    verbose: bool,
+}
+
+/// How one seed went.
+struct Outcome {
+    hash: u64,
+    operations: u64,
+    acknowledged: usize,
+    crashes: u32,
+    violation: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("sim_wal: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let (mut failed, mut operations) = (Vec::new(), 0);
+    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+        let outcome = match run_seed(seed, &args) {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome {
+                hash: 0,
+                operations: 0,
+                acknowledged: 0,
+                crashes: 0,
+                violation: Some(format!("harness error: {error}")),
+            },
+        };
+        operations += outcome.operations;
+        let verdict = match &outcome.violation {
+            None => "ok".to_owned(),
+            Some(violation) => {
+                failed.push(seed);
+                format!("VIOLATION: {violation}")
+            }
+        };
+        println!(
+            "seed={seed} hash={:#018x} {verdict} (acknowledged={} crashes={} operations={})",
+            outcome.hash, outcome.acknowledged, outcome.crashes, outcome.operations
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{} seeds, {} failed{}; {:.0} seeds/s, {:.0} simulated operations/s",
+        args.seeds,
+        failed.len(),
+        failed.first().map_or(String::new(), |seed| format!(" (first: seed {seed})")),
+        args.seeds as f64 / seconds,
+        operations as f64 / seconds,
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut parsed = Args {
+        seed: 1,
+        seeds: 1,
+        bug: false,
+        verbose: false,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--seed" => parsed.seed = value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--seeds" => parsed.seeds = value("--seeds")?.parse().map_err(|e| format!("--seeds: {e}"))?,
+            "--bug" => match value("--bug")?.as_str() {
+                "ack-before-fsync" => parsed.bug = true,
+                other => return Err(format!("unknown bug {other:?}: expected ack-before-fsync")),
+            },
+            "--verbose" => parsed.verbose = true,
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+/// The world every seed runs in: the simulator's default faults, plus the
+/// disk's silent corruption and misdirected writes, which the checker can
+/// tell from real losses.
+fn options() -> SimOptions {
+    let mut options = SimOptions::default();
+    options.disk.corruption_probability = Probability::ppm(200);
+    options.disk.misdirect_probability = Probability::ppm(200);
+    options
+}
+
+/// A node's `IO` and its application state.
+struct Process<C> {
+    io: IO<C>,
+    state: C,
+}
+
+fn start_store(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Process<Store>> {
+    let mut io = sim.io(node)?;
+    let address = sim.address(node, STORE_PORT);
+    let state = Store::start(&mut io, address, bug)?;
+    Ok(Process { io, state })
+}
+
+fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
+    let mut sim = Simulator::new(seed, options());
+    if args.verbose || args.seeds == 1 {
+        println!("{}", sim.describe());
+    }
+    let store_node = sim.add_node("store");
+    let store_address = sim.address(store_node, STORE_PORT);
+    let mut clients = Vec::new();
+    for id in 0..CLIENTS {
+        let node = sim.add_node(&format!("client{id}"));
+        let mut io = sim.io(node)?;
+        let state = Client::start(&mut io, id, store_address);
+        clients.push(Process { io, state });
+    }
+    let mut store = Some(start_store(&mut sim, store_node, args.bug)?);
+    let mut checked = false;
+    let mut crashes = 0;
+    let mut next_crash_ns = sim.now_ns() + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
+    let mut restart_ns = 0;
+    let end_ns = sim.now_ns() + RUN_NS;
+    let mut violation = None;
+    while sim.now_ns() < end_ns && violation.is_none() {
+        let now_ns = sim.now_ns();
+        let mut crash = now_ns >= next_crash_ns;
+        if let Some(process) = store.as_mut() {
+            process.io.tick(&mut process.state)?;
+            // A store that stopped itself (a failed fsync) is restarted too.
+            crash |= process.state.fatal.is_some();
+            if process.state.ready && !checked {
+                checked = true;
+                violation = check(&sim, store_node, &process.state, &clients).err();
+            }
+        }
+        for client in &mut clients {
+            client.io.tick(&mut client.state)?;
+        }
+        if store.is_some() && crash {
+            sim.crash(store_node);
+            store = None;
+            crashes += 1;
+            restart_ns = now_ns + sim.prng().exponential(DOWNTIME_MEAN_NS);
+            next_crash_ns = restart_ns + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
+        }
+        if store.is_none() && now_ns >= restart_ns {
+            store = Some(start_store(&mut sim, store_node, args.bug)?);
+            checked = false;
+        }
+        if !sim.advance() {
+            break;
+        }
+    }
+    if violation.is_none() {
+        violation = final_check(&mut sim, store_node, store, &mut clients, args.bug)?.err();
+        crashes += 1;
+    }
+    Ok(Outcome {
+        hash: sim.trace_hash(),
+        operations: sim.completions(),
+        acknowledged: clients.iter().map(|client| client.state.acked.len()).sum(),
+        crashes,
+        violation,
+    })
+}
+
+/// With faults off, crashes the store once more, restarts it, waits for its
+/// recovery, and checks what it found.
+fn final_check(
+    sim: &mut Simulator,
+    store_node: NodeId,
+    store: Option<Process<Store>>,
+    clients: &mut [Process<Client>],
+    bug: bool,
+) -> io::Result<Result<(), String>> {
+    sim.liveness();
+    drop(store);
+    sim.crash(store_node);
+    let mut store = start_store(sim, store_node, bug)?;
+    let deadline_ns = sim.now_ns() + FINAL_RECOVERY_NS;
+    while !store.state.ready && sim.now_ns() < deadline_ns {
+        store.io.tick(&mut store.state)?;
+        // Every process must run before the world advances: time only
+        // moves once nobody has results waiting.
+        for client in clients.iter_mut() {
+            client.io.tick(&mut client.state)?;
+        }
+        if let Some(reason) = &store.state.fatal {
+            return Ok(Err(format!("the store could not recover: {reason}")));
+        }
+        if !store.state.ready && !sim.advance() {
+            break;
+        }
+    }
+    if !store.state.ready {
+        return Ok(Err("the store did not finish recovery".to_owned()));
+    }
+    Ok(check(sim, store_node, &store.state, clients))
+}
+
+/// After a recovery: every acknowledged record is there, intact, unless the
+/// disk damaged its sector and the store reported it; and every record the
+/// store recovered is genuine.
+fn check(sim: &Simulator, store_node: NodeId, store: &Store, clients: &[Process<Client>]) -> Result<(), String> {
+    for record in store.recovered.values() {
+        if record.payload != record::payload(record.client, record.request) {
+            return Err(format!("undetected corruption: seq {} was served with a wrong payload", record.seq));
+        }
+    }
+    let damaged: BTreeSet<u64> = sim.damaged_sectors(store_node, WAL_PATH);
+    for client in clients {
+        for &(request, seq) in &client.state.acked {
+            let found = store.recovered.get(&seq);
+            if found.is_some_and(|record| record.client == client.state.id && record.request == request) {
+                continue;
+            }
+            let sector = seq - 1;
+            if damaged.contains(&sector) && store.reported.contains(&sector) {
+                continue; // The disk destroyed it, and the store said so.
+            }
+            let how = match found {
+                Some(record) => format!("seq {seq} holds client {} request {}", record.client, record.request),
+                None if store.reported.contains(&sector) => format!("seq {seq} was reported corrupt, but the disk never damaged it"),
+                None => format!("seq {seq} is gone"),
+            };
+            return Err(format!(
+                "acknowledged record lost: client {} request {request}: {how}",
+                client.state.id
+            ));
+        }
+    }
+    Ok(())
+}
