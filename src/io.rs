@@ -42,7 +42,7 @@ pub struct Stats {
 /// `Rc<RefCell<..>>`. Callbacks never run inside the call that submits an
 /// operation; they run only from [`tick`](IO::tick), [`run_for_ns`](IO::run_for_ns)
 /// and [`run`](IO::run), and work a callback submits is started on the loop's
-/// next pass, never recursively.
+/// next pass (or at once, with [`Config::submit_batch`]), never recursively.
 ///
 /// See the [crate documentation](crate) for the architecture and an example.
 pub struct IO<C> {
@@ -64,6 +64,8 @@ pub struct IO<C> {
     /// Set while the loop runs, to refuse re-entry from a callback.
     running: bool,
     drop_drain_ns: u64,
+    /// [`Config::submit_batch`]: 0 submits once per pass.
+    submit_batch: u32,
 }
 
 impl<C> IO<C> {
@@ -112,6 +114,7 @@ impl<C> IO<C> {
             stats: Stats::default(),
             running: false,
             drop_drain_ns: config.drop_drain_ns,
+            submit_batch: config.submit_batch,
         })
     }
 
@@ -341,6 +344,9 @@ impl<C> IO<C> {
     fn enqueue(&mut self, index: u32) {
         if self.unqueued.is_empty() && self.push_to_backend(index) {
             self.slots.slot_mut(index).state = State::Kernel;
+            if self.submit_batch > 0 {
+                self.backend.submit_early(self.submit_batch);
+            }
             return;
         }
         self.slots.slot_mut(index).state = State::Unqueued;

@@ -45,6 +45,7 @@ conformance!(
     nonblocking_fd_recv_waits_for_readiness,
     reentering_the_loop_from_a_callback_is_edeadlk,
     stats_count_submissions_completions_and_syscalls,
+    submit_batch_submits_from_inside_the_queuing_call,
     cq_overflow_loses_no_completion,
     impossible_configurations_are_errors_not_aborts,
     a_panicking_callback_poisons_the_loop_and_drop_stays_clean,
@@ -853,6 +854,32 @@ fn reentering_the_loop_from_a_callback_is_edeadlk(backend: Backend) {
     let mut errnos = Vec::new();
     io.run(&mut errnos).unwrap();
     assert_eq!(errnos, vec![Some(libc::EDEADLK); 2]);
+}
+
+fn submit_batch_submits_from_inside_the_queuing_call(backend: Backend) {
+    let mut io: IO<u32> = backend.io_with(Config::new().submit_batch(2));
+    let mut calls = 0u32;
+    let count = |_: &mut IO<u32>, calls: &mut u32, result: io::Result<()>| {
+        result.unwrap();
+        *calls += 1;
+    };
+    io.nop(count);
+    assert_eq!(
+        io.stats().syscalls,
+        0,
+        "one queued entry is below the batch"
+    );
+    io.nop(count);
+    let early = match backend {
+        Backend::IoUring => 1,
+        // epoll starts operations once per pass, whatever the batch.
+        Backend::Epoll => 0,
+    };
+    assert_eq!(io.stats().syscalls, early);
+    assert_eq!(calls, 0, "callbacks still run only from the loop");
+    io.run(&mut calls).unwrap();
+    assert_eq!(calls, 2);
+    assert_eq!(io.in_flight(), 0);
 }
 
 fn stats_count_submissions_completions_and_syscalls(backend: Backend) {

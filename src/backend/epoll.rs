@@ -667,6 +667,10 @@ impl Backend for EpollBackend {
         self.poll_events(timeout_ns)
     }
 
+    /// Operations start in `submit_and_wait` only, so that they start in
+    /// submission order once per pass: nothing to do early.
+    fn submit_early(&mut self, _batch: u32) {}
+
     fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {
         let count = max.min(self.results.len());
         batch.extend(self.results.drain(..count));

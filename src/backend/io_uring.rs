@@ -178,6 +178,16 @@ impl Backend for IoUringBackend {
         }
     }
 
+    fn submit_early(&mut self, batch: u32) {
+        if self.ring.submission().len() < batch as usize {
+            return;
+        }
+        self.syscalls += 1;
+        // Whatever the kernel did not take stays in the queue; the pass's own
+        // submit_and_wait retries it and reports a lasting error.
+        let _ = self.ring.submitter().submit();
+    }
+
     fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {
         let completions = self.ring.completion().take(max);
         batch.extend(completions.map(|cqe| RawCompletion {

@@ -58,6 +58,11 @@ pub(crate) trait Backend {
     /// `EINTR`, `ETIME` or `EBUSY`: those are handled inside.
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()>;
 
+    /// Submits what is queued, without waiting, if at least `batch`
+    /// entries are. Errors are left for the next `submit_and_wait`, which
+    /// retries what is still queued and reports them. May do nothing.
+    fn submit_early(&mut self, batch: u32);
+
     /// Appends up to `max` completions to `batch`.
     fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize);
 
@@ -104,6 +109,11 @@ impl Backend for AnyBackend {
     #[inline]
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()> {
         dispatch!(self, backend => backend.submit_and_wait(wait))
+    }
+
+    #[inline]
+    fn submit_early(&mut self, batch: u32) {
+        dispatch!(self, backend => backend.submit_early(batch))
     }
 
     #[inline]
