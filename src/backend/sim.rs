@@ -125,6 +125,9 @@ impl Backend for SimBackend {
         Ok(())
     }
 
+    /// Operations start in `submit_and_wait` only, once per pass, in order.
+    fn submit_early(&mut self, _batch: u32) {}
+
     fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {
         let mut world = self.world.borrow_mut();
         if !world.is_live(self.node, self.process) || !world.has_reapable(self.node) {
