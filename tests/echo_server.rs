@@ -25,7 +25,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// killed before its guard can.
 const SERVER_MAX_SECONDS: &str = "300";
 
-conformance!(
+// All kernel-only: each runs the built `echo_server` example as a child
+// process, on a real backend, and drives it with real TCP clients (threads
+// and std sockets); a simulated world lives inside one process.
+conformance!(;
+    kernel_only:
     echoes_a_thousand_concurrent_connections,
     echoes_an_eight_mebibyte_message,
     survives_clients_that_reset_mid_stream,

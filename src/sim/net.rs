@@ -369,12 +369,17 @@ impl World {
 
     /// Retries the waiters of every socket whose state changed.
     pub(crate) fn wake_sockets(&mut self) {
+        // Two buffers swapped back and forth, both kept with their
+        // capacity: waking allocates nothing in steady state (a fresh
+        // `Vec` per batch made each send and receive allocate).
+        let mut batch = std::mem::take(&mut self.wake_batch);
         while !self.to_wake.is_empty() {
-            let batch = std::mem::take(&mut self.to_wake);
-            for socket in batch {
+            std::mem::swap(&mut batch, &mut self.to_wake);
+            for socket in batch.drain(..) {
                 self.retry_waiters(socket);
             }
         }
+        self.wake_batch = batch;
     }
 
     fn retry_waiters(&mut self, socket: usize) {

@@ -215,6 +215,8 @@ pub(crate) struct World {
     pub(crate) streams: Streams,
     /// Sockets whose waiters should be retried.
     pub(crate) to_wake: Vec<usize>,
+    /// The batch of `to_wake` being retried (kept for its capacity).
+    pub(crate) wake_batch: Vec<usize>,
     trace_hash: u64,
     pub(crate) completions: u64,
     weather_scheduled: bool,
@@ -235,6 +237,7 @@ impl World {
             clogged: BTreeMap::new(),
             streams: Streams::new(seed),
             to_wake: Vec::new(),
+            wake_batch: Vec::new(),
             trace_hash: mix(seed),
             completions: 0,
             weather_scheduled: false,

@@ -1,12 +1,19 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{IntoRawFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
+use ringio::sim::{SimOptions, Simulator};
 use ringio::{BackendKind, Config, IO};
+
+/// The seed of every simulator the conformance suite makes: one fixed world,
+/// so that a failure on `sim::<test>` replays exactly.
+pub const SIM_SEED: u64 = 0x5eed_c0f0;
 
 /// The backends the conformance suite runs on. Each test is written once,
 /// generic over this, and instantiated per backend with its name in the test
@@ -17,6 +24,9 @@ pub enum Backend {
     IoUring,
     /// The epoll backend.
     Epoll,
+    /// The deterministic simulator (`ringio::sim`), one node, faults off:
+    /// what the node's `IO` does, with virtual time, network and disk.
+    Sim,
 }
 
 impl Backend {
@@ -25,7 +35,13 @@ impl Backend {
         match self {
             Backend::IoUring => BackendKind::IoUring,
             Backend::Epoll => BackendKind::Epoll,
+            Backend::Sim => BackendKind::Simulator,
         }
+    }
+
+    /// Whether the backend runs on the real kernel (its fds are real fds).
+    pub fn is_kernel(self) -> bool {
+        self != Backend::Sim
     }
 
     /// An `IO` on this backend with the default configuration.
@@ -35,9 +51,130 @@ impl Backend {
 
     /// An `IO` on this backend with `config`.
     pub fn io_with<C>(self, config: Config) -> IO<C> {
-        let io = IO::with_config(config.backend(self.kind())).expect("IO::with_config");
+        let io = self.try_io_with(config).expect("IO::with_config");
         assert_eq!(io.backend(), self.kind());
         io
+    }
+
+    /// An `IO` on this backend with `config`, or the error making it gave.
+    /// On the simulator: a fresh world (seed [`SIM_SEED`], faults off) with
+    /// one node; the `IO` keeps the world alive.
+    pub fn try_io_with<C>(self, config: Config) -> io::Result<IO<C>> {
+        match self {
+            Backend::Sim => {
+                let mut sim = Simulator::new(SIM_SEED, SimOptions::default().without_faults());
+                let node = sim.add_node("conformance");
+                sim.io_with_config(node, config)
+            }
+            _ => IO::with_config(config.backend(self.kind())),
+        }
+    }
+
+    /// Closes `fd` outside the loop, after its `IO` was dropped (or can no
+    /// longer run): a kernel fd outlives the `IO`, so close it; a simulated
+    /// one went away with its process.
+    pub fn close_after_drop(self, fd: RawFd) {
+        if self.is_kernel() {
+            close(fd);
+        }
+    }
+}
+
+/// A connected TCP pair (client, server) made through `io`'s own loop:
+/// listen on 127.0.0.1:0, connect, accept, then close the listener.
+/// Both ends have `TCP_NODELAY`. Runs the loop (so callbacks already
+/// queued may run too) until the pair is up.
+pub fn tcp_pair_io<C>(io: &mut IO<C>, ctx: &mut C) -> (RawFd, RawFd) {
+    let listener = io.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    let address = io.local_addr(listener).unwrap();
+    let client = io.open_socket(address).unwrap();
+    let accepted: Rc<Cell<Option<RawFd>>> = Rc::default();
+    let connected: Rc<Cell<bool>> = Rc::default();
+    let listener_closed: Rc<Cell<bool>> = Rc::default();
+    {
+        let accepted = Rc::clone(&accepted);
+        let listener_closed = Rc::clone(&listener_closed);
+        io.accept(listener, move |io, _, result| {
+            accepted.set(Some(result.expect("accept")));
+            io.close(listener, move |_, _, result| {
+                result.expect("close the listener");
+                listener_closed.set(true);
+            });
+        });
+    }
+    {
+        let connected = Rc::clone(&connected);
+        io.connect(client, address, move |_, _, result| {
+            result.expect("connect");
+            connected.set(true);
+        });
+    }
+    while accepted.get().is_none() || !connected.get() || !listener_closed.get() {
+        io.run_for_ns(ctx, 1_000_000).unwrap();
+    }
+    let server = accepted.get().unwrap();
+    io.set_nodelay(client, true).unwrap();
+    io.set_nodelay(server, true).unwrap();
+    (client, server)
+}
+
+/// Closes `fd` through `io`'s loop and runs until the close completed.
+pub fn close_io<C>(io: &mut IO<C>, ctx: &mut C, fd: RawFd) {
+    let closed: Rc<Cell<bool>> = Rc::default();
+    let done = Rc::clone(&closed);
+    io.close(fd, move |_, _, result| {
+        result.expect("close");
+        done.set(true);
+    });
+    while !closed.get() {
+        io.run_for_ns(ctx, 1_000_000).unwrap();
+    }
+}
+
+/// Sends all of `data` on `fd` through `io`'s loop, and runs until it is sent.
+pub fn send_all_io<C>(io: &mut IO<C>, ctx: &mut C, fd: RawFd, data: &[u8]) {
+    let sent = Rc::new(Cell::new(0usize));
+    while sent.get() < data.len() {
+        let before = sent.get();
+        let done = Rc::clone(&sent);
+        io.send(fd, data[before..].to_vec(), move |_, _, result, _| {
+            done.set(before + result.expect("send"));
+        });
+        while sent.get() == before {
+            io.run_for_ns(ctx, 1_000_000).unwrap();
+        }
+    }
+}
+
+/// Where a test's files live: a fresh scratch directory on a real file
+/// system for the kernel backends (removed on drop), the simulated node's
+/// own disk for the simulator (any path works there; no directory needed).
+pub struct Scratch {
+    dir: Option<PathBuf>,
+}
+
+impl Scratch {
+    /// Scratch space named `name` for `backend`.
+    pub fn new(backend: Backend, name: &str) -> Scratch {
+        Scratch {
+            dir: backend.is_kernel().then(|| scratch_dir(name)),
+        }
+    }
+
+    /// The path of the file `file` in it.
+    pub fn path(&self, file: &str) -> PathBuf {
+        match &self.dir {
+            Some(dir) => dir.join(file),
+            None => Path::new(file).to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -130,10 +267,16 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Instantiates each named generic test for each backend, in a module named
-/// after the backend, so that a test's full name says which backend it ran on.
+/// after the backend, so that a test's full name says which backend it ran
+/// on: `io_uring::<test>`, `epoll::<test>`, `sim::<test>`.
+///
+/// Tests listed after `kernel_only:` run on io_uring and epoll only: they
+/// need a real kernel object the simulator does not model (say why next to
+/// each). One macro for both lists, because each backend's module can be
+/// declared only once per test file.
 #[allow(unused_macros)]
 macro_rules! conformance {
-    ($($test:ident),* $(,)?) => {
+    ($($test:ident),* $(,)? $(; kernel_only: $($kernel:ident),* $(,)?)?) => {
         mod io_uring {
             $(
                 #[test]
@@ -141,12 +284,32 @@ macro_rules! conformance {
                     super::$test(crate::util::Backend::IoUring);
                 }
             )*
+            $($(
+                #[test]
+                fn $kernel() {
+                    super::$kernel(crate::util::Backend::IoUring);
+                }
+            )*)?
         }
         mod epoll {
             $(
                 #[test]
                 fn $test() {
                     super::$test(crate::util::Backend::Epoll);
+                }
+            )*
+            $($(
+                #[test]
+                fn $kernel() {
+                    super::$kernel(crate::util::Backend::Epoll);
+                }
+            )*)?
+        }
+        mod sim {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(crate::util::Backend::Sim);
                 }
             )*
         }

@@ -1,0 +1,806 @@
+//! Simulator-only tests: what only a simulated world can show, because it
+//! needs several machines, virtual time, crashes, pauses or partitions.
+//! (The conformance suite covers what the simulator shares with the kernel
+//! backends, as `sim::<test>`.)
+//!
+//! Every test drives its `IO`s by hand: tick each node's `IO`, then
+//! `Simulator::advance` the world to its next event.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use ringio::sim::{FaultOptions, NodeId, SimOptions, Simulator};
+use ringio::{FileOptions, IO};
+
+const MS: u64 = 1_000_000;
+const SECOND: u64 = 1_000_000_000;
+
+fn errno_of<T>(result: &io::Result<T>) -> Option<i32> {
+    result.as_ref().err().and_then(|error| error.raw_os_error())
+}
+
+/// Ticks every `IO`, then advances the world, until `done()` holds.
+/// Panics if the world goes idle first.
+fn drive(sim: &mut Simulator, ios: &mut [&mut IO<()>], mut done: impl FnMut() -> bool) {
+    for _ in 0..10_000_000 {
+        for io in ios.iter_mut() {
+            io.tick(&mut ()).unwrap();
+        }
+        if done() {
+            return;
+        }
+        assert!(sim.advance(), "the world went idle: {}", sim.describe());
+    }
+    panic!("no progress: {}", sim.describe());
+}
+
+/// Drives until the world's clock reaches `until_ns`, stopping there: a
+/// timer on the first `IO` keeps `advance` from jumping past it.
+fn drive_until_ns(sim: &mut Simulator, ios: &mut [&mut IO<()>], until_ns: u64) {
+    let reached = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&reached);
+    let now_ns = ios[0].now_ns();
+    ios[0].timeout(until_ns.saturating_sub(now_ns), move |_, _, _| {
+        flag.set(true)
+    });
+    drive(sim, ios, || reached.get());
+}
+
+fn world(seed: u64) -> Simulator {
+    Simulator::new(seed, SimOptions::default().without_faults())
+}
+
+/// Sends `data` on `fd` from `offset` on, one send after another.
+fn send_from(io: &mut IO<()>, fd: i32, data: Rc<Vec<u8>>, offset: usize, sent: Rc<Cell<usize>>) {
+    let chunk = data[offset..]
+        .iter()
+        .take(1000)
+        .copied()
+        .collect::<Vec<u8>>();
+    io.send(fd, chunk, move |io, _, result, _| {
+        let next = offset + result.expect("send");
+        sent.set(next);
+        if next < data.len() {
+            send_from(io, fd, data, next, sent);
+        }
+    });
+}
+
+/// Receives on `fd` into `got` until end of file or an error (kept in `error`).
+fn recv_into(io: &mut IO<()>, fd: i32, got: Rc<RefCell<Vec<u8>>>, error: Rc<Cell<Option<i32>>>) {
+    io.recv(
+        fd,
+        Vec::with_capacity(4096),
+        move |io, _, result, buf| match result {
+            Ok(0) => {}
+            Ok(_) => {
+                got.borrow_mut().extend_from_slice(&buf);
+                recv_into(io, fd, got, error);
+            }
+            Err(failure) => error.set(failure.raw_os_error()),
+        },
+    );
+}
+
+/// Two nodes and a connection from `a` to `b`.
+struct Pair {
+    sim: Simulator,
+    a: NodeId,
+    b: NodeId,
+    io_a: IO<()>,
+    io_b: IO<()>,
+    /// The connected socket on `a`.
+    client: i32,
+    /// The accepted socket on `b`.
+    server: i32,
+}
+
+fn connected_pair(seed: u64) -> Pair {
+    let mut sim = world(seed);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let address = sim.address(b, 7000);
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let listener = io_b.listen(address, 4).unwrap();
+    let accepted = Rc::new(Cell::new(None));
+    let connected = Rc::new(Cell::new(false));
+    let accepted_in = Rc::clone(&accepted);
+    io_b.accept(listener, move |_, _, result| {
+        accepted_in.set(Some(result.expect("accept")))
+    });
+    let client = io_a.open_socket(address).unwrap();
+    let connected_in = Rc::clone(&connected);
+    io_a.connect(client, address, move |_, _, result| {
+        result.expect("connect");
+        connected_in.set(true);
+    });
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        connected.get() && accepted.get().is_some()
+    });
+    let server = accepted.get().unwrap();
+    Pair {
+        sim,
+        a,
+        b,
+        io_a,
+        io_b,
+        client,
+        server,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Determinism
+
+/// Server: accepts forever, echoes what each connection sends.
+fn serve(io: &mut IO<()>, listener: i32) {
+    io.accept(listener, move |io, _, result| match result {
+        Ok(socket) => {
+            echo(io, socket);
+            serve(io, listener);
+        }
+        Err(error) if error.raw_os_error() == Some(libc::ECONNABORTED) => serve(io, listener),
+        Err(_) => {}
+    });
+}
+
+fn echo(io: &mut IO<()>, socket: i32) {
+    io.recv(
+        socket,
+        Vec::with_capacity(64),
+        move |io, _, result, buf| match result {
+            Ok(count) if count > 0 => {
+                io.send(socket, buf, move |io, _, result, _| match result {
+                    Ok(_) => echo(io, socket),
+                    Err(_) => close_quietly(io, socket),
+                });
+            }
+            _ => close_quietly(io, socket),
+        },
+    );
+}
+
+fn close_quietly(io: &mut IO<()>, fd: i32) {
+    io.close(fd, |_, _, _| {});
+}
+
+/// Client: connects, then `requests` request/response round trips.
+fn client(io: &mut IO<()>, address: SocketAddr, requests: u32) {
+    let socket = io.open_socket(address).unwrap();
+    io.connect(socket, address, move |io, _, result| match result {
+        Ok(()) => request(io, socket, requests),
+        Err(_) => close_quietly(io, socket),
+    });
+}
+
+fn request(io: &mut IO<()>, socket: i32, left: u32) {
+    if left == 0 {
+        return close_quietly(io, socket);
+    }
+    let message = format!("request {left}").into_bytes();
+    io.send(socket, message, move |io, _, result, _| {
+        if result.is_err() {
+            return close_quietly(io, socket);
+        }
+        io.recv(
+            socket,
+            Vec::with_capacity(64),
+            move |io, _, result, _| match result {
+                Ok(count) if count > 0 => request(io, socket, left - 1),
+                _ => close_quietly(io, socket),
+            },
+        );
+    });
+}
+
+/// Writer: every 50 ms, writes a 4 KiB block and fsyncs it, `left` times.
+fn writer(io: &mut IO<()>, block: u64, left: u32) {
+    let options = FileOptions::new().create(true);
+    let fd = io.open_file("log", options).unwrap();
+    write_block(io, fd, block, left);
+}
+
+fn write_block(io: &mut IO<()>, fd: i32, block: u64, left: u32) {
+    if left == 0 {
+        return close_quietly(io, fd);
+    }
+    let data = vec![block as u8; 4096];
+    io.write(fd, data, block * 4096, move |io, _, result, _| {
+        if result.is_err() {
+            return close_quietly(io, fd);
+        }
+        io.fsync(fd, move |io, _, _| {
+            io.timeout(50 * MS, move |io, _, _| {
+                write_block(io, fd, block + 1, left - 1)
+            });
+        });
+    });
+}
+
+/// One server, two clients doing request/response, and a node writing and
+/// fsyncing a file that crashes and restarts halfway, with default faults.
+/// Returns the trace hash.
+fn workload(seed: u64) -> u64 {
+    let mut sim = Simulator::new(seed, SimOptions::default());
+    let server = sim.add_node("server");
+    let clients = [sim.add_node("client-1"), sim.add_node("client-2")];
+    let disk = sim.add_node("disk");
+    let address = sim.address(server, 7000);
+
+    let mut server_io: IO<()> = sim.io(server).unwrap();
+    let listener = server_io.listen(address, 16).unwrap();
+    serve(&mut server_io, listener);
+    let mut client_ios: Vec<IO<()>> = clients
+        .iter()
+        .map(|&node| {
+            let mut io = sim.io(node).unwrap();
+            client(&mut io, address, 20);
+            io
+        })
+        .collect();
+    let mut disk_io: IO<()> = sim.io(disk).unwrap();
+    writer(&mut disk_io, 0, 20);
+
+    let start_ns = sim.now_ns();
+    let crash_ns = start_ns + SECOND / 2;
+    let end_ns = start_ns + 2 * SECOND;
+    let mut crashed = false;
+    while sim.now_ns() < end_ns {
+        server_io.tick(&mut ()).unwrap();
+        for io in &mut client_ios {
+            io.tick(&mut ()).unwrap();
+        }
+        disk_io.tick(&mut ()).unwrap();
+        if !crashed && sim.now_ns() >= crash_ns {
+            sim.crash(disk);
+            assert_eq!(errno_of(&disk_io.tick(&mut ())), Some(libc::ESHUTDOWN));
+            disk_io = sim.io(disk).unwrap();
+            writer(&mut disk_io, 100, 20);
+            crashed = true;
+        }
+        if !sim.advance() {
+            break;
+        }
+    }
+    assert!(crashed, "the run reached the crash: {}", sim.describe());
+    assert!(sim.completions() > 100, "the workload did work");
+    sim.trace_hash()
+}
+
+#[test]
+fn determinism_over_100_seeds() {
+    let mut hashes = BTreeSet::new();
+    for seed in 0..100 {
+        let first = workload(seed);
+        let second = workload(seed);
+        assert_eq!(first, second, "seed {seed} replayed differently");
+        hashes.insert(first);
+    }
+    assert_eq!(hashes.len(), 100, "100 seeds, 100 different runs");
+}
+
+// ---------------------------------------------------------------------------
+// Crashes
+
+/// Writes `data` at offset 0 of the file `path` through `io` (and fsyncs
+/// it if `fsync`), driving until done.
+fn write_file(sim: &mut Simulator, io: &mut IO<()>, path: &str, data: Vec<u8>, fsync: bool) {
+    let fd = io.open_file(path, FileOptions::new().create(true)).unwrap();
+    let done = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&done);
+    io.write(fd, data, 0, move |io, _, result, _| {
+        result.expect("write");
+        if fsync {
+            io.fsync(fd, move |_, _, result| {
+                result.expect("fsync");
+                flag.set(true);
+            });
+        } else {
+            flag.set(true);
+        }
+    });
+    drive(sim, &mut [io], || done.get());
+}
+
+/// Reads up to `len` bytes of `path` through `io`.
+fn read_file(sim: &mut Simulator, io: &mut IO<()>, path: &str, len: usize) -> Vec<u8> {
+    let fd = io.open_file(path, FileOptions::new()).unwrap();
+    let got = Rc::new(RefCell::new(None));
+    let out = Rc::clone(&got);
+    io.read(fd, Vec::with_capacity(len), 0, move |_, _, result, buf| {
+        result.expect("read");
+        *out.borrow_mut() = Some(buf);
+    });
+    drive(sim, &mut [io], || got.borrow().is_some());
+    let data = got.borrow_mut().take().unwrap();
+    data
+}
+
+#[test]
+fn an_fsynced_write_survives_a_crash_and_restart() {
+    for seed in 0..20 {
+        let mut sim = world(seed);
+        let node = sim.add_node("db");
+        let mut io: IO<()> = sim.io(node).unwrap();
+        let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        write_file(&mut sim, &mut io, "data", data.clone(), true);
+        sim.crash(node);
+        assert!(!sim.is_running(node));
+        assert_eq!(errno_of(&io.tick(&mut ())), Some(libc::ESHUTDOWN));
+        drop(io);
+        let mut restarted: IO<()> = sim.io(node).unwrap();
+        assert_eq!(read_file(&mut sim, &mut restarted, "data", 8192), data);
+    }
+}
+
+#[test]
+fn an_unsynced_write_is_lost_kept_or_torn_at_sector_granularity_never_inside_a_sector() {
+    const SECTORS: usize = 8;
+    let sector = SimOptions::default().disk.sector_bytes as usize;
+    let (mut lost, mut kept, mut torn) = (0, 0, 0);
+    for seed in 0..200 {
+        let mut sim = world(seed);
+        let node = sim.add_node("db");
+        let mut io: IO<()> = sim.io(node).unwrap();
+        // A durable file of zeros, then an unsynced write over it: sector
+        // `i` becomes all `i + 1`.
+        write_file(&mut sim, &mut io, "data", vec![0; SECTORS * sector], true);
+        let new: Vec<u8> = (0..SECTORS * sector)
+            .map(|i| (i / sector + 1) as u8)
+            .collect();
+        write_file(&mut sim, &mut io, "data", new, false);
+        sim.crash(node);
+        drop(io);
+        let mut restarted: IO<()> = sim.io(node).unwrap();
+        let after = read_file(&mut sim, &mut restarted, "data", SECTORS * sector);
+        assert_eq!(after.len(), SECTORS * sector);
+        let mut kept_sectors = 0;
+        for (index, bytes) in after.chunks(sector).enumerate() {
+            let old = bytes.iter().all(|&byte| byte == 0);
+            let new = bytes.iter().all(|&byte| byte == index as u8 + 1);
+            assert!(old || new, "seed {seed}: sector {index} torn inside");
+            kept_sectors += usize::from(new);
+        }
+        match kept_sectors {
+            0 => lost += 1,
+            SECTORS => kept += 1,
+            _ => torn += 1,
+        }
+    }
+    assert!(
+        lost > 0 && kept > 0 && torn > 0,
+        "lost {lost} kept {kept} torn {torn}"
+    );
+}
+
+#[test]
+fn a_crashed_node_fails_with_eshutdown_its_peers_see_resets_and_its_callbacks_never_run() {
+    let Pair {
+        mut sim,
+        b,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+        ..
+    } = connected_pair(1);
+    let server_ran = Rc::new(Cell::new(false));
+    let ran = Rc::clone(&server_ran);
+    io_b.recv(server, Vec::with_capacity(16), move |_, _, _, _| {
+        ran.set(true)
+    });
+    let client_errno = Rc::new(Cell::new(None));
+    let errno = Rc::clone(&client_errno);
+    io_a.recv(client, Vec::with_capacity(16), move |_, _, result, _| {
+        errno.set(Some(errno_of(&result)))
+    });
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || true);
+    sim.crash(b);
+    assert_eq!(errno_of(&io_b.tick(&mut ())), Some(libc::ESHUTDOWN));
+    assert_eq!(
+        errno_of(&io_b.run_for_ns(&mut (), MS)),
+        Some(libc::ESHUTDOWN)
+    );
+    drive(&mut sim, &mut [&mut io_a], || client_errno.get().is_some());
+    assert_eq!(client_errno.get(), Some(Some(libc::ECONNRESET)));
+    drop(io_b);
+    assert!(
+        !server_ran.get(),
+        "the crashed IO's recv callback never ran"
+    );
+    // The node restarts with a new process.
+    let restarted: io::Result<IO<()>> = sim.io(b);
+    assert!(restarted.is_ok());
+}
+
+// ---------------------------------------------------------------------------
+// Partitions and clogs
+
+#[test]
+fn connect_across_a_symmetric_partition_times_out() {
+    let mut sim = world(2);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let address = sim.address(b, 7000);
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let _listener = io_b.listen(address, 4).unwrap();
+    sim.partition(&[a], &[b], true);
+    let start_ns = sim.now_ns();
+    let outcome = Rc::new(Cell::new(None));
+    let out = Rc::clone(&outcome);
+    let socket = io_a.open_socket(address).unwrap();
+    io_a.connect(socket, address, move |_, _, result| {
+        out.set(Some(errno_of(&result)))
+    });
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        outcome.get().is_some()
+    });
+    assert_eq!(outcome.get(), Some(Some(libc::ETIMEDOUT)));
+    let timeout_ns = sim.options().network.connect_timeout_ns;
+    assert!(sim.now_ns() - start_ns >= timeout_ns);
+}
+
+#[test]
+fn data_across_a_partition_stalls_then_flows_after_heal_with_nothing_lost_or_reordered() {
+    let Pair {
+        mut sim,
+        a,
+        b,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+    } = connected_pair(3);
+    let data = Rc::new(ringio_pattern(100_000));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let error = Rc::new(Cell::new(None));
+    recv_into(&mut io_b, server, Rc::clone(&got), Rc::clone(&error));
+    sim.partition(&[a], &[b], true);
+    let sent = Rc::new(Cell::new(0));
+    send_from(&mut io_a, client, Rc::clone(&data), 0, Rc::clone(&sent));
+    let retransmit_ns = sim.options().network.retransmit_timeout_ns;
+    let heal_ns = sim.now_ns() + retransmit_ns / 2;
+    drive_until_ns(&mut sim, &mut [&mut io_a, &mut io_b], heal_ns);
+    assert!(got.borrow().is_empty(), "nothing crosses the partition");
+    assert!(sent.get() > 0, "sends complete into the buffer");
+    sim.heal();
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        got.borrow().len() == data.len()
+    });
+    assert_eq!(*got.borrow(), *data, "every byte, in order");
+    assert_eq!(error.get(), None);
+}
+
+#[test]
+fn a_partition_past_the_retransmit_timeout_breaks_the_connection_with_etimedout() {
+    let Pair {
+        mut sim,
+        a,
+        b,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+    } = connected_pair(4);
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let server_error = Rc::new(Cell::new(None));
+    recv_into(&mut io_b, server, Rc::clone(&got), Rc::clone(&server_error));
+    let client_error = Rc::new(Cell::new(None));
+    recv_into(
+        &mut io_a,
+        client,
+        Rc::new(RefCell::new(Vec::new())),
+        Rc::clone(&client_error),
+    );
+    sim.partition(&[a], &[b], true);
+    let start_ns = sim.now_ns();
+    let sent = Rc::new(Cell::new(0));
+    send_from(&mut io_a, client, Rc::new(vec![7; 1000]), 0, sent);
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        client_error.get().is_some() && server_error.get().is_some()
+    });
+    assert_eq!(client_error.get(), Some(libc::ETIMEDOUT));
+    assert_eq!(server_error.get(), Some(libc::ETIMEDOUT));
+    assert!(got.borrow().is_empty());
+    assert!(sim.now_ns() - start_ns >= sim.options().network.retransmit_timeout_ns);
+}
+
+#[test]
+fn an_asymmetric_partition_lets_one_direction_through() {
+    let Pair {
+        mut sim,
+        a,
+        b,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+    } = connected_pair(5);
+    sim.partition(&[a], &[b], false); // a -> b blocked, b -> a open
+    let at_a = Rc::new(RefCell::new(Vec::new()));
+    let at_b = Rc::new(RefCell::new(Vec::new()));
+    let error = Rc::new(Cell::new(None));
+    recv_into(&mut io_a, client, Rc::clone(&at_a), Rc::clone(&error));
+    recv_into(&mut io_b, server, Rc::clone(&at_b), Rc::clone(&error));
+    send_from(
+        &mut io_a,
+        client,
+        Rc::new(b"a to b".to_vec()),
+        0,
+        Rc::default(),
+    );
+    send_from(
+        &mut io_b,
+        server,
+        Rc::new(b"b to a".to_vec()),
+        0,
+        Rc::default(),
+    );
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        at_a.borrow().len() == 6
+    });
+    assert_eq!(*at_a.borrow(), b"b to a");
+    let until_ns = sim.now_ns() + 200 * MS;
+    drive_until_ns(&mut sim, &mut [&mut io_a, &mut io_b], until_ns);
+    assert!(at_b.borrow().is_empty(), "a to b is held");
+    sim.heal();
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        at_b.borrow().len() == 6
+    });
+    assert_eq!(*at_b.borrow(), b"a to b");
+    assert_eq!(error.get(), None);
+}
+
+#[test]
+fn a_clog_delays_traffic_without_dropping_any() {
+    let Pair {
+        mut sim,
+        a,
+        b,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+    } = connected_pair(6);
+    let clog_ns = 300 * MS;
+    let start_ns = sim.now_ns();
+    sim.clog(a, b, clog_ns);
+    let data = Rc::new(ringio_pattern(20_000));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let first_ns = Rc::new(Cell::new(None));
+    let error = Rc::new(Cell::new(None));
+    {
+        let first_ns = Rc::clone(&first_ns);
+        let got = Rc::clone(&got);
+        let error = Rc::clone(&error);
+        io_b.recv(
+            server,
+            Vec::with_capacity(4096),
+            move |io, _, result, buf| {
+                result.expect("recv");
+                first_ns.set(Some(io.now_ns()));
+                got.borrow_mut().extend_from_slice(&buf);
+                recv_into(io, server, got, error);
+            },
+        );
+    }
+    send_from(&mut io_a, client, Rc::clone(&data), 0, Rc::default());
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        got.borrow().len() == data.len()
+    });
+    assert!(
+        first_ns.get().unwrap() >= start_ns + clog_ns,
+        "held until the clog cleared"
+    );
+    assert_eq!(*got.borrow(), *data);
+    assert_eq!(error.get(), None);
+}
+
+// ---------------------------------------------------------------------------
+// Pause, liveness
+
+#[test]
+fn a_paused_node_s_timers_do_not_fire_and_its_clock_is_frozen_until_it_resumes() {
+    let mut sim = world(7);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let start_ns = sim.now_ns();
+    let fired_ns = Rc::new(Cell::new(None));
+    let fired = Rc::clone(&fired_ns);
+    io_a.timeout(10 * MS, move |io, _, result| {
+        result.unwrap();
+        fired.set(Some(io.now_ns()));
+    });
+    sim.pause(a, 100 * MS);
+    // Node b's clock runs on; a's stays where the pause found it.
+    drive_until_ns(&mut sim, &mut [&mut io_b, &mut io_a], start_ns + 50 * MS);
+    assert_eq!(io_b.now_ns(), start_ns + 50 * MS);
+    assert_eq!(io_a.now_ns(), start_ns, "a's clock is frozen");
+    assert_eq!(fired_ns.get(), None, "a's timer did not fire while paused");
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        fired_ns.get().is_some()
+    });
+    assert!(fired_ns.get().unwrap() >= start_ns + 100 * MS);
+    assert!(io_a.now_ns() >= start_ns + 100 * MS, "a's clock runs again");
+}
+
+#[test]
+fn liveness_turns_every_fault_off_and_lifts_partitions_and_clogs() {
+    let mut sim = Simulator::new(8, SimOptions::default());
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    assert_ne!(sim.options().faults, FaultOptions::none());
+    sim.partition(&[a], &[b], true);
+    sim.clog(b, a, 10 * SECOND);
+    sim.liveness();
+    assert_eq!(sim.options(), SimOptions::default().without_faults());
+    // The nodes talk again, with no clog delay.
+    let address = sim.address(b, 7000);
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let listener = io_b.listen(address, 4).unwrap();
+    let accepted = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&accepted);
+    io_b.accept(listener, move |_, _, result| {
+        result.expect("accept");
+        flag.set(true);
+    });
+    let socket = io_a.open_socket(address).unwrap();
+    let connected = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&connected);
+    io_a.connect(socket, address, move |_, _, result| {
+        result.expect("connect");
+        flag.set(true);
+    });
+    let start_ns = sim.now_ns();
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        accepted.get() && connected.get()
+    });
+    assert!(
+        sim.now_ns() - start_ns < SECOND,
+        "no clog held the handshake"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Connect errors, drop
+
+fn connect_errno(sim: &mut Simulator, io: &mut IO<()>, address: SocketAddr) -> Option<i32> {
+    let outcome = Rc::new(Cell::new(None));
+    let out = Rc::clone(&outcome);
+    let socket = io.open_socket(address).unwrap();
+    io.connect(socket, address, move |_, _, result| {
+        out.set(Some(errno_of(&result)))
+    });
+    drive(sim, &mut [io], || outcome.get().is_some());
+    outcome.get().unwrap()
+}
+
+#[test]
+fn connect_to_a_node_where_nothing_listens_is_refused() {
+    let mut sim = world(9);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let _io_b: IO<()> = sim.io(b).unwrap();
+    let address = sim.address(b, 7000);
+    assert_eq!(
+        connect_errno(&mut sim, &mut io_a, address),
+        Some(libc::ECONNREFUSED)
+    );
+}
+
+#[test]
+fn connect_to_an_unknown_address_is_enetunreach() {
+    let mut sim = world(10);
+    let a = sim.add_node("a");
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let address: SocketAddr = "10.9.9.9:7000".parse().unwrap();
+    assert_eq!(
+        connect_errno(&mut sim, &mut io_a, address),
+        Some(libc::ENETUNREACH)
+    );
+}
+
+#[test]
+fn dropping_an_io_with_operations_in_flight_frees_everything_and_the_node_can_restart() {
+    let Pair {
+        mut sim,
+        b,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+        ..
+    } = connected_pair(11);
+    // Each callback holds a clone of `token`: a freed callback drops its
+    // clone; a leaked one (the drop's last resort) would keep it.
+    let token = Rc::new(());
+    let ran = Rc::new(Cell::new(0));
+    let listener = io_b.listen(sim.address(b, 7001), 4).unwrap();
+    let file = io_b
+        .open_file("data", FileOptions::new().create(true))
+        .unwrap();
+    let (t1, t2, t3, t4) = (
+        Rc::clone(&token),
+        Rc::clone(&token),
+        Rc::clone(&token),
+        Rc::clone(&token),
+    );
+    let (r1, r2, r3, r4) = (
+        Rc::clone(&ran),
+        Rc::clone(&ran),
+        Rc::clone(&ran),
+        Rc::clone(&ran),
+    );
+    io_b.recv(server, Vec::with_capacity(64), move |_, _, _, _| {
+        drop(t1);
+        r1.set(r1.get() + 1);
+    });
+    io_b.accept(listener, move |_, _, _| {
+        drop(t2);
+        r2.set(r2.get() + 1);
+    });
+    io_b.write(file, vec![1u8; 4096], 0, move |_, _, _, _| {
+        drop(t3);
+        r3.set(r3.get() + 1);
+    });
+    io_b.timeout(SECOND, move |_, _, _| {
+        drop(t4);
+        r4.set(r4.get() + 1);
+    });
+    // Hand them to the world: the recv and the accept wait, the write is
+    // on the disk, the timer is due in a second.
+    io_b.tick(&mut ()).unwrap();
+    assert_eq!(io_b.in_flight(), 4);
+    assert_eq!(Rc::strong_count(&token), 5);
+    drop(io_b);
+    assert_eq!(
+        Rc::strong_count(&token),
+        1,
+        "every callback was freed, none leaked"
+    );
+    assert_eq!(ran.get(), 0, "no callback ran");
+    assert!(!sim.is_running(b));
+    // The peer sees the process's sockets closed, as at exit.
+    let eof = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&eof);
+    io_a.recv(client, Vec::with_capacity(64), move |_, _, result, _| {
+        assert_eq!(result.unwrap(), 0);
+        flag.set(true);
+    });
+    drive(&mut sim, &mut [&mut io_a], || eof.get());
+    // A new process on the node works, and can listen on the same port.
+    let address = sim.address(b, 7001);
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let listener = io_b.listen(address, 4).unwrap();
+    let accepted = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&accepted);
+    io_b.accept(listener, move |_, _, result| {
+        result.expect("accept");
+        flag.set(true);
+    });
+    let socket = io_a.open_socket(address).unwrap();
+    io_a.connect(socket, address, |_, _, result| result.expect("connect"));
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || accepted.get());
+}
+
+/// A deterministic byte pattern (xorshift).
+fn ringio_pattern(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
