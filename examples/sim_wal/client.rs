@@ -115,7 +115,9 @@ fn queue_request(client: &mut Client, request: u64) {
     let start = client.output.len();
     client.output.extend_from_slice(&client.id.to_le_bytes());
     client.output.extend_from_slice(&request.to_le_bytes());
-    client.output.extend_from_slice(&record::payload(client.id, request));
+    client
+        .output
+        .extend_from_slice(&record::payload(client.id, request));
     debug_assert_eq!(client.output.len() - start, REQUEST_BYTES);
 }
 
@@ -151,21 +153,25 @@ fn recv_next(io: &mut IO<Client>, client: &mut Client) {
         return;
     };
     let generation = client.generation;
-    io.recv(fd, Vec::with_capacity(1024), move |io, client, result, buf| {
-        if client.generation != generation {
-            return;
-        }
-        match result {
-            Ok(count) if count > 0 => {
-                client.input.extend_from_slice(&buf);
-                take_replies(client);
-                top_up(client);
-                send_output(io, client);
-                recv_next(io, client);
+    io.recv(
+        fd,
+        Vec::with_capacity(1024),
+        move |io, client, result, buf| {
+            if client.generation != generation {
+                return;
             }
-            _ => disconnect(io, client),
-        }
-    });
+            match result {
+                Ok(count) if count > 0 => {
+                    client.input.extend_from_slice(&buf);
+                    take_replies(client);
+                    top_up(client);
+                    send_output(io, client);
+                    recv_next(io, client);
+                }
+                _ => disconnect(io, client),
+            }
+        },
+    );
 }
 
 fn take_replies(client: &mut Client) {

@@ -110,7 +110,9 @@ fn main() -> ExitCode {
         "{} seeds, {} failed{}; {:.0} seeds/s, {:.0} simulated operations/s",
         args.seeds,
         failed.len(),
-        failed.first().map_or(String::new(), |seed| format!(" (first: seed {seed})")),
+        failed
+            .first()
+            .map_or(String::new(), |seed| format!(" (first: seed {seed})")),
         args.seeds as f64 / seconds,
         operations as f64 / seconds,
     );
@@ -131,8 +133,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--seed" => parsed.seed = value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--seeds" => parsed.seeds = value("--seeds")?.parse().map_err(|e| format!("--seeds: {e}"))?,
+            "--seed" => {
+                parsed.seed = value("--seed")?
+                    .parse()
+                    .map_err(|e| format!("--seed: {e}"))?
+            }
+            "--seeds" => {
+                parsed.seeds = value("--seeds")?
+                    .parse()
+                    .map_err(|e| format!("--seeds: {e}"))?
+            }
             "--bug" => match value("--bug")?.as_str() {
                 "ack-before-fsync" => parsed.bug = true,
                 other => return Err(format!("unknown bug {other:?}: expected ack-before-fsync")),
@@ -269,17 +279,27 @@ fn final_check(
 /// After a recovery: every acknowledged record is there, intact, unless the
 /// disk damaged its sector and the store reported it; and every record the
 /// store recovered is genuine.
-fn check(sim: &Simulator, store_node: NodeId, store: &Store, clients: &[Process<Client>]) -> Result<(), String> {
+fn check(
+    sim: &Simulator,
+    store_node: NodeId,
+    store: &Store,
+    clients: &[Process<Client>],
+) -> Result<(), String> {
     for record in store.recovered.values() {
         if record.payload != record::payload(record.client, record.request) {
-            return Err(format!("undetected corruption: seq {} was served with a wrong payload", record.seq));
+            return Err(format!(
+                "undetected corruption: seq {} was served with a wrong payload",
+                record.seq
+            ));
         }
     }
     let damaged: BTreeSet<u64> = sim.damaged_sectors(store_node, WAL_PATH);
     for client in clients {
         for &(request, seq) in &client.state.acked {
             let found = store.recovered.get(&seq);
-            if found.is_some_and(|record| record.client == client.state.id && record.request == request) {
+            if found
+                .is_some_and(|record| record.client == client.state.id && record.request == request)
+            {
                 continue;
             }
             let sector = seq - 1;
@@ -287,8 +307,13 @@ fn check(sim: &Simulator, store_node: NodeId, store: &Store, clients: &[Process<
                 continue; // The disk destroyed it, and the store said so.
             }
             let how = match found {
-                Some(record) => format!("seq {seq} holds client {} request {}", record.client, record.request),
-                None if store.reported.contains(&sector) => format!("seq {seq} was reported corrupt, but the disk never damaged it"),
+                Some(record) => format!(
+                    "seq {seq} holds client {} request {}",
+                    record.client, record.request
+                ),
+                None if store.reported.contains(&sector) => {
+                    format!("seq {seq} was reported corrupt, but the disk never damaged it")
+                }
                 None => format!("seq {seq} is gone"),
             };
             return Err(format!(

@@ -94,11 +94,13 @@ pub fn decode(bytes: &[u8], sector: u64) -> Sector {
 /// A 64-bit checksum (a chain of SplitMix64 mixes over 8-byte words):
 /// any bit flip changes it, with no dependency.
 fn checksum(seed: u64, bytes: &[u8]) -> u64 {
-    bytes.chunks(8).fold(mix(seed ^ 0x5741_4c21), |hash, chunk| {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        mix(hash ^ u64::from_le_bytes(word))
-    })
+    bytes
+        .chunks(8)
+        .fold(mix(seed ^ 0x5741_4c21), |hash, chunk| {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            mix(hash ^ u64::from_le_bytes(word))
+        })
 }
 
 fn mix(mut z: u64) -> u64 {

@@ -83,7 +83,11 @@ pub struct Store {
 impl Store {
     /// Opens the log and starts recovery; the store listens on `address`
     /// once recovery is done.
-    pub fn start(io: &mut IO<Store>, address: SocketAddr, ack_before_fsync: bool) -> io::Result<Store> {
+    pub fn start(
+        io: &mut IO<Store>,
+        address: SocketAddr,
+        ack_before_fsync: bool,
+    ) -> io::Result<Store> {
         let wal = io.open_file(WAL_PATH, FileOptions::new().create(true))?;
         let store = Store {
             ack_before_fsync,
@@ -233,20 +237,24 @@ fn recv_next(io: &mut IO<Store>, store: &mut Store, index: u32) {
         return;
     };
     let generation = connection.generation;
-    io.recv(connection.fd, Vec::with_capacity(RECV_BYTES), move |io, store, result, buf| {
-        let Some(connection) = store.connection(index, generation) else {
-            return;
-        };
-        match result {
-            Ok(count) if count > 0 => {
-                connection.input.extend_from_slice(&buf);
-                take_requests(store, index, generation);
-                write_group(io, store);
-                recv_next(io, store, index);
+    io.recv(
+        connection.fd,
+        Vec::with_capacity(RECV_BYTES),
+        move |io, store, result, buf| {
+            let Some(connection) = store.connection(index, generation) else {
+                return;
+            };
+            match result {
+                Ok(count) if count > 0 => {
+                    connection.input.extend_from_slice(&buf);
+                    take_requests(store, index, generation);
+                    write_group(io, store);
+                    recv_next(io, store, index);
+                }
+                _ => close_connection(io, store, index),
             }
-            _ => close_connection(io, store, index),
-        }
-    });
+        },
+    );
 }
 
 fn take_requests(store: &mut Store, index: u32, generation: u32) {
@@ -294,21 +302,31 @@ fn write_group(io: &mut IO<Store>, store: &mut Store) {
         .collect();
     store.writing = true;
     let offset = (first_seq - 1) * SECTOR_BYTES as u64;
-    io.write(store.wal, buf, offset, |io, store, result, buf| match result {
-        Ok(count) if count == buf.len() => {
-            if store.ack_before_fsync {
-                acknowledge_group(io, store); // The planted bug.
+    io.write(
+        store.wal,
+        buf,
+        offset,
+        |io, store, result, buf| match result {
+            Ok(count) if count == buf.len() => {
+                if store.ack_before_fsync {
+                    acknowledge_group(io, store); // The planted bug.
+                }
+                io.fsync(store.wal, on_synced);
             }
-            io.fsync(store.wal, on_synced);
-        }
-        Ok(count) => store.stop(format!("short write to the log: {count} of {} bytes", buf.len())),
-        Err(error) => store.stop(format!("log write failed: {error}")),
-    });
+            Ok(count) => store.stop(format!(
+                "short write to the log: {count} of {} bytes",
+                buf.len()
+            )),
+            Err(error) => store.stop(format!("log write failed: {error}")),
+        },
+    );
 }
 
 fn on_synced(io: &mut IO<Store>, store: &mut Store, result: io::Result<()>) {
     if let Err(error) = result {
-        return store.stop(format!("log fsync failed: {error}; the data may be lost, restarting"));
+        return store.stop(format!(
+            "log fsync failed: {error}; the data may be lost, restarting"
+        ));
     }
     if !store.ack_before_fsync {
         acknowledge_group(io, store);
@@ -322,7 +340,9 @@ fn acknowledge_group(io: &mut IO<Store>, store: &mut Store) {
         let Some(connection) = store.connection(append.connection, append.generation) else {
             continue; // The client went away; it will retry.
         };
-        connection.output.extend_from_slice(&append.request.to_le_bytes());
+        connection
+            .output
+            .extend_from_slice(&append.request.to_le_bytes());
         connection.output.extend_from_slice(&seq.to_le_bytes());
         debug_assert_eq!(REPLY_BYTES, 16);
         send_output(io, store, append.connection);
