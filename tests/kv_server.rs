@@ -297,7 +297,11 @@ fn parse_listening_line(line: &str) -> SocketAddr {
         "unexpected first line {line:?}"
     );
     let addr: SocketAddr = addr.parse().expect("an address");
-    assert_ne!(addr.port(), 0, "the server printed the port it really bound");
+    assert_ne!(
+        addr.port(),
+        0,
+        "the server printed the port it really bound"
+    );
     addr
 }
 
@@ -320,7 +324,13 @@ fn example_binary() -> PathBuf {
 fn build_example(profile: Option<&str>) {
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let mut command = Command::new(env!("CARGO"));
-    command.args(["build", "--example", "kv_server", "--manifest-path", manifest]);
+    command.args([
+        "build",
+        "--example",
+        "kv_server",
+        "--manifest-path",
+        manifest,
+    ]);
     match profile {
         Some("debug") | None => {}
         Some(profile) => {
@@ -514,7 +524,16 @@ fn redis_benchmark_reports_no_errors() {
     let server = start_server(&dir, &[]);
     let output = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
-        .args(["-t", "set,get,incr,mset", "-P", "16", "-n", "20000", "-c", "20"])
+        .args([
+            "-t",
+            "set,get,incr,mset",
+            "-P",
+            "16",
+            "-n",
+            "20000",
+            "-c",
+            "20",
+        ])
         .arg("--csv")
         .output()
         .expect("run redis-benchmark");
@@ -533,7 +552,10 @@ fn redis_benchmark_reports_no_errors() {
     }
     // The benchmark's writes went through the log.
     let mut client = server.connect();
-    assert_eq!(client.call(&["exists", "counter:__rand_int__"]), Reply::Integer(1));
+    assert_eq!(
+        client.call(&["exists", "counter:__rand_int__"]),
+        Reply::Integer(1)
+    );
     assert!(fs::metadata(wal_path(&dir)).unwrap().len() > 0);
 }
 
@@ -570,12 +592,27 @@ fn malformed_resp_gets_the_protocol_error_and_only_that_connection_closes() {
     let dir = util::scratch_dir("kv-malformed");
     let server = start_server(&dir, &[]);
     let mut bystander = server.connect();
-    assert_eq!(bystander.call(&["set", "k", "v"]), Reply::Simple("OK".into()));
+    assert_eq!(
+        bystander.call(&["set", "k", "v"]),
+        Reply::Simple("OK".into())
+    );
     let cases: [(&[u8], &str); 7] = [
-        (b"*1\r\n$-5\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*1\r\n$abc\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*abc\r\n", "-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*2\r\nx\r\n", "-ERR Protocol error: expected '$', got 'x'\r\n"),
+        (
+            b"*1\r\n$-5\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$abc\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*abc\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*2\r\nx\r\n",
+            "-ERR Protocol error: expected '$', got 'x'\r\n",
+        ),
         (
             b"set a \"b c\r\n",
             "-ERR Protocol error: unbalanced quotes in request\r\n",
@@ -676,8 +713,14 @@ fn keys_expire_on_the_loop_clock() {
     let dir = util::scratch_dir("kv-expire");
     let server = start_server(&dir, &[]);
     let mut client = server.connect();
-    assert_eq!(client.call(&["set", "short", "v", "px", "200"]), Reply::Simple("OK".into()));
-    assert_eq!(client.call(&["set", "long", "v", "ex", "100"]), Reply::Simple("OK".into()));
+    assert_eq!(
+        client.call(&["set", "short", "v", "px", "200"]),
+        Reply::Simple("OK".into())
+    );
+    assert_eq!(
+        client.call(&["set", "long", "v", "ex", "100"]),
+        Reply::Simple("OK".into())
+    );
     assert_eq!(client.call(&["get", "short"]), bulk("v"));
     thread::sleep(Duration::from_millis(300));
     assert_eq!(client.call(&["get", "short"]), Reply::Bulk(None));
@@ -691,12 +734,18 @@ fn a_client_that_never_reads_does_not_stall_others() {
     let server = start_server(&dir, &[]);
     let mut client = server.connect();
     let value = "x".repeat(100_000);
-    assert_eq!(client.call(&["set", "big", &value]), Reply::Simple("OK".into()));
+    assert_eq!(
+        client.call(&["set", "big", &value]),
+        Reply::Simple("OK".into())
+    );
     // Pipeline GETs of 100 KB without reading: the server stops reading
     // this client once its unsent replies pass the bound, so the client's
     // writes block; it never reads.
     let mut greedy = server.connect();
-    greedy.writer.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    greedy
+        .writer
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let request = encode(&[b"get", b"big"]).repeat(1000);
     let mut sent = 0;
     let started = Instant::now();
@@ -707,7 +756,10 @@ fn a_client_that_never_reads_does_not_stall_others() {
         }
     }
     assert!(sent > 0);
-    assert!(sent < 64 << 20, "the server kept reading a client that never reads");
+    assert!(
+        sent < 64 << 20,
+        "the server kept reading a client that never reads"
+    );
     // Others are served meanwhile.
     for index in 0..100 {
         assert_eq!(client.call(&["incr", "n"]), Reply::Integer(index + 1));
@@ -735,10 +787,15 @@ fn a_client_past_the_query_buffer_limit_is_closed() {
     // Three 30 MiB arguments: each within the bulk limit (32 MiB), together
     // past the query buffer limit (64 MiB).
     let chunk = vec![b'v'; 1 << 20];
-    flooder.send_raw(b"*5\r\n$4\r\nMSET\r\n$1\r\na\r\n").unwrap();
+    flooder
+        .send_raw(b"*5\r\n$4\r\nMSET\r\n$1\r\na\r\n")
+        .unwrap();
     let mut closed = false;
     'arguments: for _ in 0..3 {
-        if flooder.send_raw(format!("${}\r\n", 30 << 20).as_bytes()).is_err() {
+        if flooder
+            .send_raw(format!("${}\r\n", 30 << 20).as_bytes())
+            .is_err()
+        {
             closed = true;
             break;
         }
@@ -781,7 +838,15 @@ fn restart_replays_the_log() {
     let server = start_server(&dir, &[]);
     let mut client = server.connect();
     let got = client.call(&["mget", "a", "b", "after", "x", "y", "ttl", "gone"]);
-    let expected = [None, None, Some("flush"), Some("1"), Some("2"), Some("v"), None];
+    let expected = [
+        None,
+        None,
+        Some("flush"),
+        Some("1"),
+        Some("2"),
+        Some("v"),
+        None,
+    ];
     let expected = expected.map(|value| Reply::Bulk(value.map(|v| v.as_bytes().to_vec())));
     assert_eq!(got, Reply::Array(Some(expected.to_vec())));
     assert_eq!(client.call(&["dbsize"]), Reply::Integer(4));
@@ -808,7 +873,10 @@ fn log_of_keys(dir: &Path, count: usize) {
     let mut client = server.connect();
     for index in 0..count {
         let key = format!("key{index}");
-        assert_eq!(client.call(&["set", &key, "value"]), Reply::Simple("OK".into()));
+        assert_eq!(
+            client.call(&["set", &key, "value"]),
+            Reply::Simple("OK".into())
+        );
     }
     server.kill_9();
 }
@@ -835,7 +903,10 @@ fn a_torn_tail_is_truncated_and_reported() {
     );
     assert_eq!(fs::metadata(&path).unwrap().len(), last as u64, "truncated");
     // The log goes on from there, and replays cleanly.
-    assert_eq!(client.call(&["set", "key4", "again"]), Reply::Simple("OK".into()));
+    assert_eq!(
+        client.call(&["set", "key4", "again"]),
+        Reply::Simple("OK".into())
+    );
     drop(server);
     let server = start_server(&dir, &[]);
     assert_eq!(server.connect().call(&["get", "key4"]), bulk("again"));
@@ -844,7 +915,8 @@ fn a_torn_tail_is_truncated_and_reported() {
     // Garbage after the last group is a torn tail too.
     drop(server);
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-    file.write_all(b"RKV1 and then some bytes that are not a group").unwrap();
+    file.write_all(b"RKV1 and then some bytes that are not a group")
+        .unwrap();
     drop(file);
     let server = start_server(&dir, &[]);
     assert_eq!(server.connect().call(&["get", "key4"]), bulk("again"));
@@ -947,7 +1019,8 @@ fn verify_after_crash(client: &mut Client, id: usize, writer: &mut Writer, round
         other => panic!("MGET element {other:?}"),
     };
     let counter: i64 = text(&values[0]).map_or(0, |value| value.parse().unwrap());
-    let counter_ok = counter == writer.counter || (writer.counter_pending && counter == writer.counter + 1);
+    let counter_ok =
+        counter == writer.counter || (writer.counter_pending && counter == writer.counter + 1);
     assert!(
         counter_ok,
         "round {round}, writer {id}: counter {counter}, acknowledged {}",

@@ -48,25 +48,101 @@ struct Command {
 }
 
 const COMMANDS: &[Command] = &[
-    Command { name: "ping", arity: -1, run: ping },
-    Command { name: "echo", arity: 2, run: echo },
-    Command { name: "get", arity: 2, run: get },
-    Command { name: "set", arity: -3, run: set },
-    Command { name: "del", arity: -2, run: del },
-    Command { name: "exists", arity: -2, run: exists },
-    Command { name: "incr", arity: 2, run: incr },
-    Command { name: "incrby", arity: 3, run: incrby },
-    Command { name: "decr", arity: 2, run: decr },
-    Command { name: "decrby", arity: 3, run: decrby },
-    Command { name: "mget", arity: -2, run: mget },
-    Command { name: "mset", arity: -3, run: mset },
-    Command { name: "dbsize", arity: 1, run: dbsize },
-    Command { name: "flushall", arity: -1, run: flushall },
-    Command { name: "select", arity: 2, run: select },
-    Command { name: "quit", arity: -1, run: quit },
-    Command { name: "command", arity: -1, run: command },
-    Command { name: "config", arity: -2, run: config },
-    Command { name: "client", arity: -2, run: client },
+    Command {
+        name: "ping",
+        arity: -1,
+        run: ping,
+    },
+    Command {
+        name: "echo",
+        arity: 2,
+        run: echo,
+    },
+    Command {
+        name: "get",
+        arity: 2,
+        run: get,
+    },
+    Command {
+        name: "set",
+        arity: -3,
+        run: set,
+    },
+    Command {
+        name: "del",
+        arity: -2,
+        run: del,
+    },
+    Command {
+        name: "exists",
+        arity: -2,
+        run: exists,
+    },
+    Command {
+        name: "incr",
+        arity: 2,
+        run: incr,
+    },
+    Command {
+        name: "incrby",
+        arity: 3,
+        run: incrby,
+    },
+    Command {
+        name: "decr",
+        arity: 2,
+        run: decr,
+    },
+    Command {
+        name: "decrby",
+        arity: 3,
+        run: decrby,
+    },
+    Command {
+        name: "mget",
+        arity: -2,
+        run: mget,
+    },
+    Command {
+        name: "mset",
+        arity: -3,
+        run: mset,
+    },
+    Command {
+        name: "dbsize",
+        arity: 1,
+        run: dbsize,
+    },
+    Command {
+        name: "flushall",
+        arity: -1,
+        run: flushall,
+    },
+    Command {
+        name: "select",
+        arity: 2,
+        run: select,
+    },
+    Command {
+        name: "quit",
+        arity: -1,
+        run: quit,
+    },
+    Command {
+        name: "command",
+        arity: -1,
+        run: command,
+    },
+    Command {
+        name: "config",
+        arity: -2,
+        run: config,
+    },
+    Command {
+        name: "client",
+        arity: -2,
+        run: client,
+    },
 ];
 
 /// Subcommands of the container commands: (container, subcommand, arity).
@@ -114,7 +190,9 @@ pub fn execute(context: &mut Context<'_>, args: &Args) -> Outcome {
 /// subcommand); `Err(None)`: an unknown subcommand.
 fn check_arity(command: &Command, args: &Args) -> Result<(), Option<String>> {
     let argc = args.len() as i32;
-    let is_container = SUBCOMMANDS.iter().any(|(container, ..)| *container == command.name);
+    let is_container = SUBCOMMANDS
+        .iter()
+        .any(|(container, ..)| *container == command.name);
     if is_container && argc >= 2 {
         let sub = args.get(1);
         let Some((_, sub_name, arity)) = SUBCOMMANDS.iter().find(|(container, sub_name, _)| {
@@ -285,7 +363,11 @@ fn set(context: &mut Context<'_>, args: &Args) {
         return;
     }
     let value = args.get(2);
-    context.journal.append(&Record::Set { key, value, deadline_ns });
+    context.journal.append(&Record::Set {
+        key,
+        value,
+        deadline_ns,
+    });
     context.store.set(key, value.to_vec(), deadline_ns);
     if !options.get {
         resp::simple(context.out, OK);
@@ -371,7 +453,11 @@ fn increment(context: &mut Context<'_>, key: &[u8], by: i64) {
         return;
     };
     let text = value.to_string().into_bytes();
-    context.journal.append(&Record::Set { key, value: &text, deadline_ns });
+    context.journal.append(&Record::Set {
+        key,
+        value: &text,
+        deadline_ns,
+    });
     context.store.set(key, text, deadline_ns);
     resp::integer(context.out, value);
 }
@@ -393,7 +479,11 @@ fn mset(context: &mut Context<'_>, args: &Args) {
     }
     for index in (1..args.len()).step_by(2) {
         let (key, value) = (args.get(index), args.get(index + 1));
-        context.journal.append(&Record::Set { key, value, deadline_ns: 0 });
+        context.journal.append(&Record::Set {
+            key,
+            value,
+            deadline_ns: 0,
+        });
         context.store.set(key, value.to_vec(), 0);
     }
     resp::simple(context.out, OK);
@@ -406,7 +496,9 @@ fn dbsize(context: &mut Context<'_>, _args: &Args) {
 fn flushall(context: &mut Context<'_>, args: &Args) {
     let mode_ok = match args.len() {
         1 => true,
-        2 => args.get(1).eq_ignore_ascii_case(b"sync") || args.get(1).eq_ignore_ascii_case(b"async"),
+        2 => {
+            args.get(1).eq_ignore_ascii_case(b"sync") || args.get(1).eq_ignore_ascii_case(b"async")
+        }
         _ => false,
     };
     if !mode_ok {
@@ -492,7 +584,11 @@ fn client(context: &mut Context<'_>, args: &Args) {
             resp::error(context.out, text);
             return;
         }
-        *context.client_name = if name.is_empty() { None } else { Some(name.to_vec()) };
+        *context.client_name = if name.is_empty() {
+            None
+        } else {
+            Some(name.to_vec())
+        };
         resp::simple(context.out, OK);
     }
 }

@@ -192,7 +192,9 @@ fn on_recover_read(
         }
         Err(error) => {
             let path = server.journal.path.display().to_string();
-            server.fail(format!("reading the log {path} at offset {offset}: {error}"));
+            server.fail(format!(
+                "reading the log {path} at offset {offset}: {error}"
+            ));
         }
     }
 }
@@ -287,7 +289,9 @@ fn sync_directory(io: &mut IO<Server>, server: &mut Server) {
         Ok(fd) => fd,
         Err(error) => {
             let path = directory.display();
-            server.fail(format!("opening the log's directory {path} to fsync it: {error}"));
+            server.fail(format!(
+                "opening the log's directory {path} to fsync it: {error}"
+            ));
             return;
         }
     };
@@ -365,7 +369,9 @@ fn on_write(
         Err(error) => {
             let path = journal.path.display().to_string();
             let offset = journal.file_len;
-            server.fail(format!("writing the log {path} at offset {offset}: {error}"));
+            server.fail(format!(
+                "writing the log {path} at offset {offset}: {error}"
+            ));
             return;
         }
     };

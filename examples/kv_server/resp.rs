@@ -126,7 +126,9 @@ impl Parser {
             return Ok(Some(0));
         }
         let count = count as u64;
-        self.args.ends.reserve((count as usize).min(ARGS_RESERVE_MAX));
+        self.args
+            .ends
+            .reserve((count as usize).min(ARGS_RESERVE_MAX));
         Ok(Some(count))
     }
 
@@ -195,11 +197,7 @@ fn protocol_error(text: &str) -> ProtocolError {
 /// Finds the `\r` that ends the line starting at `start`, as Redis does: the
 /// byte after it is assumed to be `\n` and must be present. `Ok(None)` asks
 /// for more input; a line longer than [`INLINE_MAX_BYTES`] is an error.
-fn find_line(
-    input: &[u8],
-    start: usize,
-    too_big: &str,
-) -> Result<Option<usize>, ProtocolError> {
+fn find_line(input: &[u8], start: usize, too_big: &str) -> Result<Option<usize>, ProtocolError> {
     let rest = &input[start..];
     match rest.iter().position(|&byte| byte == b'\r') {
         None if rest.len() > INLINE_MAX_BYTES => Err(protocol_error(too_big)),
@@ -264,7 +262,11 @@ fn split_args(line: &[u8], args: &mut Args) -> bool {
         while !done {
             let byte = at(index);
             if in_double {
-                if byte == b'\\' && at(index + 1) == b'x' && is_hex(at(index + 2)) && is_hex(at(index + 3)) {
+                if byte == b'\\'
+                    && at(index + 1) == b'x'
+                    && is_hex(at(index + 2))
+                    && is_hex(at(index + 3))
+                {
                     current.push(hex_value(at(index + 2)) * 16 + hex_value(at(index + 3)));
                     index += 3;
                 } else if byte == b'\\' && at(index + 1) != 0 {
@@ -384,12 +386,74 @@ pub fn array(out: &mut Vec<u8>, count: usize) {
 mod tests {
     use super::*;
 
+    fn parse_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
+        let mut parser = Parser::default();
+        let mut position = 0;
+        let mut commands = Vec::new();
+        while parser.parse(input, &mut position)? {
+            let args = &parser.args;
+            commands.push((0..args.len()).map(|index| args.get(index).to_vec()).collect());
+        }
+        Ok(commands)
+    }
+
+    #[test]
+    fn a_command_fed_one_byte_at_a_time_parses_once_whole() {
+        let request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
+        let mut parser = Parser::default();
+        let mut input = Vec::new();
+        let mut position = 0;
+        for (index, &byte) in request.iter().enumerate() {
+            input.push(byte);
+            let done = parser.parse(&input, &mut position).unwrap();
+            assert_eq!(done, index == request.len() - 1, "after byte {index}");
+        }
+        assert_eq!(parser.args.len(), 3);
+        assert_eq!(parser.args.get(2), b"hello");
+    }
+
+    #[test]
+    fn declared_lengths_reserve_nothing_beyond_the_cap() {
+        let mut parser = Parser::default();
+        let mut position = 0;
+        let input = b"*1048576\r\n$33554432\r\nabc";
+        assert!(!parser.parse(input, &mut position).unwrap());
+        assert!(parser.args.ends.capacity() <= ARGS_RESERVE_MAX);
+        assert!(parser.args.bytes.capacity() < 1024);
+        let too_many = parse_all(b"*1048577\r\n").unwrap_err();
+        assert_eq!(too_many.0, "Protocol error: invalid multibulk length");
+        let too_long = parse_all(b"*1\r\n$33554433\r\n").unwrap_err();
+        assert_eq!(too_long.0, "Protocol error: invalid bulk length");
+    }
+
+    #[test]
+    fn inline_requests_split_like_sdssplitargs() {
+        let commands = parse_all(b"set k \"a\\x41\\n\" 'it\\'s'\r\n\r\nPING\n").unwrap();
+        let expected: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"set".to_vec(), b"k".to_vec(), b"aA\n".to_vec(), b"it's".to_vec()],
+            vec![],
+            vec![b"PING".to_vec()],
+        ];
+        assert_eq!(commands, expected);
+        let error = parse_all(b"get \"a\"b\r\n").unwrap_err();
+        assert_eq!(error.0, "Protocol error: unbalanced quotes in request");
+    }
+
     #[test]
     fn string_to_i64_matches_redis() {
         assert_eq!(string_to_i64(b"0"), Some(0));
         assert_eq!(string_to_i64(b"-9223372036854775808"), Some(i64::MIN));
         assert_eq!(string_to_i64(b"9223372036854775807"), Some(i64::MAX));
-        for bad in [&b"-0"[..], b"012", b"+1", b" 1", b"1 ", b"", b"-", b"9223372036854775808"] {
+        for bad in [
+            &b"-0"[..],
+            b"012",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"",
+            b"-",
+            b"9223372036854775808",
+        ] {
             assert_eq!(string_to_i64(bad), None, "{bad:?}");
         }
     }

@@ -557,7 +557,9 @@ fn on_recv(
 /// cancelling what is (a recv waiting for a peer that sends nothing, a send
 /// to a peer that reads nothing); their callbacks come back here.
 fn finish_closing(io: &mut IO<Server>, server: &mut Server, index: u32) {
-    let connection = server.connection_mut(index).expect("closing an open connection");
+    let connection = server
+        .connection_mut(index)
+        .expect("closing an open connection");
     assert_eq!(connection.state, State::Closing);
     let in_flight = [connection.recv_in_flight, connection.send_in_flight];
     if in_flight.iter().any(Option::is_some) {

@@ -67,7 +67,8 @@ impl Store {
         if deadline_ns != 0 {
             self.deadlines.insert((deadline_ns, key.to_vec()));
         }
-        self.entries.insert(key.to_vec(), Entry { value, deadline_ns });
+        self.entries
+            .insert(key.to_vec(), Entry { value, deadline_ns });
     }
 
     /// Removes `key`; true if it existed.

@@ -370,7 +370,14 @@ mod tests {
         for &(sequence, synced) in groups {
             let mut body = Vec::new();
             let key = format!("key{sequence}");
-            encode(&mut body, &Record::Set { key: key.as_bytes(), value: b"v", deadline_ns: 0 });
+            encode(
+                &mut body,
+                &Record::Set {
+                    key: key.as_bytes(),
+                    value: b"v",
+                    deadline_ns: 0,
+                },
+            );
             encode_group(&mut group, sequence, synced, 1, &body);
             log.extend_from_slice(&group);
         }
@@ -387,7 +394,13 @@ mod tests {
         let log = log_of(&[(1, 0), (2, 1), (3, 2)]);
         let mut keys = Vec::new();
         let outcome = recover(&log, |record| keys.push(format!("{record:?}")));
-        assert_eq!(outcome, Outcome::Clean { end: log.len() as u64, last_sequence: 3 });
+        assert_eq!(
+            outcome,
+            Outcome::Clean {
+                end: log.len() as u64,
+                last_sequence: 3
+            }
+        );
         assert_eq!(keys.len(), 3);
     }
 
@@ -398,7 +411,11 @@ mod tests {
         log.truncate(cut);
         let first_group = log_of(&[(1, 0)]).len() as u64;
         match recover(&log, |_| {}) {
-            Outcome::TornTail { offset, last_sequence, .. } => {
+            Outcome::TornTail {
+                offset,
+                last_sequence,
+                ..
+            } => {
                 assert_eq!(offset, first_group);
                 assert_eq!(last_sequence, 1);
             }
@@ -423,7 +440,11 @@ mod tests {
         let second = log_of(&[(1, 0)]).len();
         log[second + HEADER_BYTES + 1] ^= 1;
         match recover(&log, |_| {}) {
-            Outcome::TornTail { offset, discarded_groups, .. } => {
+            Outcome::TornTail {
+                offset,
+                discarded_groups,
+                ..
+            } => {
                 assert_eq!(offset, second as u64);
                 assert_eq!(discarded_groups, 1);
             }
