@@ -392,7 +392,11 @@ mod tests {
         let mut commands = Vec::new();
         while parser.parse(input, &mut position)? {
             let args = &parser.args;
-            commands.push((0..args.len()).map(|index| args.get(index).to_vec()).collect());
+            commands.push(
+                (0..args.len())
+                    .map(|index| args.get(index).to_vec())
+                    .collect(),
+            );
         }
         Ok(commands)
     }
@@ -430,7 +434,12 @@ mod tests {
     fn inline_requests_split_like_sdssplitargs() {
         let commands = parse_all(b"set k \"a\\x41\\n\" 'it\\'s'\r\n\r\nPING\n").unwrap();
         let expected: Vec<Vec<Vec<u8>>> = vec![
-            vec![b"set".to_vec(), b"k".to_vec(), b"aA\n".to_vec(), b"it's".to_vec()],
+            vec![
+                b"set".to_vec(),
+                b"k".to_vec(),
+                b"aA\n".to_vec(),
+                b"it's".to_vec(),
+            ],
             vec![],
             vec![b"PING".to_vec()],
         ];
