@@ -220,38 +220,11 @@ fn replay(io: &mut IO<Server>, server: &mut Server) {
         }
     });
     store.expire(io.now_ns());
+    let Some(last_sequence) = settle_end(io, server, outcome) else {
+        return;
+    };
     let journal = &mut server.journal;
     let path = journal.path.display().to_string();
-    let last_sequence = match outcome {
-        Outcome::Clean { end, last_sequence } => {
-            journal.file_len = end;
-            last_sequence
-        }
-        Outcome::TornTail {
-            offset,
-            reason,
-            last_sequence,
-            discarded_bytes,
-            discarded_groups,
-        } => {
-            log(format_args!(
-                "log {path}: torn tail at offset {offset} ({reason}): truncating \
-                 {discarded_bytes} bytes, with {discarded_groups} later unsynced groups"
-            ));
-            if let Err(error) = io.set_len(journal.fd, offset) {
-                server.fail(format!("truncating the log {path} to {offset}: {error}"));
-                return;
-            }
-            journal.file_len = offset;
-            last_sequence
-        }
-        Outcome::Corrupt { offset, reason } => {
-            server.fail(format!(
-                "log {path} is corrupt at offset {offset}: {reason}; refusing to start"
-            ));
-            return;
-        }
-    };
     journal.next_sequence = last_sequence + 1;
     journal.written_sequence = last_sequence;
     log(format_args!(
@@ -274,6 +247,43 @@ fn replay(io: &mut IO<Server>, server: &mut Server) {
             start_serving(io, server);
         }
     });
+}
+
+/// Acts on how the log ended: sets its length, truncating a torn tail, or
+/// fails on corruption. Returns the last valid group's sequence.
+fn settle_end(io: &mut IO<Server>, server: &mut Server, outcome: Outcome) -> Option<u64> {
+    let journal = &mut server.journal;
+    let path = journal.path.display().to_string();
+    match outcome {
+        Outcome::Clean { end, last_sequence } => {
+            journal.file_len = end;
+            Some(last_sequence)
+        }
+        Outcome::TornTail {
+            offset,
+            reason,
+            last_sequence,
+            discarded_bytes,
+            discarded_groups,
+        } => {
+            log(format_args!(
+                "log {path}: torn tail at offset {offset} ({reason}): truncating \
+                 {discarded_bytes} bytes, with {discarded_groups} later unsynced groups"
+            ));
+            if let Err(error) = io.set_len(journal.fd, offset) {
+                server.fail(format!("truncating the log {path} to {offset}: {error}"));
+                return None;
+            }
+            journal.file_len = offset;
+            Some(last_sequence)
+        }
+        Outcome::Corrupt { offset, reason } => {
+            server.fail(format!(
+                "log {path} is corrupt at offset {offset}: {reason}; refusing to start"
+            ));
+            None
+        }
+    }
 }
 
 /// A new log's directory entry is durable only once its directory is
