@@ -1,0 +1,174 @@
+//! A single-threaded Redis-protocol key-value server with a write-ahead log,
+//! on ringio. Real clients work with it unmodified:
+//!
+//! ```text
+//! cargo run --release --example kv_server -- --addr 127.0.0.1:6380 --dir ./kv-data
+//! redis-cli -p 6380 set greeting hello
+//! redis-benchmark -p 6380 -t set,get -P 16 -q
+//! ```
+//!
+//! This file only parses arguments, builds the `IO` and drives it. The
+//! server itself (`server.rs` and the modules it uses) does all of its I/O
+//! through the `IO`, so the simulator can run it unchanged.
+
+mod commands;
+mod journal;
+mod resp;
+mod server;
+mod store;
+mod wal;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ringio::{BackendKind, Config, IO};
+
+use journal::FsyncPolicy;
+use server::{Server, ServerConfig};
+
+/// How long each `run_for_ns` call lasts: also how soon a fatal error or
+/// `--max-seconds` is noticed.
+const RUN_SLICE_NS: u64 = 100_000_000;
+/// The log's file name inside `--dir`.
+const WAL_FILE_NAME: &str = "wal.log";
+
+const USAGE: &str = "\
+usage: kv_server [--addr HOST:PORT] [--dir DIR] [--fsync always|everysec|no]
+                 [--backend io_uring|epoll] [--max-seconds N]
+
+  --addr HOST:PORT   address to listen on (default 127.0.0.1:6380; port 0 picks one)
+  --dir DIR          directory for the write-ahead log, created if missing
+                     (default ./kv-data; the log is DIR/wal.log)
+  --fsync POLICY     always: reply to a write after the fsync that covers it
+                     (default); everysec: fsync about once a second; no: never
+  --backend NAME     force a backend (default: RINGIO_BACKEND, else io_uring,
+                     falling back to epoll where io_uring is refused)
+  --max-seconds N    exit after about N seconds (default: run forever)
+  --help             print this help";
+
+/// The parsed command line.
+struct Args {
+    addr: SocketAddr,
+    dir: PathBuf,
+    fsync: FsyncPolicy,
+    backend: Option<BackendKind>,
+    max_seconds: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    // Shows ringio's warnings, such as why it fell back to epoll.
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("kv_server: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("kv_server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Ok(None)` means `--help`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut parsed = Args {
+        addr: "127.0.0.1:6380".parse().expect("valid default address"),
+        dir: PathBuf::from("./kv-data"),
+        fsync: FsyncPolicy::Always,
+        backend: None,
+        max_seconds: None,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--addr" => {
+                let text = value()?;
+                parsed.addr = text.parse().map_err(|_| format!("bad address {text:?}"))?;
+            }
+            "--dir" => parsed.dir = PathBuf::from(value()?),
+            "--fsync" => parsed.fsync = value()?.parse()?,
+            "--backend" => {
+                let text = value()?;
+                parsed.backend = Some(text.parse().map_err(|error| format!("{error}"))?);
+            }
+            "--max-seconds" => {
+                let text = value()?;
+                let seconds = text.parse().map_err(|_| format!("bad number {text:?}"))?;
+                parsed.max_seconds = Some(seconds);
+            }
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+/// Runs the server until `--max-seconds` passes, or a fatal error (the
+/// `Err`).
+fn serve(args: &Args) -> Result<(), String> {
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|error| format!("creating {}: {error}", args.dir.display()))?;
+    let mut config = Config::new();
+    if let Some(backend) = args.backend {
+        config = config.backend(backend);
+    }
+    let mut io: IO<Server> = IO::with_config(config).map_err(|error| error.to_string())?;
+    let server_config = ServerConfig {
+        addr: args.addr,
+        wal_path: args.dir.join(WAL_FILE_NAME),
+        fsync: args.fsync,
+    };
+    let mut server = Server::start(&mut io, server_config)
+        .map_err(|error| format!("starting on {}: {error}", args.addr))?;
+    // One write of the whole line, flushed: tests read it through a pipe.
+    // It names the backend really running, never the one asked for.
+    let line = format!(
+        "listening on {} (backend: {})\n",
+        server.local_addr(),
+        io.backend()
+    );
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(line.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| format!("stdout: {error}"))?;
+    drop(stdout);
+
+    let deadline_ns = args.max_seconds.map(|seconds| {
+        io.now_ns()
+            .saturating_add(seconds.saturating_mul(1_000_000_000))
+    });
+    let mut announced = false;
+    loop {
+        io.run_for_ns(&mut server, RUN_SLICE_NS)
+            .map_err(|error| format!("event loop: {error}"))?;
+        if let Some(message) = server.fatal() {
+            return Err(message.to_string());
+        }
+        if server.ready() && !announced {
+            announced = true;
+            eprintln!("kv_server: ready");
+        }
+        if deadline_ns.is_some_and(|deadline_ns| io.now_ns() >= deadline_ns) {
+            eprintln!(
+                "kv_server: exiting after --max-seconds, {} clients connected",
+                server.connection_count()
+            );
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! The server core: connections, request pipelining, reply release after
+//! durability, and back-pressure. Every operation goes through the `IO`
+//! (sockets, the log file, the clock), so this file runs unchanged on any
+//! ringio backend, the simulator's included. Nothing here is global, nothing
+//! is random, and nothing depends on a hash seed.
+//!
+//! To reuse the core from another binary (the simulator's `kv_sim`),
+//! declare its modules at that crate's root:
+//!
+//! ```text
+//! #[path = "kv_server/commands.rs"] mod commands;
+//! #[path = "kv_server/journal.rs"] mod journal;
+//! #[path = "kv_server/resp.rs"] mod resp;
+//! #[path = "kv_server/server.rs"] mod server;
+//! #[path = "kv_server/store.rs"] mod store;
+//! #[path = "kv_server/wal.rs"] mod wal;
+//! ```
+//!
+//! # Life of a request
+//!
+//! A recv appends to the connection's input. Whole commands are parsed and
+//! run at once, in order; each reply goes to the connection's output, and a
+//! write's records go to the journal's pending group. A reply is *held* until
+//! every write the server had accepted when it ran is acknowledged by the
+//! journal (fsync done under `always`, write done otherwise): a reply never
+//! reports, and a read never shows, a write that a crash could still lose.
+//!
+//! # Bounds
+//!
+//! - Output: a connection whose unsent replies exceed [`OUTPUT_LIMIT_BYTES`]
+//!   runs no more commands and is not read from, until its client reads.
+//! - Input: a connection whose unparsed input plus partial command exceeds
+//!   [`QUERY_LIMIT_BYTES`] is closed (Redis: `client-query-buffer-limit`,
+//!   1 GiB), and see the limits in `resp.rs`.
+//! - The journal: while the pending group exceeds [`WAL_PENDING_LIMIT_BYTES`],
+//!   no connection runs commands.
+//! - At most [`CONNECTIONS_MAX`] clients; the next gets Redis's
+//!   `-ERR max number of clients reached`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ringio::{CompletionId, Fd, IO};
+
+use crate::commands;
+use crate::journal::{self, FsyncPolicy, Journal};
+use crate::resp::{self, Parser};
+use crate::store::Store;
+
+/// Unsent replies beyond which a connection is paused.
+pub const OUTPUT_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+/// Unparsed input plus the partial command's arguments beyond which a
+/// connection is closed. Redis allows 1 GiB; 64 MiB still fits the largest
+/// bulk argument ([`resp::BULK_MAX_BYTES`], 32 MiB) twice.
+pub const QUERY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+/// Pending journal bytes beyond which no connection runs commands.
+pub const WAL_PENDING_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+/// The most clients at once.
+pub const CONNECTIONS_MAX: usize = 10_000;
+/// Bytes one recv may fill.
+const RECV_BYTES: usize = 16 * 1024;
+/// Pending connections the kernel queues before they are accepted.
+const LISTEN_BACKLOG: u32 = 1024;
+/// How long to wait before accepting again after an accept error (EMFILE).
+const ACCEPT_RETRY_NS: u64 = 50_000_000;
+
+/// What [`Server::start`] needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address to listen on; port 0 picks one.
+    pub addr: SocketAddr,
+    /// The write-ahead log's path; its directory must exist.
+    pub wal_path: PathBuf,
+    /// When the log is fsynced.
+    pub fsync: FsyncPolicy,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading and running commands.
+    Open,
+    /// A protocol error or QUIT: send what is queued, then close.
+    CloseAfterReply,
+    /// The peer is gone or the connection broke: close once no operation
+    /// of it is in flight, dropping unsent replies.
+    Closing,
+}
+
+/// One client.
+#[derive(Debug)]
+struct Connection {
+    fd: Fd,
+    /// A number that is never reused, for CLIENT ID.
+    id: u64,
+    state: State,
+    /// Received bytes; `input[input_position..]` are not parsed yet.
+    input: Vec<u8>,
+    input_position: usize,
+    parser: Parser,
+    /// Replies not yet handed to a send. `out[0]` is byte `out_base` of
+    /// everything this connection ever replied.
+    out: Vec<u8>,
+    out_base: u64,
+    /// Replies up to this absolute offset may be sent.
+    releasable: u64,
+    /// (journal sequence, absolute offset): replies up to the offset wait
+    /// until the sequence is acknowledged. Both fields increase.
+    barriers: VecDeque<(u64, u64)>,
+    /// The recv buffer while no recv is in flight.
+    recv_buf: Option<Vec<u8>>,
+    recv_in_flight: Option<CompletionId>,
+    /// A spare buffer for sends while no send is in flight.
+    send_buf: Option<Vec<u8>>,
+    send_in_flight: Option<CompletionId>,
+    /// Whether the in-flight operations were cancelled, on closing.
+    cancelled: bool,
+    /// Whether the index is in `Server::waiting`.
+    waiting: bool,
+    /// CLIENT SETNAME.
+    name: Option<Vec<u8>>,
+}
+
+/// The application state: every callback receives it.
+#[derive(Debug)]
+pub struct Server {
+    listener: Fd,
+    local_addr: SocketAddr,
+    /// The key space.
+    pub store: Store,
+    /// The write-ahead log.
+    pub journal: Journal,
+    connections: Vec<Option<Connection>>,
+    free_indices: Vec<u32>,
+    connection_count: usize,
+    next_client_id: u64,
+    /// Connections with held replies, to look at when the journal advances.
+    waiting: Vec<u32>,
+    /// Connections paused because the journal's pending group is full.
+    journal_blocked: Vec<u32>,
+    ready: bool,
+    fatal: Option<String>,
+}
+
+impl Server {
+    /// Listens on `config.addr`, opens the log, and starts recovery: the
+    /// log is read back through the `IO` and replayed, then connections are
+    /// accepted. Drive `io` afterwards; [`ready`](Server::ready) says when
+    /// recovery is done, [`fatal`](Server::fatal) if it failed.
+    ///
+    /// # Errors
+    ///
+    /// Listening or opening the log failed.
+    pub fn start(io: &mut IO<Server>, config: ServerConfig) -> io::Result<Server> {
+        let listener = io.listen(config.addr, LISTEN_BACKLOG)?;
+        let local_addr = io.local_addr(listener)?;
+        let journal = Journal::open(io, config.wal_path, config.fsync)?;
+        journal::recover(io, journal.fd());
+        let server = Server {
+            listener,
+            local_addr,
+            store: Store::new(),
+            journal,
+            connections: Vec::new(),
+            free_indices: Vec::new(),
+            connection_count: 0,
+            next_client_id: 1,
+            waiting: Vec::new(),
+            journal_blocked: Vec::new(),
+            ready: false,
+            fatal: None,
+        };
+        Ok(server)
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Whether recovery is done and clients are being served.
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// The error that stopped the server, if one did: a corrupt log, or a
+    /// failed write or fsync (never retried: after an fsync error the page
+    /// cache may have dropped the data). Once set, the server does nothing
+    /// more; its owner should exit (or, simulated, crash the node).
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    /// The number of connected clients.
+    pub fn connection_count(&self) -> usize {
+        self.connection_count
+    }
+
+    /// Records an unrecoverable error; the first one wins.
+    pub fn fail(&mut self, message: String) {
+        if self.fatal.is_none() {
+            self.fatal = Some(message);
+        }
+    }
+
+    /// Called by the journal once recovery is done: start serving.
+    pub fn on_recovered(io: &mut IO<Server>, server: &mut Server) {
+        assert!(!server.ready);
+        server.ready = true;
+        accept_next(io, server);
+    }
+
+    /// Called by the journal when its pending group was taken for writing:
+    /// connections paused on a full group may run again.
+    pub fn on_pending_taken(io: &mut IO<Server>, server: &mut Server) {
+        let blocked = std::mem::take(&mut server.journal_blocked);
+        for index in blocked {
+            if server.connection(index).is_some() {
+                pump(io, server, index);
+            }
+        }
+    }
+
+    /// Called by the journal when its acknowledged sequence advanced:
+    /// release the replies that waited for it.
+    pub fn on_acknowledged(io: &mut IO<Server>, server: &mut Server) {
+        let acknowledged = server.journal.acknowledged_sequence();
+        let waiting = std::mem::take(&mut server.waiting);
+        for index in waiting {
+            let Some(connection) = server.connection_mut(index) else {
+                continue;
+            };
+            if !connection.waiting {
+                continue; // A duplicate entry, already handled.
+            }
+            connection.waiting = false;
+            while let Some(&(sequence, end)) = connection.barriers.front() {
+                if sequence > acknowledged {
+                    break;
+                }
+                connection.releasable = end;
+                connection.barriers.pop_front();
+            }
+            if connection.barriers.is_empty() {
+                connection.releasable = connection.out_base + connection.out.len() as u64;
+            } else {
+                connection.waiting = true;
+                server.waiting.push(index);
+            }
+            pump(io, server, index);
+        }
+    }
+
+    fn connection(&self, index: u32) -> Option<&Connection> {
+        self.connections.get(index as usize)?.as_ref()
+    }
+
+    fn connection_mut(&mut self, index: u32) -> Option<&mut Connection> {
+        self.connections.get_mut(index as usize)?.as_mut()
+    }
+
+    fn insert(&mut self, connection: Connection) -> u32 {
+        self.connection_count += 1;
+        if let Some(index) = self.free_indices.pop() {
+            assert!(self.connections[index as usize].is_none());
+            self.connections[index as usize] = Some(connection);
+            return index;
+        }
+        let index = u32::try_from(self.connections.len()).expect("fewer than 2^32 connections");
+        self.connections.push(Some(connection));
+        index
+    }
+}
+
+/// Prints a line on stderr, prefixed as every message of the server is.
+pub fn log(message: std::fmt::Arguments<'_>) {
+    eprintln!("kv_server: {message}");
+}
+
+/// Keeps exactly one accept in flight while the server runs.
+fn accept_next(io: &mut IO<Server>, server: &mut Server) {
+    io.accept(server.listener, on_accept);
+}
+
+fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Fd>) {
+    if server.fatal.is_some() {
+        return;
+    }
+    match result {
+        Ok(fd) => {
+            accept_next(io, server);
+            start_connection(io, server, fd);
+        }
+        Err(error) => {
+            log(format_args!("accept: {error}; retrying shortly"));
+            io.timeout(ACCEPT_RETRY_NS, |io, server, _expired| {
+                if server.fatal.is_none() {
+                    accept_next(io, server);
+                }
+            });
+        }
+    }
+}
+
+fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Fd) {
+    // Replies are small and clients wait for them: no Nagle delay.
+    if let Err(error) = io.set_nodelay(fd, true) {
+        log(format_args!("TCP_NODELAY on fd {fd}: {error}"));
+    }
+    let mut connection = Connection {
+        fd,
+        id: server.next_client_id,
+        state: State::Open,
+        input: Vec::new(),
+        input_position: 0,
+        parser: Parser::default(),
+        out: Vec::new(),
+        out_base: 0,
+        releasable: 0,
+        barriers: VecDeque::new(),
+        recv_buf: Some(Vec::with_capacity(RECV_BYTES)),
+        recv_in_flight: None,
+        send_buf: Some(Vec::new()),
+        send_in_flight: None,
+        cancelled: false,
+        waiting: false,
+        name: None,
+    };
+    server.next_client_id += 1;
+    if server.connection_count >= CONNECTIONS_MAX {
+        resp::error(&mut connection.out, b"ERR max number of clients reached");
+        connection.releasable = connection.out.len() as u64;
+        connection.state = State::CloseAfterReply;
+    }
+    let index = server.insert(connection);
+    pump(io, server, index);
+}
+
+/// Moves a connection forward as far as it can go: runs the commands its
+/// input holds, sends released replies, reads more, or closes. Every event
+/// of a connection ends here, so the rules live in one place.
+fn pump(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    if server.fatal.is_some() {
+        return;
+    }
+    let wants_input = run_commands(io, server, index);
+    journal::flush(io, server);
+    let Some(connection) = server.connection_mut(index) else {
+        return;
+    };
+    let fd = connection.fd;
+    if connection.send_in_flight.is_none() && connection.releasable > connection.out_base {
+        send_released(io, connection, index);
+    }
+    match connection.state {
+        State::Open => {
+            if wants_input && connection.recv_in_flight.is_none() {
+                let buf = connection.recv_buf.take().expect("no recv in flight");
+                let id = io.recv(fd, buf, move |io, server, result, buf| {
+                    on_recv(io, server, index, result, buf)
+                });
+                connection.recv_in_flight = Some(id);
+            }
+        }
+        State::CloseAfterReply => {
+            if connection.send_in_flight.is_none() && connection.out.is_empty() {
+                connection.state = State::Closing;
+                finish_closing(io, server, index);
+            }
+        }
+        State::Closing => finish_closing(io, server, index),
+    }
+}
+
+/// Runs the whole commands in the connection's input, while it may. Returns
+/// whether it stopped for want of input (so a recv should be in flight),
+/// rather than because it is paused or closing.
+fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
+    let Server {
+        connections,
+        store,
+        journal,
+        journal_blocked,
+        waiting,
+        ..
+    } = server;
+    let Some(Some(connection)) = connections.get_mut(index as usize) else {
+        return false;
+    };
+    let mut wants_input = false;
+    while connection.state == State::Open {
+        if connection.out.len() >= OUTPUT_LIMIT_BYTES {
+            break; // Resumed when a send completes.
+        }
+        if journal.pending_bytes() >= WAL_PENDING_LIMIT_BYTES {
+            journal_blocked.push(index);
+            break;
+        }
+        let parsed = connection
+            .parser
+            .parse(&connection.input, &mut connection.input_position);
+        match parsed {
+            Ok(true) => {
+                if !connection.parser.args.is_empty() {
+                    let now_ns = io.now_ns();
+                    let mut context = commands::Context {
+                        store: &mut *store,
+                        journal: &mut *journal,
+                        now_ns,
+                        client_id: connection.id,
+                        client_name: &mut connection.name,
+                        out: &mut connection.out,
+                    };
+                    let outcome = commands::execute(&mut context, &connection.parser.args);
+                    if outcome == commands::Outcome::Quit {
+                        connection.state = State::CloseAfterReply;
+                    }
+                    hold_reply(connection, journal, waiting, index);
+                }
+            }
+            Ok(false) => {
+                wants_input = true;
+                break;
+            }
+            Err(error) => {
+                resp::error(&mut connection.out, format!("ERR {}", error.0).as_bytes());
+                hold_reply(connection, journal, waiting, index);
+                connection.state = State::CloseAfterReply;
+            }
+        }
+    }
+    // Drop what was parsed, so the input holds only what is not.
+    connection.input.drain(..connection.input_position);
+    connection.input_position = 0;
+    if connection.state != State::Open {
+        connection.input = Vec::new();
+    }
+    wants_input
+}
+
+/// Marks the replies appended so far as held until the journal acknowledges
+/// everything accepted so far, or releases them if it already has.
+fn hold_reply(connection: &mut Connection, journal: &Journal, waiting: &mut Vec<u32>, index: u32) {
+    let end = connection.out_base + connection.out.len() as u64;
+    let sequence = journal.last_appended_sequence();
+    if sequence <= journal.acknowledged_sequence() && connection.barriers.is_empty() {
+        connection.releasable = end;
+        return;
+    }
+    match connection.barriers.back_mut() {
+        Some(last) if last.0 == sequence => last.1 = end,
+        _ => connection.barriers.push_back((sequence, end)),
+    }
+    if !connection.waiting {
+        connection.waiting = true;
+        waiting.push(index);
+    }
+}
+
+/// Sends the released prefix of the output.
+fn send_released(io: &mut IO<Server>, connection: &mut Connection, index: u32) {
+    let count = (connection.releasable - connection.out_base) as usize;
+    assert!(count > 0);
+    assert!(count <= connection.out.len());
+    let mut buf = connection.send_buf.take().expect("no send in flight");
+    if count == connection.out.len() {
+        // Everything goes: hand over the output buffer itself.
+        std::mem::swap(&mut buf, &mut connection.out);
+        connection.out.clear();
+    } else {
+        buf.clear();
+        buf.extend_from_slice(&connection.out[..count]);
+        connection.out.drain(..count);
+    }
+    connection.out_base += count as u64;
+    connection.send_in_flight = Some(send_buf(io, connection.fd, index, buf));
+}
+
+fn send_buf(io: &mut IO<Server>, fd: Fd, index: u32, buf: Vec<u8>) -> CompletionId {
+    io.send(fd, buf, move |io, server, result, buf| {
+        on_send(io, server, index, result, buf)
+    })
+}
+
+fn on_send(
+    io: &mut IO<Server>,
+    server: &mut Server,
+    index: u32,
+    result: io::Result<usize>,
+    mut buf: Vec<u8>,
+) {
+    let connection = server.connection_mut(index).expect("a send is in flight");
+    match result {
+        Ok(sent) if sent < buf.len() && connection.state != State::Closing => {
+            buf.drain(..sent);
+            connection.send_in_flight = Some(send_buf(io, connection.fd, index, buf));
+            return;
+        }
+        Ok(_) => {}
+        Err(error) => {
+            if connection.state != State::Closing {
+                log_unless_peer_gone("send", &error);
+            }
+            connection.state = State::Closing;
+        }
+    }
+    buf.clear();
+    connection.send_buf = Some(buf);
+    connection.send_in_flight = None;
+    pump(io, server, index);
+}
+
+fn on_recv(
+    io: &mut IO<Server>,
+    server: &mut Server,
+    index: u32,
+    result: io::Result<usize>,
+    mut buf: Vec<u8>,
+) {
+    let connection = server.connection_mut(index).expect("a recv is in flight");
+    connection.recv_in_flight = None;
+    match result {
+        // The peer closed its side: send what is queued (a client may
+        // half-close and still read), then close.
+        Ok(0) if connection.state == State::Open && !connection.out.is_empty() => {
+            connection.state = State::CloseAfterReply;
+        }
+        Ok(0) => connection.state = State::Closing,
+        Ok(_) if connection.state == State::Open => {
+            connection.input.extend_from_slice(&buf);
+            let held = connection.input.len() - connection.input_position
+                + connection.parser.args.bytes_held();
+            if held > QUERY_LIMIT_BYTES {
+                log(format_args!(
+                    "closing client {} that reached the query buffer limit ({held} bytes)",
+                    connection.id
+                ));
+                connection.state = State::Closing;
+            }
+        }
+        Ok(_) => {}
+        Err(error) => {
+            if connection.state != State::Closing {
+                log_unless_peer_gone("recv", &error);
+            }
+            connection.state = State::Closing;
+        }
+    }
+    buf.clear();
+    connection.recv_buf = Some(buf);
+    pump(io, server, index);
+}
+
+/// Closes a connection in `Closing` once nothing of it is in flight,
+/// cancelling what is (a recv waiting for a peer that sends nothing, a send
+/// to a peer that reads nothing); their callbacks come back here.
+fn finish_closing(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    let connection = server
+        .connection_mut(index)
+        .expect("closing an open connection");
+    assert_eq!(connection.state, State::Closing);
+    let in_flight = [connection.recv_in_flight, connection.send_in_flight];
+    if in_flight.iter().any(Option::is_some) {
+        if !connection.cancelled {
+            connection.cancelled = true;
+            for id in in_flight.into_iter().flatten() {
+                io.cancel(id, |_io, _server, _result| {});
+            }
+        }
+        return;
+    }
+    let connection = server.connections[index as usize]
+        .take()
+        .expect("closing an open connection");
+    server.free_indices.push(index);
+    server.connection_count -= 1;
+    io.close(connection.fd, |_io, _server, result| {
+        if let Err(error) = result {
+            log(format_args!("close: {error}"));
+        }
+    });
+}
+
+/// A client that resets or vanishes is routine for a server, not news.
+fn log_unless_peer_gone(operation: &str, error: &io::Error) {
+    let peer_gone = matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::TimedOut
+    );
+    if !peer_gone {
+        log(format_args!("{operation}: {error}"));
+    }
+}

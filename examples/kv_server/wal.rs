@@ -1,0 +1,454 @@
+//! The write-ahead log's format, and the rules that read it back. No I/O
+//! here: `journal.rs` moves the bytes through ringio.
+//!
+//! # Format
+//!
+//! The log is a sequence of *groups*, one per group commit, back to back
+//! from offset 0. A group is a 32-byte header, then its records. Integers are
+//! little-endian.
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 4 | magic, `RKV1` |
+//! | 4 | 4 | CRC32C of header bytes 8..32 and of the whole body |
+//! | 8 | 8 | sequence: 1 for the first group, then one more each group |
+//! | 16 | 8 | synced: the highest sequence whose fsync had completed when this group was written (0: none) |
+//! | 24 | 4 | body length in bytes |
+//! | 28 | 4 | record count |
+//!
+//! Records:
+//!
+//! - `0x01` SET: key length (u32), key, value length (u32), value,
+//!   deadline (u64, ns on the loop's clock, 0 for none). INCR and friends
+//!   are logged as the SET of their result.
+//! - `0x02` DEL: key length (u32), key.
+//! - `0x03` FLUSHALL.
+//!
+//! One command's records always go in one group, and a group is checksummed
+//! as a whole, so a command is replayed entirely or not at all.
+//!
+//! # Recovery
+//!
+//! Groups are read from offset 0 while they are whole, checksum-valid and
+//! numbered one after another. At the first group that is not (a short
+//! header, a bad magic, a length past the end of the file, a bad checksum),
+//! the rest of the file is searched for a valid group whose `synced` field
+//! claims the bad group's sequence was durable:
+//!
+//! - **None does: a torn tail.** The bad group was never known durable, so
+//!   nothing acknowledged under `--fsync always` is in it. The file is cut
+//!   at its start, and the server says so on stderr, with the bytes and any
+//!   later groups discarded. Under `always`, group N+1 is written only after
+//!   group N's fsync, so only the last group can be torn, and later groups
+//!   do not exist. Under `everysec` and `no`, several unsynced groups may be
+//!   torn independently; all of them, and every group after the first bad
+//!   one, were unsynced, which those policies allow to lose (the message
+//!   counts them).
+//! - **One does: corruption in the middle.** Data that was durable has
+//!   changed. The server refuses to start and names the offset.
+//!
+//! A group that is checksum-valid but has the wrong sequence number, or
+//! whose records do not parse, is corruption too.
+
+/// The magic at the start of every group.
+pub const MAGIC: [u8; 4] = *b"RKV1";
+/// Bytes in a group header.
+pub const HEADER_BYTES: usize = 32;
+
+const TAG_SET: u8 = 0x01;
+const TAG_DEL: u8 = 0x02;
+const TAG_FLUSHALL: u8 = 0x03;
+
+/// One logged change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// The key now holds the value, expiring at the deadline (0: never).
+    Set {
+        /// The key.
+        key: &'a [u8],
+        /// The value.
+        value: &'a [u8],
+        /// ns on the loop's clock; 0 for no expiry.
+        deadline_ns: u64,
+    },
+    /// The key was removed.
+    Del {
+        /// The key.
+        key: &'a [u8],
+    },
+    /// Every key was removed.
+    FlushAll,
+}
+
+/// Appends `record` to a group body.
+pub fn encode(body: &mut Vec<u8>, record: &Record<'_>) {
+    match record {
+        Record::Set {
+            key,
+            value,
+            deadline_ns,
+        } => {
+            body.push(TAG_SET);
+            encode_bytes(body, key);
+            encode_bytes(body, value);
+            body.extend_from_slice(&deadline_ns.to_le_bytes());
+        }
+        Record::Del { key } => {
+            body.push(TAG_DEL);
+            encode_bytes(body, key);
+        }
+        Record::FlushAll => body.push(TAG_FLUSHALL),
+    }
+}
+
+fn encode_bytes(body: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).expect("keys and values are bounded far below 4 GiB");
+    body.extend_from_slice(&len.to_le_bytes());
+    body.extend_from_slice(bytes);
+}
+
+/// Writes a whole group, header then `body`, into `target` (cleared first).
+pub fn encode_group(
+    target: &mut Vec<u8>,
+    sequence: u64,
+    synced: u64,
+    record_count: u32,
+    body: &[u8],
+) {
+    let body_len = u32::try_from(body.len()).expect("a group body is below 4 GiB");
+    target.clear();
+    target.extend_from_slice(&MAGIC);
+    target.extend_from_slice(&[0; 4]);
+    target.extend_from_slice(&sequence.to_le_bytes());
+    target.extend_from_slice(&synced.to_le_bytes());
+    target.extend_from_slice(&body_len.to_le_bytes());
+    target.extend_from_slice(&record_count.to_le_bytes());
+    target.extend_from_slice(body);
+    let checksum = crc32c(&target[8..]);
+    target[4..8].copy_from_slice(&checksum.to_le_bytes());
+}
+
+/// A group that passed its checksum.
+#[derive(Debug)]
+struct Group<'a> {
+    sequence: u64,
+    synced: u64,
+    record_count: u32,
+    body: &'a [u8],
+}
+
+impl Group<'_> {
+    fn total_bytes(&self) -> usize {
+        HEADER_BYTES + self.body.len()
+    }
+}
+
+/// Reads the group at `data[offset..]`, or says why it is not a valid one.
+fn read_group(data: &[u8], offset: usize) -> Result<Group<'_>, &'static str> {
+    let rest = &data[offset..];
+    if rest.len() < HEADER_BYTES {
+        return Err("incomplete group header");
+    }
+    if rest[0..4] != MAGIC {
+        return Err("bad magic");
+    }
+    let field_u64 = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().expect("8 bytes"));
+    let field_u32 = |at: usize| u32::from_le_bytes(rest[at..at + 4].try_into().expect("4 bytes"));
+    let body_len = field_u32(24) as usize;
+    if body_len > rest.len() - HEADER_BYTES {
+        return Err("group runs past the end of the file");
+    }
+    let end = HEADER_BYTES + body_len;
+    if crc32c(&rest[8..end]) != field_u32(4) {
+        return Err("checksum mismatch");
+    }
+    Ok(Group {
+        sequence: field_u64(8),
+        synced: field_u64(16),
+        record_count: field_u32(28),
+        body: &rest[HEADER_BYTES..end],
+    })
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every byte belongs to a valid group.
+    Clean {
+        /// The length of the log.
+        end: u64,
+        /// The last group's sequence (0 for an empty log).
+        last_sequence: u64,
+    },
+    /// The log ends in a group that was never known durable: cut it at
+    /// `offset`.
+    TornTail {
+        /// Where the bad group starts; the new length of the log.
+        offset: u64,
+        /// Why the group there is not valid.
+        reason: &'static str,
+        /// The sequence of the last valid group before it.
+        last_sequence: u64,
+        /// Bytes from `offset` to the end of the file.
+        discarded_bytes: u64,
+        /// Valid (unsynced) groups found after the bad one, discarded too.
+        discarded_groups: u64,
+    },
+    /// Durable data changed: refuse to start.
+    Corrupt {
+        /// Where the bad group starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Reads the whole log in `data`, handing each record of each valid group,
+/// in order, to `apply`, and says how the log ends (see the module docs).
+pub fn recover(data: &[u8], mut apply: impl FnMut(Record<'_>)) -> Outcome {
+    let mut offset = 0;
+    let mut last_sequence = 0;
+    while offset < data.len() {
+        let group = match read_group(data, offset) {
+            Ok(group) => group,
+            Err(reason) => return after_bad_group(data, offset, last_sequence, reason),
+        };
+        if group.sequence != last_sequence + 1 {
+            return Outcome::Corrupt {
+                offset: offset as u64,
+                reason: format!(
+                    "group has sequence {} where {} was expected",
+                    group.sequence,
+                    last_sequence + 1
+                ),
+            };
+        }
+        if let Err(reason) = decode_records(group.body, group.record_count, &mut apply) {
+            return Outcome::Corrupt {
+                offset: offset as u64,
+                reason: format!("group {} passed its checksum but {reason}", group.sequence),
+            };
+        }
+        last_sequence = group.sequence;
+        offset += group.total_bytes();
+    }
+    Outcome::Clean {
+        end: offset as u64,
+        last_sequence,
+    }
+}
+
+/// Decides between torn tail and corruption for the bad group at `offset`.
+fn after_bad_group(
+    data: &[u8],
+    offset: usize,
+    last_sequence: u64,
+    reason: &'static str,
+) -> Outcome {
+    let expected = last_sequence + 1;
+    let mut discarded_groups = 0;
+    let mut candidate = offset + 1;
+    while candidate + HEADER_BYTES <= data.len() {
+        if data[candidate..candidate + 4] != MAGIC {
+            candidate += 1;
+            continue;
+        }
+        let Ok(group) = read_group(data, candidate) else {
+            candidate += 1;
+            continue;
+        };
+        if group.synced >= expected {
+            return Outcome::Corrupt {
+                offset: offset as u64,
+                reason: format!(
+                    "{reason} in group {expected}, which group {} at offset {candidate} \
+                     records as synced",
+                    group.sequence
+                ),
+            };
+        }
+        discarded_groups += 1;
+        candidate += group.total_bytes();
+    }
+    Outcome::TornTail {
+        offset: offset as u64,
+        reason,
+        last_sequence,
+        discarded_bytes: (data.len() - offset) as u64,
+        discarded_groups,
+    }
+}
+
+fn decode_records(
+    mut body: &[u8],
+    record_count: u32,
+    apply: &mut impl FnMut(Record<'_>),
+) -> Result<(), &'static str> {
+    for _ in 0..record_count {
+        let (&tag, rest) = body.split_first().ok_or("a record is missing")?;
+        body = rest;
+        let record = match tag {
+            TAG_SET => {
+                let key = take_bytes(&mut body)?;
+                let value = take_bytes(&mut body)?;
+                let deadline = take(&mut body, 8)?;
+                let deadline_ns = u64::from_le_bytes(deadline.try_into().expect("8 bytes"));
+                Record::Set {
+                    key,
+                    value,
+                    deadline_ns,
+                }
+            }
+            TAG_DEL => Record::Del {
+                key: take_bytes(&mut body)?,
+            },
+            TAG_FLUSHALL => Record::FlushAll,
+            _ => return Err("a record has an unknown type"),
+        };
+        apply(record);
+    }
+    if !body.is_empty() {
+        return Err("bytes follow its last record");
+    }
+    Ok(())
+}
+
+fn take<'a>(body: &mut &'a [u8], len: usize) -> Result<&'a [u8], &'static str> {
+    if body.len() < len {
+        return Err("a record is cut short");
+    }
+    let (taken, rest) = body.split_at(len);
+    *body = rest;
+    Ok(taken)
+}
+
+fn take_bytes<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
+    let len = take(body, 4)?;
+    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+    take(body, len)
+}
+
+/// CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven, so
+/// the log needs no dependency.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+const CRC32C_TABLE: [u32; 256] = crc32c_table();
+
+const fn crc32c_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut index = 0;
+    while index < 256 {
+        let mut crc = index as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[index] = crc;
+        index += 1;
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(groups: &[(u64, u64)]) -> Vec<u8> {
+        let mut log = Vec::new();
+        let mut group = Vec::new();
+        for &(sequence, synced) in groups {
+            let mut body = Vec::new();
+            let key = format!("key{sequence}");
+            encode(
+                &mut body,
+                &Record::Set {
+                    key: key.as_bytes(),
+                    value: b"v",
+                    deadline_ns: 0,
+                },
+            );
+            encode_group(&mut group, sequence, synced, 1, &body);
+            log.extend_from_slice(&group);
+        }
+        log
+    }
+
+    #[test]
+    fn crc32c_check_value() {
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn clean_log_replays_every_record() {
+        let log = log_of(&[(1, 0), (2, 1), (3, 2)]);
+        let mut keys = Vec::new();
+        let outcome = recover(&log, |record| keys.push(format!("{record:?}")));
+        assert_eq!(
+            outcome,
+            Outcome::Clean {
+                end: log.len() as u64,
+                last_sequence: 3
+            }
+        );
+        assert_eq!(keys.len(), 3);
+    }
+
+    #[test]
+    fn torn_last_group_is_a_torn_tail() {
+        let mut log = log_of(&[(1, 0), (2, 1)]);
+        let cut = log.len() - 3;
+        log.truncate(cut);
+        let first_group = log_of(&[(1, 0)]).len() as u64;
+        match recover(&log, |_| {}) {
+            Outcome::TornTail {
+                offset,
+                last_sequence,
+                ..
+            } => {
+                assert_eq!(offset, first_group);
+                assert_eq!(last_sequence, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_group_that_a_later_group_calls_synced_is_corruption() {
+        let mut log = log_of(&[(1, 0), (2, 1), (3, 2)]);
+        log[HEADER_BYTES + 2] ^= 1;
+        match recover(&log, |_| {}) {
+            Outcome::Corrupt { offset, .. } => assert_eq!(offset, 0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_unsynced_group_followed_by_unsynced_groups_is_a_torn_tail() {
+        // As under --fsync no: nothing was ever synced.
+        let mut log = log_of(&[(1, 0), (2, 0), (3, 0)]);
+        let second = log_of(&[(1, 0)]).len();
+        log[second + HEADER_BYTES + 1] ^= 1;
+        match recover(&log, |_| {}) {
+            Outcome::TornTail {
+                offset,
+                discarded_groups,
+                ..
+            } => {
+                assert_eq!(offset, second as u64);
+                assert_eq!(discarded_groups, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
