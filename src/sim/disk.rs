@@ -95,6 +95,17 @@ impl Disk {
         Some(file)
     }
 
+    /// Whether `path` names a directory: the current one, or one that
+    /// holds a file. The namespace is flat otherwise: creating a file needs
+    /// no directory, and directory entries are durable at once.
+    pub(crate) fn is_directory(&self, path: &Path) -> bool {
+        if self.paths.contains_key(path) {
+            return false;
+        }
+        let current = path.as_os_str().is_empty() || path == Path::new(".");
+        current || self.paths.keys().any(|file| file.starts_with(path))
+    }
+
     pub(crate) fn lookup(&self, path: &Path) -> Option<FileId> {
         self.paths.get(path).copied()
     }

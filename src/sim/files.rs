@@ -32,6 +32,12 @@ impl World {
         }
         let sector_bytes = self.options.disk.sector_bytes;
         let node_state = &mut self.nodes[node];
+        if node_state.disk.is_directory(path) {
+            if options.write {
+                return Err(libc::EISDIR);
+            }
+            return Ok(node_state.alloc_fd(FdEntry::Directory));
+        }
         let file = node_state
             .disk
             .open(path, options.create)
@@ -66,6 +72,7 @@ impl World {
                 Ok(())
             }
             Some(FdEntry::File { .. }) => Err(libc::EBADF),
+            Some(FdEntry::Directory) => Err(libc::EISDIR),
             Some(FdEntry::Socket(_)) => Err(libc::EINVAL),
             None => Err(libc::EBADF),
         }
@@ -106,6 +113,31 @@ impl World {
         if let Some(result) = result {
             self.complete(node, process, user_data, result);
         }
+    }
+
+    /// A directory fd: fsync succeeds after an fsync's latency (directory
+    /// entries are durable at once in this model); reads and writes are
+    /// `EISDIR`.
+    pub(crate) fn start_directory_operation(
+        &mut self,
+        node: usize,
+        process: u64,
+        user_data: u64,
+        operation: &Operation,
+    ) {
+        let result = match operation {
+            Operation::Fsync { .. } => {
+                let delay_ns = self.disk_latency(
+                    self.options.disk.fsync_latency_min_ns,
+                    self.options.disk.fsync_latency_mean_ns,
+                );
+                return self.complete_after(delay_ns, node, process, user_data, 0);
+            }
+            Operation::Read { .. } | Operation::Write { .. } => -libc::EISDIR,
+            Operation::Poll { events, .. } => (events & (libc::POLLIN | libc::POLLOUT) as u32) as i32,
+            _ => -libc::ENOTSOCK,
+        };
+        self.complete(node, process, user_data, result);
     }
 
     /// Whether an `O_DIRECT` transfer is misaligned.

@@ -27,6 +27,8 @@ pub(crate) const EPOCH_NS: u64 = 1_000_000_000;
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum FdEntry {
     Socket(usize),
+    /// A directory, opened to fsync it.
+    Directory,
     File {
         file: FileId,
         read: bool,
@@ -373,6 +375,7 @@ impl World {
                 };
                 self.start_socket_operation(socket, parked);
             }
+            Some(FdEntry::Directory) => self.start_directory_operation(node, process, user_data, operation),
             Some(FdEntry::File {
                 file,
                 read,
