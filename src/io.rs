@@ -247,7 +247,12 @@ impl<C> IO<C> {
         self.run_completed(ctx);
         if let AnyBackend::Sim(sim) = &self.backend {
             let slots = &self.slots;
-            sim.publish_next_timer(self.timers.next_deadline_ns(|id| timer_is_live(slots, id)));
+            let next_ns = if self.timers.len() == 0 {
+                None
+            } else {
+                self.timers.next_deadline_ns(|id| timer_is_live(slots, id))
+            };
+            sim.publish_next_timer(next_ns);
         }
         Ok(())
     }

@@ -375,7 +375,9 @@ impl World {
                 };
                 self.start_socket_operation(socket, parked);
             }
-            Some(FdEntry::Directory) => self.start_directory_operation(node, process, user_data, operation),
+            Some(FdEntry::Directory) => {
+                self.start_directory_operation(node, process, user_data, operation)
+            }
             Some(FdEntry::File {
                 file,
                 read,
@@ -615,9 +617,12 @@ impl World {
             result as u64,
             self.now_ns,
         ];
-        for field in fields {
-            self.trace_hash = mix(self.trace_hash ^ field);
-        }
+        // A multiply-rotate fold per field (cheap), then one strong mix
+        // per completion, so that no field can cancel another out.
+        let folded = fields.iter().fold(self.trace_hash, |hash, &field| {
+            (hash.rotate_left(5) ^ field).wrapping_mul(0x517c_c1b7_2722_0a95)
+        });
+        self.trace_hash = mix(folded);
         self.completions += 1;
     }
 
