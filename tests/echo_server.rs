@@ -9,10 +9,9 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Once};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -51,7 +50,7 @@ impl Drop for ServerGuard {
 }
 
 fn start_server(backend: Backend) -> ServerGuard {
-    let binary = example_binary();
+    let binary = util::example_binary("echo_server");
     let mut child = Command::new(&binary)
         .args(["--addr", "127.0.0.1:0", "--max-seconds", SERVER_MAX_SECONDS])
         .args(["--backend", backend.kind().name()])
@@ -99,46 +98,6 @@ fn parse_listening_line(line: &str, backend: Backend) -> SocketAddr {
         .unwrap_or_else(|_| panic!("bad port in {line:?}"));
     assert_ne!(port, 0, "the server printed the port it really bound");
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// `target/<profile>/examples/echo_server`, next to this test's `deps` dir.
-/// Built (once per test run) with the same profile, because `cargo test
-/// --test echo_server` does not build examples, and a binary left from an
-/// earlier build may be stale.
-fn example_binary() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let test_exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = test_exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let profile = profile_dir.file_name().and_then(|name| name.to_str());
-    BUILD.call_once(|| build_example(profile));
-    let binary = profile_dir.join("examples").join("echo_server");
-    assert!(binary.exists(), "{} was not built", binary.display());
-    binary
-}
-
-fn build_example(profile: Option<&str>) {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let mut command = Command::new(env!("CARGO"));
-    command.args([
-        "build",
-        "--example",
-        "echo_server",
-        "--manifest-path",
-        manifest,
-    ]);
-    // target/debug is the `dev` profile; every other directory is named
-    // after its profile.
-    match profile {
-        Some("debug") | None => {}
-        Some(profile) => {
-            command.args(["--profile", profile]);
-        }
-    }
-    let status = command.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --example echo_server failed");
 }
 
 /// The fd limit is often 1024 (soft) while the hard limit is far higher.

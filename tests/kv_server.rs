@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Once};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -235,7 +235,7 @@ fn start_server(dir: &Path, extra: &[&str]) -> ServerGuard {
 }
 
 fn spawn_server(dir: &Path, extra: &[&str]) -> Child {
-    let binary = example_binary();
+    let binary = util::example_binary("kv_server");
     let stderr = OpenOptions::new()
         .create(true)
         .append(true)
@@ -303,42 +303,6 @@ fn parse_listening_line(line: &str) -> SocketAddr {
         "the server printed the port it really bound"
     );
     addr
-}
-
-/// `target/<profile>/examples/kv_server`, built once per test run with the
-/// test's profile (`cargo test --test kv_server` does not build examples).
-fn example_binary() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let test_exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = test_exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let profile = profile_dir.file_name().and_then(|name| name.to_str());
-    BUILD.call_once(|| build_example(profile));
-    let binary = profile_dir.join("examples").join("kv_server");
-    assert!(binary.exists(), "{} was not built", binary.display());
-    binary
-}
-
-fn build_example(profile: Option<&str>) {
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let mut command = Command::new(env!("CARGO"));
-    command.args([
-        "build",
-        "--example",
-        "kv_server",
-        "--manifest-path",
-        manifest,
-    ]);
-    match profile {
-        Some("debug") | None => {}
-        Some(profile) => {
-            command.args(["--profile", profile]);
-        }
-    }
-    let status = command.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --example kv_server failed");
 }
 
 /// Whether `tool` runs; if not, says why the test is skipped.

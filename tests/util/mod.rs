@@ -315,3 +315,41 @@ macro_rules! conformance {
         }
     };
 }
+
+/// `target/<profile>/examples/<name>`, built once per test binary with the
+/// test's own profile (`cargo test --test X` does not build examples).
+pub fn example_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let test_exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = test_exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps");
+    let profile = profile_dir.file_name().and_then(|name| name.to_str());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|built| built == name) {
+        build_example(name, profile);
+        built.push(name.to_owned());
+    }
+    let binary = profile_dir.join("examples").join(name);
+    assert!(binary.exists(), "{} was not built", binary.display());
+    binary
+}
+
+fn build_example(name: &str, profile: Option<&str>) {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let mut command = std::process::Command::new(env!("CARGO"));
+    command.args(["build", "--example", name, "--manifest-path", manifest]);
+    // target/debug is the `dev` profile; every other directory is named
+    // after its profile.
+    match profile {
+        Some("debug") | None => {}
+        Some(profile) => {
+            command.args(["--profile", profile]);
+        }
+    }
+    let status = command.status().expect("run cargo build");
+    assert!(status.success(), "cargo build --example {name} failed");
+}
