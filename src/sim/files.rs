@@ -142,13 +142,28 @@ impl World {
         self.complete(node, process, user_data, result);
     }
 
-    /// Whether an `O_DIRECT` transfer is misaligned.
-    fn misaligned(&self, access: Access, buf: usize, len: u32, offset: u64) -> bool {
+    /// Why a read or write may not start: `EBADF` if the fd was not opened
+    /// for it (`allowed`), `EINVAL` if an `O_DIRECT` transfer is misaligned.
+    fn refuse_transfer(
+        &self,
+        access: Access,
+        allowed: bool,
+        buf: usize,
+        len: u32,
+        offset: u64,
+    ) -> Option<i32> {
         let sector_bytes = self.options.disk.sector_bytes;
-        access.direct
+        let misaligned = access.direct
             && (buf as u64 % sector_bytes != 0
                 || u64::from(len) % sector_bytes != 0
-                || offset % sector_bytes != 0)
+                || offset % sector_bytes != 0);
+        if !allowed {
+            Some(libc::EBADF)
+        } else if misaligned {
+            Some(libc::EINVAL)
+        } else {
+            None
+        }
     }
 
     /// A read copies from the page cache at once; the result arrives after
@@ -162,11 +177,8 @@ impl World {
         access: Access,
         (buf, len, offset): (*mut u8, u32, u64),
     ) -> Option<i32> {
-        if !access.read {
-            return Some(-libc::EBADF);
-        }
-        if self.misaligned(access, buf as usize, len, offset) {
-            return Some(-libc::EINVAL);
+        if let Some(errno) = self.refuse_transfer(access, access.read, buf as usize, len, offset) {
+            return Some(-errno);
         }
         let result = if self.streams.faults.chance(self.options.faults.read) {
             -libc::EIO
@@ -201,11 +213,8 @@ impl World {
         access: Access,
         (buf, len, offset): (*const u8, u32, u64),
     ) -> Option<i32> {
-        if !access.write {
-            return Some(-libc::EBADF);
-        }
-        if self.misaligned(access, buf as usize, len, offset) {
-            return Some(-libc::EINVAL);
+        if let Some(errno) = self.refuse_transfer(access, access.write, buf as usize, len, offset) {
+            return Some(-errno);
         }
         let delay_ns = self.disk_latency(
             self.options.disk.write_latency_min_ns,
