@@ -11,7 +11,7 @@
 //! alternate run by run, and each figure is the median of the runs.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,13 +62,14 @@ impl Persistence {
     }
 }
 
-/// Requests per redis-benchmark run: about a second or two each.
+/// Requests per redis-benchmark run: a second or two each on a 2-vCPU
+/// machine.
 fn requests(options: &Options, persistence: Persistence, pipeline: u32) -> u64 {
     let full = match (persistence, pipeline) {
-        (Persistence::None, 1) => 200_000,
-        (Persistence::None, _) => 2_000_000,
-        (Persistence::Always, 1) => 50_000,
-        (Persistence::Always, _) => 400_000,
+        (Persistence::None, 1) => 40_000,
+        (Persistence::None, _) => 300_000,
+        (Persistence::Always, 1) => 20_000,
+        (Persistence::Always, _) => 200_000,
     };
     if options.quick {
         full / 4
@@ -330,12 +331,13 @@ fn run_persistence(
     for pipeline in [1, 16] {
         let requests = requests(options, persistence, pipeline);
         // samples[test][contender]
-        let mut samples: [[Result<Vec<Sample>, String>; 2]; 2] = Default::default();
-        for test_samples in &mut samples {
-            for (slot, server) in test_samples.iter_mut().zip(&servers) {
-                *slot = server.as_ref().map(|_| Vec::new()).map_err(Clone::clone);
-            }
-        }
+        let empty = || -> [Result<Vec<Sample>, String>; 2] {
+            [0, 1].map(|index| {
+                let server: &Result<Running, String> = &servers[index];
+                server.as_ref().map(|_| Vec::new()).map_err(Clone::clone)
+            })
+        };
+        let mut samples = [empty(), empty()];
         for _ in 0..options.runs {
             for (contender, server) in servers.iter().enumerate() {
                 let Ok(server) = server else { continue };
@@ -379,7 +381,15 @@ fn side(samples: &Result<Vec<Sample>, String>) -> Side {
         .iter()
         .map(|sample| sample.server_cpu_percent)
         .collect();
-    let note = crate::stats::Summary::of(&cpu).map(|cpu| format!("CPU: server {:.0}%", cpu.median));
+    let spread = crate::stats::Summary::of(&rates);
+    let note = crate::stats::Summary::of(&cpu)
+        .zip(spread)
+        .map(|(cpu, rates)| {
+            format!(
+                "CPU: server {:.0}%; runs {:.0}..{:.0}",
+                cpu.median, rates.min, rates.max
+            )
+        });
     Side::from_samples(&rates, note, "no runs")
 }
 
