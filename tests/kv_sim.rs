@@ -22,7 +22,11 @@ fn kv_sim_passes_seeds() {
         output.status
     );
     let seed_lines = verdicts(&stdout).count();
-    assert_eq!(seed_lines.to_string(), SEEDS, "one line per seed:\n{stdout}");
+    assert_eq!(
+        seed_lines.to_string(),
+        SEEDS,
+        "one line per seed:\n{stdout}"
+    );
     let summary = stdout.lines().last().unwrap_or_default();
     assert!(
         summary.starts_with(&format!("{SEEDS} seeds, 0 failed")),
@@ -32,10 +36,21 @@ fn kv_sim_passes_seeds() {
 
 #[test]
 fn kv_sim_catches_the_planted_bug() {
-    let args = ["--seed", "1", "--seeds", BUG_SEEDS, "--bug", "ack-before-fsync"];
+    let args = [
+        "--seed",
+        "1",
+        "--seeds",
+        BUG_SEEDS,
+        "--bug",
+        "ack-before-fsync",
+    ];
     let output = run(&args);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "the bug went unseen:\n{stdout}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the bug went unseen:\n{stdout}"
+    );
     let failing = verdicts(&stdout)
         .find(|line| line.contains("VIOLATION"))
         .expect("a VIOLATION line");

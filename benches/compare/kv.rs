@@ -128,9 +128,11 @@ fn ensure_installed() -> Result<(), String> {
         return Ok(());
     }
     if !system::is_root() {
-        return Err("not available: redis-server/redis-benchmark are not installed and the \
+        return Err(
+            "not available: redis-server/redis-benchmark are not installed and the \
                     harness is not root, so it cannot apt-get install them"
-            .to_string());
+                .to_string(),
+        );
     }
     eprintln!("kv: running apt-get install -y redis-server redis-tools");
     let install = || {
@@ -308,9 +310,14 @@ pub fn run(options: &Options) -> Section {
 }
 
 fn redis_version() -> Option<String> {
-    let output = Command::new("redis-server").arg("--version").output().ok()?;
+    let output = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let version = text.split_whitespace().find_map(|word| word.strip_prefix("v="))?;
+    let version = text
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("v="))?;
     Some(version.to_string())
 }
 

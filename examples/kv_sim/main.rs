@@ -348,9 +348,7 @@ fn check(server: &Server, clients: &[Process<Client>]) -> Result<(), String> {
             let found = server.store.get(&model.name(key));
             model
                 .check(key, found.map(|entry| entry.value.as_slice()), u64::MAX)
-                .map_err(|message| {
-                    format!("after recovery: acknowledged write lost: {message}")
-                })?;
+                .map_err(|message| format!("after recovery: acknowledged write lost: {message}"))?;
         }
     }
     Ok(())

@@ -184,9 +184,9 @@ impl Model {
                         .and_then(|text| text.parse::<i64>().ok()),
                 };
                 let unknown = counter.possible.range(..before).count() as i64;
-                if value.is_some_and(|value| {
-                    value >= counter.acked && value <= counter.acked + unknown
-                }) {
+                if value
+                    .is_some_and(|value| value >= counter.acked && value <= counter.acked + unknown)
+                {
                     return Ok(());
                 }
                 Err(format!(

@@ -134,7 +134,9 @@ impl World {
                 return self.complete_after(delay_ns, node, process, user_data, 0);
             }
             Operation::Read { .. } | Operation::Write { .. } => -libc::EISDIR,
-            Operation::Poll { events, .. } => (events & (libc::POLLIN | libc::POLLOUT) as u32) as i32,
+            Operation::Poll { events, .. } => {
+                (events & (libc::POLLIN | libc::POLLOUT) as u32) as i32
+            }
             _ => -libc::ENOTSOCK,
         };
         self.complete(node, process, user_data, result);

@@ -375,7 +375,9 @@ impl World {
                 };
                 self.start_socket_operation(socket, parked);
             }
-            Some(FdEntry::Directory) => self.start_directory_operation(node, process, user_data, operation),
+            Some(FdEntry::Directory) => {
+                self.start_directory_operation(node, process, user_data, operation)
+            }
             Some(FdEntry::File {
                 file,
                 read,
