@@ -1,5 +1,6 @@
 //! The side-by-side comparison: ringio against the bare io-uring crate,
-//! tokio and fio, on NOPs, timers, TCP echo, storage and memory.
+//! tokio, fio and redis-server, on NOPs, timers, TCP echo, storage, a
+//! Redis-protocol server and memory.
 //!
 //! ```text
 //! cargo bench --bench compare              # the full run
@@ -28,6 +29,8 @@ mod client_uring;
 mod echo;
 #[path = "compare/fio.rs"]
 mod fio;
+#[path = "compare/kv.rs"]
+mod kv;
 #[path = "compare/machine.rs"]
 mod machine;
 #[path = "compare/memory.rs"]
@@ -126,6 +129,10 @@ fn run_all(options: &Options) -> Vec<Section> {
     if options.selected("sim") {
         eprintln!("compare: simulator");
         sections.push(simulator(options));
+    }
+    if options.selected("kv") {
+        eprintln!("compare: redis-protocol server");
+        sections.push(kv::run(options));
     }
     if options.selected("memory") {
         eprintln!("compare: memory");

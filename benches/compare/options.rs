@@ -10,7 +10,7 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Options {
     pub quick: bool,
-    /// `--only=nop,timers,echo,storage,sim,memory` runs just those workloads,
+    /// `--only=nop,timers,echo,storage,sim,kv,memory` runs just those workloads,
     /// for debugging; the docs and results.json are then left alone.
     pub only: Option<Vec<String>>,
     /// Runs per contender and configuration; figures are their median.

@@ -10,8 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::system;
 
-/// The examples the echo and memory workloads run as servers.
-pub const EXAMPLES: [&str; 3] = ["echo_server", "bench_tokio_echo", "bench_uring_echo"];
+/// The examples the echo, kv and memory workloads run as servers.
+pub const EXAMPLES: [&str; 4] = [
+    "echo_server",
+    "bench_tokio_echo",
+    "bench_uring_echo",
+    "kv_server",
+];
 
 /// Where every artifact of the harness goes: results, data files, logs.
 pub fn output_dir() -> PathBuf {

@@ -96,6 +96,10 @@ pub struct Journal {
     spare: Option<Vec<u8>>,
     /// Recovery: the log read so far.
     recovered: Vec<u8>,
+    /// The planted bug of [`ServerConfig::ack_before_fsync`].
+    ///
+    /// [`ServerConfig::ack_before_fsync`]: crate::server::ServerConfig::ack_before_fsync
+    pub ack_before_fsync: bool,
 }
 
 impl Journal {
@@ -120,6 +124,7 @@ impl Journal {
             sync_due: false,
             spare: Some(Vec::new()),
             recovered: Vec::new(),
+            ack_before_fsync: false,
         })
     }
 
@@ -153,8 +158,8 @@ impl Journal {
     /// The last group whose replies may go out (see the module docs).
     pub fn acknowledged_sequence(&self) -> u64 {
         match self.policy {
-            FsyncPolicy::Always => self.synced_sequence,
-            FsyncPolicy::EverySec | FsyncPolicy::No => self.written_sequence,
+            FsyncPolicy::Always if !self.ack_before_fsync => self.synced_sequence,
+            FsyncPolicy::Always | FsyncPolicy::EverySec | FsyncPolicy::No => self.written_sequence,
         }
     }
 
@@ -395,6 +400,9 @@ fn on_write(
     journal.spare = Some(buf);
     journal.written_sequence = sequence;
     if journal.policy == FsyncPolicy::Always {
+        if journal.ack_before_fsync {
+            Server::on_acknowledged(io, server); // The planted bug.
+        }
         sync(io, server);
     } else {
         journal.busy = false;

@@ -131,6 +131,7 @@ fn serve(args: &Args) -> Result<(), String> {
         addr: args.addr,
         wal_path: args.dir.join(WAL_FILE_NAME),
         fsync: args.fsync,
+        ack_before_fsync: false,
     };
     let mut server = Server::start(&mut io, server_config)
         .map_err(|error| format!("starting on {}: {error}", args.addr))?;

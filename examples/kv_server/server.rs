@@ -75,6 +75,10 @@ pub struct ServerConfig {
     pub wal_path: PathBuf,
     /// When the log is fsynced.
     pub fsync: FsyncPolicy,
+    /// A planted bug, for the simulator (`kv_sim --bug ack-before-fsync`):
+    /// under `always`, release replies once a group's write completes,
+    /// before the fsync that covers it. Always `false` in production.
+    pub ack_before_fsync: bool,
 }
 
 /// Where a connection is in its life.
@@ -156,7 +160,8 @@ impl Server {
     pub fn start(io: &mut IO<Server>, config: ServerConfig) -> io::Result<Server> {
         let listener = io.listen(config.addr, LISTEN_BACKLOG)?;
         let local_addr = io.local_addr(listener)?;
-        let journal = Journal::open(io, config.wal_path, config.fsync)?;
+        let mut journal = Journal::open(io, config.wal_path, config.fsync)?;
+        journal.ack_before_fsync = config.ack_before_fsync;
         journal::recover(io, journal.fd());
         let server = Server {
             listener,

@@ -1,0 +1,411 @@
+//! The Redis-protocol server: ringio's `kv_server` example against a real
+//! `redis-server` (the Debian package), both driven by `redis-benchmark`
+//! with 50 clients, SET then GET, at pipeline depths 1 and 16. Like is
+//! compared with like: no persistence (`kv_server --fsync no` against
+//! `redis-server --appendonly no --save ''`), and an fsync before every
+//! reply to a write (`--fsync always` against `--appendonly yes
+//! --appendfsync always`). Both keep their data in a scratch directory
+//! under `target/ringio-bench`, on the same real filesystem.
+//!
+//! Servers run pinned to core 0, redis-benchmark to core 1; contenders
+//! alternate run by run, and each figure is the median of the runs.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::options::Options;
+use crate::process::{self, Server};
+use crate::stats::{Better, Row, Section, Side};
+use crate::system;
+
+/// How long a server may live, in case the harness dies without killing it.
+const SERVER_SECONDS_MAX: &str = "1800";
+/// redis-benchmark's connections.
+const CLIENTS: u32 = 50;
+
+/// The two persistence settings compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Persistence {
+    None,
+    Always,
+}
+
+impl Persistence {
+    fn label(self) -> &'static str {
+        match self {
+            Persistence::None => "no persistence",
+            Persistence::Always => "fsync always",
+        }
+    }
+
+    fn kv_server_args(self) -> &'static [&'static str] {
+        match self {
+            Persistence::None => &["--fsync", "no"],
+            Persistence::Always => &["--fsync", "always"],
+        }
+    }
+
+    fn redis_args(self) -> &'static [&'static str] {
+        match self {
+            Persistence::None => &["--appendonly", "no", "--save", ""],
+            Persistence::Always => &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+        }
+    }
+}
+
+/// Requests per redis-benchmark run: a second or two each on a 2-vCPU
+/// machine.
+fn requests(options: &Options, persistence: Persistence, pipeline: u32) -> u64 {
+    let full = match (persistence, pipeline) {
+        (Persistence::None, 1) => 40_000,
+        (Persistence::None, _) => 300_000,
+        (Persistence::Always, 1) => 20_000,
+        (Persistence::Always, _) => 200_000,
+    };
+    if options.quick {
+        full / 4
+    } else {
+        full
+    }
+}
+
+/// A running redis-server, killed on drop.
+struct Redis {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Either contender, running.
+enum Running {
+    Kv(Server),
+    Redis(Redis),
+}
+
+impl Running {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Running::Kv(server) => server.addr,
+            Running::Redis(redis) => redis.addr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Kv(server) => server.pid(),
+            Running::Redis(redis) => redis.child.id(),
+        }
+    }
+}
+
+/// One redis-benchmark run of one test: requests per second, and the
+/// server's CPU use meanwhile.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    rps: f64,
+    server_cpu_percent: f64,
+}
+
+/// Makes sure `redis-server` and `redis-benchmark` are on the PATH,
+/// installing them through apt as root when they are not.
+fn ensure_installed() -> Result<(), String> {
+    if found() {
+        return Ok(());
+    }
+    if !system::is_root() {
+        return Err(
+            "not available: redis-server/redis-benchmark are not installed and the \
+                    harness is not root, so it cannot apt-get install them"
+                .to_string(),
+        );
+    }
+    eprintln!("kv: running apt-get install -y redis-server redis-tools");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "redis-server", "redis-tools"])
+            .status()
+    };
+    let mut status = install();
+    if !status.as_ref().is_ok_and(|status| status.success()) {
+        eprintln!("kv: running apt-get update, then installing again");
+        let _ = Command::new("apt-get").arg("update").status();
+        status = install();
+    }
+    match status {
+        Ok(status) if status.success() && found() => Ok(()),
+        Ok(status) => Err(format!(
+            "not available: apt-get install -y redis-server redis-tools failed ({status})"
+        )),
+        Err(error) => Err(format!("not available: apt-get: {error}")),
+    }
+}
+
+fn found() -> bool {
+    ["redis-server", "redis-benchmark"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    })
+}
+
+/// A fresh, empty scratch directory for one server's data.
+fn scratch_dir(name: &str) -> std::io::Result<PathBuf> {
+    let dir = process::output_dir().join("kv-data").join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn start_kv_server(persistence: Persistence) -> Result<Running, String> {
+    let dir = scratch_dir("kv_server").map_err(|error| format!("scratch dir: {error}"))?;
+    let dir = dir.to_str().ok_or("scratch dir is not UTF-8")?.to_string();
+    let mut args = vec![
+        "--addr",
+        "127.0.0.1:0",
+        "--dir",
+        &dir,
+        "--max-seconds",
+        SERVER_SECONDS_MAX,
+        "--backend",
+        "io_uring",
+    ];
+    args.extend(persistence.kv_server_args());
+    let binary = process::example_path("kv_server");
+    Server::start("kv_server", &binary, &args)
+        .map(Running::Kv)
+        .map_err(|error| format!("not available: {error}"))
+}
+
+fn start_redis(persistence: Persistence) -> Result<Running, String> {
+    let dir = scratch_dir("redis").map_err(|error| format!("scratch dir: {error}"))?;
+    // A free port: bind one, then hand it to redis-server.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|error| format!("picking a port: {error}"))?
+        .port();
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--daemonize", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .args(persistence.redis_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    system::pin_child(&mut command, system::SERVER_CORE);
+    let child = command
+        .spawn()
+        .map_err(|error| format!("not available: redis-server: {error}"))?;
+    let redis = Redis {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        child,
+    };
+    wait_for_pong(redis.addr)?;
+    Ok(Running::Redis(redis))
+}
+
+/// Waits until the server answers PING.
+fn wait_for_pong(addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = TcpStream::connect(addr) {
+            use std::io::{Read, Write};
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut reply = [0u8; 7];
+            if stream.write_all(b"PING\r\n").is_ok()
+                && stream.read_exact(&mut reply).is_ok()
+                && &reply == b"+PONG\r\n"
+            {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("not available: nothing answered PING on {addr}"))
+}
+
+/// One redis-benchmark run of `test` (`set` or `get`) against `server`.
+fn bench(server: &Running, test: &str, pipeline: u32, requests: u64) -> Result<Sample, String> {
+    let addr = server.addr();
+    let mut command = Command::new("redis-benchmark");
+    command
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["-c", &CLIENTS.to_string(), "-n", &requests.to_string()])
+        .args(["-P", &pipeline.to_string(), "-t", test, "--csv"]);
+    system::pin_child(&mut command, system::CLIENT_CORE);
+    let cpu_before = system::process_cpu_s(server.pid()).unwrap_or(0.0);
+    let started = Instant::now();
+    let output = process::output_with_timeout(&mut command, Duration::from_secs(300))
+        .map_err(|error| format!("redis-benchmark: {error}"))?;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let cpu_s = system::process_cpu_s(server.pid()).unwrap_or(0.0) - cpu_before;
+    if !output.status.success() {
+        return Err(format!(
+            "redis-benchmark failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rps = parse_csv_rps(&stdout, test)
+        .ok_or_else(|| format!("no {test} figure in redis-benchmark's output: {stdout}"))?;
+    Ok(Sample {
+        rps,
+        server_cpu_percent: 100.0 * cpu_s / elapsed_s,
+    })
+}
+
+/// The `rps` column of the `"SET"` or `"GET"` line of `--csv` output.
+fn parse_csv_rps(csv: &str, test: &str) -> Option<f64> {
+    let prefix = format!("\"{}\",\"", test.to_uppercase());
+    let line = csv.lines().find(|line| line.starts_with(&prefix))?;
+    line[prefix.len()..].split('"').next()?.parse().ok()
+}
+
+/// Runs every configuration; see the module docs.
+pub fn run(options: &Options) -> Section {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    match ensure_installed() {
+        Ok(()) => {
+            for persistence in [Persistence::None, Persistence::Always] {
+                rows.extend(run_persistence(options, persistence, &mut notes));
+            }
+        }
+        Err(reason) => notes.push(reason),
+    }
+    Section {
+        title: "Redis-protocol server".to_string(),
+        method: format!(
+            "`redis-benchmark -c {CLIENTS} -t set,get -P 1|16` (one run per test) against the \
+             kv_server example on io_uring and against redis-server {} (Debian package), both \
+             with their data in a scratch directory on the same filesystem. No persistence: \
+             `kv_server --fsync no` (it still writes its log, without fsync) against \
+             `redis-server --appendonly no --save ''`. fsync always: `kv_server --fsync always` \
+             against `redis-server --appendonly yes --appendfsync always --save ''`. Servers on \
+             core 0, redis-benchmark on core 1; CPU is the server's median share of a core.",
+            redis_version().unwrap_or_else(|| "(version unknown)".to_string())
+        ),
+        rows,
+        notes,
+    }
+}
+
+fn redis_version() -> Option<String> {
+    let output = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let version = text
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("v="))?;
+    Some(version.to_string())
+}
+
+/// Both servers under one persistence setting, all four rows.
+fn run_persistence(
+    options: &Options,
+    persistence: Persistence,
+    notes: &mut Vec<String>,
+) -> Vec<Row> {
+    eprintln!("kv: {}", persistence.label());
+    let servers = [start_kv_server(persistence), start_redis(persistence)];
+    for (name, server) in ["kv_server", "redis-server"].iter().zip(&servers) {
+        if let Err(reason) = server {
+            notes.push(format!("{name} ({}): {reason}", persistence.label()));
+        }
+    }
+    let mut rows = Vec::new();
+    for pipeline in [1, 16] {
+        let requests = requests(options, persistence, pipeline);
+        // samples[test][contender]
+        let empty = || -> [Result<Vec<Sample>, String>; 2] {
+            [0, 1].map(|index| {
+                let server: &Result<Running, String> = &servers[index];
+                server.as_ref().map(|_| Vec::new()).map_err(Clone::clone)
+            })
+        };
+        let mut samples = [empty(), empty()];
+        for _ in 0..options.runs {
+            for (contender, server) in servers.iter().enumerate() {
+                let Ok(server) = server else { continue };
+                for (test_index, test) in ["set", "get"].iter().enumerate() {
+                    let slot = &mut samples[test_index][contender];
+                    let Ok(list) = slot else { continue };
+                    match bench(server, test, pipeline, requests) {
+                        Ok(sample) => list.push(sample),
+                        Err(error) => *slot = Err(format!("failed: {error}")),
+                    }
+                }
+            }
+        }
+        for (test_index, test) in ["SET", "GET"].iter().enumerate() {
+            let [kv, redis] = &samples[test_index];
+            rows.push(Row {
+                name: format!(
+                    "{test}, {CLIENTS} clients, -P {pipeline}, {}",
+                    persistence.label()
+                ),
+                unit: "requests/s",
+                better: Better::Higher,
+                ringio: side(kv),
+                peer: "redis-server".to_string(),
+                peer_value: side(redis),
+                target: Some(1.0),
+            });
+        }
+        eprintln!("  -P {pipeline}: done");
+    }
+    rows
+}
+
+fn side(samples: &Result<Vec<Sample>, String>) -> Side {
+    let samples = match samples {
+        Ok(samples) => samples,
+        Err(reason) => return Side::Missing(reason.clone()),
+    };
+    let rates: Vec<f64> = samples.iter().map(|sample| sample.rps).collect();
+    let cpu: Vec<f64> = samples
+        .iter()
+        .map(|sample| sample.server_cpu_percent)
+        .collect();
+    let spread = crate::stats::Summary::of(&rates);
+    let note = crate::stats::Summary::of(&cpu)
+        .zip(spread)
+        .map(|(cpu, rates)| {
+            format!(
+                "CPU: server {:.0}%; runs {:.0}..{:.0}",
+                cpu.median, rates.min, rates.max
+            )
+        });
+    Side::from_samples(&rates, note, "no runs")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_csv() {
+        let csv = "\"test\",\"rps\",\"avg_latency_ms\"\n\"SET\",\"81967.21\",\"0.3\"\n";
+        assert_eq!(super::parse_csv_rps(csv, "set"), Some(81967.21));
+        assert_eq!(super::parse_csv_rps(csv, "get"), None);
+    }
+}

@@ -1,0 +1,332 @@
+//! A Redis client node: keeps a window of pipelined requests (SET with
+//! values never used before, DEL, INCR, GET) on its own keys, checks every
+//! reply against its [`Model`], and reconnects after any failure. A request
+//! whose reply never came has an unknown outcome: the model keeps it as
+//! possible, unless its bytes were never all handed to a send.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+
+use ringio::sim::Prng;
+use ringio::{CompletionId, Fd, IO};
+
+use crate::model::{Key, Model, Write};
+
+/// Requests in flight per client.
+const WINDOW: usize = 4;
+/// Keys written with SET and DEL, per client: few, so that they are
+/// overwritten often.
+const REGISTERS: usize = 4;
+/// A connect that has not finished after this long is cancelled.
+const CONNECT_TIMEOUT_NS: u64 = 50_000_000;
+/// The pause before reconnecting.
+const RECONNECT_DELAY_NS: u64 = 10_000_000;
+
+/// A request: what it does, and where it ends in the connection's stream.
+#[derive(Debug)]
+struct Request {
+    seq: u64,
+    key: Key,
+    /// `None` for a GET.
+    write: Option<Write>,
+    end: u64,
+}
+
+/// A reply, as far as this client needs to read it.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    Simple(Vec<u8>),
+    Error(Vec<u8>),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+}
+
+/// One client's state: the ctx of its `IO`.
+pub struct Client {
+    pub id: u32,
+    server: SocketAddr,
+    prng: Prng,
+    pub model: Model,
+    socket: Option<Fd>,
+    /// Bumped per connection attempt, so stale callbacks know they are.
+    generation: u32,
+    next_seq: u64,
+    in_flight: VecDeque<Request>,
+    /// Bytes of this connection's stream queued, accepted by sends, and
+    /// handed to sends (the in-flight one's included).
+    queued: u64,
+    sent: u64,
+    handed: u64,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    sending: bool,
+    /// Acknowledged writes.
+    pub acked: u64,
+    /// The first reply that contradicted the model.
+    pub violation: Option<String>,
+}
+
+impl Client {
+    /// A client of the server at `server`; it connects at once.
+    pub fn start(io: &mut IO<Client>, id: u32, server: SocketAddr, seed: u64) -> Client {
+        let mut client = Client {
+            id,
+            server,
+            prng: Prng::new(seed),
+            model: Model::new(id, REGISTERS),
+            socket: None,
+            generation: 0,
+            next_seq: 1,
+            in_flight: VecDeque::new(),
+            queued: 0,
+            sent: 0,
+            handed: 0,
+            input: Vec::new(),
+            output: Vec::new(),
+            sending: false,
+            acked: 0,
+            violation: None,
+        };
+        connect(io, &mut client);
+        client
+    }
+
+    fn fail(&mut self, message: String) {
+        if self.violation.is_none() {
+            self.violation = Some(format!("client {}: {message}", self.id));
+        }
+    }
+}
+
+fn connect(io: &mut IO<Client>, client: &mut Client) {
+    client.generation += 1;
+    let generation = client.generation;
+    let fd = match io.open_socket(client.server) {
+        Ok(fd) => fd,
+        Err(_) => return reconnect_later(io, generation),
+    };
+    let connecting: CompletionId = io.connect(fd, client.server, move |io, client, result| {
+        if client.generation != generation {
+            io.close(fd, |_, _, _| {});
+            return;
+        }
+        match result {
+            Ok(()) => on_connected(io, client, fd),
+            Err(_) => {
+                io.close(fd, |_, _, _| {});
+                reconnect_later(io, generation);
+            }
+        }
+    });
+    // A server that is down never answers: give up on the connect after a while.
+    io.timeout(CONNECT_TIMEOUT_NS, move |io, client, _| {
+        if client.generation == generation && client.socket.is_none() {
+            io.cancel(connecting, |_, _, _| {});
+        }
+    });
+}
+
+fn reconnect_later(io: &mut IO<Client>, generation: u32) {
+    io.timeout(RECONNECT_DELAY_NS, move |io, client, _| {
+        if client.generation == generation {
+            connect(io, client);
+        }
+    });
+}
+
+fn on_connected(io: &mut IO<Client>, client: &mut Client, fd: Fd) {
+    client.socket = Some(fd);
+    client.queued = 0;
+    client.sent = 0;
+    client.handed = 0;
+    top_up(client);
+    send_output(io, client);
+    recv_next(io, client);
+}
+
+/// Fills the window with new random requests.
+fn top_up(client: &mut Client) {
+    while client.in_flight.len() < WINDOW {
+        let seq = client.next_seq;
+        client.next_seq += 1;
+        let register = Key::Register(client.prng.below(REGISTERS as u64) as usize);
+        let (key, write) = match client.prng.below(100) {
+            0..=39 => {
+                let value = format!("c{}-v{seq}", client.id).into_bytes();
+                (register, Some(Write::Set(value)))
+            }
+            40..=49 => (register, Some(Write::Del)),
+            50..=69 => (Key::Counter, Some(Write::Incr)),
+            70..=89 => (register, None),
+            _ => (Key::Counter, None),
+        };
+        let name = client.model.name(key);
+        let start = client.output.len();
+        match &write {
+            Some(Write::Set(value)) => encode(&mut client.output, &[b"SET", &name, value]),
+            Some(Write::Del) => encode(&mut client.output, &[b"DEL", &name]),
+            Some(Write::Incr) => encode(&mut client.output, &[b"INCR", &name]),
+            None => encode(&mut client.output, &[b"GET", &name]),
+        }
+        if let Some(write) = &write {
+            client.model.sent(key, seq, write);
+        }
+        client.queued += (client.output.len() - start) as u64;
+        client.in_flight.push_back(Request {
+            seq,
+            key,
+            write,
+            end: client.queued,
+        });
+    }
+}
+
+/// A command as a RESP array of bulk strings.
+fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn send_output(io: &mut IO<Client>, client: &mut Client) {
+    let Some(fd) = client.socket else {
+        return;
+    };
+    if client.sending || client.output.is_empty() {
+        return;
+    }
+    client.sending = true;
+    let generation = client.generation;
+    let output = std::mem::take(&mut client.output);
+    client.handed = client.sent + output.len() as u64;
+    io.send(fd, output, move |io, client, result, mut sent| {
+        if client.generation != generation {
+            return;
+        }
+        client.sending = false;
+        match result {
+            Ok(count) => {
+                client.sent += count as u64;
+                sent.drain(..count);
+                sent.extend_from_slice(&client.output);
+                client.output = sent;
+                send_output(io, client);
+            }
+            Err(_) => disconnect(io, client),
+        }
+    });
+}
+
+fn recv_next(io: &mut IO<Client>, client: &mut Client) {
+    let Some(fd) = client.socket else {
+        return;
+    };
+    let generation = client.generation;
+    io.recv(
+        fd,
+        Vec::with_capacity(1024),
+        move |io, client, result, buf| {
+            if client.generation != generation {
+                return;
+            }
+            match result {
+                Ok(count) if count > 0 => {
+                    client.input.extend_from_slice(&buf);
+                    take_replies(client);
+                    top_up(client);
+                    send_output(io, client);
+                    recv_next(io, client);
+                }
+                _ => disconnect(io, client),
+            }
+        },
+    );
+}
+
+fn take_replies(client: &mut Client) {
+    let mut position = 0;
+    while let Some((reply, end)) = parse_reply(&client.input[position..]) {
+        position += end;
+        let Some(request) = client.in_flight.pop_front() else {
+            client.fail(format!("a reply with no request: {reply:?}"));
+            break;
+        };
+        if let Err(message) = on_reply(client, &request, reply) {
+            client.fail(message);
+        }
+    }
+    client.input.drain(..position);
+}
+
+fn on_reply(client: &mut Client, request: &Request, reply: Reply) -> Result<(), String> {
+    let (key, seq) = (request.key, request.seq);
+    match (&request.write, reply) {
+        (Some(Write::Set(_)), Reply::Simple(ok)) if ok == b"OK" => {
+            client.acked += 1;
+            client.model.acked(key, seq, None)
+        }
+        (Some(Write::Del), Reply::Integer(0 | 1)) => {
+            client.acked += 1;
+            client.model.acked(key, seq, None)
+        }
+        (Some(Write::Incr), Reply::Integer(value)) => {
+            client.acked += 1;
+            client.model.acked(key, seq, Some(value))
+        }
+        (None, Reply::Bulk(value)) => client
+            .model
+            .check(key, value.as_deref(), seq)
+            .map_err(|message| format!("GET (request {seq}): {message}")),
+        (write, reply) => Err(format!(
+            "request {seq} ({write:?} on {key:?}) got an unexpected reply {reply:?}"
+        )),
+    }
+}
+
+/// One whole reply at the start of `input`, and its length.
+fn parse_reply(input: &[u8]) -> Option<(Reply, usize)> {
+    let line_end = input.windows(2).position(|pair| pair == b"\r\n")?;
+    let line = &input[1..line_end];
+    let after = line_end + 2;
+    let integer = || std::str::from_utf8(line).ok()?.parse::<i64>().ok();
+    match input[0] {
+        b'+' => Some((Reply::Simple(line.to_vec()), after)),
+        b'-' => Some((Reply::Error(line.to_vec()), after)),
+        b':' => Some((Reply::Integer(integer()?), after)),
+        b'$' => {
+            let len = integer()?;
+            if len < 0 {
+                return Some((Reply::Bulk(None), after));
+            }
+            let end = after + len as usize;
+            if input.len() < end + 2 {
+                return None;
+            }
+            Some((Reply::Bulk(Some(input[after..end].to_vec())), end + 2))
+        }
+        _ => Some((Reply::Error(b"unparseable reply".to_vec()), input.len())),
+    }
+}
+
+/// Drops the connection. A request whose bytes were all handed to a send
+/// has an unknown outcome and stays possible in the model; the others never
+/// reached the server.
+fn disconnect(io: &mut IO<Client>, client: &mut Client) {
+    if let Some(fd) = client.socket.take() {
+        io.close(fd, |_, _, _: io::Result<()>| {});
+    }
+    for request in std::mem::take(&mut client.in_flight) {
+        if request.write.is_some() && request.end > client.handed {
+            client.model.not_sent(request.key, request.seq);
+        }
+    }
+    client.input.clear();
+    client.output.clear();
+    client.sending = false;
+    client.generation += 1;
+    reconnect_later(io, client.generation);
+}

@@ -1,0 +1,355 @@
+//! The Redis-protocol KV server (`examples/kv_server`) under the
+//! deterministic simulator: the server's own modules, not a copy, run as a
+//! simulated node with its write-ahead log on the simulated disk, under
+//! `fsync always`. Client nodes speak RESP to it (SET with values never used
+//! before, DEL, INCR, GET), with faults on, and the harness crashes and
+//! restarts the server at random moments. Every GET reply, and after every
+//! recovery the whole recovered key space, is checked: each key holds its
+//! last acknowledged write, or a later write whose outcome is unknown.
+//!
+//! ```text
+//! cargo run --release --example kv_sim -- --seed 7
+//! cargo run --release --example kv_sim -- --seed 1 --seeds 500
+//! cargo run --release --example kv_sim -- --seeds 500 --bug ack-before-fsync
+//! ```
+//!
+//! Each seed prints one line, `seed=N hash=0x... ok` or `... VIOLATION: ...`;
+//! the exit status is 1 if any seed failed. A failing seed replays exactly:
+//! run it alone (`--seed N`) to see every option it used. The server's own
+//! log lines (recovery, torn tails, failed fsyncs) go to stderr.
+
+// The server's modules, unchanged; this binary uses only part of their API.
+#[allow(dead_code)]
+#[path = "../kv_server/commands.rs"]
+mod commands;
+#[allow(dead_code)]
+#[path = "../kv_server/journal.rs"]
+mod journal;
+#[allow(dead_code)]
+#[path = "../kv_server/resp.rs"]
+mod resp;
+#[allow(dead_code)]
+#[path = "../kv_server/server.rs"]
+mod server;
+#[allow(dead_code)]
+#[path = "../kv_server/store.rs"]
+mod store;
+#[allow(dead_code)]
+#[path = "../kv_server/wal.rs"]
+mod wal;
+
+mod client;
+mod model;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use ringio::sim::{NodeId, SimOptions, Simulator};
+use ringio::IO;
+
+use client::Client;
+use journal::FsyncPolicy;
+use server::{Server, ServerConfig};
+
+/// The port the server listens on.
+const SERVER_PORT: u16 = 6379;
+/// The log, on the server node's simulated disk. The simulator's namespace
+/// is flat: the directory exists once a file under it does.
+const WAL_PATH: &str = "kv-data/wal";
+/// Clients per world.
+const CLIENTS: u32 = 3;
+/// Virtual time each seed runs with faults on.
+const RUN_NS: u64 = 2_000_000_000;
+/// Mean virtual time between crashes of the server.
+const CRASH_INTERVAL_MEAN_NS: u64 = 300_000_000;
+/// Mean virtual time a crashed server stays down.
+const DOWNTIME_MEAN_NS: u64 = 30_000_000;
+/// How long the final recovery, and the progress after it, may take.
+const FINAL_RECOVERY_NS: u64 = 10_000_000_000;
+/// Writes each client must get acknowledged after the final recovery.
+const FINAL_PROGRESS_WRITES: u64 = 20;
+
+const USAGE: &str = "\
+usage: kv_sim [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
+
+  --seed N        the first seed (default 1)
+  --seeds K       how many seeds, N to N+K-1 (default 1)
+  --bug ack-before-fsync
+                  plant the bug: the server acknowledges a write once it is
+                  written, before the fsync that covers it
+  --verbose       print every seed's options (always on for a single seed)";
+
+struct Args {
+    seed: u64,
+    seeds: u64,
+    bug: bool,
+    verbose: bool,
+}
+
+/// How one seed went.
+#[derive(Default)]
+struct Outcome {
+    hash: u64,
+    operations: u64,
+    acknowledged: u64,
+    crashes: u32,
+    violation: Option<String>,
+    /// Why the final check could not run, when the disk is to blame.
+    excused: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("kv_sim: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let (mut failed, mut excused, mut operations) = (Vec::new(), 0, 0);
+    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+        let outcome = run_seed(seed, &args).unwrap_or_else(|error| Outcome {
+            violation: Some(format!("harness error: {error}")),
+            ..Outcome::default()
+        });
+        operations += outcome.operations;
+        let verdict = match (&outcome.violation, &outcome.excused) {
+            (Some(violation), _) => {
+                failed.push(seed);
+                format!("VIOLATION: {violation}")
+            }
+            (None, Some(reason)) => {
+                excused += 1;
+                format!("ok (final check skipped: {reason})")
+            }
+            (None, None) => "ok".to_owned(),
+        };
+        println!(
+            "seed={seed} hash={:#018x} {verdict} (acknowledged={} crashes={} operations={})",
+            outcome.hash, outcome.acknowledged, outcome.crashes, outcome.operations
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{} seeds, {} failed{}{}; {:.1} seeds/s, {:.0} simulated operations/s",
+        args.seeds,
+        failed.len(),
+        failed
+            .first()
+            .map_or(String::new(), |seed| format!(" (first: seed {seed})")),
+        if excused > 0 {
+            format!(", {excused} excused (disk damage)")
+        } else {
+            String::new()
+        },
+        args.seeds as f64 / seconds,
+        operations as f64 / seconds,
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut parsed = Args {
+        seed: 1,
+        seeds: 1,
+        bug: false,
+        verbose: false,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--seed" => {
+                parsed.seed = value("--seed")?
+                    .parse()
+                    .map_err(|e| format!("--seed: {e}"))?
+            }
+            "--seeds" => {
+                parsed.seeds = value("--seeds")?
+                    .parse()
+                    .map_err(|e| format!("--seeds: {e}"))?
+            }
+            "--bug" => match value("--bug")?.as_str() {
+                "ack-before-fsync" => parsed.bug = true,
+                other => return Err(format!("unknown bug {other:?}: expected ack-before-fsync")),
+            },
+            "--verbose" => parsed.verbose = true,
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+/// A node's `IO` and its application state.
+struct Process<C> {
+    io: IO<C>,
+    state: C,
+}
+
+fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Process<Server>> {
+    let mut io = sim.io(node)?;
+    let config = ServerConfig {
+        addr: sim.address(node, SERVER_PORT),
+        wal_path: PathBuf::from(WAL_PATH),
+        fsync: FsyncPolicy::Always,
+        ack_before_fsync: bug,
+    };
+    let state = Server::start(&mut io, config)?;
+    Ok(Process { io, state })
+}
+
+fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
+    let mut sim = Simulator::new(seed, SimOptions::default());
+    if args.verbose || args.seeds == 1 {
+        println!("{}", sim.describe());
+    }
+    let server_node = sim.add_node("server");
+    let server_address = sim.address(server_node, SERVER_PORT);
+    let mut clients = Vec::new();
+    for id in 0..CLIENTS {
+        let node = sim.add_node(&format!("client{id}"));
+        let mut io = sim.io(node)?;
+        let client_seed = sim.prng().next_u64();
+        let state = Client::start(&mut io, id, server_address, client_seed);
+        clients.push(Process { io, state });
+    }
+    let mut server = Some(start_server(&mut sim, server_node, args.bug)?);
+    let mut checked = false;
+    let mut outcome = Outcome::default();
+    let mut next_crash_ns = sim.now_ns() + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
+    let mut restart_ns = 0;
+    let end_ns = sim.now_ns() + RUN_NS;
+    while sim.now_ns() < end_ns && outcome.violation.is_none() {
+        let now_ns = sim.now_ns();
+        let mut crash = now_ns >= next_crash_ns;
+        if let Some(process) = server.as_mut() {
+            process.io.tick(&mut process.state)?;
+            // A server that stopped itself (a failed fsync) is restarted too.
+            crash |= process.state.fatal().is_some();
+            if process.state.ready() && !checked {
+                checked = true;
+                outcome.violation = check(&process.state, &clients).err();
+            }
+        }
+        for client in &mut clients {
+            client.io.tick(&mut client.state)?;
+            if outcome.violation.is_none() {
+                outcome.violation = client.state.violation.clone();
+            }
+        }
+        if server.is_some() && crash {
+            sim.crash(server_node);
+            server = None;
+            outcome.crashes += 1;
+            restart_ns = now_ns + sim.prng().exponential(DOWNTIME_MEAN_NS);
+            next_crash_ns = restart_ns + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
+        }
+        if server.is_none() && now_ns >= restart_ns {
+            server = Some(start_server(&mut sim, server_node, args.bug)?);
+            checked = false;
+        }
+        if !sim.advance() {
+            break;
+        }
+    }
+    if outcome.violation.is_none() {
+        outcome.crashes += 1;
+        match final_check(&mut sim, server_node, server, &mut clients, args.bug)? {
+            Ok(excused) => outcome.excused = excused,
+            Err(violation) => outcome.violation = Some(violation),
+        }
+    }
+    outcome.hash = sim.trace_hash();
+    outcome.operations = sim.completions();
+    outcome.acknowledged = clients.iter().map(|client| client.state.acked).sum();
+    Ok(outcome)
+}
+
+/// With faults off, crashes the server once more, restarts it, waits for
+/// its recovery, checks what it recovered, and checks that every client
+/// then gets writes acknowledged again. `Ok(Some(reason))`: the disk
+/// destroyed part of the log (a latent sector error), the server refused to
+/// start, and there is nothing to check.
+fn final_check(
+    sim: &mut Simulator,
+    server_node: NodeId,
+    server: Option<Process<Server>>,
+    clients: &mut [Process<Client>],
+    bug: bool,
+) -> io::Result<Result<Option<String>, String>> {
+    sim.liveness();
+    drop(server);
+    sim.crash(server_node);
+    let mut server = start_server(sim, server_node, bug)?;
+    let deadline_ns = sim.now_ns() + FINAL_RECOVERY_NS;
+    let baseline: Vec<u64> = clients.iter().map(|client| client.state.acked).collect();
+    let mut checked = false;
+    loop {
+        server.io.tick(&mut server.state)?;
+        // Every process must run before the world advances: time only
+        // moves once nobody has results waiting.
+        for client in clients.iter_mut() {
+            client.io.tick(&mut client.state)?;
+            if let Some(violation) = &client.state.violation {
+                return Ok(Err(violation.clone()));
+            }
+        }
+        if let Some(reason) = server.state.fatal() {
+            let damaged = sim.damaged_sectors(server_node, WAL_PATH);
+            if !damaged.is_empty() {
+                return Ok(Ok(Some(format!(
+                    "the disk damaged sectors {damaged:?} of the log and the server \
+                     refused to start: {reason}"
+                ))));
+            }
+            return Ok(Err(format!("the server could not recover: {reason}")));
+        }
+        if server.state.ready() && !checked {
+            checked = true;
+            if let Err(violation) = check(&server.state, clients) {
+                return Ok(Err(violation));
+            }
+        }
+        let progressed = clients
+            .iter()
+            .zip(&baseline)
+            .all(|(client, &before)| client.state.acked >= before + FINAL_PROGRESS_WRITES);
+        if checked && progressed {
+            return Ok(Ok(None));
+        }
+        if sim.now_ns() >= deadline_ns || !sim.advance() {
+            let what = if checked {
+                "the clients made no progress after the final recovery"
+            } else {
+                "the server did not finish recovery"
+            };
+            return Ok(Err(what.to_owned()));
+        }
+    }
+}
+
+/// After a recovery: every key of every client holds its last acknowledged
+/// write, or a later one whose outcome is unknown.
+fn check(server: &Server, clients: &[Process<Client>]) -> Result<(), String> {
+    for client in clients {
+        let model = &client.state.model;
+        for key in model.keys() {
+            let found = server.store.get(&model.name(key));
+            model
+                .check(key, found.map(|entry| entry.value.as_slice()), u64::MAX)
+                .map_err(|message| format!("after recovery: acknowledged write lost: {message}"))?;
+        }
+    }
+    Ok(())
+}
