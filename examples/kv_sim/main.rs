@@ -38,19 +38,21 @@ mod store;
 #[path = "../kv_server/wal.rs"]
 mod wal;
 
+#[path = "../common/seeds.rs"]
+mod seeds;
+
 mod client;
 mod model;
 
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use ringio::sim::{NodeId, SimOptions, Simulator};
-use ringio::IO;
 
 use client::Client;
 use journal::FsyncPolicy;
+use seeds::{Args, Outcome, Process};
 use server::{Server, ServerConfig};
 
 /// The port the server listens on.
@@ -81,120 +83,8 @@ usage: kv_sim [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
                   written, before the fsync that covers it
   --verbose       print every seed's options (always on for a single seed)";
 
-struct Args {
-    seed: u64,
-    seeds: u64,
-    bug: bool,
-    verbose: bool,
-}
-
-/// How one seed went.
-#[derive(Default)]
-struct Outcome {
-    hash: u64,
-    operations: u64,
-    acknowledged: u64,
-    crashes: u32,
-    violation: Option<String>,
-    /// Why the final check could not run, when the disk is to blame.
-    excused: Option<String>,
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("kv_sim: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let started = Instant::now();
-    let (mut failed, mut excused, mut operations) = (Vec::new(), 0, 0);
-    for seed in args.seed..args.seed.saturating_add(args.seeds) {
-        let outcome = run_seed(seed, &args).unwrap_or_else(|error| Outcome {
-            violation: Some(format!("harness error: {error}")),
-            ..Outcome::default()
-        });
-        operations += outcome.operations;
-        let verdict = match (&outcome.violation, &outcome.excused) {
-            (Some(violation), _) => {
-                failed.push(seed);
-                format!("VIOLATION: {violation}")
-            }
-            (None, Some(reason)) => {
-                excused += 1;
-                format!("ok (final check skipped: {reason})")
-            }
-            (None, None) => "ok".to_owned(),
-        };
-        println!(
-            "seed={seed} hash={:#018x} {verdict} (acknowledged={} crashes={} operations={})",
-            outcome.hash, outcome.acknowledged, outcome.crashes, outcome.operations
-        );
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{} seeds, {} failed{}{}; {:.1} seeds/s, {:.0} simulated operations/s",
-        args.seeds,
-        failed.len(),
-        failed
-            .first()
-            .map_or(String::new(), |seed| format!(" (first: seed {seed})")),
-        if excused > 0 {
-            format!(", {excused} excused (disk damage)")
-        } else {
-            String::new()
-        },
-        args.seeds as f64 / seconds,
-        operations as f64 / seconds,
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut parsed = Args {
-        seed: 1,
-        seeds: 1,
-        bug: false,
-        verbose: false,
-    };
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--seed" => {
-                parsed.seed = value("--seed")?
-                    .parse()
-                    .map_err(|e| format!("--seed: {e}"))?
-            }
-            "--seeds" => {
-                parsed.seeds = value("--seeds")?
-                    .parse()
-                    .map_err(|e| format!("--seeds: {e}"))?
-            }
-            "--bug" => match value("--bug")?.as_str() {
-                "ack-before-fsync" => parsed.bug = true,
-                other => return Err(format!("unknown bug {other:?}: expected ack-before-fsync")),
-            },
-            "--verbose" => parsed.verbose = true,
-            "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(Some(parsed))
-}
-
-/// A node's `IO` and its application state.
-struct Process<C> {
-    io: IO<C>,
-    state: C,
+    seeds::run_seeds("kv_sim", USAGE, run_seed)
 }
 
 fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Process<Server>> {
@@ -211,7 +101,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proc
 
 fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     let mut sim = Simulator::new(seed, SimOptions::default());
-    if args.verbose || args.seeds == 1 {
+    if args.print_options() {
         println!("{}", sim.describe());
     }
     let server_node = sim.add_node("server");

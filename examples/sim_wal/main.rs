@@ -14,6 +14,9 @@
 //! the exit status is 1 if any seed failed. A failing seed replays exactly:
 //! run it alone (`--seed N`) to see every option it used.
 
+#[path = "../common/seeds.rs"]
+mod seeds;
+
 mod client;
 mod record;
 mod store;
@@ -21,12 +24,11 @@ mod store;
 use std::collections::BTreeSet;
 use std::io;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use ringio::sim::{NodeId, Probability, SimOptions, Simulator};
-use ringio::IO;
 
 use client::Client;
+use seeds::{Args, Outcome, Process};
 use store::{Store, WAL_PATH};
 
 /// The port the store listens on.
@@ -51,108 +53,8 @@ usage: sim_wal [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
                   plant the bug: acknowledge before the fsync completes
   --verbose       print every seed's options (always on for a single seed)";
 
-struct Args {
-    seed: u64,
-    seeds: u64,
-    bug: bool,
-    verbose: bool,
-}
-
-/// How one seed went.
-struct Outcome {
-    hash: u64,
-    operations: u64,
-    acknowledged: usize,
-    crashes: u32,
-    violation: Option<String>,
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("sim_wal: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let started = Instant::now();
-    let (mut failed, mut operations) = (Vec::new(), 0);
-    for seed in args.seed..args.seed.saturating_add(args.seeds) {
-        let outcome = match run_seed(seed, &args) {
-            Ok(outcome) => outcome,
-            Err(error) => Outcome {
-                hash: 0,
-                operations: 0,
-                acknowledged: 0,
-                crashes: 0,
-                violation: Some(format!("harness error: {error}")),
-            },
-        };
-        operations += outcome.operations;
-        let verdict = match &outcome.violation {
-            None => "ok".to_owned(),
-            Some(violation) => {
-                failed.push(seed);
-                format!("VIOLATION: {violation}")
-            }
-        };
-        println!(
-            "seed={seed} hash={:#018x} {verdict} (acknowledged={} crashes={} operations={})",
-            outcome.hash, outcome.acknowledged, outcome.crashes, outcome.operations
-        );
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{} seeds, {} failed{}; {:.0} seeds/s, {:.0} simulated operations/s",
-        args.seeds,
-        failed.len(),
-        failed
-            .first()
-            .map_or(String::new(), |seed| format!(" (first: seed {seed})")),
-        args.seeds as f64 / seconds,
-        operations as f64 / seconds,
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut parsed = Args {
-        seed: 1,
-        seeds: 1,
-        bug: false,
-        verbose: false,
-    };
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--seed" => {
-                parsed.seed = value("--seed")?
-                    .parse()
-                    .map_err(|e| format!("--seed: {e}"))?
-            }
-            "--seeds" => {
-                parsed.seeds = value("--seeds")?
-                    .parse()
-                    .map_err(|e| format!("--seeds: {e}"))?
-            }
-            "--bug" => match value("--bug")?.as_str() {
-                "ack-before-fsync" => parsed.bug = true,
-                other => return Err(format!("unknown bug {other:?}: expected ack-before-fsync")),
-            },
-            "--verbose" => parsed.verbose = true,
-            "--help" | "-h" => return Ok(None),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(Some(parsed))
+    seeds::run_seeds("sim_wal", USAGE, run_seed)
 }
 
 /// The world every seed runs in: the simulator's default faults, plus the
@@ -165,12 +67,6 @@ fn options() -> SimOptions {
     options
 }
 
-/// A node's `IO` and its application state.
-struct Process<C> {
-    io: IO<C>,
-    state: C,
-}
-
 fn start_store(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Process<Store>> {
     let mut io = sim.io(node)?;
     let address = sim.address(node, STORE_PORT);
@@ -180,7 +76,7 @@ fn start_store(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proce
 
 fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     let mut sim = Simulator::new(seed, options());
-    if args.verbose || args.seeds == 1 {
+    if args.print_options() {
         println!("{}", sim.describe());
     }
     let store_node = sim.add_node("store");
@@ -236,9 +132,13 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     Ok(Outcome {
         hash: sim.trace_hash(),
         operations: sim.completions(),
-        acknowledged: clients.iter().map(|client| client.state.acked.len()).sum(),
+        acknowledged: clients
+            .iter()
+            .map(|client| client.state.acked.len() as u64)
+            .sum(),
         crashes,
         violation,
+        excused: None,
     })
 }
 

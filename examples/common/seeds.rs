@@ -1,0 +1,145 @@
+//! What the simulator examples (`sim_wal`, `kv_sim`) share: the command
+//! line (`--seed N --seeds K --bug ack-before-fsync --verbose`), a node's
+//! `IO` with its state, and the loop over seeds that prints one line per
+//! seed, a summary, and exits 1 if any seed failed.
+
+use std::io;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use ringio::IO;
+
+/// The parsed command line.
+pub struct Args {
+    /// The first seed.
+    pub seed: u64,
+    /// How many seeds, from `seed` on.
+    pub seeds: u64,
+    /// Plant the bug `ack-before-fsync`.
+    pub bug: bool,
+    /// Print every seed's options (always on for a single seed).
+    pub verbose: bool,
+}
+
+impl Args {
+    /// Whether to print a seed's options before running it.
+    pub fn print_options(&self) -> bool {
+        self.verbose || self.seeds == 1
+    }
+}
+
+/// A node's `IO` and its application state.
+pub struct Process<C> {
+    pub io: IO<C>,
+    pub state: C,
+}
+
+/// How one seed went.
+#[derive(Default)]
+pub struct Outcome {
+    pub hash: u64,
+    pub operations: u64,
+    pub acknowledged: u64,
+    pub crashes: u32,
+    pub violation: Option<String>,
+    /// Why the final check could not run, when the disk is to blame.
+    pub excused: Option<String>,
+}
+
+/// Parses the command line, runs every seed, prints a line per seed and a
+/// summary. Exit status: 0 if every seed passed, 1 if any failed, 2 for a
+/// bad command line.
+pub fn run_seeds(
+    program: &str,
+    usage: &str,
+    mut run_seed: impl FnMut(u64, &Args) -> io::Result<Outcome>,
+) -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("{program}: {message}\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let (mut failed, mut excused, mut operations) = (Vec::new(), 0, 0);
+    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+        let outcome = run_seed(seed, &args).unwrap_or_else(|error| Outcome {
+            violation: Some(format!("harness error: {error}")),
+            ..Outcome::default()
+        });
+        operations += outcome.operations;
+        let verdict = match (&outcome.violation, &outcome.excused) {
+            (Some(violation), _) => {
+                failed.push(seed);
+                format!("VIOLATION: {violation}")
+            }
+            (None, Some(reason)) => {
+                excused += 1;
+                format!("ok (final check skipped: {reason})")
+            }
+            (None, None) => "ok".to_owned(),
+        };
+        println!(
+            "seed={seed} hash={:#018x} {verdict} (acknowledged={} crashes={} operations={})",
+            outcome.hash, outcome.acknowledged, outcome.crashes, outcome.operations
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let first_failed = failed
+        .first()
+        .map_or(String::new(), |seed| format!(" (first: seed {seed})"));
+    let excused = if excused > 0 {
+        format!(", {excused} excused (disk damage)")
+    } else {
+        String::new()
+    };
+    println!(
+        "{} seeds, {} failed{first_failed}{excused}; {:.1} seeds/s, {:.0} simulated operations/s",
+        args.seeds,
+        failed.len(),
+        args.seeds as f64 / seconds,
+        operations as f64 / seconds,
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut parsed = Args {
+        seed: 1,
+        seeds: 1,
+        bug: false,
+        verbose: false,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--seed" => {
+                parsed.seed = value("--seed")?
+                    .parse()
+                    .map_err(|e| format!("--seed: {e}"))?
+            }
+            "--seeds" => {
+                parsed.seeds = value("--seeds")?
+                    .parse()
+                    .map_err(|e| format!("--seeds: {e}"))?
+            }
+            "--bug" => match value("--bug")?.as_str() {
+                "ack-before-fsync" => parsed.bug = true,
+                other => return Err(format!("unknown bug {other:?}: expected ack-before-fsync")),
+            },
+            "--verbose" => parsed.verbose = true,
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(parsed))
+}
