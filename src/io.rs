@@ -138,6 +138,19 @@ impl<C> IO<C> {
         }
     }
 
+    /// The wall clock: CLOCK_REALTIME, in nanoseconds since the Unix epoch,
+    /// or the node's virtual wall clock under the simulator.
+    ///
+    /// Unlike [`now_ns`](IO::now_ns) it survives a reboot, so it is the
+    /// clock for anything persisted, such as an absolute expiry time. It can
+    /// jump (NTP, an operator): never measure intervals with it.
+    pub fn realtime_ns(&self) -> u64 {
+        match &self.backend {
+            AnyBackend::Sim(sim) => sim.realtime_ns(),
+            _ => sys::realtime_ns(),
+        }
+    }
+
     /// The simulator backend, when this `IO` runs on one.
     pub(crate) fn sim(&self) -> Option<&SimBackend> {
         match &self.backend {

@@ -46,15 +46,26 @@ pub(crate) fn result_from_raw(result: i32) -> io::Result<u32> {
 
 /// Reads CLOCK_MONOTONIC in nanoseconds. The same clock io_uring's wait timeout uses.
 pub(crate) fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Reads CLOCK_REALTIME in nanoseconds since the Unix epoch (0 for a clock
+/// set before 1970).
+pub(crate) fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid, writable timespec for the duration of the call.
-    let result = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    // CLOCK_MONOTONIC cannot fail on Linux with a valid pointer (clock_gettime(2)).
+    let result = unsafe { libc::clock_gettime(clock, &mut now) };
+    // These clocks cannot fail on Linux with a valid pointer (clock_gettime(2)).
     assert_eq!(result, 0);
-    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    seconds * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// Closes `fd` synchronously. Errors are returned, never ignored silently.

@@ -49,6 +49,13 @@ impl SimBackend {
         self.world.borrow().node_now_ns(self.node)
     }
 
+    /// The process's wall clock: the virtual clock, read as nanoseconds
+    /// since the Unix epoch from a fixed start (2026-01-01T00:00:00Z).
+    pub(crate) fn realtime_ns(&self) -> u64 {
+        let elapsed_ns = self.now_ns() - crate::sim::world::EPOCH_NS;
+        crate::sim::world::WALL_EPOCH_NS + elapsed_ns
+    }
+
     /// Folds a completion whose callback is about to run into the trace hash.
     pub(crate) fn trace(&self, operation: &Operation, result: i32) {
         self.world.borrow_mut().trace(self.node, operation, result);

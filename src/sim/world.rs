@@ -22,6 +22,8 @@ const FD_FIRST: Fd = 3;
 /// The simulated world's clock starts here, not at zero, so that nothing
 /// can mistake a time for "unset".
 pub(crate) const EPOCH_NS: u64 = 1_000_000_000;
+/// What a node's wall clock reads at the world's start: 2026-01-01T00:00:00Z.
+pub(crate) const WALL_EPOCH_NS: u64 = 1_767_225_600 * 1_000_000_000;
 
 /// An entry in a process's fd table.
 #[derive(Clone, Copy, Debug)]
