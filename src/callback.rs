@@ -9,14 +9,17 @@
 #![allow(unsafe_code)]
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::{self, MaybeUninit};
 use std::ptr;
 
 use crate::io::IO;
 
-/// Words of inline storage. Four words hold a `Vec<u8>` plus one captured
-/// `usize`, the common case for a connection handler.
-const INLINE_WORDS: usize = 4;
+/// Words of inline storage. Five words hold a `Vec<u8>` (three words) plus a
+/// captured [`Handle`](crate::Handle) (12 bytes) and a `u32`, the common case
+/// for a connection handler: the buffer travels in the handler, and the
+/// closure captures the socket and a connection index.
+const INLINE_WORDS: usize = 5;
 
 /// Bytes of inline storage a handler may use before it is boxed.
 pub const INLINE_BYTES: usize = INLINE_WORDS * mem::size_of::<usize>();
@@ -45,6 +48,10 @@ pub(crate) struct Callback<C> {
     /// `Some` exactly when `storage` holds a live handler of the type this
     /// function was instantiated for.
     invoke: Option<unsafe fn(*mut u8, Invoke<'_, C>)>,
+    /// The erased handler may capture anything (an `Rc`, say), so a
+    /// `Callback` is neither `Send` nor `Sync`, whatever the storage's own
+    /// types would let the compiler infer.
+    _not_send: PhantomData<*mut ()>,
 }
 
 impl<C> Callback<C> {
@@ -53,6 +60,7 @@ impl<C> Callback<C> {
         Callback {
             storage: MaybeUninit::uninit(),
             invoke: None,
+            _not_send: PhantomData,
         }
     }
 
@@ -114,7 +122,9 @@ impl<C> fmt::Debug for Callback<C> {
     }
 }
 
-const fn fits_inline<H>() -> bool {
+/// Whether a handler of type `H` is stored inline (else it is boxed, one
+/// allocation, counted in `Stats::callbacks_boxed`).
+pub(crate) const fn fits_inline<H>() -> bool {
     mem::size_of::<H>() <= INLINE_BYTES && mem::align_of::<H>() <= mem::align_of::<usize>()
 }
 

@@ -7,40 +7,49 @@ use std::fmt;
 use fifo::{Link, Links};
 
 use crate::callback::Callback;
+use crate::handle::NO_HANDLE;
 use crate::sys::Fd;
 
-/// Identifies one submitted operation: a slot index plus the slot's generation.
+/// Identifies one submitted operation: a slot index, the slot's generation,
+/// and the tag of the [`IO`](crate::IO) that issued it.
 ///
 /// The generation changes every time a slot is reused, so an id that outlives
 /// its operation is *stale*: cancelling it reports `ENOENT` and never touches
-/// whichever operation now occupies the slot.
+/// whichever operation now occupies the slot. Generations are 64-bit, so a
+/// slot cannot be reused often enough to make an old id match again. An id
+/// from another `IO` names nothing in this one (`ENOENT` too).
 ///
-/// Generations are 32-bit. An id could only match again after its slot had
-/// been reused exactly 2^32 times, and free slots are reused oldest-first, so
-/// that takes 2^32 times the number of free slots in operations.
+/// Only the low 32 bits of the generation travel to the kernel (in the
+/// entry's `user_data`): a slot is never reused while its entry is in the
+/// kernel, so they are enough to check a completion against its slot.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CompletionId {
     pub(crate) slot: u32,
-    pub(crate) generation: u32,
+    pub(crate) io: u32,
+    pub(crate) generation: u64,
 }
 
 impl CompletionId {
-    /// Packs the id into an io_uring `user_data`.
+    /// Packs the id into an io_uring `user_data`: the slot and the low 32
+    /// bits of the generation.
     pub(crate) fn user_data(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.slot)
+        (u64::from(self.generation as u32) << 32) | u64::from(self.slot)
     }
 
-    pub(crate) fn from_user_data(user_data: u64) -> CompletionId {
-        CompletionId {
-            slot: user_data as u32,
-            generation: (user_data >> 32) as u32,
-        }
+    /// The slot a `user_data` names.
+    pub(crate) fn slot_of(user_data: u64) -> u32 {
+        user_data as u32
+    }
+
+    /// The low 32 bits of the generation a `user_data` carries.
+    pub(crate) fn generation_low_of(user_data: u64) -> u32 {
+        (user_data >> 32) as u32
     }
 }
 
 impl fmt::Debug for CompletionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CompletionId({}#{})", self.slot, self.generation)
+        write!(f, "CompletionId({}#{}@{})", self.slot, self.generation, self.io)
     }
 }
 
@@ -59,6 +68,9 @@ pub(crate) enum State {
     Timer,
     /// On `completed`, `result` set, waiting for its callback to run.
     Completed,
+    /// A close whose result is in, held (on no list) until the last other
+    /// operation on its handle completes, so that its callback runs last.
+    Held,
 }
 
 /// The kernel-facing description of an operation: everything needed to build
@@ -153,7 +165,7 @@ impl Operation {
 /// One completion: its link, identity, state, operation and callback.
 pub(crate) struct Slot<C> {
     pub(crate) link: Link,
-    pub(crate) generation: u32,
+    pub(crate) generation: u64,
     pub(crate) state: State,
     /// The fd was non-blocking and the operation returned `EAGAIN`: the next
     /// submission is a readiness wait, after which the operation is retried.
@@ -161,6 +173,8 @@ pub(crate) struct Slot<C> {
     /// The operation went through a readiness wait, so that a retried
     /// `connect` can treat `EISCONN` as success.
     pub(crate) retried: bool,
+    /// The handle-table entry the operation names, or `NO_HANDLE`.
+    pub(crate) handle: u32,
     pub(crate) result: i32,
     pub(crate) operation: Operation,
     pub(crate) callback: Callback<C>,
@@ -190,6 +204,10 @@ pub(crate) struct Slots<C> {
     free: VecDeque<u32>,
     /// Slots not on the free list.
     in_use: u32,
+    /// The owning `IO`'s tag, carried by every id.
+    io: u32,
+    /// The generation a new slot starts at (0, except in tests of wrapping).
+    generation_first: u64,
 }
 
 impl<C> Slots<C> {
@@ -199,11 +217,17 @@ impl<C> Slots<C> {
     ///
     /// `ENOMEM` if the memory cannot be reserved (a configuration error, so
     /// it is reported rather than aborting the process).
-    pub(crate) fn with_capacity(capacity: u32) -> std::io::Result<Slots<C>> {
+    pub(crate) fn with_capacity(
+        capacity: u32,
+        io: u32,
+        generation_first: u64,
+    ) -> std::io::Result<Slots<C>> {
         let mut slots = Slots {
             slots: Vec::new(),
             free: VecDeque::new(),
             in_use: 0,
+            io,
+            generation_first,
         };
         let out_of_memory = |_| std::io::Error::from_raw_os_error(libc::ENOMEM);
         slots
@@ -225,10 +249,11 @@ impl<C> Slots<C> {
         assert!(index <= fifo::INDEX_MAX);
         self.slots.push(Slot {
             link: Link::new(),
-            generation: 0,
+            generation: self.generation_first,
             state: State::Free,
             awaiting_readiness: false,
             retried: false,
+            handle: NO_HANDLE,
             result: 0,
             operation: Operation::Nop,
             callback: Callback::empty(),
@@ -250,9 +275,11 @@ impl<C> Slots<C> {
         slot.result = 0;
         slot.awaiting_readiness = false;
         slot.retried = false;
+        slot.handle = NO_HANDLE;
         self.in_use += 1;
         CompletionId {
             slot: index,
+            io: self.io,
             generation: slot.generation,
         }
     }
@@ -272,6 +299,9 @@ impl<C> Slots<C> {
 
     /// The live slot that `id` names, or `None` if the id is stale or free.
     pub(crate) fn get(&self, id: CompletionId) -> Option<&Slot<C>> {
+        if id.io != self.io {
+            return None;
+        }
         let slot = self.slots.get(id.slot as usize)?;
         (slot.generation == id.generation && slot.state != State::Free).then_some(slot)
     }
@@ -288,6 +318,7 @@ impl<C> Slots<C> {
     pub(crate) fn id(&self, index: u32) -> CompletionId {
         CompletionId {
             slot: index,
+            io: self.io,
             generation: self.slots[index as usize].generation,
         }
     }
@@ -298,6 +329,23 @@ impl<C> Slots<C> {
 
     pub(crate) fn len(&self) -> u32 {
         self.slots.len() as u32
+    }
+}
+
+/// The last line of defence for the ownership rule: a slot whose operation
+/// may still be in the kernel is never freed by dropping the table. Whoever
+/// drops it (an `IO` whose drop was cut short by a panic, say) leaks those
+/// handlers, and with them the buffers the kernel may still write.
+impl<C> Drop for Slots<C> {
+    fn drop(&mut self) {
+        // While unwinding, a second panic from a user's `Drop` would abort:
+        // leak every handler then, not only those the kernel may hold.
+        let leak_all = std::thread::panicking();
+        for slot in &mut self.slots {
+            if leak_all || slot.state == State::Kernel {
+                std::mem::replace(&mut slot.callback, Callback::empty()).leak();
+            }
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub struct Config {
     pub(crate) drop_drain_ns: u64,
     pub(crate) backend: Option<BackendKind>,
     pub(crate) submit_batch: u32,
+    pub(crate) generation_first: u64,
 }
 
 impl Config {
@@ -34,12 +35,16 @@ impl Config {
             drop_drain_ns: 1_000_000_000,
             backend: None,
             submit_batch: 0,
+            generation_first: 0,
         }
     }
 
     /// Submission-queue entries. The kernel rounds up to a power of two and
     /// clamps to its maximum. More operations than this may be in flight:
-    /// those that find the queue full wait on `unqueued`. Zero is `EINVAL`.
+    /// those that find the queue full wait on `unqueued`. Fewer than 2 is
+    /// `EINVAL` when the `IO` is made: a `close` on io_uring takes two
+    /// entries (a cancel of what is in flight on the descriptor, then the
+    /// close), and the same limit holds on every backend.
     pub const fn entries(mut self, entries: u32) -> Config {
         self.entries = entries;
         self
@@ -88,6 +93,25 @@ impl Config {
     pub const fn backend(mut self, backend: BackendKind) -> Config {
         self.backend = Some(backend);
         self
+    }
+}
+
+impl Config {
+    /// The generation that every completion slot starts at. For tests of
+    /// generation wrapping only: with a start near `u64::MAX` a test reaches
+    /// the wrap in a few operations instead of 2^64.
+    #[doc(hidden)]
+    pub const fn generation_first(mut self, generation: u64) -> Config {
+        self.generation_first = generation;
+        self
+    }
+
+    /// `EINVAL` for settings no backend can honour.
+    pub(crate) fn validate(&self) -> std::io::Result<()> {
+        if self.entries < 2 {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(())
     }
 }
 

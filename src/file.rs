@@ -4,8 +4,9 @@
 use std::io;
 use std::path::Path;
 
+use crate::handle::Handle;
 use crate::io::IO;
-use crate::sys::{self, Fd};
+use crate::sys;
 
 /// How [`IO::open_file`] opens a file. Reading and writing are on by default.
 ///
@@ -64,7 +65,9 @@ impl FileOptions {
 
     /// Bypass the page cache (`O_DIRECT`). Buffers, lengths and offsets must
     /// then be aligned to the device's block size; see [`AlignedBuf`](crate::AlignedBuf).
-    /// Some file systems (tmpfs) refuse it with `EINVAL`.
+    /// A file system that cannot do direct I/O refuses the open with
+    /// `EINVAL` (tmpfs did before Linux 6.6; since then it accepts it, and
+    /// accepts unaligned buffers too).
     pub const fn direct(mut self, direct: bool) -> FileOptions {
         self.direct = direct;
         self
@@ -104,20 +107,28 @@ impl Default for FileOptions {
 }
 
 impl<C> IO<C> {
-    /// Opens the file at `path`, close-on-exec, as `options` say.
+    /// Opens the file (or, read-only, the directory) at `path`,
+    /// close-on-exec, as `options` say. The `IO` owns it.
     ///
     /// # Errors
     ///
     /// What `open(2)` returns: `ENOENT`, `EACCES`, `EISDIR`, `EINVAL`
     /// (`O_DIRECT` unsupported here, or a NUL byte in the path), `EMFILE`, `ENOSPC`.
-    pub fn open_file(&mut self, path: impl AsRef<Path>, options: FileOptions) -> io::Result<Fd> {
-        if let Some(sim) = self.sim() {
-            return sim.with_world(|world, node| world.open_file(node, path.as_ref(), options));
-        }
-        sys::open(path.as_ref(), options.flags(), 0o644)
+    pub fn open_file(
+        &mut self,
+        path: impl AsRef<Path>,
+        options: FileOptions,
+    ) -> io::Result<Handle> {
+        let fd = match self.sim() {
+            Some(sim) => {
+                sim.with_world(|world, node| world.open_file(node, path.as_ref(), options))?
+            }
+            None => sys::open(path.as_ref(), options.flags(), 0o644)?,
+        };
+        Ok(self.own_new_fd(fd))
     }
 
-    /// Sets the length of the regular file `fd` to `len_bytes`
+    /// Sets the length of the regular file `file` to `len_bytes`
     /// (`ftruncate(2)`), cutting it short or extending it with zeros. A set-up
     /// call, synchronous like [`open_file`](IO::open_file): for example, to cut
     /// a torn tail off a log found at start-up. The new length is durable only
@@ -127,7 +138,8 @@ impl<C> IO<C> {
     ///
     /// `EBADF` (not open for writing), `EINVAL` (not a regular file, or a
     /// length above `i64::MAX`), `EFBIG`, `EIO`, `EPERM`.
-    pub fn set_len(&mut self, fd: Fd, len_bytes: u64) -> io::Result<()> {
+    pub fn set_len(&mut self, file: Handle, len_bytes: u64) -> io::Result<()> {
+        let fd = self.raw_fd(file)?;
         let len_bytes = i64::try_from(len_bytes).map_err(|_| sys::errno(libc::EINVAL))?;
         if let Some(sim) = self.sim() {
             return sim.with_world(|world, node| world.set_len(node, fd, len_bytes as u64));

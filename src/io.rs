@@ -1,9 +1,12 @@
 //! `IO<C>`: the completion table, the `unqueued` and `completed` FIFOs, the
 //! timers, and the loop that drives them (`tick`, `run_for_ns`, `run`).
 
+use std::cell::Cell;
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::mem;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use fifo::Fifo;
 
@@ -11,10 +14,11 @@ use crate::backend::sim::SimBackend;
 use crate::backend::{
     select, AnyBackend, Backend, RawCompletion, Wait, REAP_BATCH_MAX, USER_DATA_INTERNAL,
 };
-use crate::callback::Callback;
+use crate::callback::{self, Callback, Handler};
 use crate::completion::{CompletionId, Operation, Slots, State};
 use crate::config::Config;
-use crate::sys::{self, RawAddr};
+use crate::handle::{CloseDone, Handle, Handles, NO_HANDLE};
+use crate::sys::{self, Fd, RawAddr};
 use crate::timer::Timers;
 use crate::BackendKind;
 
@@ -33,6 +37,12 @@ pub struct Stats {
     pub unqueued_max: u64,
     /// Syscalls made to submit or wait (`io_uring_enter`).
     pub syscalls: u64,
+    /// Operations whose handler (callback plus what it owns) was larger than
+    /// [`INLINE_BYTES`](crate::INLINE_BYTES) and was boxed: one heap
+    /// allocation each. Zero in a steady state that allocates nothing.
+    pub callbacks_boxed: u64,
+    /// Descriptors the `IO` owns now (sockets, files, directories).
+    pub descriptors_open: u64,
 }
 
 /// A single-threaded, completion-based I/O loop.
@@ -45,9 +55,27 @@ pub struct Stats {
 /// next pass (or at once, with [`Config::submit_batch`]), never recursively.
 ///
 /// See the [crate documentation](crate) for the architecture and an example.
+/// An `IO` is neither `Send` nor `Sync`: it runs callbacks that may capture
+/// anything (an `Rc`), and its operations name memory of this thread's loop.
+/// It stays on the thread that made it:
+///
+/// ```compile_fail
+/// fn needs_send<T: Send>() {}
+/// needs_send::<ringio::IO<()>>();
+/// ```
+///
+/// ```compile_fail
+/// fn needs_sync<T: Sync>() {}
+/// needs_sync::<ringio::IO<()>>();
+/// ```
 pub struct IO<C> {
-    backend: AnyBackend,
+    pub(crate) backend: AnyBackend,
     slots: Slots<C>,
+    /// The descriptors this `IO` owns, behind [`Handle`]s.
+    pub(crate) handles: Handles,
+    /// Unique among the `IO`s of this process (until 2^32 have been made):
+    /// carried by every id and handle, so that another `IO`'s are refused.
+    tag: u32,
     /// Operations waiting for submission-queue space, oldest first.
     unqueued: Fifo,
     /// Operations with a result, waiting for their callback.
@@ -61,11 +89,74 @@ pub struct IO<C> {
     /// Reused between passes, so that reaping neither allocates nor zeroes.
     reap_batch: Vec<RawCompletion>,
     stats: Stats,
-    /// Set while the loop runs, to refuse re-entry from a callback.
-    running: bool,
     drop_drain_ns: u64,
     /// [`Config::submit_batch`]: 0 submits once per pass.
     submit_batch: u32,
+    /// Explicitly `!Send` and `!Sync` (see above), not by accident of a field.
+    _not_send: PhantomData<*const ()>,
+}
+
+/// The source of `IO` tags. 0 is never handed out (it marks an empty
+/// place in `RUNNING`).
+static TAG_NEXT: AtomicU32 = AtomicU32::new(1);
+
+fn tag_next() -> u32 {
+    loop {
+        let tag = TAG_NEXT.fetch_add(1, Ordering::Relaxed);
+        if tag != 0 {
+            return tag;
+        }
+    }
+}
+
+/// How many loops of distinct `IO`s may run nested on one thread (a
+/// callback of one running another `IO`'s loop).
+const RUNNING_MAX: usize = 8;
+
+thread_local! {
+    /// The tags of the `IO`s whose loop is running on this thread. Kept
+    /// here rather than in the `IO`, so that an `IO` swapped out of its
+    /// place by one of its own callbacks is not left marked as running.
+    static RUNNING: Cell<[u32; RUNNING_MAX]> = const { Cell::new([0; RUNNING_MAX]) };
+}
+
+/// Marks an `IO`'s loop as running on this thread until dropped, which
+/// also happens when a callback's panic unwinds through the loop.
+struct Running {
+    tag: u32,
+}
+
+impl Running {
+    /// # Errors
+    ///
+    /// `EDEADLK` if this `IO`'s loop is already running (a callback called
+    /// it), or `RUNNING_MAX` other loops are.
+    fn enter(tag: u32) -> io::Result<Running> {
+        let mut running = RUNNING.get();
+        if running.contains(&tag) {
+            return Err(sys::errno(libc::EDEADLK));
+        }
+        let place = running.iter_mut().find(|place| **place == 0);
+        let place = place.ok_or_else(|| sys::errno(libc::EDEADLK))?;
+        *place = tag;
+        RUNNING.set(running);
+        Ok(Running { tag })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = RUNNING.get();
+        let place = running.iter_mut().find(|place| **place == self.tag);
+        *place.expect("entered above") = 0;
+        RUNNING.set(running);
+    }
+}
+
+/// The error of a loop call whose `IO` a callback replaced (`*io = ..` or
+/// `mem::swap`): the call stops, and each `IO` keeps its own work.
+fn replaced_error() -> io::Error {
+    io::Error::other("ringio: the IO was replaced from inside one of its own callbacks; the loop call stopped")
 }
 
 impl<C> IO<C> {
@@ -83,14 +174,16 @@ impl<C> IO<C> {
     ///
     /// # Errors
     ///
-    /// - `EINVAL` for zero `entries`; `ENOMEM` if `completions_initial`
-    ///   slots cannot be allocated;
+    /// - `EINVAL` for fewer than 2 `entries` (a `close` takes two
+    ///   submission entries on io_uring: a cancel and the close);
+    ///   `ENOMEM` if `completions_initial` slots cannot be allocated;
     /// - `InvalidInput` if `RINGIO_BACKEND` names no backend;
     /// - with io_uring forced, what `io_uring_setup` returns: `ENOSYS` (no
     ///   io_uring), `EPERM` (seccomp or `kernel.io_uring_disabled`), `ENOMEM`
     ///   (memlock limit), or `EOPNOTSUPP` on a kernel older than 5.11;
     /// - what `epoll_create1` returns.
     pub fn with_config(config: Config) -> io::Result<IO<C>> {
+        config.validate()?;
         let backend = select::open(config.backend, config.entries)?;
         tracing::debug!(target: "ringio", backend = backend.name(), entries = config.entries, "backend chosen");
         IO::from_backend(backend, config)
@@ -98,7 +191,9 @@ impl<C> IO<C> {
 
     /// An `IO` over a backend already open (the simulator makes its own).
     pub(crate) fn from_backend(backend: AnyBackend, config: Config) -> io::Result<IO<C>> {
-        let slots = Slots::with_capacity(config.completions_initial)?;
+        config.validate()?;
+        let tag = tag_next();
+        let slots = Slots::with_capacity(config.completions_initial, tag, config.generation_first)?;
         let now_ns = match &backend {
             AnyBackend::Sim(sim) => sim.now_ns(),
             _ => sys::monotonic_ns(),
@@ -106,15 +201,17 @@ impl<C> IO<C> {
         Ok(IO {
             backend,
             slots,
+            handles: Handles::new(tag),
+            tag,
             unqueued: Fifo::new(),
             completed: Fifo::new(),
             timers: Timers::new(now_ns),
             addresses: Vec::new(),
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
             stats: Stats::default(),
-            running: false,
             drop_drain_ns: config.drop_drain_ns,
             submit_batch: config.submit_batch,
+            _not_send: PhantomData,
         })
     }
 
@@ -165,6 +262,7 @@ impl<C> IO<C> {
             in_flight: u64::from(self.slots.in_use()),
             unqueued: u64::from(self.unqueued.len()),
             syscalls: self.backend.syscalls(),
+            descriptors_open: u64::from(self.handles.open()),
             ..self.stats
         }
     }
@@ -179,8 +277,16 @@ impl<C> IO<C> {
     ///
     /// # Errors
     ///
-    /// `EDEADLK` if called from inside a callback (the loop does not nest);
-    /// otherwise an unexpected `io_uring_enter` error, such as `ENOMEM`.
+    /// - `EDEADLK` if called from inside one of this `IO`'s callbacks (the
+    ///   loop does not nest);
+    /// - an `Other` error if a callback replaced this `IO` (`*io = ..` or
+    ///   `mem::swap`): the call stops there, and both `IO`s stay usable;
+    /// - an unexpected `io_uring_enter` error, such as `ENOMEM`.
+    ///
+    /// # Panics
+    ///
+    /// Only if a callback panics: the panic propagates, and the `IO` stays
+    /// usable. The callbacks that had not run yet run on the next loop call.
     pub fn tick(&mut self, ctx: &mut C) -> io::Result<()> {
         self.guarded(|io| {
             io.pass(ctx, Wait::Never)?;
@@ -234,13 +340,10 @@ impl<C> IO<C> {
     }
 
     fn guarded(&mut self, body: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
-        if self.running {
-            return Err(sys::errno(libc::EDEADLK));
-        }
-        self.running = true;
-        let result = body(self);
-        self.running = false;
-        result
+        // Dropped on return and on unwind alike: a panicking callback never
+        // leaves the loop marked as running.
+        let _running = Running::enter(self.tag)?;
+        body(self)
     }
 
     /// One pass of the loop: fire due timers, submit and wait (at most
@@ -257,7 +360,7 @@ impl<C> IO<C> {
         self.reap();
         self.fire_timers();
         self.flush_unqueued();
-        self.run_completed(ctx);
+        self.run_completed(ctx)?;
         if let AnyBackend::Sim(sim) = &self.backend {
             let slots = &self.slots;
             let next_ns = if self.timers.len() == 0 {
@@ -325,34 +428,38 @@ impl<C> IO<C> {
         if raw.user_data == USER_DATA_INTERNAL {
             return;
         }
-        let id = CompletionId::from_user_data(raw.user_data);
-        let slot = self.slots.slot_mut(id.slot);
-        assert_eq!(slot.generation, id.generation);
+        let index = CompletionId::slot_of(raw.user_data);
+        let slot = self.slots.slot_mut(index);
+        assert_eq!(slot.generation as u32, CompletionId::generation_low_of(raw.user_data));
         assert_eq!(slot.state, State::Kernel);
+        let is_close = matches!(slot.operation, Operation::Close { .. });
         if slot.awaiting_readiness {
             // The readiness wait ended: retry the operation, or fail it if
             // the wait itself failed (cancelled, or a bad fd).
             slot.awaiting_readiness = false;
             slot.retried = true;
             if raw.result < 0 {
-                self.complete(id.slot, raw.result);
+                self.complete(index, raw.result);
             } else {
-                self.enqueue(id.slot);
+                self.enqueue(index);
             }
             return;
         }
         match raw.result {
+            // Linux frees the descriptor even when close returns EINTR: a
+            // retry could close a number already reused. Never retry a close.
+            result if result == -libc::EINTR && is_close => self.complete(index, 0),
             // Interrupted by a signal: resubmit, never surface.
-            result if result == -libc::EINTR => self.enqueue(id.slot),
+            result if result == -libc::EINTR => self.enqueue(index),
             // A non-blocking fd was not ready: wait for readiness, then retry,
             // as a blocking fd would have.
             result if result == -libc::EAGAIN && slot.operation.readiness().is_some() => {
                 slot.awaiting_readiness = true;
-                self.enqueue(id.slot);
+                self.enqueue(index);
             }
             // A retried non-blocking connect reports its success this way.
-            result if result == -libc::EISCONN && slot.retried => self.complete(id.slot, 0),
-            result => self.complete(id.slot, result),
+            result if result == -libc::EISCONN && slot.retried => self.complete(index, 0),
+            result => self.complete(index, result),
         }
     }
 
@@ -360,22 +467,38 @@ impl<C> IO<C> {
     /// when the submission queue is full. Operations already waiting go
     /// first, so submission order is kept.
     fn enqueue(&mut self, index: u32) {
-        if self.unqueued.is_empty() && self.push_to_backend(index) {
-            self.slots.slot_mut(index).state = State::Kernel;
-            if self.submit_batch > 0 {
-                self.backend.submit_early(self.submit_batch);
+        if self.unqueued.is_empty() {
+            if self.handle_closed(index) {
+                self.complete(index, -libc::ECANCELED);
+                return;
             }
-            return;
+            if self.push_to_backend(index) {
+                self.slots.slot_mut(index).state = State::Kernel;
+                if self.submit_batch > 0 {
+                    self.backend.submit_early(self.submit_batch);
+                }
+                return;
+            }
         }
         self.slots.slot_mut(index).state = State::Unqueued;
         self.unqueued.push(&mut self.slots, index);
         self.stats.unqueued_max = self.stats.unqueued_max.max(u64::from(self.unqueued.len()));
     }
 
+    /// Whether the handle that slot `index`'s operation names was closed
+    /// while the operation waited to be (re)submitted. Its descriptor may be
+    /// gone and its number reused, so it must not reach the backend: it
+    /// completes with `ECANCELED`, as the close would have cancelled it.
+    fn handle_closed(&self, index: u32) -> bool {
+        let slot = self.slots.slot(index);
+        let is_close = matches!(slot.operation, Operation::Close { .. });
+        slot.handle != NO_HANDLE && !is_close && !self.handles.is_open_index(slot.handle)
+    }
+
     fn push_to_backend(&mut self, index: u32) -> bool {
         let user_data = self.slots.id(index).user_data();
         let slot = self.slots.slot(index);
-        if slot.awaiting_readiness {
+        let pushed = if slot.awaiting_readiness {
             let (fd, events) = slot
                 .operation
                 .readiness()
@@ -384,56 +507,148 @@ impl<C> IO<C> {
                 .push(user_data, &Operation::Poll { fd, events })
         } else {
             self.backend.push(user_data, &slot.operation)
+        };
+        if pushed && matches!(slot.operation, Operation::Close { .. }) {
+            // The backend closes the descriptor now; the table lets go of it.
+            self.handles.hand_over(slot.handle);
         }
+        pushed
     }
 
     /// Moves `unqueued` operations into the submission queue while it has room.
     fn flush_unqueued(&mut self) {
         while let Some(index) = self.unqueued.peek() {
-            if !self.push_to_backend(index) {
+            let closed = self.handle_closed(index);
+            if !closed && !self.push_to_backend(index) {
                 break;
             }
             let popped = self.unqueued.pop(&mut self.slots);
             assert_eq!(popped, Some(index));
-            self.slots.slot_mut(index).state = State::Kernel;
+            if closed {
+                self.complete(index, -libc::ECANCELED);
+            } else {
+                self.slots.slot_mut(index).state = State::Kernel;
+            }
         }
     }
 
-    /// Records a result and queues the slot's callback.
+    /// Records a result and queues the slot's callback. A close's callback
+    /// runs after those of every operation that was in flight on its handle,
+    /// on every backend: it is held until the last of them completes.
     fn complete(&mut self, index: u32, result: i32) {
         let slot = self.slots.slot_mut(index);
         assert_ne!(slot.state, State::Completed);
         assert_ne!(slot.state, State::Free);
+        assert_ne!(slot.state, State::Held);
+        assert!(!slot.link.is_linked());
         slot.state = State::Completed;
         slot.result = result;
-        self.completed.push(&mut self.slots, index);
+        let handle = slot.handle;
+        let is_close = matches!(slot.operation, Operation::Close { .. });
+        if handle == NO_HANDLE {
+            self.completed.push(&mut self.slots, index);
+        } else if is_close {
+            match self.handles.close_finished(handle, index) {
+                CloseDone::Complete => self.completed.push(&mut self.slots, index),
+                CloseDone::Hold => self.slots.slot_mut(index).state = State::Held,
+            }
+        } else {
+            self.completed.push(&mut self.slots, index);
+            if let Some(close) = self.handles.op_finished(handle) {
+                let slot = self.slots.slot_mut(close);
+                assert_eq!(slot.state, State::Held);
+                slot.state = State::Completed;
+                self.completed.push(&mut self.slots, close);
+            }
+        }
     }
 
-    /// Runs the callbacks of a snapshot of `completed`. Whatever those
+    /// Runs the callbacks of what is on `completed` now. Whatever those
     /// callbacks complete or submit waits for the next pass, which bounds
     /// both the work per pass and the stack depth.
-    fn run_completed(&mut self, ctx: &mut C) {
-        let mut snapshot = self.completed.take();
-        while let Some(index) = snapshot.pop(&mut self.slots) {
-            let slot = self.slots.slot_mut(index);
+    ///
+    /// Each slot is taken off `completed` only when its callback is about to
+    /// run, so a callback that panics leaves the rest queued for the next
+    /// loop call. A callback that replaces the `IO` stops the pass.
+    fn run_completed(&mut self, ctx: &mut C) -> io::Result<()> {
+        let tag = self.tag;
+        for _ in 0..self.completed.len() {
+            let Some(index) = self.completed.peek() else {
+                break;
+            };
+            let slot = self.slots.slot(index);
             assert_eq!(slot.state, State::Completed);
+            // Before anything moves: a tracing subscriber that panics
+            // leaves the slot queued, with nothing lost.
+            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
+            if let AnyBackend::Sim(sim) = &self.backend {
+                sim.trace(&slot.operation, slot.result);
+            }
+            let popped = self.completed.pop(&mut self.slots);
+            assert_eq!(popped, Some(index));
+            let slot = self.slots.slot_mut(index);
             let result = slot.result;
             let callback = mem::replace(&mut slot.callback, Callback::empty());
-            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result, "complete");
-            if let AnyBackend::Sim(sim) = &self.backend {
-                sim.trace(&slot.operation, result);
-            }
             self.slots.free(index);
             self.stats.completed += 1;
             callback.call(self, ctx, result);
+            if self.tag != tag {
+                return Err(replaced_error());
+            }
         }
+        Ok(())
+    }
+
+    /// Stores a handler, counting it in `Stats::callbacks_boxed` when it is
+    /// too large to be stored inline.
+    pub(crate) fn callback<H: Handler<C>>(&mut self, handler: H) -> Callback<C> {
+        if !callback::fits_inline::<H>() {
+            self.stats.callbacks_boxed += 1;
+        }
+        Callback::new(handler)
+    }
+
+    /// Submits an operation on `handle`: `build` makes it from the raw
+    /// descriptor. A handle that is closed, stale or another `IO`'s settles
+    /// it with `EBADF`; else a negative `refused` (an errno for bad input)
+    /// settles it with that. Neither reaches the kernel.
+    pub(crate) fn submit_on(
+        &mut self,
+        handle: Handle,
+        refused: i32,
+        callback: Callback<C>,
+        build: impl FnOnce(Fd) -> Operation,
+    ) -> CompletionId {
+        let Some(fd) = self.handles.raw(handle) else {
+            return self.submit_completed(build(-1), callback, -libc::EBADF);
+        };
+        let operation = build(fd);
+        if refused < 0 {
+            return self.submit_completed(operation, callback, refused);
+        }
+        self.submit_with_handle(operation, callback, handle.index)
     }
 
     /// Takes a slot for `operation` and starts it.
     pub(crate) fn submit(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
+        self.submit_with_handle(operation, callback, NO_HANDLE)
+    }
+
+    /// Takes a slot for `operation` on the handle-table entry `handle`
+    /// (or `NO_HANDLE`) and starts it.
+    pub(crate) fn submit_with_handle(
+        &mut self,
+        operation: Operation,
+        callback: Callback<C>,
+        handle: u32,
+    ) -> CompletionId {
         let id = self.slots.alloc(operation, callback);
         self.stats.submitted += 1;
-        tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, "submit");
+        self.slots.slot_mut(id.slot).handle = handle;
+        let is_close = matches!(operation, Operation::Close { .. });
+        if handle != NO_HANDLE && !is_close {
+            self.handles.op_started(handle);
+        }
         match operation {
             Operation::Timeout { deadline_ns } => {
                 self.slots.slot_mut(id.slot).state = State::Timer;
@@ -444,6 +659,9 @@ impl<C> IO<C> {
             }
             _ => self.enqueue(id.slot),
         }
+        // After the state is settled: a tracing subscriber that panics
+        // leaves the operation in flight, as submitted.
+        tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, "submit");
         id
     }
 
@@ -458,9 +676,9 @@ impl<C> IO<C> {
     ) -> CompletionId {
         let id = self.slots.alloc(operation, callback);
         self.stats.submitted += 1;
-        tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, result, "submit settled");
         self.slots.slot_mut(id.slot).state = State::Kernel;
         self.complete(id.slot, result);
+        tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, result, "submit settled");
         id
     }
 
@@ -472,7 +690,15 @@ impl<C> IO<C> {
         callback: Callback<C>,
     ) -> CompletionId {
         let operation = Operation::Cancel { target };
-        match self.slots.get(target).map(|slot| slot.state) {
+        let target_slot = self.slots.get(target);
+        let is_close = target_slot.is_some_and(|slot| matches!(slot.operation, Operation::Close { .. }));
+        match target_slot.map(|slot| slot.state) {
+            // A close is not cancellable: an unfinished close would leave
+            // the descriptor open with no handle to name it. It finishes
+            // on its own.
+            Some(State::Unqueued | State::Kernel | State::Held) if is_close => {
+                self.submit_completed(operation, callback, -libc::EALREADY)
+            }
             Some(State::Unqueued) => {
                 let removed = self.unqueued.remove(&mut self.slots, target.slot);
                 assert!(removed);
@@ -486,8 +712,9 @@ impl<C> IO<C> {
                 self.submit_completed(operation, callback, 0)
             }
             Some(State::Kernel) => self.submit(operation, callback),
-            // Finished (its callback may be about to run), stale or never issued.
-            Some(State::Completed) | Some(State::Free) | None => {
+            // Finished (its callback may be about to run), stale, another
+            // IO's or never issued.
+            Some(State::Completed | State::Free | State::Held) | None => {
                 self.submit_completed(operation, callback, -libc::ENOENT)
             }
         }
@@ -504,13 +731,18 @@ impl<C> Drop for IO<C> {
     /// do not run; the buffers of operations given back are freed. Any
     /// operation still in the kernel after that is leaked, buffer and all,
     /// so the kernel can never write into freed memory.
+    ///
+    /// A panic during the drain (a handler's `Drop`, a tracing subscriber)
+    /// cannot break that: the completion table never frees a handler whose
+    /// operation may still be in the kernel, even from its own `Drop`.
     fn drop(&mut self) {
+        self.close_unclaimed_accepts();
         if self.backend.abandon() {
             // Nothing will touch the operations' memory again (the
             // simulator is the "kernel"): free them all now.
             for index in 0..self.slots.len() {
                 if self.slots.slot(index).state == State::Kernel {
-                    self.forget_given_back(index);
+                    self.forget_given_back(index, -libc::ECANCELED);
                 }
             }
             return;
@@ -533,7 +765,7 @@ impl<C> Drop for IO<C> {
             self.backend.reap(&mut batch, REAP_BATCH_MAX);
             for raw in &batch {
                 if raw.user_data != USER_DATA_INTERNAL {
-                    self.forget_given_back(CompletionId::from_user_data(raw.user_data).slot);
+                    self.forget_given_back(CompletionId::slot_of(raw.user_data), raw.result);
                     in_kernel -= 1;
                 }
             }
@@ -554,9 +786,12 @@ impl<C> IO<C> {
 
     /// Queues a kernel cancel for each slot in the kernel, from slot `index`
     /// on, while the submission queue has room. Returns where it stopped.
+    /// A close is left to finish: cancelling it could leave its descriptor open.
     fn push_cancels_from(&mut self, mut index: u32) -> u32 {
         while index < self.slots.len() {
-            if self.slots.slot(index).state == State::Kernel {
+            let slot = self.slots.slot(index);
+            let is_close = matches!(slot.operation, Operation::Close { .. });
+            if slot.state == State::Kernel && !is_close {
                 let cancel = Operation::Cancel {
                     target: self.slots.id(index),
                 };
@@ -569,23 +804,53 @@ impl<C> IO<C> {
         index
     }
 
-    /// The kernel gave this operation back during drop: its handler and
-    /// buffer can be freed. Its callback does not run; the slot is never reused.
-    fn forget_given_back(&mut self, index: u32) {
+    /// The kernel gave this operation back during drop, with `result`: its
+    /// handler and buffer can be freed. Its callback does not run; the slot
+    /// is never reused. A socket an accept made is closed.
+    fn forget_given_back(&mut self, index: u32, result: i32) {
         let slot = self.slots.slot_mut(index);
         assert_eq!(slot.state, State::Kernel);
         slot.state = State::Completed;
+        slot.result = result;
+        self.close_if_accepted(index);
+        let slot = self.slots.slot_mut(index);
+        // Last: this may run a user's Drop, which may panic.
         drop(mem::replace(&mut slot.callback, Callback::empty()));
     }
 
+    /// Accepts that completed but whose callbacks never ran hold sockets
+    /// that no handle names yet: close them, so that dropping an `IO` leaks
+    /// no descriptor.
+    fn close_unclaimed_accepts(&mut self) {
+        for index in 0..self.slots.len() {
+            if self.slots.slot(index).state == State::Completed {
+                self.close_if_accepted(index);
+            }
+        }
+    }
+
+    fn close_if_accepted(&mut self, index: u32) {
+        let slot = self.slots.slot_mut(index);
+        if !matches!(slot.operation, Operation::Accept { .. }) || slot.result < 0 {
+            return;
+        }
+        let fd = mem::replace(&mut slot.result, -libc::ECANCELED);
+        if self.sim().is_none() {
+            // The socket was never handed to anyone; an error closing it
+            // leaves nothing to do.
+            let _ = sys::close(fd);
+        }
+    }
+
     fn leak_in_kernel(&mut self, in_kernel: u32) {
-        tracing::warn!(target: "ringio", operations = in_kernel, "IO dropped with operations the kernel did not give back; leaking their buffers");
+        // Leak first, then log: a tracing subscriber may panic.
         for index in 0..self.slots.len() {
             let slot = self.slots.slot_mut(index);
             if slot.state == State::Kernel {
                 mem::replace(&mut slot.callback, Callback::empty()).leak();
             }
         }
+        tracing::warn!(target: "ringio", operations = in_kernel, "IO dropped with operations the kernel did not give back; leaked their buffers");
     }
 }
 

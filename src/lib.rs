@@ -93,6 +93,7 @@ mod callback;
 mod completion;
 mod config;
 mod file;
+mod handle;
 mod io;
 mod net;
 mod ops;
@@ -107,9 +108,9 @@ pub use callback::INLINE_BYTES;
 pub use completion::CompletionId;
 pub use config::Config;
 pub use file::FileOptions;
+pub use handle::Handle;
 pub use io::{Stats, IO};
 pub use ops::{PollEvents, BUFFER_LIMIT};
-pub use sys::Fd;
 pub use waker::Waker;
 
 /// The size in bytes of one completion slot: the bookkeeping per operation.

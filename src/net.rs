@@ -4,8 +4,9 @@
 use std::io;
 use std::net::SocketAddr;
 
+use crate::handle::Handle;
 use crate::io::IO;
-use crate::sys::{self, Fd};
+use crate::sys;
 
 fn domain_of(address: &SocketAddr) -> libc::c_int {
     match address {
@@ -16,17 +17,20 @@ fn domain_of(address: &SocketAddr) -> libc::c_int {
 
 impl<C> IO<C> {
     /// Opens a TCP socket of `address`'s family (IPv4 or IPv6), close-on-exec,
-    /// ready for [`connect`](IO::connect) to that address.
+    /// ready for [`connect`](IO::connect) to that address. The `IO` owns it.
     ///
     /// # Errors
     ///
     /// What `socket(2)` returns: `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`,
     /// `EAFNOSUPPORT`.
-    pub fn open_socket(&mut self, address: SocketAddr) -> io::Result<Fd> {
-        if let Some(sim) = self.sim() {
-            return sim.with_world(|world, node| Ok(world.open_socket(node, address.is_ipv6())));
-        }
-        sys::socket(domain_of(&address), libc::SOCK_STREAM, false)
+    pub fn open_socket(&mut self, address: SocketAddr) -> io::Result<Handle> {
+        let fd = match self.sim() {
+            Some(sim) => {
+                sim.with_world(|world, node| Ok(world.open_socket(node, address.is_ipv6())))?
+            }
+            None => sys::socket(domain_of(&address), libc::SOCK_STREAM, false)?,
+        };
+        Ok(self.own_new_fd(fd))
     }
 
     /// Opens a TCP socket bound to `address` with `SO_REUSEADDR`, listening
@@ -37,17 +41,20 @@ impl<C> IO<C> {
     ///
     /// `EADDRINUSE`, `EACCES` (privileged port), `EADDRNOTAVAIL`, and the
     /// errors of [`open_socket`](IO::open_socket). The socket is closed on error.
-    pub fn listen(&mut self, address: SocketAddr, backlog: u32) -> io::Result<Fd> {
+    pub fn listen(&mut self, address: SocketAddr, backlog: u32) -> io::Result<Handle> {
         if let Some(sim) = self.sim() {
-            return sim.with_world(|world, node| world.listen(node, address));
+            let fd = sim.with_world(|world, node| world.listen(node, address))?;
+            return Ok(self.own_new_fd(fd));
         }
-        let fd = self.open_socket(address)?;
+        let fd = sys::socket(domain_of(&address), libc::SOCK_STREAM, false)?;
         let result = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
             .and_then(|()| sys::bind(fd, &address))
             .and_then(|()| sys::listen(fd, backlog));
         match result {
-            Ok(()) => Ok(fd),
+            Ok(()) => Ok(self.own_new_fd(fd)),
             Err(error) => {
+                // The socket never left this function: the set-up error is
+                // the one to report, whatever close says.
                 let _ = sys::close(fd);
                 Err(error)
             }
@@ -58,8 +65,9 @@ impl<C> IO<C> {
     ///
     /// # Errors
     ///
-    /// `EBADF`, `ENOTSOCK`.
-    pub fn local_addr(&self, socket: Fd) -> io::Result<SocketAddr> {
+    /// `EBADF` (a closed or stale handle), `ENOTSOCK`.
+    pub fn local_addr(&self, socket: Handle) -> io::Result<SocketAddr> {
+        let socket = self.raw_fd(socket)?;
         if let Some(sim) = self.sim() {
             return sim.with_world(|world, node| world.local_addr(node, socket));
         }
@@ -72,7 +80,8 @@ impl<C> IO<C> {
     /// # Errors
     ///
     /// `EBADF`, `ENOTSOCK`, `ENOTCONN`.
-    pub fn peer_addr(&self, socket: Fd) -> io::Result<SocketAddr> {
+    pub fn peer_addr(&self, socket: Handle) -> io::Result<SocketAddr> {
+        let socket = self.raw_fd(socket)?;
         if let Some(sim) = self.sim() {
             return sim.with_world(|world, node| world.peer_addr(node, socket));
         }
@@ -85,7 +94,8 @@ impl<C> IO<C> {
     /// # Errors
     ///
     /// `EBADF`, `ENOTSOCK`, `ENOPROTOOPT` (not TCP).
-    pub fn set_nodelay(&mut self, socket: Fd, nodelay: bool) -> io::Result<()> {
+    pub fn set_nodelay(&mut self, socket: Handle, nodelay: bool) -> io::Result<()> {
+        let socket = self.raw_fd(socket)?;
         if let Some(sim) = self.sim() {
             // Simulated segments are never coalesced: there is no Nagle to turn off.
             return sim.with_world(|world, node| world.socket_of(node, socket).map(drop));

@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use std::ops::BitOr;
 
 use crate::buf::{IoBuf, IoBufMut};
-use crate::callback::{Callback, Handler};
+use crate::callback::Handler;
 use crate::completion::{CompletionId, Operation};
 use crate::io::IO;
+use crate::handle::Handle;
 use crate::sys::{self, Fd, RawAddr};
 
 /// The most bytes one read, write, send or recv transfers: Linux's
@@ -98,15 +99,17 @@ where
     }
 }
 
-/// An accept: the result is the new socket.
+/// An accept: the result is the new socket, which the `IO` takes into its
+/// table before the callback sees it.
 struct Accepted<F>(F);
 
 impl<C, F> Handler<C> for Accepted<F>
 where
-    F: FnOnce(&mut IO<C>, &mut C, io::Result<Fd>) + 'static,
+    F: FnOnce(&mut IO<C>, &mut C, io::Result<Handle>) + 'static,
 {
     fn complete(self, io: &mut IO<C>, ctx: &mut C, result: i32) {
-        (self.0)(io, ctx, sys::result_from_raw(result).map(|fd| fd as Fd))
+        let socket = sys::result_from_raw(result).map(|fd| io.own_new_fd(fd as Fd));
+        (self.0)(io, ctx, socket)
     }
 }
 
@@ -188,28 +191,31 @@ fn offset_is_valid(offset: u64) -> bool {
 impl<C> IO<C> {
     /// Does nothing, through the whole submission and completion path.
     ///
-    /// Backends: io_uring. Errors: none.
+    /// Backends: io_uring, epoll, sim. Errors: none.
     pub fn nop<F>(&mut self, callback: F) -> CompletionId
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        self.submit(Operation::Nop, Callback::new(Done(callback)))
+        let callback = self.callback(Done(callback));
+        self.submit(Operation::Nop, callback)
     }
 
     /// Accepts a connection on the listening socket `listener`. The callback
-    /// receives the new socket, close-on-exec and blocking (io_uring does not
-    /// need non-blocking sockets).
+    /// receives the new socket's [`Handle`], owned by this `IO`,
+    /// close-on-exec and blocking (io_uring does not need non-blocking
+    /// sockets).
     ///
     /// # Errors
     ///
-    /// `EBADF`, `ENOTSOCK`, `EINVAL` (not listening), `EMFILE`/`ENFILE` (out
-    /// of fds), `ECONNABORTED`, `ECANCELED` (cancelled).
-    pub fn accept<F>(&mut self, listener: Fd, callback: F) -> CompletionId
+    /// `EBADF` (a closed or stale handle), `ENOTSOCK`, `EINVAL` (not
+    /// listening), `EMFILE`/`ENFILE` (out of fds), `ECONNABORTED`,
+    /// `ECANCELED` (cancelled, or the listener closed).
+    pub fn accept<F>(&mut self, listener: Handle, callback: F) -> CompletionId
     where
-        F: FnOnce(&mut IO<C>, &mut C, io::Result<Fd>) + 'static,
+        F: FnOnce(&mut IO<C>, &mut C, io::Result<Handle>) + 'static,
     {
-        let operation = Operation::Accept { fd: listener };
-        self.submit(operation, Callback::new(Accepted(callback)))
+        let callback = self.callback(Accepted(callback));
+        self.submit_on(listener, 0, callback, |fd| Operation::Accept { fd })
     }
 
     /// Connects `socket` to `address`.
@@ -219,7 +225,7 @@ impl<C> IO<C> {
     /// `ECONNREFUSED`, `ETIMEDOUT`, `ENETUNREACH`, `EADDRNOTAVAIL`,
     /// `EAFNOSUPPORT` (family mismatch), `EISCONN`, `EBADF`, `ENOTSOCK`,
     /// `ECANCELED`.
-    pub fn connect<F>(&mut self, socket: Fd, address: SocketAddr, callback: F) -> CompletionId
+    pub fn connect<F>(&mut self, socket: Handle, address: SocketAddr, callback: F) -> CompletionId
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
@@ -228,16 +234,13 @@ impl<C> IO<C> {
             .pop()
             .unwrap_or_else(|| Box::new(RawAddr::zeroed()));
         *raw = RawAddr::from_socket_addr(&address);
-        let operation = Operation::Connect {
-            fd: socket,
-            addr: raw.as_ptr(),
-            addr_len: raw.len,
-        };
+        let (addr, addr_len) = (raw.as_ptr(), raw.len);
         let handler = Connected {
             address: raw,
             callback,
         };
-        self.submit(operation, Callback::new(handler))
+        let callback = self.callback(handler);
+        self.submit_on(socket, 0, callback, |fd| Operation::Connect { fd, addr, addr_len })
     }
 
     /// Receives into `buf` (up to its capacity, clamped to [`BUFFER_LIMIT`])
@@ -249,22 +252,16 @@ impl<C> IO<C> {
     ///
     /// `EINVAL` for a zero-capacity buffer (a `0` would read as end of
     /// stream), `ECONNRESET`, `EBADF`, `ENOTSOCK`, `ENOTCONN`, `ECANCELED`.
-    pub fn recv<B, F>(&mut self, socket: Fd, mut buf: B, callback: F) -> CompletionId
+    pub fn recv<B, F>(&mut self, socket: Handle, mut buf: B, callback: F) -> CompletionId
     where
         B: IoBufMut,
         F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
     {
         let len = buf.bytes_total().min(BUFFER_LIMIT) as u32;
-        let operation = Operation::Recv {
-            fd: socket,
-            buf: buf.stable_mut_ptr(),
-            len,
-        };
-        let callback = Callback::new(Filled { buf, callback });
-        if len == 0 {
-            return self.submit_completed(operation, callback, INVALID);
-        }
-        self.submit(operation, callback)
+        let ptr = buf.stable_mut_ptr();
+        let callback = self.callback(Filled { buf, callback });
+        let refused = if len == 0 { INVALID } else { 0 };
+        self.submit_on(socket, refused, callback, |fd| Operation::Recv { fd, buf: ptr, len })
     }
 
     /// Sends the initialized bytes of `buf` (clamped to [`BUFFER_LIMIT`]) on
@@ -275,26 +272,20 @@ impl<C> IO<C> {
     ///
     /// `EINVAL` for an empty buffer (it would make no progress), `EPIPE` or
     /// `ECONNRESET` (the peer is gone), `EBADF`, `ENOTSOCK`, `ENOTCONN`, `ECANCELED`.
-    pub fn send<B, F>(&mut self, socket: Fd, buf: B, callback: F) -> CompletionId
+    pub fn send<B, F>(&mut self, socket: Handle, buf: B, callback: F) -> CompletionId
     where
         B: IoBuf,
         F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
     {
         let len = buf.bytes_init().min(BUFFER_LIMIT) as u32;
-        let operation = Operation::Send {
-            fd: socket,
-            buf: buf.stable_ptr(),
-            len,
-        };
-        let callback = Callback::new(Drained { buf, callback });
-        if len == 0 {
-            return self.submit_completed(operation, callback, INVALID);
-        }
-        self.submit(operation, callback)
+        let ptr = buf.stable_ptr();
+        let callback = self.callback(Drained { buf, callback });
+        let refused = if len == 0 { INVALID } else { 0 };
+        self.submit_on(socket, refused, callback, |fd| Operation::Send { fd, buf: ptr, len })
     }
 
     /// Reads into `buf` (up to its capacity, clamped to [`BUFFER_LIMIT`])
-    /// from `fd` at byte `offset`. `0` means end of file. With `O_DIRECT`,
+    /// from `file` at byte `offset`. `0` means end of file. With `O_DIRECT`,
     /// the buffer address, its length and `offset` must be multiples of the
     /// device's block size (see [`AlignedBuf`](crate::AlignedBuf)).
     ///
@@ -302,27 +293,29 @@ impl<C> IO<C> {
     ///
     /// `EINVAL` for a zero-capacity buffer, an `offset` above `i64::MAX`, or
     /// misaligned `O_DIRECT` I/O; `EBADF`, `EISDIR`, `EIO`, `ECANCELED`.
-    pub fn read<B, F>(&mut self, fd: Fd, mut buf: B, offset: u64, callback: F) -> CompletionId
+    pub fn read<B, F>(&mut self, file: Handle, mut buf: B, offset: u64, callback: F) -> CompletionId
     where
         B: IoBufMut,
         F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
     {
         let len = buf.bytes_total().min(BUFFER_LIMIT) as u32;
-        let operation = Operation::Read {
+        let ptr = buf.stable_mut_ptr();
+        let callback = self.callback(Filled { buf, callback });
+        let refused = if len == 0 || !offset_is_valid(offset) {
+            INVALID
+        } else {
+            0
+        };
+        self.submit_on(file, refused, callback, |fd| Operation::Read {
             fd,
-            buf: buf.stable_mut_ptr(),
+            buf: ptr,
             len,
             offset,
-        };
-        let callback = Callback::new(Filled { buf, callback });
-        if len == 0 || !offset_is_valid(offset) {
-            return self.submit_completed(operation, callback, INVALID);
-        }
-        self.submit(operation, callback)
+        })
     }
 
     /// Writes the initialized bytes of `buf` (clamped to [`BUFFER_LIMIT`]) to
-    /// `fd` at byte `offset`. The count may be short. Data is durable only
+    /// `file` at byte `offset`. The count may be short. Data is durable only
     /// after [`fsync`](IO::fsync) completes, unless the file was opened with
     /// `dsync`.
     ///
@@ -331,67 +324,82 @@ impl<C> IO<C> {
     /// `EINVAL` for an empty buffer, an `offset` above `i64::MAX`, or
     /// misaligned `O_DIRECT` I/O; `EBADF`, `ENOSPC`, `EDQUOT`, `EFBIG`, `EIO`,
     /// `EPIPE`, `ECANCELED`.
-    pub fn write<B, F>(&mut self, fd: Fd, buf: B, offset: u64, callback: F) -> CompletionId
+    pub fn write<B, F>(&mut self, file: Handle, buf: B, offset: u64, callback: F) -> CompletionId
     where
         B: IoBuf,
         F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
     {
         let len = buf.bytes_init().min(BUFFER_LIMIT) as u32;
-        let operation = Operation::Write {
+        let ptr = buf.stable_ptr();
+        let callback = self.callback(Drained { buf, callback });
+        let refused = if len == 0 || !offset_is_valid(offset) {
+            INVALID
+        } else {
+            0
+        };
+        self.submit_on(file, refused, callback, |fd| Operation::Write {
             fd,
-            buf: buf.stable_ptr(),
+            buf: ptr,
             len,
             offset,
-        };
-        let callback = Callback::new(Drained { buf, callback });
-        if len == 0 || !offset_is_valid(offset) {
-            return self.submit_completed(operation, callback, INVALID);
-        }
-        self.submit(operation, callback)
+        })
     }
 
-    /// Flushes `fd`'s data and metadata to stable storage (`fsync(2)`).
+    /// Flushes `file`'s data and metadata to stable storage (`fsync(2)`).
+    /// A directory handle (from [`open_file`](IO::open_file) on a
+    /// directory) syncs its entries.
     ///
     /// # Errors
     ///
     /// `EBADF`, `EIO` (the data may be lost: do not retry and assume it is
-    /// safe), `ENOSPC`, `EROFS`/`EINVAL` (fd does not support syncing), `ECANCELED`.
-    pub fn fsync<F>(&mut self, fd: Fd, callback: F) -> CompletionId
+    /// safe), `ENOSPC`, `EROFS`/`EINVAL` (the file does not support syncing), `ECANCELED`.
+    pub fn fsync<F>(&mut self, file: Handle, callback: F) -> CompletionId
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        let operation = Operation::Fsync {
+        let callback = self.callback(Done(callback));
+        self.submit_on(file, 0, callback, |fd| Operation::Fsync {
             fd,
             datasync: false,
-        };
-        self.submit(operation, Callback::new(Done(callback)))
+        })
     }
 
-    /// Flushes `fd`'s data, and only the metadata needed to read it back
+    /// Flushes `file`'s data, and only the metadata needed to read it back
     /// (`fdatasync(2)`): cheaper when the file size did not change.
     ///
     /// # Errors
     ///
     /// As [`fsync`](IO::fsync).
-    pub fn fdatasync<F>(&mut self, fd: Fd, callback: F) -> CompletionId
+    pub fn fdatasync<F>(&mut self, file: Handle, callback: F) -> CompletionId
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        let operation = Operation::Fsync { fd, datasync: true };
-        self.submit(operation, Callback::new(Done(callback)))
+        let callback = self.callback(Done(callback));
+        self.submit_on(file, 0, callback, |fd| Operation::Fsync { fd, datasync: true })
     }
 
-    /// Closes `fd`. Operations in flight on it are not cancelled by this on
-    /// io_uring (the kernel holds its own reference); cancel them first.
+    /// Closes the descriptor `handle` names. From this call on, the handle
+    /// (and every copy) is stale: operations on it get `EBADF`.
+    ///
+    /// Operations still in flight on it are cancelled and complete with
+    /// `ECANCELED` (or their own result, if they finished first), on every
+    /// backend (on io_uring this needs Linux 5.19; before that, cancel them
+    /// first). The close's callback runs after all of theirs, so when it
+    /// runs nothing of the descriptor is left in flight. A close cannot be
+    /// cancelled itself (`EALREADY`).
     ///
     /// # Errors
     ///
-    /// `EBADF`, `EIO`, `ECANCELED`.
-    pub fn close<F>(&mut self, fd: Fd, callback: F) -> CompletionId
+    /// `EBADF` (already closed, released, stale or another `IO`'s), `EIO`.
+    pub fn close<F>(&mut self, handle: Handle, callback: F) -> CompletionId
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        self.submit(Operation::Close { fd }, Callback::new(Done(callback)))
+        let callback = self.callback(Done(callback));
+        let Some(fd) = self.handles.start_close(handle) else {
+            return self.submit_completed(Operation::Close { fd: -1 }, callback, -libc::EBADF);
+        };
+        self.submit_with_handle(Operation::Close { fd }, callback, handle.index)
     }
 
     /// Completes after `timeout_ns` nanoseconds of the loop's clock, never
@@ -432,16 +440,14 @@ impl<C> IO<C> {
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        self.submit(
-            Operation::Timeout { deadline_ns },
-            Callback::new(Expired(callback)),
-        )
+        let callback = self.callback(Expired(callback));
+        self.submit(Operation::Timeout { deadline_ns }, callback)
     }
 
     /// Cancels the operation `target`. Its callback then receives
     /// `ECANCELED`, or its natural result if it finished first; the cancel's
-    /// own callback says which happened. A stale id never affects the
-    /// operation that now occupies its slot.
+    /// own callback says which happened. A stale id, or one from another
+    /// `IO`, never affects any operation.
     ///
     /// # Examples
     ///
@@ -459,24 +465,65 @@ impl<C> IO<C> {
     ///
     /// # Errors
     ///
-    /// `ENOENT` if `target` already finished, is stale, or was never issued;
-    /// `EALREADY` if the kernel was already running it (its own result will
-    /// tell whether it was interrupted).
+    /// `ENOENT` if `target` already finished, is stale, is another `IO`'s,
+    /// or was never issued; `EALREADY` if the kernel was already running it
+    /// (its own result will tell whether it was interrupted), or if it is a
+    /// [`close`](IO::close), which always runs to its end.
     pub fn cancel<F>(&mut self, target: CompletionId, callback: F) -> CompletionId
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        self.submit_cancel(target, Callback::new(Done(callback)))
+        let callback = self.callback(Done(callback));
+        self.submit_cancel(target, callback)
     }
 
-    /// Waits until `fd` is ready for any of `events`, for file descriptors
-    /// that other code owns and reads or writes itself. One-shot: poll again
-    /// to keep watching.
+    /// Waits until the descriptor `handle` names is ready for any of
+    /// `events`. One-shot: poll again to keep watching.
+    ///
+    /// A regular file or directory is always ready for reading and writing,
+    /// as `poll(2)` says: asking for either completes at once, and asking
+    /// for neither (only [`PollEvents::HANGUP`], say) is `EINVAL`, as on
+    /// io_uring, since such a file can never report anything else.
     ///
     /// # Errors
     ///
-    /// `EBADF`, `EINVAL` (no events requested), `ECANCELED`.
-    pub fn poll<F>(&mut self, fd: Fd, events: PollEvents, callback: F) -> CompletionId
+    /// `EBADF`, `EINVAL` (no events requested, or none a regular file can
+    /// report), `ECANCELED`.
+    pub fn poll<F>(&mut self, handle: Handle, events: PollEvents, callback: F) -> CompletionId
+    where
+        F: FnOnce(&mut IO<C>, &mut C, io::Result<PollEvents>) + 'static,
+    {
+        let callback = self.callback(Polled(callback));
+        let refused = if events.is_empty() { INVALID } else { 0 };
+        self.submit_on(handle, refused, callback, |fd| Operation::Poll {
+            fd,
+            events: events.bits(),
+        })
+    }
+
+    /// Waits until `fd`, a descriptor that other code owns, is ready for
+    /// any of `events`: for watching a descriptor that ringio does not own
+    /// (a pipe of a child process, a device). One-shot, as [`poll`](IO::poll).
+    ///
+    /// # Safety
+    ///
+    /// `fd` must stay open, and must not be closed and its number reused,
+    /// until this operation's callback has run (cancel it first to stop
+    /// sooner). On the epoll backend the descriptor is registered with this
+    /// `IO`'s epoll instance while the poll waits; a number reused in that
+    /// window would be watched in its place.
+    ///
+    /// # Errors
+    ///
+    /// `EBADF`, `EINVAL` (no events requested), `ECANCELED`; `EOPNOTSUPP`
+    /// under the simulator, which has no foreign descriptors.
+    #[allow(unsafe_code)]
+    pub unsafe fn poll_fd<F>(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        events: PollEvents,
+        callback: F,
+    ) -> CompletionId
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<PollEvents>) + 'static,
     {
@@ -484,7 +531,10 @@ impl<C> IO<C> {
             fd,
             events: events.bits(),
         };
-        let callback = Callback::new(Polled(callback));
+        let callback = self.callback(Polled(callback));
+        if self.sim().is_some() {
+            return self.submit_completed(operation, callback, -libc::EOPNOTSUPP);
+        }
         if events.is_empty() {
             return self.submit_completed(operation, callback, INVALID);
         }

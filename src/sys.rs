@@ -11,8 +11,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// A raw file descriptor, as the kernel knows it.
-pub type Fd = std::os::fd::RawFd;
+/// A raw file descriptor, as the kernel (or the simulator) knows it. Never
+/// in the public API: users name descriptors by [`Handle`](crate::Handle).
+pub(crate) type Fd = std::os::fd::RawFd;
 
 /// Turns a libc return value into an `io::Result`, reading `errno` on `-1`.
 pub(crate) fn cvt(result: libc::c_int) -> io::Result<libc::c_int> {

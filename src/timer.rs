@@ -240,6 +240,7 @@ mod tests {
     fn id(slot: u32) -> CompletionId {
         CompletionId {
             slot,
+            io: 0,
             generation: 0,
         }
     }

@@ -93,6 +93,9 @@ struct FdState {
     /// Whether the fd was added to epoll (it may have been closed since,
     /// which removes it: `MOD` then fails with `ENOENT` and we `ADD`).
     registered: bool,
+    /// This backend set `O_NONBLOCK` on the fd, and clears it again when
+    /// the `IO` gives the fd back (`release`).
+    nonblocking_set: bool,
 }
 
 impl FdState {
@@ -101,6 +104,7 @@ impl FdState {
             waiters: Fifo::new(),
             armed: 0,
             registered: false,
+            nonblocking_set: false,
         }
     }
 }
@@ -343,9 +347,21 @@ impl EpollBackend {
         self.syscalls += 1;
         // SAFETY: fcntl(F_SETFL) takes only integers.
         match unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } {
-            0 => Ok(()),
+            0 => {
+                self.fd_state(fd).nonblocking_set = true;
+                Ok(())
+            }
             _ => Err(-sys::errno_last()),
         }
+    }
+
+    /// The state of `fd`, an open descriptor, growing the table to it.
+    fn fd_state(&mut self, fd: Fd) -> &mut FdState {
+        let index = usize::try_from(fd).expect("an open fd is not negative");
+        if self.fds.len() <= index {
+            self.fds.resize_with(index + 1, FdState::new);
+        }
+        &mut self.fds[index]
     }
 
     /// After a connecting socket turned writable: 0, or its error.
@@ -380,7 +396,7 @@ impl EpollBackend {
             self.finish(user_data, -libc::EBADF);
             return;
         }
-        let index = CompletionId::from_user_data(user_data).slot;
+        let index = CompletionId::slot_of(user_data);
         if self.waiters.0.len() <= index as usize {
             self.waiters.0.resize(index as usize + 1, Waiter::IDLE);
         }
@@ -506,6 +522,9 @@ impl EpollBackend {
         if self.retry_waiters(fd, READABLE | WRITABLE) {
             self.fail_waiters(fd, -libc::EAGAIN);
         }
+        // A poll for neither readable nor writable can never be satisfied
+        // by such a file: io_uring refuses it with EINVAL, and so do we.
+        self.fail_waiters(fd, -libc::EINVAL);
     }
 
     /// Completes every waiter on `fd` with `result`.
@@ -524,12 +543,13 @@ impl EpollBackend {
     }
 
     /// Before `fd` is closed: its waiters complete with `ECANCELED`, and
-    /// what we knew of its registration is forgotten (closing removes it).
+    /// what we knew of it is forgotten (closing removes its registration).
     fn cancel_fd(&mut self, fd: Fd) {
         self.fail_waiters(fd, -libc::ECANCELED);
         if let Some(state) = self.fds.get_mut(fd as usize) {
             state.armed = 0;
             state.registered = false;
+            state.nonblocking_set = false;
         }
     }
 
@@ -678,5 +698,44 @@ impl Backend for EpollBackend {
 
     fn syscalls(&self) -> u64 {
         self.syscalls
+    }
+
+    /// Clears the `O_NONBLOCK` this backend set, so the owner gets the fd
+    /// back as it gave it (a std `accept` on it then blocks, as it should),
+    /// and drops it from epoll.
+    fn forget_fd(&mut self, fd: Fd) {
+        let Some(state) = self.fds.get_mut(fd as usize) else {
+            return;
+        };
+        assert!(state.waiters.is_empty());
+        let (registered, nonblocking_set) = (state.registered, state.nonblocking_set);
+        *state = FdState::new();
+        if registered {
+            // Gone already if the fd was closed and reopened meanwhile.
+            let _ = self.epoll_ctl(libc::EPOLL_CTL_DEL, fd, 0);
+        }
+        if nonblocking_set {
+            self.syscalls += 2;
+            // SAFETY: fcntl(F_GETFL/F_SETFL) take only integers.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            if flags >= 0 {
+                // SAFETY: as above. A failure leaves the flag set, which
+                // the owner can still see and clear.
+                unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+            }
+        }
+    }
+}
+
+impl Drop for EpollBackend {
+    /// A close that was pushed but never started owns its fd (the `IO`
+    /// handed it over): close it, so that dropping the `IO` leaks no fd.
+    fn drop(&mut self) {
+        for (_, operation) in self.submissions.drain(..) {
+            if let Operation::Close { fd } = operation {
+                // Nothing is left to report the result to.
+                let _ = sys::close(fd);
+            }
+        }
     }
 }

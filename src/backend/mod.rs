@@ -69,6 +69,10 @@ pub(crate) trait Backend {
     /// How many `io_uring_enter` (or equivalent) syscalls were made so far.
     fn syscalls(&self) -> u64;
 
+    /// The `IO` gives the descriptor `fd` back to its owner (`release`):
+    /// undo what the backend changed on it (flags), and forget it.
+    fn forget_fd(&mut self, _fd: crate::sys::Fd) {}
+
     /// Forgets every operation in flight, if this backend can guarantee
     /// that nothing will touch their memory again (the simulator can: it is
     /// the "kernel"). Returns whether it did; a kernel backend cannot.
@@ -127,5 +131,9 @@ impl Backend for AnyBackend {
 
     fn abandon(&mut self) -> bool {
         dispatch!(self, backend => backend.abandon())
+    }
+
+    fn forget_fd(&mut self, fd: crate::sys::Fd) {
+        dispatch!(self, backend => backend.forget_fd(fd))
     }
 }
