@@ -49,7 +49,11 @@ impl CompletionId {
 
 impl fmt::Debug for CompletionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CompletionId({}#{}@{})", self.slot, self.generation, self.io)
+        write!(
+            f,
+            "CompletionId({}#{}@{})",
+            self.slot, self.generation, self.io
+        )
     }
 }
 

@@ -267,7 +267,8 @@ impl Handles {
             return None;
         }
         let entry = &mut self.entries[handle.index as usize];
-        let State::Open(descriptor) = std::mem::replace(&mut entry.state, State::Closing(None)) else {
+        let State::Open(descriptor) = std::mem::replace(&mut entry.state, State::Closing(None))
+        else {
             unreachable!("checked above");
         };
         self.open -= 1;
@@ -399,7 +400,9 @@ impl<C> IO<C> {
 
     /// The raw number behind an open handle, for the set-up calls.
     pub(crate) fn raw_fd(&self, handle: Handle) -> io::Result<RawFd> {
-        self.handles.raw(handle).ok_or_else(|| sys::errno(libc::EBADF))
+        self.handles
+            .raw(handle)
+            .ok_or_else(|| sys::errno(libc::EBADF))
     }
 }
 

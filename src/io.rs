@@ -156,7 +156,9 @@ impl Drop for Running {
 /// The error of a loop call whose `IO` a callback replaced (`*io = ..` or
 /// `mem::swap`): the call stops, and each `IO` keeps its own work.
 fn replaced_error() -> io::Error {
-    io::Error::other("ringio: the IO was replaced from inside one of its own callbacks; the loop call stopped")
+    io::Error::other(
+        "ringio: the IO was replaced from inside one of its own callbacks; the loop call stopped",
+    )
 }
 
 impl<C> IO<C> {
@@ -430,7 +432,10 @@ impl<C> IO<C> {
         }
         let index = CompletionId::slot_of(raw.user_data);
         let slot = self.slots.slot_mut(index);
-        assert_eq!(slot.generation as u32, CompletionId::generation_low_of(raw.user_data));
+        assert_eq!(
+            slot.generation as u32,
+            CompletionId::generation_low_of(raw.user_data)
+        );
         assert_eq!(slot.state, State::Kernel);
         let is_close = matches!(slot.operation, Operation::Close { .. });
         if slot.awaiting_readiness {
@@ -691,7 +696,8 @@ impl<C> IO<C> {
     ) -> CompletionId {
         let operation = Operation::Cancel { target };
         let target_slot = self.slots.get(target);
-        let is_close = target_slot.is_some_and(|slot| matches!(slot.operation, Operation::Close { .. }));
+        let is_close =
+            target_slot.is_some_and(|slot| matches!(slot.operation, Operation::Close { .. }));
         match target_slot.map(|slot| slot.state) {
             // A close is not cancellable: an unfinished close would leave
             // the descriptor open with no handle to name it. It finishes

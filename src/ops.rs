@@ -12,8 +12,8 @@ use std::ops::BitOr;
 use crate::buf::{IoBuf, IoBufMut};
 use crate::callback::Handler;
 use crate::completion::{CompletionId, Operation};
-use crate::io::IO;
 use crate::handle::Handle;
+use crate::io::IO;
 use crate::sys::{self, Fd, RawAddr};
 
 /// The most bytes one read, write, send or recv transfers: Linux's
@@ -240,7 +240,11 @@ impl<C> IO<C> {
             callback,
         };
         let callback = self.callback(handler);
-        self.submit_on(socket, 0, callback, |fd| Operation::Connect { fd, addr, addr_len })
+        self.submit_on(socket, 0, callback, |fd| Operation::Connect {
+            fd,
+            addr,
+            addr_len,
+        })
     }
 
     /// Receives into `buf` (up to its capacity, clamped to [`BUFFER_LIMIT`])
@@ -261,7 +265,11 @@ impl<C> IO<C> {
         let ptr = buf.stable_mut_ptr();
         let callback = self.callback(Filled { buf, callback });
         let refused = if len == 0 { INVALID } else { 0 };
-        self.submit_on(socket, refused, callback, |fd| Operation::Recv { fd, buf: ptr, len })
+        self.submit_on(socket, refused, callback, |fd| Operation::Recv {
+            fd,
+            buf: ptr,
+            len,
+        })
     }
 
     /// Sends the initialized bytes of `buf` (clamped to [`BUFFER_LIMIT`]) on
@@ -281,7 +289,11 @@ impl<C> IO<C> {
         let ptr = buf.stable_ptr();
         let callback = self.callback(Drained { buf, callback });
         let refused = if len == 0 { INVALID } else { 0 };
-        self.submit_on(socket, refused, callback, |fd| Operation::Send { fd, buf: ptr, len })
+        self.submit_on(socket, refused, callback, |fd| Operation::Send {
+            fd,
+            buf: ptr,
+            len,
+        })
     }
 
     /// Reads into `buf` (up to its capacity, clamped to [`BUFFER_LIMIT`])
@@ -375,7 +387,10 @@ impl<C> IO<C> {
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
         let callback = self.callback(Done(callback));
-        self.submit_on(file, 0, callback, |fd| Operation::Fsync { fd, datasync: true })
+        self.submit_on(file, 0, callback, |fd| Operation::Fsync {
+            fd,
+            datasync: true,
+        })
     }
 
     /// Closes the descriptor `handle` names. From this call on, the handle

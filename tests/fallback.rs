@@ -5,10 +5,9 @@
 //! tracing, and serves a TCP round trip. Forcing io_uring must instead
 //! surface the refusal.
 
-use std::os::fd::RawFd;
 use std::process::{Command, Output};
 
-use ringio::{BackendKind, IO};
+use ringio::{BackendKind, Handle, IO};
 
 /// Set in the child: the errno the filter returns for `io_uring_setup`.
 const CHILD_ERRNO_ENV: &str = "RINGIO_TEST_SECCOMP_ERRNO";
@@ -84,7 +83,7 @@ fn serve_one_round_trip(io: &mut IO<Echo>) -> Vec<u8> {
     let listener = io.listen("127.0.0.1:0".parse().unwrap(), 1).unwrap();
     let address = io.local_addr(listener).unwrap();
     io.accept(listener, |io, _, result| {
-        let server: RawFd = result.expect("accept");
+        let server: Handle = result.expect("accept");
         io.recv(server, Vec::with_capacity(16), move |io, _, result, buf| {
             result.expect("recv");
             io.send(server, buf, move |io, echo, result, buf| {

@@ -25,7 +25,7 @@ use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use ringio::{Fd, FileOptions, IO};
+use ringio::{FileOptions, Handle, IO};
 
 use crate::server::{log, Server};
 use crate::wal::{self, Outcome, Record};
@@ -74,7 +74,7 @@ impl FromStr for FsyncPolicy {
 /// The log's state.
 #[derive(Debug)]
 pub struct Journal {
-    fd: Fd,
+    fd: Handle,
     path: PathBuf,
     policy: FsyncPolicy,
     /// The records of the next group.
@@ -164,14 +164,14 @@ impl Journal {
     }
 
     /// The log file.
-    pub fn fd(&self) -> Fd {
+    pub fn fd(&self) -> Handle {
         self.fd
     }
 }
 
 /// Starts recovery of the log open on `fd`: reads all of it, then replays
 /// it ([`Server::on_recovered`] when done).
-pub fn recover(io: &mut IO<Server>, fd: Fd) {
+pub fn recover(io: &mut IO<Server>, fd: Handle) {
     let buf = Vec::with_capacity(RECOVERY_READ_BYTES);
     io.read(fd, buf, 0, move |io, server, result, buf| {
         on_recover_read(io, server, 0, result, buf)
@@ -362,7 +362,7 @@ pub fn flush(io: &mut IO<Server>, server: &mut Server) {
     Server::on_pending_taken(io, server);
 }
 
-fn write_group(io: &mut IO<Server>, fd: Fd, offset: u64, sequence: u64, buf: Vec<u8>) {
+fn write_group(io: &mut IO<Server>, fd: Handle, offset: u64, sequence: u64, buf: Vec<u8>) {
     io.write(fd, buf, offset, move |io, server, result, buf| {
         on_write(io, server, sequence, result, buf)
     });

@@ -42,7 +42,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use ringio::{CompletionId, Fd, IO};
+use ringio::{CompletionId, Handle, IO};
 
 use crate::commands;
 use crate::journal::{self, FsyncPolicy, Journal};
@@ -96,7 +96,7 @@ enum State {
 /// One client.
 #[derive(Debug)]
 struct Connection {
-    fd: Fd,
+    fd: Handle,
     /// A number that is never reused, for CLIENT ID.
     id: u64,
     state: State,
@@ -130,7 +130,7 @@ struct Connection {
 /// The application state: every callback receives it.
 #[derive(Debug)]
 pub struct Server {
-    listener: Fd,
+    listener: Handle,
     local_addr: SocketAddr,
     /// The key space.
     pub store: Store,
@@ -289,7 +289,7 @@ fn accept_next(io: &mut IO<Server>, server: &mut Server) {
     io.accept(server.listener, on_accept);
 }
 
-fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Fd>) {
+fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Handle>) {
     if server.fatal.is_some() {
         return;
     }
@@ -309,10 +309,10 @@ fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Fd>) {
     }
 }
 
-fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Fd) {
+fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Handle) {
     // Replies are small and clients wait for them: no Nagle delay.
     if let Err(error) = io.set_nodelay(fd, true) {
-        log(format_args!("TCP_NODELAY on fd {fd}: {error}"));
+        log(format_args!("TCP_NODELAY on {fd:?}: {error}"));
     }
     let mut connection = Connection {
         fd,
@@ -483,7 +483,7 @@ fn send_released(io: &mut IO<Server>, connection: &mut Connection, index: u32) {
     connection.send_in_flight = Some(send_buf(io, connection.fd, index, buf));
 }
 
-fn send_buf(io: &mut IO<Server>, fd: Fd, index: u32, buf: Vec<u8>) -> CompletionId {
+fn send_buf(io: &mut IO<Server>, fd: Handle, index: u32, buf: Vec<u8>) -> CompletionId {
     io.send(fd, buf, move |io, server, result, buf| {
         on_send(io, server, index, result, buf)
     })

@@ -4,12 +4,12 @@
 use std::cell::Cell;
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use ringio::sim::{SimOptions, Simulator};
-use ringio::{BackendKind, Config, IO};
+use ringio::{BackendKind, Config, Handle, IO};
 
 /// The seed of every simulator the conformance suite makes: one fixed world,
 /// so that a failure on `sim::<test>` replays exactly.
@@ -69,26 +69,17 @@ impl Backend {
             _ => IO::with_config(config.backend(self.kind())),
         }
     }
-
-    /// Closes `fd` outside the loop, after its `IO` was dropped (or can no
-    /// longer run): a kernel fd outlives the `IO`, so close it; a simulated
-    /// one went away with its process.
-    pub fn close_after_drop(self, fd: RawFd) {
-        if self.is_kernel() {
-            close(fd);
-        }
-    }
 }
 
 /// A connected TCP pair (client, server) made through `io`'s own loop:
 /// listen on 127.0.0.1:0, connect, accept, then close the listener.
 /// Both ends have `TCP_NODELAY`. Runs the loop (so callbacks already
 /// queued may run too) until the pair is up.
-pub fn tcp_pair_io<C>(io: &mut IO<C>, ctx: &mut C) -> (RawFd, RawFd) {
+pub fn tcp_pair_io<C>(io: &mut IO<C>, ctx: &mut C) -> (Handle, Handle) {
     let listener = io.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
     let address = io.local_addr(listener).unwrap();
     let client = io.open_socket(address).unwrap();
-    let accepted: Rc<Cell<Option<RawFd>>> = Rc::default();
+    let accepted: Rc<Cell<Option<Handle>>> = Rc::default();
     let connected: Rc<Cell<bool>> = Rc::default();
     let listener_closed: Rc<Cell<bool>> = Rc::default();
     {
@@ -119,7 +110,7 @@ pub fn tcp_pair_io<C>(io: &mut IO<C>, ctx: &mut C) -> (RawFd, RawFd) {
 }
 
 /// Closes `fd` through `io`'s loop and runs until the close completed.
-pub fn close_io<C>(io: &mut IO<C>, ctx: &mut C, fd: RawFd) {
+pub fn close_io<C>(io: &mut IO<C>, ctx: &mut C, fd: Handle) {
     let closed: Rc<Cell<bool>> = Rc::default();
     let done = Rc::clone(&closed);
     io.close(fd, move |_, _, result| {
@@ -132,7 +123,7 @@ pub fn close_io<C>(io: &mut IO<C>, ctx: &mut C, fd: RawFd) {
 }
 
 /// Sends all of `data` on `fd` through `io`'s loop, and runs until it is sent.
-pub fn send_all_io<C>(io: &mut IO<C>, ctx: &mut C, fd: RawFd, data: &[u8]) {
+pub fn send_all_io<C>(io: &mut IO<C>, ctx: &mut C, fd: Handle, data: &[u8]) {
     let sent = Rc::new(Cell::new(0usize));
     while sent.get() < data.len() {
         let before = sent.get();
@@ -178,33 +169,47 @@ impl Drop for Scratch {
     }
 }
 
-/// A connected loopback TCP pair of blocking sockets: (client, server).
-pub fn tcp_pair() -> (RawFd, RawFd) {
+/// A connected loopback TCP pair of blocking std sockets: (client, server).
+pub fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
     client.set_nodelay(true).unwrap();
     server.set_nodelay(true).unwrap();
-    (client.into_raw_fd(), server.into_raw_fd())
+    (client, server)
+}
+
+/// A connected loopback TCP pair made outside `io` and adopted by it:
+/// (client, server) handles.
+pub fn tcp_pair_adopted<C>(io: &mut IO<C>) -> (Handle, Handle) {
+    let (client, server) = tcp_pair();
+    let client = io.adopt(client.into()).expect("adopt");
+    let server = io.adopt(server.into()).expect("adopt");
+    (client, server)
 }
 
 /// A pipe: (read end, write end), blocking, close-on-exec.
-pub fn pipe() -> (RawFd, RawFd) {
+pub fn pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     let result = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
     assert_eq!(result, 0, "pipe2: {}", io::Error::last_os_error());
-    (fds[0], fds[1])
+    // SAFETY: pipe2 just returned these two fds, owned by nobody else.
+    let (read, write) = unsafe {
+        use std::os::fd::FromRawFd;
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    };
+    (read, write)
 }
 
-/// Closes an fd the test owns.
-pub fn close(fd: RawFd) {
-    // SAFETY: the test owns `fd` and does not use it afterwards.
-    unsafe { libc::close(fd) };
+/// The raw number of a descriptor `io` owns, for a libc call in a test.
+pub fn raw<C>(io: &IO<C>, handle: Handle) -> RawFd {
+    io.as_fd(handle).expect("as_fd").as_raw_fd()
 }
 
 /// Sets SO_LINGER to zero so that closing `fd` sends a reset (RST).
-pub fn set_linger_zero(fd: RawFd) {
+pub fn set_linger_zero(fd: BorrowedFd<'_>) {
+    let fd = fd.as_raw_fd();
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -223,7 +228,8 @@ pub fn set_linger_zero(fd: RawFd) {
 }
 
 /// Writes all of `data` to `fd` synchronously.
-pub fn write_all(fd: RawFd, data: &[u8]) {
+pub fn write_all(fd: BorrowedFd<'_>, data: &[u8]) {
+    let fd = fd.as_raw_fd();
     let mut written = 0;
     while written < data.len() {
         let rest = &data[written..];
@@ -234,12 +240,11 @@ pub fn write_all(fd: RawFd, data: &[u8]) {
     }
 }
 
-/// A fresh scratch directory on a real file system (O_DIRECT needs one;
-/// tmpfs refuses it), under the target directory.
+/// A fresh scratch directory on a real file system, under the target
+/// directory (`CARGO_TARGET_TMPDIR`, which cargo sets only at compile time),
+/// never in `/tmp`, which may be a tmpfs with other O_DIRECT rules.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let dir = base.join(format!("ringio-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
