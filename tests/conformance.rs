@@ -12,7 +12,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-
 use ringio::{AlignedBuf, CompletionId, Config, FileOptions, Handle, PollEvents, BUFFER_LIMIT, IO};
 use util::Backend;
 

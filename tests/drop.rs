@@ -6,6 +6,8 @@
 #[macro_use]
 mod util;
 
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
@@ -59,18 +61,26 @@ unsafe impl IoBufMut for CountedBuf {
 fn drop_with_recv_and_read_in_flight_frees_buffers_after_the_kernel_is_done(backend: Backend) {
     let _serial = SERIAL.lock().unwrap_or_else(|poison| poison.into_inner());
     let dropped_before = BUFFERS_DROPPED.load(Ordering::SeqCst);
-    let (client, server, reader, writer);
+    // On the kernel backends the IO gets duplicates of a socket and a pipe,
+    // and the test keeps the originals: the kernel objects outlive the IO,
+    // so data sent after the drop would land in the buffers if the kernel
+    // still held the operations.
+    let mut kept = None;
     {
         let mut io: IO<u32> = backend.io();
         let mut calls = 0;
-        (client, server) = util::tcp_pair_io(&mut io, &mut calls);
-        // A pipe on the kernel backends; the simulator has none, so the
-        // read waits on a socket there.
-        (reader, writer) = if backend.is_kernel() {
-            util::pipe()
+        let (server, reader) = if backend.is_kernel() {
+            let (client, server) = util::tcp_pair();
+            let (reader, writer) = util::pipe();
+            let server_io = io.adopt(server.try_clone().unwrap().into()).unwrap();
+            let reader_io = io.adopt(reader.try_clone().unwrap()).unwrap();
+            kept = Some((client, server, reader, writer));
+            (server_io, reader_io)
         } else {
-            let (writer, reader) = util::tcp_pair_io(&mut io, &mut calls);
-            (reader, writer)
+            // The simulator has no pipes, so the read waits on a socket there.
+            let (_, server) = util::tcp_pair_io(&mut io, &mut calls);
+            let (_, reader) = util::tcp_pair_io(&mut io, &mut calls);
+            (server, reader)
         };
         let recv_buf = CountedBuf(Vec::with_capacity(1 << 16));
         let read_buf = CountedBuf(Vec::with_capacity(1 << 16));
@@ -83,34 +93,29 @@ fn drop_with_recv_and_read_in_flight_frees_buffers_after_the_kernel_is_done(back
     }
     // The drop cancelled both, waited for the kernel, and freed both buffers.
     assert_eq!(BUFFERS_DROPPED.load(Ordering::SeqCst) - dropped_before, 2);
-    if !backend.is_kernel() {
+    let Some((mut client, _server, _reader, writer)) = kept else {
         // The simulated process exited with its IO: its sockets closed with
         // it (as at exit), so no data can arrive for them any more.
         return;
-    }
-
+    };
     // Data arriving now has nowhere to go in freed memory: the kernel no
     // longer holds either operation. Fresh allocations stay intact.
     let canaries: Vec<Vec<u8>> = (0..64).map(|_| vec![0xAA; 1 << 16]).collect();
-    util::write_all(client, &[0x55; 4096]);
-    util::write_all(writer, &[0x55; 4096]);
+    client.write_all(&[0x55; 4096]).unwrap();
+    util::write_all(writer.as_fd(), &[0x55; 4096]);
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert!(canaries
         .iter()
         .all(|canary| canary.iter().all(|&byte| byte == 0xAA)));
-    for fd in [client, server, reader, writer] {
-        util::close(fd);
-    }
 }
 
 fn drop_with_unqueued_and_timer_operations_frees_them_without_callbacks(backend: Backend) {
     let _serial = SERIAL.lock().unwrap_or_else(|poison| poison.into_inner());
     let dropped_before = BUFFERS_DROPPED.load(Ordering::SeqCst);
-    let (client, server);
     {
         let config = ringio::Config::new().entries(2);
         let mut io: IO<u32> = backend.io_with(config);
-        (client, server) = util::tcp_pair_io(&mut io, &mut 0);
+        let (_client, server) = util::tcp_pair_io(&mut io, &mut 0);
         for _ in 0..6 {
             let buf = CountedBuf(Vec::with_capacity(64));
             io.recv(server, buf, |_, calls, _, _| *calls += 1);
@@ -119,15 +124,13 @@ fn drop_with_unqueued_and_timer_operations_frees_them_without_callbacks(backend:
         assert!(io.stats().unqueued_max > 0);
     }
     assert_eq!(BUFFERS_DROPPED.load(Ordering::SeqCst) - dropped_before, 6);
-    backend.close_after_drop(client);
-    backend.close_after_drop(server);
 }
 
 fn drop_with_more_operations_in_the_kernel_than_ring_entries_drains_them_all(backend: Backend) {
     let _serial = SERIAL.lock().unwrap_or_else(|poison| poison.into_inner());
     let dropped_before = BUFFERS_DROPPED.load(Ordering::SeqCst);
-    let mut pairs = Vec::new();
     {
+        let mut pairs = Vec::new();
         // The cancels on drop must go through a 2-entry submission queue.
         let mut io: IO<u32> = backend.io_with(ringio::Config::new().entries(2));
         let mut calls = 0;
@@ -144,8 +147,4 @@ fn drop_with_more_operations_in_the_kernel_than_ring_entries_drains_them_all(bac
         assert_eq!(io.in_flight(), 50);
     }
     assert_eq!(BUFFERS_DROPPED.load(Ordering::SeqCst) - dropped_before, 50);
-    for (client, server) in pairs {
-        backend.close_after_drop(client);
-        backend.close_after_drop(server);
-    }
 }
