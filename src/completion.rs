@@ -210,8 +210,6 @@ pub(crate) struct Slots<C> {
     in_use: u32,
     /// The owning `IO`'s tag, carried by every id.
     io: u32,
-    /// The generation a new slot starts at (0, except in tests of wrapping).
-    generation_first: u64,
 }
 
 impl<C> Slots<C> {
@@ -221,17 +219,12 @@ impl<C> Slots<C> {
     ///
     /// `ENOMEM` if the memory cannot be reserved (a configuration error, so
     /// it is reported rather than aborting the process).
-    pub(crate) fn with_capacity(
-        capacity: u32,
-        io: u32,
-        generation_first: u64,
-    ) -> std::io::Result<Slots<C>> {
+    pub(crate) fn with_capacity(capacity: u32, io: u32) -> std::io::Result<Slots<C>> {
         let mut slots = Slots {
             slots: Vec::new(),
             free: VecDeque::new(),
             in_use: 0,
             io,
-            generation_first,
         };
         let out_of_memory = |_| std::io::Error::from_raw_os_error(libc::ENOMEM);
         slots
@@ -253,7 +246,7 @@ impl<C> Slots<C> {
         assert!(index <= fifo::INDEX_MAX);
         self.slots.push(Slot {
             link: Link::new(),
-            generation: self.generation_first,
+            generation: 0,
             state: State::Free,
             awaiting_readiness: false,
             retried: false,
@@ -324,6 +317,16 @@ impl<C> Slots<C> {
             slot: index,
             io: self.io,
             generation: self.slots[index as usize].generation,
+        }
+    }
+
+    /// Ages every free slot by `count` generations, as `count` reuses
+    /// would: for tests of generation wrapping.
+    pub(crate) fn skip_generations(&mut self, count: u64) {
+        for slot in &mut self.slots {
+            if slot.state == State::Free {
+                slot.generation = slot.generation.wrapping_add(count);
+            }
         }
     }
 

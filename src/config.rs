@@ -19,7 +19,6 @@ pub struct Config {
     pub(crate) drop_drain_ns: u64,
     pub(crate) backend: Option<BackendKind>,
     pub(crate) submit_batch: u32,
-    pub(crate) generation_first: u64,
 }
 
 impl Config {
@@ -35,7 +34,6 @@ impl Config {
             drop_drain_ns: 1_000_000_000,
             backend: None,
             submit_batch: 0,
-            generation_first: 0,
         }
     }
 
@@ -97,15 +95,6 @@ impl Config {
 }
 
 impl Config {
-    /// The generation that every completion slot starts at. For tests of
-    /// generation wrapping only: with a start near `u64::MAX` a test reaches
-    /// the wrap in a few operations instead of 2^64.
-    #[doc(hidden)]
-    pub const fn generation_first(mut self, generation: u64) -> Config {
-        self.generation_first = generation;
-        self
-    }
-
     /// `EINVAL` for settings no backend can honour.
     pub(crate) fn validate(&self) -> std::io::Result<()> {
         if self.entries < 2 {

@@ -195,7 +195,7 @@ impl<C> IO<C> {
     pub(crate) fn from_backend(backend: AnyBackend, config: Config) -> io::Result<IO<C>> {
         config.validate()?;
         let tag = tag_next();
-        let slots = Slots::with_capacity(config.completions_initial, tag, config.generation_first)?;
+        let slots = Slots::with_capacity(config.completions_initial, tag)?;
         let now_ns = match &backend {
             AnyBackend::Sim(sim) => sim.now_ns(),
             _ => sys::monotonic_ns(),
@@ -267,6 +267,14 @@ impl<C> IO<C> {
             descriptors_open: u64::from(self.handles.open()),
             ..self.stats
         }
+    }
+
+    /// Ages every free completion slot by `count` generations, as `count`
+    /// reuses of each would. For tests of id wrapping only: 2^32 real
+    /// operations take minutes.
+    #[doc(hidden)]
+    pub fn skip_generations_for_tests(&mut self, count: u64) {
+        self.slots.skip_generations(count);
     }
 
     /// Operations submitted whose callback has not run yet.

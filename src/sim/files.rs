@@ -95,18 +95,7 @@ impl World {
                 buf, len, offset, ..
             } => self.file_write(node, process, user_data, file, access, (buf, len, offset)),
             Operation::Fsync { .. } => self.file_fsync(node, process, user_data, file),
-            Operation::Poll { events, .. } => {
-                let ready = events & (libc::POLLIN | libc::POLLOUT) as u32;
-                if ready == 0 {
-                    let parked = super::world::Parked {
-                        user_data,
-                        operation: *operation,
-                    };
-                    self.nodes[node].parked_forever.push(parked);
-                    return;
-                }
-                Some(ready as i32)
-            }
+            Operation::Poll { events, .. } => Some(poll_regular(events)),
             // accept, connect, recv and send need a socket.
             _ => Some(-libc::ENOTSOCK),
         };
@@ -134,9 +123,7 @@ impl World {
                 return self.complete_after(delay_ns, node, process, user_data, 0);
             }
             Operation::Read { .. } | Operation::Write { .. } => -libc::EISDIR,
-            Operation::Poll { events, .. } => {
-                (events & (libc::POLLIN | libc::POLLOUT) as u32) as i32
-            }
+            Operation::Poll { events, .. } => poll_regular(*events),
             _ => -libc::ENOTSOCK,
         };
         self.complete(node, process, user_data, result);
@@ -322,5 +309,17 @@ impl World {
     /// `max(min, Exp(mean))`.
     fn disk_latency(&mut self, min_ns: u64, mean_ns: u64) -> u64 {
         self.streams.disk.exponential(mean_ns).max(min_ns)
+    }
+}
+
+/// A poll of a regular file or directory, which is always readable and
+/// writable: ready at once for either, and `EINVAL` for neither, as io_uring
+/// says (such a file has no wait queue for anything else).
+fn poll_regular(events: u32) -> i32 {
+    let ready = events & (libc::POLLIN | libc::POLLOUT) as u32;
+    if ready == 0 {
+        -libc::EINVAL
+    } else {
+        ready as i32
     }
 }

@@ -208,6 +208,10 @@ pub struct FaultOptions {
     pub write: Probability,
     /// `fsync`/`fdatasync`: `EIO`, and the writes it covered are dropped.
     pub fsync: Probability,
+    /// `close`: `EINTR`, with the descriptor closed all the same, as Linux
+    /// does. The loop reports it as success and never retries it, so an
+    /// application never sees it: it checks the loop.
+    pub close: Probability,
 }
 
 impl FaultOptions {
@@ -221,10 +225,11 @@ impl FaultOptions {
             read: Probability::NEVER,
             write: Probability::NEVER,
             fsync: Probability::NEVER,
+            close: Probability::NEVER,
         }
     }
 
-    fn all_mut(&mut self) -> [&mut Probability; 7] {
+    fn all_mut(&mut self) -> [&mut Probability; 8] {
         [
             &mut self.accept,
             &mut self.connect,
@@ -233,6 +238,7 @@ impl FaultOptions {
             &mut self.read,
             &mut self.write,
             &mut self.fsync,
+            &mut self.close,
         ]
     }
 }
@@ -247,6 +253,7 @@ impl Default for FaultOptions {
             read: Probability::ppm(500),
             write: Probability::ppm(500),
             fsync: Probability::ppm(1_000),
+            close: Probability::ppm(1_000),
         }
     }
 }

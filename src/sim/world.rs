@@ -64,9 +64,6 @@ pub(crate) struct Node {
     pub(crate) next_timer_ns: Option<u64>,
     pub(crate) next_port: u16,
     pub(crate) disk: Disk,
-    /// Polls that no event can ever satisfy (POLLPRI on a file): they wait
-    /// until cancelled or closed, as on the real backends.
-    pub(crate) parked_forever: Vec<Parked>,
 }
 
 impl Node {
@@ -264,7 +261,6 @@ impl World {
             next_timer_ns: None,
             next_port: 32768,
             disk: Disk::new(),
-            parked_forever: Vec::new(),
         });
         if self.nodes.len() == 2 && !self.weather_scheduled {
             self.weather_scheduled = true;
@@ -356,7 +352,12 @@ impl World {
                 self.complete(node, process, user_data, result);
             }
             Operation::Close { fd } => {
-                let result = self.close_fd(node, process, fd);
+                let mut result = self.close_fd(node, process, fd);
+                // As on Linux, an interrupted close has closed the fd all
+                // the same: a loop that retried it would close a reused number.
+                if result == 0 && self.streams.faults.chance(self.options.faults.close) {
+                    result = -libc::EINTR;
+                }
                 self.complete(node, process, user_data, result);
             }
             Operation::Timeout { .. } => self.complete(node, process, user_data, -libc::EINVAL),
@@ -433,11 +434,6 @@ impl World {
     /// Removes the parked operation `user_data` of `node`'s process, if
     /// there is one; a connect's handshake is abandoned.
     fn unpark(&mut self, node: usize, user_data: u64) -> bool {
-        let forever = &mut self.nodes[node].parked_forever;
-        if let Some(index) = forever.iter().position(|p| p.user_data == user_data) {
-            forever.remove(index);
-            return true;
-        }
         let sockets: Vec<usize> = self.nodes[node]
             .fds
             .iter()
@@ -490,7 +486,6 @@ impl World {
         let node = &mut self.nodes[node];
         node.process = None;
         node.ready.clear();
-        node.parked_forever.clear();
         node.next_timer_ns = None;
         self.wake_sockets();
     }
