@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use ringio::sim::{FaultOptions, NodeId, SimOptions, Simulator};
-use ringio::{FileOptions, IO};
+use ringio::{FileOptions, Handle, IO};
 
 const MS: u64 = 1_000_000;
 const SECOND: u64 = 1_000_000_000;
@@ -54,7 +54,7 @@ fn world(seed: u64) -> Simulator {
 }
 
 /// Sends `data` on `fd` from `offset` on, one send after another.
-fn send_from(io: &mut IO<()>, fd: i32, data: Rc<Vec<u8>>, offset: usize, sent: Rc<Cell<usize>>) {
+fn send_from(io: &mut IO<()>, fd: Handle, data: Rc<Vec<u8>>, offset: usize, sent: Rc<Cell<usize>>) {
     let chunk = data[offset..]
         .iter()
         .take(1000)
@@ -70,7 +70,7 @@ fn send_from(io: &mut IO<()>, fd: i32, data: Rc<Vec<u8>>, offset: usize, sent: R
 }
 
 /// Receives on `fd` into `got` until end of file or an error (kept in `error`).
-fn recv_into(io: &mut IO<()>, fd: i32, got: Rc<RefCell<Vec<u8>>>, error: Rc<Cell<Option<i32>>>) {
+fn recv_into(io: &mut IO<()>, fd: Handle, got: Rc<RefCell<Vec<u8>>>, error: Rc<Cell<Option<i32>>>) {
     io.recv(
         fd,
         Vec::with_capacity(4096),
@@ -93,9 +93,9 @@ struct Pair {
     io_a: IO<()>,
     io_b: IO<()>,
     /// The connected socket on `a`.
-    client: i32,
+    client: Handle,
     /// The accepted socket on `b`.
-    server: i32,
+    server: Handle,
 }
 
 fn connected_pair(seed: u64) -> Pair {
@@ -137,7 +137,7 @@ fn connected_pair(seed: u64) -> Pair {
 // Determinism
 
 /// Server: accepts forever, echoes what each connection sends.
-fn serve(io: &mut IO<()>, listener: i32) {
+fn serve(io: &mut IO<()>, listener: Handle) {
     io.accept(listener, move |io, _, result| match result {
         Ok(socket) => {
             echo(io, socket);
@@ -148,7 +148,7 @@ fn serve(io: &mut IO<()>, listener: i32) {
     });
 }
 
-fn echo(io: &mut IO<()>, socket: i32) {
+fn echo(io: &mut IO<()>, socket: Handle) {
     io.recv(
         socket,
         Vec::with_capacity(64),
@@ -164,7 +164,7 @@ fn echo(io: &mut IO<()>, socket: i32) {
     );
 }
 
-fn close_quietly(io: &mut IO<()>, fd: i32) {
+fn close_quietly(io: &mut IO<()>, fd: Handle) {
     io.close(fd, |_, _, _| {});
 }
 
@@ -177,7 +177,7 @@ fn client(io: &mut IO<()>, address: SocketAddr, requests: u32) {
     });
 }
 
-fn request(io: &mut IO<()>, socket: i32, left: u32) {
+fn request(io: &mut IO<()>, socket: Handle, left: u32) {
     if left == 0 {
         return close_quietly(io, socket);
     }
@@ -204,7 +204,7 @@ fn writer(io: &mut IO<()>, block: u64, left: u32) {
     write_block(io, fd, block, left);
 }
 
-fn write_block(io: &mut IO<()>, fd: i32, block: u64, left: u32) {
+fn write_block(io: &mut IO<()>, fd: Handle, block: u64, left: u32) {
     if left == 0 {
         return close_quietly(io, fd);
     }
