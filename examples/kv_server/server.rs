@@ -409,11 +409,11 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         match parsed {
             Ok(true) => {
                 if !connection.parser.args.is_empty() {
-                    let now_ns = io.now_ns();
+                    let realtime_ms = crate::store::realtime_ms(io);
                     let mut context = commands::Context {
                         store: &mut *store,
                         journal: &mut *journal,
-                        now_ns,
+                        realtime_ms,
                         client_id: connection.id,
                         client_name: &mut connection.name,
                         out: &mut connection.out,
