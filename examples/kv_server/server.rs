@@ -38,7 +38,7 @@
 //!   `-ERR max number of clients reached`.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -280,8 +280,10 @@ impl Server {
 }
 
 /// Prints a line on stderr, prefixed as every message of the server is.
+/// Not with `eprintln!`, which panics when stderr is a closed pipe
+/// (`kv_server 2>&1 | head`): a lost log line must not stop the server.
 pub fn log(message: std::fmt::Arguments<'_>) {
-    eprintln!("kv_server: {message}");
+    let _ = writeln!(io::stderr().lock(), "kv_server: {message}");
 }
 
 /// Keeps exactly one accept in flight while the server runs.
