@@ -49,7 +49,10 @@ pub fn print_help(program: &str, usage: &str) -> ExitCode {
         Ok(Printed::Yes | Printed::PipeClosed) => ExitCode::SUCCESS,
         Err(error) => {
             // Not eprintln!, which panics if stderr is a closed pipe too.
-            let _ = writeln!(io::stderr(), "{program}: writing the help to stdout: {error}");
+            let _ = writeln!(
+                io::stderr(),
+                "{program}: writing the help to stdout: {error}"
+            );
             ExitCode::FAILURE
         }
     }
