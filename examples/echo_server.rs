@@ -19,6 +19,9 @@ use std::process::ExitCode;
 
 use ringio::{BackendKind, Config, Fd, IO};
 
+#[path = "common/stdout.rs"]
+mod stdout;
+
 /// Bytes one recv may fill; also the buffer each connection keeps.
 const BUFFER_BYTES: usize = 16 * 1024;
 /// Pending connections the kernel queues before we accept them.
@@ -71,10 +74,8 @@ fn main() -> ExitCode {
         .init();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        // `echo_server --help | head -3` exits quietly, with success.
+        Ok(None) => return stdout::print_help("echo_server", USAGE),
         Err(message) => {
             eprintln!("echo_server: {message}\n{USAGE}");
             return ExitCode::from(2);

@@ -10,11 +10,15 @@
 //! the file offset must all be multiples of the device's block size: every
 //! chunk here is a 1 MiB [`AlignedBuf`] aligned to 4096 bytes.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ringio::{AlignedBuf, Fd, FileOptions, IO};
+
+#[path = "common/stdout.rs"]
+mod stdout;
 
 const CHUNK_BYTES: usize = 1 << 20;
 /// A multiple of every common logical block size (512, 4096).
@@ -60,10 +64,8 @@ struct Pass {
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        // `file_io --help | head -3` exits quietly, with success.
+        Ok(None) => return stdout::print_help("file_io", USAGE),
         Err(message) => {
             eprintln!("file_io: {message}\n{USAGE}");
             return ExitCode::from(2);
@@ -143,20 +145,20 @@ fn write_then_verify(io: &mut IO<Pass>, fd: Fd, args: &Args) -> io::Result<()> {
     )?;
     let read_ns = io.now_ns() - started_ns;
 
-    println!(
+    report(format_args!(
         "wrote {} MiB in {:.3} s: {:.1} MB/s (O_DIRECT, queue depth {}, fsync included)",
         args.size_mib,
         write_ns as f64 / 1e9,
         megabytes_per_second(bytes, write_ns),
         args.queue_depth
-    );
-    println!(
+    ))?;
+    report(format_args!(
         "read  {} MiB in {:.3} s: {:.1} MB/s (O_DIRECT, queue depth {})",
         args.size_mib,
         read_ns as f64 / 1e9,
         megabytes_per_second(bytes, read_ns),
         args.queue_depth
-    );
+    ))?;
     compare_checksums(&written, &read)
 }
 
@@ -172,8 +174,21 @@ fn compare_checksums(written: &[u64], read: &[u64]) -> io::Result<()> {
         );
         return Err(io::Error::new(io::ErrorKind::InvalidData, message));
     }
-    println!("checksum ok ({:016x})", fnv1a_words(&as_bytes(written)));
-    Ok(())
+    report(format_args!(
+        "checksum ok ({:016x})",
+        fnv1a_words(&as_bytes(written))
+    ))
+}
+
+/// Prints a result line. A reader that closed the pipe (`file_io | head -1`)
+/// is no failure: the run goes on, and its exit status still says whether
+/// every byte came back.
+///
+/// # Errors
+///
+/// Any other write error to stdout.
+fn report(line: fmt::Arguments<'_>) -> io::Result<()> {
+    stdout::print_line(line).map(drop)
 }
 
 fn as_bytes(sums: &[u64]) -> Vec<u8> {

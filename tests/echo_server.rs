@@ -8,7 +8,7 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -294,4 +294,25 @@ fn wait_until_sent(sent: &AtomicUsize, bytes: usize) {
         last = now;
         thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `echo_server --help | head -3` with the reader gone before the help is
+/// written: a quiet exit with success, not a panic on EPIPE.
+#[test]
+fn help_into_a_closed_pipe_exits_quietly() {
+    let binary = util::example_binary("echo_server");
+    let (read, write) = util::pipe();
+    util::close(read);
+    // SAFETY: `write` is an open fd that nothing else owns or closes; the
+    // OwnedFd takes it over.
+    let write = unsafe { OwnedFd::from_raw_fd(write) };
+    let output = Command::new(&binary)
+        .arg("--help")
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run echo_server --help");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {stderr}", output.status);
+    assert_eq!(stderr, "");
 }

@@ -4,8 +4,13 @@
 //! recovery of the write-ahead log, and `kill -9` at random moments.
 //!
 //! `redis-cli` and `redis-benchmark` come from the `redis-tools` package,
-//! which `.ci/run` installs. Where they are missing, the tests that need
-//! them say so and return.
+//! which `.ci/run` installs; the reboot test needs `unshare` (util-linux)
+//! and time namespaces. Under CI (`CI=true`) a missing one fails the tests
+//! that need it, naming the package; elsewhere they are skipped, and say so
+//! on the terminal (see [`require`]).
+//!
+//! Every test works in a [`ScratchDir`], removed when the test ends, also
+//! when it fails; every server is a [`ServerGuard`], killed likewise.
 
 mod util;
 
@@ -13,11 +18,13 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::ops::Deref;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bounds every blocking read and wait, so a bug fails the test instead of
 /// hanging it.
@@ -57,6 +64,18 @@ GET fresh
 SET fresh v NX
 SET fresh v2 GET
 SET k v KEEPTTL
+SET k v EX 10 EXAT 10
+SET k v PXAT 10 KEEPTTL
+SET k v EXAT
+SET k v PX 9223372036854775807
+SET k v EX 9223372036854775
+TTL nokey
+PTTL nokey
+TTL k
+PEXPIRETIME k
+EXPIRETIME nokey
+TTL
+PTTL a b
 DEL
 DEL greeting fresh nope
 EXISTS
@@ -102,7 +121,7 @@ DBSIZE
 GET a
 ";
 
-/// What redis-server 7.0 prints for them, through `redis-cli --no-raw`.
+/// What redis-server 7.0.15 prints for them, through `redis-cli --no-raw`.
 const TRANSCRIPT_EXPECTED: &str = "\
 PONG
 \"hello\"
@@ -131,6 +150,18 @@ OK
 OK
 \"v\"
 OK
+(error) ERR syntax error
+(error) ERR syntax error
+(error) ERR syntax error
+(error) ERR invalid expire time in 'set' command
+(error) ERR invalid expire time in 'set' command
+(integer) -2
+(integer) -2
+(integer) -1
+(integer) -1
+(integer) -2
+(error) ERR wrong number of arguments for 'ttl' command
+(error) ERR wrong number of arguments for 'pttl' command
 (error) ERR wrong number of arguments for 'del' command
 (integer) 2
 (error) ERR wrong number of arguments for 'exists' command
@@ -180,6 +211,47 @@ OK
 (nil)
 ";
 
+/// A test's scratch directory (the server's log and its stderr), removed
+/// when dropped: when the test passes, and when it fails too, since locals
+/// are dropped while a failed assertion unwinds. Declare it before the
+/// servers that use it, so that they are dropped (killed) first.
+struct ScratchDir {
+    dir: PathBuf,
+}
+
+impl ScratchDir {
+    fn new(name: &str) -> ScratchDir {
+        ScratchDir {
+            dir: util::scratch_dir(name),
+        }
+    }
+}
+
+impl Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // The directory goes, so keep the server's side of the story in
+            // the failed test's output.
+            eprintln!(
+                "kv_server's stderr ({}):\n{}",
+                self.dir.display(),
+                stderr_of(&self.dir)
+            );
+        }
+        if let Err(error) = fs::remove_dir_all(&self.dir) {
+            eprintln!("removing {}: {error}", self.dir.display());
+        }
+    }
+}
+
 /// The running server; killed when dropped, whatever the test's outcome.
 struct ServerGuard {
     child: Child,
@@ -222,7 +294,11 @@ fn wal_path(dir: &Path) -> PathBuf {
 /// Starts the server on `dir/data` with `extra` arguments, stderr appended
 /// to `dir/stderr.log`.
 fn start_server(dir: &Path, extra: &[&str]) -> ServerGuard {
-    let mut child = spawn_server(dir, extra);
+    guard_server(dir, spawn_server(dir, extra))
+}
+
+/// Waits for a spawned server's first line, killing it if that fails.
+fn guard_server(dir: &Path, mut child: Child) -> ServerGuard {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut server = ServerGuard {
         child,
@@ -236,13 +312,19 @@ fn start_server(dir: &Path, extra: &[&str]) -> ServerGuard {
 
 fn spawn_server(dir: &Path, extra: &[&str]) -> Child {
     let binary = util::example_binary("kv_server");
+    spawn_server_with(Command::new(&binary), dir, extra)
+}
+
+/// Spawns `command` (kv_server, or a wrapper that execs it) with the
+/// server's arguments.
+fn spawn_server_with(mut command: Command, dir: &Path, extra: &[&str]) -> Child {
     let stderr = OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("stderr.log"))
         .expect("open stderr.log");
     let data = dir.join("data");
-    Command::new(&binary)
+    command
         .args(["--addr", "127.0.0.1:0", "--max-seconds", SERVER_MAX_SECONDS])
         .arg("--dir")
         .arg(&data)
@@ -250,7 +332,7 @@ fn spawn_server(dir: &Path, extra: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
-        .unwrap_or_else(|error| panic!("spawn {}: {error}", binary.display()))
+        .unwrap_or_else(|error| panic!("spawn {command:?}: {error}"))
 }
 
 /// Runs the server on a log that must make it fail, and returns its exit
@@ -264,6 +346,7 @@ fn run_until_exit(dir: &Path) -> (ExitStatus, String) {
         }
         if started.elapsed() > IO_TIMEOUT {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("the server did not exit; stderr: {}", stderr_of(dir));
         }
         thread::sleep(Duration::from_millis(20));
@@ -305,20 +388,44 @@ fn parse_listening_line(line: &str) -> SocketAddr {
     addr
 }
 
-/// Whether `tool` runs; if not, says why the test is skipped.
+/// Whether `tool` runs (`tool --version` succeeds).
 fn have_tool(tool: &str) -> bool {
-    let found = Command::new(tool)
+    Command::new(tool)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        eprintln!(
-            "SKIPPED: {tool} is not installed (apt-get install redis-tools; bash .ci/run installs it)"
-        );
+        .is_ok_and(|status| status.success())
+}
+
+/// Whether a test may go on, given whether what it needs (`what`) is
+/// `available`; `install` says how to get it. Under CI (`CI=true`) missing
+/// is a failure: a green CI must mean the test ran. Elsewhere the test is
+/// skipped: it returns early (and cargo reports it `ok`), after saying so
+/// on the process's real stderr. Not through `eprintln!`, whose output the
+/// test harness captures and shows only for failed tests.
+fn require(test: &str, available: bool, what: &str, install: &str) -> bool {
+    if available {
+        return true;
     }
-    found
+    let ci = std::env::var("CI").is_ok_and(|value| value == "true");
+    assert!(
+        !ci,
+        "{test}: {what}: not available under CI=true: {install}"
+    );
+    let line = format!("SKIPPED {test}: {what}: not available ({install})\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    false
+}
+
+/// [`require`] for a tool of the `redis-tools` package.
+fn require_redis_tool(test: &str, tool: &str) -> bool {
+    require(
+        test,
+        have_tool(tool),
+        tool,
+        "apt-get install redis-tools; bash .ci/run installs it",
+    )
 }
 
 /// A RESP2 reply.
@@ -452,10 +559,11 @@ fn redis_cli(server: &ServerGuard, args: &[&str], stdin: &str) -> String {
 }
 
 fn redis_cli_drives_every_command(backend: &str) {
-    if !have_tool("redis-cli") {
+    let test = format!("redis_cli_drives_every_command_on_{backend}");
+    if !require_redis_tool(&test, "redis-cli") {
         return;
     }
-    let dir = util::scratch_dir(&format!("kv-cli-{backend}"));
+    let dir = ScratchDir::new(&format!("kv-cli-{backend}"));
     let server = start_server(&dir, &["--backend", backend]);
     let transcript = redis_cli(&server, &["--no-raw"], TRANSCRIPT_COMMANDS);
     let expected: Vec<&str> = TRANSCRIPT_EXPECTED.lines().collect();
@@ -481,10 +589,10 @@ fn redis_cli_drives_every_command_on_epoll() {
 
 #[test]
 fn redis_benchmark_reports_no_errors() {
-    if !have_tool("redis-benchmark") {
+    if !require_redis_tool("redis_benchmark_reports_no_errors", "redis-benchmark") {
         return;
     }
-    let dir = util::scratch_dir("kv-benchmark");
+    let dir = ScratchDir::new("kv-benchmark");
     let server = start_server(&dir, &[]);
     let output = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
@@ -525,7 +633,7 @@ fn redis_benchmark_reports_no_errors() {
 
 #[test]
 fn inline_commands_work_as_in_redis() {
-    let dir = util::scratch_dir("kv-inline");
+    let dir = ScratchDir::new("kv-inline");
     let server = start_server(&dir, &[]);
     let mut client = server.connect();
     client
@@ -553,7 +661,7 @@ fn reply_then_close(server: &ServerGuard, input: &[u8]) -> String {
 
 #[test]
 fn malformed_resp_gets_the_protocol_error_and_only_that_connection_closes() {
-    let dir = util::scratch_dir("kv-malformed");
+    let dir = ScratchDir::new("kv-malformed");
     let server = start_server(&dir, &[]);
     let mut bystander = server.connect();
     assert_eq!(
@@ -621,7 +729,7 @@ fn rss_bytes(server: &ServerGuard) -> u64 {
 
 #[test]
 fn huge_declared_lengths_are_rejected_without_allocating() {
-    let dir = util::scratch_dir("kv-huge");
+    let dir = ScratchDir::new("kv-huge");
     let server = start_server(&dir, &[]);
     assert_eq!(
         reply_then_close(&server, b"*99999999999\r\n"),
@@ -653,7 +761,7 @@ fn huge_declared_lengths_are_rejected_without_allocating() {
 
 #[test]
 fn pipelined_replies_come_back_in_order() {
-    let dir = util::scratch_dir("kv-pipeline");
+    let dir = ScratchDir::new("kv-pipeline");
     let server = start_server(&dir, &[]);
     let mut client = server.connect();
     let mut batch = Vec::new();
@@ -673,8 +781,8 @@ fn pipelined_replies_come_back_in_order() {
 }
 
 #[test]
-fn keys_expire_on_the_loop_clock() {
-    let dir = util::scratch_dir("kv-expire");
+fn keys_expire_on_the_wall_clock() {
+    let dir = ScratchDir::new("kv-expire");
     let server = start_server(&dir, &[]);
     let mut client = server.connect();
     assert_eq!(
@@ -692,9 +800,298 @@ fn keys_expire_on_the_loop_clock() {
     assert_eq!(client.call(&["incr", "n"]), Reply::Integer(1));
 }
 
+/// The wall clock in Unix milliseconds, as the server reads it.
+fn unix_ms() -> i64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(since_epoch.as_millis()).unwrap()
+}
+
+fn integer(reply: Reply) -> i64 {
+    match reply {
+        Reply::Integer(value) => value,
+        other => panic!("not an integer reply: {other:?}"),
+    }
+}
+
+#[test]
+fn expiry_survives_a_restart_at_its_absolute_wall_clock_time() {
+    let dir = ScratchDir::new("kv-expire-restart");
+    let mut server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    let before_ms = unix_ms();
+    assert_eq!(
+        client.call(&["set", "long", "v", "ex", "3600"]),
+        Reply::Simple("OK".into())
+    );
+    assert_eq!(
+        client.call(&["set", "short", "v", "px", "1500"]),
+        Reply::Simple("OK".into())
+    );
+    let at_ms = before_ms + 7_200_123;
+    let at = at_ms.to_string();
+    assert_eq!(
+        client.call(&["set", "at", "v", "pxat", &at]),
+        Reply::Simple("OK".into())
+    );
+    assert_eq!(client.call(&["incr", "counter"]), Reply::Integer(1));
+    let after_ms = unix_ms();
+    // The deadlines are absolute Unix milliseconds: now plus the timeout.
+    let long_ms = integer(client.call(&["pexpiretime", "long"]));
+    assert!(
+        (before_ms + 3_600_000..=after_ms + 3_600_000).contains(&long_ms),
+        "PEXPIRETIME long {long_ms}, set between {before_ms} and {after_ms}"
+    );
+    let short_ms = integer(client.call(&["pexpiretime", "short"]));
+    assert!((before_ms + 1500..=after_ms + 1500).contains(&short_ms));
+    // EXPIRETIME rounds to the nearest second, as Redis's does.
+    assert_eq!(
+        integer(client.call(&["expiretime", "long"])),
+        (long_ms + 500) / 1000
+    );
+    drop(client);
+    server.kill_9();
+
+    // The same absolute times after the restart, to the millisecond.
+    let mut server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    assert_eq!(integer(client.call(&["pexpiretime", "long"])), long_ms);
+    assert_eq!(integer(client.call(&["pexpiretime", "at"])), at_ms);
+    assert_eq!(integer(client.call(&["pexpiretime", "counter"])), -1);
+    let ttl = integer(client.call(&["ttl", "long"]));
+    assert!((3590..=3600).contains(&ttl), "TTL long {ttl}");
+    let pttl = integer(client.call(&["pttl", "at"]));
+    assert!((7_190_000..=7_200_123).contains(&pttl), "PTTL at {pttl}");
+    // And the short key dies when its wall-clock deadline passes.
+    let wait_ms = short_ms + 100 - unix_ms();
+    thread::sleep(Duration::from_millis(wait_ms.max(0) as u64));
+    assert_eq!(client.call(&["get", "short"]), Reply::Bulk(None));
+    assert_eq!(integer(client.call(&["ttl", "short"])), -2);
+    assert_eq!(client.call(&["get", "long"]), bulk("v"));
+    drop(client);
+    server.kill_9();
+
+    // Replayed after its deadline, the short key is gone at once.
+    let server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    assert_eq!(client.call(&["exists", "short"]), Reply::Integer(0));
+    assert_eq!(client.call(&["dbsize"]), Reply::Integer(3));
+}
+
+/// SET's expiry boundaries, each with what redis-server 7.0.15 replies.
+/// Redis computes the absolute deadline in `i64` milliseconds (now plus the
+/// timeout for EX and PX) and refuses what does not fit.
+const EXPIRY_BOUNDARIES: &[(&[&str], &str)] = &[
+    (&["ex", "0"], "invalid"),
+    (&["ex", "-1"], "invalid"),
+    (&["px", "0"], "invalid"),
+    (&["px", "-1"], "invalid"),
+    // The timeout fits, now plus the timeout does not.
+    (&["px", "9223372036854775807"], "invalid"),
+    (&["px", "9223372035000000000"], "invalid"),
+    (&["ex", "9223372036854775"], "invalid"),
+    // The timeout in milliseconds does not fit.
+    (&["ex", "9223372036854776"], "invalid"),
+    (&["ex", "9223372036854775807"], "invalid"),
+    // Not an i64 at all, or not as Redis's string2ll reads one.
+    (&["ex", "9223372036854775808"], "not an integer"),
+    (&["px", "9223372036854775808"], "not an integer"),
+    (&["ex", "1.5"], "not an integer"),
+    (&["ex", "01"], "not an integer"),
+    (&["ex", "+1"], "not an integer"),
+    // Absolute times only need to be positive and fit in i64 milliseconds.
+    (&["exat", "0"], "invalid"),
+    (&["pxat", "-1"], "invalid"),
+    (&["exat", "9223372036854776"], "invalid"),
+];
+
+#[test]
+fn overflowing_expire_times_are_refused_as_redis_7_0_refuses_them() {
+    let dir = ScratchDir::new("kv-expire-bounds");
+    let mut server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    assert_eq!(
+        client.call(&["set", "k", "before"]),
+        Reply::Simple("OK".into())
+    );
+    for (option, expected) in EXPIRY_BOUNDARIES {
+        let mut args = vec!["set", "k", "after"];
+        args.extend_from_slice(option);
+        let expected = match *expected {
+            "invalid" => error("ERR invalid expire time in 'set' command"),
+            "not an integer" => error("ERR value is not an integer or out of range"),
+            other => unreachable!("{other}"),
+        };
+        assert_eq!(client.call(&args), expected, "SET k after {option:?}");
+        // A refused SET changes nothing.
+        assert_eq!(client.call(&["get", "k"]), bulk("before"), "{option:?}");
+        assert_eq!(integer(client.call(&["pttl", "k"])), -1, "{option:?}");
+    }
+    // The largest times Redis accepts, and what it then reports.
+    let ok = Reply::Simple("OK".into());
+    let far = "9223370000000000000";
+    let before_ms = unix_ms();
+    assert_eq!(client.call(&["set", "far", "v", "px", far]), ok);
+    let far_ms = integer(client.call(&["pexpiretime", "far"]));
+    assert!(far_ms >= before_ms + 9_223_370_000_000_000_000);
+    assert!(far_ms <= unix_ms() + 9_223_370_000_000_000_000);
+    assert_eq!(
+        client.call(&["set", "exat", "v", "exat", "9223372036854775"]),
+        ok
+    );
+    assert_eq!(
+        integer(client.call(&["pexpiretime", "exat"])),
+        9_223_372_036_854_775_000
+    );
+    assert_eq!(
+        client.call(&["set", "pxat", "v", "pxat", "9223372036854775807"]),
+        ok
+    );
+    assert_eq!(integer(client.call(&["pexpiretime", "pxat"])), i64::MAX);
+    // An absolute time in the past is accepted, and the key is gone at once.
+    assert_eq!(client.call(&["set", "past", "v", "exat", "1"]), ok);
+    assert_eq!(client.call(&["get", "past"]), Reply::Bulk(None));
+    // The accepted extremes replay.
+    drop(client);
+    server.kill_9();
+    let server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    assert_eq!(integer(client.call(&["pexpiretime", "far"])), far_ms);
+    assert_eq!(integer(client.call(&["pexpiretime", "pxat"])), i64::MAX);
+    assert_eq!(
+        client.call(&["mget", "k", "past"]),
+        Reply::Array(Some(vec![bulk("before"), Reply::Bulk(None)]))
+    );
+}
+
+/// Whether this machine runs programs in a time namespace with a moved
+/// monotonic clock (`unshare -T`, Linux 5.6 and later, as root).
+fn have_time_namespaces() -> bool {
+    Command::new("unshare")
+        .args(["-T", "--monotonic=7200", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Starts the server in a new time namespace whose CLOCK_MONOTONIC reads
+/// `monotonic_offset_s` seconds more than the machine's: as after a reboot,
+/// the monotonic clock has nothing to do with the last run's, while the
+/// wall clock is the same. unshare execs the server (no `--fork`), so the
+/// child is the server itself, and killing it leaves nothing behind.
+fn start_server_rebooted(dir: &Path, monotonic_offset_s: i64) -> ServerGuard {
+    let binary = util::example_binary("kv_server");
+    let mut command = Command::new("unshare");
+    command
+        .args(["-T", &format!("--monotonic={monotonic_offset_s}")])
+        .arg(&binary);
+    guard_server(dir, spawn_server_with(command, dir, &[]))
+}
+
+#[test]
+fn expiry_holds_across_reboots_that_move_the_monotonic_clock() {
+    let test = "expiry_holds_across_reboots_that_move_the_monotonic_clock";
+    let available = have_time_namespaces();
+    if !require(
+        test,
+        available,
+        "time namespaces (unshare -T)",
+        "util-linux's unshare, Linux 5.6+, root",
+    ) {
+        return;
+    }
+    let dir = ScratchDir::new("kv-expire-reboot");
+    let ok = Reply::Simple("OK".into());
+    // A boot, then one whose monotonic clock is 2 h ahead: an hour-long
+    // expiry must not be over at once.
+    let mut server = start_server_rebooted(&dir, 0);
+    assert_eq!(
+        server.connect().call(&["set", "hour", "v", "ex", "3600"]),
+        ok
+    );
+    server.kill_9();
+    let mut server = start_server_rebooted(&dir, 7200);
+    let mut client = server.connect();
+    assert_eq!(client.call(&["get", "hour"]), bulk("v"));
+    let ttl = integer(client.call(&["ttl", "hour"]));
+    assert!((3590..=3600).contains(&ttl), "TTL hour {ttl}");
+    // Then one whose monotonic clock is 2 h behind again: a 2 s expiry
+    // must not last 2 h.
+    let set_ms = unix_ms();
+    assert_eq!(client.call(&["set", "brief", "v", "ex", "2"]), ok);
+    drop(client);
+    server.kill_9();
+    let server = start_server_rebooted(&dir, 0);
+    let mut client = server.connect();
+    assert_eq!(client.call(&["get", "hour"]), bulk("v"));
+    let ttl = integer(client.call(&["ttl", "hour"]));
+    assert!((3590..=3600).contains(&ttl), "TTL hour {ttl}");
+    let wait_ms = set_ms + 2000 + 200 - unix_ms();
+    thread::sleep(Duration::from_millis(wait_ms.max(0) as u64));
+    assert_eq!(client.call(&["get", "brief"]), Reply::Bulk(None));
+    assert_eq!(client.call(&["dbsize"]), Reply::Integer(1));
+}
+
+/// Runs `kv_server --help` with stdout a pipe whose reader reads
+/// `lines_read` lines and closes it (`None`: closed before the server
+/// starts, so its first write fails with EPIPE). The exit status and stderr.
+fn help_into_pipe(lines_read: Option<usize>) -> (ExitStatus, String) {
+    let binary = util::example_binary("kv_server");
+    let mut command = Command::new(&binary);
+    command.arg("--help").stderr(Stdio::piped());
+    let mut child = match lines_read {
+        None => {
+            let (read, write) = util::pipe();
+            util::close(read);
+            // SAFETY: `write` is an open fd that nothing else owns or
+            // closes; the OwnedFd takes it over.
+            let write = unsafe { OwnedFd::from_raw_fd(write) };
+            command
+                .stdout(Stdio::from(write))
+                .spawn()
+                .expect("spawn kv_server")
+        }
+        Some(lines) => {
+            let mut child = command
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn kv_server");
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            for _ in 0..lines {
+                let mut line = String::new();
+                stdout
+                    .read_line(&mut line)
+                    .expect("read a line of the help");
+            }
+            child
+        }
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (child.wait().expect("wait for kv_server"), stderr)
+}
+
+#[test]
+fn help_into_a_closed_pipe_exits_quietly() {
+    for lines_read in [None, Some(0), Some(3)] {
+        let (status, stderr) = help_into_pipe(lines_read);
+        assert!(
+            status.success(),
+            "{lines_read:?}: {status}, stderr: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{lines_read:?}: {stderr}");
+        assert_eq!(stderr, "", "{lines_read:?}");
+    }
+}
+
 #[test]
 fn a_client_that_never_reads_does_not_stall_others() {
-    let dir = util::scratch_dir("kv-slow-reader");
+    let dir = ScratchDir::new("kv-slow-reader");
     let server = start_server(&dir, &[]);
     let mut client = server.connect();
     let value = "x".repeat(100_000);
@@ -744,7 +1141,7 @@ fn a_client_that_never_reads_does_not_stall_others() {
 
 #[test]
 fn a_client_past_the_query_buffer_limit_is_closed() {
-    let dir = util::scratch_dir("kv-query-limit");
+    let dir = ScratchDir::new("kv-query-limit");
     let server = start_server(&dir, &[]);
     let mut bystander = server.connect();
     let mut flooder = server.connect();
@@ -783,7 +1180,7 @@ fn a_client_past_the_query_buffer_limit_is_closed() {
 
 #[test]
 fn restart_replays_the_log() {
-    let dir = util::scratch_dir("kv-restart");
+    let dir = ScratchDir::new("kv-restart");
     let mut server = start_server(&dir, &[]);
     let mut client = server.connect();
     client.call(&["mset", "a", "1", "b", "2", "c", "3"]);
@@ -823,7 +1220,7 @@ fn group_offsets(log: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
     let mut offset = 0;
     while offset < log.len() {
-        assert_eq!(&log[offset..offset + 4], b"RKV1");
+        assert_eq!(&log[offset..offset + 4], b"RKV2");
         offsets.push(offset);
         let body = u32::from_le_bytes(log[offset + 24..offset + 28].try_into().unwrap());
         offset += 32 + body as usize;
@@ -847,7 +1244,7 @@ fn log_of_keys(dir: &Path, count: usize) {
 
 #[test]
 fn a_torn_tail_is_truncated_and_reported() {
-    let dir = util::scratch_dir("kv-torn");
+    let dir = ScratchDir::new("kv-torn");
     log_of_keys(&dir, 5);
     let path = wal_path(&dir);
     let log = fs::read(&path).unwrap();
@@ -879,7 +1276,7 @@ fn a_torn_tail_is_truncated_and_reported() {
     // Garbage after the last group is a torn tail too.
     drop(server);
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-    file.write_all(b"RKV1 and then some bytes that are not a group")
+    file.write_all(b"RKV2 and then some bytes that are not a group")
         .unwrap();
     drop(file);
     let server = start_server(&dir, &[]);
@@ -889,7 +1286,7 @@ fn a_torn_tail_is_truncated_and_reported() {
 
 #[test]
 fn a_corrupt_group_mid_log_stops_the_start_naming_its_offset() {
-    let dir = util::scratch_dir("kv-corrupt");
+    let dir = ScratchDir::new("kv-corrupt");
     log_of_keys(&dir, 5);
     let path = wal_path(&dir);
     let mut log = fs::read(&path).unwrap();
@@ -901,6 +1298,24 @@ fn a_corrupt_group_mid_log_stops_the_start_naming_its_offset() {
     assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     assert!(
         stderr.contains(&format!("corrupt at offset {}", offsets[1])),
+        "stderr: {stderr}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), log, "nothing was truncated");
+}
+
+#[test]
+fn an_old_format_log_is_refused_untouched() {
+    let dir = ScratchDir::new("kv-old-format");
+    log_of_keys(&dir, 3);
+    let path = wal_path(&dir);
+    // As an older kv_server wrote it: format RKV1, monotonic deadlines.
+    let mut log = fs::read(&path).unwrap();
+    log[0..4].copy_from_slice(b"RKV1");
+    fs::write(&path, &log).unwrap();
+    let (status, stderr) = run_until_exit(&dir);
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("written by an older kv_server (format RKV1"),
         "stderr: {stderr}"
     );
     assert_eq!(fs::read(&path).unwrap(), log, "nothing was truncated");
@@ -1011,7 +1426,7 @@ fn verify_after_crash(client: &mut Client, id: usize, writer: &mut Writer, round
 #[test]
 fn kill_9_at_random_moments_loses_no_acknowledged_write() {
     const WRITERS: usize = 4;
-    let dir = util::scratch_dir("kv-crash");
+    let dir = ScratchDir::new("kv-crash");
     let mut writers: Vec<Writer> = (0..WRITERS).map(|_| Writer::default()).collect();
     let mut random = 0x2545_f491_4f6c_dd1d_u64;
     let mut rounds_passed = 0;

@@ -2,12 +2,16 @@
 //! line (`--seed N --seeds K --bug ack-before-fsync --verbose`), a node's
 //! `IO` with its state, and the loop over seeds that prints one line per
 //! seed, a summary, and exits 1 if any seed failed.
+//!
+//! Its program declares `examples/common/stdout.rs` as `crate::stdout`.
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use ringio::IO;
+
+use crate::stdout::{self, Printed};
 
 /// The parsed command line.
 pub struct Args {
@@ -56,10 +60,7 @@ pub fn run_seeds(
 ) -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{usage}");
-            return ExitCode::SUCCESS;
-        }
+        Ok(None) => return stdout::print_help(program, usage),
         Err(message) => {
             eprintln!("{program}: {message}\n{usage}");
             return ExitCode::from(2);
@@ -84,10 +85,13 @@ pub fn run_seeds(
             }
             (None, None) => "ok".to_owned(),
         };
-        println!(
+        let line = format!(
             "seed={seed} hash={:#018x} {verdict} (acknowledged={} crashes={} operations={})",
             outcome.hash, outcome.acknowledged, outcome.crashes, outcome.operations
         );
+        if let Err(status) = print(program, &failed, &line) {
+            return status;
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     let first_failed = failed
@@ -98,13 +102,35 @@ pub fn run_seeds(
     } else {
         String::new()
     };
-    println!(
+    let summary = format!(
         "{} seeds, {} failed{first_failed}{excused}; {:.1} seeds/s, {:.0} simulated operations/s",
         args.seeds,
         failed.len(),
         args.seeds as f64 / seconds,
         operations as f64 / seconds,
     );
+    print(program, &failed, &summary)
+        .err()
+        .unwrap_or(status_of(&failed))
+}
+
+/// Prints a line of the run. `Err(status)`: stop now, with that status.
+/// When the reader closed the pipe (`kv_sim --seeds 500 | head -3`) no one
+/// reads on, so the run stops quietly with the status of the seeds run so
+/// far; any other write error is a failure.
+fn print(program: &str, failed: &[u64], line: &str) -> Result<(), ExitCode> {
+    match stdout::print_line(format_args!("{line}")) {
+        Ok(Printed::Yes) => Ok(()),
+        Ok(Printed::PipeClosed) => Err(status_of(failed)),
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "{program}: stdout: {error}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// 0 if every seed passed, 1 if any failed.
+fn status_of(failed: &[u64]) -> ExitCode {
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

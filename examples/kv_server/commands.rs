@@ -2,11 +2,14 @@
 //! its records to the journal's pending group before it changes the store;
 //! the server holds the reply until the group is acknowledged.
 //!
-//! Supported: PING, ECHO, GET, SET (EX, PX, NX, XX, KEEPTTL, GET), DEL,
-//! EXISTS, INCR, INCRBY, DECR, DECRBY, MGET, MSET, DBSIZE, FLUSHALL, SELECT
-//! (database 0 only), QUIT, and of COMMAND, CONFIG and CLIENT what
-//! `redis-cli` and `redis-benchmark` use. SET's EXAT and PXAT are refused
-//! with `syntax error`: the server has no wall clock, only the loop's.
+//! Supported: PING, ECHO, GET, SET (EX, PX, EXAT, PXAT, NX, XX, KEEPTTL,
+//! GET), DEL, EXISTS, INCR, INCRBY, DECR, DECRBY, MGET, MSET, TTL, PTTL,
+//! EXPIRETIME, PEXPIRETIME, DBSIZE, FLUSHALL, SELECT (database 0 only),
+//! QUIT, and of COMMAND, CONFIG and CLIENT what `redis-cli` and
+//! `redis-benchmark` use.
+//!
+//! Expiry times are absolute wall-clock Unix milliseconds, as in Redis
+//! (see `store.rs`): EX and PX add the wall clock's now to the timeout.
 
 use crate::journal::Journal;
 use crate::resp::{self, string_to_i64, Args};
@@ -20,8 +23,9 @@ pub struct Context<'a> {
     pub store: &'a mut Store,
     /// The log that writes append to.
     pub journal: &'a mut Journal,
-    /// The loop's clock, for expiry.
-    pub now_ns: u64,
+    /// The wall clock in Unix milliseconds, for expiry
+    /// ([`store::realtime_ms`](crate::store::realtime_ms)).
+    pub realtime_ms: u64,
     /// CLIENT ID.
     pub client_id: u64,
     /// CLIENT SETNAME / GETNAME.
@@ -109,6 +113,26 @@ const COMMANDS: &[Command] = &[
         run: mset,
     },
     Command {
+        name: "ttl",
+        arity: 2,
+        run: ttl,
+    },
+    Command {
+        name: "pttl",
+        arity: 2,
+        run: pttl,
+    },
+    Command {
+        name: "expiretime",
+        arity: 2,
+        run: expiretime,
+    },
+    Command {
+        name: "pexpiretime",
+        arity: 2,
+        run: pexpiretime,
+    },
+    Command {
         name: "dbsize",
         arity: 1,
         run: dbsize,
@@ -162,7 +186,7 @@ const SYNTAX: &[u8] = b"ERR syntax error";
 
 /// Runs one command (at least one argument), appending its reply.
 pub fn execute(context: &mut Context<'_>, args: &Args) -> Outcome {
-    context.store.expire(context.now_ns);
+    context.store.expire(context.realtime_ms);
     let name = args.get(0);
     let Some(command) = COMMANDS
         .iter()
@@ -289,8 +313,47 @@ struct SetOptions {
     xx: bool,
     get: bool,
     keep_ttl: bool,
-    /// (argument, milliseconds per unit).
-    expire: Option<(usize, i64)>,
+    /// The argument holding the time, and how to read it.
+    expire: Option<(usize, ExpireUnit)>,
+}
+
+/// SET's four ways to give an expiry time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExpireUnit {
+    /// EX: seconds from now.
+    Seconds,
+    /// PX: milliseconds from now.
+    Milliseconds,
+    /// EXAT: a Unix time in seconds.
+    UnixSeconds,
+    /// PXAT: a Unix time in milliseconds.
+    UnixMilliseconds,
+}
+
+impl ExpireUnit {
+    fn from_option(option: &[u8]) -> Option<ExpireUnit> {
+        let units = [
+            ("ex", ExpireUnit::Seconds),
+            ("px", ExpireUnit::Milliseconds),
+            ("exat", ExpireUnit::UnixSeconds),
+            ("pxat", ExpireUnit::UnixMilliseconds),
+        ];
+        let (_, unit) = units
+            .iter()
+            .find(|(name, _)| option.eq_ignore_ascii_case(name.as_bytes()))?;
+        Some(*unit)
+    }
+
+    fn ms_per_unit(self) -> i64 {
+        match self {
+            ExpireUnit::Seconds | ExpireUnit::UnixSeconds => 1000,
+            ExpireUnit::Milliseconds | ExpireUnit::UnixMilliseconds => 1,
+        }
+    }
+
+    fn is_relative(self) -> bool {
+        matches!(self, ExpireUnit::Seconds | ExpireUnit::Milliseconds)
+    }
 }
 
 fn parse_set_options(args: &Args) -> Option<SetOptions> {
@@ -300,6 +363,7 @@ fn parse_set_options(args: &Args) -> Option<SetOptions> {
         let option = args.get(index);
         let has_next = index + 1 < args.len();
         let is = |name: &str| option.eq_ignore_ascii_case(name.as_bytes());
+        let unit = ExpireUnit::from_option(option);
         if is("nx") && !options.xx {
             options.nx = true;
         } else if is("xx") && !options.nx {
@@ -308,11 +372,12 @@ fn parse_set_options(args: &Args) -> Option<SetOptions> {
             options.get = true;
         } else if is("keepttl") && options.expire.is_none() {
             options.keep_ttl = true;
-        } else if is("ex") && !options.keep_ttl && expire_allows(options.expire, 1000) && has_next {
-            options.expire = Some((index + 1, 1000));
-            index += 1;
-        } else if is("px") && !options.keep_ttl && expire_allows(options.expire, 1) && has_next {
-            options.expire = Some((index + 1, 1));
+        } else if let Some(unit) = unit.filter(|&unit| {
+            // One unit may repeat, but not mix with another or KEEPTTL.
+            let allowed = options.expire.map_or(true, |(_, given)| given == unit);
+            allowed && !options.keep_ttl && has_next
+        }) {
+            options.expire = Some((index + 1, unit));
             index += 1;
         } else {
             return None;
@@ -322,14 +387,6 @@ fn parse_set_options(args: &Args) -> Option<SetOptions> {
     Some(options)
 }
 
-/// For SET's option rules: EX may repeat EX but not follow PX, and so on.
-fn expire_allows(expire: Option<(usize, i64)>, unit_ms: i64) -> bool {
-    match expire {
-        None => true,
-        Some((_, unit)) => unit == unit_ms,
-    }
-}
-
 fn set(context: &mut Context<'_>, args: &Args) {
     let Some(options) = parse_set_options(args) else {
         resp::error(context.out, SYNTAX);
@@ -337,17 +394,17 @@ fn set(context: &mut Context<'_>, args: &Args) {
     };
     let key = args.get(1);
     let existing = context.store.get(key);
-    let mut deadline_ns = 0;
-    if let Some((argument, unit_ms)) = options.expire {
-        match expire_deadline_ns(args.get(argument), unit_ms, context.now_ns) {
-            Ok(deadline) => deadline_ns = deadline,
+    let mut deadline_ms = 0;
+    if let Some((argument, unit)) = options.expire {
+        match expire_deadline_ms(args.get(argument), unit, context.realtime_ms) {
+            Ok(deadline) => deadline_ms = deadline,
             Err(text) => {
                 resp::error(context.out, text);
                 return;
             }
         }
     } else if options.keep_ttl {
-        deadline_ns = existing.map_or(0, |entry| entry.deadline_ns);
+        deadline_ms = existing.map_or(0, |entry| entry.deadline_ms);
     }
     if options.get {
         match existing {
@@ -366,30 +423,78 @@ fn set(context: &mut Context<'_>, args: &Args) {
     context.journal.append(&Record::Set {
         key,
         value,
-        deadline_ns,
+        deadline_ms,
     });
-    context.store.set(key, value.to_vec(), deadline_ns);
+    context.store.set(key, value.to_vec(), deadline_ms);
     if !options.get {
         resp::simple(context.out, OK);
     }
 }
 
-/// Redis's `getExpireMillisecondsOrReply`, on the loop's clock: the
-/// timeout must be a positive integer whose deadline fits in an `i64` of
-/// milliseconds.
-fn expire_deadline_ns(text: &[u8], unit_ms: i64, now_ns: u64) -> Result<u64, &'static [u8]> {
+/// Redis 7.0's `getExpireMillisecondsOrReply`: the time must be a positive
+/// integer, and the absolute deadline in Unix milliseconds (now on the wall
+/// clock plus the timeout, for EX and PX) must fit in an `i64`. Redis finds
+/// the second overflow by the sum turning negative; this checks the sum.
+fn expire_deadline_ms(
+    text: &[u8],
+    unit: ExpireUnit,
+    realtime_ms: u64,
+) -> Result<u64, &'static [u8]> {
     const INVALID: &[u8] = b"ERR invalid expire time in 'set' command";
     let amount = string_to_i64(text).ok_or(NOT_INTEGER)?;
-    if amount <= 0 || amount > i64::MAX / unit_ms {
+    if amount <= 0 || amount > i64::MAX / unit.ms_per_unit() {
         return Err(INVALID);
     }
-    let timeout_ms = amount * unit_ms;
-    let now_ms = (now_ns / 1_000_000) as i64;
-    if timeout_ms.checked_add(now_ms).is_none() {
-        return Err(INVALID);
+    let mut deadline_ms = amount * unit.ms_per_unit();
+    if unit.is_relative() {
+        let now_ms = i64::try_from(realtime_ms).map_err(|_| INVALID)?;
+        deadline_ms = deadline_ms.checked_add(now_ms).ok_or(INVALID)?;
     }
-    let timeout_ns = (timeout_ms as u64).saturating_mul(1_000_000);
-    Ok(now_ns.saturating_add(timeout_ns).max(1))
+    assert!(deadline_ms > 0);
+    Ok(deadline_ms as u64)
+}
+
+/// Redis's `ttlGenericCommand`: -2 for a missing key, -1 for one without
+/// expiry, else the time left (`absolute`: the deadline itself), in
+/// milliseconds or in seconds rounded to the nearest.
+fn reply_expiry(context: &mut Context<'_>, key: &[u8], in_ms: bool, absolute: bool) {
+    let Some(entry) = context.store.get(key) else {
+        resp::integer(context.out, -2);
+        return;
+    };
+    if entry.deadline_ms == 0 {
+        resp::integer(context.out, -1);
+        return;
+    }
+    let deadline_ms = entry.deadline_ms as i64;
+    let now_ms = i64::try_from(context.realtime_ms).unwrap_or(i64::MAX);
+    let left_ms = if absolute {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now_ms).max(0)
+    };
+    let reply = if in_ms {
+        left_ms
+    } else {
+        left_ms.saturating_add(500) / 1000
+    };
+    resp::integer(context.out, reply);
+}
+
+fn ttl(context: &mut Context<'_>, args: &Args) {
+    reply_expiry(context, args.get(1), false, false);
+}
+
+fn pttl(context: &mut Context<'_>, args: &Args) {
+    reply_expiry(context, args.get(1), true, false);
+}
+
+fn expiretime(context: &mut Context<'_>, args: &Args) {
+    reply_expiry(context, args.get(1), false, true);
+}
+
+fn pexpiretime(context: &mut Context<'_>, args: &Args) {
+    reply_expiry(context, args.get(1), true, true);
 }
 
 fn del(context: &mut Context<'_>, args: &Args) {
@@ -438,10 +543,10 @@ fn decrby(context: &mut Context<'_>, args: &Args) {
 /// Redis's `incrDecrCommand`: the value must be an integer as
 /// `string2ll` reads it; the key keeps its expiry.
 fn increment(context: &mut Context<'_>, key: &[u8], by: i64) {
-    let (current, deadline_ns) = match context.store.get(key) {
+    let (current, deadline_ms) = match context.store.get(key) {
         None => (0, 0),
         Some(entry) => match string_to_i64(&entry.value) {
-            Some(value) => (value, entry.deadline_ns),
+            Some(value) => (value, entry.deadline_ms),
             None => {
                 resp::error(context.out, NOT_INTEGER);
                 return;
@@ -456,9 +561,9 @@ fn increment(context: &mut Context<'_>, key: &[u8], by: i64) {
     context.journal.append(&Record::Set {
         key,
         value: &text,
-        deadline_ns,
+        deadline_ms,
     });
-    context.store.set(key, text, deadline_ns);
+    context.store.set(key, text, deadline_ms);
     resp::integer(context.out, value);
 }
 
@@ -482,7 +587,7 @@ fn mset(context: &mut Context<'_>, args: &Args) {
         context.journal.append(&Record::Set {
             key,
             value,
-            deadline_ns: 0,
+            deadline_ms: 0,
         });
         context.store.set(key, value.to_vec(), 0);
     }

@@ -28,6 +28,7 @@ use std::str::FromStr;
 use ringio::{FileOptions, Handle, IO};
 
 use crate::server::{log, Server};
+use crate::store;
 use crate::wal::{self, Outcome, Record};
 
 /// Bytes each recovery read asks for.
@@ -216,15 +217,16 @@ fn replay(io: &mut IO<Server>, server: &mut Server) {
             Record::Set {
                 key,
                 value,
-                deadline_ns,
-            } => store.set(key, value.to_vec(), deadline_ns),
+                deadline_ms,
+            } => store.set(key, value.to_vec(), deadline_ms),
             Record::Del { key } => {
                 store.remove(key);
             }
             Record::FlushAll => store.clear(),
         }
     });
-    store.expire(io.now_ns());
+    // Deadlines are wall-clock times, so they mean the same after a reboot.
+    store.expire(store::realtime_ms(io));
     let Some(last_sequence) = settle_end(io, server, outcome) else {
         return;
     };
@@ -281,6 +283,14 @@ fn settle_end(io: &mut IO<Server>, server: &mut Server, outcome: Outcome) -> Opt
             }
             journal.file_len = offset;
             Some(last_sequence)
+        }
+        Outcome::OldFormat => {
+            server.fail(format!(
+                "log {path} was written by an older kv_server (format RKV1, whose expiry \
+                 times count from a boot that is gone and cannot be converted); refusing \
+                 to start: move it away to start with an empty store"
+            ));
+            None
         }
         Outcome::Corrupt { offset, reason } => {
             server.fail(format!(

@@ -18,6 +18,9 @@ mod server;
 mod store;
 mod wal;
 
+#[path = "../common/stdout.rs"]
+mod stdout;
+
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +29,7 @@ use std::process::ExitCode;
 use ringio::{BackendKind, Config, IO};
 
 use journal::FsyncPolicy;
-use server::{Server, ServerConfig};
+use server::{log, Server, ServerConfig};
 
 /// How long each `run_for_ns` call lasts: also how soon a fatal error or
 /// `--max-seconds` is noticed.
@@ -65,19 +68,17 @@ fn main() -> ExitCode {
         .init();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        // `kv_server --help | head -3` exits quietly, with success.
+        Ok(None) => return stdout::print_help("kv_server", USAGE),
         Err(message) => {
-            eprintln!("kv_server: {message}\n{USAGE}");
+            log(format_args!("{message}\n{USAGE}"));
             return ExitCode::from(2);
         }
     };
     match serve(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("kv_server: {message}");
+            log(format_args!("{message}"));
             ExitCode::FAILURE
         }
     }
@@ -162,13 +163,13 @@ fn serve(args: &Args) -> Result<(), String> {
         }
         if server.ready() && !announced {
             announced = true;
-            eprintln!("kv_server: ready");
+            log(format_args!("ready"));
         }
         if deadline_ns.is_some_and(|deadline_ns| io.now_ns() >= deadline_ns) {
-            eprintln!(
-                "kv_server: exiting after --max-seconds, {} clients connected",
+            log(format_args!(
+                "exiting after --max-seconds, {} clients connected",
                 server.connection_count()
-            );
+            ));
             return Ok(());
         }
     }

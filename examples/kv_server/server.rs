@@ -38,7 +38,7 @@
 //!   `-ERR max number of clients reached`.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -280,8 +280,10 @@ impl Server {
 }
 
 /// Prints a line on stderr, prefixed as every message of the server is.
+/// Not with `eprintln!`, which panics when stderr is a closed pipe
+/// (`kv_server 2>&1 | head`): a lost log line must not stop the server.
 pub fn log(message: std::fmt::Arguments<'_>) {
-    eprintln!("kv_server: {message}");
+    let _ = writeln!(io::stderr().lock(), "kv_server: {message}");
 }
 
 /// Keeps exactly one accept in flight while the server runs.
@@ -409,11 +411,11 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         match parsed {
             Ok(true) => {
                 if !connection.parser.args.is_empty() {
-                    let now_ns = io.now_ns();
+                    let realtime_ms = crate::store::realtime_ms(io);
                     let mut context = commands::Context {
                         store: &mut *store,
                         journal: &mut *journal,
-                        now_ns,
+                        realtime_ms,
                         client_id: connection.id,
                         client_name: &mut connection.name,
                         out: &mut connection.out,

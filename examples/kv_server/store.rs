@@ -1,19 +1,25 @@
 //! The key space: string keys to string values, each with an optional
-//! expiry deadline on the loop's clock ([`ringio::IO::now_ns`]).
+//! expiry deadline on the wall clock, in Unix milliseconds, as Redis keeps
+//! it: the deadline is logged, and must mean the same after a restart or a
+//! reboot, which the loop's monotonic clock ([`ringio::IO::now_ns`]) does
+//! not.
 //!
 //! Ordered maps only, so nothing here depends on a hash seed: the same
 //! commands at the same virtual times give the same state, which the
-//! simulator relies on.
+//! simulator relies on (it virtualizes the wall clock too).
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use ringio::IO;
 
 /// One stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The value's bytes.
     pub value: Vec<u8>,
-    /// When the key expires, in ns on the loop's clock; 0 means never.
-    pub deadline_ns: u64,
+    /// When the key expires, in Unix milliseconds on the wall clock; 0
+    /// means never. At most `i64::MAX`, as in Redis.
+    pub deadline_ms: u64,
 }
 
 /// The key space, with expiry.
@@ -25,23 +31,31 @@ pub struct Store {
     deadlines: BTreeSet<(u64, Vec<u8>)>,
 }
 
+/// The wall clock in Unix milliseconds (Redis's `mstime()`): the clock of
+/// every deadline. Backends: io_uring and epoll read CLOCK_REALTIME; the
+/// simulator its node's virtual wall clock.
+pub fn realtime_ms<C>(io: &IO<C>) -> u64 {
+    io.realtime_ns() / 1_000_000
+}
+
 impl Store {
     /// An empty store.
     pub fn new() -> Store {
         Store::default()
     }
 
-    /// Removes every key whose deadline is at or before `now_ns`. Called
-    /// before each command, so an expired key is never seen; the cost is the
-    /// number of keys removed.
-    pub fn expire(&mut self, now_ns: u64) {
-        while let Some(deadline_ns) = self.deadlines.first().map(|(deadline_ns, _)| *deadline_ns) {
-            if deadline_ns > now_ns {
+    /// Removes every key whose deadline has passed at `realtime_ms`. As in
+    /// Redis, a key lives through its deadline's own millisecond and is
+    /// gone after it. Called before each command, so an expired key is
+    /// never seen; the cost is the number of keys removed.
+    pub fn expire(&mut self, realtime_ms: u64) {
+        while let Some(deadline_ms) = self.deadlines.first().map(|(deadline_ms, _)| *deadline_ms) {
+            if deadline_ms >= realtime_ms {
                 break;
             }
             let (_, key) = self.deadlines.pop_first().expect("first exists");
             let removed = self.entries.remove(&key);
-            assert!(removed.is_some_and(|entry| entry.deadline_ns == deadline_ns));
+            assert!(removed.is_some_and(|entry| entry.deadline_ms == deadline_ms));
         }
     }
 
@@ -60,15 +74,16 @@ impl Store {
         self.entries.len()
     }
 
-    /// Sets `key` to `value` with `deadline_ns` (0: none), replacing any
+    /// Sets `key` to `value` with `deadline_ms` (0: none), replacing any
     /// entry and its deadline.
-    pub fn set(&mut self, key: &[u8], value: Vec<u8>, deadline_ns: u64) {
+    pub fn set(&mut self, key: &[u8], value: Vec<u8>, deadline_ms: u64) {
+        assert!(deadline_ms <= i64::MAX as u64);
         self.remove(key);
-        if deadline_ns != 0 {
-            self.deadlines.insert((deadline_ns, key.to_vec()));
+        if deadline_ms != 0 {
+            self.deadlines.insert((deadline_ms, key.to_vec()));
         }
         self.entries
-            .insert(key.to_vec(), Entry { value, deadline_ns });
+            .insert(key.to_vec(), Entry { value, deadline_ms });
     }
 
     /// Removes `key`; true if it existed.
@@ -76,8 +91,8 @@ impl Store {
         let Some(entry) = self.entries.remove(key) else {
             return false;
         };
-        if entry.deadline_ns != 0 {
-            let removed = self.deadlines.remove(&(entry.deadline_ns, key.to_vec()));
+        if entry.deadline_ms != 0 {
+            let removed = self.deadlines.remove(&(entry.deadline_ms, key.to_vec()));
             assert!(removed);
         }
         true

@@ -9,7 +9,7 @@
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
-//! | 0 | 4 | magic, `RKV1` |
+//! | 0 | 4 | magic, `RKV2` (the format's version: see below) |
 //! | 4 | 4 | CRC32C of header bytes 8..32 and of the whole body |
 //! | 8 | 8 | sequence: 1 for the first group, then one more each group |
 //! | 16 | 8 | synced: the highest sequence whose fsync had completed when this group was written (0: none) |
@@ -19,8 +19,20 @@
 //! Records:
 //!
 //! - `0x01` SET: key length (u32), key, value length (u32), value,
-//!   deadline (u64, ns on the loop's clock, 0 for none). INCR and friends
-//!   are logged as the SET of their result.
+//!   deadline (u64: when the key expires, in milliseconds since the Unix
+//!   epoch on the wall clock, as Redis keeps it; 0 for none). INCR and
+//!   friends are logged as the SET of their result.
+//!
+//! # Versions
+//!
+//! The magic is the format's version. `RKV1` logs held deadlines in ns on
+//! CLOCK_MONOTONIC, which restarts at every boot, so their keys lived too
+//! long or died at once after a reboot. `RKV2` holds wall-clock Unix
+//! milliseconds, which mean the same in every run. An `RKV1` deadline
+//! cannot be converted (the boot it counted from is gone), so a log that
+//! starts with `RKV1` is refused with a message saying so
+//! ([`Outcome::OldFormat`]), never replayed with wrong expiry times, and
+//! never cut as a torn tail.
 //! - `0x02` DEL: key length (u32), key.
 //! - `0x03` FLUSHALL.
 //!
@@ -50,8 +62,10 @@
 //! A group that is checksum-valid but has the wrong sequence number, or
 //! whose records do not parse, is corruption too.
 
-/// The magic at the start of every group.
-pub const MAGIC: [u8; 4] = *b"RKV1";
+/// The magic at the start of every group: the format's version.
+pub const MAGIC: [u8; 4] = *b"RKV2";
+/// The magic of the previous format, whose deadlines were monotonic.
+pub const MAGIC_V1: [u8; 4] = *b"RKV1";
 /// Bytes in a group header.
 pub const HEADER_BYTES: usize = 32;
 
@@ -68,8 +82,8 @@ pub enum Record<'a> {
         key: &'a [u8],
         /// The value.
         value: &'a [u8],
-        /// ns on the loop's clock; 0 for no expiry.
-        deadline_ns: u64,
+        /// Unix milliseconds on the wall clock; 0 for no expiry.
+        deadline_ms: u64,
     },
     /// The key was removed.
     Del {
@@ -86,12 +100,12 @@ pub fn encode(body: &mut Vec<u8>, record: &Record<'_>) {
         Record::Set {
             key,
             value,
-            deadline_ns,
+            deadline_ms,
         } => {
             body.push(TAG_SET);
             encode_bytes(body, key);
             encode_bytes(body, value);
-            body.extend_from_slice(&deadline_ns.to_le_bytes());
+            body.extend_from_slice(&deadline_ms.to_le_bytes());
         }
         Record::Del { key } => {
             body.push(TAG_DEL);
@@ -194,6 +208,9 @@ pub enum Outcome {
         /// Valid (unsynced) groups found after the bad one, discarded too.
         discarded_groups: u64,
     },
+    /// The log is in the old format (`RKV1`, see the module docs): refuse
+    /// to start, and touch nothing.
+    OldFormat,
     /// Durable data changed: refuse to start.
     Corrupt {
         /// Where the bad group starts.
@@ -206,6 +223,12 @@ pub enum Outcome {
 /// Reads the whole log in `data`, handing each record of each valid group,
 /// in order, to `apply`, and says how the log ends (see the module docs).
 pub fn recover(data: &[u8], mut apply: impl FnMut(Record<'_>)) -> Outcome {
+    // Checked before anything else: read as the current format, an old log
+    // would have a bad magic at offset 0, and that is a torn tail that
+    // would be cut to nothing.
+    if data.starts_with(&MAGIC_V1) {
+        return Outcome::OldFormat;
+    }
     let mut offset = 0;
     let mut last_sequence = 0;
     while offset < data.len() {
@@ -292,11 +315,14 @@ fn decode_records(
                 let key = take_bytes(&mut body)?;
                 let value = take_bytes(&mut body)?;
                 let deadline = take(&mut body, 8)?;
-                let deadline_ns = u64::from_le_bytes(deadline.try_into().expect("8 bytes"));
+                let deadline_ms = u64::from_le_bytes(deadline.try_into().expect("8 bytes"));
+                if deadline_ms > i64::MAX as u64 {
+                    return Err("a record's expiry time is past Redis's range (i64 ms)");
+                }
                 Record::Set {
                     key,
                     value,
-                    deadline_ns,
+                    deadline_ms,
                 }
             }
             TAG_DEL => Record::Del {
@@ -375,7 +401,7 @@ mod tests {
                 &Record::Set {
                     key: key.as_bytes(),
                     value: b"v",
-                    deadline_ns: 0,
+                    deadline_ms: 0,
                 },
             );
             encode_group(&mut group, sequence, synced, 1, &body);
@@ -431,6 +457,36 @@ mod tests {
             Outcome::Corrupt { offset, .. } => assert_eq!(offset, 0),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_old_format_log_is_refused_untouched() {
+        let mut log = log_of(&[(1, 0), (2, 1)]);
+        log[0..4].copy_from_slice(&MAGIC_V1);
+        let mut applied = 0;
+        assert_eq!(recover(&log, |_| applied += 1), Outcome::OldFormat);
+        assert_eq!(applied, 0);
+        // Even one torn byte short of a header.
+        assert_eq!(recover(b"RKV1", |_| {}), Outcome::OldFormat);
+    }
+
+    #[test]
+    fn deadlines_round_trip_as_unix_milliseconds() {
+        let mut body = Vec::new();
+        let deadline_ms = i64::MAX as u64;
+        let record = Record::Set {
+            key: b"k",
+            value: b"v",
+            deadline_ms,
+        };
+        encode(&mut body, &record);
+        let mut group = Vec::new();
+        encode_group(&mut group, 1, 0, 1, &body);
+        assert_eq!(&group[0..4], b"RKV2");
+        assert_eq!(&group[group.len() - 8..], &deadline_ms.to_le_bytes());
+        let mut records = Vec::new();
+        recover(&group, |record| records.push(format!("{record:?}")));
+        assert_eq!(records, [format!("{record:?}")]);
     }
 
     #[test]

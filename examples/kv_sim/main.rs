@@ -40,6 +40,8 @@ mod wal;
 
 #[path = "../common/seeds.rs"]
 mod seeds;
+#[path = "../common/stdout.rs"]
+mod stdout;
 
 mod client;
 mod model;
@@ -102,7 +104,9 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proc
 fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     let mut sim = Simulator::new(seed, SimOptions::default());
     if args.print_options() {
-        println!("{}", sim.describe());
+        // A closed pipe or a failed write shows on the seed's own line,
+        // printed next, which stops the run.
+        let _ = stdout::print_line(format_args!("{}", sim.describe()));
     }
     let server_node = sim.add_node("server");
     let server_address = sim.address(server_node, SERVER_PORT);

@@ -16,6 +16,8 @@
 
 #[path = "../common/seeds.rs"]
 mod seeds;
+#[path = "../common/stdout.rs"]
+mod stdout;
 
 mod client;
 mod record;
@@ -77,7 +79,9 @@ fn start_store(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proce
 fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     let mut sim = Simulator::new(seed, options());
     if args.print_options() {
-        println!("{}", sim.describe());
+        // A closed pipe or a failed write shows on the seed's own line,
+        // printed next, which stops the run.
+        let _ = stdout::print_line(format_args!("{}", sim.describe()));
     }
     let store_node = sim.add_node("store");
     let store_address = sim.address(store_node, STORE_PORT);
