@@ -12,8 +12,19 @@
 //! returns a [`CompletionId`]; the outcome, errors included, arrives only in the
 //! callback.
 //!
+//! **Descriptors.** Sockets, files and directories are owned by the `IO` and
+//! named by a [`Handle`]: [`open_socket`](IO::open_socket),
+//! [`listen`](IO::listen), [`accept`](IO::accept) and
+//! [`open_file`](IO::open_file) make them, [`close`](IO::close) ends them.
+//! No safe function takes a raw descriptor, so none can close or use one that
+//! other code owns. Foreign descriptors come in through [`adopt`](IO::adopt),
+//! go back through [`release`](IO::release), and are lent out for socket
+//! options through [`as_fd`](IO::as_fd). A closed, stale or foreign handle
+//! gets `EBADF` without reaching the kernel.
+//!
 //! **Completions.** Each operation occupies a slot in a completion table
-//! (index plus generation, so a stale id never names a newer operation). Its
+//! (index, 64-bit generation and the `IO`'s tag, so a stale or foreign id
+//! never names another operation). Its
 //! callback, and everything it owns, is stored inline in the slot: no heap
 //! allocation per operation in steady state.
 //!
@@ -39,7 +50,9 @@
 //! reaped, so every buffer is owned by the `IO` while its operation is in
 //! flight and handed back to the callback, on success and on error (see
 //! [`IoBuf`]). Dropping an `IO` cancels what the kernel holds and waits for it;
-//! what the kernel does not give back in time is leaked, never freed. See
+//! what the kernel does not give back in time is leaked, never freed, even if
+//! a handler's `Drop` or a tracing subscriber panics meanwhile. A callback
+//! that panics unwinds out of the loop call and leaves the `IO` usable. See
 //! docs/safety.md.
 //!
 //! # Quick start
