@@ -9,10 +9,9 @@
 //! and the ratio of the medians, epoll to io_uring.
 
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{IntoRawFd, RawFd};
 use std::time::Instant;
 
-use ringio::{BackendKind, Config, IO};
+use ringio::{BackendKind, Config, Handle, IO};
 
 const RUNS: usize = 5;
 const MESSAGE_BYTES: usize = 64;
@@ -34,16 +33,16 @@ fn count_or_stop(state: &PingPong, result: std::io::Result<usize>) -> Option<usi
     }
 }
 
-fn tcp_pair() -> (RawFd, RawFd) {
+fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
     let (server, _) = listener.accept().expect("accept");
     client.set_nodelay(true).expect("nodelay");
     server.set_nodelay(true).expect("nodelay");
-    (client.into_raw_fd(), server.into_raw_fd())
+    (client, server)
 }
 
-fn client_send(io: &mut IO<PingPong>, client: RawFd, buf: Vec<u8>) {
+fn client_send(io: &mut IO<PingPong>, client: Handle, buf: Vec<u8>) {
     io.send(client, buf, move |io, state, result, mut buf| {
         let Some(count) = count_or_stop(state, result) else {
             return;
@@ -63,7 +62,7 @@ fn client_send(io: &mut IO<PingPong>, client: RawFd, buf: Vec<u8>) {
     });
 }
 
-fn server_echo(io: &mut IO<PingPong>, server: RawFd, buf: Vec<u8>) {
+fn server_echo(io: &mut IO<PingPong>, server: Handle, buf: Vec<u8>) {
     io.recv(server, buf, move |io, state, result, buf| {
         if count_or_stop(state, result).unwrap_or(0) == 0 || state.stopping {
             return;
@@ -88,7 +87,14 @@ struct Sample {
 fn run(backend: BackendKind, connections: usize, round_trips: u64) -> Sample {
     let config = Config::new().backend(backend).completions_initial(4096);
     let mut io: IO<PingPong> = IO::with_config(config).expect("IO");
-    let pairs: Vec<_> = (0..connections).map(|_| tcp_pair()).collect();
+    let pairs: Vec<(Handle, Handle)> = (0..connections)
+        .map(|_| {
+            let (client, server) = tcp_pair();
+            let client = io.adopt(client.into()).expect("adopt");
+            let server = io.adopt(server.into()).expect("adopt");
+            (client, server)
+        })
+        .collect();
     let mut state = PingPong {
         round_trips: 0,
         stopping: false,

@@ -15,9 +15,10 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
-use ringio::{BackendKind, Config, Fd, IO};
+use ringio::{BackendKind, Config, Handle, IO};
 
 #[path = "common/stdout.rs"]
 mod stdout;
@@ -50,12 +51,12 @@ struct Args {
 /// One accepted client. Its buffer is not here: it travels with the one
 /// operation the connection has in flight.
 struct Connection {
-    fd: Fd,
+    socket: Handle,
 }
 
 /// The application state every callback receives.
 struct Server {
-    listener: Fd,
+    listener: Handle,
     /// Connections by index; `None` marks a free entry.
     connections: Vec<Option<Connection>>,
     free_indices: Vec<u32>,
@@ -177,7 +178,7 @@ fn raise_fd_limit() {
 }
 
 impl Server {
-    fn new(listener: Fd) -> Server {
+    fn new(listener: Handle) -> Server {
         Server {
             listener,
             connections: Vec::new(),
@@ -199,11 +200,11 @@ impl Server {
         index
     }
 
-    fn fd(&self, index: u32) -> Fd {
+    fn socket(&self, index: u32) -> Handle {
         self.connections[index as usize]
             .as_ref()
             .expect("a connection with an operation in flight is open")
-            .fd
+            .socket
     }
 
     fn take_buffer(&mut self) -> Vec<u8> {
@@ -218,11 +219,11 @@ fn accept_next(io: &mut IO<Server>, server: &mut Server) {
     io.accept(server.listener, on_accept);
 }
 
-fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Fd>) {
+fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Handle>) {
     match result {
-        Ok(fd) => {
+        Ok(socket) => {
             accept_next(io, server);
-            start_connection(io, server, fd);
+            start_connection(io, server, socket);
         }
         Err(error) => {
             // EMFILE/ENFILE and the like pass once fds are freed: back off
@@ -235,20 +236,25 @@ fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Fd>) {
     }
 }
 
-fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Fd) {
+fn start_connection(io: &mut IO<Server>, server: &mut Server, socket: Handle) {
     server.accepted += 1;
     // Echo is request-response: small replies must not wait for Nagle.
-    if let Err(error) = io.set_nodelay(fd, true) {
-        eprintln!("echo_server: TCP_NODELAY on fd {fd}: {error}");
+    if let Err(error) = io.set_nodelay(socket, true) {
+        // Named by its kernel fd number, as before handles.
+        let name = io.as_fd(socket).map_or_else(
+            |_| format!("{socket:?}"),
+            |fd| format!("fd {}", fd.as_raw_fd()),
+        );
+        eprintln!("echo_server: TCP_NODELAY on {name}: {error}");
     }
-    let index = server.insert(Connection { fd });
+    let index = server.insert(Connection { socket });
     let buf = server.take_buffer();
     recv_next(io, server, index, buf);
 }
 
 fn recv_next(io: &mut IO<Server>, server: &mut Server, index: u32, mut buf: Vec<u8>) {
     buf.clear();
-    io.recv(server.fd(index), buf, move |io, server, result, buf| {
+    io.recv(server.socket(index), buf, move |io, server, result, buf| {
         on_recv(io, server, index, result, buf)
     });
 }
@@ -274,7 +280,7 @@ fn on_recv(
 
 /// Sends `buf`, which holds exactly the bytes not yet echoed.
 fn send_pending(io: &mut IO<Server>, server: &mut Server, index: u32, buf: Vec<u8>) {
-    io.send(server.fd(index), buf, move |io, server, result, buf| {
+    io.send(server.socket(index), buf, move |io, server, result, buf| {
         on_send(io, server, index, result, buf)
     });
 }
@@ -305,7 +311,7 @@ fn on_send(
 }
 
 /// Frees the connection's slot and buffer at once (no operation of it is in
-/// flight any more), then closes its fd.
+/// flight any more), then closes its socket.
 fn close_connection(io: &mut IO<Server>, server: &mut Server, index: u32, buf: Vec<u8>) {
     let connection = server.connections[index as usize]
         .take()
@@ -313,7 +319,7 @@ fn close_connection(io: &mut IO<Server>, server: &mut Server, index: u32, buf: V
     server.free_indices.push(index);
     server.spare_buffers.push(buf);
     server.closed += 1;
-    io.close(connection.fd, |_io, _server, result| {
+    io.close(connection.socket, |_io, _server, result| {
         if let Err(error) = result {
             eprintln!("echo_server: close: {error}");
         }

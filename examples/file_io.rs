@@ -15,7 +15,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringio::{AlignedBuf, Fd, FileOptions, IO};
+use ringio::{AlignedBuf, FileOptions, Handle, IO};
 
 #[path = "common/stdout.rs"]
 mod stdout;
@@ -49,7 +49,7 @@ enum Direction {
 /// One pass over the file (all writes, or all reads): the state every
 /// callback receives.
 struct Pass {
-    fd: Fd,
+    file: Handle,
     direction: Direction,
     chunks: u64,
     next_chunk: u64,
@@ -120,28 +120,28 @@ fn parse_positive<T: std::str::FromStr + Default + PartialEq>(text: &str) -> Res
 fn run(args: &Args) -> io::Result<()> {
     let mut io: IO<Pass> = IO::new()?;
     let options = FileOptions::new().create(true).truncate(true).direct(true);
-    let fd = io.open_file(&args.path, options)?;
-    let result = write_then_verify(&mut io, fd, args);
-    close(&mut io, fd)?;
+    let file = io.open_file(&args.path, options)?;
+    let result = write_then_verify(&mut io, file, args);
+    close(&mut io, file)?;
     result
 }
 
-fn write_then_verify(io: &mut IO<Pass>, fd: Fd, args: &Args) -> io::Result<()> {
+fn write_then_verify(io: &mut IO<Pass>, file: Handle, args: &Args) -> io::Result<()> {
     let chunks = args.size_mib * MIB / CHUNK_BYTES as u64;
     let bytes = (chunks * CHUNK_BYTES as u64) as f64;
 
     let started_ns = io.now_ns();
     let written = run_pass(
         io,
-        Pass::new(fd, Direction::Write, chunks, args.queue_depth)?,
+        Pass::new(file, Direction::Write, chunks, args.queue_depth)?,
     )?;
-    sync(io, fd)?;
+    sync(io, file)?;
     let write_ns = io.now_ns() - started_ns;
 
     let started_ns = io.now_ns();
     let read = run_pass(
         io,
-        Pass::new(fd, Direction::Read, chunks, args.queue_depth)?,
+        Pass::new(file, Direction::Read, chunks, args.queue_depth)?,
     )?;
     let read_ns = io.now_ns() - started_ns;
 
@@ -207,39 +207,44 @@ fn run_pass(io: &mut IO<Pass>, mut pass: Pass) -> io::Result<Vec<u64>> {
     }
 }
 
-fn sync(io: &mut IO<Pass>, fd: Fd) -> io::Result<()> {
-    io.fsync(fd, |_io, pass, result| {
+fn sync(io: &mut IO<Pass>, file: Handle) -> io::Result<()> {
+    io.fsync(file, |_io, pass, result| {
         if let Err(error) = result {
             pass.fail(error);
         }
     });
-    run_alone(io, fd)
+    run_alone(io, file)
 }
 
-fn close(io: &mut IO<Pass>, fd: Fd) -> io::Result<()> {
-    io.close(fd, |_io, pass, result| {
+fn close(io: &mut IO<Pass>, file: Handle) -> io::Result<()> {
+    io.close(file, |_io, pass, result| {
         if let Err(error) = result {
             pass.fail(error);
         }
     });
-    run_alone(io, fd)
+    run_alone(io, file)
 }
 
 /// Runs the one operation just submitted, with a pass that moves no data.
-fn run_alone(io: &mut IO<Pass>, fd: Fd) -> io::Result<()> {
-    let mut pass = Pass::new(fd, Direction::Write, 0, 0)?;
+fn run_alone(io: &mut IO<Pass>, file: Handle) -> io::Result<()> {
+    let mut pass = Pass::new(file, Direction::Write, 0, 0)?;
     io.run(&mut pass)?;
     pass.error.map_or(Ok(()), Err)
 }
 
 impl Pass {
-    fn new(fd: Fd, direction: Direction, chunks: u64, queue_depth: usize) -> io::Result<Pass> {
+    fn new(
+        file: Handle,
+        direction: Direction,
+        chunks: u64,
+        queue_depth: usize,
+    ) -> io::Result<Pass> {
         let buffers = queue_depth.min(chunks as usize);
         let idle_buffers = (0..buffers)
             .map(|_| AlignedBuf::new(CHUNK_BYTES, ALIGNMENT))
             .collect::<io::Result<_>>()?;
         Ok(Pass {
-            fd,
+            file,
             direction,
             chunks,
             next_chunk: 0,
@@ -268,12 +273,12 @@ fn start_chunk(io: &mut IO<Pass>, pass: &mut Pass, mut buf: AlignedBuf) {
         Direction::Write => {
             fill_pattern(&mut buf, offset);
             pass.chunk_sums[chunk as usize] = fnv1a_words(&buf);
-            io.write(pass.fd, buf, offset, move |io, pass, result, buf| {
+            io.write(pass.file, buf, offset, move |io, pass, result, buf| {
                 on_chunk_done(io, pass, chunk, result, buf)
             });
         }
         Direction::Read => {
-            io.read(pass.fd, buf, offset, move |io, pass, result, buf| {
+            io.read(pass.file, buf, offset, move |io, pass, result, buf| {
                 on_chunk_done(io, pass, chunk, result, buf)
             });
         }

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use ringio::sim::{SimOptions, Simulator};
-use ringio::{Fd, FileOptions, IO};
+use ringio::{FileOptions, Handle, IO};
 
 /// Bytes per message.
 const MESSAGE_BYTES: usize = 64;
@@ -84,7 +84,7 @@ pub fn sim_ping_pong(seed: u64, connections: usize, operations_min: u64) -> SimR
 }
 
 /// Server side: receive a whole message, send it back, repeat.
-fn echo(io: &mut IO<Peer>, socket: Fd, buf: Vec<u8>) {
+fn echo(io: &mut IO<Peer>, socket: Handle, buf: Vec<u8>) {
     io.recv(socket, buf, move |io, _, result, buf| {
         if result.unwrap_or(0) == 0 {
             return;
@@ -98,7 +98,7 @@ fn echo(io: &mut IO<Peer>, socket: Fd, buf: Vec<u8>) {
 }
 
 /// Client side: send, then receive the echo (possibly in pieces).
-fn ping(io: &mut IO<Peer>, socket: Fd, buf: Vec<u8>) {
+fn ping(io: &mut IO<Peer>, socket: Handle, buf: Vec<u8>) {
     io.send(socket, buf, move |io, _, result, mut buf| {
         result.expect("send");
         buf.clear();
@@ -106,7 +106,7 @@ fn ping(io: &mut IO<Peer>, socket: Fd, buf: Vec<u8>) {
     });
 }
 
-fn pong(io: &mut IO<Peer>, socket: Fd, buf: Vec<u8>, received: usize) {
+fn pong(io: &mut IO<Peer>, socket: Handle, buf: Vec<u8>, received: usize) {
     io.recv(socket, buf, move |io, peer, result, mut buf| {
         let received = received + result.expect("recv");
         buf.clear();
@@ -120,7 +120,7 @@ fn pong(io: &mut IO<Peer>, socket: Fd, buf: Vec<u8>, received: usize) {
 }
 
 /// Appends 4 KiB at a time, with an fsync after every 8 writes.
-fn append(io: &mut IO<Peer>, file: Fd, buf: Vec<u8>) {
+fn append(io: &mut IO<Peer>, file: Handle, buf: Vec<u8>) {
     io.write(file, buf, 0, move |io, peer, result, buf| {
         result.expect("write");
         peer.writes += 1;

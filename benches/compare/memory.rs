@@ -4,8 +4,7 @@
 //! tokio echo server, each holding the same number of idle connections.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::Duration;
 
 use ringio::{Config, IO};
@@ -156,20 +155,16 @@ fn heap_per_pending_recv(config: Config) -> io::Result<f64> {
     let (server_side, _) = listener.accept()?;
     let before = alloc::live_bytes();
     let mut io: IO<()> = IO::with_config(config)?;
+    let server_side = io.adopt(server_side.into())?;
     for _ in 0..PENDING_RECVS {
-        io.recv(
-            server_side.as_raw_fd(),
-            Vec::with_capacity(1),
-            |_, _, _, _| {},
-        );
+        io.recv(server_side, Vec::with_capacity(1), |_, _, _, _| {});
     }
     io.tick(&mut ())?;
     let after = alloc::live_bytes();
     let buffers = i64::from(PENDING_RECVS);
     let per_op = (after - before - buffers) as f64 / f64::from(PENDING_RECVS);
     // Wake every recv (a shutdown makes each return 0) and drain.
-    // SAFETY: shutdown takes an fd we own and an integer.
-    unsafe { libc::shutdown(client.as_raw_fd(), libc::SHUT_WR) };
+    client.shutdown(Shutdown::Write)?;
     io.run(&mut ())?;
     drop(io);
     Ok(per_op)

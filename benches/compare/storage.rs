@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ringio::{AlignedBuf, Config, Fd, FileOptions, IO};
+use ringio::{AlignedBuf, Config, FileOptions, Handle, IO};
 
 use crate::fio;
 use crate::options::Options;
@@ -224,7 +224,7 @@ fn storage_row(
 
 /// The loop state of a storage run.
 struct FileState {
-    fd: Fd,
+    file: Handle,
     random: u64,
     completed: u64,
     bytes: u64,
@@ -236,9 +236,9 @@ struct FileState {
 }
 
 impl FileState {
-    fn new(fd: Fd, fsync_every: u32) -> FileState {
+    fn new(file: Handle, fsync_every: u32) -> FileState {
         FileState {
-            fd,
+            file,
             random: 0x9e37_79b9_7f4a_7c15,
             completed: 0,
             bytes: 0,
@@ -296,8 +296,8 @@ fn ringio_randread(
         .completions_initial(queue_depth)
         .submit_batch(submit_batch);
     let mut io: IO<FileState> = IO::with_config(config)?;
-    let fd = io.open_file(path, FileOptions::new().write(false).direct(direct))?;
-    let mut state = FileState::new(fd, 0);
+    let file = io.open_file(path, FileOptions::new().write(false).direct(direct))?;
+    let mut state = FileState::new(file, 0);
     for _ in 0..queue_depth {
         read_next(
             &mut io,
@@ -306,7 +306,7 @@ fn ringio_randread(
         );
     }
     let result = run_timed(&mut io, &mut state, duration);
-    close(fd);
+    close(&mut io, file);
     let (completed, _, elapsed_s) = result?;
     Ok(completed as f64 / elapsed_s)
 }
@@ -315,7 +315,7 @@ fn read_next(io: &mut IO<FileState>, state: &mut FileState, buf: AlignedBuf) {
     state.random = xorshift(state.random);
     let offset = state.random % (READ_FILE_BYTES / BLOCK_BYTES as u64) * BLOCK_BYTES as u64;
     io.read(
-        state.fd,
+        state.file,
         buf,
         offset,
         |io, state, result, buf| match result {
@@ -335,12 +335,12 @@ fn read_next(io: &mut IO<FileState>, state: &mut FileState, buf: AlignedBuf) {
 /// `fsync_every` writes (the fsync's time counts, as in fio).
 fn ringio_write_fsync(path: &Path, fsync_every: u32, duration: Duration) -> io::Result<f64> {
     let mut io: IO<FileState> = IO::new()?;
-    let fd = io.open_file(path, FileOptions::new())?;
-    let mut state = FileState::new(fd, fsync_every);
+    let file = io.open_file(path, FileOptions::new())?;
+    let mut state = FileState::new(file, fsync_every);
     let buf: Vec<u8> = (0..WRITE_BYTES).map(|i| (i % 251) as u8).collect();
     write_next(&mut io, &mut state, buf);
     let result = run_timed(&mut io, &mut state, duration);
-    close(fd);
+    close(&mut io, file);
     let (_, bytes, elapsed_s) = result?;
     Ok(bytes as f64 / 1e6 / elapsed_s)
 }
@@ -348,7 +348,7 @@ fn ringio_write_fsync(path: &Path, fsync_every: u32, duration: Duration) -> io::
 fn write_next(io: &mut IO<FileState>, state: &mut FileState, buf: Vec<u8>) {
     let offset = state.offset;
     io.write(
-        state.fd,
+        state.file,
         buf,
         offset,
         |io, state, result, buf| match result {
@@ -363,7 +363,7 @@ fn write_next(io: &mut IO<FileState>, state: &mut FileState, buf: Vec<u8>) {
                     return;
                 }
                 state.writes_since_sync = 0;
-                io.fsync(state.fd, move |io, state, result| match result {
+                io.fsync(state.file, move |io, state, result| match result {
                     Ok(()) if !state.stop => write_next(io, state, buf),
                     Ok(()) => {}
                     Err(error) => state.fail(error),
@@ -374,8 +374,10 @@ fn write_next(io: &mut IO<FileState>, state: &mut FileState, buf: Vec<u8>) {
     );
 }
 
-fn close(fd: Fd) {
-    // SAFETY: `fd` was opened by this module, no operation on it is in
-    // flight (the loop was drained), and it is closed exactly once.
-    unsafe { libc::close(fd) };
+/// Closes the file at once, outside the timed window: released (no
+/// operation on it is in flight once the loop was drained) and dropped. If
+/// the run failed with operations still in flight, release refuses (EBUSY)
+/// and the `IO` closes the file when it is dropped.
+fn close(io: &mut IO<FileState>, file: Handle) {
+    let _ = io.release(file);
 }

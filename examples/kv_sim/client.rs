@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use ringio::sim::Prng;
-use ringio::{CompletionId, Fd, IO};
+use ringio::{CompletionId, Handle, IO};
 
 use crate::model::{Key, Model, Write};
 
@@ -48,7 +48,7 @@ pub struct Client {
     server: SocketAddr,
     prng: Prng,
     pub model: Model,
-    socket: Option<Fd>,
+    socket: Option<Handle>,
     /// Bumped per connection attempt, so stale callbacks know they are.
     generation: u32,
     next_seq: u64,
@@ -102,19 +102,19 @@ impl Client {
 fn connect(io: &mut IO<Client>, client: &mut Client) {
     client.generation += 1;
     let generation = client.generation;
-    let fd = match io.open_socket(client.server) {
-        Ok(fd) => fd,
+    let socket = match io.open_socket(client.server) {
+        Ok(socket) => socket,
         Err(_) => return reconnect_later(io, generation),
     };
-    let connecting: CompletionId = io.connect(fd, client.server, move |io, client, result| {
+    let connecting: CompletionId = io.connect(socket, client.server, move |io, client, result| {
         if client.generation != generation {
-            io.close(fd, |_, _, _| {});
+            io.close(socket, |_, _, _| {});
             return;
         }
         match result {
-            Ok(()) => on_connected(io, client, fd),
+            Ok(()) => on_connected(io, client, socket),
             Err(_) => {
-                io.close(fd, |_, _, _| {});
+                io.close(socket, |_, _, _| {});
                 reconnect_later(io, generation);
             }
         }
@@ -135,8 +135,8 @@ fn reconnect_later(io: &mut IO<Client>, generation: u32) {
     });
 }
 
-fn on_connected(io: &mut IO<Client>, client: &mut Client, fd: Fd) {
-    client.socket = Some(fd);
+fn on_connected(io: &mut IO<Client>, client: &mut Client, socket: Handle) {
+    client.socket = Some(socket);
     client.queued = 0;
     client.sent = 0;
     client.handed = 0;
@@ -193,7 +193,7 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 fn send_output(io: &mut IO<Client>, client: &mut Client) {
-    let Some(fd) = client.socket else {
+    let Some(socket) = client.socket else {
         return;
     };
     if client.sending || client.output.is_empty() {
@@ -203,7 +203,7 @@ fn send_output(io: &mut IO<Client>, client: &mut Client) {
     let generation = client.generation;
     let output = std::mem::take(&mut client.output);
     client.handed = client.sent + output.len() as u64;
-    io.send(fd, output, move |io, client, result, mut sent| {
+    io.send(socket, output, move |io, client, result, mut sent| {
         if client.generation != generation {
             return;
         }
@@ -222,12 +222,12 @@ fn send_output(io: &mut IO<Client>, client: &mut Client) {
 }
 
 fn recv_next(io: &mut IO<Client>, client: &mut Client) {
-    let Some(fd) = client.socket else {
+    let Some(socket) = client.socket else {
         return;
     };
     let generation = client.generation;
     io.recv(
-        fd,
+        socket,
         Vec::with_capacity(1024),
         move |io, client, result, buf| {
             if client.generation != generation {
@@ -316,8 +316,8 @@ fn parse_reply(input: &[u8]) -> Option<(Reply, usize)> {
 /// has an unknown outcome and stays possible in the model; the others never
 /// reached the server.
 fn disconnect(io: &mut IO<Client>, client: &mut Client) {
-    if let Some(fd) = client.socket.take() {
-        io.close(fd, |_, _, _: io::Result<()>| {});
+    if let Some(socket) = client.socket.take() {
+        io.close(socket, |_, _, _: io::Result<()>| {});
     }
     for request in std::mem::take(&mut client.in_flight) {
         if request.write.is_some() && request.end > client.handed {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
 
-use ringio::{CompletionId, Fd, IO};
+use ringio::{CompletionId, Handle, IO};
 
 use crate::record::{self, REPLY_BYTES, REQUEST_BYTES};
 
@@ -21,7 +21,7 @@ const RECONNECT_DELAY_NS: u64 = 10_000_000;
 pub struct Client {
     pub id: u32,
     server: SocketAddr,
-    socket: Option<Fd>,
+    socket: Option<Handle>,
     /// Bumped per connection attempt, so stale callbacks know they are.
     generation: u32,
     next_request: u64,
@@ -57,19 +57,19 @@ impl Client {
 fn connect(io: &mut IO<Client>, client: &mut Client) {
     client.generation += 1;
     let generation = client.generation;
-    let fd = match io.open_socket(client.server) {
-        Ok(fd) => fd,
+    let socket = match io.open_socket(client.server) {
+        Ok(socket) => socket,
         Err(_) => return reconnect_later(io, generation),
     };
-    let connecting: CompletionId = io.connect(fd, client.server, move |io, client, result| {
+    let connecting: CompletionId = io.connect(socket, client.server, move |io, client, result| {
         if client.generation != generation {
-            io.close(fd, |_, _, _| {});
+            io.close(socket, |_, _, _| {});
             return;
         }
         match result {
-            Ok(()) => on_connected(io, client, fd),
+            Ok(()) => on_connected(io, client, socket),
             Err(_) => {
-                io.close(fd, |_, _, _| {});
+                io.close(socket, |_, _, _| {});
                 reconnect_later(io, generation);
             }
         }
@@ -90,8 +90,8 @@ fn reconnect_later(io: &mut IO<Client>, generation: u32) {
     });
 }
 
-fn on_connected(io: &mut IO<Client>, client: &mut Client, fd: Fd) {
-    client.socket = Some(fd);
+fn on_connected(io: &mut IO<Client>, client: &mut Client, socket: Handle) {
+    client.socket = Some(socket);
     // Resend everything not acknowledged, then top the window up.
     let resend: Vec<u64> = client.outstanding.iter().copied().collect();
     for request in resend {
@@ -122,7 +122,7 @@ fn queue_request(client: &mut Client, request: u64) {
 }
 
 fn send_output(io: &mut IO<Client>, client: &mut Client) {
-    let Some(fd) = client.socket else {
+    let Some(socket) = client.socket else {
         return;
     };
     if client.sending || client.output.is_empty() {
@@ -131,7 +131,7 @@ fn send_output(io: &mut IO<Client>, client: &mut Client) {
     client.sending = true;
     let generation = client.generation;
     let output = std::mem::take(&mut client.output);
-    io.send(fd, output, move |io, client, result, mut sent| {
+    io.send(socket, output, move |io, client, result, mut sent| {
         if client.generation != generation {
             return;
         }
@@ -149,12 +149,12 @@ fn send_output(io: &mut IO<Client>, client: &mut Client) {
 }
 
 fn recv_next(io: &mut IO<Client>, client: &mut Client) {
-    let Some(fd) = client.socket else {
+    let Some(socket) = client.socket else {
         return;
     };
     let generation = client.generation;
     io.recv(
-        fd,
+        socket,
         Vec::with_capacity(1024),
         move |io, client, result, buf| {
             if client.generation != generation {
@@ -189,8 +189,8 @@ fn take_replies(client: &mut Client) {
 
 /// Drops the connection; what was not acknowledged is resent on the next.
 fn disconnect(io: &mut IO<Client>, client: &mut Client) {
-    if let Some(fd) = client.socket.take() {
-        io.close(fd, |_, _, _: io::Result<()>| {});
+    if let Some(socket) = client.socket.take() {
+        io.close(socket, |_, _, _: io::Result<()>| {});
     }
     client.input.clear();
     client.output.clear();

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 
-use ringio::{Fd, FileOptions, IO};
+use ringio::{FileOptions, Handle, IO};
 
 use crate::record::{self, Record, Sector, REPLY_BYTES, REQUEST_BYTES, SECTOR_BYTES};
 
@@ -42,7 +42,7 @@ struct Append {
 }
 
 struct Connection {
-    fd: Fd,
+    socket: Handle,
     generation: u32,
     input: Vec<u8>,
     output: Vec<u8>,
@@ -62,7 +62,7 @@ struct Recovery {
 pub struct Store {
     ack_before_fsync: bool,
     address: SocketAddr,
-    wal: Fd,
+    wal: Handle,
     recovery: Recovery,
     /// The log's valid records, by seq, as recovery found them.
     pub recovered: BTreeMap<u64, Record>,
@@ -188,10 +188,10 @@ fn finish_recovery(io: &mut IO<Store>, store: &mut Store) {
     accept_next(io, listener);
 }
 
-fn accept_next(io: &mut IO<Store>, listener: Fd) {
+fn accept_next(io: &mut IO<Store>, listener: Handle) {
     io.accept(listener, move |io, store, result| match result {
-        Ok(fd) => {
-            let index = store.add_connection(fd);
+        Ok(socket) => {
+            let index = store.add_connection(socket);
             recv_next(io, store, index);
             accept_next(io, listener);
         }
@@ -202,10 +202,10 @@ fn accept_next(io: &mut IO<Store>, listener: Fd) {
 }
 
 impl Store {
-    fn add_connection(&mut self, fd: Fd) -> u32 {
+    fn add_connection(&mut self, socket: Handle) -> u32 {
         self.generations += 1;
         let connection = Connection {
-            fd,
+            socket,
             generation: self.generations,
             input: Vec::new(),
             output: Vec::new(),
@@ -238,7 +238,7 @@ fn recv_next(io: &mut IO<Store>, store: &mut Store, index: u32) {
     };
     let generation = connection.generation;
     io.recv(
-        connection.fd,
+        connection.socket,
         Vec::with_capacity(RECV_BYTES),
         move |io, store, result, buf| {
             let Some(connection) = store.connection(index, generation) else {
@@ -359,25 +359,29 @@ fn send_output(io: &mut IO<Store>, store: &mut Store, index: u32) {
     connection.sending = true;
     let generation = connection.generation;
     let output = std::mem::take(&mut connection.output);
-    io.send(connection.fd, output, move |io, store, result, mut sent| {
-        let Some(connection) = store.connection(index, generation) else {
-            return;
-        };
-        connection.sending = false;
-        match result {
-            Ok(count) => {
-                sent.drain(..count);
-                sent.extend_from_slice(&connection.output);
-                connection.output = sent;
-                send_output(io, store, index);
+    io.send(
+        connection.socket,
+        output,
+        move |io, store, result, mut sent| {
+            let Some(connection) = store.connection(index, generation) else {
+                return;
+            };
+            connection.sending = false;
+            match result {
+                Ok(count) => {
+                    sent.drain(..count);
+                    sent.extend_from_slice(&connection.output);
+                    connection.output = sent;
+                    send_output(io, store, index);
+                }
+                Err(_) => close_connection(io, store, index),
             }
-            Err(_) => close_connection(io, store, index),
-        }
-    });
+        },
+    );
 }
 
 fn close_connection(io: &mut IO<Store>, store: &mut Store, index: u32) {
     if let Some(connection) = store.connections[index as usize].take() {
-        io.close(connection.fd, |_, _, _| {});
+        io.close(connection.socket, |_, _, _| {});
     }
 }
