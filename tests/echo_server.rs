@@ -8,7 +8,7 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -302,10 +302,7 @@ fn wait_until_sent(sent: &AtomicUsize, bytes: usize) {
 fn help_into_a_closed_pipe_exits_quietly() {
     let binary = util::example_binary("echo_server");
     let (read, write) = util::pipe();
-    util::close(read);
-    // SAFETY: `write` is an open fd that nothing else owns or closes; the
-    // OwnedFd takes it over.
-    let write = unsafe { OwnedFd::from_raw_fd(write) };
+    drop(read);
     let output = Command::new(&binary)
         .arg("--help")
         .stdout(Stdio::from(write))

@@ -19,7 +19,6 @@ use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -1042,10 +1041,7 @@ fn help_into_pipe(lines_read: Option<usize>) -> (ExitStatus, String) {
     let mut child = match lines_read {
         None => {
             let (read, write) = util::pipe();
-            util::close(read);
-            // SAFETY: `write` is an open fd that nothing else owns or
-            // closes; the OwnedFd takes it over.
-            let write = unsafe { OwnedFd::from_raw_fd(write) };
+            drop(read);
             command
                 .stdout(Stdio::from(write))
                 .spawn()
