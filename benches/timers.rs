@@ -91,7 +91,11 @@ fn nops_beside_one_granule_table(duration_ns: u64) {
         let mut with = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
             without.push(nops_beside_one_granule(backend, 0, duration_ns));
-            with.push(nops_beside_one_granule(backend, GRANULE_TIMERS, duration_ns));
+            with.push(nops_beside_one_granule(
+                backend,
+                GRANULE_TIMERS,
+                duration_ns,
+            ));
         }
         for (timers, samples) in [(0, &mut without), (GRANULE_TIMERS, &mut with)] {
             samples.sort_by(f64::total_cmp);
