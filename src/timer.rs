@@ -16,7 +16,8 @@
 //!   hold later granules, so appending keeps the order);
 //! - `late`: a heap of timers inserted with a granule already `<= cursor`
 //!   (a deadline in the past or in the current granule);
-//! - `buckets[g % BUCKETS]`: the timers of granule `g`, for `cursor < g < cursor + BUCKETS`;
+//! - `wheel.buckets[g % BUCKETS]`: the timers of granule `g`, for
+//!   `cursor < g < cursor + BUCKETS`;
 //! - `far`: a heap of the timers beyond the wheel.
 //!
 //! So every timer in `ready` or `late` precedes every timer in a bucket, which
@@ -24,12 +25,13 @@
 //! deadlines fire in submission order.
 //!
 //! Cancelled timers are deleted lazily: an entry stays until it surfaces, or
-//! until dead entries outnumber live ones, when everything is compacted. That
-//! keeps cancel O(1) and memory bounded by twice the live count. When no
-//! timer is live, every entry is dropped at once, since the loop stops
-//! calling `pop_expired` then (`fire_timers` in io.rs returns early on
-//! `len() == 0`): a dead entry left behind would never surface, and its
-//! deadline would keep waking the loop, with a zero timeout once it passed.
+//! until dead entries outnumber live ones (after a cancel or a pop), when
+//! everything is compacted. That keeps cancel O(1) amortized and memory
+//! bounded by twice the live count. It also drops every entry once no timer
+//! is live, which matters: the loop stops calling `pop_expired` then
+//! (`fire_timers` in io.rs returns early on `len() == 0`), so a dead entry
+//! left behind would never surface, and its deadline would keep waking the
+//! loop, with a zero timeout once it had passed.
 //!
 //! Finding the next deadline costs a few word operations whatever the number
 //! of timers, because the loop asks on every pass: a bitmap marks the
@@ -148,13 +150,22 @@ impl Timers {
     pub(crate) fn cancelled(&mut self, is_live: impl Fn(CompletionId) -> bool) {
         self.dead += 1;
         assert!(self.dead <= self.entries);
-        if self.dead * 2 > self.entries {
-            self.compact(&is_live);
-        }
+        self.compact_if_mostly_dead(&is_live);
     }
 
-    /// Drops every dead entry. With no live timer left this empties every
-    /// structure, which is what keeps `next_deadline_ns` at `None` then.
+    /// Compacts when the dead outnumber the live, so that `dead * 2 <=
+    /// entries` holds between calls: with no timer live (`dead == entries`),
+    /// that means no entry at all, which keeps `next_deadline_ns` at `None`.
+    /// Each compaction removes more entries than it keeps, so its cost is
+    /// O(1) amortized per dead entry.
+    fn compact_if_mostly_dead(&mut self, is_live: &impl Fn(CompletionId) -> bool) {
+        if self.dead * 2 > self.entries {
+            self.compact(is_live);
+        }
+        assert!(self.dead * 2 <= self.entries);
+    }
+
+    /// Drops every dead entry.
     fn compact(&mut self, is_live: &impl Fn(CompletionId) -> bool) {
         let live = self.len();
         self.ready.retain(|entry| is_live(entry.id));
@@ -166,20 +177,6 @@ impl Timers {
         // Every entry `is_live` calls dead was counted by `cancelled`: else
         // `len()` would undercount, and could reach 0 with timers live.
         assert_eq!(self.entries, live);
-    }
-
-    /// Drops every entry, once none is live.
-    fn clear(&mut self, is_live: &impl Fn(CompletionId) -> bool) {
-        assert_eq!(self.len(), 0);
-        debug_assert!(self.ready.iter().all(|entry| !is_live(entry.id)));
-        debug_assert!(self.late.iter().all(|Reverse(entry)| !is_live(entry.id)));
-        debug_assert!(self.far.iter().all(|Reverse(entry)| !is_live(entry.id)));
-        self.ready.clear();
-        self.late.clear();
-        self.far.clear();
-        self.wheel.clear();
-        self.entries = 0;
-        self.dead = 0;
     }
 
     /// Drops dead entries from the fronts of `ready` and `late`, then says
@@ -243,8 +240,8 @@ impl Timers {
         is_live: impl Fn(CompletionId) -> bool,
     ) -> Option<u64> {
         if self.len() == 0 {
-            // `pop_expired` and `compact` drop every dead entry when the
-            // last live timer goes.
+            // Compaction dropped every dead entry when the last live timer
+            // went (`dead * 2 <= entries`).
             assert_eq!(self.entries, 0);
             return None;
         }
@@ -278,9 +275,7 @@ impl Timers {
         .expect("earliest_due said so");
         assert!(is_live(entry.id));
         self.entries -= 1;
-        if self.len() == 0 {
-            self.clear(&is_live);
-        }
+        self.compact_if_mostly_dead(&is_live);
         Some(entry.id)
     }
 
@@ -412,20 +407,6 @@ impl Wheel {
             }
         }
     }
-
-    /// Empties every bucket, visiting only the non-empty ones.
-    fn clear(&mut self) {
-        for word in 0..WORDS {
-            let mut bits = self.occupied[word];
-            while bits != 0 {
-                let index = word * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                self.buckets[index].entries.clear();
-                self.mark_empty(index);
-            }
-        }
-        self.len = 0;
-    }
 }
 
 #[cfg(test)]
@@ -488,7 +469,7 @@ mod tests {
         assert_eq!(bucketed, timers.wheel.len);
         let stored = timers.ready.len() + timers.late.len() + bucketed + timers.far.len();
         assert_eq!(stored, timers.entries);
-        assert!(timers.dead <= timers.entries);
+        assert!(timers.dead * 2 <= timers.entries);
         if timers.len() == 0 {
             assert_eq!(timers.entries, 0, "dead entries left with no timer live");
         }
