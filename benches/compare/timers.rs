@@ -5,9 +5,10 @@
 //! kernel loops are shared with `cargo bench --bench timers`.
 //!
 //! Then "10k timers in one granule": NOP throughput on a loop holding 10,000
-//! timers due within one millisecond, against the same loop with none, on
-//! io_uring and the simulator. It holds down the loop's per-pass timer cost
-//! (once a scan of the whole bucket: 0.13× on io_uring, 0.013× simulated).
+//! timers due within one millisecond, against the same loop holding one, on
+//! io_uring and the simulator. It holds the loop's per-pass timer cost
+//! independent of the number of timers: when `next_deadline_ns` scanned the
+//! bucket, the ratio was 0.22× on io_uring and 0.21× simulated.
 
 use std::time::{Duration, Instant};
 
@@ -89,27 +90,29 @@ pub fn run(options: &Options) -> Section {
                  timer wheel when its task is first polled, after all are spawned. The \
                  \"10k timers in one granule\" rows count NOPs per second, one per pass, driven \
                  by `tick`, on a loop that also holds 10,000 timers due within one millisecond \
-                 800 ms ahead (none fires while measured), against the same loop with no \
-                 timers: the timers must not slow each pass. Target: ≥0.80×."
+                 800 ms ahead (none fires while measured), against the same loop holding one \
+                 such timer: the number of timers must not slow each pass. Target: ≥0.90×."
             .to_string(),
         rows,
         notes: Vec::new(),
     }
 }
 
-/// NOPs per second beside 10,000 timers in one granule, against none,
-/// alternating run by run.
+/// NOPs per second beside 10,000 timers in one granule, against one timer,
+/// alternating run by run. One timer, not none, is the peer: having any
+/// timer costs each pass a clock read and a deadline lookup, whatever their
+/// number, and that fixed cost is not what this row holds down.
 fn granule_row(options: &Options, backend: Loop) -> Row {
     let duration_ns = if options.quick {
         100_000_000
     } else {
         300_000_000
     };
-    let mut with = Vec::with_capacity(options.runs);
-    let mut without = Vec::with_capacity(options.runs);
+    let mut many = Vec::with_capacity(options.runs);
+    let mut one = Vec::with_capacity(options.runs);
     for _ in 0..options.runs {
-        without.push(nops_beside_one_granule(backend, 0, duration_ns));
-        with.push(nops_beside_one_granule(
+        one.push(nops_beside_one_granule(backend, 1, duration_ns));
+        many.push(nops_beside_one_granule(
             backend,
             GRANULE_TIMERS,
             duration_ns,
@@ -123,10 +126,10 @@ fn granule_row(options: &Options, backend: Loop) -> Row {
         ),
         unit: "ops/s",
         better: Better::Higher,
-        ringio: Side::from_samples(&with, None, "no runs"),
-        peer: "the same loop, no timers".to_string(),
-        peer_value: Side::from_samples(&without, None, "no runs"),
-        target: Some(0.8),
+        ringio: Side::from_samples(&many, None, "no runs"),
+        peer: "the same loop, one timer".to_string(),
+        peer_value: Side::from_samples(&one, None, "no runs"),
+        target: Some(0.9),
     }
 }
 
