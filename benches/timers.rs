@@ -8,12 +8,19 @@
 //! p50, p99 and max. For the kernel-timeout loop: the time to schedule (submit)
 //! every timer, the total time until the last CQE, and lateness at reaping.
 //! Both get the same deadlines (see `common/timer_loops.rs`).
+//!
+//! Then `run_for_ns` overshoot, and NOP throughput on a loop that holds
+//! 10,000 timers due within one millisecond (one wheel granule), against the
+//! same loop with no timers, on io_uring and the simulator: the loop's
+//! per-pass timer work must not grow with the timers in one granule.
 
 #[path = "common/timer_loops.rs"]
 mod timer_loops;
 
 use ringio::IO;
-use timer_loops::{kernel_timeouts, percentile_ms, ringio_timers};
+use timer_loops::{
+    kernel_timeouts, nops_beside_one_granule, percentile_ms, ringio_timers, Loop, GRANULE_TIMERS,
+};
 
 fn print_ringio(count: usize) {
     let run = ringio_timers(count);
@@ -75,6 +82,33 @@ fn run_for_ns_overshoot() {
     }
 }
 
+/// NOPs per second beside no timer, one timer, and 10,000 timers in one
+/// granule, alternating run by run; the median of `RUNS` runs, with min and
+/// max. One timer shows the loop's fixed cost per pass of having any timer
+/// (a clock read, the next deadline), which 10,000 must not exceed by much.
+fn nops_beside_one_granule_table(duration_ns: u64) {
+    const RUNS: usize = 5;
+    for backend in [Loop::IoUring, Loop::Simulator] {
+        let counts = [0, 1, GRANULE_TIMERS];
+        let mut samples = [const { Vec::new() }; 3];
+        for _ in 0..RUNS {
+            for (timers, samples) in counts.iter().zip(&mut samples) {
+                samples.push(nops_beside_one_granule(backend, *timers, duration_ns));
+            }
+        }
+        for (timers, samples) in counts.iter().zip(&mut samples) {
+            samples.sort_by(f64::total_cmp);
+            println!(
+                "| {}, nop per pass | {timers} | {:.3} M ops/s ({:.3}–{:.3}) |",
+                backend.name(),
+                samples[RUNS / 2] / 1e6,
+                samples[0] / 1e6,
+                samples[RUNS - 1] / 1e6,
+            );
+        }
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let count = if quick { 100_000 } else { 1_000_000 };
@@ -89,4 +123,9 @@ fn main() {
     println!("| call | overshoot p50 | overshoot p99 | overshoot max |");
     println!("|---|---:|---:|---:|");
     run_for_ns_overshoot();
+    println!();
+    println!("| loop | timers due in one granule | NOPs per second, median (min–max) |");
+    println!("|---|---:|---|");
+    let duration_ns = if quick { 100_000_000 } else { 300_000_000 };
+    nops_beside_one_granule_table(duration_ns);
 }

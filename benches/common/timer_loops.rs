@@ -169,3 +169,90 @@ fn reap_lateness(ring: &mut IoUring, deadlines: &[u64], lateness: &mut Lateness)
         }
     }
 }
+
+/// Timers armed beside the NOP traffic of [`nops_beside_one_granule`].
+pub const GRANULE_TIMERS: usize = 10_000;
+
+/// How far ahead the armed timers fall: past the end of the measurement, so
+/// none fires during it, and inside the timing wheel's window (about 1.07 s),
+/// so that they sit in one wheel bucket rather than in the far heap.
+const GRANULE_LEAD_NS: u64 = 800_000_000;
+
+/// The wheel's granule (2^20 ns) in `src/timer.rs`, to align deadlines on.
+const GRANULE_NS: u64 = 1 << 20;
+
+/// Where the loop under [`nops_beside_one_granule`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loop {
+    IoUring,
+    Simulator,
+}
+
+impl Loop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Loop::IoUring => "io_uring",
+            Loop::Simulator => "simulator",
+        }
+    }
+
+    fn io(self) -> IO<u64> {
+        match self {
+            Loop::IoUring => IO::new().expect("io_uring setup"),
+            Loop::Simulator => {
+                let options = ringio::sim::SimOptions::default().without_faults();
+                let mut sim = ringio::sim::Simulator::new(1, options);
+                let node = sim.add_node("bench");
+                // The `IO` keeps the world alive.
+                sim.io(node).expect("simulated IO")
+            }
+        }
+    }
+}
+
+/// NOPs per second on a loop that also holds `timers` timers, all due within
+/// one millisecond (one granule of the wheel), 800 ms ahead. One NOP is in
+/// flight at a time, re-armed by its callback, and the loop is driven by
+/// `tick`, so every NOP costs one pass and the loop's per-pass timer work
+/// (finding the next deadline) shows in full. The timers never fire during
+/// the `duration_ns` measured: on io_uring, keep it well under 800 ms; the
+/// simulator's clock does not move at all, since `tick` never waits.
+pub fn nops_beside_one_granule(backend: Loop, timers: usize, duration_ns: u64) -> f64 {
+    assert!(duration_ns < GRANULE_LEAD_NS / 2);
+    let mut io = backend.io();
+    let base_ns = (io.now_ns() + GRANULE_LEAD_NS) & !(GRANULE_NS - 1);
+    for index in 0..timers as u64 {
+        // Spread over [base, base + 1 ms), which lies inside one granule.
+        let deadline_ns = base_ns + index * 7_919 % 1_000_000;
+        io.timeout_at(deadline_ns, |_, _, result| result.expect("timeout"));
+    }
+    rearm_nop(&mut io);
+    let mut done = 0u64;
+    // Warm up: fault in the ring and the completion table.
+    for _ in 0..1_000 {
+        io.tick(&mut done).expect("tick");
+    }
+    done = 0;
+    let start = Instant::now();
+    while (start.elapsed().as_nanos() as u64) < duration_ns {
+        for _ in 0..64 {
+            io.tick(&mut done).expect("tick");
+        }
+    }
+    let elapsed_s = start.elapsed().as_secs_f64();
+    assert_eq!(
+        io.in_flight() as usize,
+        timers + 1,
+        "no timer fired during the measurement"
+    );
+    done as f64 / elapsed_s
+}
+
+/// Submits a NOP whose callback counts itself and submits the next.
+fn rearm_nop(io: &mut IO<u64>) {
+    io.nop(|io, done, result| {
+        result.expect("nop");
+        *done += 1;
+        rearm_nop(io);
+    });
+}
