@@ -29,7 +29,8 @@ const USAGE: &str = "\
 usage: file_io [--path P] [--size-mib N] [--queue-depth Q]
 
   --path P           file to write, read and remove (default: in the temp dir);
-                     must be on a file system that supports O_DIRECT (not tmpfs)
+                     must be on a file system that supports O_DIRECT (tmpfs does
+                     only since Linux 6.6)
   --size-mib N       file size in MiB (default 64)
   --queue-depth Q    operations in flight at once (default 8)
   --help             print this help";
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
             eprintln!("file_io: {}: {error}", args.path.display());
             if error.raw_os_error() == Some(libc::EINVAL) {
                 eprintln!(
-                    "file_io: the file system refused O_DIRECT (tmpfs does); \
+                    "file_io: the file system refused O_DIRECT (tmpfs did before Linux 6.6); \
                      pass --path with a file on a disk-backed file system such as ext4 or xfs"
                 );
             }

@@ -21,7 +21,16 @@ use crate::io::IO;
 /// closure captures the socket and a connection index.
 const INLINE_WORDS: usize = 5;
 
-/// Bytes of inline storage a handler may use before it is boxed.
+/// Bytes of inline storage a handler may use before it is boxed (40).
+///
+/// A handler is the closure plus what the operation owns, so for a `recv`
+/// or `send` the buffer counts too: a `Vec<u8>` takes 24 of the 40 bytes,
+/// which leaves 16 for what the closure captures, say a
+/// [`Handle`](crate::Handle) (12) and a `u32`. A `connect` owns a boxed
+/// address (8), leaving 32. A larger handler (or one aligned above 8) is
+/// boxed: one heap allocation for that operation, counted in
+/// [`Stats::callbacks_boxed`](crate::Stats::callbacks_boxed), which a
+/// steady state that must not allocate can assert is zero.
 pub const INLINE_BYTES: usize = INLINE_WORDS * mem::size_of::<usize>();
 
 /// What a completed operation does with its raw result: convert it to the

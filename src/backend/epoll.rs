@@ -707,10 +707,16 @@ impl Backend for EpollBackend {
         let Some(state) = self.fds.get_mut(fd as usize) else {
             return;
         };
-        assert!(state.waiters.is_empty());
         let (registered, nonblocking_set) = (state.registered, state.nonblocking_set);
-        *state = FdState::new();
-        if registered {
+        // The IO releases only a handle with nothing in flight; a waiter can
+        // be left only by an `unsafe` `poll_fd` on the same number, whose
+        // registration must then stay.
+        let waiting = !state.waiters.is_empty();
+        state.nonblocking_set = false;
+        if !waiting {
+            *state = FdState::new();
+        }
+        if registered && !waiting {
             // Gone already if the fd was closed and reopened meanwhile.
             let _ = self.epoll_ctl(libc::EPOLL_CTL_DEL, fd, 0);
         }
