@@ -14,6 +14,7 @@ use std::mem::{self, MaybeUninit};
 use std::ptr;
 
 use crate::io::IO;
+use crate::multishot::Flow;
 
 /// Words of inline storage. Five words hold a `Vec<u8>` (three words) plus a
 /// captured [`Handle`](crate::Handle) (12 bytes) and a `u32`, the common case
@@ -48,8 +49,39 @@ impl<C, H: Handler<C>> Handler<C> for Box<H> {
     }
 }
 
-/// Either the arguments to run the handler with, or `None` to drop it.
-type Invoke<'a, C> = Option<(&'a mut IO<C>, &'a mut C, i32)>;
+/// The handler of a multishot operation: called once per result, by
+/// reference, until the final one; then dropped.
+pub(crate) trait ShotHandler<C>: 'static {
+    /// One result: `result` in the kernel convention, `flags` the
+    /// completion entry's flags, `more` false exactly on the last call.
+    fn shot(&mut self, io: &mut IO<C>, ctx: &mut C, shot: RawShot) -> Flow;
+}
+
+/// One raw result of a multishot operation, as the loop hands it over.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawShot {
+    pub(crate) result: i32,
+    // Read by the buffer-selecting operations (recv_multi), next.
+    #[allow(dead_code)]
+    pub(crate) flags: u32,
+    pub(crate) more: bool,
+}
+
+impl<C, H: ShotHandler<C>> ShotHandler<C> for Box<H> {
+    fn shot(&mut self, io: &mut IO<C>, ctx: &mut C, shot: RawShot) -> Flow {
+        (**self).shot(io, ctx, shot)
+    }
+}
+
+/// What to do with the stored handler.
+enum Invoke<'a, C> {
+    /// Run a one-shot handler, consuming it.
+    Complete(&'a mut IO<C>, &'a mut C, i32),
+    /// Run a multishot handler by reference; its answer goes to `flow`.
+    Shot(&'a mut IO<C>, &'a mut C, RawShot, &'a mut Flow),
+    /// Drop the handler.
+    Drop,
+}
 
 /// An erased, owned handler, or nothing.
 pub(crate) struct Callback<C> {
@@ -82,14 +114,27 @@ impl<C> Callback<C> {
         }
     }
 
+    /// Stores a multishot `handler`, inline when it fits, else boxed.
+    pub(crate) fn new_shot<H: ShotHandler<C>>(handler: H) -> Callback<C> {
+        if fits_inline::<H>() {
+            Callback::inline_with(handler, invoke_shot::<C, H>)
+        } else {
+            Callback::inline_with(Box::new(handler), invoke_shot::<C, Box<H>>)
+        }
+    }
+
     fn inline<H: Handler<C>>(handler: H) -> Callback<C> {
+        Callback::inline_with(handler, invoke::<C, H>)
+    }
+
+    fn inline_with<H>(handler: H, invoke: unsafe fn(*mut u8, Invoke<'_, C>)) -> Callback<C> {
         assert!(fits_inline::<H>());
         let mut callback = Callback::empty();
         let target = callback.storage.as_mut_ptr().cast::<H>();
         // SAFETY: `target` is valid for writes of H: the storage is at least
         // size_of::<H>() bytes and at least align_of::<H>()-aligned (asserted above).
         unsafe { ptr::write(target, handler) };
-        callback.invoke = Some(invoke::<C, H>);
+        callback.invoke = Some(invoke);
         callback
     }
 
@@ -103,8 +148,28 @@ impl<C> Callback<C> {
         if let Some(invoke) = self.invoke.take() {
             // SAFETY: `invoke` was set together with a live handler of its type
             // in `storage`; taking it out first means it is read exactly once.
-            unsafe { invoke(self.storage.as_mut_ptr().cast(), Some((io, ctx, result))) };
+            unsafe {
+                invoke(
+                    self.storage.as_mut_ptr().cast(),
+                    Invoke::Complete(io, ctx, result),
+                )
+            };
         }
+    }
+
+    /// Runs a multishot handler with one result, keeping it. Does nothing
+    /// (and says `Continue`) when empty.
+    pub(crate) fn call_shot(&mut self, io: &mut IO<C>, ctx: &mut C, shot: RawShot) -> Flow {
+        let mut flow = Flow::Continue;
+        if let Some(invoke) = self.invoke {
+            let storage = self.storage.as_mut_ptr().cast();
+            // SAFETY: `invoke` is set together with a live handler of its
+            // type in `storage`, made by `new_shot` (the loop calls this only
+            // for multishot slots). The handler is used by reference and
+            // stays live; `invoke` stays set.
+            unsafe { invoke(storage, Invoke::Shot(io, ctx, shot, &mut flow)) };
+        }
+        flow
     }
 
     /// Forgets the handler without dropping it: whatever it owns (a buffer the
@@ -117,8 +182,8 @@ impl<C> Callback<C> {
 impl<C> Drop for Callback<C> {
     fn drop(&mut self) {
         if let Some(invoke) = self.invoke.take() {
-            // SAFETY: as in `call`; `None` asks for the handler to be dropped.
-            unsafe { invoke(self.storage.as_mut_ptr().cast(), None) };
+            // SAFETY: as in `call`; `Drop` asks for the handler to be dropped.
+            unsafe { invoke(self.storage.as_mut_ptr().cast(), Invoke::Drop) };
         }
     }
 }
@@ -142,12 +207,38 @@ pub(crate) const fn fits_inline<H>() -> bool {
 /// # Safety
 ///
 /// `storage` must hold a live `H` written by `Callback::inline`, and this must
-/// be the only read of it.
+/// be the only read of it. `invoke` is never `Shot`: one-shot handlers are
+/// never called as multishot ones.
 unsafe fn invoke<C, H: Handler<C>>(storage: *mut u8, invoke: Invoke<'_, C>) {
     // SAFETY: guaranteed by the caller: a live, properly aligned H, read once.
     let handler = unsafe { ptr::read(storage.cast::<H>()) };
     match invoke {
-        Some((io, ctx, result)) => handler.complete(io, ctx, result),
-        None => drop(handler),
+        Invoke::Complete(io, ctx, result) => handler.complete(io, ctx, result),
+        Invoke::Drop => drop(handler),
+        Invoke::Shot(..) => unreachable!("a one-shot handler called as a multishot one"),
+    }
+}
+
+/// Runs the multishot handler of type `H` in `storage` by reference, or
+/// moves it out and drops it.
+///
+/// # Safety
+///
+/// `storage` must hold a live `H` written by `Callback::new_shot`. `Drop` is
+/// the last use of it; `Shot` leaves it live. `invoke` is never `Complete`.
+unsafe fn invoke_shot<C, H: ShotHandler<C>>(storage: *mut u8, invoke: Invoke<'_, C>) {
+    match invoke {
+        Invoke::Shot(io, ctx, shot, flow) => {
+            // SAFETY: a live, aligned H (the caller's guarantee), borrowed
+            // uniquely for this call: the storage belongs to the Callback
+            // the caller holds by `&mut`.
+            let handler = unsafe { &mut *storage.cast::<H>() };
+            *flow = handler.shot(io, ctx, shot);
+        }
+        Invoke::Drop => {
+            // SAFETY: a live, aligned H, read for the last time.
+            drop(unsafe { ptr::read(storage.cast::<H>()) });
+        }
+        Invoke::Complete(..) => unreachable!("a multishot handler called as a one-shot one"),
     }
 }

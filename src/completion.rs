@@ -130,6 +130,15 @@ pub(crate) enum Operation {
     Timeout {
         deadline_ns: u64,
     },
+    /// A multishot accept: one submission, a socket per completion.
+    AcceptMulti {
+        fd: Fd,
+    },
+    /// One result of the multishot operation in slot `parent`, waiting on
+    /// `completed` for the parent's callback. Never reaches a backend.
+    Shot {
+        parent: u32,
+    },
 }
 
 impl Operation {
@@ -148,6 +157,17 @@ impl Operation {
             Operation::Poll { .. } => "poll",
             Operation::Cancel { .. } => "cancel",
             Operation::Timeout { .. } => "timeout",
+            Operation::AcceptMulti { .. } => "accept_multi",
+            Operation::Shot { .. } => "shot",
+        }
+    }
+
+    /// The one-shot operation that a multishot one repeats, where the loop
+    /// emulates it (epoll, the simulator, kernels without it).
+    pub(crate) fn single_shot(&self) -> Operation {
+        match *self {
+            Operation::AcceptMulti { fd } => Operation::Accept { fd },
+            operation => operation,
         }
     }
 
@@ -158,12 +178,26 @@ impl Operation {
         let writable = libc::POLLOUT as u32;
         match *self {
             Operation::Accept { fd } | Operation::Recv { fd, .. } => Some((fd, readable)),
+            Operation::AcceptMulti { fd } => Some((fd, readable)),
             Operation::Read { fd, .. } => Some((fd, readable)),
             Operation::Send { fd, .. } | Operation::Write { fd, .. } => Some((fd, writable)),
             Operation::Connect { fd, .. } => Some((fd, writable)),
             _ => None,
         }
     }
+}
+
+/// How an operation's results reach its callback.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Multishot {
+    /// One result, one callback.
+    No,
+    /// The kernel repeats the operation (`IORING_CQE_F_MORE`).
+    Native,
+    /// The loop repeats a one-shot operation after each success.
+    Emulated,
+    /// Emulated, and the callback asked to stop: the next result is the last.
+    Stopping,
 }
 
 /// One completion: its link, identity, state, operation and callback.
@@ -179,7 +213,13 @@ pub(crate) struct Slot<C> {
     pub(crate) retried: bool,
     /// The handle-table entry the operation names, or `NO_HANDLE`.
     pub(crate) handle: u32,
+    /// Whether, and how, the operation delivers many results.
+    pub(crate) multishot: Multishot,
+    /// A multishot operation has delivered at least one result.
+    pub(crate) delivered: bool,
     pub(crate) result: i32,
+    /// The completion entry's flags with `result` (`IORING_CQE_F_*`).
+    pub(crate) flags: u32,
     pub(crate) operation: Operation,
     pub(crate) callback: Callback<C>,
 }
@@ -251,7 +291,10 @@ impl<C> Slots<C> {
             awaiting_readiness: false,
             retried: false,
             handle: NO_HANDLE,
+            multishot: Multishot::No,
+            delivered: false,
             result: 0,
+            flags: 0,
             operation: Operation::Nop,
             callback: Callback::empty(),
         });
@@ -273,6 +316,9 @@ impl<C> Slots<C> {
         slot.awaiting_readiness = false;
         slot.retried = false;
         slot.handle = NO_HANDLE;
+        slot.multishot = Multishot::No;
+        slot.delivered = false;
+        slot.flags = 0;
         self.in_use += 1;
         CompletionId {
             slot: index,

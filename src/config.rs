@@ -19,6 +19,7 @@ pub struct Config {
     pub(crate) drop_drain_ns: u64,
     pub(crate) backend: Option<BackendKind>,
     pub(crate) submit_batch: u32,
+    pub(crate) multishot_emulated: bool,
 }
 
 impl Config {
@@ -34,6 +35,7 @@ impl Config {
             drop_drain_ns: 1_000_000_000,
             backend: None,
             submit_batch: 0,
+            multishot_emulated: false,
         }
     }
 
@@ -95,6 +97,15 @@ impl Config {
 }
 
 impl Config {
+    /// Emulates multishot operations on io_uring too, as on kernels that
+    /// lack them: for tests of the emulation (the other backends always
+    /// emulate).
+    #[doc(hidden)]
+    pub const fn multishot_emulated(mut self, emulated: bool) -> Config {
+        self.multishot_emulated = emulated;
+        self
+    }
+
     /// `EINVAL` for settings no backend can honour.
     pub(crate) fn validate(&self) -> std::io::Result<()> {
         if self.entries < 2 {

@@ -12,12 +12,14 @@ use fifo::Fifo;
 
 use crate::backend::sim::SimBackend;
 use crate::backend::{
-    select, AnyBackend, Backend, RawCompletion, Wait, REAP_BATCH_MAX, USER_DATA_INTERNAL,
+    select, AnyBackend, Backend, RawCompletion, Wait, CQE_F_MORE, REAP_BATCH_MAX,
+    USER_DATA_INTERNAL,
 };
-use crate::callback::{self, Callback, Handler};
-use crate::completion::{CompletionId, Operation, Slots, State};
+use crate::callback::{self, Callback, Handler, RawShot};
+use crate::completion::{CompletionId, Multishot, Operation, Slots, State};
 use crate::config::Config;
 use crate::handle::{CloseDone, Handle, Handles, NO_HANDLE};
+use crate::multishot::Flow;
 use crate::sys::{self, Fd, RawAddr};
 use crate::timer::Timers;
 use crate::BackendKind;
@@ -27,7 +29,8 @@ use crate::BackendKind;
 pub struct Stats {
     /// Operations submitted since the `IO` was created.
     pub submitted: u64,
-    /// Operations whose callback has run.
+    /// Callbacks run: one per operation, and one per result of a multishot
+    /// operation.
     pub completed: u64,
     /// Operations submitted whose callback has not run yet.
     pub in_flight: u64,
@@ -92,6 +95,9 @@ pub struct IO<C> {
     drop_drain_ns: u64,
     /// [`Config::submit_batch`]: 0 submits once per pass.
     submit_batch: u32,
+    /// The backend repeats multishot operations itself (io_uring, unless
+    /// emulation is forced or the kernel refused one); else the loop does.
+    multishot_native: bool,
     /// Explicitly `!Send` and `!Sync` (see above), not by accident of a field.
     _not_send: PhantomData<*const ()>,
 }
@@ -196,6 +202,8 @@ impl<C> IO<C> {
         config.validate()?;
         let tag = tag_next();
         let slots = Slots::with_capacity(config.completions_initial, tag)?;
+        let multishot_native =
+            matches!(backend, AnyBackend::IoUring(_)) && !config.multishot_emulated;
         let now_ns = match &backend {
             AnyBackend::Sim(sim) => sim.now_ns(),
             _ => sys::monotonic_ns(),
@@ -213,6 +221,7 @@ impl<C> IO<C> {
             stats: Stats::default(),
             drop_drain_ns: config.drop_drain_ns,
             submit_batch: config.submit_batch,
+            multishot_native,
             _not_send: PhantomData,
         })
     }
@@ -472,8 +481,50 @@ impl<C> IO<C> {
             }
             // A retried non-blocking connect reports its success this way.
             result if result == -libc::EISCONN && slot.retried => self.complete(index, 0),
-            result => self.complete(index, result),
+            result => self.finish(index, result, raw.flags),
         }
+    }
+
+    /// An operation's result is in: complete it, or, for a multishot
+    /// operation, deliver the result and keep it going.
+    fn finish(&mut self, index: u32, result: i32, flags: u32) {
+        let slot = self.slots.slot_mut(index);
+        match slot.multishot {
+            Multishot::No => self.complete(index, result),
+            Multishot::Native if flags & CQE_F_MORE != 0 => self.deliver_shot(index, result, flags),
+            Multishot::Native if result == -libc::EINVAL && !slot.delivered => {
+                // The kernel has no such multishot operation (before Linux
+                // 5.19, say): emulate it from now on, and start over.
+                tracing::debug!(target: "ringio", op = slot.operation.name(), "multishot refused by the kernel; emulating it");
+                slot.multishot = Multishot::Emulated;
+                self.multishot_native = false;
+                self.enqueue(index);
+            }
+            Multishot::Emulated if result >= 0 => {
+                self.deliver_shot(index, result, flags);
+                self.enqueue(index);
+            }
+            // The last result: an error (a cancel included), the kernel
+            // ending the stream, or the first result after a stop.
+            Multishot::Native | Multishot::Emulated | Multishot::Stopping => {
+                self.complete(index, result);
+                self.slots.slot_mut(index).flags = flags;
+            }
+        }
+    }
+
+    /// Queues one result of the multishot operation in slot `parent` for its
+    /// callback, in a slot of its own, so that results keep their order
+    /// among all completions while the operation goes on.
+    fn deliver_shot(&mut self, parent: u32, result: i32, flags: u32) {
+        self.slots.slot_mut(parent).delivered = true;
+        let shot = self
+            .slots
+            .alloc(Operation::Shot { parent }, Callback::empty());
+        let slot = self.slots.slot_mut(shot.slot);
+        slot.state = State::Kernel;
+        slot.flags = flags;
+        self.complete(shot.slot, result);
     }
 
     /// Hands a slot's operation to the backend, or parks it on `unqueued`
@@ -518,6 +569,8 @@ impl<C> IO<C> {
                 .expect("set only for such operations");
             self.backend
                 .push(user_data, &Operation::Poll { fd, events })
+        } else if matches!(slot.multishot, Multishot::Emulated | Multishot::Stopping) {
+            self.backend.push(user_data, &slot.operation.single_shot())
         } else {
             self.backend.push(user_data, &slot.operation)
         };
@@ -599,12 +652,8 @@ impl<C> IO<C> {
             }
             let popped = self.completed.pop(&mut self.slots);
             assert_eq!(popped, Some(index));
-            let slot = self.slots.slot_mut(index);
-            let result = slot.result;
-            let callback = mem::replace(&mut slot.callback, Callback::empty());
-            self.slots.free(index);
             self.stats.completed += 1;
-            callback.call(self, ctx, result);
+            self.run_callback(ctx, index);
             if self.tag != tag {
                 return Err(replaced_error());
             }
@@ -612,13 +661,108 @@ impl<C> IO<C> {
         Ok(())
     }
 
+    /// Frees slot `index`, just taken off `completed`, and runs its callback:
+    /// a one-shot operation's, or a multishot operation's with one of its
+    /// results (a shot) or its last.
+    fn run_callback(&mut self, ctx: &mut C, index: u32) {
+        let slot = self.slots.slot_mut(index);
+        let (result, flags, multishot) = (slot.result, slot.flags, slot.multishot);
+        let operation = slot.operation;
+        let mut callback = mem::replace(&mut slot.callback, Callback::empty());
+        self.slots.free(index);
+        if let Operation::Shot { parent } = operation {
+            return self.run_shot(ctx, parent, result, flags);
+        }
+        if multishot == Multishot::No {
+            return callback.call(self, ctx, result);
+        }
+        if !callback.is_some() {
+            // A shot's callback panicked and took the handler with it.
+            return self.release_result(operation, result);
+        }
+        let last = RawShot {
+            result,
+            flags,
+            more: false,
+        };
+        callback.call_shot(self, ctx, last);
+    }
+
+    /// Runs the callback of the multishot operation in slot `parent` with
+    /// one result. The handler is taken out of its slot for the call (the
+    /// callback may submit, and so move the table) and put back after.
+    fn run_shot(&mut self, ctx: &mut C, parent: u32, result: i32, flags: u32) {
+        let tag = self.tag;
+        let slot = self.slots.slot_mut(parent);
+        let mut callback = mem::replace(&mut slot.callback, Callback::empty());
+        if !callback.is_some() {
+            // An earlier shot's callback panicked, and took the handler with it.
+            return self.release_shot(parent, result, flags);
+        }
+        let shot = RawShot {
+            result,
+            flags,
+            more: true,
+        };
+        let flow = callback.call_shot(self, ctx, shot);
+        if self.tag != tag {
+            // This IO is not the one the handler belongs to any more.
+            return;
+        }
+        let slot = self.slots.slot_mut(parent);
+        assert!(!slot.callback.is_some());
+        slot.callback = callback;
+        if flow == Flow::Stop {
+            self.stop_multishot(parent);
+        }
+    }
+
+    /// Ends the multishot operation in slot `parent` at the callback's
+    /// request: its last result comes soon, with `ECANCELED` unless a
+    /// result was already on its way.
+    fn stop_multishot(&mut self, parent: u32) {
+        let target = self.slots.id(parent);
+        let callback = Callback::new(crate::ops::Done(|_: &mut IO<C>, _: &mut C, _| {}));
+        self.submit_cancel(target, callback);
+    }
+
+    /// A result that no callback will see (the handler is gone, or the `IO`
+    /// is being dropped): give back what it holds, such as an accepted socket.
+    fn release_shot(&mut self, parent: u32, result: i32, _flags: u32) {
+        let operation = self.slots.slot(parent).operation;
+        self.release_result(operation, result);
+    }
+
+    /// Gives back what a result of `operation` holds, when no callback will
+    /// take it.
+    fn release_result(&mut self, operation: Operation, result: i32) {
+        if matches!(operation, Operation::AcceptMulti { .. }) && result >= 0 {
+            self.close_unowned(result);
+        }
+    }
+
+    /// Closes a descriptor the kernel (or the simulator) made for this `IO`
+    /// that no handle names yet, because no callback ever saw it.
+    fn close_unowned(&mut self, fd: Fd) {
+        match &self.backend {
+            AnyBackend::Sim(sim) => sim.close_now(fd),
+            // Nobody was ever handed it: an error closing it leaves nothing to do.
+            _ => drop(sys::close(fd)),
+        }
+    }
+
     /// Stores a handler, counting it in `Stats::callbacks_boxed` when it is
     /// too large to be stored inline.
     pub(crate) fn callback<H: Handler<C>>(&mut self, handler: H) -> Callback<C> {
         if !callback::fits_inline::<H>() {
-            self.stats.callbacks_boxed += 1;
+            self.count_boxed();
         }
         Callback::new(handler)
+    }
+
+    /// Counts a handler too large to be stored inline.
+    pub(crate) fn count_boxed(&mut self) {
+        self.stats.callbacks_boxed += 1;
     }
 
     /// Submits an operation on `handle`: `build` makes it from the raw
@@ -655,9 +799,42 @@ impl<C> IO<C> {
         callback: Callback<C>,
         handle: u32,
     ) -> CompletionId {
+        self.submit_with(operation, callback, handle, Multishot::No)
+    }
+
+    /// Submits a multishot operation on `handle` (see [`submit_on`]):
+    /// natively repeated by the kernel where it can, else by the loop.
+    pub(crate) fn submit_multishot_on(
+        &mut self,
+        handle: Handle,
+        callback: Callback<C>,
+        build: impl FnOnce(Fd) -> Operation,
+    ) -> CompletionId {
+        let Some(fd) = self.handles.raw(handle) else {
+            let id = self.submit_completed(build(-1), callback, -libc::EBADF);
+            self.slots.slot_mut(id.slot).multishot = Multishot::Emulated;
+            return id;
+        };
+        let multishot = if self.multishot_native {
+            Multishot::Native
+        } else {
+            Multishot::Emulated
+        };
+        self.submit_with(build(fd), callback, handle.index, multishot)
+    }
+
+    fn submit_with(
+        &mut self,
+        operation: Operation,
+        callback: Callback<C>,
+        handle: u32,
+        multishot: Multishot,
+    ) -> CompletionId {
         let id = self.slots.alloc(operation, callback);
         self.stats.submitted += 1;
-        self.slots.slot_mut(id.slot).handle = handle;
+        let slot = self.slots.slot_mut(id.slot);
+        slot.handle = handle;
+        slot.multishot = multishot;
         let is_close = matches!(operation, Operation::Close { .. });
         if handle != NO_HANDLE && !is_close {
             self.handles.op_started(handle);
@@ -725,6 +902,16 @@ impl<C> IO<C> {
                 self.timers.cancelled(|id| timer_is_live(slots, id));
                 self.submit_completed(operation, callback, 0)
             }
+            // The loop repeats an emulated multishot operation: a kernel
+            // cancel can miss it between two rounds (its result already in,
+            // not yet reaped), so the loop also stops repeating it. Its
+            // next result is its last, and the cancel has done its part.
+            Some(State::Kernel) if target_slot.is_some_and(is_emulated_multishot) => {
+                self.slots.slot_mut(target.slot).multishot = Multishot::Stopping;
+                let quiet = Callback::new(crate::ops::Done(|_: &mut IO<C>, _: &mut C, _| {}));
+                self.submit(operation, quiet);
+                self.submit_completed(operation, callback, 0)
+            }
             Some(State::Kernel) => self.submit(operation, callback),
             // Finished (its callback may be about to run), stale, another
             // IO's or never issued.
@@ -733,6 +920,10 @@ impl<C> IO<C> {
             }
         }
     }
+}
+
+fn is_emulated_multishot<C>(slot: &crate::completion::Slot<C>) -> bool {
+    matches!(slot.multishot, Multishot::Emulated | Multishot::Stopping)
 }
 
 fn timer_is_live<C>(slots: &Slots<C>, id: CompletionId) -> bool {
@@ -778,10 +969,17 @@ impl<C> Drop for IO<C> {
             batch.clear();
             self.backend.reap(&mut batch, REAP_BATCH_MAX);
             for raw in &batch {
-                if raw.user_data != USER_DATA_INTERNAL {
-                    self.forget_given_back(CompletionId::slot_of(raw.user_data), raw.result);
-                    in_kernel -= 1;
+                let index = CompletionId::slot_of(raw.user_data);
+                if raw.user_data == USER_DATA_INTERNAL {
+                    continue;
                 }
+                if raw.flags & CQE_F_MORE != 0 {
+                    // One more result of a multishot operation still in the kernel.
+                    self.release_shot(index, raw.result, raw.flags);
+                    continue;
+                }
+                self.forget_given_back(index, raw.result);
+                in_kernel -= 1;
             }
         }
         if in_kernel > 0 {
@@ -837,23 +1035,32 @@ impl<C> IO<C> {
     /// no descriptor.
     fn close_unclaimed_accepts(&mut self) {
         for index in 0..self.slots.len() {
-            if self.slots.slot(index).state == State::Completed {
-                self.close_if_accepted(index);
+            let slot = self.slots.slot(index);
+            if slot.state != State::Completed {
+                continue;
+            }
+            match slot.operation {
+                Operation::Shot { parent } => {
+                    let (result, flags) = (slot.result, slot.flags);
+                    self.slots.slot_mut(index).result = -libc::ECANCELED;
+                    self.release_shot(parent, result, flags);
+                }
+                _ => self.close_if_accepted(index),
             }
         }
     }
 
     fn close_if_accepted(&mut self, index: u32) {
         let slot = self.slots.slot_mut(index);
-        if !matches!(slot.operation, Operation::Accept { .. }) || slot.result < 0 {
+        let accepts = matches!(
+            slot.operation,
+            Operation::Accept { .. } | Operation::AcceptMulti { .. }
+        );
+        if !accepts || slot.result < 0 {
             return;
         }
         let fd = mem::replace(&mut slot.result, -libc::ECANCELED);
-        if self.sim().is_none() {
-            // The socket was never handed to anyone; an error closing it
-            // leaves nothing to do.
-            let _ = sys::close(fd);
-        }
+        self.close_unowned(fd);
     }
 
     fn leak_in_kernel(&mut self, in_kernel: u32) {

@@ -108,6 +108,7 @@ mod config;
 mod file;
 mod handle;
 mod io;
+mod multishot;
 mod net;
 mod ops;
 pub mod sim;
@@ -123,6 +124,7 @@ pub use config::Config;
 pub use file::FileOptions;
 pub use handle::Handle;
 pub use io::{Stats, IO};
+pub use multishot::Flow;
 pub use ops::{PollEvents, BUFFER_LIMIT};
 pub use waker::Waker;
 

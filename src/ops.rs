@@ -75,7 +75,7 @@ fn count_result(result: i32) -> io::Result<usize> {
 }
 
 /// An operation with no output: nop, fsync, close, cancel.
-struct Done<F>(F);
+pub(crate) struct Done<F>(pub(crate) F);
 
 impl<C, F> Handler<C> for Done<F>
 where

@@ -168,7 +168,11 @@ impl EpollBackend {
     }
 
     fn finish(&mut self, user_data: u64, result: i32) {
-        self.results.push_back(RawCompletion { user_data, result });
+        self.results.push_back(RawCompletion {
+            user_data,
+            result,
+            flags: 0,
+        });
     }
 
     /// Starts one operation: completes it, or parks it until its fd is ready.
@@ -277,11 +281,14 @@ impl EpollBackend {
                 let result = unsafe { sync(fd) };
                 Attempt::Done(result_of(result as isize))
             }
+            // The loop emulates multishot operations with one-shot ones here.
             Operation::Nop
             | Operation::Poll { .. }
             | Operation::Cancel { .. }
             | Operation::Close { .. }
-            | Operation::Timeout { .. } => Attempt::Done(-libc::EINVAL),
+            | Operation::Timeout { .. }
+            | Operation::AcceptMulti { .. }
+            | Operation::Shot { .. } => Attempt::Done(-libc::EINVAL),
         }
     }
 

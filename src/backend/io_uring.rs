@@ -121,6 +121,11 @@ fn entry_for(operation: &Operation) -> squeue::Entry {
         Operation::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
         Operation::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), events).build(),
         Operation::Cancel { target } => opcode::AsyncCancel::new(target.user_data()).build(),
+        Operation::AcceptMulti { fd } => opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build(),
+        // A shot is a result already in; it never goes back to the kernel.
+        Operation::Shot { .. } => unreachable!("shots are not submitted"),
         // Timeouts live in the user-space heap and never reach a backend.
         Operation::Timeout { .. } => unreachable!("timeouts are not submitted to the kernel"),
     }
@@ -193,6 +198,7 @@ impl Backend for IoUringBackend {
         batch.extend(completions.map(|cqe| RawCompletion {
             user_data: cqe.user_data(),
             result: cqe.result(),
+            flags: cqe.flags(),
         }));
     }
 

@@ -26,12 +26,18 @@ pub(crate) enum Wait {
     Forever,
 }
 
-/// One raw completion: whose it is and the kernel-style result.
+/// One raw completion: whose it is, the kernel-style result, and the
+/// completion entry's flags (`IORING_CQE_F_MORE`, `F_BUFFER` with its buffer
+/// id, `F_NOTIF`). Backends that emulate completions report 0.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RawCompletion {
     pub(crate) user_data: u64,
     pub(crate) result: i32,
+    pub(crate) flags: u32,
 }
+
+/// `IORING_CQE_F_MORE`: the multishot operation will post more completions.
+pub(crate) const CQE_F_MORE: u32 = 1 << 1;
 
 /// `user_data` of entries the loop or a backend submits for itself (cancels
 /// on drop, the cancel before a close), whose completions name no slot.

@@ -79,6 +79,16 @@ impl SimBackend {
         }
     }
 
+    /// Closes a virtual descriptor the process holds but no handle names
+    /// (a socket a multishot accept made that no callback saw), at once.
+    pub(crate) fn close_now(&self, fd: crate::sys::Fd) {
+        let mut world = self.world.borrow_mut();
+        if world.is_live(self.node, self.process) {
+            world.close_fd(self.node, self.process, fd);
+            world.wake_sockets();
+        }
+    }
+
     /// Runs `body` on the world for this process's node, or fails with
     /// `ESHUTDOWN` if the node crashed under this `IO`.
     pub(crate) fn with_world<T>(

@@ -229,10 +229,13 @@ impl World {
             Operation::Fsync { .. } => Some(-libc::EINVAL),
             // A connect waits for its handshake, never for readiness.
             Operation::Connect { .. } => None,
+            // The loop emulates multishot operations with one-shot ones here.
             Operation::Nop
             | Operation::Close { .. }
             | Operation::Cancel { .. }
-            | Operation::Timeout { .. } => Some(-libc::EINVAL),
+            | Operation::Timeout { .. }
+            | Operation::AcceptMulti { .. }
+            | Operation::Shot { .. } => Some(-libc::EINVAL),
         }
     }
 

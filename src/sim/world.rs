@@ -310,9 +310,11 @@ impl World {
     /// Delivers a result to a live process now.
     pub(crate) fn complete(&mut self, node: usize, process: u64, user_data: u64, result: i32) {
         if self.is_live(node, process) {
-            self.nodes[node]
-                .ready
-                .push_back(RawCompletion { user_data, result });
+            self.nodes[node].ready.push_back(RawCompletion {
+                user_data,
+                result,
+                flags: 0,
+            });
         }
     }
 
@@ -400,7 +402,7 @@ impl World {
     }
 
     /// `close(2)`: frees the fd; a socket's waiters get `ECANCELED`.
-    fn close_fd(&mut self, node: usize, process: u64, fd: Fd) -> i32 {
+    pub(crate) fn close_fd(&mut self, node: usize, process: u64, fd: Fd) -> i32 {
         let Some(entry) = self.nodes[node].free_fd(fd) else {
             return -libc::EBADF;
         };
@@ -663,7 +665,11 @@ pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
         | Operation::Fsync { fd, .. }
         | Operation::Close { fd }
         | Operation::Poll { fd, .. } => Some(fd),
-        Operation::Nop | Operation::Cancel { .. } | Operation::Timeout { .. } => None,
+        Operation::AcceptMulti { fd } => Some(fd),
+        Operation::Nop
+        | Operation::Cancel { .. }
+        | Operation::Timeout { .. }
+        | Operation::Shot { .. } => None,
     }
 }
 
@@ -686,5 +692,7 @@ fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
         Operation::Poll { fd, events } => (10, fd, 0, events),
         Operation::Cancel { target } => (11, 0, target.user_data(), 0),
         Operation::Timeout { deadline_ns } => (12, 0, deadline_ns, 0),
+        Operation::AcceptMulti { fd } => (13, fd, 0, 0),
+        Operation::Shot { parent } => (14, 0, u64::from(parent), 0),
     }
 }
