@@ -61,8 +61,6 @@ pub(crate) trait ShotHandler<C>: 'static {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RawShot {
     pub(crate) result: i32,
-    // Read by the buffer-selecting operations (recv_multi), next.
-    #[allow(dead_code)]
     pub(crate) flags: u32,
     pub(crate) more: bool,
 }

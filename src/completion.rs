@@ -134,6 +134,11 @@ pub(crate) enum Operation {
     AcceptMulti {
         fd: Fd,
     },
+    /// A multishot receive into buffers of pool (buffer group) `pool`.
+    RecvMulti {
+        fd: Fd,
+        pool: u16,
+    },
     /// One result of the multishot operation in slot `parent`, waiting on
     /// `completed` for the parent's callback. Never reaches a backend.
     Shot {
@@ -158,6 +163,7 @@ impl Operation {
             Operation::Cancel { .. } => "cancel",
             Operation::Timeout { .. } => "timeout",
             Operation::AcceptMulti { .. } => "accept_multi",
+            Operation::RecvMulti { .. } => "recv_multi",
             Operation::Shot { .. } => "shot",
         }
     }
@@ -178,7 +184,7 @@ impl Operation {
         let writable = libc::POLLOUT as u32;
         match *self {
             Operation::Accept { fd } | Operation::Recv { fd, .. } => Some((fd, readable)),
-            Operation::AcceptMulti { fd } => Some((fd, readable)),
+            Operation::AcceptMulti { fd } | Operation::RecvMulti { fd, .. } => Some((fd, readable)),
             Operation::Read { fd, .. } => Some((fd, readable)),
             Operation::Send { fd, .. } | Operation::Write { fd, .. } => Some((fd, writable)),
             Operation::Connect { fd, .. } => Some((fd, writable)),

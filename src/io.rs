@@ -98,6 +98,8 @@ pub struct IO<C> {
     /// The backend repeats multishot operations itself (io_uring, unless
     /// emulation is forced or the kernel refused one); else the loop does.
     multishot_native: bool,
+    /// Provided buffer pools, indexed by buffer group.
+    pub(crate) pools: Vec<std::rc::Rc<crate::pool::Pool>>,
     /// Explicitly `!Send` and `!Sync` (see above), not by accident of a field.
     _not_send: PhantomData<*const ()>,
 }
@@ -222,6 +224,7 @@ impl<C> IO<C> {
             drop_drain_ns: config.drop_drain_ns,
             submit_batch: config.submit_batch,
             multishot_native,
+            pools: Vec::new(),
             _not_send: PhantomData,
         })
     }
@@ -257,6 +260,16 @@ impl<C> IO<C> {
             AnyBackend::Sim(sim) => sim.realtime_ns(),
             _ => sys::realtime_ns(),
         }
+    }
+
+    /// Whether the backend repeats multishot operations itself.
+    pub(crate) fn multishot_native(&self) -> bool {
+        self.multishot_native
+    }
+
+    /// This `IO`'s tag, carried by its ids, handles and pools.
+    pub(crate) fn tag(&self) -> u32 {
+        self.tag
     }
 
     /// The simulator backend, when this `IO` runs on one.
@@ -500,13 +513,29 @@ impl<C> IO<C> {
                 self.multishot_native = false;
                 self.enqueue(index);
             }
-            Multishot::Emulated if result >= 0 => {
+            Multishot::Emulated if shot_continues(&slot.operation, result) => {
+                // An emulated receive's buffer is the one the loop picked.
+                let flags = mem::take(&mut slot.flags) | flags;
+                slot.awaiting_readiness = matches!(slot.operation, Operation::RecvMulti { .. });
                 self.deliver_shot(index, result, flags);
                 self.enqueue(index);
             }
             // The last result: an error (a cancel included), the kernel
             // ending the stream, or the first result after a stop.
-            Multishot::Native | Multishot::Emulated | Multishot::Stopping => {
+            Multishot::Native => {
+                self.complete(index, result);
+                self.slots.slot_mut(index).flags = flags;
+            }
+            Multishot::Emulated | Multishot::Stopping => {
+                let held = mem::take(&mut slot.flags);
+                let operation = slot.operation;
+                let flags = if result > 0 {
+                    held
+                } else {
+                    // No data for the buffer the loop picked: it goes back.
+                    self.release_result(operation, -1, held);
+                    0
+                };
                 self.complete(index, result);
                 self.slots.slot_mut(index).flags = flags;
             }
@@ -532,8 +561,8 @@ impl<C> IO<C> {
     /// first, so submission order is kept.
     fn enqueue(&mut self, index: u32) {
         if self.unqueued.is_empty() {
-            if self.handle_closed(index) {
-                self.complete(index, -libc::ECANCELED);
+            if let Some(result) = self.settle_before_push(index) {
+                self.complete(index, result);
                 return;
             }
             if self.push_to_backend(index) {
@@ -559,6 +588,36 @@ impl<C> IO<C> {
         slot.handle != NO_HANDLE && !is_close && !self.handles.is_open_index(slot.handle)
     }
 
+    /// The result to complete slot `index` with instead of handing it to the
+    /// backend, if any: `ECANCELED` if its handle was closed meanwhile;
+    /// `ENOBUFS` if it is an emulated receive from a pool with no buffer
+    /// left, as the kernel ends a multishot receive then. Otherwise an
+    /// emulated receive takes its buffer here.
+    fn settle_before_push(&mut self, index: u32) -> Option<i32> {
+        if self.handle_closed(index) {
+            let slot = self.slots.slot_mut(index);
+            let held = mem::take(&mut slot.flags);
+            let operation = slot.operation;
+            self.release_result(operation, -1, held);
+            return Some(-libc::ECANCELED);
+        }
+        let slot = self.slots.slot(index);
+        let Operation::RecvMulti { pool, .. } = slot.operation else {
+            return None;
+        };
+        let emulated = matches!(slot.multishot, Multishot::Emulated | Multishot::Stopping);
+        if !emulated || slot.awaiting_readiness || crate::pool::buffer_of(slot.flags).is_some() {
+            return None;
+        }
+        match self.pools[usize::from(pool)].pick() {
+            Some(bid) => {
+                self.slots.slot_mut(index).flags = crate::pool::flags_naming(bid);
+                None
+            }
+            None => Some(-libc::ENOBUFS),
+        }
+    }
+
     fn push_to_backend(&mut self, index: u32) -> bool {
         let user_data = self.slots.id(index).user_data();
         let slot = self.slots.slot(index);
@@ -570,7 +629,8 @@ impl<C> IO<C> {
             self.backend
                 .push(user_data, &Operation::Poll { fd, events })
         } else if matches!(slot.multishot, Multishot::Emulated | Multishot::Stopping) {
-            self.backend.push(user_data, &slot.operation.single_shot())
+            let operation = self.one_round_of(index);
+            self.backend.push(user_data, &operation)
         } else {
             self.backend.push(user_data, &slot.operation)
         };
@@ -581,19 +641,36 @@ impl<C> IO<C> {
         pushed
     }
 
+    /// The one-shot operation that the loop submits for one round of the
+    /// emulated multishot operation in slot `index`.
+    fn one_round_of(&self, index: u32) -> Operation {
+        let slot = self.slots.slot(index);
+        match slot.operation {
+            Operation::RecvMulti { fd, pool } => {
+                let bid = crate::pool::buffer_of(slot.flags).expect("picked before the push");
+                let pool = &self.pools[usize::from(pool)];
+                Operation::Recv {
+                    fd,
+                    buf: pool.buffer_ptr(bid),
+                    len: pool.buffer_bytes(),
+                }
+            }
+            operation => operation.single_shot(),
+        }
+    }
+
     /// Moves `unqueued` operations into the submission queue while it has room.
     fn flush_unqueued(&mut self) {
         while let Some(index) = self.unqueued.peek() {
-            let closed = self.handle_closed(index);
-            if !closed && !self.push_to_backend(index) {
+            let settled = self.settle_before_push(index);
+            if settled.is_none() && !self.push_to_backend(index) {
                 break;
             }
             let popped = self.unqueued.pop(&mut self.slots);
             assert_eq!(popped, Some(index));
-            if closed {
-                self.complete(index, -libc::ECANCELED);
-            } else {
-                self.slots.slot_mut(index).state = State::Kernel;
+            match settled {
+                Some(result) => self.complete(index, result),
+                None => self.slots.slot_mut(index).state = State::Kernel,
             }
         }
     }
@@ -678,7 +755,7 @@ impl<C> IO<C> {
         }
         if !callback.is_some() {
             // A shot's callback panicked and took the handler with it.
-            return self.release_result(operation, result);
+            return self.release_result(operation, result, flags);
         }
         let last = RawShot {
             result,
@@ -728,16 +805,22 @@ impl<C> IO<C> {
 
     /// A result that no callback will see (the handler is gone, or the `IO`
     /// is being dropped): give back what it holds, such as an accepted socket.
-    fn release_shot(&mut self, parent: u32, result: i32, _flags: u32) {
+    fn release_shot(&mut self, parent: u32, result: i32, flags: u32) {
         let operation = self.slots.slot(parent).operation;
-        self.release_result(operation, result);
+        self.release_result(operation, result, flags);
     }
 
     /// Gives back what a result of `operation` holds, when no callback will
-    /// take it.
-    fn release_result(&mut self, operation: Operation, result: i32) {
-        if matches!(operation, Operation::AcceptMulti { .. }) && result >= 0 {
-            self.close_unowned(result);
+    /// take it: an accepted socket, a pool's buffer.
+    fn release_result(&mut self, operation: Operation, result: i32, flags: u32) {
+        match operation {
+            Operation::AcceptMulti { .. } if result >= 0 => self.close_unowned(result),
+            Operation::RecvMulti { pool, .. } => {
+                if let Some(bid) = crate::pool::buffer_of(flags) {
+                    self.pools[usize::from(pool)].give_back(bid);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -807,20 +890,25 @@ impl<C> IO<C> {
     pub(crate) fn submit_multishot_on(
         &mut self,
         handle: Handle,
+        refused: i32,
+        native: bool,
         callback: Callback<C>,
         build: impl FnOnce(Fd) -> Operation,
     ) -> CompletionId {
-        let Some(fd) = self.handles.raw(handle) else {
-            let id = self.submit_completed(build(-1), callback, -libc::EBADF);
+        let fd = self.handles.raw(handle);
+        let result = if fd.is_none() { -libc::EBADF } else { refused };
+        if result < 0 {
+            let id = self.submit_completed(build(-1), callback, result);
             self.slots.slot_mut(id.slot).multishot = Multishot::Emulated;
             return id;
-        };
-        let multishot = if self.multishot_native {
+        }
+        let operation = build(fd.expect("checked above"));
+        let multishot = if native {
             Multishot::Native
         } else {
             Multishot::Emulated
         };
-        self.submit_with(build(fd), callback, handle.index, multishot)
+        self.submit_with(operation, callback, handle.index, multishot)
     }
 
     fn submit_with(
@@ -835,6 +923,10 @@ impl<C> IO<C> {
         let slot = self.slots.slot_mut(id.slot);
         slot.handle = handle;
         slot.multishot = multishot;
+        // An emulated receive from a pool takes a buffer only once data is
+        // there, as the kernel does: each round starts with a readiness wait.
+        let pooled = matches!(operation, Operation::RecvMulti { .. });
+        slot.awaiting_readiness = pooled && multishot == Multishot::Emulated;
         let is_close = matches!(operation, Operation::Close { .. });
         if handle != NO_HANDLE && !is_close {
             self.handles.op_started(handle);
@@ -922,6 +1014,16 @@ impl<C> IO<C> {
     }
 }
 
+/// Whether an emulated multishot operation goes on after `result`: an
+/// accept after each socket, a receive after each non-empty read (a 0 is
+/// the end of the stream, as the kernel ends a multishot receive).
+fn shot_continues(operation: &Operation, result: i32) -> bool {
+    match operation {
+        Operation::RecvMulti { .. } => result > 0,
+        _ => result >= 0,
+    }
+}
+
 fn is_emulated_multishot<C>(slot: &crate::completion::Slot<C>) -> bool {
     matches!(slot.multishot, Multishot::Emulated | Multishot::Stopping)
 }
@@ -983,7 +1085,11 @@ impl<C> Drop for IO<C> {
             }
         }
         if in_kernel > 0 {
+            // The kernel may still write into a pool's buffers, too.
+            self.leak_pools();
             self.leak_in_kernel(in_kernel);
+        } else {
+            self.unregister_pools();
         }
     }
 }
@@ -1039,11 +1145,15 @@ impl<C> IO<C> {
             if slot.state != State::Completed {
                 continue;
             }
-            match slot.operation {
+            let (result, flags, operation) = (slot.result, slot.flags, slot.operation);
+            match operation {
                 Operation::Shot { parent } => {
-                    let (result, flags) = (slot.result, slot.flags);
                     self.slots.slot_mut(index).result = -libc::ECANCELED;
                     self.release_shot(parent, result, flags);
+                }
+                Operation::RecvMulti { .. } => {
+                    self.slots.slot_mut(index).flags = 0;
+                    self.release_result(operation, result, flags);
                 }
                 _ => self.close_if_accepted(index),
             }

@@ -111,6 +111,7 @@ mod io;
 mod multishot;
 mod net;
 mod ops;
+mod pool;
 pub mod sim;
 mod sys;
 mod timer;
@@ -126,6 +127,7 @@ pub use handle::Handle;
 pub use io::{Stats, IO};
 pub use multishot::Flow;
 pub use ops::{PollEvents, BUFFER_LIMIT};
+pub use pool::{BufPool, PoolBuf, POOL_BUFFERS_MAX};
 pub use waker::Waker;
 
 /// The size in bytes of one completion slot: the bookkeeping per operation.

@@ -22,6 +22,7 @@ use crate::callback::{Callback, RawShot, ShotHandler};
 use crate::completion::{CompletionId, Operation};
 use crate::handle::Handle;
 use crate::io::IO;
+use crate::pool::{self, BufPool, PoolBuf};
 use crate::sys::{self, Fd};
 
 /// What a multishot callback wants after this result.
@@ -49,7 +50,81 @@ where
     }
 }
 
+/// A multishot receive: each result is a buffer of the pool, holding the
+/// bytes received.
+struct ReceivedMany<F> {
+    pool: u16,
+    callback: F,
+}
+
+impl<C, F> ShotHandler<C> for ReceivedMany<F>
+where
+    F: FnMut(&mut IO<C>, &mut C, io::Result<PoolBuf>, bool) -> Flow + 'static,
+{
+    fn shot(&mut self, io: &mut IO<C>, ctx: &mut C, shot: RawShot) -> Flow {
+        let bid = pool::buffer_of(shot.flags);
+        // A refused call (a foreign pool, a stale handle) names no pool of
+        // this IO: its error needs none.
+        let buf = if shot.result < 0 && bid.is_none() {
+            Err(sys::errno(-shot.result))
+        } else {
+            let pool = &io.pools[usize::from(self.pool)];
+            match (shot.result, bid) {
+                (result, Some(bid)) if result < 0 => {
+                    pool.give_back(bid);
+                    Err(sys::errno(-result))
+                }
+                (0, None) => Ok(pool.take(None, 0)),
+                (count, Some(bid)) => Ok(pool.take(Some(bid), count as usize)),
+                // Bytes with no buffer named: the kernel broke its contract.
+                (_, None) => Err(sys::errno(libc::EIO)),
+            }
+        };
+        (self.callback)(io, ctx, buf, shot.more)
+    }
+}
+
 impl<C> IO<C> {
+    /// Receives on `socket` until stopped, into buffers of `pool` that are
+    /// taken only when data arrives: the callback runs once per receive
+    /// with a [`PoolBuf`] holding the bytes and `more == true`, and once
+    /// more, last, with `more == false` (see [`accept_multi`](IO::accept_multi)
+    /// for the contract). A last `Ok` with an empty buffer is the end of the
+    /// stream. Dropping a `PoolBuf` gives its buffer back to the pool.
+    ///
+    /// When the pool runs dry, the stream ends with `ENOBUFS`, as the
+    /// kernel ends it: give buffers back (drop the `PoolBuf`s) and call
+    /// `recv_multi` again to go on. No data is lost meanwhile; it waits in
+    /// the socket.
+    ///
+    /// Backends: io_uring (natively from Linux 6.0, with a registered
+    /// buffer ring); epoll, the simulator and io_uring without buffer rings
+    /// emulate it: wait for readiness, take a buffer, receive into it.
+    ///
+    /// # Errors
+    ///
+    /// In the last call: `ENOBUFS` (the pool is dry), `ECANCELED` (stopped,
+    /// cancelled, or the socket closed), `EINVAL` (a pool of another `IO`),
+    /// `ECONNRESET`, `EBADF`, `ENOTSOCK`, `ENOTCONN`.
+    pub fn recv_multi<F>(&mut self, socket: Handle, pool: BufPool, callback: F) -> CompletionId
+    where
+        F: FnMut(&mut IO<C>, &mut C, io::Result<PoolBuf>, bool) -> Flow + 'static,
+    {
+        let (refused, native) = match self.pool(pool) {
+            Some(found) => (0, self.multishot_native() && found.is_native()),
+            None => (-libc::EINVAL, false),
+        };
+        let index = if refused == 0 { pool.index } else { 0 };
+        let handler = ReceivedMany {
+            pool: index,
+            callback,
+        };
+        let callback = self.shot_callback(handler);
+        self.submit_multishot_on(socket, refused, native, callback, |fd| {
+            Operation::RecvMulti { fd, pool: index }
+        })
+    }
+
     /// Accepts connections on `listener` until stopped: the callback runs
     /// once per connection with its new socket's [`Handle`] and
     /// `more == true`, and once more, last, with `more == false` (see the
@@ -92,7 +167,10 @@ impl<C> IO<C> {
         F: FnMut(&mut IO<C>, &mut C, io::Result<Handle>, bool) -> Flow + 'static,
     {
         let callback = self.shot_callback(AcceptedMany(callback));
-        self.submit_multishot_on(listener, callback, |fd| Operation::AcceptMulti { fd })
+        let native = self.multishot_native();
+        self.submit_multishot_on(listener, 0, native, callback, |fd| Operation::AcceptMulti {
+            fd,
+        })
     }
 
     /// Stores a multishot handler, counting it in `Stats::callbacks_boxed`

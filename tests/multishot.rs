@@ -8,7 +8,7 @@ mod util;
 use std::io;
 use std::net::SocketAddr;
 
-use ringio::{Config, Flow, Handle, IO};
+use ringio::{Config, Flow, Handle, PoolBuf, IO};
 use util::Backend;
 
 conformance!(
@@ -17,6 +17,9 @@ conformance!(
     accept_multi_ends_with_ecanceled_when_cancelled_or_its_listener_closes,
     accept_multi_on_a_stale_handle_has_only_its_last_call,
     a_panicking_multishot_callback_ends_nothing_else_and_closes_what_it_left,
+    recv_multi_receives_a_stream_into_pool_buffers_then_the_end,
+    recv_multi_ends_with_enobufs_when_the_pool_runs_dry_and_loses_nothing,
+    recv_multi_with_a_pool_of_another_io_is_einval,
 );
 
 /// What one test saw: each call's result (a handle, or an errno) and `more`.
@@ -248,4 +251,147 @@ fn a_panicking_multishot_callback_ends_nothing_else_and_closes_what_it_left(back
         }
         assert_eq!(seen.calls_after_last, 3, "every unseen socket was closed");
     }
+}
+
+/// What a receiving test saw.
+#[derive(Default)]
+struct Received {
+    data: Vec<u8>,
+    held: Vec<PoolBuf>,
+    shots: u32,
+    last: Option<Result<usize, i32>>,
+    enobufs: u32,
+}
+
+fn on_received(got: &mut Received, result: io::Result<PoolBuf>, more: bool, hold: bool) -> Flow {
+    assert!(got.last.is_none(), "a call after the last");
+    let buf = match result {
+        Ok(buf) => buf,
+        Err(error) => {
+            assert!(!more, "an error with more to come");
+            got.last = Some(Err(error.raw_os_error().unwrap()));
+            return Flow::Continue;
+        }
+    };
+    got.data.extend_from_slice(&buf);
+    if more {
+        got.shots += 1;
+    } else {
+        got.last = Some(Ok(buf.len()));
+    }
+    if hold {
+        got.held.push(buf);
+    }
+    Flow::Continue
+}
+
+fn run_received(io: &mut IO<Received>, got: &mut Received, done: impl Fn(&Received) -> bool) {
+    for _ in 0..20_000 {
+        if done(got) {
+            return;
+        }
+        io.run_for_ns(got, 1_000_000).unwrap();
+    }
+    panic!("not done after 20 s of loop time");
+}
+
+fn recv_multi_receives_a_stream_into_pool_buffers_then_the_end(backend: Backend) {
+    for config in configs(backend) {
+        let mut io: IO<Received> = backend.io_with(config);
+        let mut got = Received::default();
+        let (client, server) = util::tcp_pair_io(&mut io, &mut got);
+        let pool = io.register_buf_pool(8, 512).unwrap();
+        let arm = |io: &mut IO<Received>| {
+            io.recv_multi(server, pool, |_, got, result, more| {
+                on_received(got, result, more, false)
+            })
+        };
+        arm(&mut io);
+        let data = util::pattern(64 * 1024, 5);
+        util::send_all_io(&mut io, &mut got, client, &data);
+        while got.data.len() < data.len() {
+            run_received(&mut io, &mut got, |got| {
+                got.data.len() == data.len() || got.last.is_some()
+            });
+            // The kernel may fill all eight buffers before a callback gives
+            // one back, and end the stream: the application re-arms.
+            if got.last == Some(Err(libc::ENOBUFS)) {
+                got.last = None;
+                got.enobufs += 1;
+                arm(&mut io);
+            }
+        }
+        assert!(got.data == data, "the bytes arrive whole and in order");
+        assert!(
+            got.shots >= 128,
+            "at most 512 bytes a buffer: {} shots",
+            got.shots
+        );
+        assert!(got.last.is_none());
+        util::close_io(&mut io, &mut got, client);
+        run_received(&mut io, &mut got, |got| got.last.is_some());
+        assert_eq!(
+            got.last,
+            Some(Ok(0)),
+            "the end of the stream is an empty last call"
+        );
+        util::close_io(&mut io, &mut got, server);
+    }
+}
+
+fn recv_multi_ends_with_enobufs_when_the_pool_runs_dry_and_loses_nothing(backend: Backend) {
+    for config in configs(backend) {
+        let mut io: IO<Received> = backend.io_with(config);
+        let mut got = Received::default();
+        let (client, server) = util::tcp_pair_io(&mut io, &mut got);
+        let pool = io.register_buf_pool(2, 16).unwrap();
+        let data = util::pattern(256, 9);
+        util::send_all_io(&mut io, &mut got, client, &data);
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(rounds < 100, "no progress");
+            // The callback keeps every buffer: two receives dry the pool.
+            let id = io.recv_multi(server, pool, |_, got, result, more| {
+                on_received(got, result, more, true)
+            });
+            let total = data.len();
+            run_received(&mut io, &mut got, |got| {
+                got.last.is_some() || got.data.len() == total
+            });
+            if got.data.len() == total && got.last.is_none() {
+                // All in, and a buffer to spare: the stream waits for more.
+                io.cancel(id, |_, _, result| result.unwrap());
+                run_received(&mut io, &mut got, |got| got.last.is_some());
+                assert_eq!(got.last, Some(Err(libc::ECANCELED)));
+                break;
+            }
+            assert_eq!(got.last.take(), Some(Err(libc::ENOBUFS)));
+            assert_eq!(got.held.len(), 2, "each receive took one buffer");
+            // Giving the buffers back, and calling again, goes on.
+            got.held.clear();
+            if got.data.len() == total {
+                break;
+            }
+        }
+        assert!(got.data == data, "nothing was lost while the pool was dry");
+        assert!(rounds >= 8, "256 bytes in 16-byte buffers, two per round");
+        util::close_io(&mut io, &mut got, client);
+        util::close_io(&mut io, &mut got, server);
+    }
+}
+
+fn recv_multi_with_a_pool_of_another_io_is_einval(backend: Backend) {
+    let mut other: IO<()> = backend.io();
+    let foreign = other.register_buf_pool(1, 16).unwrap();
+    let mut io: IO<Received> = backend.io();
+    let mut got = Received::default();
+    let (client, server) = util::tcp_pair_io(&mut io, &mut got);
+    io.recv_multi(server, foreign, |_, got, result, more| {
+        on_received(got, result, more, false)
+    });
+    io.run_for_ns(&mut got, 1_000_000).unwrap();
+    assert_eq!(got.last, Some(Err(libc::EINVAL)));
+    util::close_io(&mut io, &mut got, client);
+    util::close_io(&mut io, &mut got, server);
 }

@@ -288,6 +288,7 @@ impl EpollBackend {
             | Operation::Close { .. }
             | Operation::Timeout { .. }
             | Operation::AcceptMulti { .. }
+            | Operation::RecvMulti { .. }
             | Operation::Shot { .. } => Attempt::Done(-libc::EINVAL),
         }
     }

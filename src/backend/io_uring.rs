@@ -121,6 +121,7 @@ fn entry_for(operation: &Operation) -> squeue::Entry {
         Operation::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
         Operation::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), events).build(),
         Operation::Cancel { target } => opcode::AsyncCancel::new(target.user_data()).build(),
+        Operation::RecvMulti { fd, pool } => opcode::RecvMulti::new(types::Fd(fd), pool).build(),
         Operation::AcceptMulti { fd } => opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
             .build(),
@@ -204,5 +205,23 @@ impl Backend for IoUringBackend {
 
     fn syscalls(&self) -> u64 {
         self.syscalls
+    }
+
+    unsafe fn register_buf_ring(
+        &mut self,
+        ring_addr: u64,
+        entries: u16,
+        bgid: u16,
+    ) -> io::Result<()> {
+        self.syscalls += 1;
+        let submitter = self.ring.submitter();
+        // SAFETY: the caller keeps the ring's memory valid until the group
+        // is unregistered or the ring destroyed (the trait's contract).
+        unsafe { submitter.register_buf_ring_with_flags(ring_addr, entries, bgid, 0) }
+    }
+
+    fn unregister_buf_ring(&mut self, bgid: u16) -> io::Result<()> {
+        self.syscalls += 1;
+        self.ring.submitter().unregister_buf_ring(bgid)
     }
 }

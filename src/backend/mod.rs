@@ -75,6 +75,27 @@ pub(crate) trait Backend {
     /// How many `io_uring_enter` (or equivalent) syscalls were made so far.
     fn syscalls(&self) -> u64;
 
+    /// Registers a buffer ring of `entries` at `ring_addr` as group `bgid`.
+    ///
+    /// # Safety
+    ///
+    /// The ring's memory must stay valid and unmoved until the group is
+    /// unregistered or the ring is destroyed.
+    #[allow(unsafe_code)]
+    unsafe fn register_buf_ring(
+        &mut self,
+        _ring_addr: u64,
+        _entries: u16,
+        _bgid: u16,
+    ) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+
+    /// Unregisters buffer group `bgid`.
+    fn unregister_buf_ring(&mut self, _bgid: u16) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+
     /// The `IO` gives the descriptor `fd` back to its owner (`release`):
     /// undo what the backend changed on it (flags), and forget it.
     fn forget_fd(&mut self, _fd: crate::sys::Fd) {}
@@ -141,5 +162,20 @@ impl Backend for AnyBackend {
 
     fn forget_fd(&mut self, fd: crate::sys::Fd) {
         dispatch!(self, backend => backend.forget_fd(fd))
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn register_buf_ring(
+        &mut self,
+        ring_addr: u64,
+        entries: u16,
+        bgid: u16,
+    ) -> io::Result<()> {
+        // SAFETY: the caller's promise, passed on.
+        dispatch!(self, backend => unsafe { backend.register_buf_ring(ring_addr, entries, bgid) })
+    }
+
+    fn unregister_buf_ring(&mut self, bgid: u16) -> io::Result<()> {
+        dispatch!(self, backend => backend.unregister_buf_ring(bgid))
     }
 }

@@ -235,6 +235,7 @@ impl World {
             | Operation::Cancel { .. }
             | Operation::Timeout { .. }
             | Operation::AcceptMulti { .. }
+            | Operation::RecvMulti { .. }
             | Operation::Shot { .. } => Some(-libc::EINVAL),
         }
     }

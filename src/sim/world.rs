@@ -665,7 +665,7 @@ pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
         | Operation::Fsync { fd, .. }
         | Operation::Close { fd }
         | Operation::Poll { fd, .. } => Some(fd),
-        Operation::AcceptMulti { fd } => Some(fd),
+        Operation::AcceptMulti { fd } | Operation::RecvMulti { fd, .. } => Some(fd),
         Operation::Nop
         | Operation::Cancel { .. }
         | Operation::Timeout { .. }
@@ -693,6 +693,7 @@ fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
         Operation::Cancel { target } => (11, 0, target.user_data(), 0),
         Operation::Timeout { deadline_ns } => (12, 0, deadline_ns, 0),
         Operation::AcceptMulti { fd } => (13, fd, 0, 0),
+        Operation::RecvMulti { fd, pool } => (15, fd, u64::from(pool), 0),
         Operation::Shot { parent } => (14, 0, u64::from(parent), 0),
     }
 }
