@@ -193,6 +193,9 @@ impl Operation {
     }
 }
 
+/// `Slot::deadline` of an operation without one.
+pub(crate) const NO_DEADLINE: u32 = u32::MAX;
+
 /// How an operation's results reach its callback.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Multishot {
@@ -223,6 +226,12 @@ pub(crate) struct Slot<C> {
     pub(crate) multishot: Multishot,
     /// A multishot operation has delivered at least one result.
     pub(crate) delivered: bool,
+    /// The slot of the timer that cancels this operation at its deadline,
+    /// or `NO_DEADLINE`.
+    pub(crate) deadline: u32,
+    /// The deadline passed and cancelled the operation: its `ECANCELED`
+    /// reads as `ETIMEDOUT`.
+    pub(crate) timed_out: bool,
     pub(crate) result: i32,
     /// The completion entry's flags with `result` (`IORING_CQE_F_*`).
     pub(crate) flags: u32,
@@ -299,6 +308,8 @@ impl<C> Slots<C> {
             handle: NO_HANDLE,
             multishot: Multishot::No,
             delivered: false,
+            deadline: NO_DEADLINE,
+            timed_out: false,
             result: 0,
             flags: 0,
             operation: Operation::Nop,
@@ -324,6 +335,8 @@ impl<C> Slots<C> {
         slot.handle = NO_HANDLE;
         slot.multishot = Multishot::No;
         slot.delivered = false;
+        slot.deadline = NO_DEADLINE;
+        slot.timed_out = false;
         slot.flags = 0;
         self.in_use += 1;
         CompletionId {

@@ -16,7 +16,7 @@ use crate::backend::{
     USER_DATA_INTERNAL,
 };
 use crate::callback::{self, Callback, Handler, RawShot};
-use crate::completion::{CompletionId, Multishot, Operation, Slots, State};
+use crate::completion::{CompletionId, Multishot, Operation, Slots, State, NO_DEADLINE};
 use crate::config::Config;
 use crate::handle::{CloseDone, Handle, Handles, NO_HANDLE};
 use crate::multishot::Flow;
@@ -102,6 +102,20 @@ pub struct IO<C> {
     pub(crate) pools: Vec<std::rc::Rc<crate::pool::Pool>>,
     /// Explicitly `!Send` and `!Sync` (see above), not by accident of a field.
     _not_send: PhantomData<*const ()>,
+}
+
+/// The timer behind a deadline: when it fires, it cancels its operation.
+struct DeadlinePassed {
+    target: CompletionId,
+}
+
+impl<C> Handler<C> for DeadlinePassed {
+    fn complete(self, io: &mut IO<C>, _ctx: &mut C, result: i32) {
+        // ETIME: it fired. ECANCELED: the operation completed first.
+        if result == -libc::ETIME {
+            io.deadline_passed(self.target);
+        }
+    }
 }
 
 /// The source of `IO` tags. 0 is never handed out (it marks an empty
@@ -685,7 +699,17 @@ impl<C> IO<C> {
         assert_ne!(slot.state, State::Held);
         assert!(!slot.link.is_linked());
         slot.state = State::Completed;
-        slot.result = result;
+        slot.result = match result {
+            // The cancel that the deadline made: report it as what it was.
+            result if result == -libc::ECANCELED && slot.timed_out => -libc::ETIMEDOUT,
+            result => result,
+        };
+        let deadline = mem::replace(&mut slot.deadline, NO_DEADLINE);
+        if deadline != NO_DEADLINE {
+            // Completed first: the deadline goes with it.
+            self.disarm_deadline(deadline);
+        }
+        let slot = self.slots.slot_mut(index);
         let handle = slot.handle;
         let is_close = matches!(slot.operation, Operation::Close { .. });
         if handle == NO_HANDLE {
@@ -832,6 +856,99 @@ impl<C> IO<C> {
             // Nobody was ever handed it: an error closing it leaves nothing to do.
             _ => drop(sys::close(fd)),
         }
+    }
+
+    /// Gives the operation `target` a deadline on the loop's clock
+    /// ([`now_ns`](IO::now_ns)): if it has not completed by `deadline_ns`,
+    /// it is cancelled, and its callback gets `ETIMEDOUT` instead of
+    /// `ECANCELED`, with its buffer back as always. If it completes first,
+    /// even an instant before, its own result stands (the byte count of a
+    /// receive is the truth) and the deadline goes with it. A second
+    /// deadline replaces the first. A multishot operation's deadline ends
+    /// the whole stream.
+    ///
+    /// The deadline is a timer in the loop's user-space timer wheel, like
+    /// [`timeout`](IO::timeout), not a linked kernel timeout per operation,
+    /// so that a million deadlines cost what a million timers cost, and the
+    /// same code runs on every backend. Backends: io_uring, epoll, sim.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut io: ringio::IO<Option<i32>> = ringio::IO::new()?;
+    /// let listener = io.listen("127.0.0.1:0".parse().unwrap(), 16)?;
+    /// // Nobody connects: the accept times out after 2 ms.
+    /// let id = io.accept(listener, |_, errno, result| {
+    ///     *errno = result.err().and_then(|error| error.raw_os_error());
+    /// });
+    /// io.deadline(id, 2_000_000)?;
+    /// let mut errno = None;
+    /// io.run(&mut errno)?;
+    /// assert_eq!(errno, Some(libc::ETIMEDOUT));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `ENOENT` if `target` is not in flight: it completed (or was settled
+    /// at once, say for a stale handle), is stale, or is another `IO`'s.
+    pub fn deadline(&mut self, target: CompletionId, timeout_ns: u64) -> io::Result<()> {
+        let deadline_ns = self.now_ns().saturating_add(timeout_ns);
+        self.deadline_at(target, deadline_ns)
+    }
+
+    /// As [`deadline`](IO::deadline), at the absolute time `deadline_ns` of
+    /// the loop's clock.
+    ///
+    /// # Errors
+    ///
+    /// As [`deadline`](IO::deadline).
+    pub fn deadline_at(&mut self, target: CompletionId, deadline_ns: u64) -> io::Result<()> {
+        let in_flight = self.slots.get(target).map(|slot| slot.state);
+        if !matches!(
+            in_flight,
+            Some(State::Unqueued | State::Kernel | State::Timer)
+        ) {
+            return Err(sys::errno(libc::ENOENT));
+        }
+        let previous = mem::replace(&mut self.slots.slot_mut(target.slot).deadline, NO_DEADLINE);
+        if previous != NO_DEADLINE {
+            self.disarm_deadline(previous);
+        }
+        let callback = Callback::new(DeadlinePassed { target });
+        let timer = self.submit(Operation::Timeout { deadline_ns }, callback);
+        self.slots.slot_mut(target.slot).deadline = timer.slot;
+        Ok(())
+    }
+
+    /// The deadline of `target` passed: cancel it, so that it completes with
+    /// `ETIMEDOUT`, unless it completed meanwhile.
+    fn deadline_passed(&mut self, target: CompletionId) {
+        let Some(slot) = self.slots.get(target) else {
+            return;
+        };
+        if !matches!(slot.state, State::Unqueued | State::Kernel | State::Timer) {
+            return;
+        }
+        let slot = self.slots.slot_mut(target.slot);
+        slot.deadline = NO_DEADLINE;
+        slot.timed_out = true;
+        if slot.multishot == Multishot::Emulated {
+            slot.multishot = Multishot::Stopping;
+        }
+        let quiet = Callback::new(crate::ops::Done(|_: &mut IO<C>, _: &mut C, _| {}));
+        self.submit_cancel(target, quiet);
+    }
+
+    /// Cancels the deadline timer in slot `timer`, if it has not fired.
+    fn disarm_deadline(&mut self, timer: u32) {
+        if self.slots.slot(timer).state != State::Timer {
+            // It fired: its callback will find the operation done.
+            return;
+        }
+        self.complete(timer, -libc::ECANCELED);
+        let slots = &self.slots;
+        self.timers.cancelled(|id| timer_is_live(slots, id));
     }
 
     /// Stores a handler, counting it in `Stats::callbacks_boxed` when it is
