@@ -113,6 +113,7 @@ mod net;
 mod ops;
 mod pool;
 pub mod sim;
+mod slice;
 mod sys;
 mod timer;
 mod waker;
@@ -128,6 +129,7 @@ pub use io::{Stats, IO};
 pub use multishot::Flow;
 pub use ops::{PollEvents, BUFFER_LIMIT};
 pub use pool::{BufPool, PoolBuf, POOL_BUFFERS_MAX};
+pub use slice::{IoBufExt, Slice};
 pub use waker::Waker;
 
 /// The size in bytes of one completion slot: the bookkeeping per operation.
