@@ -6,19 +6,27 @@
 //! cargo run --release --example echo_server -- --backend epoll
 //! ```
 //!
-//! Each connection runs one operation at a time: recv into its buffer, send
-//! all of it back (resending the rest after a short send), recv again. The
-//! buffer moves through the callbacks and is reused, so a message costs no
-//! allocation. Per-connection state lives in the server's slab, and callbacks
-//! capture only a connection index, so every handler is stored inline in its
-//! completion slot.
+//! With `--recv single` (the default) each connection runs one operation at
+//! a time: recv into its buffer, send all of it back (resending the rest
+//! after a short send), recv again. The buffer moves through the callbacks
+//! and is reused, so a message costs no allocation. Per-connection state
+//! lives in the server's slab, and callbacks capture only a connection
+//! index, so every handler is stored inline in its completion slot.
+//!
+//! With `--recv multishot` one `accept_multi` takes every connection, and
+//! each connection has one `recv_multi` from a pool shared by all of them
+//! (`--pool-buffers` of 16 KiB): an idle connection holds no buffer. Each
+//! pool buffer received is sent back as it is, in order, one send at a time
+//! per connection, and goes back to the pool when its send is done.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
-use ringio::{BackendKind, Config, Handle, IO};
+use std::collections::VecDeque;
+
+use ringio::{BackendKind, BufPool, Config, Flow, Handle, IoBufExt, PoolBuf, Slice, IO};
 
 #[path = "common/stdout.rs"]
 mod stdout;
@@ -30,28 +38,54 @@ const LISTEN_BACKLOG: u32 = 4096;
 /// How long to wait before accepting again after an accept error (such as
 /// EMFILE): retrying at once would spin while no fd is free.
 const ACCEPT_RETRY_NS: u64 = 50_000_000;
+/// How long a stream that the dry pool ended waits, at most, to be re-armed.
+const STARVED_RETRY_NS: u64 = 1_000_000;
+/// Pool buffers one connection may hold waiting to be echoed before its
+/// receiving pauses.
+const PENDING_MAX: usize = 8;
 /// How long each `run_for_ns` call lasts.
 const RUN_SLICE_NS: u64 = 1_000_000_000;
 
 const USAGE: &str = "\
-usage: echo_server [--addr HOST:PORT] [--backend io_uring|epoll] [--max-seconds N]
+usage: echo_server [--addr HOST:PORT] [--backend io_uring|epoll] [--recv single|multishot]
+                   [--pool-buffers N] [--max-seconds N]
 
   --addr HOST:PORT   address to listen on (default 127.0.0.1:7878; port 0 picks one)
   --backend NAME     force a backend (default: RINGIO_BACKEND, else io_uring,
                      falling back to epoll where io_uring is refused)
+  --recv MODE        single: one recv per message into the connection's own
+                     buffer (default); multishot: accept_multi, and recv_multi
+                     from a pool shared by every connection
+  --pool-buffers N   buffers of 16 KiB in the multishot pool (default 4096)
   --max-seconds N    exit after about N seconds (default: run forever)
   --help             print this help";
 
 struct Args {
     addr: SocketAddr,
     backend: Option<BackendKind>,
+    multishot: bool,
+    pool_buffers: u16,
     max_seconds: Option<u64>,
 }
 
-/// One accepted client. Its buffer is not here: it travels with the one
-/// operation the connection has in flight.
+/// One accepted client. In single mode its buffer is not here: it travels
+/// with the one operation the connection has in flight. In multishot mode
+/// `pending` holds the pool buffers received and not yet echoed.
 struct Connection {
     socket: Handle,
+    pending: VecDeque<PoolBuf>,
+    sending: bool,
+    /// The receive stream ended (end of stream, or an error): close once
+    /// everything pending is echoed.
+    done: bool,
+    /// Closing: callbacks still to come (cancelled by the close) do nothing.
+    closing: bool,
+    /// Receiving stopped because `PENDING_MAX` buffers wait to be echoed (a
+    /// client that does not read): resumed as they drain, so that one slow
+    /// client cannot take the whole shared pool.
+    paused: bool,
+    /// A `recv_multi` stream is armed (its last call has not come yet).
+    receiving: bool,
 }
 
 /// The application state every callback receives.
@@ -65,6 +99,12 @@ struct Server {
     accepted: u64,
     closed: u64,
     bytes_echoed: u64,
+    /// The multishot pool, and the connections whose receive stream ended
+    /// with `ENOBUFS`, to re-arm as buffers come back.
+    pool: Option<BufPool>,
+    starved: Vec<u32>,
+    /// A timer that re-arms every starved stream is pending.
+    starved_timer: bool,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +136,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     let mut parsed = Args {
         addr: "127.0.0.1:7878".parse().expect("valid default address"),
         backend: None,
+        multishot: false,
+        pool_buffers: 4096,
         max_seconds: None,
     };
     while let Some(flag) = args.next() {
@@ -109,6 +151,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--backend" => {
                 let text = value()?;
                 parsed.backend = Some(text.parse().map_err(|error| format!("{error}"))?);
+            }
+            "--recv" => match value()?.as_str() {
+                "single" => parsed.multishot = false,
+                "multishot" => parsed.multishot = true,
+                other => return Err(format!("--recv takes single or multishot, not {other:?}")),
+            },
+            "--pool-buffers" => {
+                let text = value()?;
+                let count = text.parse().map_err(|_| format!("bad number {text:?}"))?;
+                if count == 0 || count > ringio::POOL_BUFFERS_MAX {
+                    return Err(format!(
+                        "--pool-buffers takes 1 to {}",
+                        ringio::POOL_BUFFERS_MAX
+                    ));
+                }
+                parsed.pool_buffers = count;
             }
             "--max-seconds" => {
                 let text = value()?;
@@ -140,7 +198,12 @@ fn serve(args: &Args) -> io::Result<()> {
     drop(stdout);
 
     let mut server = Server::new(listener);
-    accept_next(&mut io, &mut server);
+    if args.multishot {
+        server.pool = Some(io.register_buf_pool(args.pool_buffers, BUFFER_BYTES as u32)?);
+        accept_many(&mut io, &mut server);
+    } else {
+        accept_next(&mut io, &mut server);
+    }
     let deadline_ns = args.max_seconds.map(|seconds| {
         io.now_ns()
             .saturating_add(seconds.saturating_mul(1_000_000_000))
@@ -152,8 +215,11 @@ fn serve(args: &Args) -> io::Result<()> {
         }
     }
     eprintln!(
-        "echo_server: accepted {}, closed {}, echoed {} bytes",
-        server.accepted, server.closed, server.bytes_echoed
+        "echo_server: accepted {}, closed {}, echoed {} bytes, {} handlers boxed",
+        server.accepted,
+        server.closed,
+        server.bytes_echoed,
+        io.stats().callbacks_boxed
     );
     Ok(())
 }
@@ -187,7 +253,22 @@ impl Server {
             accepted: 0,
             closed: 0,
             bytes_echoed: 0,
+            pool: None,
+            starved: Vec::new(),
+            starved_timer: false,
         }
+    }
+
+    fn connection(&mut self, index: u32) -> &mut Connection {
+        self.connections[index as usize]
+            .as_mut()
+            .expect("a connection with an operation in flight is open")
+    }
+
+    /// The connection, unless it is closing.
+    fn live(&mut self, index: u32) -> Option<&mut Connection> {
+        let connection = self.connection(index);
+        (!connection.closing).then_some(connection)
     }
 
     fn insert(&mut self, connection: Connection) -> u32 {
@@ -247,9 +328,22 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, socket: Handle) {
         );
         eprintln!("echo_server: TCP_NODELAY on {name}: {error}");
     }
-    let index = server.insert(Connection { socket });
-    let buf = server.take_buffer();
-    recv_next(io, server, index, buf);
+    let index = server.insert(Connection {
+        socket,
+        pending: VecDeque::new(),
+        sending: false,
+        done: false,
+        closing: false,
+        paused: false,
+        receiving: false,
+    });
+    match server.pool {
+        Some(_) => recv_many(io, server, index),
+        None => {
+            let buf = server.take_buffer();
+            recv_next(io, server, index, buf);
+        }
+    }
 }
 
 fn recv_next(io: &mut IO<Server>, server: &mut Server, index: u32, mut buf: Vec<u8>) {
@@ -313,16 +407,28 @@ fn on_send(
 /// Frees the connection's slot and buffer at once (no operation of it is in
 /// flight any more), then closes its socket.
 fn close_connection(io: &mut IO<Server>, server: &mut Server, index: u32, buf: Vec<u8>) {
-    let connection = server.connections[index as usize]
-        .take()
-        .expect("closing an open connection");
-    server.free_indices.push(index);
     server.spare_buffers.push(buf);
+    close_socket(io, server, index);
+}
+
+/// Closes the connection's socket, which cancels whatever of it is still in
+/// flight. Its slot is freed in the close's callback, which runs after
+/// those of everything the close cancelled, so no late callback can find
+/// the slot taken by a newer connection.
+fn close_socket(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    let connection = server.connection(index);
+    assert!(!connection.closing);
+    connection.closing = true;
+    connection.pending.clear();
+    let socket = connection.socket;
     server.closed += 1;
-    io.close(connection.socket, |_io, _server, result| {
+    server.starved.retain(|&starved| starved != index);
+    io.close(socket, move |_io, server, result| {
         if let Err(error) = result {
             eprintln!("echo_server: close: {error}");
         }
+        server.connections[index as usize] = None;
+        server.free_indices.push(index);
     });
 }
 
@@ -335,4 +441,183 @@ fn log_unless_peer_gone(operation: &str, error: &io::Error) {
     if !peer_gone {
         eprintln!("echo_server: {operation}: {error}");
     }
+}
+
+/// Multishot mode: one accept for every connection, re-armed if the kernel
+/// ever ends it (out of descriptors, say), after a pause.
+fn accept_many(io: &mut IO<Server>, server: &mut Server) {
+    io.accept_multi(server.listener, |io, server, result, more| {
+        match result {
+            Ok(socket) => start_connection(io, server, socket),
+            Err(error) => eprintln!("echo_server: accept: {error}; retrying shortly"),
+        }
+        if !more {
+            io.timeout(ACCEPT_RETRY_NS, |io, server, _expired| {
+                accept_many(io, server)
+            });
+        }
+        Flow::Continue
+    });
+}
+
+/// Multishot mode: receives on connection `index` into the shared pool
+/// until the stream ends.
+fn recv_many(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    let pool = server.pool.expect("multishot mode");
+    let connection = server.connection(index);
+    assert!(!connection.receiving);
+    connection.receiving = true;
+    io.recv_multi(connection.socket, pool, move |io, server, result, more| {
+        on_recv_many(io, server, index, result, more)
+    });
+}
+
+fn on_recv_many(
+    io: &mut IO<Server>,
+    server: &mut Server,
+    index: u32,
+    result: io::Result<PoolBuf>,
+    more: bool,
+) -> Flow {
+    let Some(connection) = server.live(index) else {
+        return Flow::Continue;
+    };
+    let mut ended = false;
+    match result {
+        Ok(buf) if !buf.is_empty() => connection.pending.push_back(buf),
+        // The end of the stream.
+        Ok(_) => ended = true,
+        // The pool is dry: the stream goes on once a send gives a buffer back.
+        Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => starve(io, server, index),
+        // Our own stop, below: resumed as the pending buffers drain.
+        Err(error) if connection.paused && error.raw_os_error() == Some(libc::ECANCELED) => {}
+        Err(error) => {
+            log_unless_peer_gone("recv", &error);
+            ended = true;
+        }
+    }
+    let connection = server.connection(index);
+    connection.done |= ended;
+    if !more {
+        connection.receiving = false;
+    }
+    let flow = if more && !connection.paused && connection.pending.len() >= PENDING_MAX {
+        connection.paused = true;
+        Flow::Stop
+    } else {
+        Flow::Continue
+    };
+    resume_if_drained(io, server, index);
+    send_many(io, server, index);
+    flow
+}
+
+/// Re-arms a paused connection's receiving once its old stream has ended
+/// and its pending buffers have drained to half.
+fn resume_if_drained(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    let Some(connection) = server.live(index) else {
+        return;
+    };
+    let drained = connection.pending.len() < PENDING_MAX / 2;
+    if connection.paused && !connection.receiving && drained && !connection.done {
+        connection.paused = false;
+        recv_many(io, server, index);
+    }
+}
+
+/// Sends the oldest pending buffer of connection `index`, unless a send is
+/// in flight; closes the connection once its stream ended and all is sent.
+fn send_many(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    let Some(connection) = server.live(index) else {
+        return;
+    };
+    if connection.sending {
+        return;
+    }
+    let Some(buf) = connection.pending.pop_front() else {
+        if connection.done {
+            close_socket(io, server, index);
+        }
+        return;
+    };
+    connection.sending = true;
+    let socket = connection.socket;
+    send_window(io, socket, index, buf.slice(..));
+}
+
+/// Sends `window` of a pool buffer on connection `index`'s `socket`. The
+/// callback captures only the index, so that the handler (the window plus
+/// the closure) is stored inline.
+fn send_window(io: &mut IO<Server>, socket: Handle, index: u32, window: Slice<PoolBuf>) {
+    io.send(
+        socket,
+        window,
+        move |io, server, result, window| match result {
+            _ if server.live(index).is_none() => {}
+            Ok(sent) => {
+                server.bytes_echoed += sent as u64;
+                let offset = window.begin() + sent;
+                if offset < window.end() {
+                    // A short send: the rest of the same buffer, no copy.
+                    let socket = server.connection(index).socket;
+                    return send_window(io, socket, index, window.into_inner().slice(offset..));
+                }
+                // The buffer goes back to the pool here: a starved stream can go on.
+                drop(window);
+                server.connection(index).sending = false;
+                resume_if_drained(io, server, index);
+                rearm_starved(io, server);
+                send_many(io, server, index);
+            }
+            Err(error) => {
+                log_unless_peer_gone("send", &error);
+                close_socket(io, server, index);
+            }
+        },
+    );
+}
+
+/// The dry pool ended connection `index`'s receive stream: it waits to be
+/// re-armed, by the next send that gives a buffer back, or by a short timer,
+/// whichever comes first, so that it goes on whatever the order of sends.
+fn starve(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    server.starved.push(index);
+    arm_starved_timer(io, server);
+}
+
+/// A buffer came back to the pool: re-arm one receive stream that the dry
+/// pool had ended. It can find the pool dry again and end once more; the
+/// timer then re-arms it.
+fn rearm_starved(io: &mut IO<Server>, server: &mut Server) {
+    while let Some(starved) = server.starved.pop() {
+        if rearm_one(io, server, starved) {
+            break;
+        }
+    }
+    arm_starved_timer(io, server);
+}
+
+/// Re-arms every starved stream shortly, if any is starved.
+fn arm_starved_timer(io: &mut IO<Server>, server: &mut Server) {
+    if !server.starved.is_empty() && !server.starved_timer {
+        server.starved_timer = true;
+        io.timeout(STARVED_RETRY_NS, |io, server, _expired| {
+            server.starved_timer = false;
+            for starved in std::mem::take(&mut server.starved) {
+                rearm_one(io, server, starved);
+            }
+        });
+    }
+}
+
+/// Re-arms the starved stream of connection `index`, if it is still open
+/// and neither receiving nor paused; says whether it did.
+fn rearm_one(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
+    let rearm = server
+        .live(index)
+        .is_some_and(|connection| !connection.receiving && !connection.paused);
+    if rearm {
+        recv_many(io, server, index);
+    }
+    rearm
 }

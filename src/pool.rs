@@ -62,7 +62,9 @@ pub struct BufPool {
 pub struct PoolBuf {
     pool: Rc<Pool>,
     bid: Option<u16>,
-    len: usize,
+    /// At most `buffer_bytes`, a `u32`: kept small so that a handler of a
+    /// send of a `PoolBuf` (or a slice of one) stays inline.
+    len: u32,
 }
 
 impl PoolBuf {
@@ -72,6 +74,8 @@ impl PoolBuf {
         self.bid
     }
 }
+
+const _: () = assert!(std::mem::size_of::<PoolBuf>() <= 16);
 
 impl Deref for PoolBuf {
     type Target = [u8];
@@ -85,7 +89,7 @@ impl Deref for PoolBuf {
                 // first `len` bytes, and `len <= buffer_bytes` (checked in
                 // `take`). The memory lives as long as the pool, which this
                 // value keeps alive.
-                unsafe { std::slice::from_raw_parts(self.pool.buffer_ptr(bid), self.len) }
+                unsafe { std::slice::from_raw_parts(self.pool.buffer_ptr(bid), self.len as usize) }
             }
             None => &[],
         }
@@ -109,10 +113,10 @@ unsafe impl crate::buf::IoBuf for PoolBuf {
         self.deref().as_ptr()
     }
     fn bytes_init(&self) -> usize {
-        self.len
+        self.len as usize
     }
     fn bytes_total(&self) -> usize {
-        self.len
+        self.len as usize
     }
 }
 
@@ -220,7 +224,7 @@ impl Pool {
         PoolBuf {
             pool: Rc::clone(self),
             bid,
-            len,
+            len: len as u32,
         }
     }
 

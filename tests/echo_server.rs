@@ -34,6 +34,11 @@ conformance!(;
     survives_clients_that_reset_mid_stream,
     half_close_gets_every_byte_then_eof,
     a_client_that_never_reads_does_not_stall_others,
+    echoes_a_thousand_concurrent_connections_multishot,
+    echoes_an_eight_mebibyte_message_multishot,
+    survives_clients_that_reset_mid_stream_multishot,
+    half_close_gets_every_byte_then_eof_multishot,
+    a_client_that_never_reads_does_not_stall_others_multishot,
 );
 
 /// The running server; killed when dropped, whatever the test's outcome.
@@ -49,11 +54,15 @@ impl Drop for ServerGuard {
     }
 }
 
-fn start_server(backend: Backend) -> ServerGuard {
+fn start_server(backend: Backend, mode: &str) -> ServerGuard {
     let binary = util::example_binary("echo_server");
     let mut child = Command::new(&binary)
         .args(["--addr", "127.0.0.1:0", "--max-seconds", SERVER_MAX_SECONDS])
         .args(["--backend", backend.kind().name()])
+        .args(["--recv", mode])
+        // A pool far smaller than the clients: dry pools, starved and
+        // paused streams all happen.
+        .args(["--pool-buffers", "64"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -148,10 +157,19 @@ fn message_for(index: usize) -> Vec<u8> {
 }
 
 fn echoes_a_thousand_concurrent_connections(backend: Backend) {
+    echoes_a_thousand_concurrent_connections_in(backend, "single");
+}
+
+/// As above, with `accept_multi` and `recv_multi` from a shared pool.
+fn echoes_a_thousand_concurrent_connections_multishot(backend: Backend) {
+    echoes_a_thousand_concurrent_connections_in(backend, "multishot");
+}
+
+fn echoes_a_thousand_concurrent_connections_in(backend: Backend, mode: &str) {
     const CONNECTIONS: usize = 1000;
     const THREADS: usize = 4;
     raise_fd_limit();
-    let server = start_server(backend);
+    let server = start_server(backend, mode);
     // All connections are open before any message is sent.
     let streams: Vec<TcpStream> = (0..CONNECTIONS).map(|_| connect(server.addr)).collect();
 
@@ -185,8 +203,17 @@ fn echo_group(mut group: Vec<(usize, TcpStream)>) -> usize {
 }
 
 fn echoes_an_eight_mebibyte_message(backend: Backend) {
+    echoes_an_eight_mebibyte_message_in(backend, "single");
+}
+
+/// As above, with `accept_multi` and `recv_multi` from a shared pool.
+fn echoes_an_eight_mebibyte_message_multishot(backend: Backend) {
+    echoes_an_eight_mebibyte_message_in(backend, "multishot");
+}
+
+fn echoes_an_eight_mebibyte_message_in(backend: Backend, mode: &str) {
     const LEN: usize = 8 << 20;
-    let server = start_server(backend);
+    let server = start_server(backend, mode);
     let mut reader = connect(server.addr);
     let mut writer = reader.try_clone().unwrap();
     let message = Arc::new(util::pattern(LEN, 8));
@@ -220,7 +247,16 @@ fn set_linger_zero(stream: &TcpStream) {
 }
 
 fn survives_clients_that_reset_mid_stream(backend: Backend) {
-    let server = start_server(backend);
+    survives_clients_that_reset_mid_stream_in(backend, "single");
+}
+
+/// As above, with `accept_multi` and `recv_multi` from a shared pool.
+fn survives_clients_that_reset_mid_stream_multishot(backend: Backend) {
+    survives_clients_that_reset_mid_stream_in(backend, "multishot");
+}
+
+fn survives_clients_that_reset_mid_stream_in(backend: Backend, mode: &str) {
+    let server = start_server(backend, mode);
     for attempt in 0..20u64 {
         let mut stream = connect(server.addr);
         // Some attempts reset with echoes unread (the server may be sending),
@@ -239,7 +275,16 @@ fn survives_clients_that_reset_mid_stream(backend: Backend) {
 }
 
 fn half_close_gets_every_byte_then_eof(backend: Backend) {
-    let server = start_server(backend);
+    half_close_gets_every_byte_then_eof_in(backend, "single");
+}
+
+/// As above, with `accept_multi` and `recv_multi` from a shared pool.
+fn half_close_gets_every_byte_then_eof_multishot(backend: Backend) {
+    half_close_gets_every_byte_then_eof_in(backend, "multishot");
+}
+
+fn half_close_gets_every_byte_then_eof_in(backend: Backend, mode: &str) {
+    let server = start_server(backend, mode);
     let mut stream = connect(server.addr);
     let message = util::pattern(100_000, 4);
     stream.write_all(&message).expect("send");
@@ -251,8 +296,17 @@ fn half_close_gets_every_byte_then_eof(backend: Backend) {
 }
 
 fn a_client_that_never_reads_does_not_stall_others(backend: Backend) {
+    a_client_that_never_reads_does_not_stall_others_in(backend, "single");
+}
+
+/// As above, with `accept_multi` and `recv_multi` from a shared pool.
+fn a_client_that_never_reads_does_not_stall_others_multishot(backend: Backend) {
+    a_client_that_never_reads_does_not_stall_others_in(backend, "multishot");
+}
+
+fn a_client_that_never_reads_does_not_stall_others_in(backend: Backend, mode: &str) {
     const FLOOD: usize = 32 << 20;
-    let server = start_server(backend);
+    let server = start_server(backend, mode);
     let mut flooder = connect(server.addr);
     // Once the buffers on both sides fill, its write blocks; the timeout ends
     // the thread then, with the connection still open.
