@@ -417,10 +417,10 @@ impl Fifo {
     /// # Panics
     ///
     /// Panics if `index` is greater than [`INDEX_MAX`] or out of range for
-    /// `links`, or if the fifo's invariants do not hold (a neighbour does not point back at the node),
-    /// which happens when it is used with storage other than its own. In
-    /// debug builds, also panics if the node is in the middle of another
-    /// fifo, as above.
+    /// `links`, or if the fifo's invariants do not hold (say a neighbour does
+    /// not point back at the node), which happens when it is used with
+    /// storage other than its own. In debug builds, also panics if the node
+    /// is in the middle of another fifo, as above.
     pub fn remove<L: Links + ?Sized>(&mut self, links: &mut L, index: u32) -> bool {
         assert!(index <= INDEX_MAX);
         self.debug_assert_invariants(links);
