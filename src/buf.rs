@@ -163,11 +163,23 @@ impl AlignedBuf {
     ///
     /// # Errors
     ///
-    /// `EINVAL` if `align` is not a power of two or `len` rounded up to
-    /// `align` overflows `isize`. Allocation failure aborts, as for `Vec`.
+    /// - `EINVAL` if `align` is zero or not a power of two, or if `len`
+    ///   rounded up to `align` overflows `isize` (as `usize::MAX` does).
+    /// - `ENOMEM` if the allocator cannot provide the memory (say 1 TiB, or
+    ///   an alignment of 2⁴⁰, on a machine without that much). Unlike `Vec`,
+    ///   this never aborts the process: a buffer size is often a
+    ///   configuration value, so its failure is reported.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let error = ringio::AlignedBuf::new(4096, 3).unwrap_err();
+    /// assert_eq!(error.raw_os_error(), Some(libc::EINVAL));
+    /// ```
     pub fn new(len: usize, align: usize) -> io::Result<AlignedBuf> {
         let layout = Layout::from_size_align(len, align)
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        assert!(layout.align().is_power_of_two());
         if len == 0 {
             // A zero-sized allocation is not allowed; a dangling aligned
             // pointer is the standard stand-in and is never dereferenced.
@@ -176,9 +188,10 @@ impl AlignedBuf {
         }
         // SAFETY: `layout` has a non-zero size (checked above).
         let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
-        };
+        // A null pointer is the allocator's only failure report; returning
+        // it, rather than calling `handle_alloc_error`, keeps the process up.
+        let ptr = NonNull::new(raw).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        assert!(ptr.as_ptr() as usize % align == 0);
         Ok(AlignedBuf { ptr, len, align })
     }
 
@@ -248,4 +261,70 @@ unsafe impl IoBufMut for AlignedBuf {
         self.ptr.as_ptr()
     }
     unsafe fn set_init(&mut self, _len: usize) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AlignedBuf;
+
+    fn errno(len: usize, align: usize) -> Option<i32> {
+        AlignedBuf::new(len, align)
+            .expect_err("the request cannot succeed")
+            .raw_os_error()
+    }
+
+    #[test]
+    fn aligned_buf_is_aligned_and_zeroed() {
+        for align in [1, 8, 512, 4096, 1 << 21] {
+            let buf = AlignedBuf::new(3 * 4096, align).expect("allocate");
+            assert_eq!(buf.as_ptr() as usize % align, 0);
+            assert_eq!(buf.len(), 3 * 4096);
+            assert_eq!(buf.align(), align);
+            assert!(buf.iter().all(|&byte| byte == 0));
+        }
+        let empty = AlignedBuf::new(0, 4096).expect("a zero-length buffer");
+        assert!(empty.is_empty());
+        assert_eq!(empty.as_ptr() as usize % 4096, 0);
+    }
+
+    #[test]
+    fn aligned_buf_bad_layout_is_einval() {
+        assert_eq!(errno(4096, 0), Some(libc::EINVAL));
+        assert_eq!(errno(4096, 3), Some(libc::EINVAL));
+        assert_eq!(errno(4096, 4097), Some(libc::EINVAL));
+        assert_eq!(errno(0, 0), Some(libc::EINVAL));
+        assert_eq!(errno(usize::MAX, 1), Some(libc::EINVAL));
+        assert_eq!(errno(usize::MAX, 16), Some(libc::EINVAL));
+        assert_eq!(errno(isize::MAX as usize, 4096), Some(libc::EINVAL));
+        assert_eq!(errno(16, usize::MAX), Some(libc::EINVAL));
+        // A power of two, but above isize::MAX.
+        assert_eq!(errno(16, 1 << (usize::BITS - 1)), Some(libc::EINVAL));
+    }
+
+    /// Valid layouts that no allocator can satisfy: more than any address
+    /// space holds, whatever the overcommit policy.
+    #[test]
+    fn aligned_buf_impossible_allocation_is_enomem() {
+        assert_eq!(errno(1 << 62, 16), Some(libc::ENOMEM));
+        assert_eq!(errno(isize::MAX as usize - 4095, 4096), Some(libc::ENOMEM));
+        assert_eq!(errno(16, 1 << 62), Some(libc::ENOMEM));
+    }
+
+    /// 1 TiB, and an alignment of 1 TiB: these used to abort the process.
+    /// Without memory overcommit they fail with ENOMEM; a machine that
+    /// overcommits (or has the memory) may grant them, and then the buffer
+    /// must be usable. Either way the process keeps running.
+    #[test]
+    fn aligned_buf_one_tib_returns_instead_of_aborting() {
+        for (len, align) in [(1 << 40, 16), (16, 1 << 40)] {
+            match AlignedBuf::new(len, align) {
+                Ok(buf) => {
+                    assert_eq!(buf.len(), len);
+                    assert_eq!(buf.as_ptr() as usize % align, 0);
+                    assert_eq!(buf[0], 0);
+                }
+                Err(error) => assert_eq!(error.raw_os_error(), Some(libc::ENOMEM)),
+            }
+        }
+    }
 }

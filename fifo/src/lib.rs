@@ -2,9 +2,9 @@
 //! TigerBeetle's `fifo.zig`.
 //!
 //! Each node carries its own [`Link`], so queueing a node never allocates and
-//! [`Fifo::push`] and [`Fifo::pop`] are O(1). A node can be in at most one
-//! fifo at a time, and whether it is queued can be read off its link
-//! ([`Link::is_linked`]).
+//! [`Fifo::push`], [`Fifo::pop`] and [`Fifo::remove`] are O(1). A node can be
+//! in at most one fifo at a time, and whether it is queued can be read off its
+//! link ([`Link::is_linked`]).
 //!
 //! # Why indices instead of pointers
 //!
@@ -22,25 +22,49 @@
 //!
 //! # Encoding
 //!
-//! A [`Link`] holds one `u32`:
+//! The list is doubly linked, so that a node can be unlinked from the middle
+//! in O(1) (cancelling one of many queued operations, newest first, must not
+//! walk the queue). A [`Link`] holds two `u32`s, `prev` and `next`, 8 bytes:
 //!
-//! * `u32::MAX` means *unlinked* (the node is in no fifo),
-//! * `u32::MAX - 1` means *tail* (linked, and the last node of its fifo),
-//! * anything else is the index of the next node in the same fifo.
+//! * `next == u32::MAX` means *unlinked* (the node is in no fifo); `prev` is
+//!   then `u32::MAX` too,
+//! * `next == u32::MAX - 1` means *tail* (linked, and the last node of its
+//!   fifo), and `prev == u32::MAX - 1` means *head* (the first); a fifo's
+//!   only node is both,
+//! * any other value is the index of the next (or previous) node in the same
+//!   fifo.
 //!
 //! Node indices are therefore limited to [`INDEX_MAX`] (`u32::MAX - 2`), which
 //! also bounds a fifo's length so that it fits in a `u32`.
+//!
+//! # Which fifo a node is in
+//!
+//! A link says whether its node is in *a* fifo, not in which one. Several
+//! fifos may share one storage (a node moves between them), so
+//! [`Fifo::remove`] checks in O(1) what it can: an unlinked node, and the head
+//! or tail of another fifo, are refused (`false`, nothing changes), and the
+//! neighbours of a node must point back at it. What O(1) cannot tell apart is
+//! a node in the *middle* of another fifo sharing the storage. Removing one is
+//! a caller bug: debug builds catch it with a membership walk and panic;
+//! release builds unlink the node from the other fifo, whose list stays well
+//! formed but whose length is then one too high (and this fifo's one too
+//! low), which a later push, pop or iteration notices by panicking. The crate
+//! has no `unsafe` code, so no misuse can break memory safety. Callers that
+//! track which fifo each node is in (as a state field beside the link) never
+//! hit this.
 //!
 //! # Assertions
 //!
 //! Following TigerBeetle's style, the O(1) conditions each operation relies
 //! on are checked with `assert!` (kept in release builds) on both the push and
-//! the pop side: a pushed node is not linked, a popped node was linked and is
-//! unlinked afterwards, head, tail and length agree. The whole-fifo invariant
-//! check, which reads the tail's link, runs after every push and pop in debug
-//! builds only, because in a large table that read is a cache miss. Misuse, such as pushing a node that is already linked
-//! or operating on a fifo with storage other than its own, panics instead of
-//! corrupting the lists.
+//! the pop side: a pushed node is not linked, a popped or removed node was
+//! linked and is unlinked afterwards, its neighbours point back at it, and
+//! head, tail and length agree. The whole-fifo invariant check, which reads
+//! the tail's link, runs after every push, pop and remove in debug builds
+//! only, because in a large table that read is a cache miss; so does the
+//! membership walk in `remove`. Misuse, such as pushing a node that is already
+//! linked or operating on a fifo with storage other than its own, panics
+//! instead of corrupting the lists.
 //!
 //! # Example
 //!
@@ -90,8 +114,10 @@
 //! let mut fifo = Fifo::new();
 //! fifo.push(&mut links, 3);
 //! fifo.push(&mut links, 1);
-//! assert!(fifo.remove(&mut links, 3));
-//! assert_eq!(fifo.peek(), Some(1));
+//! fifo.push(&mut links, 2);
+//! assert!(fifo.remove(&mut links, 1)); // From the middle, in O(1).
+//! assert!(!fifo.remove(&mut links, 1)); // No longer linked.
+//! assert_eq!(fifo.iter(&links).collect::<Vec<_>>(), [3, 2]);
 //! ```
 
 #![no_std]
@@ -102,18 +128,23 @@ use core::fmt;
 use core::iter::FusedIterator;
 
 /// The largest index a node may have (`u32::MAX - 2`); the two values above it
-/// encode "unlinked" and "tail".
+/// encode "unlinked" and "head"/"tail".
 pub const INDEX_MAX: u32 = u32::MAX - 2;
 
-/// `Link::next` of a node that is in no fifo.
+/// `Link::next` and `Link::prev` of a node that is in no fifo.
 const UNLINKED: u32 = u32::MAX;
 /// `Link::next` of the last node of a fifo.
 const TAIL: u32 = u32::MAX - 1;
+/// `Link::prev` of the first node of a fifo.
+const HEAD: u32 = u32::MAX - 1;
 /// `Fifo::head`/`Fifo::tail`/`Iter::next` when there is no such node.
 const NONE: u32 = u32::MAX;
 
 const _: () = assert!(INDEX_MAX < TAIL);
+const _: () = assert!(INDEX_MAX < HEAD);
 const _: () = assert!(TAIL < UNLINKED);
+const _: () = assert!(HEAD < UNLINKED);
+const _: () = assert!(core::mem::size_of::<Link>() == 8);
 
 /// The link that each node carries. Unlinked by default.
 ///
@@ -121,6 +152,7 @@ const _: () = assert!(TAIL < UNLINKED);
 /// popped or removed) and *unlinked* otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
+    prev: u32,
     next: u32,
 }
 
@@ -128,13 +160,31 @@ impl Link {
     /// Returns an unlinked link.
     #[must_use]
     pub const fn new() -> Link {
-        Link { next: UNLINKED }
+        Link {
+            prev: UNLINKED,
+            next: UNLINKED,
+        }
     }
 
     /// Returns whether the node carrying this link is currently in a fifo.
     #[must_use]
     pub const fn is_linked(&self) -> bool {
         self.next != UNLINKED
+    }
+
+    /// Returns whether the node is the first of its fifo.
+    const fn is_head(&self) -> bool {
+        self.prev == HEAD
+    }
+
+    /// Returns whether the node is the last of its fifo.
+    const fn is_tail(&self) -> bool {
+        self.next == TAIL
+    }
+
+    /// Asserts that `prev` and `next` agree on whether the node is linked.
+    fn assert_consistent(&self) {
+        assert_eq!(self.prev == UNLINKED, self.next == UNLINKED);
     }
 }
 
@@ -275,21 +325,25 @@ impl Fifo {
         assert!(index <= INDEX_MAX);
         // Catches a node already in this fifo or any other, in O(1); an O(n)
         // `contains` scan here would add nothing and make pushes quadratic.
-        assert!(!links.link(index).is_linked());
+        let link = links.link(index);
+        assert!(!link.is_linked());
+        assert!(link.prev == UNLINKED);
         self.debug_assert_invariants(links);
 
-        if self.tail == NONE {
+        let prev = if self.tail == NONE {
             assert!(self.head == NONE);
             assert!(self.len == 0);
             self.head = index;
+            HEAD
         } else {
             assert!(self.head != NONE);
             assert!(self.len > 0);
             let tail = links.link_mut(self.tail);
-            assert!(tail.next == TAIL);
+            assert!(tail.is_tail());
             tail.next = index;
-        }
-        links.link_mut(index).next = TAIL;
+            self.tail
+        };
+        *links.link_mut(index) = Link { prev, next: TAIL };
         self.tail = index;
         // Cannot overflow: every node in the fifo has a distinct index of at
         // most INDEX_MAX, so len <= INDEX_MAX + 1 < u32::MAX.
@@ -323,12 +377,10 @@ impl Fifo {
         assert!(self.len > 0);
 
         let index = self.head;
-        let link = links.link_mut(index);
+        let link = *links.link(index);
         assert!(link.is_linked());
-        let next = link.next;
-        *link = Link::new();
-
-        if next == TAIL {
+        assert!(link.is_head());
+        if link.is_tail() {
             assert!(self.tail == index);
             assert!(self.len == 1);
             self.head = NONE;
@@ -336,8 +388,12 @@ impl Fifo {
         } else {
             assert!(self.tail != index);
             assert!(self.len > 1);
-            self.head = next;
+            let next = links.link_mut(link.next);
+            assert!(next.prev == index);
+            next.prev = HEAD;
+            self.head = link.next;
         }
+        *links.link_mut(index) = Link::new();
         self.len -= 1;
 
         assert!(!links.link(index).is_linked());
@@ -345,64 +401,91 @@ impl Fifo {
         Some(index)
     }
 
-    /// Removes the node at `index` from anywhere in the fifo. O(n).
+    /// Removes the node at `index` from anywhere in the fifo. O(1).
     ///
     /// Returns `true` if the node was in this fifo and is now unlinked.
-    /// Returns `false`, changing nothing, if the node was not in this fifo
-    /// (whether it is unlinked or linked in another fifo).
+    /// Returns `false`, changing nothing, if the node is unlinked, if it is
+    /// the head or the tail of another fifo, or if it is in the middle of
+    /// another fifo while this one has fewer than three nodes (so no middle).
+    ///
+    /// A node in the middle of another fifo that shares the storage cannot
+    /// be told apart in O(1) from one in the middle of this fifo (see the
+    /// crate docs, "Which fifo a node is in"): removing one is a caller bug,
+    /// which panics in debug builds and, in release builds, leaves both
+    /// fifos' lengths wrong until a later operation panics on them.
     ///
     /// # Panics
     ///
-    /// Panics if `index` is out of range for `links`, or if the fifo's
-    /// invariants do not hold, which happens when it is used with storage
-    /// other than its own.
+    /// Panics if `index` is greater than [`INDEX_MAX`] or out of range for
+    /// `links`, or if the fifo's invariants do not hold (say a neighbour does
+    /// not point back at the node), which happens when it is used with
+    /// storage other than its own. In debug builds, also panics if the node
+    /// is in the middle of another fifo, as above.
     pub fn remove<L: Links + ?Sized>(&mut self, links: &mut L, index: u32) -> bool {
-        self.assert_invariants(links);
-        // A node in this fifo is always linked, so an unlinked node needs no scan.
-        if !links.link(index).is_linked() {
+        assert!(index <= INDEX_MAX);
+        self.debug_assert_invariants(links);
+        let link = *links.link(index);
+        link.assert_consistent();
+        if !self.may_hold(&link, index) {
             return false;
         }
+        debug_assert!(
+            self.contains_near(links, index),
+            "node {index} is in the middle of another fifo"
+        );
+        assert!(self.len > 0);
+        self.unlink(links, &link, index);
+        self.len -= 1;
 
-        let mut prev = NONE;
-        let mut current = self.head;
-        let mut seen: u32 = 0;
-        while current != NONE {
-            assert!(seen < self.len);
-            seen += 1;
-            let next = links.link(current).next;
-            assert!(next != UNLINKED);
+        assert!(!links.link(index).is_linked());
+        self.debug_assert_invariants(links);
+        true
+    }
 
-            if current == index {
-                if prev == NONE {
-                    assert!(self.head == index);
-                    self.head = if next == TAIL { NONE } else { next };
-                } else {
-                    links.link_mut(prev).next = next;
-                }
-                if next == TAIL {
-                    assert!(self.tail == index);
-                    self.tail = prev;
-                } else {
-                    assert!(self.tail != index);
-                }
-                *links.link_mut(index) = Link::new();
-                self.len -= 1;
-
-                debug_assert!(!self.contains(links, index));
-                self.assert_invariants(links);
-                return true;
-            }
-
-            prev = current;
-            if next == TAIL {
-                assert!(current == self.tail);
-                current = NONE;
-            } else {
-                current = next;
-            }
+    /// Returns whether the node at `index`, whose link is `link`, may be in
+    /// this fifo, from what O(1) can tell: it is linked, and it is either one
+    /// of this fifo's ends or a middle node while this fifo has a middle.
+    fn may_hold(&self, link: &Link, index: u32) -> bool {
+        if !link.is_linked() {
+            return false;
         }
-        assert!(seen == self.len);
-        false
+        let at_head = self.head == index;
+        let at_tail = self.tail == index;
+        if at_head || at_tail {
+            // Ours. Our ends must say so in their links, else the storage is
+            // not this fifo's own.
+            assert!(link.is_head() == at_head);
+            assert!(link.is_tail() == at_tail);
+            return true;
+        }
+        // An end of another fifo is refused; a middle node may be ours only
+        // if we have a middle.
+        !link.is_head() && !link.is_tail() && self.len >= 3
+    }
+
+    /// Unlinks the node at `index` (whose link is `link`) from its
+    /// neighbours, or from this fifo's head and tail where it has none,
+    /// after checking that each neighbour points back at it.
+    fn unlink<L: Links + ?Sized>(&mut self, links: &mut L, link: &Link, index: u32) {
+        if !link.is_head() {
+            assert!(links.link(link.prev).next == index);
+        }
+        if !link.is_tail() {
+            assert!(links.link(link.next).prev == index);
+        }
+        if link.is_head() {
+            assert!(self.head == index);
+            self.head = if link.is_tail() { NONE } else { link.next };
+        } else {
+            links.link_mut(link.prev).next = link.next;
+        }
+        if link.is_tail() {
+            assert!(self.tail == index);
+            self.tail = if link.is_head() { NONE } else { link.prev };
+        } else {
+            links.link_mut(link.next).prev = link.prev;
+        }
+        *links.link_mut(index) = Link::new();
     }
 
     /// Returns whether the node at `index` is in this fifo. O(n), meant for
@@ -415,6 +498,36 @@ impl Fifo {
     #[must_use]
     pub fn contains<L: Links + ?Sized>(&self, links: &L, index: u32) -> bool {
         self.iter(links).any(|i| i == index)
+    }
+
+    /// Returns whether the linked node at `index` is in this fifo, by walking
+    /// from it towards both ends at once until one of them is reached.
+    /// O(distance to the nearer end), meant for `debug_assert!` in `remove`.
+    ///
+    /// [`Fifo::contains`] walks from the head, so checking each removal with
+    /// it would make removing newest first (as when a loop cancels all its
+    /// queued operations) quadratic in debug builds. This walk is O(1) for a
+    /// node at either end.
+    fn contains_near<L: Links + ?Sized>(&self, links: &L, index: u32) -> bool {
+        let mut backward = index;
+        let mut forward = index;
+        // A member is fewer than `len` steps from either end, so a longer walk
+        // means the node is in a longer fifo (or the links form a cycle).
+        for _ in 0..self.len {
+            let back = links.link(backward);
+            assert!(back.is_linked());
+            if back.is_head() {
+                return backward == self.head;
+            }
+            let fore = links.link(forward);
+            assert!(fore.is_linked());
+            if fore.is_tail() {
+                return forward == self.tail;
+            }
+            backward = back.prev;
+            forward = fore.next;
+        }
+        false
     }
 
     /// Returns the whole list, leaving `self` empty. O(1).
@@ -439,15 +552,17 @@ impl Fifo {
     pub fn iter<'a, L: Links + ?Sized>(&self, links: &'a L) -> Iter<'a, L> {
         Iter {
             links,
+            prev: HEAD,
             next: self.head,
             remaining: self.len,
         }
     }
 
     /// [`assert_invariants`](Fifo::assert_invariants) in debug builds only.
-    /// Push and pop already assert, in every build, the conditions their own
-    /// branches rely on; the whole-fifo check would add a read of the tail's
-    /// link (often a cache miss in a large table) to every call.
+    /// Push, pop and remove already assert, in every build, the conditions
+    /// their own branches rely on; the whole-fifo check would add reads of
+    /// the head's and the tail's links (often cache misses in a large table)
+    /// to every call.
     #[inline]
     fn debug_assert_invariants<L: Links + ?Sized>(&self, links: &L) {
         if cfg!(debug_assertions) {
@@ -455,16 +570,23 @@ impl Fifo {
         }
     }
 
-    /// Checks the O(1) invariants that tie head, tail, length and the tail's
-    /// link together.
+    /// Checks the O(1) invariants that tie head, tail, length and the links
+    /// of the head and the tail together.
     fn assert_invariants<L: Links + ?Sized>(&self, links: &L) {
         assert_eq!(self.head == NONE, self.tail == NONE);
         assert_eq!(self.len == 0, self.head == NONE);
         if self.head != NONE {
             assert_eq!(self.len == 1, self.head == self.tail);
         }
+        if self.head != NONE {
+            let head = links.link(self.head);
+            assert!(head.is_linked());
+            assert!(head.is_head());
+        }
         if self.tail != NONE {
-            assert!(links.link(self.tail).next == TAIL);
+            let tail = links.link(self.tail);
+            assert!(tail.is_linked());
+            assert!(tail.is_tail());
         }
     }
 }
@@ -482,10 +604,13 @@ impl Default for Fifo {
 /// # Panics
 ///
 /// [`Iterator::next`] panics if the links do not form a list of the fifo's
-/// length, which happens when the fifo is iterated with storage other than
+/// length whose back links match, which happens when the fifo is iterated with storage other than
 /// its own.
 pub struct Iter<'a, L: ?Sized> {
     links: &'a L,
+    /// The node last yielded (`HEAD` before the first), which the next
+    /// node's `prev` must name.
+    prev: u32,
     next: u32,
     remaining: u32,
 }
@@ -494,6 +619,7 @@ impl<L: ?Sized> Clone for Iter<'_, L> {
     fn clone(&self) -> Self {
         Iter {
             links: self.links,
+            prev: self.prev,
             next: self.next,
             remaining: self.remaining,
         }
@@ -528,8 +654,11 @@ impl<L: Links + ?Sized> Iterator for Iter<'_, L> {
         assert!(self.remaining > 0);
 
         let index = self.next;
-        let next = self.links.link(index).next;
-        assert!(next != UNLINKED);
+        let link = self.links.link(index);
+        assert!(link.is_linked());
+        assert!(link.prev == self.prev);
+        let next = link.next;
+        self.prev = index;
         self.remaining -= 1;
         if next == TAIL {
             assert!(self.remaining == 0);
@@ -557,24 +686,97 @@ mod tests {
     #[test]
     fn encoding() {
         assert_eq!(Link::new().next, u32::MAX);
+        assert_eq!(Link::new().prev, u32::MAX);
         assert_eq!(Link::default(), Link::new());
         assert_eq!(INDEX_MAX, u32::MAX - 2);
 
-        let mut links = [Link::new(); 3];
+        let mut links = [Link::new(); 4];
         let mut fifo = Fifo::new();
         assert_eq!((fifo.head, fifo.tail, fifo.len), (NONE, NONE, 0));
 
         fifo.push(&mut links, 1);
-        assert_eq!(links[1].next, TAIL);
+        assert_eq!(
+            links[1],
+            Link {
+                prev: HEAD,
+                next: TAIL
+            }
+        );
         fifo.push(&mut links, 0);
-        assert_eq!(links[1].next, 0);
-        assert_eq!(links[0].next, TAIL);
-        assert_eq!(links[2].next, UNLINKED);
-        assert_eq!((fifo.head, fifo.tail, fifo.len), (1, 0, 2));
+        assert_eq!(
+            links[1],
+            Link {
+                prev: HEAD,
+                next: 0
+            }
+        );
+        assert_eq!(
+            links[0],
+            Link {
+                prev: 1,
+                next: TAIL
+            }
+        );
+        fifo.push(&mut links, 3);
+        assert_eq!(links[0], Link { prev: 1, next: 3 });
+        assert_eq!(
+            links[3],
+            Link {
+                prev: 0,
+                next: TAIL
+            }
+        );
+        assert_eq!(links[2], Link::new());
+        assert_eq!((fifo.head, fifo.tail, fifo.len), (1, 3, 3));
+
+        assert!(fifo.remove(&mut links, 0));
+        assert_eq!(links[0], Link::new());
+        assert_eq!(
+            links[1],
+            Link {
+                prev: HEAD,
+                next: 3
+            }
+        );
+        assert_eq!(
+            links[3],
+            Link {
+                prev: 1,
+                next: TAIL
+            }
+        );
 
         assert_eq!(fifo.pop(&mut links), Some(1));
-        assert_eq!(links[1].next, UNLINKED);
-        assert_eq!((fifo.head, fifo.tail, fifo.len), (0, 0, 1));
+        assert_eq!(links[1], Link::new());
+        assert_eq!(
+            links[3],
+            Link {
+                prev: HEAD,
+                next: TAIL
+            }
+        );
+        assert_eq!((fifo.head, fifo.tail, fifo.len), (3, 3, 1));
+    }
+
+    #[test]
+    fn contains_near_walks_to_the_nearer_end() {
+        let mut links = [Link::new(); 8];
+        let mut fifo = Fifo::new();
+        let mut other = Fifo::new();
+        for index in 0..5 {
+            fifo.push(&mut links, index);
+        }
+        for index in 5..8 {
+            other.push(&mut links, index);
+        }
+        for index in 0..5 {
+            assert!(fifo.contains_near(&links, index));
+            assert!(!other.contains_near(&links, index));
+        }
+        for index in 5..8 {
+            assert!(!fifo.contains_near(&links, index));
+            assert!(other.contains_near(&links, index));
+        }
     }
 
     #[test]

@@ -249,22 +249,155 @@ fn remove_absent_node() {
 
 #[test]
 fn remove_node_linked_in_other_fifo() {
-    let mut links = [Link::new(); 6];
+    let mut links = [Link::new(); 8];
     let mut fifo = pushed(&mut links, &[0, 1, 2]);
     let mut other = pushed(&mut links, &[3, 4, 5]);
-    for index in 3..6 {
+    let mut small = pushed(&mut links, &[6, 7]);
+    // The ends of another fifo are refused in O(1).
+    for index in [3, 5, 6, 7] {
         assert!(!fifo.remove(&mut links[..], index));
         assert!(links[index as usize].is_linked());
     }
-    for index in 0..3 {
+    for index in [0, 2, 6, 7] {
         assert!(!other.remove(&mut links[..], index));
+        assert!(links[index as usize].is_linked());
+    }
+    // So is a middle node of another fifo, by a fifo that has no middle.
+    for index in [1, 4] {
+        assert!(!small.remove(&mut links[..], index));
         assert!(links[index as usize].is_linked());
     }
     assert_eq!(items(&fifo, &links), [0, 1, 2]);
     assert_eq!(items(&other, &links), [3, 4, 5]);
+    assert_eq!(items(&small, &links), [6, 7]);
     assert!(other.remove(&mut links[..], 4));
     assert_eq!(items(&other, &links), [3, 5]);
     assert_eq!(items(&fifo, &links), [0, 1, 2]);
+    assert!(small.remove(&mut links[..], 7));
+    assert!(small.remove(&mut links[..], 6));
+    assert!(small.is_empty());
+}
+
+/// A middle node of another fifo sharing the storage looks, in O(1), like
+/// one of ours: debug builds catch it with the membership walk.
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "middle of another fifo")]
+fn remove_middle_of_other_fifo_panics_in_debug() {
+    let mut links = [Link::new(); 6];
+    let mut fifo = pushed(&mut links, &[0, 1, 2]);
+    let _other = pushed(&mut links, &[3, 4, 5]);
+    fifo.remove(&mut links[..], 4);
+}
+
+/// Release builds do not walk: the node leaves the other fifo (whose list
+/// stays well formed), both lengths are off by one, and the next operation
+/// that relies on a length panics rather than corrupting anything.
+#[test]
+#[cfg(not(debug_assertions))]
+#[should_panic(expected = "assertion failed")]
+fn remove_middle_of_other_fifo_is_caught_later_in_release() {
+    let mut links = [Link::new(); 6];
+    let mut fifo = pushed(&mut links, &[0, 1, 2]);
+    let other = pushed(&mut links, &[3, 4, 5]);
+    assert!(fifo.remove(&mut links[..], 4));
+    assert!(!links[4].is_linked());
+    let _ = other.iter(&links[..]).count();
+}
+
+#[test]
+#[should_panic(expected = "assertion failed")]
+fn remove_with_foreign_storage_panics() {
+    let mut links = [Link::new(); 3];
+    let mut fifo = pushed(&mut links, &[0, 1, 2]);
+    // Node 1 still names 0 and 2 as neighbours, but 0 is no longer linked.
+    let mut foreign = links;
+    foreign[0] = Link::new();
+    fifo.remove(&mut foreign[..], 1);
+}
+
+#[test]
+#[should_panic(expected = "assertion failed")]
+fn remove_head_with_foreign_storage_panics() {
+    let mut links = [Link::new(); 3];
+    let mut fifo = pushed(&mut links, &[0, 1]);
+    // In this storage, our head (0) is the middle of a list.
+    let mut foreign = [Link::new(); 3];
+    let _other = pushed(&mut foreign, &[2, 0, 1]);
+    fifo.remove(&mut foreign[..], 0);
+}
+
+#[test]
+#[should_panic(expected = "INDEX_MAX")]
+fn remove_index_above_max_panics() {
+    let mut links = [Link::new(); 2];
+    let mut fifo = Fifo::new();
+    fifo.remove(&mut links[..], u32::MAX);
+}
+
+#[test]
+fn remove_each_position_of_three() {
+    for position in 0..3 {
+        let mut links = [Link::new(); 3];
+        let mut fifo = pushed(&mut links, &[0, 1, 2]);
+        assert!(fifo.remove(&mut links[..], position));
+        let rest: Vec<u32> = (0..3).filter(|&i| i != position).collect();
+        assert_eq!(items(&fifo, &links), rest);
+        // Its neighbours were relinked both ways: pushing and popping work.
+        fifo.push(&mut links[..], position);
+        assert_eq!(fifo.pop(&mut links[..]), Some(rest[0]));
+        assert_eq!(fifo.pop(&mut links[..]), Some(rest[1]));
+        assert_eq!(fifo.pop(&mut links[..]), Some(position));
+        assert!(fifo.is_empty());
+        assert!(links.iter().all(|link| !link.is_linked()));
+    }
+}
+
+/// Nodes in each test below; Miri runs the same loops, shorter.
+const MANY: u32 = if cfg!(miri) { 2_000 } else { 200_000 };
+
+/// With O(n) removal this is 2 * 10^10 steps (minutes); with O(1) it is a
+/// blink, in debug builds too (the debug membership walk is O(1) at an end).
+#[test]
+fn remove_many_newest_first() {
+    let mut links = vec![Link::new(); MANY as usize];
+    let mut fifo = Fifo::new();
+    for index in 0..MANY {
+        fifo.push(&mut links[..], index);
+    }
+    for index in (0..MANY).rev() {
+        assert!(fifo.remove(&mut links[..], index));
+        assert!(!links[index as usize].is_linked());
+        assert_eq!(fifo.len(), index);
+    }
+    assert!(fifo.is_empty());
+    assert!(links.iter().all(|link| !link.is_linked()));
+}
+
+#[test]
+fn remove_many_oldest_first_and_alternating() {
+    let mut links = vec![Link::new(); MANY as usize];
+    let mut fifo = Fifo::new();
+    for index in 0..MANY {
+        fifo.push(&mut links[..], index);
+    }
+    // Oldest first, half of them.
+    for index in 0..MANY / 2 {
+        assert!(fifo.remove(&mut links[..], index));
+        assert_eq!(fifo.peek(), Some(index + 1));
+    }
+    // Then from both ends in turn.
+    let (mut low, mut high) = (MANY / 2, MANY - 1);
+    while low <= high {
+        assert!(fifo.remove(&mut links[..], high));
+        if low < high {
+            assert!(fifo.remove(&mut links[..], low));
+        }
+        low += 1;
+        high = high.saturating_sub(1);
+    }
+    assert!(fifo.is_empty());
+    assert!(links.iter().all(|link| !link.is_linked()));
 }
 
 #[test]

@@ -38,6 +38,11 @@ enum Op {
     Peek,
     /// Remove any node, whether it is in this fifo, the other fifo or none.
     Remove(u32),
+    /// Remove the `n % len`-th node of this fifo (front, middle or back).
+    RemoveMember(u32),
+    /// Remove the node at the back of this fifo (newest first, as a loop
+    /// cancelling everything it queued does).
+    RemoveBack,
     /// Take the list and push every node back onto the emptied fifo.
     TakePushBack,
     /// Take the list and drain it, comparing with the model.
@@ -52,19 +57,21 @@ enum Op {
 /// Generates an operation from a weighted kind and an argument.
 ///
 /// A plain tuple of integers is much cheaper to generate than a
-/// `prop_oneof!` of ten arms (about 20 times faster under Miri), and it still
+/// `prop_oneof!` of a dozen arms (about 20 times faster under Miri), and it still
 /// shrinks: the kind towards `Push`, the argument towards 0.
 fn op() -> impl Strategy<Value = Op> {
-    (0..20u32, any::<u32>()).prop_map(|(kind, n)| match kind {
-        0..=5 => Op::Push(n),
-        6..=8 => Op::Pop,
-        9 => Op::Peek,
-        10..=12 => Op::Remove(n % POOL),
-        13 => Op::TakePushBack,
-        14 => Op::TakeCompare,
-        15 => Op::Len,
-        16 => Op::Iter,
-        17 => Op::Contains(n % POOL),
+    (0..24u32, any::<u32>()).prop_map(|(kind, n)| match kind {
+        0..=6 => Op::Push(n),
+        7..=9 => Op::Pop,
+        10 => Op::Peek,
+        11..=13 => Op::Remove(n % POOL),
+        14..=15 => Op::RemoveMember(n),
+        16 => Op::RemoveBack,
+        17 => Op::TakePushBack,
+        18 => Op::TakeCompare,
+        19 => Op::Len,
+        20 => Op::Iter,
+        21 => Op::Contains(n % POOL),
         _ => Op::Move,
     })
 }
@@ -132,12 +139,25 @@ fn apply(
             assert_eq!(fifos[which].peek(), models[which].front().copied());
         }
         Op::Remove(index) => {
-            let position = models[which].iter().position(|&i| i == index);
-            if let Some(position) = position {
-                models[which].remove(position);
+            if other.is_some_and(|other| is_middle(&models[other], index))
+                && fifos[which].len() >= 3
+            {
+                // Undetectable in O(1): a caller bug, which panics in debug
+                // builds (tests/edges.rs checks that).
+                return;
             }
-            assert_eq!(fifos[which].remove(links, index), position.is_some());
-            assert!(!fifos[which].contains(links, index));
+            remove(index, &mut fifos[which], &mut models[which], links);
+        }
+        Op::RemoveMember(n) => {
+            if !models[which].is_empty() {
+                let index = models[which][n as usize % models[which].len()];
+                remove(index, &mut fifos[which], &mut models[which], links);
+            }
+        }
+        Op::RemoveBack => {
+            if let Some(&index) = models[which].back() {
+                remove(index, &mut fifos[which], &mut models[which], links);
+            }
         }
         Op::TakePushBack => {
             let mut taken = fifos[which].take();
@@ -187,6 +207,29 @@ fn apply(
     }
 }
 
+/// Returns whether `index` is in `model` but at neither end.
+fn is_middle(model: &VecDeque<u32>, index: u32) -> bool {
+    let position = model.iter().position(|&i| i == index);
+    position.is_some_and(|position| position > 0 && position + 1 < model.len())
+}
+
+/// Removes `index` from `fifo` and from its model, and checks that the
+/// result says whether it was there and that the node is unlinked after.
+fn remove(index: u32, fifo: &mut Fifo, model: &mut VecDeque<u32>, links: &mut [Link]) {
+    let was_linked = links[index as usize].is_linked();
+    let position = model.iter().position(|&i| i == index);
+    if let Some(position) = position {
+        model.remove(position);
+    }
+    assert_eq!(fifo.remove(links, index), position.is_some());
+    assert!(!fifo.contains(links, index));
+    // A node of another fifo stays linked; ours, or an unlinked one, is not.
+    assert_eq!(
+        links[index as usize].is_linked(),
+        was_linked && position.is_none()
+    );
+}
+
 fn run(ops: &[(usize, Op)], count: usize) {
     let mut links = vec![Link::new(); POOL as usize];
     let mut fifos: Vec<Fifo> = (0..count).map(|_| Fifo::new()).collect();
@@ -232,5 +275,24 @@ fn full_pool() {
         .collect();
     ops.extend((0..POOL).map(|n| ((n % 3 % 2) as usize, Op::Move)));
     ops.push((1, Op::TakeCompare));
+    run(&ops, 2);
+}
+
+/// Fixed sequences of removals from a full pool: newest first, from the
+/// middle with pushes in between, and across two fifos.
+#[test]
+fn full_pool_removals() {
+    let mut ops: Vec<(usize, Op)> = (0..POOL).map(|n| (0, Op::Push(n))).collect();
+    ops.extend((0..POOL / 2).map(|_| (0, Op::RemoveBack)));
+    for n in 0..POOL {
+        ops.push((0, Op::RemoveMember(n * 3)));
+        ops.push((0, Op::Push(n)));
+        ops.push((0, Op::Remove(n)));
+    }
+    run(&ops, 1);
+
+    let mut ops: Vec<(usize, Op)> = (0..POOL).map(|n| ((n % 2) as usize, Op::Push(n))).collect();
+    ops.extend((0..POOL).map(|n| (0, Op::Remove(n))));
+    ops.extend((0..POOL).map(|n| ((n % 2) as usize, Op::RemoveBack)));
     run(&ops, 2);
 }

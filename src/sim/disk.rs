@@ -132,24 +132,25 @@ impl Disk {
         file.latent.retain(|&sector| sector < first_gone);
     }
 
-    /// Reads into `out` from the page cache; the byte count (0 at the end).
+    /// Reads up to `len` bytes at `offset` from the page cache: the bytes
+    /// (none at the end), for the caller to copy into the reader's buffer.
     /// `Err(EIO)` if a sector in range has a latent error, possibly a new
     /// one found now.
     pub(crate) fn read(
         &mut self,
         file: FileId,
         offset: u64,
-        out: &mut [u8],
+        len: usize,
         options: &DiskOptions,
         prng: &mut Prng,
-    ) -> Result<usize, i32> {
+    ) -> Result<&[u8], i32> {
         let sector_bytes = options.sector_bytes;
         let file = &mut self.files[file];
-        let len = file.current.len() as u64;
-        if offset >= len {
-            return Ok(0);
+        let file_len = file.current.len() as u64;
+        if offset >= file_len {
+            return Ok(&[]);
         }
-        let end = len.min(offset + out.len() as u64);
+        let end = file_len.min(offset + len as u64);
         let sectors = offset / sector_bytes..end.div_ceil(sector_bytes);
         if prng.chance(options.latent_error_probability) {
             let sector = prng.range_inclusive(sectors.start, sectors.end - 1);
@@ -159,9 +160,9 @@ impl Disk {
         if file.latent.range(sectors).next().is_some() {
             return Err(libc::EIO);
         }
-        let count = (end - offset) as usize;
-        out[..count].copy_from_slice(&file.current[offset as usize..end as usize]);
-        Ok(count)
+        let data = &file.current[offset as usize..end as usize];
+        assert!(data.len() <= len);
+        Ok(data)
     }
 
     /// Records a write as in flight; returns its id.
@@ -366,10 +367,10 @@ mod tests {
     }
 
     fn read_all(disk: &mut Disk, file: FileId, prng: &mut Prng) -> Vec<u8> {
-        let mut out = vec![0; disk.len(file) as usize];
-        let count = disk.read(file, 0, &mut out, &options(), prng).unwrap();
-        out.truncate(count);
-        out
+        let len = disk.len(file) as usize;
+        let data = disk.read(file, 0, len, &options(), prng).unwrap().to_vec();
+        assert_eq!(data.len(), len);
+        data
     }
 
     #[test]
@@ -450,19 +451,16 @@ mod tests {
             latent_error_probability: Probability::ALWAYS,
             ..options()
         };
-        let mut out = [0; 1024];
+        assert_eq!(disk.read(file, 0, 1024, &always, &mut prng), Err(libc::EIO));
         assert_eq!(
-            disk.read(file, 0, &mut out, &always, &mut prng),
-            Err(libc::EIO)
-        );
-        assert_eq!(
-            disk.read(file, 0, &mut out, &options(), &mut prng),
+            disk.read(file, 0, 1024, &options(), &mut prng),
             Err(libc::EIO)
         );
         assert!(!disk.damaged_sectors(Path::new("data")).is_empty());
         write(&mut disk, file, 0, &[8; 1024], &mut prng);
         assert_eq!(
-            disk.read(file, 0, &mut out, &options(), &mut prng),
+            disk.read(file, 0, 1024, &options(), &mut prng)
+                .map(<[u8]>::len),
             Ok(1024)
         );
         assert!(disk.damaged_sectors(Path::new("data")).is_empty());

@@ -170,14 +170,22 @@ impl World {
         let result = if self.streams.faults.chance(self.options.faults.read) {
             -libc::EIO
         } else {
-            // SAFETY: `buf` is this in-flight read's buffer of `len` bytes.
-            let out = unsafe { World::user_bytes_mut(buf, len as usize) };
             let options = &self.options.disk;
-            match self.nodes[node]
-                .disk
-                .read(file, offset, out, options, &mut self.streams.disk)
-            {
-                Ok(count) => count as i32,
+            match self.nodes[node].disk.read(
+                file,
+                offset,
+                len as usize,
+                options,
+                &mut self.streams.disk,
+            ) {
+                Ok(data) => {
+                    // SAFETY: `buf` is this in-flight read's buffer, valid for
+                    // writes of `len` bytes (at most its `bytes_total`), and
+                    // kept allocated and unmoved by the loop core until the
+                    // completion is reaped; nothing else references it now.
+                    unsafe { World::write_user_bytes(buf, len as usize, data) };
+                    data.len() as i32
+                }
                 Err(errno) => -errno,
             }
         };

@@ -285,12 +285,18 @@ impl World {
         if count > 1 && self.streams.network.chance(split) {
             count = self.streams.network.range_inclusive(1, count as u64) as usize;
         }
-        // SAFETY: `buf` is this in-flight recv's buffer of `len` bytes.
-        let out = unsafe { World::user_bytes_mut(buf, count) };
         let (front, back) = incoming.bytes.as_slices();
         let from_front = front.len().min(count);
-        out[..from_front].copy_from_slice(&front[..from_front]);
-        out[from_front..].copy_from_slice(&back[..count - from_front]);
+        // SAFETY: `buf` is this in-flight recv's buffer, valid for writes of
+        // `len >= count` bytes (at most its `bytes_total`), and kept
+        // allocated and unmoved by the loop core until the completion is
+        // reaped; nothing else references it now.
+        unsafe { World::write_user_bytes(buf, count, &front[..from_front]) };
+        // Stays inside the buffer: `from_front <= count <= len`.
+        let rest = buf.wrapping_add(from_front);
+        // SAFETY: as above, for the `count - from_front` bytes after the
+        // first `from_front`.
+        unsafe { World::write_user_bytes(rest, count - from_front, &back[..count - from_front]) };
         incoming.bytes.drain(..count);
         incoming.arrived -= count;
         // Room opened for the sender.

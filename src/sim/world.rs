@@ -629,27 +629,46 @@ impl World {
         self.trace_hash
     }
 
-    /// Copies `len` bytes of a process's buffer.
+    /// The first `len` bytes of a process's buffer, to send or write.
     ///
     /// # Safety
     ///
     /// `buf` must be the buffer of an operation of a live process that is
     /// in flight (parked or being started): the loop core keeps such a
     /// buffer allocated and unmoved until the completion is reaped, and the
-    /// world forgets a process's operations before its `IO` is freed.
+    /// world forgets a process's operations before its `IO` is freed. Its
+    /// first `len` bytes must be initialized, as they are for a send or a
+    /// write (`len` is at most the buffer's `IoBuf::bytes_init`).
     pub(crate) unsafe fn user_bytes<'a>(buf: *const u8, len: usize) -> &'a [u8] {
         // SAFETY: as the function's contract says.
         unsafe { std::slice::from_raw_parts(buf, len) }
     }
 
-    /// A process's buffer, to fill.
+    /// Copies `source` into the start of a process's buffer `buf`, of which
+    /// an operation may fill `len` bytes.
+    ///
+    /// The buffer of a recv or a read may be uninitialized (a `Vec`'s spare
+    /// capacity), so this writes through the raw pointer: a `&mut [u8]` over
+    /// uninitialized bytes would be undefined behaviour, even if nothing read
+    /// them before they were written.
     ///
     /// # Safety
     ///
-    /// As [`World::user_bytes`]; and no other reference to it is live.
-    pub(crate) unsafe fn user_bytes_mut<'a>(buf: *mut u8, len: usize) -> &'a mut [u8] {
-        // SAFETY: as the function's contract says.
-        unsafe { std::slice::from_raw_parts_mut(buf, len) }
+    /// `buf` must be the buffer of an in-flight operation of a live process,
+    /// as for [`World::user_bytes`], valid for writes of `len` bytes (a
+    /// recv's or a read's `len` is at most `IoBufMut::bytes_total`), and no
+    /// reference to it may be live.
+    ///
+    /// # Panics
+    ///
+    /// If `source` is longer than `len`.
+    pub(crate) unsafe fn write_user_bytes(buf: *mut u8, len: usize, source: &[u8]) {
+        assert!(source.len() <= len);
+        // SAFETY: `buf` is valid for writes of `len >= source.len()` bytes
+        // (the caller's contract, and the assertion above); `source` is the
+        // world's own memory (page cache or socket bytes), so the two cannot
+        // overlap.
+        unsafe { std::ptr::copy_nonoverlapping(source.as_ptr(), buf, source.len()) };
     }
 }
 
