@@ -10,7 +10,10 @@
 //! [`timeout`](IO::timeout), [`cancel`](IO::cancel), [`poll`](IO::poll) and
 //! [`wait_for_wake`](IO::wait_for_wake). Each takes its callback last and
 //! returns a [`CompletionId`]; the outcome, errors included, arrives only in the
-//! callback.
+//! callback. Multishot operations ([`accept_multi`](IO::accept_multi), and
+//! [`recv_multi`](IO::recv_multi) from a [`BufPool`]) call an `FnMut` once per
+//! result until one last call. Any operation can be given a
+//! [`deadline`](IO::deadline).
 //!
 //! **Descriptors.** Sockets, files and directories are owned by the `IO` and
 //! named by a [`Handle`]: [`open_socket`](IO::open_socket),

@@ -120,7 +120,9 @@ fn round_trips(io: &mut IO<PingPong>, state: &mut PingPong, count: u32, client_b
     }
 }
 
-fn send_recv_round_trips_do_not_allocate(backend: Backend) {
+/// An IO with a connected pair, and the state that drives it: returns the
+/// server end, on which each test starts its own echo.
+fn ping_pong(backend: Backend) -> (IO<PingPong>, PingPong, Handle) {
     let mut io: IO<PingPong> = backend.io();
     let mut state = PingPong {
         client: None,
@@ -131,6 +133,11 @@ fn send_recv_round_trips_do_not_allocate(backend: Backend) {
     let (client, server) = util::tcp_pair_io(&mut io, &mut state);
     state.client = Some(client);
     state.server = Some(server);
+    (io, state, server)
+}
+
+fn send_recv_round_trips_do_not_allocate(backend: Backend) {
+    let (mut io, mut state, server) = ping_pong(backend);
     server_echo(&mut io, server, Vec::with_capacity(64));
     // A long warm-up: the simulator's queues reach their size only after
     // its rare long-tail latencies (and random receive splits) have come by.
@@ -201,16 +208,7 @@ fn server_echo_multi(io: &mut IO<PingPong>, server: Handle, pool: ringio::BufPoo
 }
 
 fn multishot_receive_round_trips_from_a_pool_do_not_allocate(backend: Backend) {
-    let mut io: IO<PingPong> = backend.io();
-    let mut state = PingPong {
-        client: None,
-        server: None,
-        round_trips_left: 0,
-        received: 0,
-    };
-    let (client, server) = util::tcp_pair_io(&mut io, &mut state);
-    state.client = Some(client);
-    state.server = Some(server);
+    let (mut io, mut state, server) = ping_pong(backend);
     let pool = io.register_buf_pool(64, 256).unwrap();
     server_echo_multi(&mut io, server, pool);
     round_trips(&mut io, &mut state, 20_000, vec![7u8; 64]);

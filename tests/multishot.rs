@@ -74,12 +74,13 @@ fn connect_clients(io: &mut IO<Seen>, address: SocketAddr, count: u32) -> Vec<Ha
         .collect()
 }
 
-fn run_until(io: &mut IO<Seen>, seen: &mut Seen, done: impl Fn(&Seen) -> bool) {
+/// Runs the loop until `done` says so, for at most 20 s of loop time.
+fn run_until<C>(io: &mut IO<C>, ctx: &mut C, done: impl Fn(&C) -> bool) {
     for _ in 0..20_000 {
-        if done(seen) {
+        if done(ctx) {
             return;
         }
-        io.run_for_ns(seen, 1_000_000).unwrap();
+        io.run_for_ns(ctx, 1_000_000).unwrap();
     }
     panic!("not done after 20 s of loop time");
 }
@@ -285,16 +286,6 @@ fn on_received(got: &mut Received, result: io::Result<PoolBuf>, more: bool, hold
     Flow::Continue
 }
 
-fn run_received(io: &mut IO<Received>, got: &mut Received, done: impl Fn(&Received) -> bool) {
-    for _ in 0..20_000 {
-        if done(got) {
-            return;
-        }
-        io.run_for_ns(got, 1_000_000).unwrap();
-    }
-    panic!("not done after 20 s of loop time");
-}
-
 fn recv_multi_receives_a_stream_into_pool_buffers_then_the_end(backend: Backend) {
     for config in configs(backend) {
         let mut io: IO<Received> = backend.io_with(config);
@@ -310,7 +301,7 @@ fn recv_multi_receives_a_stream_into_pool_buffers_then_the_end(backend: Backend)
         let data = util::pattern(64 * 1024, 5);
         util::send_all_io(&mut io, &mut got, client, &data);
         while got.data.len() < data.len() {
-            run_received(&mut io, &mut got, |got| {
+            run_until(&mut io, &mut got, |got| {
                 got.data.len() == data.len() || got.last.is_some()
             });
             // The kernel may fill all eight buffers before a callback gives
@@ -329,7 +320,7 @@ fn recv_multi_receives_a_stream_into_pool_buffers_then_the_end(backend: Backend)
         );
         assert!(got.last.is_none());
         util::close_io(&mut io, &mut got, client);
-        run_received(&mut io, &mut got, |got| got.last.is_some());
+        run_until(&mut io, &mut got, |got| got.last.is_some());
         assert_eq!(
             got.last,
             Some(Ok(0)),
@@ -356,13 +347,13 @@ fn recv_multi_ends_with_enobufs_when_the_pool_runs_dry_and_loses_nothing(backend
                 on_received(got, result, more, true)
             });
             let total = data.len();
-            run_received(&mut io, &mut got, |got| {
+            run_until(&mut io, &mut got, |got| {
                 got.last.is_some() || got.data.len() == total
             });
             if got.data.len() == total && got.last.is_none() {
                 // All in, and a buffer to spare: the stream waits for more.
                 io.cancel(id, |_, _, result| result.unwrap());
-                run_received(&mut io, &mut got, |got| got.last.is_some());
+                run_until(&mut io, &mut got, |got| got.last.is_some());
                 assert_eq!(got.last, Some(Err(libc::ECANCELED)));
                 break;
             }

@@ -149,7 +149,7 @@ fn rows(
         .iter()
         .map(|loads| side(loads, scale, true))
         .collect();
-    let [uring, epoll, tokio, bare] = [0, 1, 2, 3].map(|index| sides[index].clone());
+    let [uring, epoll, tokio, bare, multishot] = [0, 1, 2, 3, 4].map(|index| sides[index].clone());
     let row = |ringio: &Side, suffix: &str, peer: &str, peer_value: &Side, target| Row {
         name: format!("{name}{suffix}"),
         unit,
@@ -167,6 +167,20 @@ fn rows(
             ", ringio on epoll",
             servers::TOKIO.label,
             &tokio,
+            None,
+        ),
+        row(
+            &multishot,
+            ", ringio multishot",
+            servers::TOKIO.label,
+            &tokio,
+            targets[0],
+        ),
+        row(
+            &multishot,
+            ", ringio multishot",
+            servers::BARE.label,
+            &bare,
             None,
         ),
     ]

@@ -16,29 +16,43 @@ pub struct Contender {
     example: &'static str,
     /// `--backend` value for ringio's echo_server; `None` for the peers.
     backend: Option<&'static str>,
+    /// More arguments for the server.
+    extra: &'static [&'static str],
 }
 
 pub const RINGIO_IO_URING: Contender = Contender {
     label: "ringio (io_uring)",
     example: "echo_server",
     backend: Some("io_uring"),
+    extra: &[],
 };
 pub const RINGIO_EPOLL: Contender = Contender {
     label: "ringio (epoll)",
     example: "echo_server",
     backend: Some("epoll"),
+    extra: &[],
 };
 pub const TOKIO: Contender = Contender {
     label: "tokio current_thread",
     example: "bench_tokio_echo",
     backend: None,
+    extra: &[],
 };
 pub const BARE: Contender = Contender {
     label: "bare io-uring loop",
     example: "bench_uring_echo",
     backend: None,
+    extra: &[],
 };
-pub const ALL: [Contender; 4] = [RINGIO_IO_URING, RINGIO_EPOLL, TOKIO, BARE];
+/// ringio's echo_server with `accept_multi` and `recv_multi` from a shared
+/// buffer ring.
+pub const RINGIO_MULTISHOT: Contender = Contender {
+    label: "ringio multishot (io_uring)",
+    example: "echo_server",
+    backend: Some("io_uring"),
+    extra: &["--recv", "multishot"],
+};
+pub const ALL: [Contender; 5] = [RINGIO_IO_URING, RINGIO_EPOLL, TOKIO, BARE, RINGIO_MULTISHOT];
 
 impl Contender {
     /// Starts the server, or says why it is not available.
@@ -55,6 +69,7 @@ impl Contender {
         };
         let mut with_flag = args.clone();
         with_flag.extend(["--backend", backend]);
+        with_flag.extend(self.extra);
         let server = match Server::start(self.label, &binary, &with_flag) {
             Ok(server) => server,
             Err(error) if !error.to_string().contains("--backend") => return Err(describe(error)),
