@@ -134,6 +134,13 @@ pub(crate) enum Operation {
     AcceptMulti {
         fd: Fd,
     },
+    /// A zero-copy send: the buffer comes back after the kernel's
+    /// notification, not with the byte count.
+    SendZc {
+        fd: Fd,
+        buf: *const u8,
+        len: u32,
+    },
     /// A multishot receive into buffers of pool (buffer group) `pool`.
     RecvMulti {
         fd: Fd,
@@ -164,6 +171,7 @@ impl Operation {
             Operation::Timeout { .. } => "timeout",
             Operation::AcceptMulti { .. } => "accept_multi",
             Operation::RecvMulti { .. } => "recv_multi",
+            Operation::SendZc { .. } => "send_zc",
             Operation::Shot { .. } => "shot",
         }
     }
@@ -187,6 +195,7 @@ impl Operation {
             Operation::AcceptMulti { fd } | Operation::RecvMulti { fd, .. } => Some((fd, readable)),
             Operation::Read { fd, .. } => Some((fd, readable)),
             Operation::Send { fd, .. } | Operation::Write { fd, .. } => Some((fd, writable)),
+            Operation::SendZc { fd, .. } => Some((fd, writable)),
             Operation::Connect { fd, .. } => Some((fd, writable)),
             _ => None,
         }

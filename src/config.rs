@@ -19,7 +19,7 @@ pub struct Config {
     pub(crate) drop_drain_ns: u64,
     pub(crate) backend: Option<BackendKind>,
     pub(crate) submit_batch: u32,
-    pub(crate) multishot_emulated: bool,
+    pub(crate) features_emulated: bool,
 }
 
 impl Config {
@@ -35,7 +35,7 @@ impl Config {
             drop_drain_ns: 1_000_000_000,
             backend: None,
             submit_batch: 0,
-            multishot_emulated: false,
+            features_emulated: false,
         }
     }
 
@@ -97,12 +97,13 @@ impl Config {
 }
 
 impl Config {
-    /// Emulates multishot operations on io_uring too, as on kernels that
-    /// lack them: for tests of the emulation (the other backends always
-    /// emulate).
+    /// Emulates the kernel features the loop can do without (multishot
+    /// operations, provided buffer rings, zero-copy send) on io_uring too,
+    /// as on kernels that lack them: for tests of the emulation (the other
+    /// backends always emulate), in place of a probe that says "no".
     #[doc(hidden)]
-    pub const fn multishot_emulated(mut self, emulated: bool) -> Config {
-        self.multishot_emulated = emulated;
+    pub const fn emulate_kernel_features(mut self, emulated: bool) -> Config {
+        self.features_emulated = emulated;
         self
     }
 

@@ -12,7 +12,7 @@ use fifo::Fifo;
 
 use crate::backend::sim::SimBackend;
 use crate::backend::{
-    select, AnyBackend, Backend, RawCompletion, Wait, CQE_F_MORE, REAP_BATCH_MAX,
+    select, AnyBackend, Backend, RawCompletion, Wait, CQE_F_MORE, CQE_F_NOTIF, REAP_BATCH_MAX,
     USER_DATA_INTERNAL,
 };
 use crate::callback::{self, Callback, Handler, RawShot};
@@ -98,6 +98,9 @@ pub struct IO<C> {
     /// The backend repeats multishot operations itself (io_uring, unless
     /// emulation is forced or the kernel refused one); else the loop does.
     multishot_native: bool,
+    /// The kernel sends without copying (`IORING_OP_SEND_ZC`, Linux 6.0,
+    /// found by probing); else `send_zc` is a plain send.
+    send_zc_native: bool,
     /// Provided buffer pools, indexed by buffer group.
     pub(crate) pools: Vec<std::rc::Rc<crate::pool::Pool>>,
     /// Explicitly `!Send` and `!Sync` (see above), not by accident of a field.
@@ -218,8 +221,9 @@ impl<C> IO<C> {
         config.validate()?;
         let tag = tag_next();
         let slots = Slots::with_capacity(config.completions_initial, tag)?;
-        let multishot_native =
-            matches!(backend, AnyBackend::IoUring(_)) && !config.multishot_emulated;
+        let kernel = matches!(backend, AnyBackend::IoUring(_)) && !config.features_emulated;
+        let multishot_native = kernel;
+        let send_zc_native = kernel && backend.supports(crate::backend::Feature::SendZc);
         let now_ns = match &backend {
             AnyBackend::Sim(sim) => sim.now_ns(),
             _ => sys::monotonic_ns(),
@@ -238,6 +242,7 @@ impl<C> IO<C> {
             drop_drain_ns: config.drop_drain_ns,
             submit_batch: config.submit_batch,
             multishot_native,
+            send_zc_native,
             pools: Vec::new(),
             _not_send: PhantomData,
         })
@@ -516,6 +521,9 @@ impl<C> IO<C> {
     /// operation, deliver the result and keep it going.
     fn finish(&mut self, index: u32, result: i32, flags: u32) {
         let slot = self.slots.slot_mut(index);
+        if matches!(slot.operation, Operation::SendZc { .. }) {
+            return self.finish_send_zc(index, result, flags);
+        }
         match slot.multishot {
             Multishot::No => self.complete(index, result),
             Multishot::Native if flags & CQE_F_MORE != 0 => self.deliver_shot(index, result, flags),
@@ -554,6 +562,30 @@ impl<C> IO<C> {
                 self.slots.slot_mut(index).flags = flags;
             }
         }
+    }
+
+    /// A zero-copy send posts two completions: the byte count (flagged
+    /// more-to-come), then a notification once the kernel no longer reads
+    /// the buffer. Only then may the buffer go back to the callback.
+    fn finish_send_zc(&mut self, index: u32, result: i32, flags: u32) {
+        let slot = self.slots.slot_mut(index);
+        if flags & CQE_F_NOTIF != 0 {
+            let count = slot.result;
+            return self.complete(index, count);
+        }
+        if flags & CQE_F_MORE != 0 {
+            // The count: kept until the notification comes.
+            slot.result = result;
+            return;
+        }
+        // A single completion (an error before anything was sent, or the
+        // plain send of the emulation): the buffer is free already.
+        self.complete(index, result);
+    }
+
+    /// Whether `send_zc` goes to the kernel as a zero-copy send.
+    pub(crate) fn send_zc_native(&self) -> bool {
+        self.send_zc_native
     }
 
     /// Queues one result of the multishot operation in slot `parent` for its

@@ -53,7 +53,8 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 conformance!(
     send_recv_round_trips_do_not_allocate,
-    multishot_receive_round_trips_from_a_pool_do_not_allocate;
+    multishot_receive_round_trips_from_a_pool_do_not_allocate,
+    zero_copy_sends_and_deadlines_do_not_allocate;
     kernel_only:
     // The simulator keeps every socket it ever made (a known limit, listed
     // in docs/simulation.md), so socket churn allocates there.
@@ -66,36 +67,50 @@ struct PingPong {
     round_trips_left: u32,
     /// Bytes of the current echo the client has received.
     received: usize,
+    /// The client sends with `send_zc`, and gives each receive a deadline.
+    zero_copy_with_deadlines: bool,
 }
 
 /// Client sends 64 bytes; the server echoes them; the client receives them
 /// and starts the next round trip. Buffers are handed back and reused. A
 /// stream may deliver the echo in pieces (the simulator splits receives at
 /// random), so both sides take what comes.
-fn client_send(io: &mut IO<PingPong>, client: Handle, mut buf: Vec<u8>) {
+fn client_send(io: &mut IO<PingPong>, client: Handle, mut buf: Vec<u8>, zero_copy: bool) {
     buf.resize(64, 7);
-    io.send(client, buf, move |io, state, result, mut buf| {
+    let on_sent = move |io: &mut IO<PingPong>,
+                        state: &mut PingPong,
+                        result: std::io::Result<usize>,
+                        mut buf: Vec<u8>| {
         assert_eq!(result.unwrap(), 64);
         buf.clear();
         state.received = 0;
-        client_recv(io, client, buf);
-    });
+        client_recv(io, client, buf, state.zero_copy_with_deadlines);
+    };
+    if zero_copy {
+        io.send_zc(client, buf, on_sent);
+    } else {
+        io.send(client, buf, on_sent);
+    }
 }
 
-fn client_recv(io: &mut IO<PingPong>, client: Handle, buf: Vec<u8>) {
-    io.recv(client, buf, move |io, state, result, mut buf| {
+fn client_recv(io: &mut IO<PingPong>, client: Handle, buf: Vec<u8>, with_deadline: bool) {
+    let id = io.recv(client, buf, move |io, state, result, mut buf| {
         state.received += result.unwrap();
         buf.clear();
         if state.received < 64 {
-            client_recv(io, client, buf);
+            client_recv(io, client, buf, state.zero_copy_with_deadlines);
             return;
         }
         assert_eq!(state.received, 64);
         state.round_trips_left -= 1;
         if state.round_trips_left > 0 {
-            client_send(io, client, buf);
+            client_send(io, client, buf, state.zero_copy_with_deadlines);
         }
     });
+    if with_deadline {
+        // Never reached: each deadline is disarmed by its receive.
+        io.deadline(id, 60_000_000_000).unwrap();
+    }
 }
 
 fn server_echo(io: &mut IO<PingPong>, server: Handle, buf: Vec<u8>) {
@@ -114,7 +129,12 @@ fn server_echo(io: &mut IO<PingPong>, server: Handle, buf: Vec<u8>) {
 
 fn round_trips(io: &mut IO<PingPong>, state: &mut PingPong, count: u32, client_buf: Vec<u8>) {
     state.round_trips_left = count;
-    client_send(io, state.client.unwrap(), client_buf);
+    client_send(
+        io,
+        state.client.unwrap(),
+        client_buf,
+        state.zero_copy_with_deadlines,
+    );
     while state.round_trips_left > 0 {
         io.run_for_ns(state, 1_000_000).unwrap();
     }
@@ -129,6 +149,7 @@ fn ping_pong(backend: Backend) -> (IO<PingPong>, PingPong, Handle) {
         server: None,
         round_trips_left: 0,
         received: 0,
+        zero_copy_with_deadlines: false,
     };
     let (client, server) = util::tcp_pair_io(&mut io, &mut state);
     state.client = Some(client);
@@ -211,6 +232,21 @@ fn multishot_receive_round_trips_from_a_pool_do_not_allocate(backend: Backend) {
     let (mut io, mut state, server) = ping_pong(backend);
     let pool = io.register_buf_pool(64, 256).unwrap();
     server_echo_multi(&mut io, server, pool);
+    round_trips(&mut io, &mut state, 20_000, vec![7u8; 64]);
+
+    let client_buf = vec![7u8; 64];
+    let before = allocations();
+    round_trips(&mut io, &mut state, 100_000, client_buf);
+    let after = allocations();
+    assert_eq!(after - before, 0, "allocations during 100,000 round trips");
+    assert_eq!(io.stats().callbacks_boxed, 0);
+    drop(io);
+}
+
+fn zero_copy_sends_and_deadlines_do_not_allocate(backend: Backend) {
+    let (mut io, mut state, server) = ping_pong(backend);
+    state.zero_copy_with_deadlines = true;
+    server_echo(&mut io, server, Vec::with_capacity(64));
     round_trips(&mut io, &mut state, 20_000, vec![7u8; 64]);
 
     let client_buf = vec![7u8; 64];

@@ -50,7 +50,7 @@ fn record(seen: &mut Seen, result: io::Result<Handle>, more: bool) {
 fn configs(backend: Backend) -> Vec<Config> {
     let mut configs = vec![Config::new()];
     if backend == Backend::IoUring {
-        configs.push(Config::new().multishot_emulated(true));
+        configs.push(Config::new().emulate_kernel_features(true));
     }
     configs
 }

@@ -289,6 +289,7 @@ impl EpollBackend {
             | Operation::Timeout { .. }
             | Operation::AcceptMulti { .. }
             | Operation::RecvMulti { .. }
+            | Operation::SendZc { .. }
             | Operation::Shot { .. } => Attempt::Done(-libc::EINVAL),
         }
     }

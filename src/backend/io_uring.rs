@@ -13,6 +13,8 @@ use crate::completion::Operation;
 pub(crate) struct IoUringBackend {
     ring: IoUring<squeue::Entry, cqueue::Entry>,
     syscalls: u64,
+    /// The kernel has `IORING_OP_SEND_ZC` (`IORING_REGISTER_PROBE` said so).
+    send_zc: bool,
 }
 
 impl IoUringBackend {
@@ -38,7 +40,16 @@ impl IoUringBackend {
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
         }
-        Ok(IoUringBackend { ring, syscalls: 0 })
+        let mut probe = io_uring::Probe::new();
+        // A kernel without the probe (before 5.6) has none of the optional
+        // opcodes either: the empty probe says so.
+        let _ = ring.submitter().register_probe(&mut probe);
+        let send_zc = probe.is_supported(opcode::SendZc::CODE);
+        Ok(IoUringBackend {
+            ring,
+            syscalls: 0,
+            send_zc,
+        })
     }
 
     /// Whether a non-blocking `io_uring_enter` has anything to do: entries to
@@ -122,6 +133,9 @@ fn entry_for(operation: &Operation) -> squeue::Entry {
         Operation::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), events).build(),
         Operation::Cancel { target } => opcode::AsyncCancel::new(target.user_data()).build(),
         Operation::RecvMulti { fd, pool } => opcode::RecvMulti::new(types::Fd(fd), pool).build(),
+        Operation::SendZc { fd, buf, len } => opcode::SendZc::new(types::Fd(fd), buf, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build(),
         Operation::AcceptMulti { fd } => opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
             .build(),
@@ -205,6 +219,12 @@ impl Backend for IoUringBackend {
 
     fn syscalls(&self) -> u64 {
         self.syscalls
+    }
+
+    fn supports(&self, feature: super::Feature) -> bool {
+        match feature {
+            super::Feature::SendZc => self.send_zc,
+        }
     }
 
     unsafe fn register_buf_ring(

@@ -38,6 +38,16 @@ pub(crate) struct RawCompletion {
 
 /// `IORING_CQE_F_MORE`: the multishot operation will post more completions.
 pub(crate) const CQE_F_MORE: u32 = 1 << 1;
+/// `IORING_CQE_F_NOTIF`: a zero-copy send's notification that the kernel is
+/// done with the buffer.
+pub(crate) const CQE_F_NOTIF: u32 = 1 << 3;
+
+/// Kernel features a backend may lack, found by probing, never by version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Feature {
+    /// `IORING_OP_SEND_ZC`.
+    SendZc,
+}
 
 /// `user_data` of entries the loop or a backend submits for itself (cancels
 /// on drop, the cancel before a close), whose completions name no slot.
@@ -94,6 +104,11 @@ pub(crate) trait Backend {
     /// Unregisters buffer group `bgid`.
     fn unregister_buf_ring(&mut self, _bgid: u16) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+
+    /// Whether the backend has `feature` natively.
+    fn supports(&self, _feature: Feature) -> bool {
+        false
     }
 
     /// The `IO` gives the descriptor `fd` back to its owner (`release`):
@@ -162,6 +177,10 @@ impl Backend for AnyBackend {
 
     fn forget_fd(&mut self, fd: crate::sys::Fd) {
         dispatch!(self, backend => backend.forget_fd(fd))
+    }
+
+    fn supports(&self, feature: Feature) -> bool {
+        dispatch!(self, backend => backend.supports(feature))
     }
 
     #[allow(unsafe_code)]

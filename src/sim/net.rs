@@ -236,6 +236,7 @@ impl World {
             | Operation::Timeout { .. }
             | Operation::AcceptMulti { .. }
             | Operation::RecvMulti { .. }
+            | Operation::SendZc { .. }
             | Operation::Shot { .. } => Some(-libc::EINVAL),
         }
     }

@@ -684,7 +684,9 @@ pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
         | Operation::Fsync { fd, .. }
         | Operation::Close { fd }
         | Operation::Poll { fd, .. } => Some(fd),
-        Operation::AcceptMulti { fd } | Operation::RecvMulti { fd, .. } => Some(fd),
+        Operation::AcceptMulti { fd }
+        | Operation::RecvMulti { fd, .. }
+        | Operation::SendZc { fd, .. } => Some(fd),
         Operation::Nop
         | Operation::Cancel { .. }
         | Operation::Timeout { .. }
@@ -713,6 +715,7 @@ fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
         Operation::Timeout { deadline_ns } => (12, 0, deadline_ns, 0),
         Operation::AcceptMulti { fd } => (13, fd, 0, 0),
         Operation::RecvMulti { fd, pool } => (15, fd, u64::from(pool), 0),
+        Operation::SendZc { fd, len, .. } => (16, fd, 0, len),
         Operation::Shot { parent } => (14, 0, u64::from(parent), 0),
     }
 }
