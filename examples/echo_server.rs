@@ -99,6 +99,9 @@ struct Server {
     accepted: u64,
     closed: u64,
     bytes_echoed: u64,
+    /// Send operations that completed: with `bytes_echoed`, the mean bytes
+    /// per send, which shows how the two receive modes batch.
+    sends: u64,
     /// The multishot pool, and the connections whose receive stream ended
     /// with `ENOBUFS`, to re-arm as buffers come back.
     pool: Option<BufPool>,
@@ -215,10 +218,11 @@ fn serve(args: &Args) -> io::Result<()> {
         }
     }
     eprintln!(
-        "echo_server: accepted {}, closed {}, echoed {} bytes, {} handlers boxed",
+        "echo_server: accepted {}, closed {}, echoed {} bytes in {} sends, {} handlers boxed",
         server.accepted,
         server.closed,
         server.bytes_echoed,
+        server.sends,
         io.stats().callbacks_boxed
     );
     Ok(())
@@ -253,6 +257,7 @@ impl Server {
             accepted: 0,
             closed: 0,
             bytes_echoed: 0,
+            sends: 0,
             pool: None,
             starved: Vec::new(),
             starved_timer: false,
@@ -389,6 +394,7 @@ fn on_send(
     match result {
         Ok(sent) => {
             server.bytes_echoed += sent as u64;
+            server.sends += 1;
             if sent < buf.len() {
                 // A short send: keep the unsent tail, in place, and send it.
                 buf.drain(..sent);
@@ -556,6 +562,7 @@ fn send_window(io: &mut IO<Server>, socket: Handle, index: u32, window: Slice<Po
             _ if server.live(index).is_none() => {}
             Ok(sent) => {
                 server.bytes_echoed += sent as u64;
+                server.sends += 1;
                 let offset = window.begin() + sent;
                 if offset < window.end() {
                     // A short send: the rest of the same buffer, no copy.
