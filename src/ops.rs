@@ -42,6 +42,9 @@ impl PollEvents {
     pub const ERROR: PollEvents = PollEvents(libc::POLLERR as u32);
     /// The peer hung up (`POLLHUP`); reported, never requested.
     pub const HANGUP: PollEvents = PollEvents(libc::POLLHUP as u32);
+    /// The peer closed its side, or the connection is gone (`POLLRDHUP`):
+    /// reported only when requested. Backends: io_uring, epoll, sim.
+    pub const READ_HANGUP: PollEvents = PollEvents(libc::POLLRDHUP as u32);
 
     /// The raw `poll(2)` bits.
     pub const fn bits(self) -> u32 {

@@ -441,8 +441,45 @@ fn connect_across_a_symmetric_partition_times_out() {
         outcome.get().is_some()
     });
     assert_eq!(outcome.get(), Some(Some(libc::ETIMEDOUT)));
-    let timeout_ns = sim.options().network.connect_timeout_ns;
+    // Linux's schedule: SYNs at 0, 1, 3, 7, 15, 31 and 63 s, then 127 s.
+    let timeout_ns = sim.options().network.syn_timeout_ns();
+    assert_eq!(timeout_ns, 127 * SECOND);
     assert!(sim.now_ns() - start_ns >= timeout_ns);
+}
+
+#[test]
+fn a_connect_during_a_partition_retransmits_its_syn_and_succeeds_once_healed() {
+    let mut sim = world(2);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let address = sim.address(b, 7000);
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let listener = io_b.listen(address, 4).unwrap();
+    let accepted = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&accepted);
+    io_b.accept(listener, move |_, _, result| {
+        result.expect("accept");
+        flag.set(true);
+    });
+    sim.partition(&[a], &[b], true);
+    let start_ns = sim.now_ns();
+    let outcome = Rc::new(Cell::new(None));
+    let out = Rc::clone(&outcome);
+    let socket = io_a.open_socket(address).unwrap();
+    io_a.connect(socket, address, move |_, _, result| {
+        out.set(Some(errno_of(&result)))
+    });
+    drive_until_ns(&mut sim, &mut [&mut io_a, &mut io_b], start_ns + 2 * SECOND);
+    assert_eq!(outcome.get(), None, "the SYNs at 0 s and 1 s were lost");
+    sim.heal();
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        outcome.get().is_some() && accepted.get()
+    });
+    assert_eq!(outcome.get(), Some(None), "connected");
+    let elapsed_ns = sim.now_ns() - start_ns;
+    assert!(elapsed_ns >= 3 * SECOND, "the SYN at 3 s got through");
+    assert!(elapsed_ns < 4 * SECOND);
 }
 
 #[test]

@@ -118,7 +118,7 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
         let state = Client::start(&mut io, id, server_address, client_seed);
         clients.push(Process { io, state });
     }
-    let mut server = Some(start_server(&mut sim, server_node, args.bug)?);
+    let mut server: Option<Process<Server>> = None;
     let mut checked = false;
     let mut outcome = Outcome::default();
     let mut next_crash_ns = sim.now_ns() + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
@@ -143,14 +143,18 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
             }
         }
         if server.is_some() && crash {
-            sim.crash(server_node);
+            crash_server(&mut sim, server_node, &mut clients);
             server = None;
             outcome.crashes += 1;
             restart_ns = now_ns + sim.prng().exponential(DOWNTIME_MEAN_NS);
             next_crash_ns = restart_ns + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
         }
         if server.is_none() && now_ns >= restart_ns {
-            server = Some(start_server(&mut sim, server_node, args.bug)?);
+            match start_server(&mut sim, server_node, args.bug) {
+                Ok(process) => server = Some(process),
+                // An injected EMFILE at start: the process exits; try later.
+                Err(_) => restart_ns = now_ns + sim.prng().exponential(DOWNTIME_MEAN_NS),
+            }
             checked = false;
         }
         if !sim.advance() {
@@ -184,7 +188,7 @@ fn final_check(
 ) -> io::Result<Result<Option<String>, String>> {
     sim.liveness();
     drop(server);
-    sim.crash(server_node);
+    crash_server(sim, server_node, clients);
     let mut server = start_server(sim, server_node, bug)?;
     let deadline_ns = sim.now_ns() + FINAL_RECOVERY_NS;
     let baseline: Vec<u64> = clients.iter().map(|client| client.state.acked).collect();
@@ -230,6 +234,15 @@ fn final_check(
             };
             return Ok(Err(what.to_owned()));
         }
+    }
+}
+
+/// Crashes the server's node. No connection to it survives into its next
+/// process, so what clients sent on abandoned connections stops floating.
+fn crash_server(sim: &mut Simulator, server_node: NodeId, clients: &mut [Process<Client>]) {
+    sim.crash(server_node);
+    for client in clients {
+        client.state.model.server_crashed();
     }
 }
 

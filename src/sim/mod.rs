@@ -81,6 +81,7 @@ mod files;
 mod net;
 mod options;
 mod prng;
+mod tcp;
 pub(crate) mod world;
 
 use std::cell::RefCell;
@@ -299,6 +300,18 @@ impl Simulator {
     /// The running hash of every completion so far.
     pub fn trace_hash(&self) -> u64 {
         self.world.borrow().trace_hash()
+    }
+
+    /// What the world's tables hold now: (sockets open, socket slots,
+    /// connections live, connection slots). Closed sockets and finished
+    /// connections are freed and their slots reused, so under steady churn
+    /// the slot counts stay flat; a test can check that nothing leaks.
+    pub fn table_sizes(&self) -> (usize, usize, usize, usize) {
+        let world = self.world.borrow();
+        let socket_slots = world.sockets.len();
+        let sockets = socket_slots - world.sockets_free.len();
+        let (connections, connection_slots) = world.connections_live();
+        (sockets, socket_slots, connections, connection_slots)
     }
 
     /// How many completions (callbacks) all nodes have run so far: the

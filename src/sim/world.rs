@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::disk::{Disk, FileId};
 use super::options::SimOptions;
 use super::prng::{mix, split_mix, Prng};
+use super::tcp::ConnId;
 use crate::backend::RawCompletion;
 use crate::completion::Operation;
 use crate::sys::Fd;
@@ -63,6 +64,15 @@ pub(crate) struct Node {
     /// The earliest deadline among the process's timers, as it last said.
     pub(crate) next_timer_ns: Option<u64>,
     pub(crate) next_port: u16,
+    /// Ports in use (listening, or a connecting socket's), with how many
+    /// sockets hold each.
+    pub(crate) ports: BTreeMap<u16, u32>,
+    /// Listening sockets, by port.
+    pub(crate) listeners: BTreeMap<u16, Vec<usize>>,
+    /// When each outgoing link (by target node) is free to send again.
+    pub(crate) link_free_ns: Vec<u64>,
+    /// Whether the last crash left the node's connections half-open.
+    pub(crate) crash_half_open: bool,
     pub(crate) disk: Disk,
 }
 
@@ -123,24 +133,39 @@ pub(crate) enum EventKind {
     },
     /// Segments of one direction of a connection arrive.
     Arrive {
-        connection: usize,
+        connection: ConnId,
         direction: usize,
     },
+    /// A client's SYN retransmission is due (SYN number `attempt`).
+    SynTimer {
+        connection: ConnId,
+        attempt: u32,
+    },
     SynArrive {
-        connection: usize,
+        connection: ConnId,
     },
-    ConnectResult {
-        connection: usize,
-        result: i32,
+    SynAckArrive {
+        connection: ConnId,
     },
-    Reset {
-        connection: usize,
-        side: usize,
+    AckArrive {
+        connection: ConnId,
+        attempt: u32,
+    },
+    /// The handshake fails at the client (a RST answered its SYN, or the
+    /// retries ran out).
+    ConnectFail {
+        connection: ConnId,
         errno: i32,
     },
     RetransmitTimeout {
-        connection: usize,
+        connection: ConnId,
         direction: usize,
+    },
+    /// Data sent into a crashed machine is retransmitted.
+    Probe {
+        connection: ConnId,
+        direction: usize,
+        attempt: u32,
     },
     Resume {
         node: usize,
@@ -185,6 +210,8 @@ pub(crate) struct Streams {
     pub(crate) faults: Prng,
     pub(crate) weather: Prng,
     pub(crate) crash: Prng,
+    /// What happens to processes: half-open crashes, CPU costs.
+    pub(crate) process: Prng,
 }
 
 impl Streams {
@@ -196,6 +223,8 @@ impl Streams {
             faults: Prng::new(split_mix(&mut splitter)),
             weather: Prng::new(split_mix(&mut splitter)),
             crash: Prng::new(split_mix(&mut splitter)),
+            // Added later, after the others: their sub-seeds stay as they were.
+            process: Prng::new(split_mix(&mut splitter)),
         }
     }
 }
@@ -208,7 +237,11 @@ pub(crate) struct World {
     next_sequence: u64,
     pub(crate) nodes: Vec<Node>,
     pub(crate) sockets: Vec<super::net::Socket>,
-    pub(crate) connections: Vec<super::net::Connection>,
+    /// Closed sockets' slots, for reuse.
+    pub(crate) sockets_free: Vec<usize>,
+    pub(crate) connections: Vec<super::tcp::Connection>,
+    /// Freed connections' slots, for reuse.
+    pub(crate) connections_free: Vec<u32>,
     /// (from node, to node) pairs a partition blocks.
     pub(crate) blocked: BTreeSet<(usize, usize)>,
     /// (from node, to node) pairs clogged until a time.
@@ -233,7 +266,9 @@ impl World {
             next_sequence: 0,
             nodes: Vec::new(),
             sockets: Vec::new(),
+            sockets_free: Vec::new(),
             connections: Vec::new(),
+            connections_free: Vec::new(),
             blocked: BTreeSet::new(),
             clogged: BTreeMap::new(),
             streams: Streams::new(seed),
@@ -260,6 +295,10 @@ impl World {
             paused_at_ns: 0,
             next_timer_ns: None,
             next_port: 32768,
+            ports: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            link_free_ns: Vec::new(),
+            crash_half_open: false,
             disk: Disk::new(),
         });
         if self.nodes.len() == 2 && !self.weather_scheduled {
@@ -361,6 +400,11 @@ impl World {
                 self.complete(node, process, user_data, result);
             }
             Operation::Timeout { .. } => self.complete(node, process, user_data, -libc::EINVAL),
+            // A signal at the syscall boundary, before anything happened:
+            // the loop must resubmit it.
+            _ if self.streams.faults.chance(self.options.faults.interrupt) => {
+                self.complete(node, process, user_data, -libc::EINTR)
+            }
             _ => self.start_io(node, process, user_data, operation),
         }
         self.wake_sockets();
@@ -432,7 +476,7 @@ impl World {
     }
 
     /// Removes the parked operation `user_data` of `node`'s process, if
-    /// there is one; a connect's handshake is abandoned.
+    /// there is one.
     fn unpark(&mut self, node: usize, user_data: u64) -> bool {
         let sockets: Vec<usize> = self.nodes[node]
             .fds
@@ -445,10 +489,9 @@ impl World {
         for socket in sockets {
             let waiters = &mut self.sockets[socket].waiters;
             if let Some(index) = waiters.iter().position(|p| p.user_data == user_data) {
-                let parked = waiters.remove(index).expect("found above");
-                if matches!(parked.operation, Operation::Connect { .. }) {
-                    self.abandon_connect(socket);
-                }
+                // A cancelled connect leaves its handshake going, as the
+                // kernel does: a new connect gets EALREADY meanwhile.
+                waiters.remove(index).expect("found above");
                 return true;
             }
         }
@@ -467,7 +510,10 @@ impl World {
     /// The machine crashes: the process is gone, its peers see resets, and
     /// the disk keeps only what a crash leaves of unsynced writes.
     pub(crate) fn crash(&mut self, node: usize) {
-        self.release_process(node, super::net::CloseHow::Crash);
+        let probability = self.options.network.crash_half_open_probability;
+        let half_open = self.streams.process.chance(probability);
+        self.nodes[node].crash_half_open = half_open;
+        self.release_process(node, super::net::CloseHow::Crash { half_open });
         let options = self.options.disk.clone();
         let node_state = &mut self.nodes[node];
         node_state.disk.crash(&options, &mut self.streams.crash);
@@ -575,19 +621,26 @@ impl World {
                 connection,
                 direction,
             } => self.on_arrive(connection, direction),
-            EventKind::SynArrive { connection } => self.on_syn_arrive(connection),
-            EventKind::ConnectResult { connection, result } => {
-                self.on_connect_result(connection, result)
-            }
-            EventKind::Reset {
+            EventKind::SynTimer {
                 connection,
-                side,
-                errno,
-            } => self.on_reset(connection, side, errno),
+                attempt,
+            } => self.on_syn_timer(connection, attempt),
+            EventKind::SynArrive { connection } => self.on_syn_arrive(connection),
+            EventKind::SynAckArrive { connection } => self.on_syn_ack_arrive(connection),
+            EventKind::AckArrive {
+                connection,
+                attempt,
+            } => self.on_ack_arrive(connection, attempt),
+            EventKind::ConnectFail { connection, errno } => self.on_connect_fail(connection, errno),
             EventKind::RetransmitTimeout {
                 connection,
                 direction,
             } => self.on_retransmit_timeout(connection, direction),
+            EventKind::Probe {
+                connection,
+                direction,
+                attempt,
+            } => self.on_probe(connection, direction, attempt),
             EventKind::Resume { node } => {
                 let node = &mut self.nodes[node];
                 if node
