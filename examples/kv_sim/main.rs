@@ -50,7 +50,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringio::sim::{NodeId, SimOptions, Simulator};
+use ringio::sim::{NodeId, Simulator};
 
 use client::Client;
 use journal::FsyncPolicy;
@@ -83,7 +83,9 @@ usage: kv_sim [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
   --bug ack-before-fsync
                   plant the bug: the server acknowledges a write once it is
                   written, before the fsync that covers it
-  --verbose       print every seed's options (always on for a single seed)";
+  --verbose       print every seed's options (always on for a single seed)
+  --fixed-options run every seed with the default options, instead of
+                  options drawn from the seed (swarm testing)";
 
 fn main() -> ExitCode {
     seeds::run_seeds("kv_sim", USAGE, run_seed)
@@ -102,7 +104,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proc
 }
 
 fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
-    let mut sim = Simulator::new(seed, SimOptions::default());
+    let mut sim = Simulator::new(seed, args.options(seed));
     if args.print_options() {
         // A closed pipe or a failed write shows on the seed's own line,
         // printed next, which stops the run.

@@ -53,17 +53,19 @@ usage: sim_wal [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
   --seeds K       how many seeds, N to N+K-1 (default 1)
   --bug ack-before-fsync
                   plant the bug: acknowledge before the fsync completes
-  --verbose       print every seed's options (always on for a single seed)";
+  --verbose       print every seed's options (always on for a single seed)
+  --fixed-options run every seed with the default options, instead of
+                  options drawn from the seed (swarm testing)";
 
 fn main() -> ExitCode {
     seeds::run_seeds("sim_wal", USAGE, run_seed)
 }
 
-/// The world every seed runs in: the simulator's default faults, plus the
-/// disk's silent corruption and misdirected writes, which the checker can
-/// tell from real losses.
-fn options() -> SimOptions {
-    let mut options = SimOptions::default();
+/// The world a seed runs in: drawn from the seed (swarm testing), or the
+/// defaults with `--fixed-options`; plus the disk's silent corruption and
+/// misdirected writes, which the checker can tell from real losses.
+fn options(seed: u64, args: &Args) -> SimOptions {
+    let mut options = args.options(seed);
     options.disk.corruption_probability = Probability::ppm(200);
     options.disk.misdirect_probability = Probability::ppm(200);
     options
@@ -77,7 +79,7 @@ fn start_store(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proce
 }
 
 fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
-    let mut sim = Simulator::new(seed, options());
+    let mut sim = Simulator::new(seed, options(seed, args));
     if args.print_options() {
         // A closed pipe or a failed write shows on the seed's own line,
         // printed next, which stops the run.

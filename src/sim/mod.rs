@@ -76,6 +76,7 @@
 //! [`IO`]: crate::IO
 //! [`IO::now_ns`]: crate::IO::now_ns
 
+mod clock;
 mod disk;
 mod files;
 mod net;
@@ -92,7 +93,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
 
-pub use options::{DiskOptions, FaultOptions, NetworkOptions, SimOptions};
+pub use options::{
+    ClockOptions, CpuOptions, DiskOptions, FaultOptions, NetworkOptions, SimOptions,
+};
 pub use prng::{Prng, Probability};
 
 use crate::backend::sim::SimBackend;
@@ -333,6 +336,33 @@ impl Simulator {
     /// every random choice a test makes, so that the seed replays those too.
     pub fn prng(&mut self) -> &mut Prng {
         &mut self.prng
+    }
+}
+
+impl<C> IO<C> {
+    /// A BUGGIFY point (FoundationDB's name for it): asks the simulator
+    /// whether to take a rare path now, such as a slow retry, a smaller
+    /// buffer, or an early flush, so that tests reach code that production
+    /// seldom runs. Under the simulator it is `true` with `probability`,
+    /// drawn from the seed (so it replays), unless
+    /// [`FaultOptions::buggify`] is off (it is off without faults and in
+    /// the liveness mode). On a real backend it is always `false`, and
+    /// costs a branch.
+    ///
+    /// ```
+    /// use ringio::sim::Probability;
+    /// let io: ringio::IO<()> = ringio::IO::new()?;
+    /// let batch = if io.sim_coin(Probability::percent(10)) { 1 } else { 64 };
+    /// assert_eq!(batch, 64); // never on a kernel backend
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// Backends: sim (io_uring and epoll: always `false`).
+    pub fn sim_coin(&self, probability: Probability) -> bool {
+        self.sim().is_some_and(|sim| {
+            sim.with_world(|world, _| Ok(world.coin(probability)))
+                .unwrap_or(false)
+        })
     }
 }
 

@@ -19,6 +19,10 @@ pub struct SimOptions {
     pub disk: DiskOptions,
     /// Errors injected into operations.
     pub faults: FaultOptions,
+    /// Each node's clocks: drift, offsets, wall-clock steps.
+    pub clocks: ClockOptions,
+    /// Virtual CPU time that callbacks cost.
+    pub cpu: CpuOptions,
 }
 
 impl SimOptions {
@@ -29,6 +33,8 @@ impl SimOptions {
     /// harness's to cause).
     pub fn without_faults(mut self) -> SimOptions {
         self.faults = FaultOptions::none();
+        self.clocks = ClockOptions::none();
+        self.cpu = CpuOptions::none();
         self.network.partition_interval_mean_ns = 0;
         self.network.clog_interval_mean_ns = 0;
         self.network.crash_half_open_probability = Probability::NEVER;
@@ -73,6 +79,15 @@ impl SimOptions {
         for probability in faults.all_mut() {
             *probability = maybe(&mut prng, 20_000);
         }
+        faults.buggify = prng.chance(Probability::percent(50));
+        let clocks = &mut options.clocks;
+        clocks.drift_ppm_max = prng.below(2) as u32 * prng.below(1_001) as u32;
+        clocks.wall_offset_max_ns = prng.below(2) * prng.below(10 * SECOND);
+        clocks.wall_jump_interval_mean_ns = prng.below(2) * prng.range_inclusive(1, 60) * SECOND;
+        clocks.wall_jump_max_ns = prng.range_inclusive(1, 5 * SECOND);
+        let cpu = &mut options.cpu;
+        cpu.callback_mean_ns = prng.below(2) * prng.below(100_000);
+        cpu.per_kib_ns = prng.below(2) * prng.below(2_000);
         options
     }
 }
@@ -167,6 +182,81 @@ impl NetworkOptions {
     }
 }
 
+/// Each node's clocks (TigerBeetle's VOPR models these): one oscillator
+/// per node, read as a monotonic clock ([`IO::now_ns`](crate::IO::now_ns))
+/// and a wall clock ([`IO::realtime_ns`](crate::IO::realtime_ns)). Drawn per
+/// node when it is added; [`SimOptions::without_faults`] zeroes them, so
+/// every node reads the world's clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClockOptions {
+    /// Each node's clocks run fast or slow by up to this many parts per
+    /// million, drawn per node (a quartz oscillator: tens of ppm).
+    pub drift_ppm_max: u32,
+    /// Each boot (the first process, and every restart after a crash)
+    /// starts the node's monotonic clock at a random reading up to this
+    /// (plus 1 s): `now_ns` is not comparable across reboots or nodes.
+    pub monotonic_offset_max_ns: u64,
+    /// Each node's wall clock is off by up to this either way.
+    pub wall_offset_max_ns: u64,
+    /// Mean time between steps of a node's wall clock (0: never), as NTP
+    /// or an operator makes them: the wall clock jumps, backward too.
+    pub wall_jump_interval_mean_ns: u64,
+    /// A step moves the wall clock by up to this, either way.
+    pub wall_jump_max_ns: u64,
+}
+
+impl ClockOptions {
+    /// Every node reads the world's clock.
+    pub const fn none() -> ClockOptions {
+        ClockOptions {
+            drift_ppm_max: 0,
+            monotonic_offset_max_ns: 0,
+            wall_offset_max_ns: 0,
+            wall_jump_interval_mean_ns: 0,
+            wall_jump_max_ns: 0,
+        }
+    }
+}
+
+impl Default for ClockOptions {
+    fn default() -> ClockOptions {
+        ClockOptions {
+            drift_ppm_max: 100,
+            monotonic_offset_max_ns: 24 * 3_600 * SECOND,
+            wall_offset_max_ns: SECOND / 10,
+            wall_jump_interval_mean_ns: 30 * SECOND,
+            wall_jump_max_ns: SECOND,
+        }
+    }
+}
+
+/// Virtual CPU time: each callback a node runs costs it time, so that a
+/// program that spins is seen to spin (its clock moves, its timers fire)
+/// and a node that falls behind falls behind in virtual time (its next
+/// results wait until it is done). Off by default and without faults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuOptions {
+    /// Mean cost of one callback, drawn `Exp(mean)` per callback (0: free).
+    pub callback_mean_ns: u64,
+    /// Cost per KiB a recv, send, read or write moved, added to its callback's.
+    pub per_kib_ns: u64,
+}
+
+impl CpuOptions {
+    /// Callbacks cost nothing.
+    pub const fn none() -> CpuOptions {
+        CpuOptions {
+            callback_mean_ns: 0,
+            per_kib_ns: 0,
+        }
+    }
+
+    /// Whether any cost is on.
+    pub const fn is_on(&self) -> bool {
+        self.callback_mean_ns > 0 || self.per_kib_ns > 0
+    }
+}
+
 /// Each node's simulated disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiskOptions {
@@ -255,6 +345,9 @@ pub struct FaultOptions {
     /// does. The loop reports it as success and never retries it, so an
     /// application never sees it: it checks the loop.
     pub close: Probability,
+    /// Whether [`IO::sim_coin`](crate::IO::sim_coin), the application's own
+    /// BUGGIFY points, ever comes up true.
+    pub buggify: bool,
 }
 
 impl FaultOptions {
@@ -272,6 +365,7 @@ impl FaultOptions {
             write: Probability::NEVER,
             fsync: Probability::NEVER,
             close: Probability::NEVER,
+            buggify: false,
         }
     }
 
@@ -306,6 +400,7 @@ impl Default for FaultOptions {
             write: Probability::ppm(500),
             fsync: Probability::ppm(1_000),
             close: Probability::ppm(1_000),
+            buggify: true,
         }
     }
 }
