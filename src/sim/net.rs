@@ -52,6 +52,18 @@ pub(crate) struct Socket {
     pub(crate) waiters: VecDeque<Parked>,
 }
 
+/// Why a socket's waiters are retried: what woke them, as Linux's wake-up
+/// key says (`sk_data_ready`, `sk_write_space`, `sk_state_change`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Wake {
+    /// Data, or a connection to accept, arrived.
+    Readable,
+    /// Room opened to send.
+    Writable,
+    /// The connection's state changed: FIN, RST, a handshake's end.
+    State,
+}
+
 /// How a socket goes away.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum CloseHow {
@@ -381,7 +393,7 @@ impl World {
         incoming.arrived -= count;
         // Room opened for the sender.
         if let Some(peer) = conn.sockets[1 - side] {
-            self.to_wake.push(peer);
+            self.to_wake.push((peer, Wake::Writable));
         }
         Some(count as i32)
     }
@@ -494,25 +506,85 @@ impl World {
         let mut batch = std::mem::take(&mut self.wake_batch);
         while !self.to_wake.is_empty() {
             std::mem::swap(&mut batch, &mut self.to_wake);
-            for socket in batch.drain(..) {
-                self.retry_waiters(socket);
+            for (socket, wake) in batch.drain(..) {
+                self.retry_waiters(socket, wake);
             }
         }
         self.wake_batch = batch;
     }
 
-    fn retry_waiters(&mut self, socket: usize) {
+    /// Retries what waits on `socket` after `wake`, as io_uring's wake-up
+    /// runs them. Linux wakes every waiter of a socket at once. Data or room
+    /// arriving wakes with a key (`POLLIN`, `POLLOUT`): a poll that asked for
+    /// it completes with the key alone, whatever a recv woken with it then
+    /// takes. A change of state (FIN, RST, a connect finishing) wakes with
+    /// none: each poll looks at the socket at its turn, and the most
+    /// recently parked waiter goes first (the kernel adds a poll at the head
+    /// of the wait queue), so a recv woken before a poll may have taken the
+    /// error it would have seen. Accepts wait exclusively, at the tail: they
+    /// come last, oldest first.
+    fn retry_waiters(&mut self, socket: usize, wake: Wake) {
+        let key = match wake {
+            Wake::Readable => READABLE,
+            Wake::Writable => WRITABLE,
+            Wake::State => 0,
+        };
+        if key != 0 {
+            self.complete_keyed_polls(socket, key);
+        }
+        let mut index = self.sockets[socket].waiters.len();
+        while index > 0 {
+            index -= 1;
+            let parked = self.sockets[socket].waiters[index];
+            let (accept, poll) = match parked.operation {
+                Operation::Accept { .. } => (true, false),
+                Operation::Poll { .. } => (false, true),
+                _ => (false, false),
+            };
+            // A keyed wake concerns only the polls that asked for its key,
+            // done above; accepts come after.
+            let skip = accept || (poll && key != 0);
+            if !skip {
+                self.retry_waiter(socket, index, parked);
+            }
+        }
         let mut index = 0;
         while index < self.sockets[socket].waiters.len() {
             let parked = self.sockets[socket].waiters[index];
-            match self.try_socket_operation(socket, &parked) {
-                Some(result) => {
-                    self.sockets[socket].waiters.remove(index);
-                    self.complete_parked(socket, parked, result);
-                }
-                None => index += 1,
+            let accept = matches!(parked.operation, Operation::Accept { .. });
+            if !(accept && self.retry_waiter(socket, index, parked)) {
+                index += 1;
             }
         }
+    }
+
+    /// The polls that asked for `key` complete with it.
+    fn complete_keyed_polls(&mut self, socket: usize, key: u32) {
+        let mut index = self.sockets[socket].waiters.len();
+        while index > 0 {
+            index -= 1;
+            let parked = self.sockets[socket].waiters[index];
+            let Operation::Poll { events, .. } = parked.operation else {
+                continue;
+            };
+            if events & key != 0 {
+                let removed = self.sockets[socket].waiters.remove(index);
+                assert!(removed.is_some_and(|removed| removed.user_data == parked.user_data));
+                self.complete_parked(socket, parked, key as i32);
+            }
+        }
+    }
+
+    /// Retries the waiter at `index`; returns whether it completed (and
+    /// so left the queue).
+    fn retry_waiter(&mut self, socket: usize, index: usize, parked: Parked) -> bool {
+        let Some(result) = self.try_socket_operation(socket, &parked) else {
+            return false;
+        };
+        let removed = self.sockets[socket].waiters.remove(index);
+        assert!(removed.is_some_and(|removed| removed.user_data == parked.user_data));
+        self.complete_parked(socket, parked, result);
+        true
     }
 
     fn start_connect(&mut self, socket: usize, parked: Parked, target: SocketAddr) {
@@ -578,7 +650,7 @@ impl World {
         if let Some(parked) = self.take_parked_connect(socket) {
             self.complete_parked(socket, parked, 0);
         }
-        self.to_wake.push(socket);
+        self.to_wake.push((socket, Wake::State));
     }
 
     /// The handshake of `socket`'s connection failed with `errno`: its
@@ -596,7 +668,7 @@ impl World {
         if let Some(parked) = parked {
             self.complete_parked(socket, parked, -errno);
         }
-        self.to_wake.push(socket);
+        self.to_wake.push((socket, Wake::State));
     }
 
     fn take_parked_connect(&mut self, socket: usize) -> Option<Parked> {

@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use super::net::SocketState;
+use super::net::{SocketState, Wake};
 use super::prng::Probability;
 use super::world::{EventKind, World};
 
@@ -398,7 +398,7 @@ impl World {
         if let SocketState::Listening { queue, .. } = &mut self.sockets[listener].state {
             queue.push_back(id);
         }
-        self.to_wake.push(listener);
+        self.to_wake.push((listener, Wake::Readable));
     }
 
     /// The server end of a connection never made it to a socket: it
@@ -541,7 +541,7 @@ impl World {
         let receiver = 1 - direction;
         let ignored = conn.sides[receiver].reset && !conn.sides[receiver].closed;
         let flow = &mut conn.directions[direction];
-        let (mut data_arrived, mut reset_arrived) = (false, false);
+        let (mut data_arrived, mut fin_arrived, mut reset_arrived) = (false, false, false);
         while let Some(segment) = flow.segments.front() {
             match segment.arrival_ns {
                 Some(time_ns) if time_ns <= now_ns => {}
@@ -554,6 +554,7 @@ impl World {
                 SegmentKind::Reset => reset_arrived = true,
             }
             data_arrived |= segment.len > 0;
+            fin_arrived |= segment.kind == SegmentKind::Fin;
         }
         if ignored {
             // A side that reset its end takes nothing more in.
@@ -567,11 +568,14 @@ impl World {
             }
             return;
         }
-        if reset_arrived {
-            self.reset_arrived(id, receiver);
+        let socket = self.conn(id).and_then(|conn| conn.sockets[receiver]);
+        if let (Some(socket), true) = (socket, data_arrived) {
+            self.to_wake.push((socket, Wake::Readable));
         }
-        if let Some(socket) = self.conn(id).and_then(|conn| conn.sockets[receiver]) {
-            self.to_wake.push(socket);
+        if reset_arrived {
+            self.reset_arrived(id, receiver); // It wakes the socket.
+        } else if let (Some(socket), true) = (socket, fin_arrived) {
+            self.to_wake.push((socket, Wake::State));
         }
     }
 
@@ -671,7 +675,7 @@ impl World {
         assert!(conn.sides[side].reset);
         conn.directions[side].drop_in_flight();
         if let Some(socket) = conn.sockets[side] {
-            self.to_wake.push(socket);
+            self.to_wake.push((socket, Wake::State));
         }
     }
 

@@ -264,9 +264,9 @@ pub(crate) struct World {
     pub(crate) clogged: BTreeMap<(usize, usize), u64>,
     pub(crate) streams: Streams,
     /// Sockets whose waiters should be retried.
-    pub(crate) to_wake: Vec<usize>,
+    pub(crate) to_wake: Vec<(usize, super::net::Wake)>,
     /// The batch of `to_wake` being retried (kept for its capacity).
-    pub(crate) wake_batch: Vec<usize>,
+    pub(crate) wake_batch: Vec<(usize, super::net::Wake)>,
     trace_hash: u64,
     pub(crate) completions: u64,
     weather_scheduled: bool,
