@@ -27,10 +27,11 @@ pub struct SimOptions {
 
 impl SimOptions {
     /// These options with every fault off (the liveness mode): no injected
-    /// errors, partitions, clogs, resets, latent sector errors, corruption
-    /// or misdirected writes. Latency, split receives and short sends stay,
-    /// as does what a crash does to unsynced writes (crashes are the
-    /// harness's to cause).
+    /// errors or BUGGIFY, partitions, clogs, half-open crashes, latent
+    /// sector errors, corruption or misdirected writes, clock drift, offsets
+    /// or steps, or CPU cost. Latency, bandwidth, split receives and short
+    /// sends stay, as do TCP's timers and what a crash does to unsynced
+    /// writes (crashes are the harness's to cause).
     pub fn without_faults(mut self) -> SimOptions {
         self.faults = FaultOptions::none();
         self.clocks = ClockOptions::none();
