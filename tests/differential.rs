@@ -537,6 +537,32 @@ impl Side {
                     },
                 )
             }
+            Action::Close { socket: id } => {
+                let handle = self.sockets.remove(id).expect("an open socket");
+                self.io.close(handle, done(op))
+            }
+            Action::Cancel { target } => self.io.cancel(self.ops[target], done(op)),
+            Action::Timeout { timeout_ns } => self.io.timeout(*timeout_ns, done(op)),
+            Action::PeerAddr { socket: id } => {
+                let result = self
+                    .io
+                    .peer_addr(socket(self, id))
+                    .map(drop)
+                    .map_err(|e| errno(&e));
+                // Nothing in flight: it completes as a nop, to keep the ids aligned.
+                self.ops.insert(op, self.io.nop(done(op)));
+                return Some(result);
+            }
+            _ => self.issue_transfer(action, op),
+        };
+        self.ops.insert(op, id);
+        None
+    }
+
+    /// Issues a send, recv, positional read or write, or poll.
+    fn issue_transfer(&mut self, action: &Action, op: u32) -> CompletionId {
+        let socket = |side: &Side, id: &u32| side.sockets[id];
+        match action {
             Action::Send { socket: id, data } => {
                 self.io.send(socket(self, id), data.clone(), counted(op))
             }
@@ -569,25 +595,8 @@ impl Side {
                         log.results.push((op, Outcome::Polled(outcome)));
                     })
             }
-            Action::Close { socket: id } => {
-                let handle = self.sockets.remove(id).expect("an open socket");
-                self.io.close(handle, done(op))
-            }
-            Action::Cancel { target } => self.io.cancel(self.ops[target], done(op)),
-            Action::Timeout { timeout_ns } => self.io.timeout(*timeout_ns, done(op)),
-            Action::PeerAddr { socket: id } => {
-                let result = self
-                    .io
-                    .peer_addr(socket(self, id))
-                    .map(drop)
-                    .map_err(|e| errno(&e));
-                // Nothing in flight: it completes as a nop, to keep the ids aligned.
-                self.ops.insert(op, self.io.nop(done(op)));
-                return Some(result);
-            }
-        };
-        self.ops.insert(op, id);
-        None
+            _ => unreachable!("not a transfer: {action:?}"),
+        }
     }
 
     /// This step's results, by operation, and the handles accepted.
