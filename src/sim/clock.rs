@@ -106,7 +106,9 @@ impl NodeClock {
         } else {
             magnitude
         };
+        let before = self.wall_offset_ns;
         self.wall_offset_ns += step;
+        assert_ne!(self.wall_offset_ns, before, "a step moves the wall clock");
         step
     }
 }

@@ -202,6 +202,11 @@ impl World {
         assert!(conn.sockets[1].is_none());
         conn.live = false;
         conn.generation = conn.generation.wrapping_add(1);
+        assert!(
+            self.conn(id).is_none(),
+            "a freed connection's id names nothing"
+        );
+        let conn = &mut self.connections[id.index as usize];
         for direction in &mut conn.directions {
             direction.reset_for_reuse();
         }
@@ -339,6 +344,10 @@ impl World {
             return self.handshake_abandoned(id);
         }
         conn.handshake = Handshake::AckSent;
+        assert!(
+            !conn.sides[0].reset,
+            "a handshaking client has not been reset"
+        );
         let socket = conn.sockets[0].expect("an open client has its socket");
         self.connect_established(socket, id);
         self.ack_send(id, 0);
@@ -394,7 +403,10 @@ impl World {
             };
             return self.schedule(self.now_ns + (rto_ns << attempt.min(20)), kind);
         }
-        self.conn_mut(id).expect("checked above").handshake = Handshake::Done;
+        let conn = self.conn_mut(id).expect("checked above");
+        conn.handshake = Handshake::Done;
+        assert!(conn.sockets[1].is_none(), "queued before it is accepted");
+        assert!(!conn.sides[1].closed);
         if let SocketState::Listening { queue, .. } = &mut self.sockets[listener].state {
             queue.push_back(id);
         }
@@ -435,6 +447,7 @@ impl World {
             self.connect_failed(socket, errno);
         }
         self.connection_free_if_done(id);
+        assert!(self.conn(id).is_none(), "a failed handshake leaves nothing");
     }
 
     // -----------------------------------------------------------------------
