@@ -282,7 +282,9 @@ impl<C> IO<C> {
     /// # Errors
     ///
     /// `EINVAL` for an empty buffer (it would make no progress), `EPIPE` or
-    /// `ECONNRESET` (the peer is gone), `EBADF`, `ENOTSOCK`, `ENOTCONN`, `ECANCELED`.
+    /// `ECONNRESET` (the peer is gone; `EPIPE` too on a socket that is not
+    /// connected, or listening), `ENOMEM`/`ENOBUFS` (nothing was sent),
+    /// `EBADF`, `ENOTSOCK`, `ECANCELED`.
     pub fn send<B, F>(&mut self, socket: Handle, buf: B, callback: F) -> CompletionId
     where
         B: IoBuf,
