@@ -113,7 +113,8 @@ impl<C> IO<C> {
     /// # Errors
     ///
     /// What `open(2)` returns: `ENOENT`, `EACCES`, `EISDIR`, `EINVAL`
-    /// (`O_DIRECT` unsupported here, or a NUL byte in the path), `EMFILE`, `ENOSPC`.
+    /// (`O_DIRECT` unsupported here, or a NUL byte in the path), `EMFILE`,
+    /// `ENFILE`, `ENOSPC`.
     pub fn open_file(
         &mut self,
         path: impl AsRef<Path>,

@@ -26,7 +26,7 @@ impl<C> IO<C> {
     pub fn open_socket(&mut self, address: SocketAddr) -> io::Result<Handle> {
         let fd = match self.sim() {
             Some(sim) => {
-                sim.with_world(|world, node| Ok(world.open_socket(node, address.is_ipv6())))?
+                sim.with_world(|world, node| world.open_socket(node, address.is_ipv6()))?
             }
             None => sys::socket(domain_of(&address), libc::SOCK_STREAM, false)?,
         };
@@ -43,7 +43,7 @@ impl<C> IO<C> {
     /// errors of [`open_socket`](IO::open_socket). The socket is closed on error.
     pub fn listen(&mut self, address: SocketAddr, backlog: u32) -> io::Result<Handle> {
         if let Some(sim) = self.sim() {
-            let fd = sim.with_world(|world, node| world.listen(node, address))?;
+            let fd = sim.with_world(|world, node| world.listen(node, address, backlog))?;
             return Ok(self.own_new_fd(fd));
         }
         let fd = sys::socket(domain_of(&address), libc::SOCK_STREAM, false)?;

@@ -42,6 +42,9 @@ impl PollEvents {
     pub const ERROR: PollEvents = PollEvents(libc::POLLERR as u32);
     /// The peer hung up (`POLLHUP`); reported, never requested.
     pub const HANGUP: PollEvents = PollEvents(libc::POLLHUP as u32);
+    /// The peer closed its side, or the connection is gone (`POLLRDHUP`):
+    /// reported only when requested. Backends: io_uring, epoll, sim.
+    pub const READ_HANGUP: PollEvents = PollEvents(libc::POLLRDHUP as u32);
 
     /// The raw `poll(2)` bits.
     pub const fn bits(self) -> u32 {
@@ -279,7 +282,9 @@ impl<C> IO<C> {
     /// # Errors
     ///
     /// `EINVAL` for an empty buffer (it would make no progress), `EPIPE` or
-    /// `ECONNRESET` (the peer is gone), `EBADF`, `ENOTSOCK`, `ENOTCONN`, `ECANCELED`.
+    /// `ECONNRESET` (the peer is gone; `EPIPE` too on a socket that is not
+    /// connected, or listening), `ENOMEM`/`ENOBUFS` (nothing was sent),
+    /// `EBADF`, `ENOTSOCK`, `ECANCELED`.
     pub fn send<B, F>(&mut self, socket: Handle, buf: B, callback: F) -> CompletionId
     where
         B: IoBuf,

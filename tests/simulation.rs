@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use ringio::sim::{FaultOptions, NodeId, SimOptions, Simulator};
+use ringio::sim::{ClockOptions, FaultOptions, NodeId, Probability, SimOptions, Simulator};
 use ringio::{FileOptions, Handle, IO};
 
 const MS: u64 = 1_000_000;
@@ -99,7 +99,11 @@ struct Pair {
 }
 
 fn connected_pair(seed: u64) -> Pair {
-    let mut sim = world(seed);
+    connected_pair_with(seed, SimOptions::default().without_faults())
+}
+
+fn connected_pair_with(seed: u64, options: SimOptions) -> Pair {
+    let mut sim = Simulator::new(seed, options);
     let a = sim.add_node("a");
     let b = sim.add_node("b");
     let address = sim.address(b, 7000);
@@ -441,8 +445,45 @@ fn connect_across_a_symmetric_partition_times_out() {
         outcome.get().is_some()
     });
     assert_eq!(outcome.get(), Some(Some(libc::ETIMEDOUT)));
-    let timeout_ns = sim.options().network.connect_timeout_ns;
+    // Linux's schedule: SYNs at 0, 1, 3, 7, 15, 31 and 63 s, then 127 s.
+    let timeout_ns = sim.options().network.syn_timeout_ns();
+    assert_eq!(timeout_ns, 127 * SECOND);
     assert!(sim.now_ns() - start_ns >= timeout_ns);
+}
+
+#[test]
+fn a_connect_during_a_partition_retransmits_its_syn_and_succeeds_once_healed() {
+    let mut sim = world(2);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let address = sim.address(b, 7000);
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let listener = io_b.listen(address, 4).unwrap();
+    let accepted = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&accepted);
+    io_b.accept(listener, move |_, _, result| {
+        result.expect("accept");
+        flag.set(true);
+    });
+    sim.partition(&[a], &[b], true);
+    let start_ns = sim.now_ns();
+    let outcome = Rc::new(Cell::new(None));
+    let out = Rc::clone(&outcome);
+    let socket = io_a.open_socket(address).unwrap();
+    io_a.connect(socket, address, move |_, _, result| {
+        out.set(Some(errno_of(&result)))
+    });
+    drive_until_ns(&mut sim, &mut [&mut io_a, &mut io_b], start_ns + 2 * SECOND);
+    assert_eq!(outcome.get(), None, "the SYNs at 0 s and 1 s were lost");
+    sim.heal();
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        outcome.get().is_some() && accepted.get()
+    });
+    assert_eq!(outcome.get(), Some(None), "connected");
+    let elapsed_ns = sim.now_ns() - start_ns;
+    assert!(elapsed_ns >= 3 * SECOND, "the SYN at 3 s got through");
+    assert!(elapsed_ns < 4 * SECOND);
 }
 
 #[test]
@@ -790,6 +831,536 @@ fn dropping_an_io_with_operations_in_flight_frees_everything_and_the_node_can_re
     let socket = io_a.open_socket(address).unwrap();
     io_a.connect(socket, address, |_, _, result| result.expect("connect"));
     drive(&mut sim, &mut [&mut io_a, &mut io_b], || accepted.get());
+}
+
+// ---------------------------------------------------------------------------
+// Half-open connections, asymmetric partitions, bandwidth, churn
+
+fn half_open_pair(seed: u64) -> Pair {
+    let mut options = SimOptions::default().without_faults();
+    options.network.crash_half_open_probability = Probability::ALWAYS;
+    connected_pair_with(seed, options)
+}
+
+/// After a half-open crash of `b`: the client waits in a recv (nothing
+/// tells it), then sends one byte; returns the recv's errno when it ends.
+fn send_into_a_half_open_peer(pair: &mut Pair, restart_after_ns: Option<u64>) -> Option<i32> {
+    let error = Rc::new(Cell::new(None));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    recv_into(
+        &mut pair.io_a,
+        pair.client,
+        Rc::clone(&got),
+        Rc::clone(&error),
+    );
+    pair.sim.crash(pair.b);
+    let idle_until_ns = pair.sim.now_ns() + 10 * SECOND;
+    drive_until_ns(&mut pair.sim, &mut [&mut pair.io_a], idle_until_ns);
+    assert_eq!(error.get(), None, "a peer that only reads is never told");
+    let sent = Rc::new(Cell::new(0));
+    send_from(&mut pair.io_a, pair.client, Rc::new(vec![1]), 0, sent);
+    let mut restarted = None;
+    if let Some(delay_ns) = restart_after_ns {
+        let until_ns = pair.sim.now_ns() + delay_ns;
+        drive_until_ns(&mut pair.sim, &mut [&mut pair.io_a], until_ns);
+        restarted = Some(pair.sim.io::<()>(pair.b).unwrap());
+    }
+    drive(&mut pair.sim, &mut [&mut pair.io_a], || {
+        error.get().is_some()
+    });
+    drop(restarted);
+    error.get()
+}
+
+#[test]
+fn a_half_open_peer_that_sends_into_a_crashed_node_times_out() {
+    let mut pair = half_open_pair(11);
+    let start_ns = pair.sim.now_ns();
+    assert_eq!(
+        send_into_a_half_open_peer(&mut pair, None),
+        Some(libc::ETIMEDOUT)
+    );
+    let retransmit_ns = pair.sim.options().network.retransmit_timeout_ns;
+    assert!(pair.sim.now_ns() - start_ns >= 10 * SECOND + retransmit_ns);
+}
+
+#[test]
+fn a_half_open_peer_that_sends_to_the_rebooted_node_is_reset() {
+    let mut pair = half_open_pair(12);
+    let errno = send_into_a_half_open_peer(&mut pair, Some(300 * MS));
+    assert_eq!(errno, Some(libc::ECONNRESET));
+}
+
+#[test]
+fn data_whose_way_back_is_cut_arrives_but_times_the_connection_out() {
+    let Pair {
+        mut sim,
+        a,
+        b,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+    } = connected_pair(13);
+    sim.partition(&[b], &[a], false); // b -> a blocked: no ACK reaches a
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let server_error = Rc::new(Cell::new(None));
+    recv_into(&mut io_b, server, Rc::clone(&got), Rc::clone(&server_error));
+    let client_error = Rc::new(Cell::new(None));
+    let unused = Rc::new(RefCell::new(Vec::new()));
+    recv_into(&mut io_a, client, unused, Rc::clone(&client_error));
+    send_from(
+        &mut io_a,
+        client,
+        Rc::new(b"a to b".to_vec()),
+        0,
+        Rc::default(),
+    );
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        client_error.get().is_some()
+    });
+    assert_eq!(*got.borrow(), b"a to b", "a reaches b");
+    assert_eq!(
+        client_error.get(),
+        Some(libc::ETIMEDOUT),
+        "no ACK came back"
+    );
+}
+
+/// Virtual time to move `len` bytes from `a` to `b` with `bandwidth_bytes_per_s`.
+fn transfer_ns(len: usize, bandwidth_bytes_per_s: u64) -> u64 {
+    let mut options = SimOptions::default().without_faults();
+    options.network.bandwidth_bytes_per_s = bandwidth_bytes_per_s;
+    let Pair {
+        mut sim,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+        ..
+    } = connected_pair_with(14, options);
+    let data = Rc::new(ringio_pattern(len));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    recv_into(&mut io_b, server, Rc::clone(&got), Rc::default());
+    let start_ns = sim.now_ns();
+    send_from(&mut io_a, client, Rc::clone(&data), 0, Rc::default());
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        got.borrow().len() == data.len()
+    });
+    assert_eq!(*got.borrow(), *data);
+    sim.now_ns() - start_ns
+}
+
+#[test]
+fn a_transfer_takes_at_least_its_size_over_the_bandwidth() {
+    let bandwidth = 100_000_000; // 100 MB/s
+    let small_ns = transfer_ns(1_000, bandwidth);
+    let large_ns = transfer_ns(4 << 20, bandwidth);
+    let wire_ns = (4 << 20) * SECOND / bandwidth;
+    assert!(large_ns >= wire_ns, "{large_ns} ns < {wire_ns} ns");
+    assert!(
+        large_ns < 2 * wire_ns,
+        "{large_ns} ns: the link, not the window, limits it"
+    );
+    assert!(
+        small_ns < MS,
+        "{small_ns} ns: a small message pays the latency only"
+    );
+}
+
+#[test]
+fn churn_of_20000_connections_reuses_socket_and_connection_slots() {
+    let mut sim = world(15);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let address = sim.address(b, 7000);
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let listener = io_b.listen(address, 64).unwrap();
+    serve(&mut io_b, listener);
+    let mut slots_max = (0, 0);
+    let done = Rc::new(Cell::new(0u64));
+    for round in 0..2_000 {
+        for _ in 0..10 {
+            one_round_trip(&mut io_a, address, Rc::clone(&done));
+        }
+        let target = (round + 1) * 10;
+        drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+            done.get() == target
+        });
+        let (_, sockets, _, connections) = sim.table_sizes();
+        if round == 10 {
+            slots_max = (sockets, connections);
+        }
+        assert!(
+            sockets <= slots_max.0.max(64),
+            "socket slots grow: {sockets}"
+        );
+        assert!(
+            connections <= slots_max.1.max(64),
+            "connection slots grow: {connections}"
+        );
+    }
+    let until_ns = sim.now_ns() + SECOND;
+    drive_until_ns(&mut sim, &mut [&mut io_a, &mut io_b], until_ns);
+    let (sockets_open, _, connections_live, _) = sim.table_sizes();
+    assert_eq!(sockets_open, 1, "only the listener is left");
+    assert_eq!(connections_live, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Clocks, CPU time, injected resource errors, BUGGIFY
+
+fn clocked_world(seed: u64, clocks: ClockOptions) -> Simulator {
+    let mut options = SimOptions::default().without_faults();
+    options.clocks = clocks;
+    Simulator::new(seed, options)
+}
+
+/// Ticks every `IO` and advances the world until its clock reaches `until_ns`.
+fn drive_world_until(sim: &mut Simulator, ios: &mut [&mut IO<()>], until_ns: u64) {
+    while sim.now_ns() < until_ns {
+        for io in ios.iter_mut() {
+            io.tick(&mut ()).unwrap();
+        }
+        if !sim.advance() {
+            break;
+        }
+    }
+}
+
+#[test]
+fn each_node_has_its_own_clocks_with_offset_and_drift_and_timers_keep_to_them() {
+    let clocks = ClockOptions {
+        drift_ppm_max: 1_000,
+        monotonic_offset_max_ns: 3_600 * SECOND,
+        wall_offset_max_ns: SECOND,
+        wall_jump_interval_mean_ns: 0,
+        wall_jump_max_ns: 0,
+    };
+    let mut sim = clocked_world(21, clocks);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let starts = [io_a.now_ns(), io_b.now_ns()];
+    assert_ne!(
+        starts[0], starts[1],
+        "monotonic clocks are not comparable across nodes"
+    );
+    assert_ne!(io_a.realtime_ns(), io_b.realtime_ns());
+    let (fired_a, fired_b) = (Rc::new(Cell::new(None)), Rc::new(Cell::new(None)));
+    for (io, fired) in [(&mut io_a, &fired_a), (&mut io_b, &fired_b)] {
+        let fired = Rc::clone(fired);
+        io.timeout(10 * SECOND, move |io, _, result| {
+            result.unwrap();
+            fired.set(Some(io.now_ns()));
+        });
+    }
+    let world_start_ns = sim.now_ns();
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        fired_a.get().is_some() && fired_b.get().is_some()
+    });
+    for (fired, start) in [(fired_a.get(), starts[0]), (fired_b.get(), starts[1])] {
+        let elapsed_ns = fired.unwrap() - start;
+        assert!(
+            elapsed_ns >= 10 * SECOND,
+            "never early on the node's own clock"
+        );
+        assert!(elapsed_ns < 10 * SECOND + MS);
+    }
+    // The two oscillators ran at different rates: 10 s of each took a
+    // different stretch of world time.
+    let world_elapsed_ns = sim.now_ns() - world_start_ns;
+    assert!(world_elapsed_ns.abs_diff(10 * SECOND) <= 10 * SECOND / 1_000 + MS);
+    let a_elapsed_ns = io_a.now_ns() - starts[0];
+    let b_elapsed_ns = io_b.now_ns() - starts[1];
+    assert_ne!(a_elapsed_ns, b_elapsed_ns, "drift");
+}
+
+#[test]
+fn a_crash_restarts_the_monotonic_clock_and_the_wall_clock_runs_on() {
+    let clocks = ClockOptions {
+        monotonic_offset_max_ns: 24 * 3_600 * SECOND,
+        ..ClockOptions::none()
+    };
+    let mut sim = clocked_world(22, clocks);
+    let a = sim.add_node("a");
+    let io_a: IO<()> = sim.io(a).unwrap();
+    let (monotonic_ns, wall_ns) = (io_a.now_ns(), io_a.realtime_ns());
+    drop(io_a);
+    // A process restart without a crash keeps the machine's clock.
+    let io_a: IO<()> = sim.io(a).unwrap();
+    assert_eq!(io_a.now_ns(), monotonic_ns);
+    drop(io_a);
+    sim.crash(a);
+    let io_a: IO<()> = sim.io(a).unwrap();
+    assert_ne!(
+        io_a.now_ns(),
+        monotonic_ns,
+        "a boot starts the monotonic clock over"
+    );
+    assert_eq!(io_a.realtime_ns(), wall_ns, "the wall clock survives");
+}
+
+#[test]
+fn wall_clocks_step_backward_and_forward_while_monotonic_clocks_never_do() {
+    let clocks = ClockOptions {
+        wall_jump_interval_mean_ns: SECOND,
+        wall_jump_max_ns: 500 * MS,
+        ..ClockOptions::none()
+    };
+    let mut sim = clocked_world(23, clocks);
+    let a = sim.add_node("a");
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let (mut backward, mut forward) = (0, 0);
+    let (mut last_wall_ns, mut last_monotonic_ns) = (io_a.realtime_ns(), io_a.now_ns());
+    for _ in 0..600 {
+        let until_ns = sim.now_ns() + 100 * MS;
+        drive_world_until(&mut sim, &mut [&mut io_a], until_ns);
+        let (wall_ns, monotonic_ns) = (io_a.realtime_ns(), io_a.now_ns());
+        assert!(monotonic_ns >= last_monotonic_ns);
+        let monotonic_step = monotonic_ns - last_monotonic_ns;
+        if wall_ns < last_wall_ns {
+            backward += 1;
+        } else if wall_ns - last_wall_ns > monotonic_step {
+            forward += 1;
+        }
+        (last_wall_ns, last_monotonic_ns) = (wall_ns, monotonic_ns);
+    }
+    assert!(backward > 5, "{backward} backward steps in a minute");
+    assert!(forward > 5, "{forward} forward steps in a minute");
+}
+
+#[test]
+fn callbacks_cost_cpu_time_so_a_spinning_program_sees_its_clock_move() {
+    let mut options = SimOptions::default().without_faults();
+    options.cpu.callback_mean_ns = MS;
+    let mut sim = Simulator::new(24, options);
+    let a = sim.add_node("a");
+    let mut io: IO<u32> = sim.io(a).unwrap();
+    let start_ns = io.now_ns();
+    fn spin(io: &mut IO<u32>, left: u32) {
+        if left > 0 {
+            io.nop(move |io, _, _| spin(io, left - 1));
+        }
+    }
+    spin(&mut io, 1_000);
+    // A timeout set before the spin fires during it: the spinning callbacks
+    // take virtual time.
+    io.timeout(100 * MS, |io, fired_at, result| {
+        result.unwrap();
+        *fired_at = io.in_flight();
+    });
+    let mut nops_left_when_fired = 0;
+    io.run(&mut nops_left_when_fired).unwrap();
+    let elapsed_ns = io.now_ns() - start_ns;
+    assert!(
+        elapsed_ns > 500 * MS,
+        "1,000 callbacks of 1 ms mean took {elapsed_ns} ns"
+    );
+    assert!(
+        nops_left_when_fired > 0,
+        "the timer fired while the program spun"
+    );
+    // Without the cost a spin takes no virtual time at all.
+    let mut sim = world(24);
+    let a = sim.add_node("a");
+    let mut io: IO<u32> = sim.io(a).unwrap();
+    let start_ns = io.now_ns();
+    spin(&mut io, 1_000);
+    io.run(&mut 0).unwrap();
+    assert_eq!(io.now_ns(), start_ns);
+}
+
+fn faults_only(set: impl FnOnce(&mut FaultOptions)) -> SimOptions {
+    let mut options = SimOptions::default().without_faults();
+    set(&mut options.faults);
+    options
+}
+
+#[test]
+fn injected_eintr_is_absorbed_by_the_loop() {
+    let options = faults_only(|faults| faults.interrupt = Probability::percent(50));
+    let Pair {
+        mut sim,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+        ..
+    } = connected_pair_with(25, options);
+    let data = Rc::new(ringio_pattern(100_000));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let error = Rc::new(Cell::new(None));
+    recv_into(&mut io_b, server, Rc::clone(&got), Rc::clone(&error));
+    send_from(&mut io_a, client, Rc::clone(&data), 0, Rc::default());
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        got.borrow().len() == data.len()
+    });
+    assert_eq!(*got.borrow(), *data);
+    assert_eq!(error.get(), None, "no EINTR reached the application");
+    // Files too (a world of their own: `write_file` ticks one IO only).
+    let options = faults_only(|faults| faults.interrupt = Probability::percent(50));
+    let mut sim = Simulator::new(25, options);
+    let node = sim.add_node("disk");
+    let mut io: IO<()> = sim.io(node).unwrap();
+    write_file(&mut sim, &mut io, "f", vec![9; 4096], true);
+    assert_eq!(read_file(&mut sim, &mut io, "f", 4096), vec![9; 4096]);
+}
+
+#[test]
+fn injected_emfile_on_accept_leaves_the_connection_queued() {
+    let options = faults_only(|faults| faults.descriptors = Probability::percent(60));
+    let mut sim = Simulator::new(26, options);
+    let a = sim.add_node("a");
+    let b = sim.add_node("b");
+    let address = sim.address(b, 7000);
+    let mut io_a: IO<()> = sim.io(a).unwrap();
+    let mut io_b: IO<()> = sim.io(b).unwrap();
+    let listener = loop {
+        match io_b.listen(address, 4) {
+            Ok(listener) => break listener,
+            Err(error) => assert!(matches!(
+                errno_of::<()>(&Err(error)),
+                Some(libc::EMFILE | libc::ENFILE)
+            )),
+        }
+    };
+    let socket = loop {
+        if let Ok(socket) = io_a.open_socket(address) {
+            break socket;
+        }
+    };
+    let connected = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&connected);
+    io_a.connect(socket, address, move |_, _, result| {
+        result.expect("connect");
+        flag.set(true);
+    });
+    let refusals = Rc::new(Cell::new(0));
+    let accepted = Rc::new(Cell::new(None));
+    fn accept_retrying(
+        io: &mut IO<()>,
+        listener: Handle,
+        refusals: Rc<Cell<u32>>,
+        accepted: Rc<Cell<Option<Handle>>>,
+    ) {
+        io.accept(listener, move |io, _, result| match result {
+            Ok(socket) => accepted.set(Some(socket)),
+            Err(error) => {
+                assert!(matches!(
+                    error.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE)
+                ));
+                refusals.set(refusals.get() + 1);
+                accept_retrying(io, listener, refusals, accepted);
+            }
+        });
+    }
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || connected.get());
+    accept_retrying(
+        &mut io_b,
+        listener,
+        Rc::clone(&refusals),
+        Rc::clone(&accepted),
+    );
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        accepted.get().is_some()
+    });
+    assert!(refusals.get() > 0, "the seed drew no EMFILE");
+    let server = accepted.get().unwrap();
+    assert_eq!(
+        io_b.peer_addr(server).unwrap(),
+        io_a.local_addr(socket).unwrap()
+    );
+}
+
+#[test]
+fn injected_enomem_on_send_sends_nothing_and_the_connection_survives() {
+    let options = faults_only(|faults| faults.send_buffers = Probability::percent(30));
+    let Pair {
+        mut sim,
+        mut io_a,
+        mut io_b,
+        client,
+        server,
+        ..
+    } = connected_pair_with(27, options);
+    let data = Rc::new(ringio_pattern(50_000));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    recv_into(&mut io_b, server, Rc::clone(&got), Rc::default());
+    let refusals = Rc::new(Cell::new(0));
+    fn send_retrying(
+        io: &mut IO<()>,
+        fd: Handle,
+        data: Rc<Vec<u8>>,
+        offset: usize,
+        refusals: Rc<Cell<u32>>,
+    ) {
+        if offset == data.len() {
+            return;
+        }
+        let chunk = data[offset..(offset + 1000).min(data.len())].to_vec();
+        io.send(fd, chunk, move |io, _, result, _| match result {
+            Ok(count) => send_retrying(io, fd, data, offset + count, refusals),
+            Err(error) => {
+                assert!(matches!(
+                    error.raw_os_error(),
+                    Some(libc::ENOMEM | libc::ENOBUFS)
+                ));
+                refusals.set(refusals.get() + 1);
+                send_retrying(io, fd, data, offset, refusals);
+            }
+        });
+    }
+    send_retrying(&mut io_a, client, Rc::clone(&data), 0, Rc::clone(&refusals));
+    drive(&mut sim, &mut [&mut io_a, &mut io_b], || {
+        got.borrow().len() == data.len()
+    });
+    assert!(refusals.get() > 0);
+    assert_eq!(
+        *got.borrow(),
+        *data,
+        "nothing lost, duplicated or reordered"
+    );
+}
+
+#[test]
+fn sim_coin_is_drawn_from_the_seed_and_never_comes_up_without_faults() {
+    let draws = |options: SimOptions| -> Vec<bool> {
+        let mut sim = Simulator::new(28, options);
+        let a = sim.add_node("a");
+        let io: IO<()> = sim.io(a).unwrap();
+        (0..10_000)
+            .map(|_| io.sim_coin(Probability::percent(10)))
+            .collect()
+    };
+    let first = draws(SimOptions::default());
+    assert_eq!(first, draws(SimOptions::default()), "the seed replays it");
+    let heads = first.iter().filter(|&&head| head).count();
+    assert!((800..1_200).contains(&heads), "{heads} of 10,000 at 10%");
+    assert!(draws(SimOptions::default().without_faults())
+        .iter()
+        .all(|&head| !head));
+}
+
+/// Connects, does one request/response round trip, closes, and counts it.
+fn one_round_trip(io: &mut IO<()>, address: SocketAddr, done: Rc<Cell<u64>>) {
+    let socket = io.open_socket(address).unwrap();
+    io.connect(socket, address, move |io, _, result| {
+        result.expect("connect");
+        io.send(socket, b"ping".to_vec(), move |io, _, result, _| {
+            assert_eq!(result.expect("send"), 4);
+            io.recv(socket, Vec::with_capacity(64), move |io, _, result, _| {
+                assert!(result.expect("recv") > 0);
+                io.close(socket, move |_, _, result| {
+                    result.expect("close");
+                    done.set(done.get() + 1);
+                });
+            });
+        });
+    });
 }
 
 /// A deterministic byte pattern (xorshift).

@@ -1,5 +1,6 @@
 //! Zero-copy send: the byte count and the buffer come back together, only
-//! once the kernel no longer reads the buffer. On every backend (a plain
+//! once the kernel no longer reads the buffer; each buffer comes back whole
+//! (the same allocation), so it can be reused at once. On every backend (a plain
 //! send where the kernel has no zero-copy send), and on io_uring both ways.
 
 #[macro_use]
@@ -15,6 +16,24 @@ struct Seen {
     /// (which send, bytes sent, the buffer's address as it came back).
     sends: Vec<(usize, usize, usize)>,
     received: Vec<u8>,
+}
+
+/// Sends `messages[index..]` one after another with `send_zc`.
+fn send_in_turn(
+    io: &mut IO<Seen>,
+    client: ringio::Handle,
+    mut messages: Vec<Vec<u8>>,
+    index: usize,
+) {
+    if index == messages.len() {
+        return;
+    }
+    let message = std::mem::take(&mut messages[index]);
+    io.send_zc(client, message, move |io, seen, result, buf| {
+        seen.sends
+            .push((index, result.expect("send_zc"), buf.stable_ptr() as usize));
+        send_in_turn(io, client, messages, index + 1);
+    });
 }
 
 /// Receives on `server` again and again, into `Seen::received`.
@@ -48,12 +67,9 @@ fn zero_copy_sends_hand_back_each_buffer_whole_and_in_order(backend: Backend) {
             .iter()
             .map(|buf| buf.stable_ptr() as usize)
             .collect();
-        for (index, message) in messages.into_iter().enumerate() {
-            io.send_zc(client, message, move |_, seen, result, buf| {
-                seen.sends
-                    .push((index, result.expect("send_zc"), buf.stable_ptr() as usize));
-            });
-        }
+        // One send at a time, as on any stream: concurrent sends on one
+        // socket may complete, and interleave, in any order.
+        send_in_turn(&mut io, client, messages, 0);
         // Keep a receive armed until every send is back and all it sent is in.
         recv_on(&mut io, server);
         loop {

@@ -134,3 +134,128 @@ fn append(io: &mut IO<Peer>, file: Handle, buf: Vec<u8>) {
         }
     });
 }
+
+/// One churn run's outcome.
+pub struct ChurnRun {
+    /// Connections that completed their round trip and closed.
+    pub connections: u64,
+    /// Host seconds the run took.
+    pub host_s: f64,
+    /// Connections per host second in each window of `window` connections,
+    /// in order: flat if churn is steady.
+    pub windows_per_s: Vec<f64>,
+    /// The trace hash, the same for every run of the same seed.
+    pub hash: u64,
+    /// (socket slots, connection slots) at the end: flat if nothing leaks.
+    pub slots: (usize, usize),
+}
+
+/// Client side of the churn: its finished connections.
+#[derive(Default)]
+struct Churner {
+    done: u64,
+}
+
+/// Connection churn: `lanes` clients at a time each connect, do one 64-byte
+/// round trip, and close, then start over, until `connections_total` have
+/// finished. Faults off, default latencies.
+pub fn sim_churn(seed: u64, lanes: usize, connections_total: u64, window: u64) -> ChurnRun {
+    let mut sim = Simulator::new(seed, SimOptions::default().without_faults());
+    let server_node = sim.add_node("server");
+    let client_node = sim.add_node("client");
+    let address = sim.address(server_node, 9000);
+    let mut server: IO<Churner> = sim.io(server_node).expect("server IO");
+    let mut client: IO<Churner> = sim.io(client_node).expect("client IO");
+    let listener = server.listen(address, 4096).expect("listen");
+    churn_accept(&mut server, listener);
+    for _ in 0..lanes {
+        churn_connect(&mut client, address);
+    }
+    let (mut server_state, mut client_state) = (Churner::default(), Churner::default());
+    let start = Instant::now();
+    let mut window_start = Instant::now();
+    let mut windows_per_s = Vec::new();
+    while client_state.done < connections_total {
+        server.tick(&mut server_state).expect("tick");
+        client.tick(&mut client_state).expect("tick");
+        if client_state.done >= (windows_per_s.len() as u64 + 1) * window {
+            windows_per_s.push(window as f64 / window_start.elapsed().as_secs_f64());
+            window_start = Instant::now();
+        }
+        assert!(sim.advance(), "the world went idle");
+    }
+    let (_, socket_slots, _, connection_slots) = sim.table_sizes();
+    ChurnRun {
+        connections: client_state.done,
+        host_s: start.elapsed().as_secs_f64(),
+        windows_per_s,
+        hash: sim.trace_hash(),
+        slots: (socket_slots, connection_slots),
+    }
+}
+
+fn churn_accept(io: &mut IO<Churner>, listener: Handle) {
+    io.accept(listener, move |io, _, socket| {
+        churn_accept(io, listener);
+        churn_serve(io, socket.expect("accept"), 0);
+    });
+}
+
+/// Server side: receive the whole message (possibly in pieces), echo it,
+/// then wait for the client's FIN and close: no reset.
+fn churn_serve(io: &mut IO<Churner>, socket: Handle, received: usize) {
+    io.recv(
+        socket,
+        vec![0; MESSAGE_BYTES - received],
+        move |io, _, result, _| {
+            let received = received + result.expect("recv");
+            if received < MESSAGE_BYTES {
+                return churn_serve(io, socket, received);
+            }
+            io.send(socket, vec![7; MESSAGE_BYTES], move |io, _, result, _| {
+                assert_eq!(result.expect("send"), MESSAGE_BYTES);
+                io.recv(socket, vec![0; 1], move |io, _, result, _| {
+                    assert_eq!(result.expect("recv the FIN"), 0);
+                    io.close(socket, |_, _, result| result.expect("close"));
+                });
+            });
+        },
+    );
+}
+
+fn churn_connect(io: &mut IO<Churner>, address: std::net::SocketAddr) {
+    let socket = io.open_socket(address).expect("socket");
+    io.connect(socket, address, move |io, _, result| {
+        result.expect("connect");
+        io.send(
+            socket,
+            vec![7; MESSAGE_BYTES],
+            move |io, _, result, mut buf| {
+                result.expect("send");
+                buf.clear();
+                churn_recv(io, socket, address, buf, 0);
+            },
+        );
+    });
+}
+
+fn churn_recv(
+    io: &mut IO<Churner>,
+    socket: Handle,
+    address: std::net::SocketAddr,
+    buf: Vec<u8>,
+    received: usize,
+) {
+    io.recv(socket, buf, move |io, _, result, mut buf| {
+        let received = received + result.expect("recv");
+        buf.clear();
+        if received < MESSAGE_BYTES {
+            return churn_recv(io, socket, address, buf, received);
+        }
+        io.close(socket, move |io, churner, result| {
+            result.expect("close");
+            churner.done += 1;
+            churn_connect(io, address);
+        });
+    });
+}

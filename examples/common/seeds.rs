@@ -1,5 +1,6 @@
 //! What the simulator examples (`sim_wal`, `kv_sim`) share: the command
-//! line (`--seed N --seeds K --bug ack-before-fsync --verbose`), a node's
+//! line (`--seed N --seeds K --bug ack-before-fsync --verbose
+//! --fixed-options`), the world's options for a seed (swarm testing), a node's
 //! `IO` with its state, and the loop over seeds that prints one line per
 //! seed, a summary, and exits 1 if any seed failed.
 //!
@@ -9,6 +10,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use ringio::sim::SimOptions;
 use ringio::IO;
 
 use crate::stdout::{self, Printed};
@@ -23,12 +25,26 @@ pub struct Args {
     pub bug: bool,
     /// Print every seed's options (always on for a single seed).
     pub verbose: bool,
+    /// Run every seed with `SimOptions::default()` instead of drawing the
+    /// options from the seed (swarm testing, the default).
+    pub fixed_options: bool,
 }
 
 impl Args {
     /// Whether to print a seed's options before running it.
     pub fn print_options(&self) -> bool {
         self.verbose || self.seeds == 1
+    }
+
+    /// The world's options for `seed`: drawn from the seed (swarm testing:
+    /// each seed stresses a different mix of faults, TigerBeetle's VOPR
+    /// and FoundationDB do the same), or the defaults with `--fixed-options`.
+    pub fn options(&self, seed: u64) -> SimOptions {
+        if self.fixed_options {
+            SimOptions::default()
+        } else {
+            SimOptions::swarm(seed)
+        }
     }
 }
 
@@ -144,6 +160,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         seeds: 1,
         bug: false,
         verbose: false,
+        fixed_options: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -163,6 +180,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 other => return Err(format!("unknown bug {other:?}: expected ack-before-fsync")),
             },
             "--verbose" => parsed.verbose = true,
+            "--fixed-options" => parsed.fixed_options = true,
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }

@@ -22,6 +22,11 @@ const REGISTERS: usize = 4;
 const CONNECT_TIMEOUT_NS: u64 = 50_000_000;
 /// The pause before reconnecting.
 const RECONNECT_DELAY_NS: u64 = 10_000_000;
+/// A connection with requests outstanding and no reply for this long is
+/// given up on. Without it a client waits forever on a server whose machine
+/// crashed: nothing tells a peer that only reads (no keepalive), as on a
+/// real network.
+const REPLY_TIMEOUT_NS: u64 = 200_000_000;
 
 /// A request: what it does, and where it ends in the connection's stream.
 #[derive(Debug)]
@@ -51,6 +56,8 @@ pub struct Client {
     socket: Option<Handle>,
     /// Bumped per connection attempt, so stale callbacks know they are.
     generation: u32,
+    /// Replies received, ever: the reply watchdog's measure of progress.
+    replies: u64,
     next_seq: u64,
     in_flight: VecDeque<Request>,
     /// Bytes of this connection's stream queued, accepted by sends, and
@@ -77,6 +84,7 @@ impl Client {
             model: Model::new(id, REGISTERS),
             socket: None,
             generation: 0,
+            replies: 0,
             next_seq: 1,
             in_flight: VecDeque::new(),
             queued: 0,
@@ -127,6 +135,22 @@ fn connect(io: &mut IO<Client>, client: &mut Client) {
     });
 }
 
+/// Every `REPLY_TIMEOUT_NS` while connection `generation` lasts: if
+/// requests are outstanding and no reply came since the last look
+/// (`replies_seen`), the connection is dropped (and the requests resent or
+/// left unknown, as after any failure).
+fn watch_replies(io: &mut IO<Client>, generation: u32, replies_seen: u64) {
+    io.timeout(REPLY_TIMEOUT_NS, move |io, client, _| {
+        if client.generation != generation || client.socket.is_none() {
+            return;
+        }
+        if !client.in_flight.is_empty() && client.replies == replies_seen {
+            return disconnect(io, client);
+        }
+        watch_replies(io, generation, client.replies);
+    });
+}
+
 fn reconnect_later(io: &mut IO<Client>, generation: u32) {
     io.timeout(RECONNECT_DELAY_NS, move |io, client, _| {
         if client.generation == generation {
@@ -137,6 +161,7 @@ fn reconnect_later(io: &mut IO<Client>, generation: u32) {
 
 fn on_connected(io: &mut IO<Client>, client: &mut Client, socket: Handle) {
     client.socket = Some(socket);
+    watch_replies(io, client.generation, client.replies);
     client.queued = 0;
     client.sent = 0;
     client.handed = 0;
@@ -251,6 +276,7 @@ fn take_replies(client: &mut Client) {
     let mut position = 0;
     while let Some((reply, end)) = parse_reply(&client.input[position..]) {
         position += end;
+        client.replies += 1;
         let Some(request) = client.in_flight.pop_front() else {
             client.fail(format!("a reply with no request: {reply:?}"));
             break;
@@ -313,15 +339,20 @@ fn parse_reply(input: &[u8]) -> Option<(Reply, usize)> {
 }
 
 /// Drops the connection. A request whose bytes were all handed to a send
-/// has an unknown outcome and stays possible in the model; the others never
-/// reached the server.
+/// has an unknown outcome, and may still land at any time (the model's
+/// "floating" writes); the others never reached the server.
 fn disconnect(io: &mut IO<Client>, client: &mut Client) {
     if let Some(socket) = client.socket.take() {
         io.close(socket, |_, _, _: io::Result<()>| {});
     }
     for request in std::mem::take(&mut client.in_flight) {
-        if request.write.is_some() && request.end > client.handed {
+        if request.write.is_none() {
+            continue;
+        }
+        if request.end > client.handed {
             client.model.not_sent(request.key, request.seq);
+        } else {
+            client.model.abandoned(request.key, request.seq);
         }
     }
     client.input.clear();

@@ -50,7 +50,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringio::sim::{NodeId, SimOptions, Simulator};
+use ringio::sim::{NodeId, Simulator};
 
 use client::Client;
 use journal::FsyncPolicy;
@@ -83,7 +83,9 @@ usage: kv_sim [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
   --bug ack-before-fsync
                   plant the bug: the server acknowledges a write once it is
                   written, before the fsync that covers it
-  --verbose       print every seed's options (always on for a single seed)";
+  --verbose       print every seed's options (always on for a single seed)
+  --fixed-options run every seed with the default options, instead of
+                  options drawn from the seed (swarm testing)";
 
 fn main() -> ExitCode {
     seeds::run_seeds("kv_sim", USAGE, run_seed)
@@ -102,7 +104,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proc
 }
 
 fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
-    let mut sim = Simulator::new(seed, SimOptions::default());
+    let mut sim = Simulator::new(seed, args.options(seed));
     if args.print_options() {
         // A closed pipe or a failed write shows on the seed's own line,
         // printed next, which stops the run.
@@ -118,7 +120,7 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
         let state = Client::start(&mut io, id, server_address, client_seed);
         clients.push(Process { io, state });
     }
-    let mut server = Some(start_server(&mut sim, server_node, args.bug)?);
+    let mut server: Option<Process<Server>> = None;
     let mut checked = false;
     let mut outcome = Outcome::default();
     let mut next_crash_ns = sim.now_ns() + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
@@ -143,14 +145,18 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
             }
         }
         if server.is_some() && crash {
-            sim.crash(server_node);
+            crash_server(&mut sim, server_node, &mut clients);
             server = None;
             outcome.crashes += 1;
             restart_ns = now_ns + sim.prng().exponential(DOWNTIME_MEAN_NS);
             next_crash_ns = restart_ns + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
         }
         if server.is_none() && now_ns >= restart_ns {
-            server = Some(start_server(&mut sim, server_node, args.bug)?);
+            match start_server(&mut sim, server_node, args.bug) {
+                Ok(process) => server = Some(process),
+                // An injected EMFILE at start: the process exits; try later.
+                Err(_) => restart_ns = now_ns + sim.prng().exponential(DOWNTIME_MEAN_NS),
+            }
             checked = false;
         }
         if !sim.advance() {
@@ -184,7 +190,7 @@ fn final_check(
 ) -> io::Result<Result<Option<String>, String>> {
     sim.liveness();
     drop(server);
-    sim.crash(server_node);
+    crash_server(sim, server_node, clients);
     let mut server = start_server(sim, server_node, bug)?;
     let deadline_ns = sim.now_ns() + FINAL_RECOVERY_NS;
     let baseline: Vec<u64> = clients.iter().map(|client| client.state.acked).collect();
@@ -230,6 +236,15 @@ fn final_check(
             };
             return Ok(Err(what.to_owned()));
         }
+    }
+}
+
+/// Crashes the server's node. No connection to it survives into its next
+/// process, so what clients sent on abandoned connections stops floating.
+fn crash_server(sim: &mut Simulator, server_node: NodeId, clients: &mut [Process<Client>]) {
+    sim.crash(server_node);
+    for client in clients {
+        client.state.model.server_crashed();
     }
 }
 

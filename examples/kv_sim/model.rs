@@ -4,10 +4,13 @@
 //! by a GET or from the recovered store, must be one of those.
 //!
 //! Each client owns its keys, so no other writer can explain a value.
-//! Requests on one connection run in order, and a connection that breaks is
-//! reset (the simulator drops what it held), so a write sent on an old
-//! connection can never land after a later write was acknowledged: only
-//! writes sent after the acknowledged one stay possible.
+//! Requests on one connection run in order, so on a live connection only
+//! writes sent after the acknowledged one stay possible. A connection the
+//! client gave up on is different: the server may still read what it sent
+//! (Linux keeps received data readable after a reset or a FIN) and apply it
+//! at any later time, after writes the client sent since were acknowledged.
+//! Such writes "float" until the server crashes: no old connection reaches
+//! its next process, so from then on they are ordinary unknown writes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +23,8 @@ struct Register {
     acked: Option<Vec<u8>>,
     /// Writes sent after it whose outcome is unknown, by request number.
     possible: BTreeMap<u64, Option<Vec<u8>>>,
+    /// Writes of abandoned connections, which may land at any time.
+    floating: BTreeMap<u64, Option<Vec<u8>>>,
 }
 
 /// A key that only INCR writes.
@@ -29,6 +34,8 @@ struct Counter {
     acked: i64,
     /// INCRs sent after it whose outcome is unknown.
     possible: BTreeSet<u64>,
+    /// INCRs of abandoned connections, which may land at any time.
+    floating: BTreeSet<u64>,
 }
 
 /// A write, as the model records it.
@@ -108,6 +115,35 @@ impl Model {
         }
     }
 
+    /// The write was sent on a connection the client gave up on before its
+    /// reply came: it may land at any time until the server crashes.
+    pub fn abandoned(&mut self, key: Key, seq: u64) {
+        match key {
+            Key::Register(index) => {
+                let register = &mut self.registers[index];
+                if let Some(value) = register.possible.remove(&seq) {
+                    register.floating.insert(seq, value);
+                }
+            }
+            Key::Counter => {
+                if self.counter.possible.remove(&seq) {
+                    self.counter.floating.insert(seq);
+                }
+            }
+        }
+    }
+
+    /// The server crashed: no write of an abandoned connection can land
+    /// after this, so each is an unknown write of its own place in order.
+    pub fn server_crashed(&mut self) {
+        for register in &mut self.registers {
+            let floating = std::mem::take(&mut register.floating);
+            register.possible.extend(floating);
+        }
+        let floating = std::mem::take(&mut self.counter.floating);
+        self.counter.possible.extend(floating);
+    }
+
     /// The write was acknowledged; an INCR's reply is the new value, which
     /// is checked against what the earlier INCRs allow.
     pub fn acked(&mut self, key: Key, seq: u64, incr_reply: Option<i64>) -> Result<(), String> {
@@ -127,15 +163,22 @@ impl Model {
                 let counter = &mut self.counter;
                 let reply = incr_reply.expect("INCR replies with an integer");
                 let unknown = counter.possible.range(..seq).count() as i64;
+                let floating = counter.floating.len() as i64;
                 let low = counter.acked + 1;
-                if reply < low || reply > low + unknown {
+                if reply < low || reply > low + unknown + floating {
                     return Err(format!(
                         "INCR {name} (request {seq}) replied {reply}: expected {low}..={} \
-                         (last acknowledged {} by request {}, {unknown} unknown since)",
-                        low + unknown,
+                         (last acknowledged {} by request {}, {unknown} unknown since, \
+                         {floating} of abandoned connections)",
+                        low + unknown + floating,
                         counter.acked,
                         counter.acked_seq
                     ));
+                }
+                // What the unknown INCRs cannot explain, floating ones did.
+                let landed = (reply - low - unknown).max(0);
+                for _ in 0..landed {
+                    counter.floating.pop_first();
                 }
                 counter.acked = reply;
                 counter.acked_seq = seq;
@@ -159,6 +202,7 @@ impl Model {
             Key::Register(index) => {
                 let register = &self.registers[index];
                 let possible = register.possible.range(..before);
+                let possible = possible.chain(register.floating.iter());
                 if register.acked.as_deref() == found
                     || possible.clone().any(|(_, value)| value.as_deref() == found)
                 {
@@ -183,7 +227,8 @@ impl Model {
                         .ok()
                         .and_then(|text| text.parse::<i64>().ok()),
                 };
-                let unknown = counter.possible.range(..before).count() as i64;
+                let unknown = counter.possible.range(..before).count() + counter.floating.len();
+                let unknown = unknown as i64;
                 if value
                     .is_some_and(|value| value >= counter.acked && value <= counter.acked + unknown)
                 {

@@ -16,6 +16,11 @@ const WINDOW: usize = 4;
 const CONNECT_TIMEOUT_NS: u64 = 50_000_000;
 /// The pause before reconnecting.
 const RECONNECT_DELAY_NS: u64 = 10_000_000;
+/// A connection with requests outstanding and no reply for this long is
+/// given up on. Without it a client waits forever on a server whose machine
+/// crashed: nothing tells a peer that only reads (no keepalive), as on a
+/// real network.
+const REPLY_TIMEOUT_NS: u64 = 200_000_000;
 
 /// One client's state: the ctx of its `IO`.
 pub struct Client {
@@ -24,6 +29,8 @@ pub struct Client {
     socket: Option<Handle>,
     /// Bumped per connection attempt, so stale callbacks know they are.
     generation: u32,
+    /// Replies received, ever: the reply watchdog's measure of progress.
+    replies: u64,
     next_request: u64,
     /// Requests sent (or to resend) and not yet acknowledged.
     outstanding: BTreeSet<u64>,
@@ -42,6 +49,7 @@ impl Client {
             server,
             socket: None,
             generation: 0,
+            replies: 0,
             next_request: 1,
             outstanding: BTreeSet::new(),
             acked: Vec::new(),
@@ -82,6 +90,22 @@ fn connect(io: &mut IO<Client>, client: &mut Client) {
     });
 }
 
+/// Every `REPLY_TIMEOUT_NS` while connection `generation` lasts: if
+/// requests are outstanding and no reply came since the last look
+/// (`replies_seen`), the connection is dropped (and the requests resent or
+/// left unknown, as after any failure).
+fn watch_replies(io: &mut IO<Client>, generation: u32, replies_seen: u64) {
+    io.timeout(REPLY_TIMEOUT_NS, move |io, client, _| {
+        if client.generation != generation || client.socket.is_none() {
+            return;
+        }
+        if !client.outstanding.is_empty() && client.replies == replies_seen {
+            return disconnect(io, client);
+        }
+        watch_replies(io, generation, client.replies);
+    });
+}
+
 fn reconnect_later(io: &mut IO<Client>, generation: u32) {
     io.timeout(RECONNECT_DELAY_NS, move |io, client, _| {
         if client.generation == generation {
@@ -92,6 +116,7 @@ fn reconnect_later(io: &mut IO<Client>, generation: u32) {
 
 fn on_connected(io: &mut IO<Client>, client: &mut Client, socket: Handle) {
     client.socket = Some(socket);
+    watch_replies(io, client.generation, client.replies);
     // Resend everything not acknowledged, then top the window up.
     let resend: Vec<u64> = client.outstanding.iter().copied().collect();
     for request in resend {
@@ -184,6 +209,7 @@ fn take_replies(client: &mut Client) {
             client.acked.push((request, seq));
         }
     }
+    client.replies += frames as u64;
     client.input.drain(..frames * REPLY_BYTES);
 }
 

@@ -304,7 +304,8 @@ impl EpollBackend {
             // `offset` fits in an off_t.
             let result = unsafe { libc::pread(fd, buf.cast(), len as usize, offset as i64) };
             let result = result_of(result);
-            if result != -libc::ESPIPE {
+            // A stream has no offsets: io_uring reads one at 0 and refuses others.
+            if result != -libc::ESPIPE || offset != 0 {
                 return Attempt::Done(result);
             }
         }
@@ -326,7 +327,7 @@ impl EpollBackend {
             // handler until the completion is reaped.
             let result = unsafe { libc::pwrite(fd, buf.cast(), len as usize, offset as i64) };
             let result = result_of(result);
-            if result != -libc::ESPIPE {
+            if result != -libc::ESPIPE || offset != 0 {
                 return Attempt::Done(result);
             }
         }

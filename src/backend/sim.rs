@@ -49,16 +49,18 @@ impl SimBackend {
         self.world.borrow().node_now_ns(self.node)
     }
 
-    /// The process's wall clock: the virtual clock, read as nanoseconds
-    /// since the Unix epoch from a fixed start (2026-01-01T00:00:00Z).
+    /// The process's wall clock: the node's, in nanoseconds since the Unix
+    /// epoch (the world starts at 2026-01-01T00:00:00Z).
     pub(crate) fn realtime_ns(&self) -> u64 {
-        let elapsed_ns = self.now_ns() - crate::sim::world::EPOCH_NS;
-        crate::sim::world::WALL_EPOCH_NS + elapsed_ns
+        self.world.borrow().node_realtime_ns(self.node)
     }
 
-    /// Folds a completion whose callback is about to run into the trace hash.
+    /// Folds a completion whose callback is about to run into the trace
+    /// hash, and charges the node the callback's CPU time, if that is on.
     pub(crate) fn trace(&self, operation: &Operation, result: i32) {
-        self.world.borrow_mut().trace(self.node, operation, result);
+        let mut world = self.world.borrow_mut();
+        world.trace(self.node, operation, result);
+        world.charge_callback(self.node, operation, result);
     }
 
     /// Tells the world when this process's earliest timer is due, so that
@@ -66,6 +68,7 @@ impl SimBackend {
     pub(crate) fn publish_next_timer(&self, deadline_ns: Option<u64>) {
         let mut world = self.world.borrow_mut();
         if world.is_live(self.node, self.process) {
+            let deadline_ns = deadline_ns.map(|ns| world.world_deadline_ns(self.node, ns));
             world.nodes[self.node].next_timer_ns = deadline_ns;
         }
     }
@@ -74,6 +77,7 @@ impl SimBackend {
     pub(crate) fn note_timer(&self, deadline_ns: u64) {
         let mut world = self.world.borrow_mut();
         if world.is_live(self.node, self.process) {
+            let deadline_ns = world.world_deadline_ns(self.node, deadline_ns);
             let next = &mut world.nodes[self.node].next_timer_ns;
             *next = Some(next.map_or(deadline_ns, |next| next.min(deadline_ns)));
         }
@@ -128,7 +132,7 @@ impl Backend for SimBackend {
         match wait {
             Wait::Never => world.run_due(),
             Wait::Timeout(timeout_ns) => {
-                let deadline_ns = world.now_ns.saturating_add(timeout_ns);
+                let deadline_ns = world.wait_deadline_ns(self.node, timeout_ns);
                 world.run_until(self.node, deadline_ns);
             }
             Wait::Forever => {

@@ -30,6 +30,7 @@ impl World {
         if path.as_os_str().is_empty() {
             return Err(libc::ENOENT);
         }
+        self.descriptor_fault()?;
         let sector_bytes = self.options.disk.sector_bytes;
         let node_state = &mut self.nodes[node];
         if node_state.disk.is_directory(path) {

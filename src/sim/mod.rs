@@ -6,23 +6,31 @@
 //! the network and the disk are simulated, with faults, and one seed always
 //! replays the same run.
 //!
-//! - **Time** is virtual. [`IO::now_ns`] reads it; `run_for_ns` and `run`
-//!   jump over idle gaps, so a simulated minute takes milliseconds.
-//! - **Network**: `listen`, `accept` and `connect` on virtual addresses
-//!   (node `i` is `10.0.0.(i+1)`; loopback is the node itself), byte
-//!   streams with latency `max(min, Exp(mean))` and a rare long tail,
+//! - **Time** is virtual. [`IO::now_ns`] reads the node's monotonic clock
+//!   and [`IO::realtime_ns`] its wall clock: each node has its own, with a
+//!   seeded drift, a monotonic clock that starts over at each boot, and a
+//!   wall clock that steps backward and forward ([`ClockOptions`]).
+//!   `run_for_ns` and `run` jump over idle gaps, so a simulated minute
+//!   takes milliseconds. Callbacks can cost CPU time ([`CpuOptions`]).
+//! - **Network**: TCP as Linux has it, on virtual addresses (node `i` is
+//!   `10.0.0.(i+1)`; loopback is the node itself): a handshake with SYN
+//!   retransmission and a listen backlog, byte streams with latency
+//!   `max(min, Exp(mean))`, a rare long tail and a bandwidth per link,
 //!   short sends when the peer's buffer is full, receives split at random
-//!   points, orderly close (`recv` gives 0) and resets (`ECONNRESET`),
-//!   symmetric and asymmetric partitions, and clogs.
+//!   points, FIN and RST behind the data (a reset never reads as end of
+//!   file, and received data stays readable), half-open connections after
+//!   a crash, symmetric and asymmetric partitions, and clogs.
 //! - **Disk**: files of sectors per node. A write is durable only after an
 //!   fsync submitted after it completed (or at once with `O_DSYNC`). On a
 //!   crash each write not yet durable is lost, torn at sector granularity,
 //!   or kept as a prefix. Latent sector errors, optional silent corruption
 //!   and misdirected writes, and a capacity limit (`ENOSPC`).
 //! - **Faults**: errors injected from each operation's documented errno
-//!   set; [`Simulator::crash`], restart (a new `IO` on the same node),
-//!   [`Simulator::pause`], partitions, clogs; [`Simulator::liveness`]
-//!   turns every fault off; [`SimOptions::swarm`] draws the knobs from a seed.
+//!   set (`EINTR` at the syscall boundary, `EMFILE`, `ENOMEM` among them);
+//!   [`Simulator::crash`], restart (a new `IO` on the same node),
+//!   [`Simulator::pause`], partitions, clogs; the application's own fault
+//!   points ([`IO::sim_coin`]); [`Simulator::liveness`] turns every fault
+//!   off; [`SimOptions::swarm`] draws the knobs from a seed.
 //! - **Trace hash**: every completion (node, operation, fd, offset, length,
 //!   result, time) is folded into [`Simulator::trace_hash`]. Same seed,
 //!   same hash.
@@ -75,12 +83,16 @@
 //!
 //! [`IO`]: crate::IO
 //! [`IO::now_ns`]: crate::IO::now_ns
+//! [`IO::realtime_ns`]: crate::IO::realtime_ns
+//! [`IO::sim_coin`]: crate::IO::sim_coin
 
+mod clock;
 mod disk;
 mod files;
 mod net;
 mod options;
 mod prng;
+mod tcp;
 pub(crate) mod world;
 
 use std::cell::RefCell;
@@ -91,7 +103,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
 
-pub use options::{DiskOptions, FaultOptions, NetworkOptions, SimOptions};
+pub use options::{
+    ClockOptions, CpuOptions, DiskOptions, FaultOptions, NetworkOptions, SimOptions,
+};
 pub use prng::{Prng, Probability};
 
 use crate::backend::sim::SimBackend;
@@ -238,8 +252,10 @@ impl Simulator {
 
     /// Crashes `node`: its process is gone (its `IO` now fails every call
     /// with `ESHUTDOWN`; drop it, and its pending callbacks with it), its
-    /// peers see resets, and its disk keeps what the crash model leaves of
-    /// writes that were not durable. [`Simulator::io`] restarts it.
+    /// peers see resets (or, with `crash_half_open_probability`, nothing:
+    /// their connections stay half-open), and its disk keeps what the crash
+    /// model leaves of writes that were not durable. [`Simulator::io`]
+    /// restarts it, with a fresh monotonic clock.
     pub fn crash(&mut self, node: NodeId) {
         tracing::debug!(target: "ringio", node = node.0, "sim: crash");
         self.world.borrow_mut().crash(node.0);
@@ -258,9 +274,10 @@ impl Simulator {
 
     /// Partitions the network: traffic from `from` nodes to `to` nodes is
     /// held (and the reverse too, if `symmetric`). Held data waits for
-    /// [`Simulator::heal`]; a connection that holds data longer than
-    /// `retransmit_timeout_ns` breaks with `ETIMEDOUT`; connects across
-    /// the partition time out.
+    /// [`Simulator::heal`]; a connection that holds data (or whose data no
+    /// ACK can answer) longer than `retransmit_timeout_ns` breaks with
+    /// `ETIMEDOUT`; a connect across the partition retransmits its SYN and
+    /// succeeds if the partition heals in time.
     pub fn partition(&mut self, from: &[NodeId], to: &[NodeId], symmetric: bool) {
         let mut world = self.world.borrow_mut();
         for &a in from {
@@ -301,6 +318,18 @@ impl Simulator {
         self.world.borrow().trace_hash()
     }
 
+    /// What the world's tables hold now: (sockets open, socket slots,
+    /// connections live, connection slots). Closed sockets and finished
+    /// connections are freed and their slots reused, so under steady churn
+    /// the slot counts stay flat; a test can check that nothing leaks.
+    pub fn table_sizes(&self) -> (usize, usize, usize, usize) {
+        let world = self.world.borrow();
+        let socket_slots = world.sockets.len();
+        let sockets = socket_slots - world.sockets_free.len();
+        let (connections, connection_slots) = world.connections_live();
+        (sockets, socket_slots, connections, connection_slots)
+    }
+
     /// How many completions (callbacks) all nodes have run so far: the
     /// simulated operations.
     pub fn completions(&self) -> u64 {
@@ -320,6 +349,33 @@ impl Simulator {
     /// every random choice a test makes, so that the seed replays those too.
     pub fn prng(&mut self) -> &mut Prng {
         &mut self.prng
+    }
+}
+
+impl<C> IO<C> {
+    /// A BUGGIFY point (FoundationDB's name for it): asks the simulator
+    /// whether to take a rare path now, such as a slow retry, a smaller
+    /// buffer, or an early flush, so that tests reach code that production
+    /// seldom runs. Under the simulator it is `true` with `probability`,
+    /// drawn from the seed (so it replays), unless
+    /// [`FaultOptions::buggify`] is off (it is off without faults and in
+    /// the liveness mode). On a real backend it is always `false`, and
+    /// costs a branch.
+    ///
+    /// ```
+    /// use ringio::sim::Probability;
+    /// let io: ringio::IO<()> = ringio::IO::new()?;
+    /// let batch = if io.sim_coin(Probability::percent(10)) { 1 } else { 64 };
+    /// assert_eq!(batch, 64); // never on a kernel backend
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// Backends: sim (io_uring and epoll: always `false`).
+    pub fn sim_coin(&self, probability: Probability) -> bool {
+        self.sim().is_some_and(|sim| {
+            sim.with_world(|world, _| Ok(world.coin(probability)))
+                .unwrap_or(false)
+        })
     }
 }
 

@@ -1,27 +1,42 @@
-//! The simulated network: listeners, connections as two byte streams with
-//! latency and bounded buffers, orderly close and resets, partitions and
-//! clogs.
+//! The simulated network's sockets: `socket`, `bind`/`listen` with a
+//! backlog, `accept`, `connect`, `recv`, `send`, `poll` and `close`, with
+//! the errnos Linux gives for each state. The connections under them, and
+//! what travels between nodes, are in `tcp.rs`.
 //!
-//! Each direction of a connection holds its bytes in one `VecDeque`: a
-//! prefix that has arrived (readable), then bytes still in flight, in
-//! segments that arrive in order. `send` accepts what fits in
-//! `buffer_bytes` minus what the direction holds, so a peer that does not
-//! read makes sends come back short, then wait.
+//! Sockets live in a table with a free list, and each node indexes the
+//! ports in use and its listeners by port, so that nothing scans every
+//! socket ever made.
 #![allow(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::prng::Probability;
+use super::tcp::{ConnId, SegmentKind};
 use super::world::{EventKind, FdEntry, Parked, World};
 use crate::completion::Operation;
 use crate::sys::Fd;
 
 pub(crate) enum SocketState {
     Fresh,
-    Listening { queue: VecDeque<usize> },
-    Connecting { connection: usize },
-    Connected { connection: usize, side: usize },
+    Listening {
+        queue: VecDeque<ConnId>,
+        backlog: u32,
+    },
+    Connecting {
+        connection: ConnId,
+    },
+    Connected {
+        connection: ConnId,
+        side: usize,
+    },
+    /// A connect failed (refused, timed out): Linux's `TCP_CLOSE` with both
+    /// directions shut. `recv` gives 0 and `send` `EPIPE`, after `error`
+    /// (a failure no connect was there to report); a new connect starts over.
+    Dead {
+        error: Option<i32>,
+    },
+    /// The socket is closed, its slot free for reuse.
     Closed,
 }
 
@@ -29,51 +44,24 @@ pub(crate) struct Socket {
     pub(crate) node: usize,
     pub(crate) v6: bool,
     pub(crate) local: Option<SocketAddr>,
+    /// The port this socket holds in its node's index (a listener's, or a
+    /// connecting socket's ephemeral port).
+    bound_port: Option<u16>,
     pub(crate) state: SocketState,
     /// Operations waiting on this socket, oldest first.
     pub(crate) waiters: VecDeque<Parked>,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Segment {
-    /// `None` while a partition holds it back.
-    arrival_ns: Option<u64>,
-    len: usize,
-    fin: bool,
-}
-
-#[derive(Default)]
-struct Direction {
-    /// Arrived-and-unread bytes, then bytes in flight.
-    bytes: VecDeque<u8>,
-    arrived: usize,
-    segments: VecDeque<Segment>,
-    fin_arrived: bool,
-    fin_sent: bool,
-    last_arrival_ns: u64,
-}
-
-impl Direction {
-    fn stalled(&self) -> bool {
-        self.segments
-            .iter()
-            .any(|segment| segment.arrival_ns.is_none())
-    }
-}
-
-/// A TCP connection. Side 0 connected, side 1 was accepted; direction `d`
-/// carries bytes from side `d` to side `1 - d`.
-pub(crate) struct Connection {
-    nodes: [usize; 2],
-    addrs: [SocketAddr; 2],
-    sockets: [Option<usize>; 2],
-    directions: [Direction; 2],
-    /// An error each side has yet to report (once).
-    errors: [Option<i32>; 2],
-    /// Reset: after its error is reported, recv gives 0 and send `EPIPE`.
-    reset: bool,
-    /// The side's socket is closed: bytes arriving there draw a reset.
-    closed: [bool; 2],
+/// Why a socket's waiters are retried: what woke them, as Linux's wake-up
+/// key says (`sk_data_ready`, `sk_write_space`, `sk_state_change`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Wake {
+    /// Data, or a connection to accept, arrived.
+    Readable,
+    /// Room opened to send.
+    Writable,
+    /// The connection's state changed: FIN, RST, a handshake's end.
+    State,
 }
 
 /// How a socket goes away.
@@ -81,31 +69,81 @@ pub(crate) struct Connection {
 pub(crate) enum CloseHow {
     /// `close(2)` or process exit: FIN, or a reset if unread data remains.
     Orderly,
-    /// The machine crashed: peers see a reset.
-    Crash,
+    /// The machine crashed: peers see a reset, or nothing (`half_open`).
+    Crash { half_open: bool },
 }
+
+/// The most a listen backlog can be: Linux's `somaxconn` (4096 since 5.4).
+const BACKLOG_MAX: u32 = 4096;
 
 const READABLE: u32 = libc::POLLIN as u32;
 const WRITABLE: u32 = libc::POLLOUT as u32;
 const ERROR: u32 = libc::POLLERR as u32;
 const HANGUP: u32 = libc::POLLHUP as u32;
+const READ_HANGUP: u32 = libc::POLLRDHUP as u32;
+/// What a poll reports whether asked or not, as io_uring's poll does.
+const UNMASKED: u32 = ERROR | HANGUP | READ_HANGUP;
 
 impl World {
     /// `socket(2)`.
-    pub(crate) fn open_socket(&mut self, node: usize, v6: bool) -> Fd {
-        let socket = self.sockets.len();
-        self.sockets.push(Socket {
-            node,
-            v6,
-            local: None,
-            state: SocketState::Fresh,
-            waiters: VecDeque::new(),
-        });
+    pub(crate) fn open_socket(&mut self, node: usize, v6: bool) -> Result<Fd, i32> {
+        self.descriptor_fault()?;
+        Ok(self.open_socket_entry(node, v6))
+    }
+
+    fn open_socket_entry(&mut self, node: usize, v6: bool) -> Fd {
+        let socket = self.socket_new(node, v6, None, SocketState::Fresh);
         self.nodes[node].alloc_fd(FdEntry::Socket(socket))
     }
 
+    /// An injected `EMFILE` or `ENFILE` (`FaultOptions::descriptors`).
+    pub(crate) fn descriptor_fault(&mut self) -> Result<(), i32> {
+        if self.streams.faults.chance(self.options.faults.descriptors) {
+            return Err(*self.streams.faults.pick(&[libc::EMFILE, libc::ENFILE]));
+        }
+        Ok(())
+    }
+
+    fn socket_new(
+        &mut self,
+        node: usize,
+        v6: bool,
+        local: Option<SocketAddr>,
+        state: SocketState,
+    ) -> usize {
+        let fresh = Socket {
+            node,
+            v6,
+            local,
+            bound_port: None,
+            state,
+            waiters: VecDeque::new(),
+        };
+        match self.sockets_free.pop() {
+            Some(index) => {
+                let slot = &mut self.sockets[index];
+                assert!(matches!(slot.state, SocketState::Closed));
+                assert!(slot.waiters.is_empty());
+                // The waiters' capacity is kept: reuse allocates nothing.
+                let waiters = std::mem::take(&mut slot.waiters);
+                *slot = Socket { waiters, ..fresh };
+                index
+            }
+            None => {
+                self.sockets.push(fresh);
+                self.sockets.len() - 1
+            }
+        }
+    }
+
     /// `socket(2)`, `bind(2)` and `listen(2)`.
-    pub(crate) fn listen(&mut self, node: usize, address: SocketAddr) -> Result<Fd, i32> {
+    pub(crate) fn listen(
+        &mut self,
+        node: usize,
+        address: SocketAddr,
+        backlog: u32,
+    ) -> Result<Fd, i32> {
+        self.descriptor_fault()?;
         let ip = address.ip();
         if !ip.is_unspecified() && !ip.is_loopback() && ip != self.nodes[node].ip {
             return Err(libc::EADDRNOTAVAIL);
@@ -114,50 +152,76 @@ impl World {
             0 => self.ephemeral_port(node).ok_or(libc::EADDRINUSE)?,
             port => port,
         };
-        if self.listener(node, ip, port).is_some() {
+        if self.listener_on(node, ip, port).is_some() {
             return Err(libc::EADDRINUSE);
         }
-        let fd = self.open_socket(node, address.is_ipv6());
-        let Some(FdEntry::Socket(socket)) = self.nodes[node].fd_entry(fd) else {
-            unreachable!("just opened");
-        };
-        let socket = &mut self.sockets[socket];
-        socket.local = Some(SocketAddr::new(ip, port));
-        socket.state = SocketState::Listening {
+        let state = SocketState::Listening {
             queue: VecDeque::new(),
+            backlog: backlog.min(BACKLOG_MAX),
         };
-        Ok(fd)
+        let local = SocketAddr::new(ip, port);
+        let socket = self.socket_new(node, address.is_ipv6(), Some(local), state);
+        self.port_bind(socket, port);
+        let listeners = self.nodes[node].listeners.entry(port).or_default();
+        listeners.push(socket);
+        Ok(self.nodes[node].alloc_fd(FdEntry::Socket(socket)))
     }
 
     /// A free port on `node`, from the ephemeral range.
     fn ephemeral_port(&mut self, node: usize) -> Option<u16> {
+        let node = &mut self.nodes[node];
         for _ in 0..28_232 {
-            let port = self.nodes[node].next_port;
-            self.nodes[node].next_port = if port >= 60_999 { 32_768 } else { port + 1 };
-            if !self.port_in_use(node, port) {
+            let port = node.next_port;
+            node.next_port = if port >= 60_999 { 32_768 } else { port + 1 };
+            if !node.ports.contains_key(&port) {
                 return Some(port);
             }
         }
         None
     }
 
-    fn port_in_use(&self, node: usize, port: u16) -> bool {
-        self.sockets.iter().any(|socket| {
-            socket.node == node
-                && !matches!(socket.state, SocketState::Closed)
-                && socket.local.is_some_and(|local| local.port() == port)
-        })
+    fn port_bind(&mut self, socket: usize, port: u16) {
+        let state = &mut self.sockets[socket];
+        assert!(state.bound_port.is_none());
+        state.bound_port = Some(port);
+        *self.nodes[state.node].ports.entry(port).or_insert(0) += 1;
     }
 
-    /// The listening socket on `node` that takes connections to `ip:port`.
-    fn listener(&self, node: usize, ip: IpAddr, port: u16) -> Option<usize> {
-        self.sockets.iter().position(|socket| {
-            socket.node == node
-                && matches!(socket.state, SocketState::Listening { .. })
-                && socket.local.is_some_and(|local| {
-                    local.port() == port
-                        && (local.ip().is_unspecified() || ip.is_unspecified() || local.ip() == ip)
-                })
+    /// Gives back the port a socket holds, if any: a closed socket's, or
+    /// a failed connect's (Linux unhashes it on `TCP_CLOSE`).
+    fn port_release(&mut self, socket: usize) {
+        let state = &mut self.sockets[socket];
+        let Some(port) = state.bound_port.take() else {
+            return;
+        };
+        let node = &mut self.nodes[state.node];
+        let users = node.ports.get_mut(&port).expect("a bound port is indexed");
+        assert!(*users > 0);
+        *users -= 1;
+        if *users == 0 {
+            node.ports.remove(&port);
+        }
+        if matches!(state.state, SocketState::Listening { .. }) {
+            let listeners = node.listeners.get_mut(&port).expect("indexed on listen");
+            listeners.retain(|&listener| listener != socket);
+            if listeners.is_empty() {
+                node.listeners.remove(&port);
+            }
+        }
+    }
+
+    /// The listening socket on `node` that takes connections to
+    /// `ip:port`, if the node runs a process.
+    pub(crate) fn listener(&self, node: usize, ip: IpAddr, port: u16) -> Option<usize> {
+        self.nodes[node].process?;
+        self.listener_on(node, ip, port)
+    }
+
+    fn listener_on(&self, node: usize, ip: IpAddr, port: u16) -> Option<usize> {
+        let listeners = self.nodes[node].listeners.get(&port)?;
+        listeners.iter().copied().find(|&socket| {
+            let local = self.sockets[socket].local.expect("a listener is bound");
+            local.ip().is_unspecified() || ip.is_unspecified() || local.ip() == ip
         })
     }
 
@@ -175,15 +239,20 @@ impl World {
         Ok(socket.local.unwrap_or_else(|| unspecified(socket.v6)))
     }
 
-    /// `getpeername(2)`.
+    /// `getpeername(2)`: `ENOTCONN` unless connected and not reset, as
+    /// Linux refuses it in `TCP_CLOSE`.
     pub(crate) fn peer_addr(&self, node: usize, fd: Fd) -> Result<SocketAddr, i32> {
         let socket = &self.sockets[self.socket_of(node, fd)?];
-        match socket.state {
-            SocketState::Connected { connection, side } => {
-                Ok(self.connections[connection].addrs[1 - side])
-            }
-            _ => Err(libc::ENOTCONN),
+        let SocketState::Connected { connection, side } = socket.state else {
+            return Err(libc::ENOTCONN);
+        };
+        let conn = self
+            .conn(connection)
+            .expect("a connected socket's connection is live");
+        if conn.sides[side].reset {
+            return Err(libc::ENOTCONN);
         }
+        Ok(conn.addrs[1 - side])
     }
 
     /// Starts an operation on a socket: it completes now, or parks.
@@ -217,13 +286,17 @@ impl World {
     fn try_socket_operation(&mut self, socket: usize, parked: &Parked) -> Option<i32> {
         match parked.operation {
             Operation::Accept { .. } => self.try_accept(socket),
-            Operation::Recv { buf, len, .. } | Operation::Read { buf, len, .. } => {
-                self.try_recv(socket, buf, len)
+            Operation::Recv { buf, len, .. } => self.try_recv(socket, buf, len),
+            // A stream has no offsets: Linux refuses any but 0.
+            Operation::Read { offset, .. } | Operation::Write { offset, .. } if offset != 0 => {
+                Some(-libc::ESPIPE)
             }
-            Operation::Send { buf, len, .. } => self.try_send(socket, buf, len),
-            Operation::Write { buf, len, .. } => self.try_send(socket, buf, len),
+            Operation::Read { buf, len, .. } => self.try_recv(socket, buf, len),
+            Operation::Send { buf, len, .. } | Operation::Write { buf, len, .. } => {
+                self.try_send(socket, buf, len)
+            }
             Operation::Poll { events, .. } => {
-                let ready = self.readiness(socket) & (events | ERROR | HANGUP);
+                let ready = self.readiness(socket) & (events | UNMASKED);
                 (ready != 0).then_some(ready as i32)
             }
             Operation::Fsync { .. } => Some(-libc::EINVAL),
@@ -242,50 +315,79 @@ impl World {
     }
 
     fn try_accept(&mut self, socket: usize) -> Option<i32> {
-        let node = self.sockets[socket].node;
-        let SocketState::Listening { queue } = &mut self.sockets[socket].state else {
+        let SocketState::Listening { queue, .. } = &self.sockets[socket].state else {
             return Some(-libc::EINVAL);
         };
-        let connection = queue.pop_front()?;
+        if queue.is_empty() {
+            return None;
+        }
+        // Out of descriptors: the connection stays queued, as the kernel
+        // takes an fd before it dequeues.
+        if let Err(errno) = self.descriptor_fault() {
+            return Some(-errno);
+        }
+        let SocketState::Listening { queue, .. } = &mut self.sockets[socket].state else {
+            unreachable!("checked above");
+        };
+        let connection = queue.pop_front().expect("checked above");
+        // The listener has room again: a SYN waiting for it may get in.
         if self.streams.faults.chance(self.options.faults.accept) {
-            self.reset_connection(connection, 1, libc::ECONNRESET);
+            let conn = self
+                .conn_mut(connection)
+                .expect("a queued connection is live");
+            conn.sides[1].closed = true;
+            self.reset_and_forget(connection, 1);
+            self.connection_free_if_done(connection);
             return Some(-libc::ECONNABORTED);
         }
-        let accepted = self.sockets.len();
+        let node = self.sockets[socket].node;
         let v6 = self.sockets[socket].v6;
-        self.sockets.push(Socket {
-            node,
-            v6,
-            local: Some(self.connections[connection].addrs[1]),
-            state: SocketState::Connected {
-                connection,
-                side: 1,
-            },
-            waiters: VecDeque::new(),
-        });
-        self.connections[connection].sockets[1] = Some(accepted);
+        let local = self.conn(connection).expect("queued").addrs[1];
+        let state = SocketState::Connected {
+            connection,
+            side: 1,
+        };
+        let accepted = self.socket_new(node, v6, Some(local), state);
+        let conn = self.conn_mut(connection).expect("queued");
+        assert!(conn.sockets[1].is_none());
+        conn.sockets[1] = Some(accepted);
         Some(self.nodes[node].alloc_fd(FdEntry::Socket(accepted)))
     }
 
     fn try_recv(&mut self, socket: usize, buf: *mut u8, len: u32) -> Option<i32> {
-        let (connection, side) = match self.sockets[socket].state {
-            SocketState::Connected { connection, side } => (connection, side),
+        let (connection, side) = match &mut self.sockets[socket].state {
+            SocketState::Connected { connection, side } => (*connection, *side),
             SocketState::Connecting { .. } => return None,
+            SocketState::Dead { error } => return Some(error.take().map_or(0, |errno| -errno)),
             _ => return Some(-libc::ENOTCONN),
         };
-        let conn = &mut self.connections[connection];
-        if let Some(errno) = conn.errors[side].take() {
-            return Some(-errno);
+        if self.streams.faults.chance(self.options.faults.recv) {
+            // The network resets the connection: both ends learn, and what
+            // this end holds stays readable before the error, as on Linux.
+            self.abort_side(connection, side, Some(libc::ECONNRESET));
+            self.reset_send(connection, side);
         }
-        let incoming = &mut conn.directions[1 - side];
-        if incoming.arrived == 0 {
-            return (incoming.fin_arrived || conn.reset).then_some(0);
+        let conn = self
+            .conn_mut(connection)
+            .expect("a connected socket's connection is live");
+        let arrived = conn.directions[1 - side].arrived;
+        if arrived == 0 {
+            // Linux checks for the FIN (`SOCK_DONE`) before the error.
+            if conn.directions[1 - side].fin_arrived {
+                return Some(0);
+            }
+            if let Some(errno) = conn.sides[side].error.take() {
+                return Some(-errno);
+            }
+            return conn.sides[side].reset.then_some(0);
         }
-        let mut count = incoming.arrived.min(len as usize);
+        let mut count = arrived.min(len as usize);
         let split = self.options.network.recv_split_probability;
         if count > 1 && self.streams.network.chance(split) {
             count = self.streams.network.range_inclusive(1, count as u64) as usize;
         }
+        let conn = self.conn_mut(connection).expect("checked above");
+        let incoming = &mut conn.directions[1 - side];
         let (front, back) = incoming.bytes.as_slices();
         let from_front = front.len().min(count);
         // SAFETY: `buf` is this in-flight recv's buffer, valid for writes of
@@ -302,54 +404,73 @@ impl World {
         incoming.arrived -= count;
         // Room opened for the sender.
         if let Some(peer) = conn.sockets[1 - side] {
-            self.to_wake.push(peer);
-        }
-        if self.streams.faults.chance(self.options.faults.recv) {
-            self.reset_connection(connection, side, libc::ECONNRESET);
-            return Some(-libc::ECONNRESET);
+            self.to_wake.push((peer, Wake::Writable));
         }
         Some(count as i32)
     }
 
     fn try_send(&mut self, socket: usize, buf: *const u8, len: u32) -> Option<i32> {
-        let (connection, side) = match self.sockets[socket].state {
-            SocketState::Connected { connection, side } => (connection, side),
+        let (connection, side) = match &mut self.sockets[socket].state {
+            SocketState::Connected { connection, side } => (*connection, *side),
             SocketState::Connecting { .. } => return None,
-            _ => return Some(-libc::ENOTCONN),
+            SocketState::Dead { error } => {
+                return Some(-error.take().unwrap_or(libc::EPIPE));
+            }
+            // Linux's `sk_stream_wait_connect`: not connecting, not connected.
+            _ => return Some(-libc::EPIPE),
         };
         let buffer_bytes = self.options.network.buffer_bytes as usize;
-        let conn = &mut self.connections[connection];
-        if let Some(errno) = conn.errors[side].take() {
+        let conn = self
+            .conn_mut(connection)
+            .expect("a connected socket's connection is live");
+        if let Some(errno) = conn.sides[side].error.take() {
             return Some(-errno);
         }
-        if conn.reset {
+        if conn.sides[side].reset {
             return Some(-libc::EPIPE);
         }
-        let outgoing = &mut conn.directions[side];
-        let room = buffer_bytes.saturating_sub(outgoing.bytes.len());
+        let room = buffer_bytes.saturating_sub(conn.directions[side].bytes.len());
         if room == 0 {
             return None;
         }
-        if self.streams.faults.chance(self.options.faults.send) {
-            self.reset_connection(connection, side, libc::ECONNRESET);
-            let errno = *self.streams.faults.pick(&[libc::ECONNRESET, libc::EPIPE]);
-            return Some(-errno);
+        if let Some(result) = self.send_fault(connection, side) {
+            return Some(result);
         }
         let count = room.min(len as usize);
         // SAFETY: `buf` is this in-flight send's buffer of `len` bytes.
         let data = unsafe { World::user_bytes(buf, count) };
-        self.connections[connection].directions[side]
-            .bytes
-            .extend(data);
-        self.send_segment(connection, side, count, false);
+        let conn = self.conn_mut(connection).expect("checked above");
+        conn.directions[side].bytes.extend(data);
+        self.send_segment(connection, side, count, SegmentKind::Data);
         Some(count as i32)
     }
 
-    /// The poll bits a socket would report now.
+    /// Injected send errors: a reset (`ECONNRESET` or `EPIPE`, for both
+    /// ends), or a transient `ENOMEM`/`ENOBUFS` that sends nothing.
+    fn send_fault(&mut self, connection: ConnId, side: usize) -> Option<i32> {
+        let faults = &mut self.streams.faults;
+        if faults.chance(self.options.faults.send_buffers) {
+            return Some(-*faults.pick(&[libc::ENOMEM, libc::ENOBUFS]));
+        }
+        if !faults.chance(self.options.faults.send) {
+            return None;
+        }
+        let errno = *faults.pick(&[libc::ECONNRESET, libc::EPIPE]);
+        self.abort_side(connection, side, None);
+        self.reset_send(connection, side);
+        Some(-errno)
+    }
+
+    /// The poll bits a socket would report now, as Linux's `tcp_poll`.
     fn readiness(&self, socket: usize) -> u32 {
-        match self.sockets[socket].state {
+        match &self.sockets[socket].state {
+            // `TCP_CLOSE`, nothing shut: writable, hung up.
             SocketState::Fresh => WRITABLE | HANGUP,
-            SocketState::Listening { ref queue } => {
+            SocketState::Dead { error } => {
+                let error = if error.is_some() { ERROR } else { 0 };
+                READABLE | WRITABLE | HANGUP | READ_HANGUP | error
+            }
+            SocketState::Listening { queue, .. } => {
                 if queue.is_empty() {
                     0
                 } else {
@@ -358,24 +479,34 @@ impl World {
             }
             SocketState::Connecting { .. } | SocketState::Closed => 0,
             SocketState::Connected { connection, side } => {
-                let conn = &self.connections[connection];
-                let incoming = &conn.directions[1 - side];
-                let outgoing = &conn.directions[side];
-                let mut ready = 0;
-                if incoming.arrived > 0 || incoming.fin_arrived || conn.reset {
-                    ready |= READABLE;
-                }
-                if conn.reset {
-                    ready |= HANGUP | WRITABLE;
-                } else if (outgoing.bytes.len() as u64) < self.options.network.buffer_bytes {
-                    ready |= WRITABLE;
-                }
-                if conn.errors[side].is_some() {
-                    ready |= ERROR;
-                }
-                ready
+                self.connected_readiness(*connection, *side)
             }
         }
+    }
+
+    fn connected_readiness(&self, connection: ConnId, side: usize) -> u32 {
+        let conn = self
+            .conn(connection)
+            .expect("a connected socket's connection is live");
+        let incoming = &conn.directions[1 - side];
+        let outgoing = &conn.directions[side];
+        let end = conn.sides[side];
+        let mut ready = 0;
+        if incoming.arrived > 0 || incoming.fin_arrived || end.reset {
+            ready |= READABLE;
+        }
+        if incoming.fin_arrived || end.reset {
+            ready |= READ_HANGUP;
+        }
+        if end.reset {
+            ready |= HANGUP | WRITABLE;
+        } else if (outgoing.bytes.len() as u64) < self.options.network.buffer_bytes {
+            ready |= WRITABLE;
+        }
+        if end.error.is_some() {
+            ready |= ERROR;
+        }
+        ready
     }
 
     /// Retries the waiters of every socket whose state changed.
@@ -386,34 +517,93 @@ impl World {
         let mut batch = std::mem::take(&mut self.wake_batch);
         while !self.to_wake.is_empty() {
             std::mem::swap(&mut batch, &mut self.to_wake);
-            for socket in batch.drain(..) {
-                self.retry_waiters(socket);
+            for (socket, wake) in batch.drain(..) {
+                self.retry_waiters(socket, wake);
             }
         }
         self.wake_batch = batch;
     }
 
-    fn retry_waiters(&mut self, socket: usize) {
+    /// Retries what waits on `socket` after `wake`, as io_uring's wake-up
+    /// runs them. Linux wakes every waiter of a socket at once. Data or room
+    /// arriving wakes with a key (`POLLIN`, `POLLOUT`): a poll that asked for
+    /// it completes with the key alone, whatever a recv woken with it then
+    /// takes. A change of state (FIN, RST, a connect finishing) wakes with
+    /// none: each poll looks at the socket at its turn, and the most
+    /// recently parked waiter goes first (the kernel adds a poll at the head
+    /// of the wait queue), so a recv woken before a poll may have taken the
+    /// error it would have seen. Accepts wait exclusively, at the tail: they
+    /// come last, oldest first.
+    fn retry_waiters(&mut self, socket: usize, wake: Wake) {
+        let key = match wake {
+            Wake::Readable => READABLE,
+            Wake::Writable => WRITABLE,
+            Wake::State => 0,
+        };
+        if key != 0 {
+            self.complete_keyed_polls(socket, key);
+        }
+        let mut index = self.sockets[socket].waiters.len();
+        while index > 0 {
+            index -= 1;
+            let parked = self.sockets[socket].waiters[index];
+            let (accept, poll) = match parked.operation {
+                Operation::Accept { .. } => (true, false),
+                Operation::Poll { .. } => (false, true),
+                _ => (false, false),
+            };
+            // A keyed wake concerns only the polls that asked for its key,
+            // done above; accepts come after.
+            let skip = accept || (poll && key != 0);
+            if !skip {
+                self.retry_waiter(socket, index, parked);
+            }
+        }
         let mut index = 0;
         while index < self.sockets[socket].waiters.len() {
             let parked = self.sockets[socket].waiters[index];
-            match self.try_socket_operation(socket, &parked) {
-                Some(result) => {
-                    self.sockets[socket].waiters.remove(index);
-                    self.complete_parked(socket, parked, result);
-                }
-                None => index += 1,
+            let accept = matches!(parked.operation, Operation::Accept { .. });
+            if !(accept && self.retry_waiter(socket, index, parked)) {
+                index += 1;
             }
         }
     }
 
+    /// The polls that asked for `key` complete with it.
+    fn complete_keyed_polls(&mut self, socket: usize, key: u32) {
+        let mut index = self.sockets[socket].waiters.len();
+        while index > 0 {
+            index -= 1;
+            let parked = self.sockets[socket].waiters[index];
+            let Operation::Poll { events, .. } = parked.operation else {
+                continue;
+            };
+            if events & key != 0 {
+                let removed = self.sockets[socket].waiters.remove(index);
+                assert!(removed.is_some_and(|removed| removed.user_data == parked.user_data));
+                self.complete_parked(socket, parked, key as i32);
+            }
+        }
+    }
+
+    /// Retries the waiter at `index`; returns whether it completed (and
+    /// so left the queue).
+    fn retry_waiter(&mut self, socket: usize, index: usize, parked: Parked) -> bool {
+        let Some(result) = self.try_socket_operation(socket, &parked) else {
+            return false;
+        };
+        let removed = self.sockets[socket].waiters.remove(index);
+        assert!(removed.is_some_and(|removed| removed.user_data == parked.user_data));
+        self.complete_parked(socket, parked, result);
+        true
+    }
+
     fn start_connect(&mut self, socket: usize, parked: Parked, target: SocketAddr) {
-        let node = self.sockets[socket].node;
         let refuse = match self.sockets[socket].state {
-            SocketState::Fresh => None,
-            SocketState::Connected { .. } => Some(libc::EISCONN),
+            SocketState::Fresh | SocketState::Dead { .. } => None,
+            SocketState::Connected { .. } | SocketState::Listening { .. } => Some(libc::EISCONN),
             SocketState::Connecting { .. } => Some(libc::EALREADY),
-            SocketState::Listening { .. } | SocketState::Closed => Some(libc::EINVAL),
+            SocketState::Closed => Some(libc::EBADF),
         };
         let refuse = refuse.or_else(|| {
             (self.sockets[socket].v6 != target.is_ipv6()).then_some(libc::EAFNOSUPPORT)
@@ -421,6 +611,7 @@ impl World {
         if let Some(errno) = refuse {
             return self.complete_parked(socket, parked, -errno);
         }
+        let node = self.sockets[socket].node;
         let Some(peer) = self.route(node, target.ip()) else {
             return self.complete_parked(socket, parked, -libc::ENETUNREACH);
         };
@@ -433,44 +624,70 @@ impl World {
             return self.complete_parked(socket, parked, -libc::EADDRNOTAVAIL);
         };
         let local = SocketAddr::new(local_ip, port);
-        let connection = self.connections.len();
-        self.connections.push(Connection {
-            nodes: [node, peer],
-            addrs: [local, target],
-            sockets: [Some(socket), None],
-            directions: [Direction::default(), Direction::default()],
-            errors: [None, None],
-            reset: false,
-            closed: [false, false],
-        });
+        let connection = self.connection_open([node, peer], [local, target], socket);
+        self.port_bind(socket, port);
         let socket_state = &mut self.sockets[socket];
         socket_state.local = Some(local);
         socket_state.state = SocketState::Connecting { connection };
         socket_state.waiters.push_back(parked);
         if self.streams.faults.chance(self.options.faults.connect) {
-            if self.streams.faults.chance(Probability::percent(50)) {
-                let delay_ns = 2 * self.latency_sample(node, peer);
-                self.schedule_connect_result(delay_ns, connection, -libc::ECONNREFUSED);
-            } else {
-                let timeout_ns = self.options.network.connect_timeout_ns;
-                self.schedule_connect_result(timeout_ns, connection, -libc::ETIMEDOUT);
-            }
-            return;
+            return self.connect_fault(connection, node, peer);
         }
-        let reachable = self.nodes[peer].up
-            && !self.blocked.contains(&(node, peer))
-            && !self.blocked.contains(&(peer, node));
-        if !reachable {
-            let timeout_ns = self.options.network.connect_timeout_ns;
-            return self.schedule_connect_result(timeout_ns, connection, -libc::ETIMEDOUT);
-        }
-        let arrival_ns = self.now_ns + self.latency_sample(node, peer);
-        self.schedule(arrival_ns, EventKind::SynArrive { connection });
+        self.syn_send(connection);
     }
 
-    fn schedule_connect_result(&mut self, delay_ns: u64, connection: usize, result: i32) {
-        let kind = EventKind::ConnectResult { connection, result };
+    /// An injected connect failure: refused after a round trip, or every
+    /// SYN lost until the retries run out.
+    fn connect_fault(&mut self, connection: ConnId, node: usize, peer: usize) {
+        let (errno, delay_ns) = if self.streams.faults.chance(Probability::percent(50)) {
+            let round_trip_ns = self.latency_sample(node, peer) + self.latency_sample(peer, node);
+            (libc::ECONNREFUSED, round_trip_ns)
+        } else {
+            (libc::ETIMEDOUT, self.options.network.syn_timeout_ns())
+        };
+        let kind = EventKind::ConnectFail { connection, errno };
         self.schedule(self.now_ns + delay_ns, kind);
+    }
+
+    /// The handshake of `socket`'s connection finished: it is connected,
+    /// and its connect (if not cancelled) succeeds.
+    pub(crate) fn connect_established(&mut self, socket: usize, connection: ConnId) {
+        let state = &mut self.sockets[socket].state;
+        assert!(matches!(state, SocketState::Connecting { connection: c } if *c == connection));
+        *state = SocketState::Connected {
+            connection,
+            side: 0,
+        };
+        if let Some(parked) = self.take_parked_connect(socket) {
+            self.complete_parked(socket, parked, 0);
+        }
+        self.to_wake.push((socket, Wake::State));
+    }
+
+    /// The handshake of `socket`'s connection failed with `errno`: its
+    /// connect reports it, or, if it was cancelled, the socket keeps it
+    /// for its next operation, as Linux keeps `sk_err`.
+    pub(crate) fn connect_failed(&mut self, socket: usize, errno: i32) {
+        assert!(matches!(
+            self.sockets[socket].state,
+            SocketState::Connecting { .. }
+        ));
+        self.port_release(socket);
+        let parked = self.take_parked_connect(socket);
+        let error = if parked.is_some() { None } else { Some(errno) };
+        self.sockets[socket].state = SocketState::Dead { error };
+        if let Some(parked) = parked {
+            self.complete_parked(socket, parked, -errno);
+        }
+        self.to_wake.push((socket, Wake::State));
+    }
+
+    fn take_parked_connect(&mut self, socket: usize) -> Option<Parked> {
+        let waiters = &mut self.sockets[socket].waiters;
+        let index = waiters
+            .iter()
+            .position(|parked| matches!(parked.operation, Operation::Connect { .. }))?;
+        waiters.remove(index)
     }
 
     /// The node that answers for `ip`, seen from `node`.
@@ -485,321 +702,54 @@ impl World {
         self.nodes.iter().position(|candidate| candidate.ip == ip)
     }
 
-    pub(crate) fn on_syn_arrive(&mut self, connection: usize) {
-        let conn = &self.connections[connection];
-        if conn.closed[0] {
-            return; // The client gave up (closed or cancelled).
-        }
-        let [client, server] = conn.nodes;
-        let target = conn.addrs[1];
-        let back_ns = self.latency_sample(server, client);
-        let listener = self
-            .listener(server, target.ip(), target.port())
-            .filter(|_| self.nodes[server].process.is_some());
-        let Some(listener) = listener else {
-            return self.schedule_connect_result(back_ns, connection, -libc::ECONNREFUSED);
-        };
-        if let SocketState::Listening { queue } = &mut self.sockets[listener].state {
-            queue.push_back(connection);
-        }
-        self.to_wake.push(listener);
-        self.schedule_connect_result(back_ns, connection, 0);
-    }
-
-    pub(crate) fn on_connect_result(&mut self, connection: usize, result: i32) {
-        let Some(socket) = self.connections[connection].sockets[0] else {
-            return;
-        };
-        if !matches!(self.sockets[socket].state, SocketState::Connecting { connection: c } if c == connection)
-        {
-            return;
-        }
-        let waiters = &mut self.sockets[socket].waiters;
-        let Some(index) = waiters
-            .iter()
-            .position(|parked| matches!(parked.operation, Operation::Connect { .. }))
-        else {
-            return;
-        };
-        let parked = waiters.remove(index).expect("found above");
-        self.sockets[socket].state = if result == 0 {
-            SocketState::Connected {
-                connection,
-                side: 0,
-            }
-        } else {
-            self.connections[connection].closed[0] = true;
-            SocketState::Fresh
-        };
-        self.complete_parked(socket, parked, result);
-        self.to_wake.push(socket);
-    }
-
-    /// A cancelled connect abandons its handshake; the socket may connect again.
-    pub(crate) fn abandon_connect(&mut self, socket: usize) {
-        if let SocketState::Connecting { connection } = self.sockets[socket].state {
-            self.connections[connection].closed[0] = true;
-            self.sockets[socket].state = SocketState::Fresh;
-        }
-    }
-
-    /// Closes a socket; returns its waiters, for the caller to cancel or forget.
+    /// Closes a socket and frees its slot; returns its waiters, for the
+    /// caller to cancel or forget.
     pub(crate) fn close_socket(&mut self, socket: usize, how: CloseHow) -> VecDeque<Parked> {
         let waiters = std::mem::take(&mut self.sockets[socket].waiters);
+        self.port_release(socket);
         let state = std::mem::replace(&mut self.sockets[socket].state, SocketState::Closed);
         match state {
-            SocketState::Fresh | SocketState::Closed => {}
-            SocketState::Listening { queue } => {
+            SocketState::Fresh | SocketState::Dead { .. } => {}
+            SocketState::Closed => unreachable!("a socket is closed once"),
+            SocketState::Listening { queue, .. } => {
                 for connection in queue {
-                    self.connections[connection].closed[1] = true;
-                    self.reset_connection(connection, 1, libc::ECONNRESET);
+                    self.close_end(connection, 1, how);
                 }
             }
             SocketState::Connecting { connection } => {
-                self.connections[connection].closed[0] = true;
+                // The pending handshake event sees the client gone.
+                let conn = self.conn_mut(connection).expect("a handshake in progress");
+                conn.sides[0].closed = true;
+                conn.sockets[0] = None;
             }
-            SocketState::Connected { connection, side } => {
-                let conn = &mut self.connections[connection];
-                conn.closed[side] = true;
-                conn.sockets[side] = None;
-                let unread = !conn.directions[1 - side].bytes.is_empty();
-                if conn.reset {
-                    // Nothing to tell the peer.
-                } else if how == CloseHow::Crash || unread {
-                    self.reset_connection(connection, side, libc::ECONNRESET);
-                } else {
-                    self.connections[connection].directions[side].fin_sent = true;
-                    self.send_segment(connection, side, 0, true);
-                }
-            }
+            SocketState::Connected { connection, side } => self.close_end(connection, side, how),
         }
+        self.sockets_free.push(socket);
         waiters
     }
 
-    /// Resets a connection from `side`: that side is done at once (its
-    /// caller reports the error), the peer learns after one latency.
-    fn reset_connection(&mut self, connection: usize, side: usize, errno: i32) {
-        let conn = &mut self.connections[connection];
-        if conn.reset {
-            return;
+    /// The socket at `side` of `connection` goes away: a FIN if it read
+    /// everything, a RST if data it never read remains (Linux's
+    /// `tcp_close`), or what a crash leaves.
+    fn close_end(&mut self, connection: ConnId, side: usize, how: CloseHow) {
+        if let CloseHow::Crash { half_open } = how {
+            return self.side_crashed(connection, side, half_open);
         }
-        conn.reset = true;
-        for direction in &mut conn.directions {
-            direction.bytes.clear();
-            direction.arrived = 0;
-            direction.segments.clear();
-        }
-        let [from, to] = [conn.nodes[side], conn.nodes[1 - side]];
-        let delay_ns = self.latency_sample(from, to);
-        let kind = EventKind::Reset {
-            connection,
-            side: 1 - side,
-            errno,
-        };
-        self.schedule(self.now_ns + delay_ns, kind);
-    }
-
-    pub(crate) fn on_reset(&mut self, connection: usize, side: usize, errno: i32) {
-        let conn = &mut self.connections[connection];
-        if conn.closed[side] {
-            return;
-        }
-        conn.reset = true;
-        conn.errors[side] = Some(errno);
-        if let Some(socket) = conn.sockets[side] {
-            self.to_wake.push(socket);
-        }
-    }
-
-    /// Queues `len` bytes (already in the direction's buffer) or a FIN to
-    /// arrive after the link's latency, in order behind earlier segments.
-    fn send_segment(&mut self, connection: usize, direction: usize, len: usize, fin: bool) {
-        let conn = &self.connections[connection];
-        let (from, to) = (conn.nodes[direction], conn.nodes[1 - direction]);
-        let held = self.blocked.contains(&(from, to)) || conn.directions[direction].stalled();
-        let arrival_ns = if held {
-            if !conn.directions[direction].stalled() {
-                let kind = EventKind::RetransmitTimeout {
-                    connection,
-                    direction,
-                };
-                self.schedule(
-                    self.now_ns + self.options.network.retransmit_timeout_ns,
-                    kind,
-                );
-            }
-            None
+        let conn = self
+            .conn_mut(connection)
+            .expect("an open end's connection is live");
+        conn.sides[side].closed = true;
+        conn.sockets[side] = None;
+        let unread = conn.directions[1 - side].arrived > 0;
+        if conn.sides[side].reset {
+            conn.directions[1 - side].drop_all();
+        } else if unread {
+            self.reset_and_forget(connection, side);
         } else {
-            Some(self.arrival_ns(connection, direction))
-        };
-        let segment = Segment {
-            arrival_ns,
-            len,
-            fin,
-        };
-        self.connections[connection].directions[direction]
-            .segments
-            .push_back(segment);
-        if let Some(time_ns) = arrival_ns {
-            let kind = EventKind::Arrive {
-                connection,
-                direction,
-            };
-            self.schedule(time_ns, kind);
+            // Data still in flight to it will draw a RST when it arrives.
+            self.fin_send(connection, side);
         }
-    }
-
-    /// When a segment sent now arrives: latency, behind any clog, and never
-    /// before the previous segment (a stream stays in order).
-    fn arrival_ns(&mut self, connection: usize, direction: usize) -> u64 {
-        let conn = &self.connections[connection];
-        let (from, to) = (conn.nodes[direction], conn.nodes[1 - direction]);
-        let mut arrival_ns = self.now_ns + self.latency_sample(from, to);
-        if let Some(&until_ns) = self.clogged.get(&(from, to)) {
-            if until_ns > self.now_ns {
-                arrival_ns = arrival_ns.max(until_ns + self.latency_sample(from, to));
-            }
-        }
-        let direction = &mut self.connections[connection].directions[direction];
-        arrival_ns = arrival_ns.max(direction.last_arrival_ns);
-        direction.last_arrival_ns = arrival_ns;
-        arrival_ns
-    }
-
-    /// One-way latency: `max(min, Exp(mean))`, plus sometimes a long tail.
-    fn latency_sample(&mut self, _from: usize, _to: usize) -> u64 {
-        let network = &self.options.network;
-        let prng = &mut self.streams.network;
-        let mut latency_ns = prng
-            .exponential(network.latency_mean_ns)
-            .max(network.latency_min_ns);
-        if prng.chance(network.tail_probability) {
-            latency_ns += prng.exponential(network.tail_mean_ns);
-        }
-        latency_ns
-    }
-
-    pub(crate) fn on_arrive(&mut self, connection: usize, direction: usize) {
-        let now_ns = self.now_ns;
-        let conn = &mut self.connections[connection];
-        let receiver = 1 - direction;
-        let flow = &mut conn.directions[direction];
-        let mut data_arrived = false;
-        while let Some(segment) = flow.segments.front() {
-            match segment.arrival_ns {
-                Some(time_ns) if time_ns <= now_ns => {}
-                _ => break,
-            }
-            flow.arrived += segment.len;
-            flow.fin_arrived |= segment.fin;
-            data_arrived |= segment.len > 0;
-            flow.segments.pop_front();
-        }
-        if conn.closed[receiver] && data_arrived && !conn.reset {
-            // Bytes for a socket that is gone: the peer gets a reset.
-            self.reset_connection(connection, receiver, libc::ECONNRESET);
-            return;
-        }
-        if let Some(socket) = self.connections[connection].sockets[receiver] {
-            self.to_wake.push(socket);
-        }
-    }
-
-    pub(crate) fn on_retransmit_timeout(&mut self, connection: usize, direction: usize) {
-        if self.connections[connection].directions[direction].stalled() {
-            // TCP gave up: both ends see ETIMEDOUT (the model tells the
-            // silent end too, so nothing waits forever on a dead link).
-            self.reset_connection(connection, direction, libc::ETIMEDOUT);
-            self.on_reset(connection, direction, libc::ETIMEDOUT);
-        }
-    }
-
-    /// Schedules the next random partition or clog, if they are on.
-    pub(crate) fn schedule_weather(&mut self) {
-        let network = &self.options.network;
-        let intervals = [
-            network.partition_interval_mean_ns,
-            network.clog_interval_mean_ns,
-        ];
-        let mean_ns = match intervals {
-            [0, 0] => return,
-            [0, clog] => clog,
-            [partition, 0] => partition,
-            [partition, clog] => partition.min(clog),
-        };
-        let delay_ns = self.streams.weather.exponential(mean_ns).max(1);
-        self.schedule(self.now_ns + delay_ns, EventKind::Weather);
-    }
-
-    pub(crate) fn on_weather(&mut self) {
-        let nodes = self.nodes.len() as u64;
-        let network = self.options.network.clone();
-        let partitions_on = network.partition_interval_mean_ns > 0;
-        let clogs_on = network.clog_interval_mean_ns > 0;
-        if !partitions_on && !clogs_on {
-            return;
-        }
-        let prng = &mut self.streams.weather;
-        let partition = partitions_on && (!clogs_on || prng.chance(Probability::percent(50)));
-        if partition && self.blocked.is_empty() {
-            // A random split: each node on side A or B, both sides non-empty.
-            let split = prng.range_inclusive(1, (1 << nodes.min(63)) - 2);
-            let asymmetric = prng.chance(network.partition_asymmetric_probability);
-            for from in 0..nodes as usize {
-                for to in 0..nodes as usize {
-                    let side = |node: usize| split >> (node % 63) & 1;
-                    if side(from) == 1 && side(to) == 0
-                        || (!asymmetric && side(from) == 0 && side(to) == 1)
-                    {
-                        self.blocked.insert((from, to));
-                    }
-                }
-            }
-            let duration_ns = prng.exponential(network.partition_duration_mean_ns).max(1);
-            tracing::debug!(target: "ringio", split, asymmetric, duration_ns, "sim: partition");
-            self.schedule(self.now_ns + duration_ns, EventKind::Heal);
-        } else if clogs_on {
-            let from = prng.below(nodes) as usize;
-            let to = prng.below(nodes) as usize;
-            let until_ns = self.now_ns + prng.exponential(network.clog_duration_mean_ns);
-            tracing::debug!(target: "ringio", from, to, until_ns, "sim: clog");
-            let entry = self.clogged.entry((from, to)).or_insert(0);
-            *entry = (*entry).max(until_ns);
-        }
-        self.schedule_weather();
-    }
-
-    /// Ends every partition: held segments leave now, in order.
-    pub(crate) fn heal(&mut self) {
-        self.blocked.clear();
-        for connection in 0..self.connections.len() {
-            for direction in 0..2 {
-                let flow = &self.connections[connection].directions[direction];
-                let held: Vec<usize> = flow
-                    .segments
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, segment)| segment.arrival_ns.is_none())
-                    .map(|(index, _)| index)
-                    .collect();
-                for index in held {
-                    let arrival_ns = self.arrival_ns(connection, direction);
-                    self.connections[connection].directions[direction].segments[index].arrival_ns =
-                        Some(arrival_ns);
-                    let kind = EventKind::Arrive {
-                        connection,
-                        direction,
-                    };
-                    self.schedule(arrival_ns, kind);
-                }
-            }
-        }
-    }
-
-    /// Lifts partitions and clogs (the liveness mode).
-    pub(crate) fn calm(&mut self) {
-        self.heal();
-        self.clogged.clear();
+        self.connection_free_if_done(connection);
     }
 }
 

@@ -19,18 +19,26 @@ pub struct SimOptions {
     pub disk: DiskOptions,
     /// Errors injected into operations.
     pub faults: FaultOptions,
+    /// Each node's clocks: drift, offsets, wall-clock steps.
+    pub clocks: ClockOptions,
+    /// Virtual CPU time that callbacks cost.
+    pub cpu: CpuOptions,
 }
 
 impl SimOptions {
     /// These options with every fault off (the liveness mode): no injected
-    /// errors, partitions, clogs, resets, latent sector errors, corruption
-    /// or misdirected writes. Latency, split receives and short sends stay,
-    /// as does what a crash does to unsynced writes (crashes are the
-    /// harness's to cause).
+    /// errors or BUGGIFY, partitions, clogs, half-open crashes, latent
+    /// sector errors, corruption or misdirected writes, clock drift, offsets
+    /// or steps, or CPU cost. Latency, bandwidth, split receives and short
+    /// sends stay, as do TCP's timers and what a crash does to unsynced
+    /// writes (crashes are the harness's to cause).
     pub fn without_faults(mut self) -> SimOptions {
         self.faults = FaultOptions::none();
+        self.clocks = ClockOptions::none();
+        self.cpu = CpuOptions::none();
         self.network.partition_interval_mean_ns = 0;
         self.network.clog_interval_mean_ns = 0;
+        self.network.crash_half_open_probability = Probability::NEVER;
         self.disk.latent_error_probability = Probability::NEVER;
         self.disk.corruption_probability = Probability::NEVER;
         self.disk.misdirect_probability = Probability::NEVER;
@@ -57,6 +65,8 @@ impl SimOptions {
         network.tail_probability = maybe(&mut prng, 10_000);
         network.buffer_bytes = 1 << prng.range_inclusive(10, 20);
         network.recv_split_probability = Probability::ppm(prng.below(1_000_001) as u32);
+        network.bandwidth_bytes_per_s = 1 << prng.range_inclusive(23, 34); // 8 MB/s to 16 GB/s
+        network.crash_half_open_probability = Probability::ppm(prng.below(1_000_001) as u32);
         network.partition_interval_mean_ns = prng.below(2) * prng.range_inclusive(1, 20) * SECOND;
         network.clog_interval_mean_ns = prng.below(2) * prng.range_inclusive(1, 20) * SECOND;
         let disk = &mut options.disk;
@@ -70,6 +80,15 @@ impl SimOptions {
         for probability in faults.all_mut() {
             *probability = maybe(&mut prng, 20_000);
         }
+        faults.buggify = prng.chance(Probability::percent(50));
+        let clocks = &mut options.clocks;
+        clocks.drift_ppm_max = prng.below(2) as u32 * prng.below(1_001) as u32;
+        clocks.wall_offset_max_ns = prng.below(2) * prng.below(10 * SECOND);
+        clocks.wall_jump_interval_mean_ns = prng.below(2) * prng.range_inclusive(1, 60) * SECOND;
+        clocks.wall_jump_max_ns = prng.range_inclusive(1, 5 * SECOND);
+        let cpu = &mut options.cpu;
+        cpu.callback_mean_ns = prng.below(2) * prng.below(100_000);
+        cpu.per_kib_ns = prng.below(2) * prng.below(2_000);
         options
     }
 }
@@ -93,12 +112,30 @@ pub struct NetworkOptions {
     /// How often a `recv` returns a random prefix of what has arrived,
     /// as a real network's segmentation would.
     pub recv_split_probability: Probability,
-    /// How long a `connect` that gets no answer (partition, node down)
-    /// waits before `ETIMEDOUT`.
-    pub connect_timeout_ns: u64,
-    /// How long data may stall behind a partition before the connection
-    /// breaks with `ETIMEDOUT` (TCP's retransmission timeout).
+    /// Bytes per second each link (each ordered pair of nodes, and each
+    /// node's loopback) carries: a segment of `n` bytes waits for the link,
+    /// then takes `n / bandwidth` on the wire before its latency (0: no limit).
+    pub bandwidth_bytes_per_s: u64,
+    /// The first retransmission of an unanswered SYN (a partition, a node
+    /// that is down, a full listen queue), doubling after each: Linux's
+    /// `TCP_TIMEOUT_INIT`.
+    pub syn_retransmit_timeout_ns: u64,
+    /// SYN retransmissions before `connect` gives up with `ETIMEDOUT`:
+    /// Linux's `tcp_syn_retries` (6: 127 s with a 1 s first timeout).
+    pub syn_retries: u32,
+    /// How often a listener retries a handshake whose last ACK found its
+    /// accept queue full before it forgets it: Linux's `tcp_synack_retries`.
+    pub synack_retries: u32,
+    /// How long data may stall behind a partition (or go unanswered across
+    /// one, or into a crashed machine) before the connection breaks with
+    /// `ETIMEDOUT` (TCP's retransmission timeout).
     pub retransmit_timeout_ns: u64,
+    /// How often a crash leaves the node's connections half-open: its
+    /// peers are told nothing, as when a machine loses power, and learn
+    /// only when they send (a RST once the node is up again, or
+    /// `ETIMEDOUT`). Otherwise they see a reset. A process exit always
+    /// closes its sockets (FIN or RST).
+    pub crash_half_open_probability: Probability,
     /// Mean time between random partitions (0: never). Each splits the
     /// nodes into two random groups.
     pub partition_interval_mean_ns: u64,
@@ -122,14 +159,102 @@ impl Default for NetworkOptions {
             tail_mean_ns: 20_000_000,
             buffer_bytes: 64 * 1024,
             recv_split_probability: Probability::percent(20),
-            connect_timeout_ns: 2 * SECOND,
+            bandwidth_bytes_per_s: 1_250_000_000, // 10 Gbit/s
+            syn_retransmit_timeout_ns: SECOND,
+            syn_retries: 6,
+            synack_retries: 5,
             retransmit_timeout_ns: SECOND,
+            crash_half_open_probability: Probability::percent(50),
             partition_interval_mean_ns: 10 * SECOND,
             partition_duration_mean_ns: SECOND / 2,
             partition_asymmetric_probability: Probability::percent(30),
             clog_interval_mean_ns: 5 * SECOND,
             clog_duration_mean_ns: SECOND / 5,
         }
+    }
+}
+
+impl NetworkOptions {
+    /// How long a connect whose every SYN goes unanswered waits before
+    /// `ETIMEDOUT`: the first timeout times `2^(syn_retries + 1) - 1`.
+    pub fn syn_timeout_ns(&self) -> u64 {
+        let factor = (2u64 << self.syn_retries.min(40)) - 1;
+        self.syn_retransmit_timeout_ns.saturating_mul(factor)
+    }
+}
+
+/// Each node's clocks (TigerBeetle's VOPR models these): one oscillator
+/// per node, read as a monotonic clock ([`IO::now_ns`](crate::IO::now_ns))
+/// and a wall clock ([`IO::realtime_ns`](crate::IO::realtime_ns)). Drawn per
+/// node when it is added; [`SimOptions::without_faults`] zeroes them, so
+/// every node reads the world's clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClockOptions {
+    /// Each node's clocks run fast or slow by up to this many parts per
+    /// million, drawn per node (a quartz oscillator: tens of ppm).
+    pub drift_ppm_max: u32,
+    /// Each boot (the first process, and every restart after a crash)
+    /// starts the node's monotonic clock at a random reading up to this
+    /// (plus 1 s): `now_ns` is not comparable across reboots or nodes.
+    pub monotonic_offset_max_ns: u64,
+    /// Each node's wall clock is off by up to this either way.
+    pub wall_offset_max_ns: u64,
+    /// Mean time between steps of a node's wall clock (0: never), as NTP
+    /// or an operator makes them: the wall clock jumps, backward too.
+    pub wall_jump_interval_mean_ns: u64,
+    /// A step moves the wall clock by up to this, either way.
+    pub wall_jump_max_ns: u64,
+}
+
+impl ClockOptions {
+    /// Every node reads the world's clock.
+    pub const fn none() -> ClockOptions {
+        ClockOptions {
+            drift_ppm_max: 0,
+            monotonic_offset_max_ns: 0,
+            wall_offset_max_ns: 0,
+            wall_jump_interval_mean_ns: 0,
+            wall_jump_max_ns: 0,
+        }
+    }
+}
+
+impl Default for ClockOptions {
+    fn default() -> ClockOptions {
+        ClockOptions {
+            drift_ppm_max: 100,
+            monotonic_offset_max_ns: 24 * 3_600 * SECOND,
+            wall_offset_max_ns: SECOND / 10,
+            wall_jump_interval_mean_ns: 30 * SECOND,
+            wall_jump_max_ns: SECOND,
+        }
+    }
+}
+
+/// Virtual CPU time: each callback a node runs costs it time, so that a
+/// program that spins is seen to spin (its clock moves, its timers fire)
+/// and a node that falls behind falls behind in virtual time (its next
+/// results wait until it is done). Off by default and without faults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuOptions {
+    /// Mean cost of one callback, drawn `Exp(mean)` per callback (0: free).
+    pub callback_mean_ns: u64,
+    /// Cost per KiB a recv, send, read or write moved, added to its callback's.
+    pub per_kib_ns: u64,
+}
+
+impl CpuOptions {
+    /// Callbacks cost nothing.
+    pub const fn none() -> CpuOptions {
+        CpuOptions {
+            callback_mean_ns: 0,
+            per_kib_ns: 0,
+        }
+    }
+
+    /// Whether any cost is on.
+    pub const fn is_on(&self) -> bool {
+        self.callback_mean_ns > 0 || self.per_kib_ns > 0
     }
 }
 
@@ -198,10 +323,19 @@ pub struct FaultOptions {
     pub accept: Probability,
     /// `connect`: `ECONNREFUSED` or `ETIMEDOUT`.
     pub connect: Probability,
-    /// `recv`: `ECONNRESET`.
+    /// `recv`: `ECONNRESET` (after the data already received, as on Linux).
     pub recv: Probability,
     /// `send`: `ECONNRESET` or `EPIPE`.
     pub send: Probability,
+    /// `send`: `ENOMEM` or `ENOBUFS`, nothing sent; the connection is intact.
+    pub send_buffers: Probability,
+    /// `accept`, `open_socket`, `listen`, `open_file`: `EMFILE` or `ENFILE`,
+    /// nothing opened (an accept's connection stays queued).
+    pub descriptors: Probability,
+    /// Any operation but `close` and `cancel`: `EINTR` before it starts, as
+    /// a signal at the syscall boundary. The loop resubmits it, so an
+    /// application never sees it: it checks the loop.
+    pub interrupt: Probability,
     /// `read`: `EIO`, once (a latent sector error is the sticky kind).
     pub read: Probability,
     /// `write`: `EIO` (nothing written) or `ENOSPC`.
@@ -212,6 +346,9 @@ pub struct FaultOptions {
     /// does. The loop reports it as success and never retries it, so an
     /// application never sees it: it checks the loop.
     pub close: Probability,
+    /// Whether [`IO::sim_coin`](crate::IO::sim_coin), the application's own
+    /// BUGGIFY points, ever comes up true.
+    pub buggify: bool,
 }
 
 impl FaultOptions {
@@ -222,19 +359,26 @@ impl FaultOptions {
             connect: Probability::NEVER,
             recv: Probability::NEVER,
             send: Probability::NEVER,
+            send_buffers: Probability::NEVER,
+            descriptors: Probability::NEVER,
+            interrupt: Probability::NEVER,
             read: Probability::NEVER,
             write: Probability::NEVER,
             fsync: Probability::NEVER,
             close: Probability::NEVER,
+            buggify: false,
         }
     }
 
-    fn all_mut(&mut self) -> [&mut Probability; 8] {
+    fn all_mut(&mut self) -> [&mut Probability; 11] {
         [
             &mut self.accept,
             &mut self.connect,
             &mut self.recv,
             &mut self.send,
+            &mut self.send_buffers,
+            &mut self.descriptors,
+            &mut self.interrupt,
             &mut self.read,
             &mut self.write,
             &mut self.fsync,
@@ -250,10 +394,14 @@ impl Default for FaultOptions {
             connect: Probability::ppm(5_000),
             recv: Probability::ppm(200),
             send: Probability::ppm(200),
+            send_buffers: Probability::ppm(200),
+            descriptors: Probability::ppm(200),
+            interrupt: Probability::ppm(1_000),
             read: Probability::ppm(500),
             write: Probability::ppm(500),
             fsync: Probability::ppm(1_000),
             close: Probability::ppm(1_000),
+            buggify: true,
         }
     }
 }

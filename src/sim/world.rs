@@ -10,20 +10,17 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::clock::{NodeClock, EPOCH_NS};
 use super::disk::{Disk, FileId};
 use super::options::SimOptions;
 use super::prng::{mix, split_mix, Prng};
+use super::tcp::ConnId;
 use crate::backend::RawCompletion;
 use crate::completion::Operation;
 use crate::sys::Fd;
 
 /// The first fd number a process gets, as after stdin, stdout and stderr.
 const FD_FIRST: Fd = 3;
-/// The simulated world's clock starts here, not at zero, so that nothing
-/// can mistake a time for "unset".
-pub(crate) const EPOCH_NS: u64 = 1_000_000_000;
-/// What a node's wall clock reads at the world's start: 2026-01-01T00:00:00Z.
-pub(crate) const WALL_EPOCH_NS: u64 = 1_767_225_600 * 1_000_000_000;
 
 /// An entry in a process's fd table.
 #[derive(Clone, Copy, Debug)]
@@ -60,9 +57,24 @@ pub(crate) struct Node {
     pub(crate) ready: VecDeque<RawCompletion>,
     pub(crate) paused_until_ns: Option<u64>,
     pub(crate) paused_at_ns: u64,
+    /// The node's own clocks.
+    pub(crate) clock: NodeClock,
+    /// Until when (world time) the process is busy running the callbacks
+    /// it ran so far (`CpuOptions`): its clock reads at least this, and
+    /// its next results wait until then.
+    pub(crate) busy_until_ns: u64,
     /// The earliest deadline among the process's timers, as it last said.
     pub(crate) next_timer_ns: Option<u64>,
     pub(crate) next_port: u16,
+    /// Ports in use (listening, or a connecting socket's), with how many
+    /// sockets hold each.
+    pub(crate) ports: BTreeMap<u16, u32>,
+    /// Listening sockets, by port.
+    pub(crate) listeners: BTreeMap<u16, Vec<usize>>,
+    /// When each outgoing link (by target node) is free to send again.
+    pub(crate) link_free_ns: Vec<u64>,
+    /// Whether the last crash left the node's connections half-open.
+    pub(crate) crash_half_open: bool,
     pub(crate) disk: Disk,
 }
 
@@ -121,26 +133,49 @@ pub(crate) enum EventKind {
         failed: bool,
         epoch: u64,
     },
+    /// A node's wall clock steps.
+    WallJump {
+        node: usize,
+    },
+    /// A node's process is done with the CPU time its callbacks cost.
+    CpuIdle {
+        node: usize,
+    },
     /// Segments of one direction of a connection arrive.
     Arrive {
-        connection: usize,
+        connection: ConnId,
         direction: usize,
     },
+    /// A client's SYN retransmission is due (SYN number `attempt`).
+    SynTimer {
+        connection: ConnId,
+        attempt: u32,
+    },
     SynArrive {
-        connection: usize,
+        connection: ConnId,
     },
-    ConnectResult {
-        connection: usize,
-        result: i32,
+    SynAckArrive {
+        connection: ConnId,
     },
-    Reset {
-        connection: usize,
-        side: usize,
+    AckArrive {
+        connection: ConnId,
+        attempt: u32,
+    },
+    /// The handshake fails at the client (a RST answered its SYN, or the
+    /// retries ran out).
+    ConnectFail {
+        connection: ConnId,
         errno: i32,
     },
     RetransmitTimeout {
-        connection: usize,
+        connection: ConnId,
         direction: usize,
+    },
+    /// Data sent into a crashed machine is retransmitted.
+    Probe {
+        connection: ConnId,
+        direction: usize,
+        attempt: u32,
     },
     Resume {
         node: usize,
@@ -185,6 +220,12 @@ pub(crate) struct Streams {
     pub(crate) faults: Prng,
     pub(crate) weather: Prng,
     pub(crate) crash: Prng,
+    /// What happens to processes: half-open crashes, CPU costs.
+    pub(crate) process: Prng,
+    /// Each node's clock: offset, drift, wall-clock steps.
+    pub(crate) clocks: Prng,
+    /// `IO::sim_coin`, the application's own fault points.
+    pub(crate) buggify: Prng,
 }
 
 impl Streams {
@@ -196,6 +237,10 @@ impl Streams {
             faults: Prng::new(split_mix(&mut splitter)),
             weather: Prng::new(split_mix(&mut splitter)),
             crash: Prng::new(split_mix(&mut splitter)),
+            // Added later, after the others: their sub-seeds stay as they were.
+            process: Prng::new(split_mix(&mut splitter)),
+            clocks: Prng::new(split_mix(&mut splitter)),
+            buggify: Prng::new(split_mix(&mut splitter)),
         }
     }
 }
@@ -208,16 +253,20 @@ pub(crate) struct World {
     next_sequence: u64,
     pub(crate) nodes: Vec<Node>,
     pub(crate) sockets: Vec<super::net::Socket>,
-    pub(crate) connections: Vec<super::net::Connection>,
+    /// Closed sockets' slots, for reuse.
+    pub(crate) sockets_free: Vec<usize>,
+    pub(crate) connections: Vec<super::tcp::Connection>,
+    /// Freed connections' slots, for reuse.
+    pub(crate) connections_free: Vec<u32>,
     /// (from node, to node) pairs a partition blocks.
     pub(crate) blocked: BTreeSet<(usize, usize)>,
     /// (from node, to node) pairs clogged until a time.
     pub(crate) clogged: BTreeMap<(usize, usize), u64>,
     pub(crate) streams: Streams,
     /// Sockets whose waiters should be retried.
-    pub(crate) to_wake: Vec<usize>,
+    pub(crate) to_wake: Vec<(usize, super::net::Wake)>,
     /// The batch of `to_wake` being retried (kept for its capacity).
-    pub(crate) wake_batch: Vec<usize>,
+    pub(crate) wake_batch: Vec<(usize, super::net::Wake)>,
     trace_hash: u64,
     pub(crate) completions: u64,
     weather_scheduled: bool,
@@ -233,7 +282,9 @@ impl World {
             next_sequence: 0,
             nodes: Vec::new(),
             sockets: Vec::new(),
+            sockets_free: Vec::new(),
             connections: Vec::new(),
+            connections_free: Vec::new(),
             blocked: BTreeSet::new(),
             clogged: BTreeMap::new(),
             streams: Streams::new(seed),
@@ -258,23 +309,37 @@ impl World {
             ready: VecDeque::new(),
             paused_until_ns: None,
             paused_at_ns: 0,
+            clock: NodeClock::new(&self.options.clocks, &mut self.streams.clocks, self.now_ns),
+            busy_until_ns: 0,
             next_timer_ns: None,
             next_port: 32768,
+            ports: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            link_free_ns: Vec::new(),
+            crash_half_open: false,
             disk: Disk::new(),
         });
         if self.nodes.len() == 2 && !self.weather_scheduled {
             self.weather_scheduled = true;
             self.schedule_weather();
         }
+        self.schedule_wall_jump(index);
         index
     }
 
     /// Starts a new process on `node`: the world's side of a new `IO`.
+    /// After a crash this is a boot too: the monotonic clock starts over.
     pub(crate) fn start_process(&mut self, node: usize) -> Option<u64> {
+        let now_ns = self.now_ns;
         let node = &mut self.nodes[node];
         if node.process.is_some() {
             return None;
         }
+        if !node.up {
+            node.clock
+                .boot(&self.options.clocks, &mut self.streams.clocks, now_ns);
+        }
+        node.busy_until_ns = 0;
         node.processes_started += 1;
         let process = node.processes_started;
         node.process = Some(process);
@@ -287,14 +352,102 @@ impl World {
         self.nodes[node].process == Some(process)
     }
 
-    /// The clock a node's process sees: frozen while it is paused.
-    pub(crate) fn node_now_ns(&self, node: usize) -> u64 {
+    /// The world time a node's process lives at: frozen while it is
+    /// paused, ahead of the world while it is busy with CPU time.
+    fn node_world_ns(&self, node: usize) -> u64 {
         let node = &self.nodes[node];
         if node.is_paused() {
             node.paused_at_ns
         } else {
-            self.now_ns
+            self.now_ns.max(node.busy_until_ns)
         }
+    }
+
+    /// The monotonic clock a node's process sees (`IO::now_ns`).
+    pub(crate) fn node_now_ns(&self, node: usize) -> u64 {
+        self.nodes[node]
+            .clock
+            .monotonic_ns(self.node_world_ns(node))
+    }
+
+    /// The wall clock a node's process sees (`IO::realtime_ns`).
+    pub(crate) fn node_realtime_ns(&self, node: usize) -> u64 {
+        self.nodes[node].clock.wall_ns(self.node_world_ns(node))
+    }
+
+    /// The world time at which `node`'s monotonic clock reaches `deadline_ns`.
+    pub(crate) fn world_deadline_ns(&self, node: usize, deadline_ns: u64) -> u64 {
+        self.nodes[node].clock.world_ns_at(deadline_ns)
+    }
+
+    /// The world time a wait of `timeout_ns` on `node`'s clock ends: at
+    /// least the world's now plus the timeout, stretched by the node's
+    /// drift. While the node is paused its clock stands still, so the wait
+    /// is counted on the world's clock (the pause ends by its own event).
+    pub(crate) fn wait_deadline_ns(&self, node: usize, timeout_ns: u64) -> u64 {
+        if self.nodes[node].is_paused() {
+            return self.now_ns.saturating_add(timeout_ns);
+        }
+        let node_deadline_ns = self.node_now_ns(node).saturating_add(timeout_ns);
+        self.world_deadline_ns(node, node_deadline_ns)
+            .max(self.now_ns)
+    }
+
+    /// A callback of `node`'s process ran: with `CpuOptions` on, it cost
+    /// CPU time, which moves the node's clock and holds its next results.
+    pub(crate) fn charge_callback(&mut self, node: usize, operation: &Operation, result: i32) {
+        let cpu = &self.options.cpu;
+        if !cpu.is_on() {
+            return;
+        }
+        let moved = match operation {
+            Operation::Recv { .. }
+            | Operation::Send { .. }
+            | Operation::Read { .. }
+            | Operation::Write { .. } => result.max(0) as u64,
+            _ => 0,
+        };
+        let mut cost_ns = moved * cpu.per_kib_ns / 1024;
+        if cpu.callback_mean_ns > 0 {
+            cost_ns += self.streams.process.exponential(cpu.callback_mean_ns);
+        }
+        let now_ns = self.now_ns;
+        let node_state = &mut self.nodes[node];
+        let was_idle = node_state.busy_until_ns <= now_ns;
+        node_state.busy_until_ns = node_state.busy_until_ns.max(now_ns) + cost_ns;
+        assert!(node_state.busy_until_ns >= now_ns);
+        if was_idle && node_state.busy_until_ns > now_ns {
+            let until_ns = node_state.busy_until_ns;
+            self.schedule(until_ns, EventKind::CpuIdle { node });
+        }
+    }
+
+    fn on_cpu_idle(&mut self, node: usize) {
+        let until_ns = self.nodes[node].busy_until_ns;
+        if until_ns > self.now_ns {
+            self.schedule(until_ns, EventKind::CpuIdle { node });
+        }
+    }
+
+    fn schedule_wall_jump(&mut self, node: usize) {
+        let mean_ns = self.options.clocks.wall_jump_interval_mean_ns;
+        if mean_ns == 0 {
+            return;
+        }
+        let delay_ns = self.streams.clocks.exponential(mean_ns).max(1);
+        self.schedule(self.now_ns + delay_ns, EventKind::WallJump { node });
+    }
+
+    fn on_wall_jump(&mut self, node: usize) {
+        if self.options.clocks.wall_jump_interval_mean_ns == 0 {
+            return; // Turned off since (the liveness mode).
+        }
+        let max_ns = self.options.clocks.wall_jump_max_ns;
+        let step_ns = self.nodes[node]
+            .clock
+            .step_wall(max_ns, &mut self.streams.clocks);
+        tracing::debug!(target: "ringio", node, step_ns = step_ns as i64, "sim: wall clock step");
+        self.schedule_wall_jump(node);
     }
 
     pub(crate) fn schedule(&mut self, time_ns: u64, kind: EventKind) {
@@ -363,6 +516,11 @@ impl World {
                 self.complete(node, process, user_data, result);
             }
             Operation::Timeout { .. } => self.complete(node, process, user_data, -libc::EINVAL),
+            // A signal at the syscall boundary, before anything happened:
+            // the loop must resubmit it.
+            _ if self.streams.faults.chance(self.options.faults.interrupt) => {
+                self.complete(node, process, user_data, -libc::EINTR)
+            }
             _ => self.start_io(node, process, user_data, operation),
         }
         self.wake_sockets();
@@ -434,7 +592,7 @@ impl World {
     }
 
     /// Removes the parked operation `user_data` of `node`'s process, if
-    /// there is one; a connect's handshake is abandoned.
+    /// there is one.
     fn unpark(&mut self, node: usize, user_data: u64) -> bool {
         let sockets: Vec<usize> = self.nodes[node]
             .fds
@@ -447,10 +605,9 @@ impl World {
         for socket in sockets {
             let waiters = &mut self.sockets[socket].waiters;
             if let Some(index) = waiters.iter().position(|p| p.user_data == user_data) {
-                let parked = waiters.remove(index).expect("found above");
-                if matches!(parked.operation, Operation::Connect { .. }) {
-                    self.abandon_connect(socket);
-                }
+                // A cancelled connect leaves its handshake going, as the
+                // kernel does: a new connect gets EALREADY meanwhile.
+                waiters.remove(index).expect("found above");
                 return true;
             }
         }
@@ -469,7 +626,10 @@ impl World {
     /// The machine crashes: the process is gone, its peers see resets, and
     /// the disk keeps only what a crash leaves of unsynced writes.
     pub(crate) fn crash(&mut self, node: usize) {
-        self.release_process(node, super::net::CloseHow::Crash);
+        let probability = self.options.network.crash_half_open_probability;
+        let half_open = self.streams.process.chance(probability);
+        self.nodes[node].crash_half_open = half_open;
+        self.release_process(node, super::net::CloseHow::Crash { half_open });
         let options = self.options.disk.clone();
         let node_state = &mut self.nodes[node];
         node_state.disk.crash(&options, &mut self.streams.crash);
@@ -546,7 +706,7 @@ impl World {
 
     pub(crate) fn has_reapable(&self, node: usize) -> bool {
         let node = &self.nodes[node];
-        !node.is_paused() && !node.ready.is_empty()
+        !node.is_paused() && !node.ready.is_empty() && node.busy_until_ns <= self.now_ns
     }
 
     fn handle(&mut self, kind: EventKind) {
@@ -577,19 +737,26 @@ impl World {
                 connection,
                 direction,
             } => self.on_arrive(connection, direction),
-            EventKind::SynArrive { connection } => self.on_syn_arrive(connection),
-            EventKind::ConnectResult { connection, result } => {
-                self.on_connect_result(connection, result)
-            }
-            EventKind::Reset {
+            EventKind::SynTimer {
                 connection,
-                side,
-                errno,
-            } => self.on_reset(connection, side, errno),
+                attempt,
+            } => self.on_syn_timer(connection, attempt),
+            EventKind::SynArrive { connection } => self.on_syn_arrive(connection),
+            EventKind::SynAckArrive { connection } => self.on_syn_ack_arrive(connection),
+            EventKind::AckArrive {
+                connection,
+                attempt,
+            } => self.on_ack_arrive(connection, attempt),
+            EventKind::ConnectFail { connection, errno } => self.on_connect_fail(connection, errno),
             EventKind::RetransmitTimeout {
                 connection,
                 direction,
             } => self.on_retransmit_timeout(connection, direction),
+            EventKind::Probe {
+                connection,
+                direction,
+                attempt,
+            } => self.on_probe(connection, direction, attempt),
             EventKind::Resume { node } => {
                 let node = &mut self.nodes[node];
                 if node
@@ -599,9 +766,17 @@ impl World {
                     node.paused_until_ns = None;
                 }
             }
+            EventKind::WallJump { node } => self.on_wall_jump(node),
+            EventKind::CpuIdle { node } => self.on_cpu_idle(node),
             EventKind::Weather => self.on_weather(),
             EventKind::Heal => self.heal(),
         }
+    }
+
+    /// A BUGGIFY point: `true` with `probability` when the application's
+    /// own fault points are on (`FaultOptions::buggify`).
+    pub(crate) fn coin(&mut self, probability: super::Probability) -> bool {
+        self.options.faults.buggify && self.streams.buggify.chance(probability)
     }
 
     /// Folds one completion into the trace hash.

@@ -197,7 +197,7 @@ pub fn pipe() -> (OwnedFd, OwnedFd) {
     use std::os::fd::FromRawFd;
     // SAFETY: pipe2 just returned this fd, owned by nobody else.
     let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-    // SAFETY: as above.
+    // SAFETY: as above, for the other end.
     let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
     (read, write)
 }
