@@ -26,6 +26,9 @@ mod commands;
 #[path = "../kv_server/journal.rs"]
 mod journal;
 #[allow(dead_code)]
+#[path = "../kv_server/keymap.rs"]
+mod keymap;
+#[allow(dead_code)]
 #[path = "../kv_server/resp.rs"]
 mod resp;
 #[allow(dead_code)]
@@ -96,6 +99,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proc
         wal_path: PathBuf::from(WAL_PATH),
         fsync: FsyncPolicy::Always,
         ack_before_fsync: bug,
+        requirepass: None,
     };
     let state = Server::start(&mut io, config)?;
     Ok(Process { io, state })
@@ -233,15 +237,23 @@ fn final_check(
     }
 }
 
+/// A string value's bytes (the clients write only strings).
+fn string_value(entry: &store::Entry) -> Option<&[u8]> {
+    match &entry.value {
+        store::Value::String(value) => Some(value),
+        _ => None,
+    }
+}
+
 /// After a recovery: every key of every client holds its last acknowledged
 /// write, or a later one whose outcome is unknown.
 fn check(server: &Server, clients: &[Process<Client>]) -> Result<(), String> {
     for client in clients {
         let model = &client.state.model;
         for key in model.keys() {
-            let found = server.store.get(&model.name(key));
+            let found = server.store.peek(&model.name(key));
             model
-                .check(key, found.map(|entry| entry.value.as_slice()), u64::MAX)
+                .check(key, found.and_then(string_value), u64::MAX)
                 .map_err(|message| format!("after recovery: acknowledged write lost: {message}"))?;
         }
     }
