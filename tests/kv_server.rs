@@ -586,6 +586,74 @@ fn redis_cli_drives_every_command_on_epoll() {
     redis_cli_drives_every_command("epoll");
 }
 
+/// The recorded transcripts in tests/data/kv_transcripts: each NAME.txt
+/// holds commands, one a line, and NAME.resp2 and NAME.resp3 what
+/// redis-server 7.0.15 printed for them through `redis-cli --no-raw`, in
+/// RESP2 and with `-3` (recorded by `record.sh` there, which starts
+/// redis-server 7.0.15 itself). Every command of every family is in one,
+/// errors and WRONGTYPE included; replies whose order Redis leaves
+/// unspecified (SMEMBERS of several members, KEYS) are kept to one element.
+const TRANSCRIPTS: [&str; 9] = [
+    "strings", "keys", "expire", "hashes", "lists", "sets", "zsets", "multi", "server",
+];
+
+fn transcripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kv_transcripts")
+}
+
+/// Replays every transcript against kv_server on `backend`, in both
+/// protocols, and compares line by line with redis-server's.
+fn recorded_transcripts_match_redis(backend: &str) {
+    let test = format!("recorded_transcripts_match_redis_7_0_15_on_{backend}");
+    if !require_redis_tool(&test, "redis-cli") {
+        return;
+    }
+    let dir = ScratchDir::new(&format!("kv-transcripts-{backend}"));
+    let server = start_server(&dir, &["--backend", backend]);
+    let mut compared = 0;
+    for name in TRANSCRIPTS {
+        let commands = fs::read_to_string(transcripts_dir().join(format!("{name}.txt")))
+            .expect("read a transcript's commands");
+        for protocol in ["resp2", "resp3"] {
+            let path = transcripts_dir().join(format!("{name}.{protocol}"));
+            let expected = fs::read_to_string(&path).expect("read a recorded transcript");
+            assert_eq!(redis_cli(&server, &["flushall"], ""), "OK\n");
+            let mut args = vec!["--no-raw"];
+            if protocol == "resp3" {
+                args.push("-3");
+            }
+            let got = redis_cli(&server, &args, &commands);
+            let got_lines: Vec<&str> = got.lines().collect();
+            for (index, (got, expected)) in got_lines.iter().zip(expected.lines()).enumerate() {
+                assert_eq!(
+                    got,
+                    &expected,
+                    "{name}.{protocol}, line {}; kv_server's whole transcript:\n{}",
+                    index + 1,
+                    got_lines.join("\n")
+                );
+            }
+            assert_eq!(
+                got_lines.len(),
+                expected.lines().count(),
+                "{name}.{protocol}:\n{got}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, TRANSCRIPTS.len() * 2);
+}
+
+#[test]
+fn recorded_transcripts_match_redis_7_0_15_on_io_uring() {
+    recorded_transcripts_match_redis("io_uring");
+}
+
+#[test]
+fn recorded_transcripts_match_redis_7_0_15_on_epoll() {
+    recorded_transcripts_match_redis("epoll");
+}
+
 #[test]
 fn redis_benchmark_reports_no_errors() {
     if !require_redis_tool("redis_benchmark_reports_no_errors", "redis-benchmark") {

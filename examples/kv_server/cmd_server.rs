@@ -241,7 +241,13 @@ fn client_list(context: &mut Context<'_>, args: &Args) {
     let mut index = 2;
     while index < args.len() {
         if is_option(args, index, "type") && index + 1 < args.len() {
-            if !is_option(args, index + 1, "normal") {
+            // Every client here is a normal one: the other types list none.
+            let other = ["master", "replica", "slave", "pubsub"]
+                .iter()
+                .any(|kind| is_option(args, index + 1, kind));
+            if other {
+                ids = Some(Vec::new());
+            } else if !is_option(args, index + 1, "normal") {
                 let mut text = b"ERR Unknown client type '".to_vec();
                 text.extend_from_slice(args.get(index + 1));
                 text.push(b'\'');
@@ -496,7 +502,7 @@ fn config_get(context: &mut Context<'_>, args: &Args) {
 fn config_set(context: &mut Context<'_>, args: &Args) {
     let parameters = config_parameters(context.shared);
     if args.len() % 2 != 0 {
-        wrong_arity(&mut context.reply, "config|set");
+        context.reply.error(SYNTAX);
         return;
     }
     let mut password = None;

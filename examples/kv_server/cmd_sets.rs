@@ -163,7 +163,7 @@ fn pick(set: &Set, cursor: u64, count: usize) -> Vec<Vec<u8>> {
 /// SPOP key [count]: logged as SREM of what it took, as Redis propagates it.
 fn spop(context: &mut Context<'_>, args: &Args) {
     if args.len() > 3 {
-        return super::wrong_arity(&mut context.reply, "spop");
+        return context.reply.error(super::SYNTAX);
     }
     let count = match args.len() {
         3 => match parse_count(&mut context.reply, args.get(2), "value") {
@@ -211,7 +211,7 @@ fn spop(context: &mut Context<'_>, args: &Args) {
 /// negative one that many with repeats.
 fn srandmember(context: &mut Context<'_>, args: &Args) {
     if args.len() > 3 {
-        return super::wrong_arity(&mut context.reply, "srandmember");
+        return context.reply.error(super::SYNTAX);
     }
     let count = match args.len() {
         3 => match parse_i64(&mut context.reply, args.get(2)) {
@@ -270,16 +270,10 @@ enum Operation {
 }
 
 /// The sets named by `keys`, in order (`None`: missing); `Err` once the
-/// WRONGTYPE reply is out. For SINTER, Redis stops at the first missing
-/// key without looking at the rest, so a later wrong type goes unseen.
-fn gather<'a>(
-    context: &'a mut Context<'_>,
-    keys: &[&[u8]],
-    operation: Operation,
-) -> Result<Vec<Option<&'a Set>>, ()> {
+/// WRONGTYPE reply is out: every key is checked, a missing one included.
+fn gather<'a>(context: &'a mut Context<'_>, keys: &[&[u8]]) -> Result<Vec<Option<&'a Set>>, ()> {
     for key in keys {
         match context.store.get(key).map(|entry| &entry.value) {
-            None if operation == Operation::Inter => break,
             None | Some(Value::Set(_)) => {}
             Some(_) => {
                 context.reply.wrong_type();
@@ -343,15 +337,17 @@ fn compute(sets: &[Option<&Set>], operation: Operation) -> Vec<Vec<u8>> {
 /// their effect depends only on the state).
 fn combine(context: &mut Context<'_>, args: &Args) {
     let name = args.get(0).to_ascii_lowercase();
-    let operation = match &name[..6] {
-        b"sinter" => Operation::Inter,
-        b"sunion" => Operation::Union,
-        _ => Operation::Diff,
+    let operation = if name.starts_with(b"sinter") {
+        Operation::Inter
+    } else if name.starts_with(b"sunion") {
+        Operation::Union
+    } else {
+        Operation::Diff
     };
     let store = name.ends_with(b"store");
     let first = if store { 2 } else { 1 };
     let keys: Vec<&[u8]> = (first..args.len()).map(|index| args.get(index)).collect();
-    let Ok(sets) = gather(context, &keys, operation) else {
+    let Ok(sets) = gather(context, &keys) else {
         return;
     };
     let members = compute(&sets, operation);

@@ -256,8 +256,7 @@ fn reply_scored(reply: &mut Reply<'_>, member: &[u8], score: f64, nested: bool) 
 fn zpop(context: &mut Context<'_>, args: &Args) {
     let max = is_option(args, 0, "zpopmax");
     if args.len() > 3 {
-        let name = if max { "zpopmax" } else { "zpopmin" };
-        return super::wrong_arity(&mut context.reply, name);
+        return context.reply.error(SYNTAX);
     }
     let count = match args.len() {
         3 => match parse_count(&mut context.reply, args.get(2), "value") {
