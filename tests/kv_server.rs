@@ -698,6 +698,157 @@ fn redis_benchmark_reports_no_errors() {
     assert!(fs::metadata(wal_path(&dir)).unwrap().len() > 0);
 }
 
+/// The tests redis-benchmark runs with no `-t`, as its `--csv` names them.
+const BENCHMARK_DEFAULT_TESTS: [&str; 20] = [
+    "PING_INLINE",
+    "PING_MBULK",
+    "SET",
+    "GET",
+    "INCR",
+    "LPUSH",
+    "RPUSH",
+    "LPOP",
+    "RPOP",
+    "SADD",
+    "HSET",
+    "SPOP",
+    "ZADD",
+    "ZPOPMIN",
+    "LPUSH (needed to benchmark LRANGE)",
+    "LRANGE_100 (first 100 elements)",
+    "LRANGE_300 (first 300 elements)",
+    "LRANGE_500 (first 500 elements)",
+    "LRANGE_600 (first 600 elements)",
+    "MSET (10 keys)",
+];
+
+/// `redis-benchmark -q -n 20000`, every default test, as a new user runs it
+/// (with `--csv` so the rows can be read), under `--fsync always`.
+#[test]
+fn redis_benchmark_default_run_completes_every_test_without_errors() {
+    let test = "redis_benchmark_default_run_completes_every_test_without_errors";
+    if !require_redis_tool(test, "redis-benchmark") {
+        return;
+    }
+    let dir = ScratchDir::new("kv-benchmark-default");
+    let server = start_server(&dir, &[]);
+    let output = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
+        .args(["-q", "-n", "20000", "--csv"])
+        .output()
+        .expect("run redis-benchmark");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "redis-benchmark failed: {stderr}");
+    assert!(
+        !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
+        "redis-benchmark reported errors:\n{stdout}\n{stderr}"
+    );
+    for name in BENCHMARK_DEFAULT_TESTS {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("\"{name}\",")))
+            .unwrap_or_else(|| panic!("no {name} row in:\n{stdout}"));
+        let rps: f64 = row
+            .split('"')
+            .nth(3)
+            .and_then(|rps| rps.parse().ok())
+            .unwrap();
+        assert!(rps > 0.0, "{row}");
+    }
+    // Its writes went through the log: what is left is what Redis leaves.
+    let mut client = server.connect();
+    assert_eq!(
+        client.call(&["type", "mylist"]),
+        Reply::Simple("list".into())
+    );
+    assert!(integer(client.call(&["llen", "mylist"])) >= 600);
+    assert_eq!(
+        client.call(&["type", "myhash"]),
+        Reply::Simple("hash".into())
+    );
+    assert_eq!(
+        client.call(&["exists", "key:__rand_int__"]),
+        Reply::Integer(1)
+    );
+    drop(client);
+    let mut server = server;
+    server.kill_9();
+    let server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    assert!(integer(client.call(&["llen", "mylist"])) >= 600);
+    assert_eq!(
+        client.call(&["hexists", "myhash", "element:__rand_int__"]),
+        Reply::Integer(1)
+    );
+}
+
+/// The Python interpreter of target/redis-py-venv, made by `.ci/redis-py.sh`
+/// (run here when it is missing).
+fn redis_py_python() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/redis-py-venv/bin/python");
+    let works = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import redis"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if works(&python) {
+        return Some(python);
+    }
+    let _ = Command::new("bash")
+        .arg(root.join(".ci/redis-py.sh"))
+        .stdout(Stdio::null())
+        .status();
+    works(&python).then_some(python)
+}
+
+/// redis-py 8 with its default settings (RESP3 through HELLO 3, pipelines
+/// as MULTI/EXEC) on every type, then with protocol=2, then against a
+/// server started with --requirepass: tests/redis_py_check.py.
+#[test]
+fn redis_py_with_default_settings_works() {
+    let test = "redis_py_with_default_settings_works";
+    let python = redis_py_python();
+    let install = "bash .ci/redis-py.sh (python3 -m venv, pip install redis)";
+    if !require(
+        test,
+        python.is_some(),
+        "redis-py in target/redis-py-venv",
+        install,
+    ) {
+        return;
+    }
+    let dir = ScratchDir::new("kv-redis-py");
+    let server = start_server(&dir, &[]);
+    let locked_dir = ScratchDir::new("kv-redis-py-password");
+    let locked = start_server(&locked_dir, &["--requirepass", "sekrit"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redis_py_check.py");
+    let output = Command::new(python.unwrap())
+        .arg(script)
+        .arg(server.addr.port().to_string())
+        .arg(locked.addr.port().to_string())
+        .arg("sekrit")
+        .output()
+        .expect("run redis_py_check.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "redis-py failed:\n{stdout}\n{stderr}"
+    );
+    for line in [
+        "default settings (RESP3): ok",
+        "protocol=2: ok",
+        "password: ok",
+    ] {
+        assert!(stdout.contains(line), "{stdout}");
+    }
+    assert!(stdout.contains("checks passed"), "{stdout}");
+}
+
 #[test]
 fn inline_commands_work_as_in_redis() {
     let dir = ScratchDir::new("kv-inline");
@@ -1532,4 +1683,247 @@ fn kill_9_at_random_moments_loses_no_acknowledged_write() {
     println!("kill -9: {rounds_passed} of {CRASH_ROUNDS} rounds kept every acknowledged write");
     let stderr = server.stderr();
     assert!(!stderr.contains("corrupt"), "stderr: {stderr}");
+}
+
+/// The writes of the every-type crash test, by position in a writer's
+/// stream: op `index` is kind `index % 6`, with values made from `index`.
+const TYPED_KINDS: u64 = 6;
+
+/// What a writer's keys hold after a prefix of its op stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TypedState {
+    list: Vec<String>,
+    hash: BTreeMap<String, String>,
+    set: Vec<String>,
+    zset: Vec<(String, String)>,
+    /// MULTI; INCR a; INCR b; EXEC: both counters, always equal.
+    tx: (i64, i64),
+    /// SET with EX: the value, and whether a TTL was seen.
+    expiring: Option<String>,
+}
+
+impl TypedState {
+    fn apply(&mut self, index: u64) {
+        match index % TYPED_KINDS {
+            0 => self.list.push(format!("e{index}")),
+            1 => {
+                self.hash
+                    .insert(format!("f{}", index % 8), format!("v{index}"));
+            }
+            2 => {
+                self.set.push(format!("m{index}"));
+                self.set.sort();
+            }
+            3 => {
+                let member = format!("m{}", index % 8);
+                self.zset.retain(|(existing, _)| *existing != member);
+                self.zset.push((member, index.to_string()));
+                self.zset
+                    .sort_by_key(|(member, score)| (score.parse::<u64>().unwrap(), member.clone()));
+            }
+            4 => self.tx = (self.tx.0 + 1, self.tx.1 + 1),
+            _ => self.expiring = Some(format!("x{index}")),
+        }
+    }
+}
+
+/// The commands of op `index` for writer `id`, and how many replies they get.
+fn typed_op(id: usize, index: u64) -> (Vec<u8>, usize) {
+    let key = |name: &str| format!("t{id}:{name}");
+    let value = index.to_string();
+    let mut bytes = Vec::new();
+    let mut push = |args: &[&str]| {
+        let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+        bytes.extend(encode(&args));
+    };
+    let replies = match index % TYPED_KINDS {
+        0 => {
+            push(&["rpush", &key("list"), &format!("e{index}")]);
+            1
+        }
+        1 => {
+            push(&[
+                "hset",
+                &key("hash"),
+                &format!("f{}", index % 8),
+                &format!("v{index}"),
+            ]);
+            1
+        }
+        2 => {
+            push(&["sadd", &key("set"), &format!("m{index}")]);
+            1
+        }
+        3 => {
+            push(&["zadd", &key("zset"), &value, &format!("m{}", index % 8)]);
+            1
+        }
+        4 => {
+            push(&["multi"]);
+            push(&["incr", &key("tx:a")]);
+            push(&["incr", &key("tx:b")]);
+            push(&["exec"]);
+            4
+        }
+        _ => {
+            push(&["set", &key("ttl"), &format!("x{index}"), "ex", "100000"]);
+            1
+        }
+    };
+    (bytes, replies)
+}
+
+/// Sends ops from `next` on, in pipelined batches, until the server dies;
+/// returns how many ops were acknowledged (all their replies read) and sent.
+fn write_typed_until_killed(addr: SocketAddr, id: usize, next: u64) -> (u64, u64) {
+    let mut client = Client::connect(addr);
+    let (mut acked, mut sent) = (next, next);
+    loop {
+        let mut batch = Vec::new();
+        let mut replies = Vec::new();
+        for index in sent..sent + 12 {
+            let (bytes, count) = typed_op(id, index);
+            batch.extend(bytes);
+            replies.push(count);
+        }
+        if client.send_raw(&batch).is_err() {
+            return (acked, sent);
+        }
+        sent += 12;
+        for count in replies {
+            for _ in 0..count {
+                match client.read() {
+                    Ok(Reply::Error(error)) => panic!("writer {id}: {error}"),
+                    Ok(_) => {}
+                    Err(_) => return (acked, sent),
+                }
+            }
+            acked += 1;
+        }
+    }
+}
+
+fn strings_of(reply: Reply) -> Vec<String> {
+    let Reply::Array(Some(items)) = reply else {
+        panic!("not an array: {reply:?}");
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Reply::Bulk(Some(bytes)) => String::from_utf8(bytes).unwrap(),
+            other => panic!("not a bulk string: {other:?}"),
+        })
+        .collect()
+}
+
+/// What writer `id`'s keys hold now.
+fn observe_typed(client: &mut Client, id: usize) -> TypedState {
+    let key = |name: &str| format!("t{id}:{name}");
+    let list = strings_of(client.call(&["lrange", &key("list"), "0", "-1"]));
+    let flat = strings_of(client.call(&["hgetall", &key("hash")]));
+    let hash = flat
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    let mut set = strings_of(client.call(&["smembers", &key("set")]));
+    set.sort();
+    let flat = strings_of(client.call(&["zrange", &key("zset"), "0", "-1", "withscores"]));
+    let zset = flat
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    let counters = client.call(&["mget", &key("tx:a"), &key("tx:b")]);
+    let counters: Vec<i64> = match counters {
+        Reply::Array(Some(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Reply::Bulk(Some(bytes)) => String::from_utf8(bytes).unwrap().parse().unwrap(),
+                _ => 0,
+            })
+            .collect(),
+        other => panic!("MGET {other:?}"),
+    };
+    let expiring = match client.call(&["get", &key("ttl")]) {
+        Reply::Bulk(Some(bytes)) => {
+            let ttl = integer(client.call(&["ttl", &key("ttl")]));
+            assert!((99_000..=100_000).contains(&ttl), "writer {id}: TTL {ttl}");
+            Some(String::from_utf8(bytes).unwrap())
+        }
+        _ => None,
+    };
+    TypedState {
+        list,
+        hash,
+        set,
+        zset,
+        tx: (counters[0], counters[1]),
+        expiring,
+    }
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write_of_any_type() {
+    const WRITERS: usize = 3;
+    const ROUNDS: u32 = 20;
+    let dir = ScratchDir::new("kv-crash-types");
+    // Per writer: the state after its first `applied` ops, which the server
+    // holds; the ops acknowledged and sent in the round that just ended.
+    let mut states = vec![(TypedState::default(), 0u64, 0u64, 0u64); WRITERS];
+    let mut random = 0x9e37_79b9_7f4a_7c15_u64;
+    for round in 0..=ROUNDS {
+        let mut server = start_server(&dir, &[]);
+        let mut client = server.connect();
+        for (id, (state, applied, acked, sent)) in states.iter_mut().enumerate() {
+            let observed = observe_typed(&mut client, id);
+            assert_eq!(
+                observed.tx.0, observed.tx.1,
+                "round {round}: a torn transaction"
+            );
+            // The server holds some prefix of the stream, no shorter than
+            // what was acknowledged and no longer than what was sent.
+            let mut candidate = state.clone();
+            for index in *applied..*acked {
+                candidate.apply(index);
+            }
+            let mut found = None;
+            for index in *acked..=*sent {
+                if candidate == observed {
+                    found = Some(index);
+                    break;
+                }
+                candidate.apply(index);
+            }
+            let Some(prefix) = found else {
+                panic!(
+                    "round {round}, writer {id}: the server holds {observed:?}, which no prefix \
+                     of {acked}..={sent} ops gives (acknowledged: {acked})"
+                );
+            };
+            *state = observed;
+            *applied = prefix;
+        }
+        drop(client);
+        if round == ROUNDS {
+            break;
+        }
+        let handles: Vec<_> = states
+            .iter()
+            .enumerate()
+            .map(|(id, (_, applied, _, _))| {
+                let (addr, next) = (server.addr, *applied);
+                thread::spawn(move || write_typed_until_killed(addr, id, next))
+            })
+            .collect();
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        thread::sleep(Duration::from_millis(30 + random % 150));
+        server.kill_9();
+        for (handle, (_, _, acked, sent)) in handles.into_iter().zip(states.iter_mut()) {
+            (*acked, *sent) = handle.join().expect("writer thread");
+        }
+    }
+    let applied: u64 = states.iter().map(|(_, applied, _, _)| applied).sum();
+    assert!(applied > 0);
+    println!("kill -9 with every type: {ROUNDS} rounds, {applied} ops survived");
 }
