@@ -427,7 +427,7 @@ fn require_redis_tool(test: &str, tool: &str) -> bool {
     )
 }
 
-/// A RESP2 reply.
+/// A RESP2 or RESP3 reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Reply {
     Simple(String),
@@ -435,6 +435,16 @@ enum Reply {
     Integer(i64),
     Bulk(Option<Vec<u8>>),
     Array(Option<Vec<Reply>>),
+    /// RESP3's `_`.
+    Null,
+    /// RESP3's `,`, as its text.
+    Double(String),
+    /// RESP3's `%`.
+    Map(Vec<(Reply, Reply)>),
+    /// RESP3's `~`.
+    Set(Vec<Reply>),
+    /// RESP3's `=`: the format, then the text.
+    Verbatim(String, String),
 }
 
 fn bulk(text: &str) -> Reply {
@@ -526,14 +536,33 @@ fn read_reply(reader: &mut impl BufRead) -> std::io::Result<Reply> {
             Reply::Bulk(Some(bytes))
         }
         "*" if number() < 0 => Reply::Array(None),
-        "*" => {
-            let items = (0..number())
-                .map(|_| read_reply(reader))
-                .collect::<std::io::Result<Vec<_>>>()?;
-            Reply::Array(Some(items))
+        "*" => Reply::Array(Some(read_items(reader, number())?)),
+        "~" => Reply::Set(read_items(reader, number())?),
+        "%" => {
+            let items = read_items(reader, number() * 2)?;
+            let mut pairs = Vec::new();
+            let mut items = items.into_iter();
+            while let (Some(key), Some(value)) = (items.next(), items.next()) {
+                pairs.push((key, value));
+            }
+            Reply::Map(pairs)
+        }
+        "_" => Reply::Null,
+        "," => Reply::Double(rest.to_string()),
+        "=" => {
+            let mut bytes = vec![0; number() as usize + 2];
+            reader.read_exact(&mut bytes)?;
+            bytes.truncate(bytes.len() - 2);
+            let text = String::from_utf8(bytes).expect("UTF-8 verbatim text");
+            let (format, text) = text.split_at(4);
+            Reply::Verbatim(format.trim_end_matches(':').to_string(), text.to_string())
         }
         _ => panic!("not a RESP reply: {line:?}"),
     })
+}
+
+fn read_items(reader: &mut impl BufRead, count: i64) -> std::io::Result<Vec<Reply>> {
+    (0..count).map(|_| read_reply(reader)).collect()
 }
 
 /// Runs redis-cli with `args` against `server`, feeding `stdin`.
@@ -1926,4 +1955,320 @@ fn kill_9_loses_no_acknowledged_write_of_any_type() {
     let applied: u64 = states.iter().map(|(_, applied, _, _)| applied).sum();
     assert!(applied > 0);
     println!("kill -9 with every type: {ROUNDS} rounds, {applied} ops survived");
+}
+
+fn ok() -> Reply {
+    Reply::Simple("OK".into())
+}
+
+#[test]
+fn hello_3_switches_the_connection_to_resp3_replies() {
+    let dir = ScratchDir::new("kv-resp3");
+    let server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    let id = integer(client.call(&["client", "id"]));
+    let Reply::Map(hello) = client.call(&["hello", "3", "setname", "r3"]) else {
+        panic!("HELLO 3 replies a map");
+    };
+    let field = |name: &str| {
+        hello
+            .iter()
+            .find(|(key, _)| *key == bulk(name))
+            .map(|(_, value)| value.clone())
+    };
+    assert_eq!(field("server"), Some(bulk("redis")));
+    assert_eq!(field("version"), Some(bulk("7.0.15")));
+    assert_eq!(field("proto"), Some(Reply::Integer(3)));
+    assert_eq!(field("id"), Some(Reply::Integer(id)));
+    assert_eq!(field("modules"), Some(Reply::Array(Some(vec![]))));
+    assert_eq!(client.call(&["client", "getname"]), bulk("r3"));
+    assert_eq!(client.call(&["get", "missing"]), Reply::Null);
+    assert_eq!(client.call(&["hset", "h", "f", "v"]), Reply::Integer(1));
+    assert_eq!(
+        client.call(&["hgetall", "h"]),
+        Reply::Map(vec![(bulk("f"), bulk("v"))])
+    );
+    assert_eq!(client.call(&["sadd", "s", "m"]), Reply::Integer(1));
+    assert_eq!(client.call(&["smembers", "s"]), Reply::Set(vec![bulk("m")]));
+    assert_eq!(client.call(&["zadd", "z", "0.1", "m"]), Reply::Integer(1));
+    let score = Reply::Double("0.10000000000000001".into());
+    assert_eq!(client.call(&["zscore", "z", "m"]), score);
+    let pair = Reply::Array(Some(vec![bulk("m"), score.clone()]));
+    let nested = Reply::Array(Some(vec![pair]));
+    assert_eq!(
+        client.call(&["zrange", "z", "0", "-1", "withscores"]),
+        nested
+    );
+    assert_eq!(
+        client.call(&["config", "get", "appendonly"]),
+        Reply::Map(vec![(bulk("appendonly"), bulk("yes"))])
+    );
+    let Reply::Verbatim(format, info) = client.call(&["info", "server"]) else {
+        panic!("INFO is verbatim text in RESP3");
+    };
+    assert_eq!(format, "txt");
+    assert!(
+        info.starts_with("# Server\r\nredis_version:7.0.15\r\n"),
+        "{info}"
+    );
+    assert_eq!(client.call(&["multi"]), ok());
+    assert_eq!(
+        client.call(&["get", "missing"]),
+        Reply::Simple("QUEUED".into())
+    );
+    assert_eq!(
+        client.call(&["exec"]),
+        Reply::Array(Some(vec![Reply::Null]))
+    );
+    // HELLO 2 goes back; another connection stayed in RESP2 throughout.
+    let Reply::Array(Some(_)) = client.call(&["hello", "2"]) else {
+        panic!("HELLO 2 replies a flat array");
+    };
+    assert_eq!(
+        client.call(&["zscore", "z", "m"]),
+        bulk("0.10000000000000001")
+    );
+    let mut other = server.connect();
+    assert_eq!(other.call(&["get", "missing"]), Reply::Bulk(None));
+}
+
+#[test]
+fn requirepass_makes_every_command_but_auth_wait_for_auth() {
+    let dir = ScratchDir::new("kv-auth");
+    let server = start_server(&dir, &["--requirepass", "sekrit"]);
+    let noauth = error("NOAUTH Authentication required.");
+    let wrongpass = error("WRONGPASS invalid username-password pair or user is disabled.");
+    let mut client = server.connect();
+    assert_eq!(client.call(&["get", "k"]), noauth);
+    assert_eq!(client.call(&["multi"]), noauth);
+    assert_eq!(client.call(&["auth", "nope"]), wrongpass);
+    assert_eq!(client.call(&["auth", "someone", "sekrit"]), wrongpass);
+    assert!(
+        matches!(client.call(&["hello", "3"]), Reply::Error(text) if text.starts_with("NOAUTH HELLO"))
+    );
+    assert_eq!(client.call(&["auth", "sekrit"]), ok());
+    assert_eq!(client.call(&["set", "k", "v"]), ok());
+    let mut second = server.connect();
+    assert!(matches!(
+        second.call(&["hello", "3", "auth", "default", "sekrit"]),
+        Reply::Map(_)
+    ));
+    assert_eq!(second.call(&["get", "k"]), bulk("v"));
+    // CONFIG SET requirepass is honoured for new connections; existing
+    // ones stay authenticated, as in Redis.
+    assert_eq!(
+        client.call(&["config", "set", "requirepass", "other"]),
+        ok()
+    );
+    assert_eq!(client.call(&["get", "k"]), bulk("v"));
+    let mut third = server.connect();
+    assert_eq!(third.call(&["get", "k"]), noauth);
+    assert_eq!(third.call(&["auth", "sekrit"]), wrongpass);
+    assert_eq!(third.call(&["auth", "default", "other"]), ok());
+    assert_eq!(client.call(&["config", "set", "requirepass", ""]), ok());
+    assert_eq!(server.connect().call(&["get", "k"]), bulk("v"));
+}
+
+#[test]
+fn watch_aborts_exec_when_another_client_touches_the_key() {
+    let dir = ScratchDir::new("kv-watch");
+    let server = start_server(&dir, &[]);
+    let (mut first, mut second) = (server.connect(), server.connect());
+    assert_eq!(first.call(&["set", "k", "1"]), ok());
+    assert_eq!(first.call(&["watch", "k", "untouched"]), ok());
+    assert_eq!(second.call(&["incr", "k"]), Reply::Integer(2));
+    assert_eq!(first.call(&["multi"]), ok());
+    assert_eq!(
+        first.call(&["set", "k", "mine"]),
+        Reply::Simple("QUEUED".into())
+    );
+    assert_eq!(first.call(&["exec"]), Reply::Array(None));
+    assert_eq!(first.call(&["get", "k"]), bulk("2"));
+    // Untouched, or touched only by this client before MULTI's EXEC... a
+    // write by the watcher itself also counts, as in Redis.
+    assert_eq!(first.call(&["watch", "k"]), ok());
+    assert_eq!(first.call(&["multi"]), ok());
+    assert_eq!(first.call(&["incr", "k"]), Reply::Simple("QUEUED".into()));
+    assert_eq!(
+        first.call(&["exec"]),
+        Reply::Array(Some(vec![Reply::Integer(3)]))
+    );
+    // An expiry of a watched key aborts too.
+    assert_eq!(first.call(&["set", "e", "v", "px", "100"]), ok());
+    assert_eq!(first.call(&["watch", "e"]), ok());
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(first.call(&["multi"]), ok());
+    assert_eq!(
+        first.call(&["set", "e", "x"]),
+        Reply::Simple("QUEUED".into())
+    );
+    assert_eq!(first.call(&["exec"]), Reply::Array(None));
+    // A disconnect drops the watches with the connection.
+    assert_eq!(second.call(&["watch", "k"]), ok());
+    drop(second);
+    assert_eq!(first.call(&["incr", "k"]), Reply::Integer(4));
+}
+
+#[test]
+fn scan_returns_every_key_present_throughout_exactly_once_under_churn() {
+    let dir = ScratchDir::new("kv-scan");
+    let server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    let mut batch = Vec::new();
+    for index in 0..2000 {
+        let key = format!("stay{index}");
+        batch.extend(encode(&[b"set", key.as_bytes(), b"v"]));
+    }
+    client.send_raw(&batch).unwrap();
+    for _ in 0..2000 {
+        assert_eq!(client.read().unwrap(), ok());
+    }
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    let mut cursor = "0".to_string();
+    let mut round = 0;
+    loop {
+        let reply = client.call(&["scan", &cursor, "count", "7"]);
+        let Reply::Array(Some(parts)) = reply else {
+            panic!("SCAN replied {reply:?}");
+        };
+        let Reply::Bulk(Some(next)) = &parts[0] else {
+            panic!("a cursor");
+        };
+        cursor = String::from_utf8(next.clone()).unwrap();
+        for key in strings_of(parts[1].clone()) {
+            *seen.entry(key).or_default() += 1;
+        }
+        // Grow and shrink the key space between steps.
+        for index in 0..20 {
+            let key = format!("churn{round}-{index}");
+            assert_eq!(client.call(&["set", &key, "v"]), ok());
+        }
+        let gone = format!("churn{}-0", round / 2);
+        client.call(&["del", &gone]);
+        round += 1;
+        if cursor == "0" {
+            break;
+        }
+    }
+    for index in 0..2000 {
+        assert_eq!(seen.get(&format!("stay{index}")), Some(&1), "stay{index}");
+    }
+    assert!(seen.values().all(|&count| count == 1), "a key came twice");
+    // MATCH and TYPE filter; HSCAN, SSCAN and ZSCAN work the same way.
+    assert_eq!(
+        client.call(&["hset", "h", "a", "1", "b", "2"]),
+        Reply::Integer(2)
+    );
+    let Reply::Array(Some(parts)) = client.call(&["hscan", "h", "0", "match", "a"]) else {
+        panic!("HSCAN");
+    };
+    assert_eq!(parts[1], Reply::Array(Some(vec![bulk("a"), bulk("1")])));
+    let Reply::Array(Some(parts)) = client.call(&["scan", "0", "type", "hash", "count", "100000"])
+    else {
+        panic!("SCAN TYPE");
+    };
+    assert_eq!(parts, vec![bulk("0"), Reply::Array(Some(vec![bulk("h")]))]);
+}
+
+/// Pipelines `commands` and reads their replies.
+fn pipeline(client: &mut Client, commands: &[Vec<Vec<u8>>]) -> Vec<Reply> {
+    let mut batch = Vec::new();
+    for command in commands {
+        let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+        batch.extend(encode(&args));
+    }
+    client.send_raw(&batch).unwrap();
+    commands.iter().map(|_| client.read().unwrap()).collect()
+}
+
+#[test]
+fn big_collections_take_linear_time_and_replies_stay_bounded() {
+    let dir = ScratchDir::new("kv-bounds");
+    let server = start_server(&dir, &["--fsync", "no"]);
+    let mut client = server.connect();
+    // A million-element list, 1,000 elements per RPUSH.
+    let pushes: Vec<Vec<Vec<u8>>> = (0..1000)
+        .map(|chunk| {
+            let mut command = vec![b"rpush".to_vec(), b"big".to_vec()];
+            command.extend(
+                (0..1000).map(|index| format!("e{}", (chunk * 1000 + index) % 3).into_bytes()),
+            );
+            command
+        })
+        .collect();
+    let replies = pipeline(&mut client, &pushes);
+    assert_eq!(replies.last(), Some(&Reply::Integer(1_000_000)));
+    let started = Instant::now();
+    assert_eq!(integer(client.call(&["lrem", "big", "0", "e1"])), 333_333);
+    assert_eq!(integer(client.call(&["lrem", "big", "-10", "e2"])), 10);
+    assert_eq!(integer(client.call(&["llen", "big"])), 666_657);
+    // SINTER with the small set first, and last: both probe from the small one.
+    let adds: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|chunk| {
+            let mut command = vec![b"sadd".to_vec(), b"large".to_vec()];
+            command
+                .extend((0..1000).map(|index| format!("m{}", chunk * 1000 + index).into_bytes()));
+            command
+        })
+        .collect();
+    pipeline(&mut client, &adds);
+    assert_eq!(
+        client.call(&["sadd", "small", "m5", "m7", "nope"]),
+        Reply::Integer(3)
+    );
+    for order in [["small", "large"], ["large", "small"]] {
+        let mut members = strings_of(client.call(&["sinter", order[0], order[1]]));
+        members.sort();
+        assert_eq!(members, ["m5", "m7"]);
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    // A reply past 64 MiB is refused rather than built: 70 values of 1 MiB.
+    let value = "v".repeat(1 << 20);
+    for _ in 0..70 {
+        client.call(&["rpush", "huge", &value]);
+    }
+    let Reply::Error(text) = client.call(&["lrange", "huge", "0", "-1"]) else {
+        panic!("a 70 MiB LRANGE must be refused");
+    };
+    assert!(
+        text.starts_with("ERR reply would exceed 67108864 bytes"),
+        "{text}"
+    );
+    assert_eq!(client.call(&["lindex", "huge", "69"]), bulk(&value));
+    assert_eq!(client.call(&["ping"]), Reply::Simple("PONG".into()));
+}
+
+#[test]
+fn expired_keys_are_removed_in_the_background_and_logged() {
+    let dir = ScratchDir::new("kv-active-expire");
+    let mut server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    let sets: Vec<Vec<Vec<u8>>> = (0..5000)
+        .map(|index| {
+            let key = format!("short{index}").into_bytes();
+            vec![
+                b"set".to_vec(),
+                key,
+                b"v".to_vec(),
+                b"px".to_vec(),
+                b"100".to_vec(),
+            ]
+        })
+        .collect();
+    pipeline(&mut client, &sets);
+    assert_eq!(client.call(&["rpush", "kept", "a"]), Reply::Integer(1));
+    assert_eq!(integer(client.call(&["dbsize"])), 5001);
+    // Nothing reads them: only active expiry can remove them.
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(integer(client.call(&["dbsize"])), 1);
+    let Reply::Bulk(Some(info)) = client.call(&["info", "stats"]) else {
+        panic!("INFO");
+    };
+    let info = String::from_utf8(info).unwrap();
+    assert!(info.contains("expired_keys:5000\r\n"), "{info}");
+    drop(client);
+    server.kill_9();
+    let server = start_server(&dir, &[]);
+    assert_eq!(integer(server.connect().call(&["dbsize"])), 1);
 }
