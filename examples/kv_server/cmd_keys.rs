@@ -365,7 +365,7 @@ fn expire(context: &mut Context<'_>, args: &Args) {
     };
     let invalid = format!("ERR invalid expire time in '{name}' command");
     if !name.starts_with('p') {
-        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             context.reply.error(invalid.as_bytes());
             return;
         }

@@ -57,11 +57,11 @@ struct ZaddFlags {
     incr: bool,
 }
 
+/// (score, member) pairs.
+type Pairs<'a> = Vec<(f64, &'a [u8])>;
+
 /// ZADD's flags and its (score, member) pairs, with Redis 7.0's errors.
-fn parse_zadd<'a>(
-    context: &mut Context<'_>,
-    args: &'a Args,
-) -> Option<(ZaddFlags, Vec<(f64, &'a [u8])>)> {
+fn parse_zadd<'a>(context: &mut Context<'_>, args: &'a Args) -> Option<(ZaddFlags, Pairs<'a>)> {
     let mut flags = ZaddFlags::default();
     let mut index = 2;
     if is_option(args, 0, "zincrby") {
@@ -92,7 +92,7 @@ fn parse_zadd<'a>(
             .error(b"ERR XX and NX options at the same time are not compatible");
         return None;
     }
-    if (flags.gt && flags.nx) || (flags.lt && flags.nx) || (flags.gt && flags.lt) {
+    if (flags.nx && (flags.gt || flags.lt)) || (flags.gt && flags.lt) {
         context
             .reply
             .error(b"ERR GT, LT, and/or NX options at the same time are not compatible");

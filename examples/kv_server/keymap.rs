@@ -179,7 +179,7 @@ impl<V> KeyMap<V> {
 
     /// Keys and values from cursor `cursor` on (every key whose hash is at
     /// least `cursor`).
-    pub fn from_cursor(&self, cursor: u64) -> btree_map::Range<'_, HashedKey, V> {
+    pub fn starting_at(&self, cursor: u64) -> btree_map::Range<'_, HashedKey, V> {
         let probe = Probe(cursor, &[]);
         let start: Bound<&dyn Keyed> = Bound::Included(&probe);
         self.map.range::<dyn Keyed, _>((start, Bound::Unbounded))
@@ -189,7 +189,7 @@ impl<V> KeyMap<V> {
     /// pseudo-random pick when `cursor` is random (RANDOMKEY, SPOP,
     /// SRANDMEMBER). `None` for an empty map.
     pub fn at_or_after(&self, cursor: u64) -> Option<(&HashedKey, &V)> {
-        self.from_cursor(cursor)
+        self.starting_at(cursor)
             .next()
             .or_else(|| self.map.iter().next())
     }
@@ -205,16 +205,14 @@ pub fn scan<V>(
     mut visit: impl FnMut(&HashedKey, &V),
 ) -> u64 {
     assert!(count > 0);
-    let mut visited = 0;
     let mut last_hash = None;
-    for (key, value) in map.from_cursor(cursor) {
+    for (visited, (key, value)) in map.starting_at(cursor).enumerate() {
         if visited >= count && last_hash != Some(key.hash) {
             // A continuation cursor is never 0: it is past a visited key.
             assert!(key.hash > 0);
             return key.hash;
         }
         visit(key, value);
-        visited += 1;
         last_hash = Some(key.hash);
     }
     0

@@ -194,11 +194,11 @@ pub fn pipe() -> (OwnedFd, OwnedFd) {
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     let result = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
     assert_eq!(result, 0, "pipe2: {}", io::Error::last_os_error());
-    // SAFETY: pipe2 just returned these two fds, owned by nobody else.
-    let (read, write) = unsafe {
-        use std::os::fd::FromRawFd;
-        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-    };
+    use std::os::fd::FromRawFd;
+    // SAFETY: pipe2 just returned this fd, owned by nobody else.
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as for `read`: the other fd pipe2 returned.
+    let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
     (read, write)
 }
 
