@@ -2,13 +2,13 @@
 //! HLEN, HEXISTS, HSTRLEN, HINCRBY, HINCRBYFLOAT, HSCAN.
 
 use super::keys::{parse_scan, scan_map};
-use super::strings::format_human;
+use super::longdouble::{self, LongDouble};
 use super::{
-    command, parse_float, parse_i64, wrong_arity, Command, Context, DENYOOM, ELEMENTS_MAX, FAST,
+    command, parse_i64, wrong_arity, Command, Context, DENYOOM, ELEMENTS_MAX, FAST, NOT_FLOAT,
     READONLY, TOO_MANY_ELEMENTS, WRITE,
 };
 use crate::keymap::HashedKey;
-use crate::resp::{self, parse_double, string_to_i64, Args};
+use crate::resp::{self, string_to_i64, Args};
 use crate::store::{Hash, WrongType};
 
 pub const COMMANDS: &[Command] = &[
@@ -263,35 +263,32 @@ fn hincrby(context: &mut Context<'_>, args: &Args) {
     context.reply.int(value);
 }
 
-/// Logged as HSET of the value it made, as Redis propagates it.
+/// In `long double`, as Redis adds (see `longdouble.rs`); logged as HSET
+/// of the value it made, as Redis propagates it.
 fn hincrbyfloat(context: &mut Context<'_>, args: &Args) {
-    let Some(by) = parse_float(&mut context.reply, args.get(3)) else {
+    if LongDouble::parse(args.get(3)).is_none() {
+        context.reply.error(NOT_FLOAT);
         return;
-    };
+    }
     let Ok(hash) = read(context, args.get(1)) else {
         return;
     };
-    let current = match hash.and_then(|hash| hash.get(args.get(2))) {
-        None => 0.0,
-        Some(value) => match parse_double(value) {
-            Some(value) => value,
-            None => {
-                context.reply.error(b"ERR hash value is not a float");
-                return;
-            }
-        },
+    let current = hash.and_then(|hash| hash.get(args.get(2))).cloned();
+    let text = match longdouble::increment(current.as_deref(), args.get(3)) {
+        Ok(Some(text)) => text.into_bytes(),
+        Ok(None) => {
+            let text = b"ERR increment would produce NaN or Infinity";
+            context.reply.error(text);
+            return;
+        }
+        Err(_) => {
+            context.reply.error(b"ERR hash value is not a float");
+            return;
+        }
     };
-    let value = current + by;
-    if !value.is_finite() {
-        context
-            .reply
-            .error(b"ERR increment would produce NaN or Infinity");
-        return;
-    }
     if !fits(context, args, 2, 2) {
         return;
     }
-    let text = format_human(value).into_bytes();
     context.log_parts(&[b"HSET", args.get(1), args.get(2), &text]);
     let hash = context
         .store

@@ -2,11 +2,12 @@
 //! SETEX, PSETEX, GETSET, GETDEL, GETEX, APPEND, STRLEN, GETRANGE, SUBSTR,
 //! SETRANGE, INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, MGET, MSET, MSETNX.
 
+use super::longdouble;
 use super::{
     command, parse_i64, Command, Context, DENYOOM, FAST, NOT_INTEGER, READONLY, STRING_BYTES_MAX,
     SYNTAX, WRITE,
 };
-use crate::resp::{parse_double, string_to_i64, Args};
+use crate::resp::{string_to_i64, Args};
 use crate::store::{Entry, Value, WrongType};
 use crate::wal::Record;
 
@@ -502,45 +503,29 @@ fn increment(context: &mut Context<'_>, key: &[u8], by: i64) {
     context.reply.int(value);
 }
 
-/// Redis's `ld2string` in its human mode, for INCRBYFLOAT: no exponent,
-/// trailing zeros dropped, "-0" as "0". Redis adds in `long double`; this
-/// server in `f64`, printed as the shortest text that reads back the same,
-/// so results agree wherever an `f64` holds the sum exactly and can differ
-/// in the last digits where it does not (0.1 + 0.2).
-pub fn format_human(value: f64) -> String {
-    if value == 0.0 {
-        return "0".to_string();
-    }
-    format!("{value}")
-}
-
+/// INCRBYFLOAT, in `long double` as Redis adds (see `longdouble.rs`).
 fn incrbyfloat(context: &mut Context<'_>, args: &Args) {
     let key = args.get(1);
     let (current, deadline_ms) = match string_and_deadline(context, key) {
-        Ok(None) => (0.0, 0),
-        Ok(Some((value, deadline_ms))) => match parse_double(&value) {
-            Some(value) => (value, deadline_ms),
-            None => {
-                context.reply.error(super::NOT_FLOAT);
-                return;
-            }
-        },
+        Ok(None) => (None, 0),
+        Ok(Some((value, deadline_ms))) => (Some(value), deadline_ms),
         Err(WrongType) => {
             context.reply.wrong_type();
             return;
         }
     };
-    let Some(by) = super::parse_float(&mut context.reply, args.get(2)) else {
-        return;
+    let text = match longdouble::increment(current.as_deref(), args.get(2)) {
+        Ok(Some(text)) => text.into_bytes(),
+        Ok(None) => {
+            let text = b"ERR increment would produce NaN or Infinity";
+            context.reply.error(text);
+            return;
+        }
+        Err(_) => {
+            context.reply.error(super::NOT_FLOAT);
+            return;
+        }
     };
-    let value = current + by;
-    if !value.is_finite() {
-        context
-            .reply
-            .error(b"ERR increment would produce NaN or Infinity");
-        return;
-    }
-    let text = format_human(value).into_bytes();
     context.reply.bulk(&text);
     // Logged as the value it made, as Redis propagates SET ... KEEPTTL.
     store_string(context, key, text, deadline_ms);

@@ -18,6 +18,8 @@ mod hashes;
 mod keys;
 #[path = "cmd_lists.rs"]
 mod lists;
+#[path = "longdouble.rs"]
+pub mod longdouble;
 #[path = "cmd_server.rs"]
 pub mod server_cmds;
 #[path = "cmd_sets.rs"]

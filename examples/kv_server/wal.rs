@@ -399,16 +399,49 @@ fn take_bytes<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
 }
 
 /// CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven, so
-/// the log needs no dependency.
+/// the log needs no dependency. Eight bytes a step (slicing-by-8): a byte
+/// at a time was 6% of the server's time under `redis-benchmark -P 16 -t
+/// set` (perf), every group being checksummed whole.
 pub fn crc32c(bytes: &[u8]) -> u32 {
+    let tables = &CRC32C_TABLES;
     let mut crc = !0u32;
-    for &byte in bytes {
-        crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let low = u32::from_le_bytes(chunk[..4].try_into().expect("4 bytes")) ^ crc;
+        let high = u32::from_le_bytes(chunk[4..].try_into().expect("4 bytes"));
+        crc = tables[7][(low & 0xff) as usize]
+            ^ tables[6][((low >> 8) & 0xff) as usize]
+            ^ tables[5][((low >> 16) & 0xff) as usize]
+            ^ tables[4][(low >> 24) as usize]
+            ^ tables[3][(high & 0xff) as usize]
+            ^ tables[2][((high >> 8) & 0xff) as usize]
+            ^ tables[1][((high >> 16) & 0xff) as usize]
+            ^ tables[0][(high >> 24) as usize];
+    }
+    for &byte in chunks.remainder() {
+        crc = tables[0][((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
 }
 
-const CRC32C_TABLE: [u32; 256] = crc32c_table();
+/// Table `k` gives the CRC of a byte followed by `k` zero bytes.
+const CRC32C_TABLES: [[u32; 256]; 8] = crc32c_tables();
+
+const fn crc32c_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
+    tables[0] = crc32c_table();
+    let mut table = 1;
+    while table < 8 {
+        let mut index = 0;
+        while index < 256 {
+            let previous = tables[table - 1][index];
+            tables[table][index] = (previous >> 8) ^ tables[0][(previous & 0xff) as usize];
+            index += 1;
+        }
+        table += 1;
+    }
+    tables
+}
 
 const fn crc32c_table() -> [u32; 256] {
     let mut table = [0u32; 256];
@@ -457,6 +490,17 @@ mod tests {
     #[test]
     fn crc32c_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        // Eight bytes a step gives what one byte a step gives, at every
+        // length and alignment of the tail.
+        let table = crc32c_table();
+        let bytes: Vec<u8> = (0..100u32).map(|index| (index * 37 + 11) as u8).collect();
+        for len in 0..bytes.len() {
+            let mut crc = !0u32;
+            for &byte in &bytes[..len] {
+                crc = table[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+            }
+            assert_eq!(crc32c(&bytes[..len]), !crc, "length {len}");
+        }
     }
 
     #[test]
