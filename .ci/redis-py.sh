@@ -8,7 +8,14 @@ cd "$(dirname "$0")/.."
 venv=target/redis-py-venv
 if ! "$venv/bin/python" -c 'import redis' >/dev/null 2>&1; then
     mkdir -p target
-    python3 -m venv "$venv"
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv"; then
+        # Debian's own python3 keeps venv (ensurepip) in a separate package.
+        rm -rf "$venv"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$venv"
+    fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check redis
 fi
 "$venv/bin/python" -c 'import redis; print("redis-py", redis.__version__)'

@@ -2272,3 +2272,29 @@ fn expired_keys_are_removed_in_the_background_and_logged() {
     let server = start_server(&dir, &[]);
     assert_eq!(integer(server.connect().call(&["dbsize"])), 1);
 }
+
+#[test]
+fn writes_that_change_nothing_are_not_logged() {
+    let dir = ScratchDir::new("kv-noop-writes");
+    let server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    assert_eq!(client.call(&["sadd", "s", "m"]), Reply::Integer(1));
+    assert_eq!(client.call(&["zadd", "z", "0", "m"]), Reply::Integer(1));
+    assert_eq!(client.call(&["hset", "h", "f", "v"]), Reply::Integer(1));
+    let logged = fs::metadata(wal_path(&dir)).unwrap().len();
+    for _ in 0..10 {
+        assert_eq!(client.call(&["sadd", "s", "m"]), Reply::Integer(0));
+        assert_eq!(client.call(&["zadd", "z", "0", "m"]), Reply::Integer(0));
+        assert_eq!(client.call(&["zadd", "z", "incr", "0", "m"]), bulk("0"));
+        assert_eq!(client.call(&["srem", "s", "nope"]), Reply::Integer(0));
+        assert_eq!(client.call(&["hdel", "h", "nope"]), Reply::Integer(0));
+        assert_eq!(client.call(&["del", "nope"]), Reply::Integer(0));
+        assert_eq!(client.call(&["expire", "nope", "10"]), Reply::Integer(0));
+        assert_eq!(client.call(&["lpop", "nope"]), Reply::Bulk(None));
+        assert_eq!(client.call(&["spop", "nope"]), Reply::Bulk(None));
+    }
+    assert_eq!(fs::metadata(wal_path(&dir)).unwrap().len(), logged);
+    // A real change is logged.
+    assert_eq!(client.call(&["zadd", "z", "1", "m"]), Reply::Integer(0));
+    assert!(fs::metadata(wal_path(&dir)).unwrap().len() > logged);
+}

@@ -237,7 +237,7 @@ fn client(context: &mut Context<'_>, args: &Args) {
 
 /// CLIENT LIST [TYPE normal] [ID id ...].
 fn client_list(context: &mut Context<'_>, args: &Args) {
-    let mut ids: Option<Vec<u64>> = None;
+    let mut ids: Option<std::collections::BTreeSet<u64>> = None;
     let mut index = 2;
     while index < args.len() {
         if is_option(args, index, "type") && index + 1 < args.len() {
@@ -246,7 +246,7 @@ fn client_list(context: &mut Context<'_>, args: &Args) {
                 .iter()
                 .any(|kind| is_option(args, index + 1, kind));
             if other {
-                ids = Some(Vec::new());
+                ids = Some(Default::default());
             } else if !is_option(args, index + 1, "normal") {
                 let mut text = b"ERR Unknown client type '".to_vec();
                 text.extend_from_slice(args.get(index + 1));
@@ -256,10 +256,12 @@ fn client_list(context: &mut Context<'_>, args: &Args) {
             }
             index += 2;
         } else if is_option(args, index, "id") && index + 1 < args.len() {
-            let mut list = Vec::new();
+            let mut list = std::collections::BTreeSet::new();
             for id_index in index + 1..args.len() {
                 match string_to_i64(args.get(id_index)) {
-                    Some(id) if id > 0 => list.push(id as u64),
+                    Some(id) if id > 0 => {
+                        list.insert(id as u64);
+                    }
                     _ => {
                         context.reply.error(b"ERR Invalid client ID");
                         return;
@@ -362,7 +364,7 @@ fn info_section(context: &Context<'_>, section: &str, text: &mut String) {
             ("arch_bits", "64".to_string()),
             ("process_id", std::process::id().to_string()),
             ("tcp_port", tcp_port(shared)),
-            ("server_time_usec", (context.realtime_ms * 1000).to_string()),
+            ("server_time_usec", context.realtime_us.to_string()),
             ("uptime_in_seconds", uptime_s.to_string()),
             ("uptime_in_days", (uptime_s / 86_400).to_string()),
             ("hz", "10".to_string()),
@@ -431,7 +433,7 @@ fn tcp_port(shared: &Shared) -> String {
 
 /// TIME: the wall clock, seconds and microseconds.
 fn time(context: &mut Context<'_>, _args: &Args) {
-    let us = context.realtime_ms * 1000;
+    let us = context.realtime_us;
     context.reply.array(2);
     context.reply.bulk((us / 1_000_000).to_string().as_bytes());
     context.reply.bulk((us % 1_000_000).to_string().as_bytes());
@@ -654,18 +656,14 @@ fn watch(context: &mut Context<'_>, args: &Args) {
     }
     for index in 1..args.len() {
         let key = args.get(index);
-        if context
-            .session
-            .watched
-            .iter()
-            .any(|(watched, _)| watched == key)
-        {
+        // A map, so that WATCH of many keys stays O(k log k).
+        if context.session.watched.contains_key(key) {
             continue;
         }
         // An expired key is removed first, so its expiry is not a change.
         context.store.contains(key);
         let version = context.store.watch(key);
-        context.session.watched.push((key.to_vec(), version));
+        context.session.watched.insert(key.to_vec(), version);
     }
     context.reply.ok();
 }

@@ -189,9 +189,13 @@ fn spop(context: &mut Context<'_>, args: &Args) {
         context.reply.set(0);
         return;
     }
-    let mut parts: Vec<&[u8]> = vec![b"SREM", key];
-    parts.extend(taken.iter().map(Vec::as_slice));
-    context.log_parts(&parts);
+    // In SREMs of at most 1,024 members: a logged command's arguments are
+    // bounded as a request's are, and SPOP's count is not.
+    for chunk in taken.chunks(1024) {
+        let mut parts: Vec<&[u8]> = vec![b"SREM", key];
+        parts.extend(chunk.iter().map(Vec::as_slice));
+        context.log_parts(&parts);
+    }
     let set = context
         .store
         .get_set_mut(key)

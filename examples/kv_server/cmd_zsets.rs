@@ -122,8 +122,12 @@ fn zadd(context: &mut Context<'_>, args: &Args) {
         return;
     };
     // The outcome is computed first, so a refused ZADD changes nothing.
+    // `processed`: the members ZADD acted on (INCR replies the last one's
+    // score); `changes`: those whose score it really changes. As in Redis,
+    // a ZADD that changes nothing is not a write: it is not logged.
     let mut changes: Vec<(f64, &[u8])> = Vec::new();
-    let (mut added, mut updated) = (0, 0);
+    let mut processed = None;
+    let mut added = 0;
     for &(score, member) in &pairs {
         let current = zset.and_then(|zset| zset.score(member));
         let planned = changes
@@ -141,13 +145,15 @@ fn zadd(context: &mut Context<'_>, args: &Args) {
                 .error(b"ERR resulting score is not a number (NaN)");
             return;
         }
-        match current {
-            None => added += 1,
-            Some(current) if current != new_score => updated += 1,
-            Some(_) => {}
+        processed = Some(new_score);
+        if current.is_none() {
+            added += 1;
         }
-        changes.push((new_score, member));
+        if current != Some(new_score) {
+            changes.push((new_score, member));
+        }
     }
+    let updated = changes.len() - added;
     let len = zset.map_or(0, ZSet::len);
     if len + added > ELEMENTS_MAX {
         context.reply.error(TOO_MANY_ELEMENTS);
@@ -161,8 +167,8 @@ fn zadd(context: &mut Context<'_>, args: &Args) {
         }
     }
     if flags.incr {
-        match changes.last() {
-            Some((score, _)) => context.reply.double(*score),
+        match processed {
+            Some(score) => context.reply.double(score),
             None => context.reply.nil(),
         }
     } else {

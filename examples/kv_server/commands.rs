@@ -241,7 +241,7 @@ pub struct Session {
     /// Inside MULTI: the queue.
     pub multi: Option<Multi>,
     /// WATCHed keys with their versions then.
-    pub watched: Vec<(Vec<u8>, u64)>,
+    pub watched: BTreeMap<Vec<u8>, u64>,
 }
 
 impl Session {
@@ -253,7 +253,7 @@ impl Session {
             resp3: false,
             authenticated,
             multi: None,
-            watched: Vec::new(),
+            watched: BTreeMap::new(),
         }
     }
 }
@@ -362,6 +362,8 @@ pub struct Context<'a> {
     /// The wall clock in Unix milliseconds, for expiry
     /// ([`store::realtime_ms`](crate::store::realtime_ms)).
     pub realtime_ms: u64,
+    /// The same clock in microseconds, for TIME.
+    pub realtime_us: u64,
 }
 
 impl Context<'_> {
@@ -554,6 +556,7 @@ pub fn replay(store: &mut Store, shared: &mut Shared, parts: &[&[u8]]) -> Result
             resp3: false,
         },
         realtime_ms: 0,
+        realtime_us: 0,
     };
     (command.run)(&mut context, &args);
     if out.first() == Some(&b'-') {

@@ -489,7 +489,8 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         match parsed {
             Ok(true) => {
                 if !connection.parser.args.is_empty() {
-                    let realtime_ms = store::realtime_ms(io);
+                    let realtime_us = io.realtime_ns() / 1000;
+                    let realtime_ms = realtime_us / 1000;
                     let resp3 = connection.session.resp3;
                     let mut context = commands::Context {
                         store: &mut *store,
@@ -501,6 +502,7 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
                             resp3,
                         },
                         realtime_ms,
+                        realtime_us,
                     };
                     let outcome = commands::execute(&mut context, &connection.parser.args);
                     if outcome == commands::Outcome::Quit {
