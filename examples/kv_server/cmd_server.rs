@@ -349,13 +349,20 @@ fn info(context: &mut Context<'_>, args: &Args) {
 }
 
 fn info_section(context: &Context<'_>, section: &str, text: &mut String) {
-    let shared = &*context.shared;
-    let store = &*context.store;
-    let uptime_s = context.realtime_ms.saturating_sub(shared.started_ms) / 1000;
     let mut title = section.to_string();
     title[..1].make_ascii_uppercase();
     let _ = write!(text, "# {title}\r\n");
-    let fields: Vec<(&str, String)> = match section {
+    for (name, value) in info_fields(context, section) {
+        let _ = write!(text, "{name}:{value}\r\n");
+    }
+}
+
+/// One INFO section's fields, in Redis's order and with its names.
+fn info_fields(context: &Context<'_>, section: &str) -> Vec<(&'static str, String)> {
+    let shared = &*context.shared;
+    let store = &*context.store;
+    let uptime_s = context.realtime_ms.saturating_sub(shared.started_ms) / 1000;
+    match section {
         "server" => vec![
             ("redis_version", REDIS_VERSION.to_string()),
             ("redis_mode", "standalone".to_string()),
@@ -420,9 +427,6 @@ fn info_section(context: &Context<'_>, section: &str, text: &mut String) {
                 Vec::new()
             }
         }
-    };
-    for (name, value) in fields {
-        let _ = write!(text, "{name}:{value}\r\n");
     }
 }
 

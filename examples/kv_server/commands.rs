@@ -705,3 +705,52 @@ pub fn clip_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
     }
     Some((start as usize, stop as usize))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            requirepass: None,
+            clients: BTreeMap::new(),
+            stats: ServerStats::default(),
+            started_ms: 0,
+            local_addr: "127.0.0.1:0".to_string(),
+            fsync: FsyncPolicy::Always,
+            clients_max: 1,
+        }
+    }
+
+    #[test]
+    fn replay_runs_logged_writes_and_refuses_the_rest() {
+        let mut store = Store::new();
+        let mut shared = shared();
+        store.set_loading(true);
+        let hset: [&[u8]; 4] = [b"HSET", b"h", b"f", b"v"];
+        assert_eq!(replay(&mut store, &mut shared, &hset), Ok(()));
+        // Replay never expires: a deadline long past is applied as logged.
+        let pexpireat: [&[u8]; 3] = [b"PEXPIREAT", b"h", b"1"];
+        assert_eq!(replay(&mut store, &mut shared, &pexpireat), Ok(()));
+        assert_eq!(store.peek(b"h").map(|entry| entry.deadline_ms), Some(1));
+        let read: [&[u8]; 2] = [b"GET", b"h"];
+        assert!(replay(&mut store, &mut shared, &read).is_err());
+        let unknown: [&[u8]; 1] = [b"NOSUCH"];
+        assert!(replay(&mut store, &mut shared, &unknown).is_err());
+        let wrong_type: [&[u8]; 3] = [b"LPUSH", b"h", b"x"];
+        let error = replay(&mut store, &mut shared, &wrong_type).unwrap_err();
+        assert!(error.contains("WRONGTYPE"), "{error}");
+    }
+
+    #[test]
+    fn every_command_is_found_in_any_case_and_names_are_unique() {
+        for (command, _) in table() {
+            let upper = command.name.to_ascii_uppercase();
+            let (found, _) = lookup(upper.as_bytes()).expect("found");
+            assert_eq!(found.name, command.name);
+            assert!(command.arity != 0);
+        }
+        assert!(lookup(b"nosuch").is_none());
+        assert!(lookup(&[b'a'; 40]).is_none());
+    }
+}

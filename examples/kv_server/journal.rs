@@ -215,34 +215,24 @@ fn replay(io: &mut IO<Server>, server: &mut Server) {
     let mut records: u64 = 0;
     let mut failure = None;
     store.set_loading(true);
-    let mut outcome = wal::recover(&data, |record| {
+    let outcome = wal::recover(&data, |record| {
         records += 1;
-        if failure.is_some() {
-            return;
-        }
-        match record {
-            Record::Set {
-                key,
-                value,
-                deadline_ms,
-            } => store.set(key, value.to_vec(), deadline_ms),
-            Record::Del { key } => {
-                store.remove(key);
-            }
-            Record::FlushAll => store.clear(),
-            Record::Command { args } => {
-                if let Err(reason) = commands::replay(store, shared, &args) {
-                    failure = Some(format!("record {records}: {reason}"));
-                }
-            }
+        if failure.is_none() {
+            let applied = apply_record(store, shared, record);
+            failure = applied
+                .err()
+                .map(|reason| format!("record {records}: {reason}"));
         }
     });
     store.set_loading(false);
     if let Some(reason) = failure {
-        outcome = Outcome::Corrupt {
-            offset: 0,
-            reason: format!("a logged command did not replay: {reason}"),
-        };
+        // A record that passed its checksum but cannot be replayed: as for
+        // corruption, start with nothing rather than with part of the log.
+        let path = server.journal.path.display().to_string();
+        server.fail(format!(
+            "log {path}: a logged command did not replay ({reason}); refusing to start"
+        ));
+        return;
     }
     // Deadlines are wall-clock times, so they mean the same after a reboot.
     // Keys whose deadline passed while the server was down go now, each
@@ -280,6 +270,27 @@ fn replay(io: &mut IO<Server>, server: &mut Server) {
             start_serving(io, server);
         }
     });
+}
+
+/// Replays one record onto the store (expiry is off while replaying).
+fn apply_record(
+    store: &mut crate::store::Store,
+    shared: &mut commands::Shared,
+    record: Record<'_>,
+) -> Result<(), String> {
+    match record {
+        Record::Set {
+            key,
+            value,
+            deadline_ms,
+        } => store.set(key, value.to_vec(), deadline_ms),
+        Record::Del { key } => {
+            store.remove(key);
+        }
+        Record::FlushAll => store.clear(),
+        Record::Command { args } => commands::replay(store, shared, &args)?,
+    }
+    Ok(())
 }
 
 /// Acts on how the log ended: sets its length, truncating a torn tail, or
