@@ -2298,3 +2298,172 @@ fn writes_that_change_nothing_are_not_logged() {
     assert_eq!(client.call(&["zadd", "z", "1", "m"]), Reply::Integer(0));
     assert!(fs::metadata(wal_path(&dir)).unwrap().len() > logged);
 }
+
+/// Commands for the replay test: `K`, `H`, `L`, `T`, `Z` a string, hash,
+/// list, set or sorted-set key, `A` any key (so types collide), `F` a
+/// field, `M` a member, `N` a small integer, `S` a score, `V` a value,
+/// each drawn at random.
+const STORM_TEMPLATES: &[&str] = &[
+    "SET K V",
+    "SET K V EX 1000",
+    "SET K V PX 1",
+    "SET K V KEEPTTL GET",
+    "SETNX K V",
+    "GETSET K V",
+    "MSET K V K V",
+    "MSETNX K V K V",
+    "APPEND K V",
+    "SETRANGE K N V",
+    "INCR K",
+    "INCRBY K N",
+    "INCRBYFLOAT K S",
+    "GETEX K PX 100000",
+    "GETEX A PERSIST",
+    "GETDEL K",
+    "DEL A A",
+    "RENAME A A",
+    "RENAMENX A A",
+    "COPY A A REPLACE",
+    "EXPIRE A 1000 GT",
+    "PEXPIRE A 1",
+    "PERSIST A",
+    "HSET H F V F V",
+    "HSETNX H F V",
+    "HDEL H F",
+    "HINCRBY H F N",
+    "HINCRBYFLOAT H F S",
+    "HSET A F V",
+    "LPUSH L V",
+    "RPUSH L V V",
+    "LPUSHX L V",
+    "LPOP L",
+    "RPOP L N",
+    "LSET L N V",
+    "LREM L N V",
+    "LTRIM L N N",
+    "LINSERT L BEFORE V V",
+    "LMOVE L L LEFT RIGHT",
+    "LPUSH A V",
+    "SADD T M M",
+    "SREM T M",
+    "SPOP T",
+    "SPOP T N",
+    "SMOVE T T M",
+    "SINTERSTORE T T A",
+    "SUNIONSTORE T T T",
+    "SDIFFSTORE T T T",
+    "SADD A M",
+    "ZADD Z S M",
+    "ZADD Z GT CH S M S M",
+    "ZADD Z INCR S M",
+    "ZINCRBY Z S M",
+    "ZREM Z M",
+    "ZPOPMIN Z N",
+    "ZPOPMAX Z",
+    "ZADD A S M",
+    "INCR A",
+    "GET A",
+    "LRANGE A 0 -1",
+];
+
+fn storm_command(random: &mut u64) -> Vec<String> {
+    let mut next = |below: u64| {
+        *random ^= *random << 13;
+        *random ^= *random >> 7;
+        *random ^= *random << 17;
+        *random % below
+    };
+    let template = STORM_TEMPLATES[next(STORM_TEMPLATES.len() as u64) as usize];
+    template
+        .split(' ')
+        .map(|word| match word {
+            "K" | "H" | "L" | "T" | "Z" => format!("{}{}", word.to_lowercase(), next(3)),
+            "A" => format!("{}{}", ["k", "h", "l", "t", "z"][next(5) as usize], next(3)),
+            "F" => format!("f{}", next(3)),
+            "M" => format!("m{}", next(5)),
+            "N" => (next(8) as i64 - 3).to_string(),
+            "S" => ["1", "-2.5", "0.1", "3e2", "10"][next(5) as usize].to_string(),
+            "V" => ["a", "bb", "10", "1.5", ""][next(5) as usize].to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// Every key's type, value and absolute expiry, as text.
+fn dump_keyspace(client: &mut Client) -> Vec<String> {
+    let mut keys = strings_of(client.call(&["keys", "*"]));
+    keys.sort();
+    keys.into_iter()
+        .map(|key| {
+            let Reply::Simple(kind) = client.call(&["type", &key]) else {
+                panic!("TYPE");
+            };
+            let mut value = match kind.as_str() {
+                "string" => vec![format!("{:?}", client.call(&["get", &key]))],
+                "hash" => strings_of(client.call(&["hgetall", &key])),
+                "list" => strings_of(client.call(&["lrange", &key, "0", "-1"])),
+                "set" => strings_of(client.call(&["smembers", &key])),
+                _ => strings_of(client.call(&["zrange", &key, "0", "-1", "withscores"])),
+            };
+            if kind == "hash" {
+                let mut pairs: Vec<String> = value.chunks(2).map(|pair| pair.join("=")).collect();
+                pairs.sort();
+                value = pairs;
+            }
+            if kind == "set" {
+                value.sort();
+            }
+            let expiry = integer(client.call(&["pexpiretime", &key]));
+            format!("{key} {kind} {value:?} expires {expiry}")
+        })
+        .collect()
+}
+
+/// Thousands of random writes of every type (and the errors they make),
+/// then kill -9: the log replays to exactly the same key space, every type
+/// and every expiry time, and the server never stopped answering.
+#[test]
+fn random_writes_of_every_type_replay_to_the_same_key_space() {
+    let mut kinds_seen = std::collections::BTreeSet::new();
+    for seed in 1..=5u64 {
+        let dir = ScratchDir::new(&format!("kv-storm-{seed}"));
+        let mut server = start_server(&dir, &[]);
+        let mut client = server.connect();
+        let mut random = 0x1234_5678_9abc_def1_u64.wrapping_mul(seed);
+        let mut errors = 0;
+        for _ in 0..40 {
+            let commands: Vec<Vec<Vec<u8>>> = (0..100)
+                .map(|_| {
+                    storm_command(&mut random)
+                        .into_iter()
+                        .map(String::into_bytes)
+                        .collect()
+                })
+                .collect();
+            for reply in pipeline(&mut client, &commands) {
+                if let Reply::Error(text) = reply {
+                    assert!(!text.contains("Protocol"), "{text}");
+                    errors += 1;
+                }
+            }
+        }
+        assert!(
+            errors > 0,
+            "the storm should hit WRONGTYPE and range errors"
+        );
+        // Keys set with PX 1 expire now, each logged as a DEL on access.
+        thread::sleep(Duration::from_millis(50));
+        let before = dump_keyspace(&mut client);
+        for line in &before {
+            kinds_seen.insert(line.split(' ').nth(1).unwrap_or_default().to_string());
+        }
+        assert_eq!(client.call(&["ping"]), Reply::Simple("PONG".into()));
+        drop(client);
+        server.kill_9();
+        let server = start_server(&dir, &[]);
+        let after = dump_keyspace(&mut server.connect());
+        assert_eq!(after, before, "seed {seed}");
+    }
+    let all = ["hash", "list", "set", "string", "zset"];
+    assert_eq!(kinds_seen.into_iter().collect::<Vec<_>>(), all);
+}
