@@ -1,13 +1,17 @@
 //! Runs the built `kv_server` example as a child process and drives it with
-//! real Redis clients (`redis-cli`, `redis-benchmark`) and with raw RESP:
-//! every command and its errors, malformed input, bounds, restart and
-//! recovery of the write-ahead log, and `kill -9` at random moments.
+//! real Redis clients (`redis-cli`, `redis-benchmark`, redis-py) and with raw
+//! RESP2 and RESP3: every command family against transcripts recorded from
+//! redis-server 7.0.15 (tests/data/kv_transcripts), errors included,
+//! malformed input, bounds, restart and recovery of the write-ahead log, and
+//! `kill -9` at random moments with writes of every type.
 //!
 //! `redis-cli` and `redis-benchmark` come from the `redis-tools` package,
-//! which `.ci/run` installs; the reboot test needs `unshare` (util-linux)
-//! and time namespaces. Under CI (`CI=true`) a missing one fails the tests
-//! that need it, naming the package; elsewhere they are skipped, and say so
-//! on the terminal (see [`require`]).
+//! which `.ci/run` installs; redis-py lives in `target/redis-py-venv`, made
+//! by `.ci/redis-py.sh` (which the redis-py test runs itself when it is
+//! missing); the reboot test needs `unshare` (util-linux) and time
+//! namespaces. Under CI (`CI=true`) a missing one fails the tests that need
+//! it, naming the package; elsewhere they are skipped, and say so on the
+//! terminal (see [`require`]).
 //!
 //! Every test works in a [`ScratchDir`], removed when the test ends, also
 //! when it fails; every server is a [`ServerGuard`], killed likewise.

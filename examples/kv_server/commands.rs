@@ -147,9 +147,38 @@ pub fn table() -> &'static [(&'static Command, &'static str)] {
     })
 }
 
+/// Names longer than this are no command.
+const NAME_BYTES_MAX: usize = 24;
+
+/// Positions in [`table`] by (length, first letter): a lookup compares one
+/// or two names, where a binary search compared eight (perf: the search's
+/// `memcmp` calls were a third of the server's own time under
+/// `redis-benchmark -P 16 -t get`).
+fn index() -> &'static [Vec<u16>] {
+    static INDEX: OnceLock<Vec<Vec<u16>>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut index = vec![Vec::new(); (NAME_BYTES_MAX + 1) * 26];
+        for (position, (command, _)) in table().iter().enumerate() {
+            let name = command.name.as_bytes();
+            assert!(name.len() <= NAME_BYTES_MAX);
+            assert!(name[0].is_ascii_lowercase());
+            index[bucket(name).expect("a lower-case name")].push(position as u16);
+        }
+        index
+    })
+}
+
+fn bucket(lower: &[u8]) -> Option<usize> {
+    let first = *lower.first()?;
+    if lower.len() > NAME_BYTES_MAX || !first.is_ascii_lowercase() {
+        return None;
+    }
+    Some(lower.len() * 26 + usize::from(first - b'a'))
+}
+
 /// The command named `name`, in any case.
 pub fn lookup(name: &[u8]) -> Option<&'static (&'static Command, &'static str)> {
-    let mut lower = [0u8; 32];
+    let mut lower = [0u8; NAME_BYTES_MAX];
     if name.len() > lower.len() {
         return None;
     }
@@ -157,10 +186,10 @@ pub fn lookup(name: &[u8]) -> Option<&'static (&'static Command, &'static str)> 
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
     let table = table();
-    let index = table
-        .binary_search_by(|(command, _)| command.name.as_bytes().cmp(lower))
-        .ok()?;
-    Some(&table[index])
+    index()[bucket(lower)?]
+        .iter()
+        .map(|&position| &table[usize::from(position)])
+        .find(|(command, _)| command.name.as_bytes() == &*lower)
 }
 
 /// Subcommands of the container commands: (container, subcommand, arity).
