@@ -1,6 +1,7 @@
 //! The Redis-protocol server: ringio's `kv_server` example against a real
 //! `redis-server` (the Debian package), both driven by `redis-benchmark`
-//! with 50 clients, SET then GET, at pipeline depths 1 and 16. Like is
+//! with 50 clients and no `-t`, so every one of its default tests runs
+//! (PING_INLINE to MSET, 20 of them), at pipeline depths 1 and 16. Like is
 //! compared with like: no persistence (`kv_server --fsync no` against
 //! `redis-server --appendonly no --save ''`), and an fsync before every
 //! reply to a write (`--fsync always` against `--appendonly yes
@@ -62,14 +63,15 @@ impl Persistence {
     }
 }
 
-/// Requests per redis-benchmark run: a second or two each on a 2-vCPU
-/// machine.
+/// Requests per test of a redis-benchmark run (`-n`): each run is the
+/// whole default suite of 20 tests, so about 20 to 40 seconds a run on a
+/// 2-vCPU machine (a quarter with `--quick`).
 fn requests(options: &Options, persistence: Persistence, pipeline: u32) -> u64 {
     let full = match (persistence, pipeline) {
-        (Persistence::None, 1) => 40_000,
-        (Persistence::None, _) => 300_000,
-        (Persistence::Always, 1) => 20_000,
-        (Persistence::Always, _) => 200_000,
+        (Persistence::None, 1) => 20_000,
+        (Persistence::None, _) => 200_000,
+        (Persistence::Always, 1) => 10_000,
+        (Persistence::Always, _) => 100_000,
     };
     if options.quick {
         full / 4
@@ -113,8 +115,8 @@ impl Running {
     }
 }
 
-/// One redis-benchmark run of one test: requests per second, and the
-/// server's CPU use meanwhile.
+/// One test of a redis-benchmark run: requests per second, and the
+/// server's CPU use during the whole run.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     rps: f64,
@@ -243,41 +245,54 @@ fn wait_for_pong(addr: SocketAddr) -> Result<(), String> {
     Err(format!("not available: nothing answered PING on {addr}"))
 }
 
-/// One redis-benchmark run of `test` (`set` or `get`) against `server`.
-fn bench(server: &Running, test: &str, pipeline: u32, requests: u64) -> Result<Sample, String> {
+/// One redis-benchmark run of every default test against `server`: each
+/// test's name (as `--csv` spells it) and sample, in the order they ran.
+fn bench(server: &Running, pipeline: u32, requests: u64) -> Result<Vec<(String, Sample)>, String> {
     let addr = server.addr();
     let mut command = Command::new("redis-benchmark");
     command
         .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
         .args(["-c", &CLIENTS.to_string(), "-n", &requests.to_string()])
-        .args(["-P", &pipeline.to_string(), "-t", test, "--csv"]);
+        .args(["-P", &pipeline.to_string(), "--csv"]);
     system::pin_child(&mut command, system::CLIENT_CORE);
     let cpu_before = system::process_cpu_s(server.pid()).unwrap_or(0.0);
     let started = Instant::now();
-    let output = process::output_with_timeout(&mut command, Duration::from_secs(300))
+    let output = process::output_with_timeout(&mut command, Duration::from_secs(900))
         .map_err(|error| format!("redis-benchmark: {error}"))?;
     let elapsed_s = started.elapsed().as_secs_f64();
     let cpu_s = system::process_cpu_s(server.pid()).unwrap_or(0.0) - cpu_before;
-    if !output.status.success() {
-        return Err(format!(
-            "redis-benchmark failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let rps = parse_csv_rps(&stdout, test)
-        .ok_or_else(|| format!("no {test} figure in redis-benchmark's output: {stdout}"))?;
-    Ok(Sample {
-        rps,
-        server_cpu_percent: 100.0 * cpu_s / elapsed_s,
-    })
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() || stderr.to_lowercase().contains("error") {
+        return Err(format!("redis-benchmark failed: {}", stderr.trim()));
+    }
+    let server_cpu_percent = 100.0 * cpu_s / elapsed_s;
+    let rows = parse_csv(&stdout);
+    if rows.is_empty() {
+        return Err(format!("no figures in redis-benchmark's output: {stdout}"));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(name, rps)| {
+            let sample = Sample {
+                rps,
+                server_cpu_percent,
+            };
+            (name, sample)
+        })
+        .collect())
 }
 
-/// The `rps` column of the `"SET"` or `"GET"` line of `--csv` output.
-fn parse_csv_rps(csv: &str, test: &str) -> Option<f64> {
-    let prefix = format!("\"{}\",\"", test.to_uppercase());
-    let line = csv.lines().find(|line| line.starts_with(&prefix))?;
-    line[prefix.len()..].split('"').next()?.parse().ok()
+/// Every `"TEST","rps",...` line of `--csv` output.
+fn parse_csv(csv: &str) -> Vec<(String, f64)> {
+    csv.lines()
+        .filter_map(|line| {
+            let mut fields = line.split('"').skip(1).step_by(2);
+            let name = fields.next()?;
+            let rps = fields.next()?.parse().ok()?;
+            Some((name.to_string(), rps))
+        })
+        .collect()
 }
 
 /// Runs every configuration; see the module docs.
@@ -295,13 +310,14 @@ pub fn run(options: &Options) -> Section {
     Section {
         title: "Redis-protocol server".to_string(),
         method: format!(
-            "`redis-benchmark -c {CLIENTS} -t set,get -P 1|16` (one run per test) against the \
-             kv_server example on io_uring and against redis-server {} (Debian package), both \
+            "`redis-benchmark -c {CLIENTS} -P 1|16 --csv` with no `-t` (every default test, one \
+             run of the whole suite per sample) against the kv_server example on io_uring and against redis-server {} (Debian package), both \
              with their data in a scratch directory on the same filesystem. No persistence: \
              `kv_server --fsync no` (it still writes its log, without fsync) against \
              `redis-server --appendonly no --save ''`. fsync always: `kv_server --fsync always` \
              against `redis-server --appendonly yes --appendfsync always --save ''`. Servers on \
-             core 0, redis-benchmark on core 1; CPU is the server's median share of a core.",
+             core 0, redis-benchmark on core 1; CPU is the server's median share of a core \
+             over the whole suite.",
             redis_version().unwrap_or_else(|| "(version unknown)".to_string())
         ),
         rows,
@@ -321,7 +337,8 @@ fn redis_version() -> Option<String> {
     Some(version.to_string())
 }
 
-/// Both servers under one persistence setting, all four rows.
+/// Both servers under one persistence setting: a row per default test and
+/// pipeline depth.
 fn run_persistence(
     options: &Options,
     persistence: Persistence,
@@ -337,39 +354,46 @@ fn run_persistence(
     let mut rows = Vec::new();
     for pipeline in [1, 16] {
         let requests = requests(options, persistence, pipeline);
-        // samples[test][contender]
-        let empty = || -> [Result<Vec<Sample>, String>; 2] {
-            [0, 1].map(|index| {
-                let server: &Result<Running, String> = &servers[index];
-                server.as_ref().map(|_| Vec::new()).map_err(Clone::clone)
-            })
-        };
-        let mut samples = [empty(), empty()];
+        let mut tests: Vec<String> = Vec::new();
+        // samples[contender]: per test name, the samples; or why none.
+        let mut samples: [Result<Vec<(String, Sample)>, String>; 2] = [0, 1].map(|index| {
+            let server: &Result<Running, String> = &servers[index];
+            server.as_ref().map(|_| Vec::new()).map_err(Clone::clone)
+        });
         for _ in 0..options.runs {
             for (contender, server) in servers.iter().enumerate() {
                 let Ok(server) = server else { continue };
-                for (test_index, test) in ["set", "get"].iter().enumerate() {
-                    let slot = &mut samples[test_index][contender];
-                    let Ok(list) = slot else { continue };
-                    match bench(server, test, pipeline, requests) {
-                        Ok(sample) => list.push(sample),
-                        Err(error) => *slot = Err(format!("failed: {error}")),
+                let slot = &mut samples[contender];
+                let Ok(list) = slot else { continue };
+                match bench(server, pipeline, requests) {
+                    Ok(run) => {
+                        for (name, _) in &run {
+                            if !tests.contains(name) {
+                                tests.push(name.clone());
+                            }
+                        }
+                        list.extend(run);
                     }
+                    Err(error) => *slot = Err(format!("failed: {error}")),
                 }
             }
         }
-        for (test_index, test) in ["SET", "GET"].iter().enumerate() {
-            let [kv, redis] = &samples[test_index];
+        for test in &tests {
+            let of_test = |slot: &Result<Vec<(String, Sample)>, String>| {
+                slot.as_ref().map_err(Clone::clone).map(|list| {
+                    list.iter()
+                        .filter(|(name, _)| name == test)
+                        .map(|(_, sample)| *sample)
+                        .collect::<Vec<Sample>>()
+                })
+            };
             rows.push(Row {
-                name: format!(
-                    "{test}, {CLIENTS} clients, -P {pipeline}, {}",
-                    persistence.label()
-                ),
+                name: format!("{test}, -P {pipeline}, {}", persistence.label()),
                 unit: "requests/s",
                 better: Better::Higher,
-                ringio: side(kv),
+                ringio: side(&of_test(&samples[0])),
                 peer: "redis-server".to_string(),
-                peer_value: side(redis),
+                peer_value: side(&of_test(&samples[1])),
                 target: Some(1.0),
             });
         }
@@ -404,8 +428,15 @@ fn side(samples: &Result<Vec<Sample>, String>) -> Side {
 mod tests {
     #[test]
     fn parses_csv() {
-        let csv = "\"test\",\"rps\",\"avg_latency_ms\"\n\"SET\",\"81967.21\",\"0.3\"\n";
-        assert_eq!(super::parse_csv_rps(csv, "set"), Some(81967.21));
-        assert_eq!(super::parse_csv_rps(csv, "get"), None);
+        let csv = "\"test\",\"rps\",\"avg_latency_ms\"\n\"SET\",\"81967.21\",\"0.3\"\n\
+                   \"MSET (10 keys)\",\"1000.5\",\"1\"\n";
+        let rows = super::parse_csv(csv);
+        assert_eq!(
+            rows,
+            [
+                ("SET".to_string(), 81967.21),
+                ("MSET (10 keys)".to_string(), 1000.5)
+            ]
+        );
     }
 }

@@ -27,6 +27,7 @@ use std::str::FromStr;
 
 use ringio::{FileOptions, Handle, IO};
 
+use crate::commands;
 use crate::server::{log, Server};
 use crate::store;
 use crate::wal::{self, Outcome, Record};
@@ -129,15 +130,16 @@ impl Journal {
         })
     }
 
-    /// The fsync policy.
-    pub fn policy(&self) -> FsyncPolicy {
-        self.policy
-    }
-
     /// Adds a record to the pending group. Call [`flush`] once the
     /// commands at hand have run.
     pub fn append(&mut self, record: &Record<'_>) {
         wal::encode(&mut self.pending, record);
+        self.pending_records += 1;
+    }
+
+    /// Adds a [`Record::Command`] of `parts` to the pending group.
+    pub fn append_command(&mut self, parts: &[&[u8]]) {
+        wal::encode_command(&mut self.pending, parts);
         self.pending_records += 1;
     }
 
@@ -209,24 +211,38 @@ fn on_recover_read(
 fn replay(io: &mut IO<Server>, server: &mut Server) {
     let data = std::mem::take(&mut server.journal.recovered);
     let fresh = data.is_empty();
-    let store = &mut server.store;
+    let Server { store, shared, .. } = server;
     let mut records: u64 = 0;
+    let mut failure = None;
+    store.set_loading(true);
     let outcome = wal::recover(&data, |record| {
         records += 1;
-        match record {
-            Record::Set {
-                key,
-                value,
-                deadline_ms,
-            } => store.set(key, value.to_vec(), deadline_ms),
-            Record::Del { key } => {
-                store.remove(key);
-            }
-            Record::FlushAll => store.clear(),
+        if failure.is_none() {
+            let applied = apply_record(store, shared, record);
+            failure = applied
+                .err()
+                .map(|reason| format!("record {records}: {reason}"));
         }
     });
+    store.set_loading(false);
+    if let Some(reason) = failure {
+        // A record that passed its checksum but cannot be replayed: as for
+        // corruption, start with nothing rather than with part of the log.
+        let path = server.journal.path.display().to_string();
+        server.fail(format!(
+            "log {path}: a logged command did not replay ({reason}); refusing to start"
+        ));
+        return;
+    }
     // Deadlines are wall-clock times, so they mean the same after a reboot.
-    store.expire(store::realtime_ms(io));
+    // Keys whose deadline passed while the server was down go now, each
+    // logged as a DEL (written with the first group), so that no later
+    // record can be replayed onto them.
+    store.set_now_ms(store::realtime_ms(io));
+    while store.active_expire(usize::MAX) > 0 {}
+    for key in store.take_expired() {
+        server.journal.append(&Record::Del { key: &key });
+    }
     let Some(last_sequence) = settle_end(io, server, outcome) else {
         return;
     };
@@ -254,6 +270,27 @@ fn replay(io: &mut IO<Server>, server: &mut Server) {
             start_serving(io, server);
         }
     });
+}
+
+/// Replays one record onto the store (expiry is off while replaying).
+fn apply_record(
+    store: &mut crate::store::Store,
+    shared: &mut commands::Shared,
+    record: Record<'_>,
+) -> Result<(), String> {
+    match record {
+        Record::Set {
+            key,
+            value,
+            deadline_ms,
+        } => store.set(key, value.to_vec(), deadline_ms),
+        Record::Del { key } => {
+            store.remove(key);
+        }
+        Record::FlushAll => store.clear(),
+        Record::Command { args } => commands::replay(store, shared, &args)?,
+    }
+    Ok(())
 }
 
 /// Acts on how the log ended: sets its length, truncating a torn tail, or

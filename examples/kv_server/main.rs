@@ -13,6 +13,7 @@
 
 mod commands;
 mod journal;
+mod keymap;
 mod resp;
 mod server;
 mod store;
@@ -39,7 +40,8 @@ const WAL_FILE_NAME: &str = "wal.log";
 
 const USAGE: &str = "\
 usage: kv_server [--addr HOST:PORT] [--dir DIR] [--fsync always|everysec|no]
-                 [--backend io_uring|epoll] [--max-seconds N]
+                 [--backend io_uring|epoll] [--requirepass PASSWORD]
+                 [--max-seconds N]
 
   --addr HOST:PORT   address to listen on (default 127.0.0.1:6380; port 0 picks one)
   --dir DIR          directory for the write-ahead log, created if missing
@@ -48,6 +50,9 @@ usage: kv_server [--addr HOST:PORT] [--dir DIR] [--fsync always|everysec|no]
                      (default); everysec: fsync about once a second; no: never
   --backend NAME     force a backend (default: RINGIO_BACKEND, else io_uring,
                      falling back to epoll where io_uring is refused)
+  --requirepass PASSWORD
+                     clients must AUTH with PASSWORD (default: no password,
+                     every connection is authenticated, as in Redis)
   --max-seconds N    exit after about N seconds (default: run forever)
   --help             print this help";
 
@@ -57,6 +62,7 @@ struct Args {
     dir: PathBuf,
     fsync: FsyncPolicy,
     backend: Option<BackendKind>,
+    requirepass: Option<Vec<u8>>,
     max_seconds: Option<u64>,
 }
 
@@ -91,6 +97,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         dir: PathBuf::from("./kv-data"),
         fsync: FsyncPolicy::Always,
         backend: None,
+        requirepass: None,
         max_seconds: None,
     };
     while let Some(flag) = args.next() {
@@ -102,6 +109,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 parsed.addr = text.parse().map_err(|_| format!("bad address {text:?}"))?;
             }
             "--dir" => parsed.dir = PathBuf::from(value()?),
+            "--requirepass" => {
+                let password = value()?;
+                parsed.requirepass = (!password.is_empty()).then(|| password.into_bytes());
+            }
             "--fsync" => parsed.fsync = value()?.parse()?,
             "--backend" => {
                 let text = value()?;
@@ -133,6 +144,7 @@ fn serve(args: &Args) -> Result<(), String> {
         wal_path: args.dir.join(WAL_FILE_NAME),
         fsync: args.fsync,
         ack_before_fsync: false,
+        requirepass: args.requirepass.clone(),
     };
     let mut server = Server::start(&mut io, server_config)
         .map_err(|error| format!("starting on {}: {error}", args.addr))?;

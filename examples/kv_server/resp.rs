@@ -29,7 +29,7 @@ pub const ARGS_RESERVE_MAX: usize = 1024;
 pub struct ProtocolError(pub String);
 
 /// The arguments of one command, stored back to back.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Args {
     bytes: Vec<u8>,
     ends: Vec<usize>,
@@ -56,6 +56,20 @@ impl Args {
     /// connection's query-buffer limit, as `argv_len_sum` does in Redis.
     pub fn bytes_held(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// Arguments made of `parts` (a logged command, replayed).
+    pub fn from_parts(parts: &[&[u8]]) -> Args {
+        let mut args = Args::default();
+        for part in parts {
+            args.push(part);
+        }
+        args
+    }
+
+    /// Every argument, the name first.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(|index| self.get(index))
     }
 
     fn clear(&mut self) {
@@ -354,15 +368,39 @@ pub fn error(out: &mut Vec<u8>, text: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `prefix`, `value` in decimal, then CRLF: every length and
+/// integer line. By hand rather than through `write!`, whose formatting
+/// machinery was most of the time of an LRANGE reply (perf, 600 elements).
+fn header(out: &mut Vec<u8>, prefix: u8, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.reserve(24);
+    out.push(prefix);
+    if value < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// `:n\r\n`.
 pub fn integer(out: &mut Vec<u8>, value: i64) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, ":{value}\r\n");
+    header(out, b':', value);
 }
 
 /// `$len\r\nbytes\r\n`.
 pub fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
-    let _ = write!(out, "${}\r\n", bytes.len());
+    out.reserve(bytes.len() + 16);
+    header(out, b'$', bytes.len() as i64);
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
 }
@@ -379,12 +417,135 @@ pub fn array_null(out: &mut Vec<u8>) {
 
 /// `*count\r\n`: an array header; its elements follow.
 pub fn array(out: &mut Vec<u8>, count: usize) {
-    let _ = write!(out, "*{count}\r\n");
+    header(out, b'*', count as i64);
+}
+
+/// `%count\r\n` in RESP3, else an array of twice as many elements.
+pub fn map(out: &mut Vec<u8>, count: usize, resp3: bool) {
+    if resp3 {
+        header(out, b'%', count as i64);
+    } else {
+        array(out, count * 2);
+    }
+}
+
+/// `~count\r\n` in RESP3, else an array header.
+pub fn set(out: &mut Vec<u8>, count: usize, resp3: bool) {
+    if resp3 {
+        header(out, b'~', count as i64);
+    } else {
+        array(out, count);
+    }
+}
+
+/// RESP3's null, `_\r\n`; in RESP2 the null bulk string.
+pub fn nil(out: &mut Vec<u8>, resp3: bool) {
+    if resp3 {
+        out.extend_from_slice(b"_\r\n");
+    } else {
+        null(out);
+    }
+}
+
+/// RESP3's null, `_\r\n`; in RESP2 the null array.
+pub fn nil_array(out: &mut Vec<u8>, resp3: bool) {
+    if resp3 {
+        out.extend_from_slice(b"_\r\n");
+    } else {
+        array_null(out);
+    }
+}
+
+/// A double as Redis 7.0's `addReplyDouble` writes it: `%.17g`, as a RESP3
+/// double or a RESP2 bulk string.
+pub fn double(out: &mut Vec<u8>, value: f64, resp3: bool) {
+    let text = format_g17(value);
+    if resp3 {
+        let _ = write!(out, ",{text}\r\n");
+    } else {
+        bulk(out, text.as_bytes());
+    }
+}
+
+/// A verbatim string (`=len\r\ntxt:...`) in RESP3, as Redis replies INFO
+/// and CLIENT LIST; a bulk string in RESP2.
+pub fn verbatim(out: &mut Vec<u8>, text: &[u8], resp3: bool) {
+    if resp3 {
+        let _ = write!(out, "={}\r\ntxt:", text.len() + 4);
+        out.extend_from_slice(text);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        bulk(out, text);
+    }
+}
+
+/// C's `%.17g` (with "inf" and "-inf" as Redis spells them): 17
+/// significant digits, trailing zeros dropped, an exponent below 1e-4 or
+/// from 1e17.
+pub fn format_g17(value: f64) -> String {
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    let scientific = format!("{value:.16e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("an exponent");
+    let exponent: i32 = exponent.parse().expect("a decimal exponent");
+    if !(-4..17).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        let mantissa = strip_fraction_zeros(mantissa);
+        return format!("{mantissa}e{sign}{:02}", exponent.abs());
+    }
+    let decimals = (16 - exponent) as usize;
+    strip_fraction_zeros(&format!("{value:.decimals$}")).to_string()
+}
+
+fn strip_fraction_zeros(text: &str) -> &str {
+    if !text.contains('.') {
+        return text;
+    }
+    text.trim_end_matches('0').trim_end_matches('.')
+}
+
+/// Redis's `string2d` (scores, CONFIG values): a decimal or `inf`, no
+/// blanks, never NaN.
+pub fn parse_double(text: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let first = text.bytes().next()?;
+    if first.is_ascii_whitespace() || text.ends_with(|c: char| c.is_ascii_whitespace()) {
+        return None;
+    }
+    let value: f64 = text.parse().ok()?;
+    (!value.is_nan()).then_some(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_print_decimal() {
+        let mut out = Vec::new();
+        integer(&mut out, i64::MIN);
+        integer(&mut out, 0);
+        bulk(&mut out, b"ab");
+        array(&mut out, 1234);
+        assert_eq!(out, b":-9223372036854775808\r\n:0\r\n$2\r\nab\r\n*1234\r\n");
+    }
+
+    #[test]
+    fn doubles_print_as_percent_17g() {
+        assert_eq!(format_g17(0.1), "0.10000000000000001");
+        assert_eq!(format_g17(1.5), "1.5");
+        assert_eq!(format_g17(3.0), "3");
+        assert_eq!(format_g17(1e17), "1e+17");
+        assert_eq!(format_g17(12345678901234567.0), "12345678901234568");
+        assert_eq!(format_g17(0.0001), "0.0001");
+        assert_eq!(format_g17(0.00001), "1.0000000000000001e-05");
+        assert_eq!(format_g17(-2.5), "-2.5");
+        assert_eq!(format_g17(f64::INFINITY), "inf");
+    }
 
     fn parse_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
         let mut parser = Parser::default();

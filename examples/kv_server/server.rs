@@ -10,6 +10,7 @@
 //! ```text
 //! #[path = "kv_server/commands.rs"] mod commands;
 //! #[path = "kv_server/journal.rs"] mod journal;
+//! #[path = "kv_server/keymap.rs"] mod keymap;
 //! #[path = "kv_server/resp.rs"] mod resp;
 //! #[path = "kv_server/server.rs"] mod server;
 //! #[path = "kv_server/store.rs"] mod store;
@@ -44,10 +45,11 @@ use std::path::PathBuf;
 
 use ringio::{CompletionId, Handle, IO};
 
-use crate::commands;
+use crate::commands::{self, ClientInfo, Session, Shared};
 use crate::journal::{self, FsyncPolicy, Journal};
 use crate::resp::{self, Parser};
-use crate::store::Store;
+use crate::store::{self, Store};
+use crate::wal::Record;
 
 /// Unsent replies beyond which a connection is paused.
 pub const OUTPUT_LIMIT_BYTES: usize = 4 * 1024 * 1024;
@@ -65,6 +67,15 @@ const RECV_BYTES: usize = 16 * 1024;
 const LISTEN_BACKLOG: u32 = 1024;
 /// How long to wait before accepting again after an accept error (EMFILE).
 const ACCEPT_RETRY_NS: u64 = 50_000_000;
+/// How often active expiry runs: Redis's `hz` of 10.
+const ACTIVE_EXPIRE_INTERVAL_NS: u64 = 100_000_000;
+/// The most expired keys one active-expiry pass removes. Redis bounds a
+/// pass by time (25 ms at `hz` 10) and samples 20 keys per loop; here the
+/// deadlines are sorted, so a pass removes exactly the earliest expired
+/// keys, and a bound on their number bounds its time. A backlog is worked
+/// off at 10,000 keys every 100 ms, with the pass run again at once while
+/// a full pass found more.
+const ACTIVE_EXPIRE_KEYS_MAX: usize = 1000;
 
 /// What [`Server::start`] needs.
 #[derive(Debug, Clone)]
@@ -79,6 +90,8 @@ pub struct ServerConfig {
     /// under `always`, release replies once a group's write completes,
     /// before the fsync that covers it. Always `false` in production.
     pub ack_before_fsync: bool,
+    /// `--requirepass`: clients must AUTH with it.
+    pub requirepass: Option<Vec<u8>>,
 }
 
 /// Where a connection is in its life.
@@ -123,8 +136,8 @@ struct Connection {
     cancelled: bool,
     /// Whether the index is in `Server::waiting`.
     waiting: bool,
-    /// CLIENT SETNAME.
-    name: Option<Vec<u8>>,
+    /// HELLO, AUTH, MULTI, WATCH.
+    session: Session,
 }
 
 /// The application state: every callback receives it.
@@ -136,6 +149,8 @@ pub struct Server {
     pub store: Store,
     /// The write-ahead log.
     pub journal: Journal,
+    /// Configuration, clients and counters the commands share.
+    pub shared: Shared,
     connections: Vec<Option<Connection>>,
     free_indices: Vec<u32>,
     connection_count: usize,
@@ -163,11 +178,21 @@ impl Server {
         let mut journal = Journal::open(io, config.wal_path, config.fsync)?;
         journal.ack_before_fsync = config.ack_before_fsync;
         journal::recover(io, journal.fd());
+        let shared = Shared {
+            requirepass: config.requirepass.clone(),
+            clients: Default::default(),
+            stats: Default::default(),
+            started_ms: store::realtime_ms(io),
+            local_addr: local_addr.to_string(),
+            fsync: config.fsync,
+            clients_max: CONNECTIONS_MAX,
+        };
         let server = Server {
             listener,
             local_addr,
             store: Store::new(),
             journal,
+            shared,
             connections: Vec::new(),
             free_indices: Vec::new(),
             connection_count: 0,
@@ -215,6 +240,7 @@ impl Server {
         assert!(!server.ready);
         server.ready = true;
         accept_next(io, server);
+        active_expire_later(io, ACTIVE_EXPIRE_INTERVAL_NS);
     }
 
     /// Called by the journal when its pending group was taken for writing:
@@ -286,6 +312,38 @@ pub fn log(message: std::fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr().lock(), "kv_server: {message}");
 }
 
+/// Arms the active-expiry timer.
+fn active_expire_later(io: &mut IO<Server>, delay_ns: u64) {
+    io.timeout(delay_ns, |io, server, _expired| {
+        if server.fatal.is_some() {
+            return;
+        }
+        let removed = active_expire(io, server);
+        // A full pass may have left more: run again at once (after other
+        // work queued meanwhile), as Redis repeats a cycle that found many.
+        let delay_ns = if removed == ACTIVE_EXPIRE_KEYS_MAX {
+            0
+        } else {
+            ACTIVE_EXPIRE_INTERVAL_NS
+        };
+        active_expire_later(io, delay_ns);
+    });
+}
+
+/// One bounded pass of active expiry; each removed key is logged as a DEL,
+/// as Redis propagates one, so replay needs no clock.
+fn active_expire(io: &mut IO<Server>, server: &mut Server) -> usize {
+    server.store.set_now_ms(store::realtime_ms(io));
+    let removed = server.store.active_expire(ACTIVE_EXPIRE_KEYS_MAX);
+    for key in server.store.take_expired() {
+        server.journal.append(&Record::Del { key: &key });
+    }
+    if removed > 0 {
+        journal::flush(io, server);
+    }
+    removed
+}
+
 /// Keeps exactly one accept in flight while the server runs.
 fn accept_next(io: &mut IO<Server>, server: &mut Server) {
     io.accept(server.listener, on_accept);
@@ -316,9 +374,15 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Handle) {
     if let Err(error) = io.set_nodelay(fd, true) {
         log(format_args!("TCP_NODELAY on {fd:?}: {error}"));
     }
+    let id = server.next_client_id;
+    let addr = io
+        .peer_addr(fd)
+        .map_or_else(|_| "?:0".to_string(), |addr| addr.to_string());
+    let now_ms = store::realtime_ms(io);
+    let authenticated = server.shared.requirepass.is_none();
     let mut connection = Connection {
         fd,
-        id: server.next_client_id,
+        id,
         state: State::Open,
         input: Vec::new(),
         input_position: 0,
@@ -333,13 +397,26 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Handle) {
         send_in_flight: None,
         cancelled: false,
         waiting: false,
-        name: None,
+        session: Session::new(id, authenticated),
     };
     server.next_client_id += 1;
+    server.shared.stats.connections_received += 1;
     if server.connection_count >= CONNECTIONS_MAX {
         resp::error(&mut connection.out, b"ERR max number of clients reached");
         connection.releasable = connection.out.len() as u64;
         connection.state = State::CloseAfterReply;
+        server.shared.stats.rejected_connections += 1;
+    } else {
+        let info = ClientInfo {
+            addr,
+            name: None,
+            connected_ms: now_ms,
+            last_command_ms: now_ms,
+            last_command: "NULL",
+            resp: 2,
+            multi: -1,
+        };
+        server.shared.clients.insert(id, info);
     }
     let index = server.insert(connection);
     pump(io, server, index);
@@ -389,6 +466,7 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         connections,
         store,
         journal,
+        shared,
         journal_blocked,
         waiting,
         ..
@@ -397,6 +475,9 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         return false;
     };
     let mut wants_input = false;
+    // One reading of the wall clock for the commands at hand, as Redis
+    // takes one per command batch: a system call less per command.
+    let realtime_us = io.realtime_ns() / 1000;
     while connection.state == State::Open {
         if connection.out.len() >= OUTPUT_LIMIT_BYTES {
             break; // Resumed when a send completes.
@@ -411,14 +492,19 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         match parsed {
             Ok(true) => {
                 if !connection.parser.args.is_empty() {
-                    let realtime_ms = crate::store::realtime_ms(io);
+                    let realtime_ms = realtime_us / 1000;
+                    let resp3 = connection.session.resp3;
                     let mut context = commands::Context {
                         store: &mut *store,
-                        journal: &mut *journal,
+                        journal: Some(&mut *journal),
+                        shared: &mut *shared,
+                        session: &mut connection.session,
+                        reply: commands::Reply {
+                            out: &mut connection.out,
+                            resp3,
+                        },
                         realtime_ms,
-                        client_id: connection.id,
-                        client_name: &mut connection.name,
-                        out: &mut connection.out,
+                        realtime_us,
                     };
                     let outcome = commands::execute(&mut context, &connection.parser.args);
                     if outcome == commands::Outcome::Quit {
@@ -578,9 +664,14 @@ fn finish_closing(io: &mut IO<Server>, server: &mut Server, index: u32) {
         }
         return;
     }
-    let connection = server.connections[index as usize]
+    let mut connection = server.connections[index as usize]
         .take()
         .expect("closing an open connection");
+    commands::end_session(
+        &mut server.store,
+        &mut server.shared,
+        &mut connection.session,
+    );
     server.free_indices.push(index);
     server.connection_count -= 1;
     io.close(connection.fd, |_io, _server, result| {

@@ -1,34 +1,229 @@
-//! The key space: string keys to string values, each with an optional
-//! expiry deadline on the wall clock, in Unix milliseconds, as Redis keeps
-//! it: the deadline is logged, and must mean the same after a restart or a
-//! reboot, which the loop's monotonic clock ([`ringio::IO::now_ns`]) does
-//! not.
+//! The key space: keys to values of five types (strings, hashes, lists,
+//! sets, sorted sets), each key with an optional expiry deadline on the
+//! wall clock, in Unix milliseconds, as Redis keeps it: the deadline is
+//! logged, and must mean the same after a restart or a reboot, which the
+//! loop's monotonic clock ([`ringio::IO::now_ns`]) does not.
 //!
-//! Ordered maps only, so nothing here depends on a hash seed: the same
-//! commands at the same virtual times give the same state, which the
-//! simulator relies on (it virtualizes the wall clock too).
+//! Ordered maps only ([`KeyMap`], `BTreeSet`), so nothing here depends on a
+//! hash seed: the same commands at the same virtual times give the same
+//! state, which the simulator relies on (it virtualizes the wall clock too).
+//!
+//! # Expiry
+//!
+//! As in Redis, lazily and actively. Every lookup of an expired key removes
+//! it first, so no command sees one ([`Store::get`]); and
+//! [`Store::active_expire`], run from a timer, removes a bounded number of
+//! expired keys per pass, earliest deadline first. Each removal is queued
+//! in [`Store::take_expired`] so that the server logs a `DEL` for it before
+//! any later record: replay never expires anything by itself (as Redis
+//! does not while loading its AOF), so what a command saw is exactly what
+//! its replay sees, whatever the wall clock did meanwhile.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ringio::IO;
 
+use crate::keymap::KeyMap;
+
+/// A hash: field to value.
+pub type Hash = KeyMap<Vec<u8>>;
+/// A set of members.
+pub type Set = KeyMap<()>;
+/// A list of elements.
+pub type List = VecDeque<Vec<u8>>;
+
+/// A sorted-set score: never NaN, so it has a total order (with -0 equal
+/// to 0, as Redis compares them).
+#[derive(Debug, Clone, Copy)]
+pub struct Score(pub f64);
+
+impl PartialEq for Score {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.partial_cmp(&other.0).expect("scores are never NaN")
+    }
+}
+
+/// A sorted set: members by name (scores, SCAN) and by (score, member), the
+/// order of ZRANGE and ZPOPMIN.
+#[derive(Debug, Clone, Default)]
+pub struct ZSet {
+    scores: KeyMap<f64>,
+    order: BTreeSet<(Score, Vec<u8>)>,
+}
+
+impl ZSet {
+    /// The number of members.
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+
+    /// The score of `member`.
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.scores.get(member).copied()
+    }
+
+    /// Sets `member`'s score; its old score, if it was a member.
+    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
+        assert!(!score.is_nan());
+        let old = self.scores.insert(member, score);
+        if let Some(old) = old {
+            let removed = self.order.remove(&(Score(old), member.to_vec()));
+            assert!(removed);
+        }
+        self.order.insert((Score(score), member.to_vec()));
+        assert_eq!(self.order.len(), self.scores.len());
+        old
+    }
+
+    /// Removes `member`; its score, if it was a member.
+    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let score = self.scores.remove(member)?;
+        let removed = self.order.remove(&(Score(score), member.to_vec()));
+        assert!(removed);
+        Some(score)
+    }
+
+    /// Removes the lowest (`max` false) or highest member.
+    pub fn pop(&mut self, max: bool) -> Option<(Vec<u8>, f64)> {
+        let (score, member) = if max {
+            self.order.pop_last()?
+        } else {
+            self.order.pop_first()?
+        };
+        let removed = self.scores.remove(&member);
+        assert!(removed.is_some());
+        Some((member, score.0))
+    }
+
+    /// Members in order of (score, member).
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], f64)> + '_ {
+        self.order
+            .iter()
+            .map(|(score, member)| (member.as_slice(), score.0))
+    }
+
+    /// The 0-based rank of `member`: O(rank), since the order is a B-tree
+    /// without subtree counts.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        let score = self.score(member)?;
+        Some(self.order.range(..(Score(score), member.to_vec())).count())
+    }
+
+    /// The members by name, for ZSCAN.
+    pub fn by_member(&self) -> &KeyMap<f64> {
+        &self.scores
+    }
+}
+
 /// One stored value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A string (also what INCR reads as an integer).
+    String(Vec<u8>),
+    /// A hash.
+    Hash(Hash),
+    /// A list.
+    List(List),
+    /// A set.
+    Set(Set),
+    /// A sorted set.
+    ZSet(ZSet),
+}
+
+impl Value {
+    /// The name TYPE replies.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
+        }
+    }
+
+    /// Whether this is a collection with no elements left (removed, as
+    /// Redis removes empty collections).
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::String(_) => false,
+            Value::Hash(hash) => hash.is_empty(),
+            Value::List(list) => list.is_empty(),
+            Value::Set(set) => set.is_empty(),
+            Value::ZSet(zset) => zset.is_empty(),
+        }
+    }
+}
+
+/// One key's value and deadline.
+#[derive(Debug, Clone)]
 pub struct Entry {
-    /// The value's bytes.
-    pub value: Vec<u8>,
+    /// The value.
+    pub value: Value,
     /// When the key expires, in Unix milliseconds on the wall clock; 0
     /// means never. At most `i64::MAX`, as in Redis.
     pub deadline_ms: u64,
 }
 
+/// The error of a command on a key of another type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongType;
+
+/// Counters for INFO.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    /// Keys removed because they expired.
+    pub expired_keys: u64,
+    /// Reads that found their key.
+    pub keyspace_hits: u64,
+    /// Reads that did not.
+    pub keyspace_misses: u64,
+}
+
+/// A watched key: how many WATCHes, and a version bumped at every write.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    watchers: u32,
+    version: u64,
+}
+
 /// The key space, with expiry.
 #[derive(Debug, Default)]
 pub struct Store {
-    entries: BTreeMap<Vec<u8>, Entry>,
-    /// Keys with a deadline, by deadline: expired keys are removed from the
-    /// front, so no command ever sees one.
+    entries: KeyMap<Entry>,
+    /// Keys with a deadline, by deadline, for active expiry.
     deadlines: BTreeSet<(u64, Vec<u8>)>,
+    watched: BTreeMap<Vec<u8>, Watched>,
+    /// While the log is replayed, nothing expires.
+    loading: bool,
+    /// The wall clock of the command running, in Unix milliseconds.
+    now_ms: u64,
+    /// Keys removed by expiry and not yet logged.
+    expired: Vec<Vec<u8>>,
+    /// For INFO.
+    pub stats: StoreStats,
+    /// RANDOMKEY's, SPOP's and SRANDMEMBER's generator: seeded the same
+    /// every run, so the simulator replays.
+    random: u64,
 }
 
 /// The wall clock in Unix milliseconds (Redis's `mstime()`): the clock of
@@ -38,69 +233,333 @@ pub fn realtime_ms<C>(io: &IO<C>) -> u64 {
     io.realtime_ns() / 1_000_000
 }
 
+macro_rules! typed_access {
+    ($get:ident, $get_mut:ident, $create:ident, $variant:ident, $ty:ty) => {
+        /// The value of `key` if it holds this type.
+        pub fn $get(&mut self, key: &[u8]) -> Result<Option<&$ty>, WrongType> {
+            match self.get(key) {
+                None => Ok(None),
+                Some(Entry {
+                    value: Value::$variant(value),
+                    ..
+                }) => Ok(Some(value)),
+                Some(_) => Err(WrongType),
+            }
+        }
+
+        /// The value of `key` if it holds this type, to change.
+        pub fn $get_mut(&mut self, key: &[u8]) -> Result<Option<&mut $ty>, WrongType> {
+            match self.get_mut(key) {
+                None => Ok(None),
+                Some(Entry {
+                    value: Value::$variant(value),
+                    ..
+                }) => Ok(Some(value)),
+                Some(_) => Err(WrongType),
+            }
+        }
+
+        /// The value of `key`, created empty if missing, to change. The
+        /// caller adds to it at once: an empty collection must not stay.
+        pub fn $create(&mut self, key: &[u8]) -> Result<&mut $ty, WrongType> {
+            if self.get(key).is_none() {
+                self.insert(key, Value::$variant(Default::default()), 0);
+            }
+            match self.get_mut(key) {
+                Some(Entry {
+                    value: Value::$variant(value),
+                    ..
+                }) => Ok(value),
+                Some(_) => Err(WrongType),
+                None => unreachable!("just inserted"),
+            }
+        }
+    };
+}
+
 impl Store {
     /// An empty store.
     pub fn new() -> Store {
-        Store::default()
-    }
-
-    /// Removes every key whose deadline has passed at `realtime_ms`. As in
-    /// Redis, a key lives through its deadline's own millisecond and is
-    /// gone after it. Called before each command, so an expired key is
-    /// never seen; the cost is the number of keys removed.
-    pub fn expire(&mut self, realtime_ms: u64) {
-        while let Some(deadline_ms) = self.deadlines.first().map(|(deadline_ms, _)| *deadline_ms) {
-            if deadline_ms >= realtime_ms {
-                break;
-            }
-            let (_, key) = self.deadlines.pop_first().expect("first exists");
-            let removed = self.entries.remove(&key);
-            assert!(removed.is_some_and(|entry| entry.deadline_ms == deadline_ms));
+        Store {
+            random: 0x9E37_79B9_7F4A_7C15,
+            ..Store::default()
         }
     }
 
-    /// The entry for `key`, if it exists.
-    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+    /// Sets the wall clock that expiry compares with, before each command.
+    pub fn set_now_ms(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Replay mode: while on, nothing expires.
+    pub fn set_loading(&mut self, loading: bool) {
+        self.loading = loading;
+    }
+
+    /// Whether the log is being replayed.
+    pub fn loading(&self) -> bool {
+        self.loading
+    }
+
+    fn is_expired(&self, entry: &Entry) -> bool {
+        // As in Redis, a key lives through its deadline's own millisecond.
+        !self.loading && entry.deadline_ms != 0 && entry.deadline_ms < self.now_ms
+    }
+
+    /// Removes `key` if it has expired; true if it did.
+    fn expire_if_needed(&mut self, key: &[u8]) -> bool {
+        let expired = self
+            .entries
+            .get(key)
+            .is_some_and(|entry| self.is_expired(entry));
+        if expired {
+            self.remove(key);
+            self.expired.push(key.to_vec());
+            self.stats.expired_keys += 1;
+        }
+        expired
+    }
+
+    /// The entry of `key`, for reading (an expired key is removed first).
+    pub fn get(&mut self, key: &[u8]) -> Option<&Entry> {
+        self.expire_if_needed(key);
+        let entry = self.entries.get(key);
+        if entry.is_some() {
+            self.stats.keyspace_hits += 1;
+        } else {
+            self.stats.keyspace_misses += 1;
+        }
+        entry
+    }
+
+    /// The entry of `key`, to change: its watchers are told.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.expire_if_needed(key);
+        if self.entries.contains(key) {
+            self.touch(key);
+        }
+        self.entries.get_mut(key)
+    }
+
+    /// The entry of `key` as it is, expired or not (for checkers).
+    pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
         self.entries.get(key)
     }
 
-    /// Whether `key` exists.
-    pub fn contains(&self, key: &[u8]) -> bool {
-        self.entries.contains_key(key)
+    /// Whether `key` exists (and has not expired).
+    pub fn contains(&mut self, key: &[u8]) -> bool {
+        self.expire_if_needed(key);
+        self.entries.contains(key)
     }
 
-    /// The number of keys.
+    /// Whether `entry` is live at the command's time (KEYS and SCAN skip
+    /// expired keys that nothing removed yet).
+    pub fn is_live(&self, entry: &Entry) -> bool {
+        !self.is_expired(entry)
+    }
+
+    /// The number of keys, expired ones not yet removed included (as
+    /// Redis's DBSIZE counts them).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Sets `key` to `value` with `deadline_ms` (0: none), replacing any
-    /// entry and its deadline.
-    pub fn set(&mut self, key: &[u8], value: Vec<u8>, deadline_ms: u64) {
-        assert!(deadline_ms <= i64::MAX as u64);
-        self.remove(key);
-        if deadline_ms != 0 {
-            self.deadlines.insert((deadline_ms, key.to_vec()));
-        }
-        self.entries
-            .insert(key.to_vec(), Entry { value, deadline_ms });
+    /// The number of keys with a deadline.
+    pub fn expires_count(&self) -> usize {
+        self.deadlines.len()
     }
 
-    /// Removes `key`; true if it existed.
-    pub fn remove(&mut self, key: &[u8]) -> bool {
-        let Some(entry) = self.entries.remove(key) else {
-            return false;
-        };
+    /// Every key, in cursor order.
+    pub fn entries(&self) -> &KeyMap<Entry> {
+        &self.entries
+    }
+
+    /// Sets `key` to `value` with `deadline_ms` (0: none), replacing any
+    /// entry and its deadline.
+    pub fn insert(&mut self, key: &[u8], value: Value, deadline_ms: u64) {
+        assert!(deadline_ms <= i64::MAX as u64);
+        self.touch(key);
+        let old = self.entries.insert(key, Entry { value, deadline_ms });
+        let old_deadline_ms = old.map_or(0, |entry| entry.deadline_ms);
+        self.move_deadline(key, old_deadline_ms, deadline_ms);
+    }
+
+    /// Sets `key` to the string `value`.
+    pub fn set(&mut self, key: &[u8], value: Vec<u8>, deadline_ms: u64) {
+        self.insert(key, Value::String(value), deadline_ms);
+    }
+
+    /// Changes the deadline of `key`, which exists.
+    pub fn set_deadline(&mut self, key: &[u8], deadline_ms: u64) {
+        assert!(deadline_ms <= i64::MAX as u64);
+        self.touch(key);
+        let entry = self.entries.get_mut(key).expect("the key exists");
+        let old_deadline_ms = std::mem::replace(&mut entry.deadline_ms, deadline_ms);
+        self.move_deadline(key, old_deadline_ms, deadline_ms);
+    }
+
+    fn move_deadline(&mut self, key: &[u8], old_deadline_ms: u64, deadline_ms: u64) {
+        if old_deadline_ms == deadline_ms {
+            return;
+        }
+        if old_deadline_ms != 0 {
+            let removed = self.deadlines.remove(&(old_deadline_ms, key.to_vec()));
+            assert!(removed);
+        }
+        if deadline_ms != 0 {
+            let inserted = self.deadlines.insert((deadline_ms, key.to_vec()));
+            assert!(inserted);
+        }
+    }
+
+    /// Removes `key`, returning its entry.
+    pub fn take(&mut self, key: &[u8]) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.touch(key);
         if entry.deadline_ms != 0 {
             let removed = self.deadlines.remove(&(entry.deadline_ms, key.to_vec()));
             assert!(removed);
         }
-        true
+        Some(entry)
     }
 
-    /// Removes every key.
+    /// Removes `key`; true if it existed.
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        self.take(key).is_some()
+    }
+
+    /// Removes `key` if it holds an empty collection.
+    pub fn remove_if_empty(&mut self, key: &[u8]) {
+        let empty = self
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.value.is_empty_collection());
+        if empty {
+            self.remove(key);
+        }
+    }
+
+    /// Removes every key (watchers of existing keys are told, as Redis's
+    /// FLUSHALL tells them).
     pub fn clear(&mut self) {
+        let watched: Vec<Vec<u8>> = self.watched.keys().cloned().collect();
+        for key in watched {
+            if self.entries.contains(&key) {
+                self.touch(&key);
+            }
+        }
         self.entries.clear();
         self.deadlines.clear();
+    }
+
+    /// The keys removed by expiry since the last call, to log as DELs.
+    pub fn take_expired(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// Whether expired keys wait to be logged.
+    pub fn has_expired(&self) -> bool {
+        !self.expired.is_empty()
+    }
+
+    /// Removes at most `keys_max` keys whose deadline has passed, earliest
+    /// first; the number removed. Like Redis's active expiry cycle, a pass
+    /// is bounded, and the timer calling it runs again soon.
+    pub fn active_expire(&mut self, keys_max: usize) -> usize {
+        if self.loading {
+            return 0;
+        }
+        let mut removed = 0;
+        while removed < keys_max {
+            let Some((deadline_ms, key)) = self.deadlines.first() else {
+                break;
+            };
+            if *deadline_ms >= self.now_ms {
+                break;
+            }
+            let key = key.clone();
+            let expired = self.expire_if_needed(&key);
+            assert!(expired);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// The next pseudo-random number (splitmix64).
+    pub fn next_random(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut value = self.random;
+        value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        value ^ (value >> 31)
+    }
+
+    /// A pseudo-random live key, or `None` if there are none.
+    pub fn random_key(&mut self) -> Option<Vec<u8>> {
+        // Tries are bounded, as in Redis's dbRandomKey: a key space of
+        // mostly expired keys may answer with one of them.
+        for _ in 0..100 {
+            let cursor = self.next_random();
+            let (key, entry) = self.entries.at_or_after(cursor)?;
+            if self.is_live(entry) {
+                return Some(key.bytes().to_vec());
+            }
+            let key = key.bytes().to_vec();
+            self.expire_if_needed(&key);
+        }
+        let (key, _) = self.entries.at_or_after(self.random)?;
+        Some(key.bytes().to_vec())
+    }
+
+    /// Tells the watchers of `key` that it changed.
+    fn touch(&mut self, key: &[u8]) {
+        if self.watched.is_empty() {
+            return;
+        }
+        if let Some(watched) = self.watched.get_mut(key) {
+            watched.version += 1;
+        }
+    }
+
+    /// WATCH: one more watcher of `key`; the version to compare at EXEC.
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let watched = self.watched.entry(key.to_vec()).or_insert(Watched {
+            watchers: 0,
+            version: 0,
+        });
+        watched.watchers += 1;
+        watched.version
+    }
+
+    /// One watcher of `key` fewer.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        let watched = self.watched.get_mut(key).expect("a watched key");
+        assert!(watched.watchers > 0);
+        watched.watchers -= 1;
+        if watched.watchers == 0 {
+            self.watched.remove(key);
+        }
+    }
+
+    /// The version of watched `key`.
+    pub fn watch_version(&self, key: &[u8]) -> u64 {
+        self.watched.get(key).expect("a watched key").version
+    }
+
+    typed_access!(get_hash, get_hash_mut, hash_or_create, Hash, Hash);
+    typed_access!(get_list, get_list_mut, list_or_create, List, List);
+    typed_access!(get_set, get_set_mut, set_or_create, Set, Set);
+    typed_access!(get_zset, get_zset_mut, zset_or_create, ZSet, ZSet);
+
+    /// The string at `key`.
+    pub fn get_string(&mut self, key: &[u8]) -> Result<Option<&Vec<u8>>, WrongType> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Entry {
+                value: Value::String(value),
+                ..
+            }) => Ok(Some(value)),
+            Some(_) => Err(WrongType),
+        }
     }
 }

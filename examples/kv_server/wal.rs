@@ -72,6 +72,9 @@ pub const HEADER_BYTES: usize = 32;
 const TAG_SET: u8 = 0x01;
 const TAG_DEL: u8 = 0x02;
 const TAG_FLUSHALL: u8 = 0x03;
+const TAG_COMMAND: u8 = 0x04;
+/// The most arguments a logged command has (a request's limit).
+const COMMAND_ARGS_MAX: u32 = 1024 * 1024;
 
 /// One logged change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +95,14 @@ pub enum Record<'a> {
     },
     /// Every key was removed.
     FlushAll,
+    /// A command to run again on replay, as Redis's AOF logs them: one
+    /// whose effect depends only on the state it ran on (not on the clock,
+    /// which is why relative expiry times are logged as PEXPIREAT, nor on
+    /// chance, which is why SPOP is logged as SREM).
+    Command {
+        /// The arguments, the name first.
+        args: Vec<&'a [u8]>,
+    },
 }
 
 /// Appends `record` to a group body.
@@ -112,6 +123,20 @@ pub fn encode(body: &mut Vec<u8>, record: &Record<'_>) {
             encode_bytes(body, key);
         }
         Record::FlushAll => body.push(TAG_FLUSHALL),
+        Record::Command { args } => encode_command(body, args),
+    }
+}
+
+/// Appends a [`Record::Command`] of `args` to a group body, without
+/// building the record.
+pub fn encode_command<A: AsRef<[u8]>>(body: &mut Vec<u8>, args: &[A]) {
+    assert!(!args.is_empty());
+    let count = u32::try_from(args.len()).expect("a command's arguments are bounded");
+    assert!(count <= COMMAND_ARGS_MAX);
+    body.push(TAG_COMMAND);
+    body.extend_from_slice(&count.to_le_bytes());
+    for arg in args {
+        encode_bytes(body, arg.as_ref());
     }
 }
 
@@ -329,6 +354,7 @@ fn decode_records(
                 key: take_bytes(&mut body)?,
             },
             TAG_FLUSHALL => Record::FlushAll,
+            TAG_COMMAND => decode_command(&mut body)?,
             _ => return Err("a record has an unknown type"),
         };
         apply(record);
@@ -337,6 +363,24 @@ fn decode_records(
         return Err("bytes follow its last record");
     }
     Ok(())
+}
+
+fn decode_command<'a>(body: &mut &'a [u8]) -> Result<Record<'a>, &'static str> {
+    let count = take(body, 4)?;
+    let count = u32::from_le_bytes(count.try_into().expect("4 bytes"));
+    if count == 0 || count > COMMAND_ARGS_MAX {
+        return Err("a logged command has a bad argument count");
+    }
+    // Each argument takes at least its 4-byte length: a count the body
+    // cannot hold is refused before anything is reserved for it.
+    if count as usize > body.len() / 4 {
+        return Err("a record is cut short");
+    }
+    let mut args = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        args.push(take_bytes(body)?);
+    }
+    Ok(Record::Command { args })
 }
 
 fn take<'a>(body: &mut &'a [u8], len: usize) -> Result<&'a [u8], &'static str> {
@@ -355,16 +399,49 @@ fn take_bytes<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
 }
 
 /// CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven, so
-/// the log needs no dependency.
+/// the log needs no dependency. Eight bytes a step (slicing-by-8): a byte
+/// at a time was 6% of the server's time under `redis-benchmark -P 16 -t
+/// set` (perf), every group being checksummed whole.
 pub fn crc32c(bytes: &[u8]) -> u32 {
+    let tables = &CRC32C_TABLES;
     let mut crc = !0u32;
-    for &byte in bytes {
-        crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let low = u32::from_le_bytes(chunk[..4].try_into().expect("4 bytes")) ^ crc;
+        let high = u32::from_le_bytes(chunk[4..].try_into().expect("4 bytes"));
+        crc = tables[7][(low & 0xff) as usize]
+            ^ tables[6][((low >> 8) & 0xff) as usize]
+            ^ tables[5][((low >> 16) & 0xff) as usize]
+            ^ tables[4][(low >> 24) as usize]
+            ^ tables[3][(high & 0xff) as usize]
+            ^ tables[2][((high >> 8) & 0xff) as usize]
+            ^ tables[1][((high >> 16) & 0xff) as usize]
+            ^ tables[0][(high >> 24) as usize];
+    }
+    for &byte in chunks.remainder() {
+        crc = tables[0][((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
 }
 
-const CRC32C_TABLE: [u32; 256] = crc32c_table();
+/// Table `k` gives the CRC of a byte followed by `k` zero bytes.
+const CRC32C_TABLES: [[u32; 256]; 8] = crc32c_tables();
+
+const fn crc32c_tables() -> [[u32; 256]; 8] {
+    let mut tables = [[0u32; 256]; 8];
+    tables[0] = crc32c_table();
+    let mut table = 1;
+    while table < 8 {
+        let mut index = 0;
+        while index < 256 {
+            let previous = tables[table - 1][index];
+            tables[table][index] = (previous >> 8) ^ tables[0][(previous & 0xff) as usize];
+            index += 1;
+        }
+        table += 1;
+    }
+    tables
+}
 
 const fn crc32c_table() -> [u32; 256] {
     let mut table = [0u32; 256];
@@ -413,6 +490,17 @@ mod tests {
     #[test]
     fn crc32c_check_value() {
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        // Eight bytes a step gives what one byte a step gives, at every
+        // length and alignment of the tail.
+        let table = crc32c_table();
+        let bytes: Vec<u8> = (0..100u32).map(|index| (index * 37 + 11) as u8).collect();
+        for len in 0..bytes.len() {
+            let mut crc = !0u32;
+            for &byte in &bytes[..len] {
+                crc = table[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+            }
+            assert_eq!(crc32c(&bytes[..len]), !crc, "length {len}");
+        }
     }
 
     #[test]
@@ -487,6 +575,27 @@ mod tests {
         let mut records = Vec::new();
         recover(&group, |record| records.push(format!("{record:?}")));
         assert_eq!(records, [format!("{record:?}")]);
+    }
+
+    #[test]
+    fn logged_commands_round_trip() {
+        let mut body = Vec::new();
+        let args: [&[u8]; 3] = [b"HSET", b"h", b""];
+        encode_command(&mut body, &args);
+        let mut group = Vec::new();
+        encode_group(&mut group, 1, 0, 1, &body);
+        let mut records = Vec::new();
+        let outcome = recover(&group, |record| records.push(format!("{record:?}")));
+        assert!(matches!(outcome, Outcome::Clean { .. }));
+        let expected = Record::Command {
+            args: args.to_vec(),
+        };
+        assert_eq!(records, [format!("{expected:?}")]);
+        // A count the body cannot hold is corruption, not an allocation.
+        let mut bad = vec![TAG_COMMAND];
+        bad.extend_from_slice(&1000u32.to_le_bytes());
+        encode_group(&mut group, 1, 0, 1, &bad);
+        assert!(matches!(recover(&group, |_| {}), Outcome::Corrupt { .. }));
     }
 
     #[test]

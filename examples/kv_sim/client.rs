@@ -1,6 +1,8 @@
-//! A Redis client node: keeps a window of pipelined requests (SET with
-//! values never used before, DEL, INCR, GET) on its own keys, checks every
-//! reply against its [`Model`], and reconnects after any failure. A request
+//! A Redis client node: keeps a window of pipelined requests on its own
+//! keys of every type (SET, HSET, SADD, ZADD with values never used
+//! before; DEL, HDEL, SREM, ZREM; INCR, RPUSH; GET, HGET, SISMEMBER,
+//! ZSCORE, LLEN), checks every reply against its [`Model`], and reconnects
+//! after any failure. A request
 //! whose reply never came has an unknown outcome: the model keeps it as
 //! possible, unless its bytes were never all handed to a send.
 
@@ -11,12 +13,12 @@ use std::net::SocketAddr;
 use ringio::sim::Prng;
 use ringio::{CompletionId, Handle, IO};
 
-use crate::model::{Key, Model, Write};
+use crate::model::{CounterKind, Key, Kind, Model, Write};
 
 /// Requests in flight per client.
 const WINDOW: usize = 4;
-/// Keys written with SET and DEL, per client: few, so that they are
-/// overwritten often.
+/// Registers of each kind per client: few, so that they are overwritten
+/// often.
 const REGISTERS: usize = 4;
 /// A connect that has not finished after this long is cancelled.
 const CONNECT_TIMEOUT_NS: u64 = 50_000_000;
@@ -175,25 +177,30 @@ fn top_up(client: &mut Client) {
     while client.in_flight.len() < WINDOW {
         let seq = client.next_seq;
         client.next_seq += 1;
-        let register = Key::Register(client.prng.below(REGISTERS as u64) as usize);
+        let kind = Kind::ALL[client.prng.below(Kind::ALL.len() as u64) as usize];
+        let register = Key::Register(kind, client.prng.below(REGISTERS as u64) as usize);
+        let incr = Key::Counter(CounterKind::Incr);
+        let list = Key::Counter(CounterKind::ListLength);
         let (key, write) = match client.prng.below(100) {
             0..=39 => {
-                let value = format!("c{}-v{seq}", client.id).into_bytes();
-                (register, Some(Write::Set(value)))
+                let value = match kind {
+                    Kind::String | Kind::HashField => format!("c{}-v{seq}", client.id),
+                    Kind::SetMember => "1".to_string(),
+                    Kind::ZSetMember => seq.to_string(),
+                };
+                (register, Some(Write::Set(value.into_bytes())))
             }
             40..=49 => (register, Some(Write::Del)),
-            50..=69 => (Key::Counter, Some(Write::Incr)),
+            50..=59 => (incr, Some(Write::Incr)),
+            60..=69 => (list, Some(Write::Incr)),
             70..=89 => (register, None),
-            _ => (Key::Counter, None),
+            90..=94 => (incr, None),
+            _ => (list, None),
         };
-        let name = client.model.name(key);
         let start = client.output.len();
-        match &write {
-            Some(Write::Set(value)) => encode(&mut client.output, &[b"SET", &name, value]),
-            Some(Write::Del) => encode(&mut client.output, &[b"DEL", &name]),
-            Some(Write::Incr) => encode(&mut client.output, &[b"INCR", &name]),
-            None => encode(&mut client.output, &[b"GET", &name]),
-        }
+        let (name, inner) = client.model.name(key);
+        let command = request(key, write.as_ref(), &name, inner.as_deref());
+        encode(&mut client.output, &command);
         if let Some(write) = &write {
             client.model.sent(key, seq, write);
         }
@@ -204,6 +211,39 @@ fn top_up(client: &mut Client) {
             write,
             end: client.queued,
         });
+    }
+}
+
+/// The command of a request: `name` is the key, `inner` a register's field
+/// or member.
+fn request<'a>(
+    key: Key,
+    write: Option<&'a Write>,
+    name: &'a [u8],
+    inner: Option<&'a [u8]>,
+) -> Vec<&'a [u8]> {
+    let inner = inner.unwrap_or_default();
+    match (key, write) {
+        (Key::Register(Kind::String, _), Some(Write::Set(value))) => vec![b"SET", name, value],
+        (Key::Register(Kind::HashField, _), Some(Write::Set(value))) => {
+            vec![b"HSET", name, inner, value]
+        }
+        (Key::Register(Kind::SetMember, _), Some(Write::Set(_))) => vec![b"SADD", name, inner],
+        (Key::Register(Kind::ZSetMember, _), Some(Write::Set(score))) => {
+            vec![b"ZADD", name, score, inner]
+        }
+        (Key::Register(Kind::String, _), Some(_)) => vec![b"DEL", name],
+        (Key::Register(Kind::HashField, _), Some(_)) => vec![b"HDEL", name, inner],
+        (Key::Register(Kind::SetMember, _), Some(_)) => vec![b"SREM", name, inner],
+        (Key::Register(Kind::ZSetMember, _), Some(_)) => vec![b"ZREM", name, inner],
+        (Key::Register(Kind::String, _), None) => vec![b"GET", name],
+        (Key::Register(Kind::HashField, _), None) => vec![b"HGET", name, inner],
+        (Key::Register(Kind::SetMember, _), None) => vec![b"SISMEMBER", name, inner],
+        (Key::Register(Kind::ZSetMember, _), None) => vec![b"ZSCORE", name, inner],
+        (Key::Counter(CounterKind::Incr), Some(_)) => vec![b"INCR", name],
+        (Key::Counter(CounterKind::ListLength), Some(_)) => vec![b"RPUSH", name, b"x"],
+        (Key::Counter(CounterKind::Incr), None) => vec![b"GET", name],
+        (Key::Counter(CounterKind::ListLength), None) => vec![b"LLEN", name],
     }
 }
 
@@ -290,8 +330,13 @@ fn take_replies(client: &mut Client) {
 
 fn on_reply(client: &mut Client, request: &Request, reply: Reply) -> Result<(), String> {
     let (key, seq) = (request.key, request.seq);
+    let string_key = matches!(key, Key::Register(Kind::String, _));
     match (&request.write, reply) {
-        (Some(Write::Set(_)), Reply::Simple(ok)) if ok == b"OK" => {
+        (Some(Write::Set(_)), Reply::Simple(ok)) if ok == b"OK" && string_key => {
+            client.acked += 1;
+            client.model.acked(key, seq, None)
+        }
+        (Some(Write::Set(_)), Reply::Integer(0 | 1)) if !string_key => {
             client.acked += 1;
             client.model.acked(key, seq, None)
         }
@@ -303,10 +348,23 @@ fn on_reply(client: &mut Client, request: &Request, reply: Reply) -> Result<(), 
             client.acked += 1;
             client.model.acked(key, seq, Some(value))
         }
-        (None, Reply::Bulk(value)) => client
-            .model
-            .check(key, value.as_deref(), seq)
-            .map_err(|message| format!("GET (request {seq}): {message}")),
+        (None, reply) => {
+            let value = match (key, reply) {
+                (Key::Register(Kind::SetMember, _), Reply::Integer(1)) => Some(b"1".to_vec()),
+                (Key::Register(Kind::SetMember, _), Reply::Integer(0)) => None,
+                (Key::Counter(CounterKind::ListLength), Reply::Integer(len)) => {
+                    (len > 0).then(|| len.to_string().into_bytes())
+                }
+                (_, Reply::Bulk(value)) => value,
+                (_, reply) => {
+                    return Err(format!("request {seq} (a read of {key:?}) got {reply:?}"));
+                }
+            };
+            client
+                .model
+                .check(key, value.as_deref(), seq)
+                .map_err(|message| format!("read (request {seq}): {message}"))
+        }
         (write, reply) => Err(format!(
             "request {seq} ({write:?} on {key:?}) got an unexpected reply {reply:?}"
         )),

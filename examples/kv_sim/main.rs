@@ -1,8 +1,8 @@
 //! The Redis-protocol KV server (`examples/kv_server`) under the
 //! deterministic simulator: the server's own modules, not a copy, run as a
 //! simulated node with its write-ahead log on the simulated disk, under
-//! `fsync always`. Client nodes speak RESP to it (SET with values never used
-//! before, DEL, INCR, GET), with faults on, and the harness crashes and
+//! `fsync always`. Client nodes speak RESP to it, on keys of every type
+//! (strings, hashes, sets, sorted sets, lists: see `model.rs`), with faults on, and the harness crashes and
 //! restarts the server at random moments. Every GET reply, and after every
 //! recovery the whole recovered key space, is checked: each key holds its
 //! last acknowledged write, or a later write whose outcome is unknown.
@@ -25,6 +25,9 @@ mod commands;
 #[allow(dead_code)]
 #[path = "../kv_server/journal.rs"]
 mod journal;
+#[allow(dead_code)]
+#[path = "../kv_server/keymap.rs"]
+mod keymap;
 #[allow(dead_code)]
 #[path = "../kv_server/resp.rs"]
 mod resp;
@@ -54,6 +57,7 @@ use ringio::sim::{NodeId, Simulator};
 
 use client::Client;
 use journal::FsyncPolicy;
+use model::Key;
 use seeds::{Args, Outcome, Process};
 use server::{Server, ServerConfig};
 
@@ -98,6 +102,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proc
         wal_path: PathBuf::from(WAL_PATH),
         fsync: FsyncPolicy::Always,
         ack_before_fsync: bug,
+        requirepass: None,
     };
     let state = Server::start(&mut io, config)?;
     Ok(Process { io, state })
@@ -248,15 +253,32 @@ fn crash_server(sim: &mut Simulator, server_node: NodeId, clients: &mut [Process
     }
 }
 
+/// What the recovered store holds for `key`, read as the clients read it
+/// (a set member as "1", a score as ZSCORE prints it, a list's length).
+fn stored_value(server: &Server, model: &model::Model, key: Key) -> Option<Vec<u8>> {
+    let (name, inner) = model.name(key);
+    let entry = server.store.peek(&name)?;
+    let inner = inner.unwrap_or_default();
+    match &entry.value {
+        store::Value::String(value) => Some(value.clone()),
+        store::Value::Hash(hash) => hash.get(&inner).cloned(),
+        store::Value::Set(set) => set.contains(&inner).then(|| b"1".to_vec()),
+        store::Value::ZSet(zset) => zset
+            .score(&inner)
+            .map(|score| resp::format_g17(score).into_bytes()),
+        store::Value::List(list) => Some(list.len().to_string().into_bytes()),
+    }
+}
+
 /// After a recovery: every key of every client holds its last acknowledged
 /// write, or a later one whose outcome is unknown.
 fn check(server: &Server, clients: &[Process<Client>]) -> Result<(), String> {
     for client in clients {
         let model = &client.state.model;
         for key in model.keys() {
-            let found = server.store.get(&model.name(key));
+            let found = stored_value(server, model, key);
             model
-                .check(key, found.map(|entry| entry.value.as_slice()), u64::MAX)
+                .check(key, found.as_deref(), u64::MAX)
                 .map_err(|message| format!("after recovery: acknowledged write lost: {message}"))?;
         }
     }

@@ -3,6 +3,13 @@
 //! on a connection that broke before the reply came). A value read back,
 //! by a GET or from the recovered store, must be one of those.
 //!
+//! Every type is a register or a counter here: a string key (SET, DEL,
+//! GET), a hash field (HSET, HDEL, HGET), a set member (SADD, SREM,
+//! SISMEMBER: its value is "1" while it is a member) and a sorted-set
+//! member (ZADD, ZREM, ZSCORE: its value is its score) are registers; an
+//! INCR counter and a list's length (RPUSH replies it, LLEN reads it) are
+//! counters.
+//!
 //! Each client owns its keys, so no other writer can explain a value.
 //! Requests on one connection run in order, so on a live connection only
 //! writes sent after the acknowledged one stay possible. A connection the
@@ -46,58 +53,133 @@ pub enum Write {
     Incr,
 }
 
-/// One client's keys: `registers` SET/DEL keys and one counter.
+/// One client's keys: `registers` of each [`Kind`], and one counter of
+/// each [`CounterKind`].
 #[derive(Debug)]
 pub struct Model {
     client: u32,
+    registers_per_kind: usize,
     registers: Vec<Register>,
-    counter: Counter,
+    counters: [Counter; 2],
 }
 
-/// Which key: a register's index, or the counter.
+/// What holds a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    HashField,
+    SetMember,
+    ZSetMember,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::String,
+        Kind::HashField,
+        Kind::SetMember,
+        Kind::ZSetMember,
+    ];
+}
+
+/// What holds a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterKind {
+    /// INCR on a string.
+    Incr,
+    /// RPUSH's reply, LLEN.
+    ListLength,
+}
+
+/// Which key: a register, or a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
-    Register(usize),
-    Counter,
+    Register(Kind, usize),
+    Counter(CounterKind),
 }
 
 impl Model {
-    pub fn new(client: u32, registers: usize) -> Model {
+    pub fn new(client: u32, registers_per_kind: usize) -> Model {
+        let count = registers_per_kind * Kind::ALL.len();
         Model {
             client,
-            registers: (0..registers).map(|_| Register::default()).collect(),
-            counter: Counter::default(),
+            registers_per_kind,
+            registers: (0..count).map(|_| Register::default()).collect(),
+            counters: Default::default(),
         }
     }
 
-    /// The key's name on the server.
-    pub fn name(&self, key: Key) -> Vec<u8> {
+    /// The key's name on the server, and for a register inside a hash, set
+    /// or sorted set, its field or member.
+    pub fn name(&self, key: Key) -> (Vec<u8>, Option<Vec<u8>>) {
+        let client = self.client;
         match key {
-            Key::Register(index) => format!("r{}:{index}", self.client).into_bytes(),
-            Key::Counter => format!("n{}", self.client).into_bytes(),
+            Key::Register(Kind::String, index) => (format!("r{client}:{index}").into_bytes(), None),
+            Key::Register(kind, index) => {
+                let prefix = match kind {
+                    Kind::HashField => 'h',
+                    Kind::SetMember => 's',
+                    _ => 'z',
+                };
+                let inner = format!("m{index}").into_bytes();
+                (format!("{prefix}{client}").into_bytes(), Some(inner))
+            }
+            Key::Counter(CounterKind::Incr) => (format!("n{client}").into_bytes(), None),
+            Key::Counter(CounterKind::ListLength) => (format!("l{client}").into_bytes(), None),
         }
+    }
+
+    fn display(&self, key: Key) -> String {
+        let (name, inner) = self.name(key);
+        let name = String::from_utf8_lossy(&name).into_owned();
+        match inner {
+            Some(inner) => format!("{name}/{}", String::from_utf8_lossy(&inner)),
+            None => name,
+        }
+    }
+
+    fn register(&self, kind: Kind, index: usize) -> &Register {
+        let position = Kind::ALL.iter().position(|k| *k == kind).expect("a kind");
+        &self.registers[position * self.registers_per_kind + index]
+    }
+
+    fn register_mut(&mut self, kind: Kind, index: usize) -> &mut Register {
+        let position = Kind::ALL.iter().position(|k| *k == kind).expect("a kind");
+        &mut self.registers[position * self.registers_per_kind + index]
+    }
+
+    fn counter(&self, kind: CounterKind) -> &Counter {
+        &self.counters[kind as usize]
+    }
+
+    fn counter_mut(&mut self, kind: CounterKind) -> &mut Counter {
+        &mut self.counters[kind as usize]
     }
 
     /// Every key, for the checker.
     pub fn keys(&self) -> impl Iterator<Item = Key> {
-        (0..self.registers.len())
-            .map(Key::Register)
-            .chain([Key::Counter])
+        let per_kind = self.registers_per_kind;
+        Kind::ALL
+            .into_iter()
+            .flat_map(move |kind| (0..per_kind).map(move |index| Key::Register(kind, index)))
+            .chain([
+                Key::Counter(CounterKind::Incr),
+                Key::Counter(CounterKind::ListLength),
+            ])
     }
 
     /// A write is about to be sent.
     pub fn sent(&mut self, key: Key, seq: u64, write: &Write) {
         match (key, write) {
-            (Key::Register(index), Write::Set(value)) => {
-                self.registers[index]
+            (Key::Register(kind, index), Write::Set(value)) => {
+                self.register_mut(kind, index)
                     .possible
                     .insert(seq, Some(value.clone()));
             }
-            (Key::Register(index), Write::Del) => {
-                self.registers[index].possible.insert(seq, None);
+            (Key::Register(kind, index), Write::Del) => {
+                self.register_mut(kind, index).possible.insert(seq, None);
             }
-            (Key::Counter, Write::Incr) => {
-                self.counter.possible.insert(seq);
+            (Key::Counter(kind), Write::Incr) => {
+                self.counter_mut(kind).possible.insert(seq);
             }
             _ => unreachable!("{write:?} on {key:?}"),
         }
@@ -106,11 +188,11 @@ impl Model {
     /// The write never reached the server (its bytes were never all sent).
     pub fn not_sent(&mut self, key: Key, seq: u64) {
         match key {
-            Key::Register(index) => {
-                self.registers[index].possible.remove(&seq);
+            Key::Register(kind, index) => {
+                self.register_mut(kind, index).possible.remove(&seq);
             }
-            Key::Counter => {
-                self.counter.possible.remove(&seq);
+            Key::Counter(kind) => {
+                self.counter_mut(kind).possible.remove(&seq);
             }
         }
     }
@@ -119,15 +201,16 @@ impl Model {
     /// reply came: it may land at any time until the server crashes.
     pub fn abandoned(&mut self, key: Key, seq: u64) {
         match key {
-            Key::Register(index) => {
-                let register = &mut self.registers[index];
+            Key::Register(kind, index) => {
+                let register = self.register_mut(kind, index);
                 if let Some(value) = register.possible.remove(&seq) {
                     register.floating.insert(seq, value);
                 }
             }
-            Key::Counter => {
-                if self.counter.possible.remove(&seq) {
-                    self.counter.floating.insert(seq);
+            Key::Counter(kind) => {
+                let counter = self.counter_mut(kind);
+                if counter.possible.remove(&seq) {
+                    counter.floating.insert(seq);
                 }
             }
         }
@@ -140,16 +223,18 @@ impl Model {
             let floating = std::mem::take(&mut register.floating);
             register.possible.extend(floating);
         }
-        let floating = std::mem::take(&mut self.counter.floating);
-        self.counter.possible.extend(floating);
+        for counter in &mut self.counters {
+            let floating = std::mem::take(&mut counter.floating);
+            counter.possible.extend(floating);
+        }
     }
 
     /// The write was acknowledged; an INCR's reply is the new value, which
     /// is checked against what the earlier INCRs allow.
     pub fn acked(&mut self, key: Key, seq: u64, incr_reply: Option<i64>) -> Result<(), String> {
         match key {
-            Key::Register(index) => {
-                let register = &mut self.registers[index];
+            Key::Register(kind, index) => {
+                let register = self.register_mut(kind, index);
                 let value = register
                     .possible
                     .remove(&seq)
@@ -158,16 +243,16 @@ impl Model {
                 register.acked = value;
                 register.possible = register.possible.split_off(&seq);
             }
-            Key::Counter => {
-                let name = String::from_utf8_lossy(&self.name(Key::Counter)).into_owned();
-                let counter = &mut self.counter;
-                let reply = incr_reply.expect("INCR replies with an integer");
+            Key::Counter(kind) => {
+                let name = self.display(key);
+                let counter = self.counter_mut(kind);
+                let reply = incr_reply.expect("INCR and RPUSH reply with an integer");
                 let unknown = counter.possible.range(..seq).count() as i64;
                 let floating = counter.floating.len() as i64;
                 let low = counter.acked + 1;
                 if reply < low || reply > low + unknown + floating {
                     return Err(format!(
-                        "INCR {name} (request {seq}) replied {reply}: expected {low}..={} \
+                        "{kind:?} {name} (request {seq}) replied {reply}: expected {low}..={} \
                          (last acknowledged {} by request {}, {unknown} unknown since, \
                          {floating} of abandoned connections)",
                         low + unknown + floating,
@@ -192,15 +277,15 @@ impl Model {
     /// `before` (writes sent after it cannot show), or after a recovery
     /// (`before` = `u64::MAX`).
     pub fn check(&self, key: Key, found: Option<&[u8]>, before: u64) -> Result<(), String> {
-        let name = String::from_utf8_lossy(&self.name(key)).into_owned();
+        let name = self.display(key);
         let show = |value: Option<&[u8]>| {
             value.map_or("(nil)".to_owned(), |v| {
                 format!("{:?}", String::from_utf8_lossy(v))
             })
         };
         match key {
-            Key::Register(index) => {
-                let register = &self.registers[index];
+            Key::Register(kind, index) => {
+                let register = self.register(kind, index);
                 let possible = register.possible.range(..before);
                 let possible = possible.chain(register.floating.iter());
                 if register.acked.as_deref() == found
@@ -219,8 +304,8 @@ impl Model {
                     unknown.join(", ")
                 ))
             }
-            Key::Counter => {
-                let counter = &self.counter;
+            Key::Counter(kind) => {
+                let counter = self.counter(kind);
                 let value = match found {
                     None => Some(0),
                     Some(bytes) => std::str::from_utf8(bytes)
@@ -235,8 +320,8 @@ impl Model {
                     return Ok(());
                 }
                 Err(format!(
-                    "{name} holds {}, but its last acknowledged INCR (request {}) made it {} \
-                     and {unknown} INCRs of unknown outcome followed",
+                    "{name} holds {}, but its last acknowledged {kind:?} (request {}) made it {} \
+                     and {unknown} of unknown outcome followed",
                     show(found),
                     counter.acked_seq,
                     counter.acked

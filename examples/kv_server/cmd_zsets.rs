@@ -1,0 +1,518 @@
+//! Sorted sets: ZADD (NX, XX, GT, LT, CH, INCR), ZINCRBY, ZSCORE, ZMSCORE,
+//! ZCARD, ZREM, ZPOPMIN, ZPOPMAX, ZRANGE (by index or BYSCORE, REV, LIMIT,
+//! WITHSCORES), ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANK,
+//! ZREVRANK, ZCOUNT, ZSCAN.
+//!
+//! Ranges by index walk the (score, member) B-tree from its nearer end:
+//! O(offset + count), where Redis's skiplist is O(log n + count).
+
+use std::ops::Bound;
+
+use super::keys::{parse_scan, scan_map};
+use super::{
+    clip_range, command, is_option, parse_count, parse_i64, Command, Context, Reply, DENYOOM,
+    ELEMENTS_MAX, FAST, NOT_FLOAT, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
+};
+use crate::keymap::HashedKey;
+use crate::resp::{self, parse_double, Args};
+use crate::store::{WrongType, ZSet};
+
+pub const COMMANDS: &[Command] = &[
+    command("zadd", -4, WRITE | DENYOOM | FAST, [1, 1, 1], zadd),
+    command("zincrby", 4, WRITE | DENYOOM | FAST, [1, 1, 1], zadd),
+    command("zscore", 3, READONLY | FAST, [1, 1, 1], zscore),
+    command("zmscore", -3, READONLY | FAST, [1, 1, 1], zmscore),
+    command("zcard", 2, READONLY | FAST, [1, 1, 1], zcard),
+    command("zrem", -3, WRITE | FAST, [1, 1, 1], zrem),
+    command("zpopmin", -2, WRITE | FAST, [1, 1, 1], zpop),
+    command("zpopmax", -2, WRITE | FAST, [1, 1, 1], zpop),
+    command("zrange", -4, READONLY, [1, 1, 1], zrange),
+    command("zrevrange", -4, READONLY, [1, 1, 1], zrange),
+    command("zrangebyscore", -4, READONLY, [1, 1, 1], zrange),
+    command("zrevrangebyscore", -4, READONLY, [1, 1, 1], zrange),
+    command("zrank", 3, READONLY | FAST, [1, 1, 1], zrank),
+    command("zrevrank", 3, READONLY | FAST, [1, 1, 1], zrank),
+    command("zcount", 4, READONLY | FAST, [1, 1, 1], zcount),
+    command("zscan", -3, READONLY, [1, 1, 1], zscan),
+];
+
+/// The sorted set at `key` for reading; `Err` once WRONGTYPE is out.
+fn read<'a>(context: &'a mut Context<'_>, key: &[u8]) -> Result<Option<&'a ZSet>, ()> {
+    match context.store.get_zset(key) {
+        Ok(zset) => Ok(zset),
+        Err(WrongType) => {
+            context.reply.wrong_type();
+            Err(())
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct ZaddFlags {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
+    ch: bool,
+    incr: bool,
+}
+
+/// (score, member) pairs.
+type Pairs<'a> = Vec<(f64, &'a [u8])>;
+
+/// ZADD's flags and its (score, member) pairs, with Redis 7.0's errors.
+fn parse_zadd<'a>(context: &mut Context<'_>, args: &'a Args) -> Option<(ZaddFlags, Pairs<'a>)> {
+    let mut flags = ZaddFlags::default();
+    let mut index = 2;
+    if is_option(args, 0, "zincrby") {
+        flags.incr = true;
+    } else {
+        while index < args.len() {
+            let flag = match args.get(index).to_ascii_lowercase().as_slice() {
+                b"nx" => &mut flags.nx,
+                b"xx" => &mut flags.xx,
+                b"gt" => &mut flags.gt,
+                b"lt" => &mut flags.lt,
+                b"ch" => &mut flags.ch,
+                b"incr" => &mut flags.incr,
+                _ => break,
+            };
+            *flag = true;
+            index += 1;
+        }
+    }
+    let elements = args.len() - index;
+    if elements == 0 || elements % 2 != 0 {
+        context.reply.error(SYNTAX);
+        return None;
+    }
+    if flags.nx && flags.xx {
+        context
+            .reply
+            .error(b"ERR XX and NX options at the same time are not compatible");
+        return None;
+    }
+    if (flags.nx && (flags.gt || flags.lt)) || (flags.gt && flags.lt) {
+        context
+            .reply
+            .error(b"ERR GT, LT, and/or NX options at the same time are not compatible");
+        return None;
+    }
+    if flags.incr && elements > 2 {
+        context
+            .reply
+            .error(b"ERR INCR option supports a single increment-element pair");
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(elements / 2);
+    for pair in (index..args.len()).step_by(2) {
+        let score = super::parse_float(&mut context.reply, args.get(pair))?;
+        pairs.push((score, args.get(pair + 1)));
+    }
+    Some((flags, pairs))
+}
+
+/// ZADD and ZINCRBY.
+fn zadd(context: &mut Context<'_>, args: &Args) {
+    let Some((flags, pairs)) = parse_zadd(context, args) else {
+        return;
+    };
+    let key = args.get(1);
+    let Ok(zset) = read(context, key) else {
+        return;
+    };
+    // The outcome is computed first, so a refused ZADD changes nothing.
+    // `processed`: the members ZADD acted on (INCR replies the last one's
+    // score); `changes`: those whose score it really changes. As in Redis,
+    // a ZADD that changes nothing is not a write: it is not logged.
+    let mut changes: Vec<(f64, &[u8])> = Vec::new();
+    let mut processed = None;
+    let mut added = 0;
+    for &(score, member) in &pairs {
+        let current = zset.and_then(|zset| zset.score(member));
+        let planned = changes
+            .iter()
+            .rev()
+            .find(|(_, m)| *m == member)
+            .map(|(s, _)| *s);
+        let current = planned.or(current);
+        let Some(new_score) = plan_one(flags, score, current) else {
+            continue;
+        };
+        if new_score.is_nan() {
+            context
+                .reply
+                .error(b"ERR resulting score is not a number (NaN)");
+            return;
+        }
+        processed = Some(new_score);
+        if current.is_none() {
+            added += 1;
+        }
+        if current != Some(new_score) {
+            changes.push((new_score, member));
+        }
+    }
+    let updated = changes.len() - added;
+    let len = zset.map_or(0, ZSet::len);
+    if len + added > ELEMENTS_MAX {
+        context.reply.error(TOO_MANY_ELEMENTS);
+        return;
+    }
+    if !changes.is_empty() {
+        context.log_args(args);
+        let zset = context.store.zset_or_create(key).expect("type checked");
+        for (score, member) in &changes {
+            zset.insert(member, *score);
+        }
+    }
+    if flags.incr {
+        match processed {
+            Some(score) => context.reply.double(score),
+            None => context.reply.nil(),
+        }
+    } else {
+        let count = if flags.ch { added + updated } else { added };
+        context.reply.int(count as i64);
+    }
+}
+
+/// Redis's `zsetAdd` decision for one member: the new score, or `None` to
+/// leave it.
+fn plan_one(flags: ZaddFlags, score: f64, current: Option<f64>) -> Option<f64> {
+    match current {
+        None if flags.xx => None,
+        None => Some(score),
+        Some(_) if flags.nx => None,
+        Some(current) => {
+            let new_score = if flags.incr { current + score } else { score };
+            let refused = (flags.gt && new_score <= current) || (flags.lt && new_score >= current);
+            (!refused).then_some(new_score)
+        }
+    }
+}
+
+fn zscore(context: &mut Context<'_>, args: &Args) {
+    let Ok(zset) = read(context, args.get(1)) else {
+        return;
+    };
+    match zset.and_then(|zset| zset.score(args.get(2))) {
+        Some(score) => context.reply.double(score),
+        None => context.reply.nil(),
+    }
+}
+
+fn zmscore(context: &mut Context<'_>, args: &Args) {
+    let Context { store, reply, .. } = context;
+    let zset = match store.get_zset(args.get(1)) {
+        Ok(zset) => zset,
+        Err(WrongType) => return reply.wrong_type(),
+    };
+    reply.array(args.len() - 2);
+    for index in 2..args.len() {
+        match zset.and_then(|zset| zset.score(args.get(index))) {
+            Some(score) => reply.double(score),
+            None => reply.nil(),
+        }
+    }
+}
+
+fn zcard(context: &mut Context<'_>, args: &Args) {
+    if let Ok(zset) = read(context, args.get(1)) {
+        let len = zset.map_or(0, ZSet::len);
+        context.reply.int(len as i64);
+    }
+}
+
+fn zrem(context: &mut Context<'_>, args: &Args) {
+    let key = args.get(1);
+    let Ok(zset) = read(context, key) else {
+        return;
+    };
+    let present =
+        zset.is_some_and(|zset| (2..args.len()).any(|index| zset.score(args.get(index)).is_some()));
+    if !present {
+        context.reply.int(0);
+        return;
+    }
+    context.log_args(args);
+    let zset = context
+        .store
+        .get_zset_mut(key)
+        .expect("type checked")
+        .expect("exists");
+    let removed = (2..args.len())
+        .filter(|&index| zset.remove(args.get(index)).is_some())
+        .count();
+    context.store.remove_if_empty(key);
+    context.reply.int(removed as i64);
+}
+
+/// A member and its score, as ZRANGE WITHSCORES and ZPOPMIN give them: a
+/// pair in RESP3 (`nested`), two elements in RESP2.
+fn reply_scored(reply: &mut Reply<'_>, member: &[u8], score: f64, nested: bool) {
+    if nested && reply.resp3 {
+        reply.array(2);
+    }
+    reply.bulk(member);
+    reply.double(score);
+}
+
+/// ZPOPMIN and ZPOPMAX [count].
+fn zpop(context: &mut Context<'_>, args: &Args) {
+    let max = is_option(args, 0, "zpopmax");
+    if args.len() > 3 {
+        return context.reply.error(SYNTAX);
+    }
+    let count = match args.len() {
+        3 => match parse_count(&mut context.reply, args.get(2), "value") {
+            Some(count) => Some(count),
+            None => return,
+        },
+        _ => None,
+    };
+    let key = args.get(1);
+    let Ok(zset) = read(context, key) else {
+        return;
+    };
+    let taken = zset.map_or(0, |zset| count.unwrap_or(1).min(zset.len()));
+    if taken == 0 {
+        context.reply.array(0);
+        return;
+    }
+    context.log_args(args);
+    let zset = context
+        .store
+        .get_zset_mut(key)
+        .expect("type checked")
+        .expect("exists");
+    let nested = count.is_some();
+    let pairs = if nested && context.reply.resp3 {
+        taken
+    } else {
+        taken * 2
+    };
+    context.reply.array(pairs);
+    for _ in 0..taken {
+        let (member, score) = zset.pop(max).expect("within the length");
+        reply_scored(&mut context.reply, &member, score, nested);
+    }
+    context.store.remove_if_empty(key);
+}
+
+/// A ZRANGE by score bound: `(x` is exclusive, `-inf`/`+inf` work.
+fn parse_bound(text: &[u8]) -> Option<Bound<f64>> {
+    let (exclusive, number) = match text.split_first() {
+        Some((b'(', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let value = parse_double(number)?;
+    Some(if exclusive {
+        Bound::Excluded(value)
+    } else {
+        Bound::Included(value)
+    })
+}
+
+fn within(score: f64, min: Bound<f64>, max: Bound<f64>) -> bool {
+    let above = match min {
+        Bound::Included(min) => score >= min,
+        Bound::Excluded(min) => score > min,
+        Bound::Unbounded => true,
+    };
+    let below = match max {
+        Bound::Included(max) => score <= max,
+        Bound::Excluded(max) => score < max,
+        Bound::Unbounded => true,
+    };
+    above && below
+}
+
+/// What a ZRANGE-family command asks.
+struct RangeRequest {
+    by_score: bool,
+    rev: bool,
+    with_scores: bool,
+    limit: Option<(i64, i64)>,
+}
+
+fn parse_range(context: &mut Context<'_>, args: &Args) -> Option<RangeRequest> {
+    let name = args.get(0).to_ascii_lowercase();
+    let mut request = RangeRequest {
+        by_score: name.ends_with(b"byscore"),
+        rev: name.starts_with(b"zrev"),
+        with_scores: false,
+        limit: None,
+    };
+    let generic = name == b"zrange";
+    let mut index = 4;
+    while index < args.len() {
+        if is_option(args, index, "withscores") {
+            request.with_scores = true;
+        } else if is_option(args, index, "limit") && index + 2 < args.len() {
+            let offset = parse_i64(&mut context.reply, args.get(index + 1))?;
+            let count = parse_i64(&mut context.reply, args.get(index + 2))?;
+            request.limit = Some((offset, count));
+            index += 2;
+        } else if generic && is_option(args, index, "byscore") {
+            request.by_score = true;
+        } else if generic && is_option(args, index, "rev") {
+            request.rev = true;
+        } else {
+            context.reply.error(SYNTAX);
+            return None;
+        }
+        index += 1;
+    }
+    if request.limit.is_some() && !request.by_score {
+        context.reply.error(
+            b"ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
+        return None;
+    }
+    Some(request)
+}
+
+/// ZRANGE, ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE.
+fn zrange(context: &mut Context<'_>, args: &Args) {
+    let Some(request) = parse_range(context, args) else {
+        return;
+    };
+    let (first, second) = (args.get(2), args.get(3));
+    let mut members: Vec<(Vec<u8>, f64)> = Vec::new();
+    if request.by_score {
+        // ZREVRANGEBYSCORE and ZRANGE ... BYSCORE REV give max first.
+        let (min, max) = if request.rev {
+            (second, first)
+        } else {
+            (first, second)
+        };
+        let (Some(min), Some(max)) = (parse_bound(min), parse_bound(max)) else {
+            context.reply.error(b"ERR min or max is not a float");
+            return;
+        };
+        let Ok(zset) = read(context, args.get(1)) else {
+            return;
+        };
+        let (offset, count) = request.limit.unwrap_or((0, -1));
+        if let (Some(zset), true) = (zset, offset >= 0) {
+            let iter: Box<dyn Iterator<Item = (&[u8], f64)>> = if request.rev {
+                Box::new(zset.iter().rev())
+            } else {
+                Box::new(zset.iter())
+            };
+            let taken = if count < 0 {
+                usize::MAX
+            } else {
+                count as usize
+            };
+            members = iter
+                .filter(|(_, score)| within(*score, min, max))
+                .skip(offset as usize)
+                .take(taken)
+                .map(|(member, score)| (member.to_vec(), score))
+                .collect();
+        }
+    } else {
+        let Some(start) = parse_i64(&mut context.reply, first) else {
+            return;
+        };
+        let Some(stop) = parse_i64(&mut context.reply, second) else {
+            return;
+        };
+        let Ok(zset) = read(context, args.get(1)) else {
+            return;
+        };
+        if let Some(zset) = zset {
+            if let Some((low, high)) = clip_range(start, stop, zset.len()) {
+                let iter: Box<dyn Iterator<Item = (&[u8], f64)>> = if request.rev {
+                    Box::new(zset.iter().rev())
+                } else {
+                    Box::new(zset.iter())
+                };
+                members = iter
+                    .skip(low)
+                    .take(high - low + 1)
+                    .map(|(member, score)| (member.to_vec(), score))
+                    .collect();
+            }
+        }
+    }
+    reply_range(&mut context.reply, &members, request.with_scores);
+}
+
+fn reply_range(reply: &mut Reply<'_>, members: &[(Vec<u8>, f64)], with_scores: bool) {
+    let start = reply.out.len();
+    let flat = with_scores && !reply.resp3;
+    reply.array(if flat {
+        members.len() * 2
+    } else {
+        members.len()
+    });
+    for (member, score) in members {
+        if with_scores {
+            reply_scored(reply, member, *score, true);
+        } else {
+            reply.bulk(member);
+        }
+        if reply.over_limit(start) {
+            return;
+        }
+    }
+}
+
+fn zrank(context: &mut Context<'_>, args: &Args) {
+    let rev = is_option(args, 0, "zrevrank");
+    let Ok(zset) = read(context, args.get(1)) else {
+        return;
+    };
+    let rank = zset.and_then(|zset| {
+        let rank = zset.rank(args.get(2))?;
+        Some(if rev { zset.len() - 1 - rank } else { rank })
+    });
+    match rank {
+        Some(rank) => context.reply.int(rank as i64),
+        None => context.reply.nil(),
+    }
+}
+
+fn zcount(context: &mut Context<'_>, args: &Args) {
+    let (Some(min), Some(max)) = (parse_bound(args.get(2)), parse_bound(args.get(3))) else {
+        context.reply.error(b"ERR min or max is not a float");
+        return;
+    };
+    let Ok(zset) = read(context, args.get(1)) else {
+        return;
+    };
+    let count = zset.map_or(0, |zset| {
+        zset.iter()
+            .filter(|(_, score)| within(*score, min, max))
+            .count()
+    });
+    context.reply.int(count as i64);
+}
+
+fn zscan(context: &mut Context<'_>, args: &Args) {
+    let Some(options) = parse_scan(&mut context.reply, args, 2, false) else {
+        return;
+    };
+    let Context { store, reply, .. } = context;
+    let zset = match store.get_zset(args.get(1)) {
+        Ok(Some(zset)) => zset,
+        Ok(None) => {
+            reply.array(2);
+            reply.bulk(b"0");
+            reply.array(0);
+            return;
+        }
+        Err(WrongType) => return reply.wrong_type(),
+    };
+    let emit = |out: &mut Vec<u8>, member: &HashedKey, score: &f64| {
+        resp::bulk(out, member.bytes());
+        resp::bulk(out, resp::format_g17(*score).as_bytes());
+        2
+    };
+    scan_map(reply, zset.by_member(), &options, |_, _| true, emit);
+}
+
+const _: &[u8] = NOT_FLOAT;

@@ -1,0 +1,237 @@
+"""redis-py against kv_server, with redis-py's default settings (RESP3
+through HELLO 3, pipelines as MULTI/EXEC transactions), then RESP2 and a
+password. Run by tests/kv_server.rs as
+
+    python redis_py_check.py PORT [PASSWORD_PORT PASSWORD]
+
+Prints one line per group of checks and "redis-py: N checks passed" at the
+end; any failed check raises, so the exit status is non-zero."""
+
+import sys
+
+import redis
+
+checks = 0
+
+
+def check(got, expected):
+    global checks
+    if got != expected:
+        raise AssertionError(f"got {got!r}, expected {expected!r}")
+    checks += 1
+
+
+def raises(error, call, *args):
+    global checks
+    try:
+        call(*args)
+    except error as caught:
+        checks += 1
+        return caught
+    raise AssertionError(f"{call.__name__}{args} did not raise {error.__name__}")
+
+
+def strings_and_keys(r):
+    check(r.ping(), True)
+    check(r.set("s", "hello"), True)
+    check(r.get("s"), b"hello")
+    check(r.append("s", " world"), 11)
+    check(r.strlen("s"), 11)
+    check(r.getrange("s", 0, 4), b"hello")
+    check(r.setnx("s", "x"), False)
+    check(r.getset("s", "v"), b"hello world")
+    check(r.getdel("s"), b"v")
+    check(r.exists("s"), 0)
+    check(r.incr("n"), 1)
+    check(r.incrby("n", 9), 10)
+    check(r.incrbyfloat("f", 1.5), 1.5)
+    check(r.mset({"a": "1", "b": "2"}), True)
+    check(r.mget("a", "b", "nope"), [b"1", b"2", None])
+    check(r.msetnx({"a": "x", "c": "3"}), False)
+    check(r.type("a"), b"string")
+    check(r.rename("a", "a2"), True)
+    check(r.copy("a2", "a3"), True)
+    check(sorted(r.keys("a*")), [b"a2", b"a3"])
+    check(sorted(r.scan_iter(match="a*", count=1)), [b"a2", b"a3"])
+    check(r.delete("a2", "a3", "nope"), 2)
+    check(r.unlink("b"), 1)
+    check(r.dbsize(), 2)
+    check(r.randomkey() in (b"n", b"f"), True)
+
+
+def expiry(r):
+    check(r.set("e", "v", ex=100), True)
+    check(r.ttl("e"), 100)
+    check(0 < r.pttl("e") <= 100000, True)
+    check(r.expire("e", 200, gt=True), True)
+    check(r.expire("e", 50, gt=True), False)
+    check(r.persist("e"), True)
+    check(r.ttl("e"), -1)
+    check(r.pexpireat("e", 99999999999000), True)
+    check(r.expiretime("e"), 99999999999)
+    check(r.getex("e", persist=True), b"v")
+    check(r.ttl("nokey"), -2)
+
+
+def hashes(r):
+    check(r.hset("h", mapping={"f1": "v1", "f2": "v2"}), 2)
+    check(r.hget("h", "f1"), b"v1")
+    check(r.hgetall("h"), {b"f1": b"v1", b"f2": b"v2"})
+    check(sorted(r.hkeys("h")), [b"f1", b"f2"])
+    check(sorted(r.hvals("h")), [b"v1", b"v2"])
+    check(r.hlen("h"), 2)
+    check(r.hexists("h", "f1"), True)
+    check(r.hmget("h", ["f1", "nope"]), [b"v1", None])
+    check(r.hincrby("h", "n", 5), 5)
+    check(r.hincrbyfloat("h", "x", 2.5), 2.5)
+    check(r.hsetnx("h", "f1", "x"), False)
+    check(r.hdel("h", "f1", "nope"), 1)
+    check(dict(r.hscan_iter("h", match="f*")), {b"f2": b"v2"})
+    raises(redis.ResponseError, r.hget, "s-is-string", "f") if r.set("s-is-string", "v") else None
+    error = raises(redis.ResponseError, r.hget, "s-is-string", "f")
+    check(str(error), "WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+def lists(r):
+    check(r.rpush("l", "a", "b", "c"), 3)
+    check(r.lpush("l", "z"), 4)
+    check(r.lrange("l", 0, -1), [b"z", b"a", b"b", b"c"])
+    check(r.llen("l"), 4)
+    check(r.lindex("l", -1), b"c")
+    check(r.lset("l", 0, "first"), True)
+    check(r.lpop("l"), b"first")
+    check(r.rpop("l", 2), [b"c", b"b"])
+    check(r.rpush("l", "x", "a", "x"), 4)
+    check(r.lrem("l", 0, "x"), 2)
+    check(r.linsert("l", "before", "a", "w"), 3)
+    check(r.lpos("l", "a"), 1)
+    check(r.ltrim("l", 0, 1), True)
+    check(r.lrange("l", 0, -1), [b"w", b"a"])
+    check(r.lmove("l", "l2", "LEFT", "RIGHT"), b"w")
+
+
+def sets(r):
+    check(r.sadd("s1", "a", "b", "c"), 3)
+    check(r.sadd("s2", "b", "c", "d"), 3)
+    check(r.smembers("s1"), {b"a", b"b", b"c"})
+    check(r.sismember("s1", "a"), True)
+    check(r.smismember("s1", ["a", "z"]), [True, False])
+    check(r.scard("s1"), 3)
+    check(r.sinter("s1", "s2"), {b"b", b"c"})
+    check(r.sunion("s1", "s2"), {b"a", b"b", b"c", b"d"})
+    check(r.sdiff("s1", "s2"), {b"a"})
+    check(r.sinterstore("s3", ["s1", "s2"]), 2)
+    check(r.srem("s1", "a"), 1)
+    check(r.spop("s3") in (b"b", b"c"), True)
+    check(r.srandmember("s2") in (b"b", b"c", b"d"), True)
+    check(r.smove("s2", "s1", "d"), True)
+    check(set(r.sscan_iter("s1")), {b"b", b"c", b"d"})
+
+
+def zsets(r):
+    check(r.zadd("z", {"a": 1, "b": 2.5, "c": 3}), 3)
+    check(r.zscore("z", "b"), 2.5)
+    check(r.zincrby("z", 1, "a"), 2.0)
+    check(r.zcard("z"), 3)
+    check(r.zrange("z", 0, -1), [b"a", b"b", b"c"])
+    check(r.zrange("z", 0, -1, withscores=True), [(b"a", 2.0), (b"b", 2.5), (b"c", 3.0)])
+    check(r.zrevrange("z", 0, 0, withscores=True), [(b"c", 3.0)])
+    check(r.zrangebyscore("z", 2.2, "+inf"), [b"b", b"c"])
+    check(r.zrank("z", "c"), 2)
+    check(r.zcount("z", "-inf", 2.5), 2)
+    check(r.zmscore("z", ["a", "nope"]), [2.0, None])
+    check(r.zpopmin("z"), [(b"a", 2.0)])
+    check(r.zpopmax("z", 2), [(b"c", 3.0), (b"b", 2.5)])
+    check(r.exists("z"), 0)
+    check(r.zadd("z", {"m": 1}, incr=True), 1.0)
+    check(dict(r.zscan_iter("z")), {b"m": 1.0})
+
+
+def transactions(r):
+    pipe = r.pipeline()
+    pipe.set("t", "1").incr("t").get("t").lpush("tl", "x")
+    check(pipe.execute(), [True, 2, b"2", 1])
+    plain = r.pipeline(transaction=False)
+    for index in range(100):
+        plain.incr("counter")
+    check(plain.execute()[-1], 100)
+
+    def add_one(pipe):
+        value = int(pipe.get("t"))
+        pipe.multi()
+        pipe.set("t", value + 1)
+
+    check(r.transaction(add_one, "t"), [True])
+    check(r.get("t"), b"3")
+    # A watched key changed by another client: the EXEC is refused.
+    pipe = r.pipeline()
+    pipe.watch("t")
+    r.set("t", "other")
+    pipe.multi()
+    pipe.set("t", "mine")
+    raises(redis.WatchError, pipe.execute)
+    check(r.get("t"), b"other")
+    pipe.reset()
+    # A queued error aborts the whole transaction, as in Redis.
+    pipe = r.pipeline()
+    pipe.set("t", "x")
+    pipe.execute_command("NOSUCH")
+    raises(redis.ResponseError, pipe.execute)
+    check(r.get("t"), b"other")
+
+
+def server(r):
+    check(r.client_setname("py"), True)
+    check(r.client_getname(), "py")
+    check(isinstance(r.client_id(), int), True)
+    check(any(client["name"] == "py" for client in r.client_list()), True)
+    check(r.client_info()["name"], "py")
+    info = r.info()
+    check(info["redis_version"], "7.0.15")
+    check(info["connected_clients"] >= 1, True)
+    r.set("k", "v")
+    check(r.info("keyspace")["db0"]["keys"], 1)
+    seconds, micros = r.time()
+    check(seconds > 1_600_000_000 and 0 <= micros < 1_000_000, True)
+    check(r.config_get("appendonly"), {"appendonly": "yes"})
+    check(r.config_get("maxc*"), {"maxclients": "10000"})
+    check(r.command_count() > 100, True)
+    commands = r.command()
+    check(commands["get"]["arity"], 2)
+    check(commands["zadd"]["arity"], -4)
+    check(r.echo("hi"), b"hi")
+    check(r.flushall(), True)
+    check(r.dbsize(), 0)
+
+
+def run(r, label):
+    for group in (strings_and_keys, expiry, hashes, lists, sets, zsets, transactions, server):
+        r.flushall()
+        group(r)
+    print(f"{label}: ok")
+
+
+def main():
+    port = int(sys.argv[1])
+    default = redis.Redis(host="127.0.0.1", port=port)
+    # The default protocol of redis-py 8 is RESP3, negotiated with HELLO 3.
+    check(default.connection_pool.get_connection().get_protocol() in (3, "3"), True)
+    run(default, "default settings (RESP3)")
+    run(redis.Redis(host="127.0.0.1", port=port, protocol=2), "protocol=2")
+    decoded = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+    check(decoded.set("k", "é"), True)
+    check(decoded.get("k"), "é")
+    if len(sys.argv) > 3:
+        password_port, password = int(sys.argv[2]), sys.argv[3]
+        locked = redis.Redis(host="127.0.0.1", port=password_port)
+        raises(redis.AuthenticationError, locked.ping)
+        raises(redis.AuthenticationError, redis.Redis(host="127.0.0.1", port=password_port, password="wrong").ping)
+        for protocol in (2, 3):
+            r = redis.Redis(host="127.0.0.1", port=password_port, password=password, protocol=protocol)
+            check(r.ping(), True)
+            check(r.set("k", "v"), True)
+        print("password: ok")
+    print(f"redis-py {redis.__version__}: {checks} checks passed")
+
+
+main()
