@@ -290,15 +290,7 @@ impl<C> IO<C> {
         B: IoBuf,
         F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
     {
-        let len = buf.bytes_init().min(BUFFER_LIMIT) as u32;
-        let ptr = buf.stable_ptr();
-        let callback = self.callback(Drained { buf, callback });
-        let refused = if len == 0 { INVALID } else { 0 };
-        self.submit_on(socket, refused, callback, |fd| Operation::Send {
-            fd,
-            buf: ptr,
-            len,
-        })
+        self.submit_send(socket, buf, callback, false)
     }
 
     /// Sends as [`send`](IO::send) does, without copying the bytes: the
@@ -321,11 +313,26 @@ impl<C> IO<C> {
         B: IoBuf,
         F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
     {
+        let zero_copy = self.send_zc_native();
+        self.submit_send(socket, buf, callback, zero_copy)
+    }
+
+    /// A send, zero-copy or not: the one body of `send` and `send_zc`.
+    fn submit_send<B, F>(
+        &mut self,
+        socket: Handle,
+        buf: B,
+        callback: F,
+        zero_copy: bool,
+    ) -> CompletionId
+    where
+        B: IoBuf,
+        F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
+    {
         let len = buf.bytes_init().min(BUFFER_LIMIT) as u32;
         let ptr = buf.stable_ptr();
         let callback = self.callback(Drained { buf, callback });
         let refused = if len == 0 { INVALID } else { 0 };
-        let zero_copy = self.send_zc_native();
         self.submit_on(socket, refused, callback, |fd| match zero_copy {
             true => Operation::SendZc { fd, buf: ptr, len },
             false => Operation::Send { fd, buf: ptr, len },
