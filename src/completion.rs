@@ -130,6 +130,11 @@ pub(crate) enum Operation {
     Timeout {
         deadline_ns: u64,
     },
+    /// `shutdown(2)`: `how` is `SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`.
+    Shutdown {
+        fd: Fd,
+        how: i32,
+    },
     /// A multishot accept: one submission, a socket per completion.
     AcceptMulti {
         fd: Fd,
@@ -169,6 +174,7 @@ impl Operation {
             Operation::Poll { .. } => "poll",
             Operation::Cancel { .. } => "cancel",
             Operation::Timeout { .. } => "timeout",
+            Operation::Shutdown { .. } => "shutdown",
             Operation::AcceptMulti { .. } => "accept_multi",
             Operation::RecvMulti { .. } => "recv_multi",
             Operation::SendZc { .. } => "send_zc",

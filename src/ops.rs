@@ -77,6 +77,29 @@ fn count_result(result: i32) -> io::Result<usize> {
     sys::result_from_raw(result).map(|count| count as usize)
 }
 
+/// Which directions [`IO::shutdown`] shuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shutdown {
+    /// No more receiving (`SHUT_RD`): once what arrived is read, receives
+    /// give 0.
+    Read,
+    /// No more sending (`SHUT_WR`): a FIN follows the data sent, the peer
+    /// reads the end of the stream, and later sends get `EPIPE`.
+    Write,
+    /// Both (`SHUT_RDWR`).
+    Both,
+}
+
+impl Shutdown {
+    fn how(self) -> i32 {
+        match self {
+            Shutdown::Read => libc::SHUT_RD,
+            Shutdown::Write => libc::SHUT_WR,
+            Shutdown::Both => libc::SHUT_RDWR,
+        }
+    }
+}
+
 /// An operation with no output: nop, fsync, close, cancel.
 pub(crate) struct Done<F>(pub(crate) F);
 
@@ -434,6 +457,27 @@ impl<C> IO<C> {
             fd,
             datasync: true,
         })
+    }
+
+    /// Shuts down one or both directions of the connected socket `socket`
+    /// (`shutdown(2)`), keeping the socket open: a half-close. After
+    /// `Shutdown::Write` the peer reads the end of the stream once it has
+    /// read what was sent before, while this end can still receive.
+    ///
+    /// Backends: io_uring (`IORING_OP_SHUTDOWN`), epoll (the syscall), and
+    /// the simulator, which models both directions on a connected socket.
+    ///
+    /// # Errors
+    ///
+    /// `ENOTCONN` (not connected, or already reset), `EBADF`, `ENOTSOCK`,
+    /// `ECANCELED`.
+    pub fn shutdown<F>(&mut self, socket: Handle, how: Shutdown, callback: F) -> CompletionId
+    where
+        F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
+    {
+        let callback = self.callback(Done(callback));
+        let how = how.how();
+        self.submit_on(socket, 0, callback, |fd| Operation::Shutdown { fd, how })
     }
 
     /// Closes the descriptor `handle` names. From this call on, the handle

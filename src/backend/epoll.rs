@@ -271,6 +271,11 @@ impl EpollBackend {
                 len,
                 offset,
             } => self.write(fd, buf, len, offset, retry),
+            Operation::Shutdown { fd, how } => {
+                // SAFETY: shutdown(2) takes only integers.
+                let result = unsafe { libc::shutdown(fd, how) };
+                Attempt::Done(result_of(result as isize))
+            }
             Operation::Fsync { fd, datasync } => {
                 let sync = if datasync {
                     libc::fdatasync

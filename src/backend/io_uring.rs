@@ -132,6 +132,7 @@ fn entry_for(operation: &Operation) -> squeue::Entry {
         Operation::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
         Operation::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), events).build(),
         Operation::Cancel { target } => opcode::AsyncCancel::new(target.user_data()).build(),
+        Operation::Shutdown { fd, how } => opcode::Shutdown::new(types::Fd(fd), how).build(),
         Operation::RecvMulti { fd, pool } => opcode::RecvMulti::new(types::Fd(fd), pool).build(),
         Operation::SendZc { fd, buf, len } => opcode::SendZc::new(types::Fd(fd), buf, len)
             .flags(libc::MSG_NOSIGNAL)

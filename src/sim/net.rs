@@ -300,6 +300,7 @@ impl World {
                 (ready != 0).then_some(ready as i32)
             }
             Operation::Fsync { .. } => Some(-libc::EINVAL),
+            Operation::Shutdown { how, .. } => Some(self.shutdown_socket(socket, how)),
             // A connect waits for its handshake, never for readiness.
             Operation::Connect { .. } => None,
             // The loop emulates multishot operations with one-shot ones here.
@@ -372,8 +373,9 @@ impl World {
             .expect("a connected socket's connection is live");
         let arrived = conn.directions[1 - side].arrived;
         if arrived == 0 {
-            // Linux checks for the FIN (`SOCK_DONE`) before the error.
-            if conn.directions[1 - side].fin_arrived {
+            // Linux checks for the FIN (`SOCK_DONE`), and for its own
+            // `shutdown(SHUT_RD)`, before the error.
+            if conn.directions[1 - side].fin_arrived || conn.sides[side].read_shut {
                 return Some(0);
             }
             if let Some(errno) = conn.sides[side].error.take() {
@@ -426,7 +428,8 @@ impl World {
         if let Some(errno) = conn.sides[side].error.take() {
             return Some(-errno);
         }
-        if conn.sides[side].reset {
+        // After a reset, or its own `shutdown(SHUT_WR)` (its FIN is out).
+        if conn.sides[side].reset || conn.directions[side].fin_sent {
             return Some(-libc::EPIPE);
         }
         let room = buffer_bytes.saturating_sub(conn.directions[side].bytes.len());
@@ -492,11 +495,18 @@ impl World {
         let outgoing = &conn.directions[side];
         let end = conn.sides[side];
         let mut ready = 0;
-        if incoming.arrived > 0 || incoming.fin_arrived || end.reset {
+        if incoming.arrived > 0 || incoming.fin_arrived || end.reset || end.read_shut {
             ready |= READABLE;
         }
-        if incoming.fin_arrived || end.reset {
+        if incoming.fin_arrived || end.reset || end.read_shut {
             ready |= READ_HANGUP;
+        }
+        if outgoing.fin_sent {
+            // `SEND_SHUTDOWN`: a send would not block (it fails with EPIPE).
+            ready |= WRITABLE;
+        }
+        if outgoing.fin_sent && end.read_shut {
+            ready |= HANGUP;
         }
         if end.reset {
             ready |= HANGUP | WRITABLE;
@@ -702,6 +712,33 @@ impl World {
         self.nodes.iter().position(|candidate| candidate.ip == ip)
     }
 
+    /// `shutdown(2)` of a socket: `SHUT_WR` sends a FIN behind the data
+    /// (later sends get `EPIPE`), `SHUT_RD` makes receives give 0 once what
+    /// arrived is read. Only a connected socket can be shut down here
+    /// (`ENOTCONN` otherwise; Linux also accepts a listener or a pending
+    /// connect, a difference listed in docs/simulation.md).
+    pub(crate) fn shutdown_socket(&mut self, socket: usize, how: i32) -> i32 {
+        let SocketState::Connected { connection, side } = self.sockets[socket].state else {
+            return -libc::ENOTCONN;
+        };
+        let conn = self
+            .conn_mut(connection)
+            .expect("a connected socket's connection is live");
+        if conn.sides[side].reset {
+            return -libc::ENOTCONN;
+        }
+        if how == libc::SHUT_RD || how == libc::SHUT_RDWR {
+            conn.sides[side].read_shut = true;
+        }
+        let write = how == libc::SHUT_WR || how == libc::SHUT_RDWR;
+        if write && !conn.directions[side].fin_sent {
+            self.fin_send(connection, side);
+        }
+        // Receives waiting on it may now return 0; sends may now fail.
+        self.to_wake.push((socket, Wake::State));
+        0
+    }
+
     /// Closes a socket and frees its slot; returns its waiters, for the
     /// caller to cancel or forget.
     pub(crate) fn close_socket(&mut self, socket: usize, how: CloseHow) -> VecDeque<Parked> {
@@ -745,7 +782,7 @@ impl World {
             conn.directions[1 - side].drop_all();
         } else if unread {
             self.reset_and_forget(connection, side);
-        } else {
+        } else if !conn.directions[side].fin_sent {
             // Data still in flight to it will draw a RST when it arrives.
             self.fin_send(connection, side);
         }

@@ -55,7 +55,7 @@ pub(crate) struct Direction {
     pub(crate) arrived: usize,
     segments: VecDeque<Segment>,
     pub(crate) fin_arrived: bool,
-    fin_sent: bool,
+    pub(crate) fin_sent: bool,
     reset_sent: bool,
     last_arrival_ns: u64,
     /// Data sent into a crashed machine is being retransmitted, since this time.
@@ -105,6 +105,8 @@ pub(crate) struct Side {
     pub(crate) reset: bool,
     /// The error it has yet to report, once.
     pub(crate) error: Option<i32>,
+    /// `shutdown(SHUT_RD)`: once what arrived is read, receives give 0.
+    pub(crate) read_shut: bool,
 }
 
 /// Where the three-way handshake is.

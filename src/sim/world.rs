@@ -860,6 +860,7 @@ pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
         | Operation::Close { fd }
         | Operation::Poll { fd, .. } => Some(fd),
         Operation::AcceptMulti { fd }
+        | Operation::Shutdown { fd, .. }
         | Operation::RecvMulti { fd, .. }
         | Operation::SendZc { fd, .. } => Some(fd),
         Operation::Nop
@@ -891,6 +892,7 @@ fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
         Operation::AcceptMulti { fd } => (13, fd, 0, 0),
         Operation::RecvMulti { fd, pool } => (15, fd, u64::from(pool), 0),
         Operation::SendZc { fd, len, .. } => (16, fd, 0, len),
+        Operation::Shutdown { fd, how } => (17, fd, 0, how as u32),
         Operation::Shot { parent } => (14, 0, u64::from(parent), 0),
     }
 }
