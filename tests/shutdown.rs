@@ -33,10 +33,7 @@ fn recv_once(io: &mut IO<Seen>, socket: Handle, what: &'static str) {
         socket,
         Vec::with_capacity(64),
         move |_, seen, result, buf| {
-            let result = result.map(|count| {
-                assert_eq!(count, buf.len());
-                count
-            });
+            let result = result.inspect(|&count| assert_eq!(count, buf.len()));
             record(seen, what, result);
         },
     );
