@@ -130,6 +130,7 @@ pub use file::FileOptions;
 pub use handle::Handle;
 pub use io::{Stats, IO};
 pub use multishot::Flow;
+pub use net::SocketOption;
 pub use ops::{PollEvents, Shutdown, BUFFER_LIMIT};
 pub use pool::{BufPool, PoolBuf, POOL_BUFFERS_MAX};
 pub use slice::{IoBufExt, Slice};

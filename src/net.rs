@@ -8,6 +8,44 @@ use crate::handle::Handle;
 use crate::io::IO;
 use crate::sys;
 
+/// A socket option for [`IO::set_option`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketOption {
+    /// `SO_REUSEADDR`: bind a port that has connections in `TIME_WAIT`.
+    /// [`IO::listen`] sets it already.
+    ReuseAddress(bool),
+    /// `SO_REUSEPORT`: several sockets (one per thread or process) share
+    /// one port, and the kernel spreads connections over them.
+    ReusePort(bool),
+    /// `SO_KEEPALIVE`: probe an idle connection, so that a vanished peer
+    /// is noticed.
+    KeepAlive(bool),
+    /// `SO_SNDBUF`: the send buffer's size in bytes (the kernel doubles it).
+    SendBufferBytes(u32),
+    /// `SO_RCVBUF`: the receive buffer's size in bytes (the kernel doubles it).
+    RecvBufferBytes(u32),
+    /// `TCP_NODELAY`: no Nagle delay, as [`IO::set_nodelay`].
+    NoDelay(bool),
+}
+
+impl SocketOption {
+    fn setsockopt(self) -> (libc::c_int, libc::c_int, i32) {
+        let bytes = |value: u32| i32::try_from(value).unwrap_or(i32::MAX);
+        match self {
+            SocketOption::ReuseAddress(on) => (libc::SOL_SOCKET, libc::SO_REUSEADDR, i32::from(on)),
+            SocketOption::ReusePort(on) => (libc::SOL_SOCKET, libc::SO_REUSEPORT, i32::from(on)),
+            SocketOption::KeepAlive(on) => (libc::SOL_SOCKET, libc::SO_KEEPALIVE, i32::from(on)),
+            SocketOption::SendBufferBytes(value) => {
+                (libc::SOL_SOCKET, libc::SO_SNDBUF, bytes(value))
+            }
+            SocketOption::RecvBufferBytes(value) => {
+                (libc::SOL_SOCKET, libc::SO_RCVBUF, bytes(value))
+            }
+            SocketOption::NoDelay(on) => (libc::IPPROTO_TCP, libc::TCP_NODELAY, i32::from(on)),
+        }
+    }
+}
+
 fn domain_of(address: &SocketAddr) -> libc::c_int {
     match address {
         SocketAddr::V4(_) => libc::AF_INET,
@@ -59,6 +97,47 @@ impl<C> IO<C> {
                 Err(error)
             }
         }
+    }
+
+    /// Binds `socket` (from [`open_socket`](IO::open_socket)) to a local
+    /// `address` before it connects (`bind(2)`): a chosen source address
+    /// or port. Port 0 picks a free one.
+    ///
+    /// Backends: io_uring and epoll (the syscall), and the simulator, which
+    /// then connects from that address.
+    ///
+    /// # Errors
+    ///
+    /// `EADDRINUSE`, `EADDRNOTAVAIL` (not an address of this machine),
+    /// `EACCES` (a privileged port), `EINVAL` (already bound),
+    /// `EAFNOSUPPORT` (the other family), `EBADF`.
+    pub fn bind(&mut self, socket: Handle, address: SocketAddr) -> io::Result<()> {
+        let fd = self.raw_fd(socket)?;
+        if let Some(sim) = self.sim() {
+            return sim.with_world(|world, node| world.bind(node, fd, address));
+        }
+        sys::bind(fd, &address)
+    }
+
+    /// Sets a socket option that servers and clients commonly need (see
+    /// [`SocketOption`]).
+    ///
+    /// Backends: io_uring and epoll (`setsockopt(2)`); the simulator checks
+    /// that `socket` is a socket and accepts the option: its buffers are
+    /// the world's (`NetworkOptions::buffer_bytes`), segments are never
+    /// coalesced (no Nagle), and it has no keepalive probes yet.
+    ///
+    /// # Errors
+    ///
+    /// `EBADF`, `ENOTSOCK`, `ENOPROTOOPT` (`NoDelay` on a socket that is not
+    /// TCP), `EINVAL`.
+    pub fn set_option(&mut self, socket: Handle, option: SocketOption) -> io::Result<()> {
+        let fd = self.raw_fd(socket)?;
+        if let Some(sim) = self.sim() {
+            return sim.with_world(|world, node| world.socket_of(node, fd).map(drop));
+        }
+        let (level, name, value) = option.setsockopt();
+        sys::setsockopt_int(fd, level, name, value)
     }
 
     /// The address a socket is bound to (`getsockname(2)`).

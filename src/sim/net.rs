@@ -167,6 +167,33 @@ impl World {
         Ok(self.nodes[node].alloc_fd(FdEntry::Socket(socket)))
     }
 
+    /// `bind(2)` of a fresh socket of `node` to `address`, before a
+    /// connect: port 0 picks a free port. `EINVAL` if already bound or not
+    /// fresh, `EAFNOSUPPORT` for the other family, `EADDRNOTAVAIL` for an
+    /// address not the node's, `EADDRINUSE` for a port taken.
+    pub(crate) fn bind(&mut self, node: usize, fd: Fd, address: SocketAddr) -> Result<(), i32> {
+        let socket = self.socket_of(node, fd)?;
+        let state = &self.sockets[socket];
+        if !matches!(state.state, SocketState::Fresh) || state.bound_port.is_some() {
+            return Err(libc::EINVAL);
+        }
+        if state.v6 != address.is_ipv6() {
+            return Err(libc::EAFNOSUPPORT);
+        }
+        let ip = address.ip();
+        if !ip.is_unspecified() && !ip.is_loopback() && ip != self.nodes[node].ip {
+            return Err(libc::EADDRNOTAVAIL);
+        }
+        let port = match address.port() {
+            0 => self.ephemeral_port(node).ok_or(libc::EADDRINUSE)?,
+            port if self.nodes[node].ports.contains_key(&port) => return Err(libc::EADDRINUSE),
+            port => port,
+        };
+        self.port_bind(socket, port);
+        self.sockets[socket].local = Some(SocketAddr::new(ip, port));
+        Ok(())
+    }
+
     /// A free port on `node`, from the ephemeral range.
     fn ephemeral_port(&mut self, node: usize) -> Option<u16> {
         let node = &mut self.nodes[node];
@@ -625,17 +652,24 @@ impl World {
         let Some(peer) = self.route(node, target.ip()) else {
             return self.complete_parked(socket, parked, -libc::ENETUNREACH);
         };
-        let local_ip = if target.ip().is_loopback() || target.ip().is_unspecified() {
-            target.ip()
-        } else {
-            self.nodes[node].ip
+        let local_ip = match self.sockets[socket].local {
+            // Bound to a specific address before the connect.
+            Some(bound) if !bound.ip().is_unspecified() => bound.ip(),
+            _ if target.ip().is_loopback() || target.ip().is_unspecified() => target.ip(),
+            _ => self.nodes[node].ip,
         };
-        let Some(port) = self.ephemeral_port(node) else {
-            return self.complete_parked(socket, parked, -libc::EADDRNOTAVAIL);
+        let port = match self.sockets[socket].bound_port {
+            Some(port) => port,
+            None => {
+                let Some(port) = self.ephemeral_port(node) else {
+                    return self.complete_parked(socket, parked, -libc::EADDRNOTAVAIL);
+                };
+                self.port_bind(socket, port);
+                port
+            }
         };
         let local = SocketAddr::new(local_ip, port);
         let connection = self.connection_open([node, peer], [local, target], socket);
-        self.port_bind(socket, port);
         let socket_state = &mut self.sockets[socket];
         socket_state.local = Some(local);
         socket_state.state = SocketState::Connecting { connection };
