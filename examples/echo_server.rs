@@ -57,6 +57,9 @@ usage: echo_server [--addr HOST:PORT] [--backend io_uring|epoll] [--recv single|
                      buffer (default); multishot: accept_multi, and recv_multi
                      from a pool shared by every connection
   --pool-buffers N   buffers of 16 KiB in the multishot pool (default 4096)
+  --ring FLAGS       io_uring set-up: default (= defer), plain (no task-run
+                     flags), coop (COOP_TASKRUN), or defer (SINGLE_ISSUER and
+                     DEFER_TASKRUN)
   --max-seconds N    exit after about N seconds (default: run forever)
   --help             print this help";
 
@@ -65,6 +68,7 @@ struct Args {
     backend: Option<BackendKind>,
     multishot: bool,
     pool_buffers: u16,
+    ring: Option<String>,
     max_seconds: Option<u64>,
 }
 
@@ -141,6 +145,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         backend: None,
         multishot: false,
         pool_buffers: 4096,
+        ring: None,
         max_seconds: None,
     };
     while let Some(flag) = args.next() {
@@ -160,6 +165,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 "multishot" => parsed.multishot = true,
                 other => return Err(format!("--recv takes single or multishot, not {other:?}")),
             },
+            "--ring" => {
+                let text = value()?;
+                if !matches!(text.as_str(), "default" | "plain" | "coop" | "defer") {
+                    return Err(format!(
+                        "--ring takes default, plain, coop or defer, not {text:?}"
+                    ));
+                }
+                parsed.ring = Some(text);
+            }
             "--pool-buffers" => {
                 let text = value()?;
                 let count = text.parse().map_err(|_| format!("bad number {text:?}"))?;
@@ -188,6 +202,18 @@ fn serve(args: &Args) -> io::Result<()> {
     if let Some(backend) = args.backend {
         config = config.backend(backend);
     }
+    config = match args.ring.as_deref() {
+        Some("plain") => config
+            .coop_taskrun(false)
+            .defer_taskrun(false)
+            .single_issuer(false),
+        Some("coop") => config
+            .defer_taskrun(false)
+            .single_issuer(false)
+            .coop_taskrun(true),
+        Some("defer") => config.defer_taskrun(true),
+        _ => config,
+    };
     // The IO chooses, and may fall back: the line below names the backend
     // that is really running, never the one asked for.
     let mut io: IO<Server> = IO::with_config(config)?;

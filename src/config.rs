@@ -20,14 +20,18 @@ pub struct Config {
     pub(crate) backend: Option<BackendKind>,
     pub(crate) submit_batch: u32,
     pub(crate) features_emulated: bool,
+    pub(crate) coop_taskrun: bool,
+    pub(crate) single_issuer: bool,
+    pub(crate) defer_taskrun: bool,
 }
 
 impl Config {
     /// The defaults: 256 submission-queue entries, 1024 preallocated
     /// completion slots, up to 1 s for the kernel to give back in-flight
     /// operations when the `IO` is dropped, and the backend chosen as
-    /// [`Config::backend`] describes, and submission once per pass (see
-    /// [`Config::submit_batch`]).
+    /// [`Config::backend`] describes, submission once per pass (see
+    /// [`Config::submit_batch`]), and on io_uring a ring set up with
+    /// `SINGLE_ISSUER` and `DEFER_TASKRUN` (see [`Config::defer_taskrun`]).
     pub const fn new() -> Config {
         Config {
             entries: 256,
@@ -36,6 +40,12 @@ impl Config {
             backend: None,
             submit_batch: 0,
             features_emulated: false,
+            coop_taskrun: false,
+            // Measured best for this workload class (docs/benchmarks.md,
+            // "Ring set-up flags"): completion work runs in the loop's own
+            // passes, batched, instead of interrupting it.
+            single_issuer: true,
+            defer_taskrun: true,
         }
     }
 
@@ -105,6 +115,46 @@ impl Config {
     pub const fn emulate_kernel_features(mut self, emulated: bool) -> Config {
         self.features_emulated = emulated;
         self
+    }
+
+    /// io_uring only: the kernel runs completion work when the loop next
+    /// enters the kernel, instead of interrupting the thread for it
+    /// (`IORING_SETUP_COOP_TASKRUN` with `TASKRUN_FLAG`, Linux 5.19). The
+    /// loop enters on every pass that has work, so nothing waits longer.
+    /// Older kernels run without it.
+    pub const fn coop_taskrun(mut self, on: bool) -> Config {
+        self.coop_taskrun = on;
+        self
+    }
+
+    /// io_uring only: promises the kernel that only the thread that made
+    /// the ring submits to it (`IORING_SETUP_SINGLE_ISSUER`, Linux 6.0),
+    /// which an `IO` (neither `Send` nor `Sync`) keeps. Older kernels run
+    /// without it. On by default, with `defer_taskrun`.
+    pub const fn single_issuer(mut self, on: bool) -> Config {
+        self.single_issuer = on;
+        self
+    }
+
+    /// io_uring only: completion work runs only when the loop asks for
+    /// completions (`IORING_SETUP_DEFER_TASKRUN`, Linux 6.1), batched into
+    /// its own thread's passes. Implies [`single_issuer`](Config::single_issuer).
+    /// Older kernels run without it. On by default: in the echo benchmark it
+    /// was the best of plain, `COOP_TASKRUN` and this on most rows.
+    pub const fn defer_taskrun(mut self, on: bool) -> Config {
+        self.defer_taskrun = on;
+        if on {
+            self.single_issuer = true;
+        }
+        self
+    }
+
+    pub(crate) fn ring_flags(&self) -> crate::backend::io_uring::RingFlags {
+        crate::backend::io_uring::RingFlags {
+            coop_taskrun: self.coop_taskrun,
+            single_issuer: self.single_issuer,
+            defer_taskrun: self.defer_taskrun,
+        }
     }
 
     /// `EINVAL` for settings no backend can honour.

@@ -211,7 +211,7 @@ impl<C> IO<C> {
     /// - what `epoll_create1` returns.
     pub fn with_config(config: Config) -> io::Result<IO<C>> {
         config.validate()?;
-        let backend = select::open(config.backend, config.entries)?;
+        let backend = select::open(config.backend, config.entries, config.ring_flags())?;
         tracing::debug!(target: "ringio", backend = backend.name(), entries = config.entries, "backend chosen");
         IO::from_backend(backend, config)
     }

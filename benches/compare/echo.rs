@@ -149,7 +149,8 @@ fn rows(
         .iter()
         .map(|loads| side(loads, scale, true))
         .collect();
-    let [uring, epoll, tokio, bare, multishot] = [0, 1, 2, 3, 4].map(|index| sides[index].clone());
+    let [uring, epoll, tokio, bare, multishot, coop, plain] =
+        [0, 1, 2, 3, 4, 5, 6].map(|index| sides[index].clone());
     let row = |ringio: &Side, suffix: &str, peer: &str, peer_value: &Side, target| Row {
         name: format!("{name}{suffix}"),
         unit,
@@ -179,6 +180,34 @@ fn rows(
         row(
             &multishot,
             ", ringio multishot",
+            servers::BARE.label,
+            &bare,
+            None,
+        ),
+        row(
+            &coop,
+            ", ringio coop_taskrun",
+            servers::TOKIO.label,
+            &tokio,
+            None,
+        ),
+        row(
+            &coop,
+            ", ringio coop_taskrun",
+            servers::BARE.label,
+            &bare,
+            None,
+        ),
+        row(
+            &plain,
+            ", ringio plain ring",
+            servers::TOKIO.label,
+            &tokio,
+            None,
+        ),
+        row(
+            &plain,
+            ", ringio plain ring",
             servers::BARE.label,
             &bare,
             None,

@@ -52,7 +52,30 @@ pub const RINGIO_MULTISHOT: Contender = Contender {
     backend: Some("io_uring"),
     extra: &["--recv", "multishot"],
 };
-pub const ALL: [Contender; 5] = [RINGIO_IO_URING, RINGIO_EPOLL, TOKIO, BARE, RINGIO_MULTISHOT];
+/// ringio's echo_server on a ring with `COOP_TASKRUN`.
+pub const RINGIO_COOP: Contender = Contender {
+    label: "ringio coop_taskrun (io_uring)",
+    example: "echo_server",
+    backend: Some("io_uring"),
+    extra: &["--ring", "coop"],
+};
+/// ringio's echo_server on a ring with no task-run set-up flags (the
+/// default before they were measured).
+pub const RINGIO_PLAIN: Contender = Contender {
+    label: "ringio plain ring (io_uring)",
+    example: "echo_server",
+    backend: Some("io_uring"),
+    extra: &["--ring", "plain"],
+};
+pub const ALL: [Contender; 7] = [
+    RINGIO_IO_URING,
+    RINGIO_EPOLL,
+    TOKIO,
+    BARE,
+    RINGIO_MULTISHOT,
+    RINGIO_COOP,
+    RINGIO_PLAIN,
+];
 
 impl Contender {
     /// Starts the server, or says why it is not available.

@@ -29,14 +29,11 @@ impl IoUringBackend {
     /// `EINVAL` for zero entries), or `EOPNOTSUPP` when the kernel lacks
     /// `IORING_FEAT_EXT_ARG` (Linux < 5.11), which the loop needs for its wait
     /// timeout.
-    pub(crate) fn new(entries: u32) -> io::Result<IoUringBackend> {
+    pub(crate) fn new(entries: u32, flags: RingFlags) -> io::Result<IoUringBackend> {
         if entries == 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let ring = IoUring::builder()
-            .setup_clamp()
-            .setup_cqsize(entries.saturating_mul(4).min(1 << 16))
-            .build(entries)?;
+        let ring = build_ring(entries, flags)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
         }
@@ -86,6 +83,64 @@ impl IoUringBackend {
         // which the IO keeps alive, unmoved, until the completion with this
         // entry's user_data is reaped, or leaks if it never is (IO::drop).
         unsafe { submission.push(&entry) }.is_ok()
+    }
+}
+
+/// Builds a ring with the set-up flags asked for. A kernel older than a flag
+/// refuses it with `EINVAL`: the ring is then built without the newest
+/// flags, one step at a time (DEFER_TASKRUN, 6.1; SINGLE_ISSUER, 6.0;
+/// COOP_TASKRUN, 5.19), and the loop works the same, a little slower.
+fn build_ring(
+    entries: u32,
+    mut flags: RingFlags,
+) -> io::Result<IoUring<squeue::Entry, cqueue::Entry>> {
+    loop {
+        let mut builder = IoUring::builder();
+        builder
+            .setup_clamp()
+            .setup_cqsize(entries.saturating_mul(4).min(1 << 16));
+        if flags.coop_taskrun {
+            builder.setup_coop_taskrun().setup_taskrun_flag();
+        }
+        if flags.single_issuer {
+            builder.setup_single_issuer();
+        }
+        if flags.defer_taskrun {
+            builder.setup_defer_taskrun().setup_taskrun_flag();
+        }
+        match builder.build(entries) {
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) && flags.any() => {
+                tracing::debug!(target: "ringio", ?flags, "io_uring refused set-up flags; trying fewer");
+                flags = flags.fewer();
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The ring set-up flags of [`Config`](crate::Config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct RingFlags {
+    pub(crate) coop_taskrun: bool,
+    pub(crate) single_issuer: bool,
+    pub(crate) defer_taskrun: bool,
+}
+
+impl RingFlags {
+    fn any(self) -> bool {
+        self.coop_taskrun || self.single_issuer || self.defer_taskrun
+    }
+
+    /// The same without the newest flag that is set.
+    fn fewer(mut self) -> RingFlags {
+        if self.defer_taskrun {
+            self.defer_taskrun = false;
+        } else if self.single_issuer {
+            self.single_issuer = false;
+        } else {
+            self.coop_taskrun = false;
+        }
+        self
     }
 }
 

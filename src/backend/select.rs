@@ -9,7 +9,7 @@ use std::io;
 use std::str::FromStr;
 
 use super::epoll::EpollBackend;
-use super::io_uring::IoUringBackend;
+use super::io_uring::{IoUringBackend, RingFlags};
 use super::AnyBackend;
 
 /// The environment variable that forces a backend: `io_uring` or `epoll`.
@@ -71,19 +71,23 @@ impl FromStr for BackendKind {
 
 /// Opens the backend that `configured`, then `RINGIO_BACKEND`, ask for; with
 /// neither, io_uring, or epoll if io_uring is refused.
-pub(crate) fn open(configured: Option<BackendKind>, entries: u32) -> io::Result<AnyBackend> {
+pub(crate) fn open(
+    configured: Option<BackendKind>,
+    entries: u32,
+    flags: RingFlags,
+) -> io::Result<AnyBackend> {
     let forced = match configured {
         Some(kind) => Some(kind),
         None => backend_from_env()?,
     };
     match forced {
-        Some(BackendKind::IoUring) => IoUringBackend::new(entries).map(AnyBackend::IoUring),
+        Some(BackendKind::IoUring) => IoUringBackend::new(entries, flags).map(AnyBackend::IoUring),
         Some(BackendKind::Epoll) => EpollBackend::new(entries).map(AnyBackend::Epoll),
         Some(BackendKind::Simulator) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a simulated IO comes from ringio::sim::Simulator::io, not from a Config",
         )),
-        None => match IoUringBackend::new(entries) {
+        None => match IoUringBackend::new(entries, flags) {
             Ok(backend) => Ok(AnyBackend::IoUring(backend)),
             Err(error) => {
                 let Some(reason) = refusal_reason(&error) else {
