@@ -54,7 +54,8 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 conformance!(
     send_recv_round_trips_do_not_allocate,
     multishot_receive_round_trips_from_a_pool_do_not_allocate,
-    zero_copy_sends_and_deadlines_do_not_allocate;
+    zero_copy_sends_and_deadlines_do_not_allocate,
+    shutdowns_do_not_allocate;
     kernel_only:
     // The simulator keeps every socket it ever made (a known limit, listed
     // in docs/simulation.md), so socket churn allocates there.
@@ -253,4 +254,33 @@ fn assert_steady_round_trips_do_not_allocate(mut io: IO<PingPong>, mut state: Pi
     assert_eq!(after - before, 0, "allocations during 100,000 round trips");
     assert_eq!(io.stats().callbacks_boxed, 0);
     drop(io);
+}
+
+fn shutdowns_do_not_allocate(backend: Backend) {
+    let (mut io, mut state, _server) = ping_pong(backend);
+    let client = state.client.unwrap();
+    let shut = |io: &mut IO<PingPong>, state: &mut PingPong| {
+        io.shutdown(client, ringio::Shutdown::Write, |_, state, result| {
+            result.expect("shutdown");
+            state.received += 1;
+        });
+        let target = state.received + 1;
+        while state.received < target {
+            io.run_for_ns(state, 1_000_000).unwrap();
+        }
+    };
+    // A second shutdown of the same direction is a no-op that succeeds.
+    for _ in 0..1_000 {
+        shut(&mut io, &mut state);
+    }
+    let before = allocations();
+    for _ in 0..10_000 {
+        shut(&mut io, &mut state);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations during 10,000 shutdowns"
+    );
+    assert_eq!(io.stats().callbacks_boxed, 0);
 }
