@@ -855,8 +855,13 @@ impl<C> IO<C> {
     /// result was already on its way.
     fn stop_multishot(&mut self, parent: u32) {
         let target = self.slots.id(parent);
-        let callback = Callback::new(crate::ops::Done(|_: &mut IO<C>, _: &mut C, _| {}));
-        self.submit_cancel(target, callback);
+        self.cancel_quietly(target);
+    }
+
+    /// Cancels `target` for the loop's own reasons (a stop, a deadline):
+    /// the cancel's own result interests nobody.
+    fn cancel_quietly(&mut self, target: CompletionId) {
+        self.submit_cancel(target, quiet_callback());
     }
 
     /// A result that no callback will see (the handler is gone, or the `IO`
@@ -870,7 +875,9 @@ impl<C> IO<C> {
     /// take it: an accepted socket, a pool's buffer.
     fn release_result(&mut self, operation: Operation, result: i32, flags: u32) {
         match operation {
-            Operation::AcceptMulti { .. } if result >= 0 => self.close_unowned(result),
+            Operation::Accept { .. } | Operation::AcceptMulti { .. } if result >= 0 => {
+                self.close_unowned(result)
+            }
             Operation::RecvMulti { pool, .. } => {
                 if let Some(bid) = crate::pool::buffer_of(flags) {
                     self.pools[usize::from(pool)].give_back(bid);
@@ -965,11 +972,8 @@ impl<C> IO<C> {
         let slot = self.slots.slot_mut(target.slot);
         slot.deadline = NO_DEADLINE;
         slot.timed_out = true;
-        if slot.multishot == Multishot::Emulated {
-            slot.multishot = Multishot::Stopping;
-        }
-        let quiet = Callback::new(crate::ops::Done(|_: &mut IO<C>, _: &mut C, _| {}));
-        self.submit_cancel(target, quiet);
+        // An emulated multishot operation is also marked as stopping there.
+        self.cancel_quietly(target);
     }
 
     /// Cancels the deadline timer in slot `timer`, if it has not fired.
@@ -1149,8 +1153,7 @@ impl<C> IO<C> {
             // next result is its last, and the cancel has done its part.
             Some(State::Kernel) if target_slot.is_some_and(is_emulated_multishot) => {
                 self.slots.slot_mut(target.slot).multishot = Multishot::Stopping;
-                let quiet = Callback::new(crate::ops::Done(|_: &mut IO<C>, _: &mut C, _| {}));
-                self.submit(operation, quiet);
+                self.submit(operation, quiet_callback());
                 self.submit_completed(operation, callback, 0)
             }
             Some(State::Kernel) => self.submit(operation, callback),
@@ -1171,6 +1174,11 @@ fn shot_continues(operation: &Operation, result: i32) -> bool {
         Operation::RecvMulti { .. } => result > 0,
         _ => result >= 0,
     }
+}
+
+/// A callback that does nothing, for operations the loop submits itself.
+fn quiet_callback<C>() -> Callback<C> {
+    Callback::new(crate::ops::Done(|_: &mut IO<C>, _: &mut C, _| {}))
 }
 
 fn is_emulated_multishot<C>(slot: &crate::completion::Slot<C>) -> bool {
@@ -1279,47 +1287,36 @@ impl<C> IO<C> {
         assert_eq!(slot.state, State::Kernel);
         slot.state = State::Completed;
         slot.result = result;
-        self.close_if_accepted(index);
+        self.release_unrun(index);
         let slot = self.slots.slot_mut(index);
         // Last: this may run a user's Drop, which may panic.
         drop(mem::replace(&mut slot.callback, Callback::empty()));
     }
 
-    /// Accepts that completed but whose callbacks never ran hold sockets
-    /// that no handle names yet: close them, so that dropping an `IO` leaks
-    /// no descriptor.
+    /// Completions whose callbacks never ran may hold sockets that no handle
+    /// names yet, or pool buffers: give them back, so that dropping an `IO`
+    /// leaks no descriptor.
     fn close_unclaimed_accepts(&mut self) {
         for index in 0..self.slots.len() {
             let slot = self.slots.slot(index);
             if slot.state != State::Completed {
                 continue;
             }
-            let (result, flags, operation) = (slot.result, slot.flags, slot.operation);
-            match operation {
-                Operation::Shot { parent } => {
-                    self.slots.slot_mut(index).result = -libc::ECANCELED;
-                    self.release_shot(parent, result, flags);
-                }
-                Operation::RecvMulti { .. } => {
-                    self.slots.slot_mut(index).flags = 0;
-                    self.release_result(operation, result, flags);
-                }
-                _ => self.close_if_accepted(index),
-            }
+            self.release_unrun(index);
         }
     }
 
-    fn close_if_accepted(&mut self, index: u32) {
+    /// Gives back what the result in slot `index` holds, once, because its
+    /// callback will never run: the result is replaced so that nothing is
+    /// given back twice.
+    fn release_unrun(&mut self, index: u32) {
         let slot = self.slots.slot_mut(index);
-        let accepts = matches!(
-            slot.operation,
-            Operation::Accept { .. } | Operation::AcceptMulti { .. }
-        );
-        if !accepts || slot.result < 0 {
-            return;
+        let result = mem::replace(&mut slot.result, -libc::ECANCELED);
+        let flags = mem::take(&mut slot.flags);
+        match slot.operation {
+            Operation::Shot { parent } => self.release_shot(parent, result, flags),
+            operation => self.release_result(operation, result, flags),
         }
-        let fd = mem::replace(&mut slot.result, -libc::ECANCELED);
-        self.close_unowned(fd);
     }
 
     fn leak_in_kernel(&mut self, in_kernel: u32) {
