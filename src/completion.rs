@@ -151,6 +151,30 @@ pub(crate) enum Operation {
         fd: Fd,
         pool: u16,
     },
+    /// `preadv(2)`: `count` iovecs at `iovecs`, in the op's `Message`.
+    Readv {
+        fd: Fd,
+        iovecs: *const libc::iovec,
+        count: u32,
+        offset: u64,
+    },
+    /// `pwritev(2)`.
+    Writev {
+        fd: Fd,
+        iovecs: *const libc::iovec,
+        count: u32,
+        offset: u64,
+    },
+    /// `sendmsg(2)`: the header (address, iovecs) in the op's `Message`.
+    SendMsg {
+        fd: Fd,
+        msg: *const libc::msghdr,
+    },
+    /// `recvmsg(2)`: the kernel fills the header's name, flags and control.
+    RecvMsg {
+        fd: Fd,
+        msg: *mut libc::msghdr,
+    },
     /// One result of the multishot operation in slot `parent`, waiting on
     /// `completed` for the parent's callback. Never reaches a backend.
     Shot {
@@ -178,6 +202,10 @@ impl Operation {
             Operation::AcceptMulti { .. } => "accept_multi",
             Operation::RecvMulti { .. } => "recv_multi",
             Operation::SendZc { .. } => "send_zc",
+            Operation::Readv { .. } => "readv",
+            Operation::Writev { .. } => "writev",
+            Operation::SendMsg { .. } => "send_msg",
+            Operation::RecvMsg { .. } => "recv_msg",
             Operation::Shot { .. } => "shot",
         }
     }
@@ -199,8 +227,10 @@ impl Operation {
         match *self {
             Operation::Accept { fd } | Operation::Recv { fd, .. } => Some((fd, readable)),
             Operation::AcceptMulti { fd } | Operation::RecvMulti { fd, .. } => Some((fd, readable)),
-            Operation::Read { fd, .. } => Some((fd, readable)),
+            Operation::Read { fd, .. } | Operation::Readv { fd, .. } => Some((fd, readable)),
+            Operation::RecvMsg { fd, .. } => Some((fd, readable)),
             Operation::Send { fd, .. } | Operation::Write { fd, .. } => Some((fd, writable)),
+            Operation::SendMsg { fd, .. } | Operation::Writev { fd, .. } => Some((fd, writable)),
             Operation::SendZc { fd, .. } => Some((fd, writable)),
             Operation::Connect { fd, .. } => Some((fd, writable)),
             _ => None,

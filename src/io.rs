@@ -89,6 +89,9 @@ pub struct IO<C> {
     /// this Vec may reallocate.
     #[allow(clippy::vec_box)]
     pub(crate) addresses: Vec<Box<RawAddr>>,
+    /// Reused headers, addresses and iovec arrays of vectored and message
+    /// operations, for the same reason.
+    pub(crate) messages: Vec<crate::msg::MessageBox>,
     /// Reused between passes, so that reaping neither allocates nor zeroes.
     reap_batch: Vec<RawCompletion>,
     stats: Stats,
@@ -237,6 +240,7 @@ impl<C> IO<C> {
             completed: Fifo::new(),
             timers: Timers::new(now_ns),
             addresses: Vec::new(),
+            messages: Vec::new(),
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
             stats: Stats::default(),
             drop_drain_ns: config.drop_drain_ns,

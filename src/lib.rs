@@ -103,6 +103,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod addr;
 mod backend;
 mod buf;
 mod callback;
@@ -111,6 +112,7 @@ mod config;
 mod file;
 mod handle;
 mod io;
+mod msg;
 mod multishot;
 mod net;
 mod ops;
@@ -119,8 +121,10 @@ pub mod sim;
 mod slice;
 mod sys;
 mod timer;
+mod unix;
 mod waker;
 
+pub use addr::{Address, UnixAddr};
 pub use backend::select::{BackendKind, BACKEND_ENV};
 pub use buf::{AlignedBuf, IoBuf, IoBufMut};
 pub use callback::INLINE_BYTES;
@@ -129,11 +133,13 @@ pub use config::Config;
 pub use file::FileOptions;
 pub use handle::Handle;
 pub use io::{Stats, IO};
+pub use msg::{Received, IOVECS_MAX};
 pub use multishot::Flow;
 pub use net::SocketOption;
 pub use ops::{PollEvents, Shutdown, BUFFER_LIMIT};
 pub use pool::{BufPool, PoolBuf, POOL_BUFFERS_MAX};
 pub use slice::{IoBufExt, Slice};
+pub use unix::SocketType;
 pub use waker::Waker;
 
 /// The size in bytes of one completion slot: the bookkeeping per operation.

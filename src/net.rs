@@ -99,6 +99,38 @@ impl<C> IO<C> {
         }
     }
 
+    /// Opens a UDP socket bound to `address` (port 0 picks a free one:
+    /// read it back with [`local_addr`](IO::local_addr)), close-on-exec.
+    /// Send with [`send_to`](IO::send_to) or [`send_msg`](IO::send_msg),
+    /// receive with [`recv_from`](IO::recv_from) or
+    /// [`recv_msg`](IO::recv_msg); after [`connect`](IO::connect), which for
+    /// UDP only sets the default peer and completes at once, plain
+    /// [`send`](IO::send) and [`recv`](IO::recv) work too.
+    ///
+    /// Backends: io_uring and epoll (the kernel's UDP), and the simulator's
+    /// packet network (loss, duplication, reordering, partitions:
+    /// [`DatagramOptions`](crate::sim::DatagramOptions)).
+    ///
+    /// # Errors
+    ///
+    /// `EADDRINUSE`, `EADDRNOTAVAIL`, `EACCES` (a privileged port), and the
+    /// errors of `socket(2)`. The socket is closed on error.
+    pub fn open_udp(&mut self, address: SocketAddr) -> io::Result<Handle> {
+        if let Some(sim) = self.sim() {
+            let fd = sim.with_world(|world, node| world.open_udp(node, address))?;
+            return Ok(self.own_new_fd(fd));
+        }
+        let fd = sys::socket(domain_of(&address), libc::SOCK_DGRAM, false)?;
+        match sys::bind(fd, &address) {
+            Ok(()) => Ok(self.own_new_fd(fd)),
+            Err(error) => {
+                // The socket never left this function: report the bind's error.
+                let _ = sys::close(fd);
+                Err(error)
+            }
+        }
+    }
+
     /// Binds `socket` (from [`open_socket`](IO::open_socket)) to a local
     /// `address` before it connects (`bind(2)`): a chosen source address
     /// or port. Port 0 picks a free one.

@@ -255,11 +255,25 @@ impl<C> IO<C> {
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
+        self.connect_raw(socket, RawAddr::from_socket_addr(&address), callback)
+    }
+
+    /// A connect to an address of any family: the body of
+    /// [`connect`](IO::connect) and [`connect_unix`](IO::connect_unix).
+    pub(crate) fn connect_raw<F>(
+        &mut self,
+        socket: Handle,
+        address: RawAddr,
+        callback: F,
+    ) -> CompletionId
+    where
+        F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
+    {
         let mut raw = self
             .addresses
             .pop()
             .unwrap_or_else(|| Box::new(RawAddr::zeroed()));
-        *raw = RawAddr::from_socket_addr(&address);
+        *raw = address;
         let (addr, addr_len) = (raw.as_ptr(), raw.len);
         let handler = Connected {
             address: raw,

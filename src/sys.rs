@@ -128,6 +128,29 @@ impl RawAddr {
         raw
     }
 
+    /// Stores `value`, a `sockaddr_*` of `len` meaningful bytes.
+    pub(crate) fn set<T: Copy>(&mut self, value: T, len: libc::socklen_t) {
+        const { assert!(mem::size_of::<T>() <= mem::size_of::<libc::sockaddr_storage>()) };
+        let target = (&mut self.storage as *mut libc::sockaddr_storage).cast::<T>();
+        // SAFETY: sockaddr_storage is at least as large as T (checked above)
+        // and aligned for every socket address type.
+        unsafe { std::ptr::write(target, value) };
+        self.len = len;
+    }
+
+    /// The address, of either kind. `EAFNOSUPPORT` for another family.
+    pub(crate) fn address(&self) -> io::Result<crate::addr::Address> {
+        if self.storage.ss_family as libc::c_int == libc::AF_UNIX {
+            let source = (&self.storage as *const libc::sockaddr_storage).cast();
+            // SAFETY: the family says the storage holds a sockaddr_un, and
+            // sockaddr_storage is larger than and aligned for it.
+            let sun: &libc::sockaddr_un = unsafe { &*source };
+            let unix = crate::addr::UnixAddr::from_raw(sun, self.len as usize);
+            return Ok(crate::addr::Address::Unix(unix));
+        }
+        self.socket_addr().map(crate::addr::Address::Ip)
+    }
+
     pub(crate) fn as_ptr(&self) -> *const libc::sockaddr {
         (&self.storage as *const libc::sockaddr_storage).cast()
     }
@@ -199,6 +222,39 @@ pub(crate) fn bind(fd: Fd, addr: &SocketAddr) -> io::Result<()> {
     let raw = RawAddr::from_socket_addr(addr);
     // SAFETY: `raw` outlives the call and `raw.len` is its valid length.
     cvt(unsafe { libc::bind(fd, raw.as_ptr(), raw.len) }).map(drop)
+}
+
+pub(crate) fn bind_raw(fd: Fd, raw: &RawAddr) -> io::Result<()> {
+    // SAFETY: `raw` outlives the call and `raw.len` is its valid length.
+    cvt(unsafe { libc::bind(fd, raw.as_ptr(), raw.len) }).map(drop)
+}
+
+/// `getsockname(2)` (`peer` false) or `getpeername(2)`, of any family.
+pub(crate) fn name_of(fd: Fd, peer: bool) -> io::Result<crate::addr::Address> {
+    let mut raw = RawAddr::zeroed();
+    let call = if peer {
+        libc::getpeername
+    } else {
+        libc::getsockname
+    };
+    // SAFETY: `raw` is writable storage of `raw.len` bytes and outlives the call.
+    cvt(unsafe { call(fd, raw.as_mut_ptr(), &mut raw.len) })?;
+    raw.address()
+}
+
+/// `socketpair(2)` of Unix sockets of `kind`, close-on-exec.
+pub(crate) fn socketpair(kind: libc::c_int) -> io::Result<(Fd, Fd)> {
+    let mut fds = [0 as Fd; 2];
+    // SAFETY: `fds` has room for the two descriptors the call writes.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            kind | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok((fds[0], fds[1]))
 }
 
 pub(crate) fn listen(fd: Fd, backlog: u32) -> io::Result<()> {

@@ -271,6 +271,32 @@ impl EpollBackend {
                 len,
                 offset,
             } => self.write(fd, buf, len, offset, retry),
+            Operation::Readv {
+                fd,
+                iovecs,
+                count,
+                offset,
+            } => self.readv(fd, iovecs, count, offset, retry),
+            Operation::Writev {
+                fd,
+                iovecs,
+                count,
+                offset,
+            } => self.writev(fd, iovecs, count, offset, retry),
+            Operation::SendMsg { fd, msg } => {
+                let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+                // SAFETY: `msg` and everything it points at live in the
+                // operation's message, owned by the handler until the
+                // completion is reaped.
+                let result = unsafe { libc::sendmsg(fd, msg, flags) };
+                would_block_or(result, fd, WRITABLE)
+            }
+            Operation::RecvMsg { fd, msg } => {
+                // SAFETY: as for SendMsg; the kernel writes only into the
+                // buffers, name and control room the header describes.
+                let result = unsafe { libc::recvmsg(fd, msg, libc::MSG_DONTWAIT) };
+                would_block_or(result, fd, READABLE)
+            }
             Operation::Shutdown { fd, how } => {
                 // SAFETY: shutdown(2) takes only integers.
                 let result = unsafe { libc::shutdown(fd, how) };
@@ -303,35 +329,81 @@ impl EpollBackend {
     /// socket, character device, where `pread` is `ESPIPE`) a non-blocking
     /// `read` that waits for readiness, as io_uring does for such files.
     fn read(&mut self, fd: Fd, buf: *mut u8, len: u32, offset: u64, retry: bool) -> Attempt {
-        if !retry {
+        let len = len as usize;
+        let at = |offset: i64| {
             // SAFETY: `buf` is valid for writes of `len` bytes, owned by the
             // handler until the completion is reaped. The IO checked that
             // `offset` fits in an off_t.
-            let result = unsafe { libc::pread(fd, buf.cast(), len as usize, offset as i64) };
-            let result = result_of(result);
-            // A stream has no offsets: io_uring reads one at 0 and refuses others.
-            if result != -libc::ESPIPE || offset != 0 {
-                return Attempt::Done(result);
-            }
-        }
-        if let Err(error) = self.ensure_nonblocking(fd) {
-            return Attempt::Done(error);
-        }
-        if !retry {
-            self.syscalls += 1; // the pread above was one already
-        }
+            unsafe { libc::pread(fd, buf.cast(), len, offset) }
+        };
         // SAFETY: as above.
-        let result = unsafe { libc::read(fd, buf.cast(), len as usize) };
-        would_block_or(result, fd, READABLE)
+        let streamed = || unsafe { libc::read(fd, buf.cast(), len) };
+        self.transfer(fd, offset, retry, READABLE, at, streamed)
     }
 
     /// A positional write; see [`EpollBackend::read`].
     fn write(&mut self, fd: Fd, buf: *const u8, len: u32, offset: u64, retry: bool) -> Attempt {
+        let len = len as usize;
+        // SAFETY: `buf` is valid for reads of `len` bytes, owned by the
+        // handler until the completion is reaped.
+        let at = |offset: i64| unsafe { libc::pwrite(fd, buf.cast(), len, offset) };
+        // SAFETY: as above.
+        let streamed = || unsafe { libc::write(fd, buf.cast(), len) };
+        self.transfer(fd, offset, retry, WRITABLE, at, streamed)
+    }
+
+    /// A vectored positional read; see [`EpollBackend::read`].
+    fn readv(
+        &mut self,
+        fd: Fd,
+        iovecs: *const libc::iovec,
+        count: u32,
+        offset: u64,
+        retry: bool,
+    ) -> Attempt {
+        let count = count as libc::c_int;
+        // SAFETY: `iovecs` points at `count` iovecs, each valid for writes,
+        // in the operation's message, owned by the handler until the
+        // completion is reaped.
+        let at = |offset: i64| unsafe { libc::preadv(fd, iovecs, count, offset) };
+        // SAFETY: as above.
+        let streamed = || unsafe { libc::readv(fd, iovecs, count) };
+        self.transfer(fd, offset, retry, READABLE, at, streamed)
+    }
+
+    /// A vectored positional write; see [`EpollBackend::read`].
+    fn writev(
+        &mut self,
+        fd: Fd,
+        iovecs: *const libc::iovec,
+        count: u32,
+        offset: u64,
+        retry: bool,
+    ) -> Attempt {
+        let count = count as libc::c_int;
+        // SAFETY: `iovecs` points at `count` iovecs, each valid for reads,
+        // owned by the handler until the completion is reaped.
+        let at = |offset: i64| unsafe { libc::pwritev(fd, iovecs, count, offset) };
+        // SAFETY: as above.
+        let streamed = || unsafe { libc::writev(fd, iovecs, count) };
+        self.transfer(fd, offset, retry, WRITABLE, at, streamed)
+    }
+
+    /// The body of every positional transfer: `at(offset)` once, at once;
+    /// on a stream, which has no offsets (`ESPIPE`), `streamed()` on a
+    /// non-blocking fd, waiting for `interest` when it would block. io_uring
+    /// does the same with a stream at offset 0, and refuses other offsets.
+    fn transfer(
+        &mut self,
+        fd: Fd,
+        offset: u64,
+        retry: bool,
+        interest: u32,
+        at: impl FnOnce(i64) -> isize,
+        streamed: impl FnOnce() -> isize,
+    ) -> Attempt {
         if !retry {
-            // SAFETY: `buf` is valid for reads of `len` bytes, owned by the
-            // handler until the completion is reaped.
-            let result = unsafe { libc::pwrite(fd, buf.cast(), len as usize, offset as i64) };
-            let result = result_of(result);
+            let result = result_of(at(offset as i64));
             if result != -libc::ESPIPE || offset != 0 {
                 return Attempt::Done(result);
             }
@@ -340,11 +412,9 @@ impl EpollBackend {
             return Attempt::Done(error);
         }
         if !retry {
-            self.syscalls += 1; // the pwrite above was one already
+            self.syscalls += 1; // the positional call above was one already
         }
-        // SAFETY: as above.
-        let result = unsafe { libc::write(fd, buf.cast(), len as usize) };
-        would_block_or(result, fd, WRITABLE)
+        would_block_or(streamed(), fd, interest)
     }
 
     /// Sets `O_NONBLOCK` on `fd` if it is not set, so that a syscall the loop

@@ -195,6 +195,26 @@ fn entry_for(operation: &Operation) -> squeue::Entry {
         Operation::AcceptMulti { fd } => opcode::AcceptMulti::new(types::Fd(fd))
             .flags(libc::SOCK_CLOEXEC)
             .build(),
+        Operation::Readv {
+            fd,
+            iovecs,
+            count,
+            offset,
+        } => opcode::Readv::new(types::Fd(fd), iovecs, count)
+            .offset(offset)
+            .build(),
+        Operation::Writev {
+            fd,
+            iovecs,
+            count,
+            offset,
+        } => opcode::Writev::new(types::Fd(fd), iovecs, count)
+            .offset(offset)
+            .build(),
+        Operation::SendMsg { fd, msg } => opcode::SendMsg::new(types::Fd(fd), msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build(),
+        Operation::RecvMsg { fd, msg } => opcode::RecvMsg::new(types::Fd(fd), msg).build(),
         // A shot is a result already in; it never goes back to the kernel.
         Operation::Shot { .. } => unreachable!("shots are not submitted"),
         // Timeouts live in the user-space heap and never reach a backend.

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::disk::{FileId, InFlightWrite};
+use super::iov::Memory;
 use super::world::{EventKind, FdEntry, World};
 use crate::completion::Operation;
 use crate::file::FileOptions;
@@ -88,13 +89,16 @@ impl World {
         file: FileId,
         access: Access,
     ) {
+        let memory = Memory::of(operation);
         let result = match *operation {
-            Operation::Read {
-                buf, len, offset, ..
-            } => self.file_read(node, process, user_data, file, access, (buf, len, offset)),
-            Operation::Write {
-                buf, len, offset, ..
-            } => self.file_write(node, process, user_data, file, access, (buf, len, offset)),
+            Operation::Read { offset, .. } | Operation::Readv { offset, .. } => {
+                let memory = memory.expect("a read names its memory");
+                self.file_read(node, process, user_data, file, access, (memory, offset))
+            }
+            Operation::Write { offset, .. } | Operation::Writev { offset, .. } => {
+                let memory = memory.expect("a write names its memory");
+                self.file_write(node, process, user_data, file, access, (memory, offset))
+            }
             Operation::Fsync { .. } => self.file_fsync(node, process, user_data, file),
             Operation::Poll { events, .. } => Some(poll_regular(events)),
             // accept, connect, recv and send need a socket.
@@ -123,7 +127,10 @@ impl World {
                 );
                 return self.complete_after(delay_ns, node, process, user_data, 0);
             }
-            Operation::Read { .. } | Operation::Write { .. } => -libc::EISDIR,
+            Operation::Read { .. }
+            | Operation::Write { .. }
+            | Operation::Readv { .. }
+            | Operation::Writev { .. } => -libc::EISDIR,
             Operation::Poll { events, .. } => poll_regular(*events),
             _ => -libc::ENOTSOCK,
         };
@@ -136,15 +143,15 @@ impl World {
         &self,
         access: Access,
         allowed: bool,
-        buf: usize,
-        len: u32,
+        memory: Memory,
         offset: u64,
     ) -> Option<i32> {
         let sector_bytes = self.options.disk.sector_bytes;
-        let misaligned = access.direct
-            && (buf as u64 % sector_bytes != 0
-                || u64::from(len) % sector_bytes != 0
-                || offset % sector_bytes != 0);
+        let mut misaligned = access.direct && offset % sector_bytes != 0;
+        memory.for_each_segment(|buf, len| {
+            misaligned |=
+                access.direct && (buf as u64 % sector_bytes != 0 || len as u64 % sector_bytes != 0);
+        });
         if !allowed {
             Some(libc::EBADF)
         } else if misaligned {
@@ -163,28 +170,25 @@ impl World {
         user_data: u64,
         file: FileId,
         access: Access,
-        (buf, len, offset): (*mut u8, u32, u64),
+        (memory, offset): (Memory, u64),
     ) -> Option<i32> {
-        if let Some(errno) = self.refuse_transfer(access, access.read, buf as usize, len, offset) {
+        let len = memory.len();
+        if let Some(errno) = self.refuse_transfer(access, access.read, memory, offset) {
             return Some(-errno);
         }
         let result = if self.streams.faults.chance(self.options.faults.read) {
             -libc::EIO
         } else {
             let options = &self.options.disk;
-            match self.nodes[node].disk.read(
-                file,
-                offset,
-                len as usize,
-                options,
-                &mut self.streams.disk,
-            ) {
+            match self.nodes[node]
+                .disk
+                .read(file, offset, len, options, &mut self.streams.disk)
+            {
                 Ok(data) => {
-                    // SAFETY: `buf` is this in-flight read's buffer, valid for
-                    // writes of `len` bytes (at most its `bytes_total`), and
-                    // kept allocated and unmoved by the loop core until the
-                    // completion is reaped; nothing else references it now.
-                    unsafe { World::write_user_bytes(buf, len as usize, data) };
+                    // SAFETY: a read's memory (Memory's invariant: in
+                    // flight, kept allocated and unmoved until reaped),
+                    // writable for `len >= data.len()` bytes.
+                    unsafe { memory.write_at(0, data) };
                     data.len() as i32
                 }
                 Err(errno) => -errno,
@@ -207,9 +211,10 @@ impl World {
         user_data: u64,
         file: FileId,
         access: Access,
-        (buf, len, offset): (*const u8, u32, u64),
+        (memory, offset): (Memory, u64),
     ) -> Option<i32> {
-        if let Some(errno) = self.refuse_transfer(access, access.write, buf as usize, len, offset) {
+        let len = memory.len();
+        if let Some(errno) = self.refuse_transfer(access, access.write, memory, offset) {
             return Some(-errno);
         }
         let delay_ns = self.disk_latency(
@@ -222,13 +227,15 @@ impl World {
             return None;
         }
         let disk = &mut self.nodes[node].disk;
-        let grows_by = (offset + u64::from(len)).saturating_sub(disk.len(file));
+        let grows_by = (offset + len as u64).saturating_sub(disk.len(file));
         if disk.used_bytes() + grows_by > self.options.disk.capacity_bytes {
             self.complete_after(delay_ns, node, process, user_data, -libc::ENOSPC);
             return None;
         }
-        // SAFETY: `buf` is this in-flight write's buffer of `len` bytes.
-        let data = unsafe { World::user_bytes(buf, len as usize) }.to_vec();
+        let mut data = Vec::with_capacity(len);
+        // SAFETY: a write's memory (Memory's invariant), initialized for
+        // its whole length.
+        unsafe { memory.gather(len, &mut data) };
         let write = disk.begin_write(InFlightWrite {
             file,
             offset,

@@ -89,10 +89,12 @@
 mod clock;
 mod disk;
 mod files;
+mod iov;
 mod net;
 mod options;
 mod prng;
 mod tcp;
+mod udp;
 pub(crate) mod world;
 
 use std::cell::RefCell;
@@ -104,7 +106,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 pub use options::{
-    ClockOptions, CpuOptions, DiskOptions, FaultOptions, NetworkOptions, SimOptions,
+    ClockOptions, CpuOptions, DatagramOptions, DiskOptions, FaultOptions, NetworkOptions,
+    SimOptions,
 };
 pub use prng::{Prng, Probability};
 

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::iov::Memory;
 use super::prng::Probability;
 use super::tcp::{ConnId, SegmentKind};
 use super::world::{EventKind, FdEntry, Parked, World};
@@ -35,6 +36,12 @@ pub(crate) enum SocketState {
     /// (a failure no connect was there to report); a new connect starts over.
     Dead {
         error: Option<i32>,
+    },
+    /// A UDP socket (`udp.rs`): always bound; `peer` once connected.
+    Datagram {
+        peer: Option<SocketAddr>,
+        queue: VecDeque<super::udp::Datagram>,
+        queued_bytes: usize,
     },
     /// The socket is closed, its slot free for reuse.
     Closed,
@@ -104,7 +111,7 @@ impl World {
         Ok(())
     }
 
-    fn socket_new(
+    pub(crate) fn socket_new(
         &mut self,
         node: usize,
         v6: bool,
@@ -270,6 +277,9 @@ impl World {
     /// Linux refuses it in `TCP_CLOSE`.
     pub(crate) fn peer_addr(&self, node: usize, fd: Fd) -> Result<SocketAddr, i32> {
         let socket = &self.sockets[self.socket_of(node, fd)?];
+        if let SocketState::Datagram { peer, .. } = socket.state {
+            return peer.ok_or(libc::ENOTCONN);
+        }
         let SocketState::Connected { connection, side } = socket.state else {
             return Err(libc::ENOTCONN);
         };
@@ -287,7 +297,12 @@ impl World {
         if let Operation::Connect { addr, addr_len, .. } = parked.operation {
             // SAFETY: the address lives in the handler of this in-flight connect.
             let target = unsafe { crate::sys::socket_addr_from_raw(addr, addr_len) };
+            let datagram = matches!(self.sockets[socket].state, SocketState::Datagram { .. });
             match target {
+                Ok(target) if datagram => {
+                    let result = self.connect_datagram(socket, target);
+                    self.complete_parked(socket, parked, result);
+                }
                 Ok(target) => self.start_connect(socket, parked, target),
                 Err(error) => {
                     let errno = error.raw_os_error().unwrap_or(libc::EINVAL);
@@ -311,17 +326,34 @@ impl World {
 
     /// One attempt at a socket operation: its result, or `None` to wait.
     fn try_socket_operation(&mut self, socket: usize, parked: &Parked) -> Option<i32> {
+        if let SocketState::Datagram { .. } = self.sockets[socket].state {
+            return self.try_datagram_operation(socket, parked);
+        }
+        let memory = Memory::of(&parked.operation);
         match parked.operation {
             Operation::Accept { .. } => self.try_accept(socket),
-            Operation::Recv { buf, len, .. } => self.try_recv(socket, buf, len),
+            Operation::Recv { .. } => self.try_recv(socket, memory?),
+            Operation::RecvMsg { msg, .. } => {
+                let result = self.try_recv(socket, memory?)?;
+                // SAFETY: the header of this in-flight recv_msg. A stream
+                // names no sender per message, as on Linux.
+                unsafe { super::iov::finish_recvmsg(msg, None, false) };
+                Some(result)
+            }
             // A stream has no offsets: Linux refuses any but 0.
-            Operation::Read { offset, .. } | Operation::Write { offset, .. } if offset != 0 => {
+            Operation::Read { offset, .. }
+            | Operation::Write { offset, .. }
+            | Operation::Readv { offset, .. }
+            | Operation::Writev { offset, .. }
+                if offset != 0 =>
+            {
                 Some(-libc::ESPIPE)
             }
-            Operation::Read { buf, len, .. } => self.try_recv(socket, buf, len),
-            Operation::Send { buf, len, .. } | Operation::Write { buf, len, .. } => {
-                self.try_send(socket, buf, len)
-            }
+            Operation::Read { .. } | Operation::Readv { .. } => self.try_recv(socket, memory?),
+            Operation::Send { .. }
+            | Operation::Write { .. }
+            | Operation::Writev { .. }
+            | Operation::SendMsg { .. } => self.try_send(socket, memory?),
             Operation::Poll { events, .. } => {
                 let ready = self.readiness(socket) & (events | UNMASKED);
                 (ready != 0).then_some(ready as i32)
@@ -382,7 +414,7 @@ impl World {
         Some(self.nodes[node].alloc_fd(FdEntry::Socket(accepted)))
     }
 
-    fn try_recv(&mut self, socket: usize, buf: *mut u8, len: u32) -> Option<i32> {
+    fn try_recv(&mut self, socket: usize, memory: Memory) -> Option<i32> {
         let (connection, side) = match &mut self.sockets[socket].state {
             SocketState::Connected { connection, side } => (*connection, *side),
             SocketState::Connecting { .. } => return None,
@@ -410,7 +442,7 @@ impl World {
             }
             return conn.sides[side].reset.then_some(0);
         }
-        let mut count = arrived.min(len as usize);
+        let mut count = arrived.min(memory.len());
         let split = self.options.network.recv_split_probability;
         if count > 1 && self.streams.network.chance(split) {
             count = self.streams.network.range_inclusive(1, count as u64) as usize;
@@ -419,16 +451,12 @@ impl World {
         let incoming = &mut conn.directions[1 - side];
         let (front, back) = incoming.bytes.as_slices();
         let from_front = front.len().min(count);
-        // SAFETY: `buf` is this in-flight recv's buffer, valid for writes of
-        // `len >= count` bytes (at most its `bytes_total`), and kept
-        // allocated and unmoved by the loop core until the completion is
-        // reaped; nothing else references it now.
-        unsafe { World::write_user_bytes(buf, count, &front[..from_front]) };
-        // Stays inside the buffer: `from_front <= count <= len`.
-        let rest = buf.wrapping_add(from_front);
-        // SAFETY: as above, for the `count - from_front` bytes after the
-        // first `from_front`.
-        unsafe { World::write_user_bytes(rest, count - from_front, &back[..count - from_front]) };
+        // SAFETY: a receive's memory (Memory's invariant: in flight, kept
+        // allocated and unmoved until reaped), writable for
+        // `memory.len() >= count` bytes; nothing else references it now.
+        unsafe { memory.write_at(0, &front[..from_front]) };
+        // SAFETY: as above, for the bytes after the first `from_front`.
+        unsafe { memory.write_at(from_front, &back[..count - from_front]) };
         incoming.bytes.drain(..count);
         incoming.arrived -= count;
         // Room opened for the sender.
@@ -438,7 +466,7 @@ impl World {
         Some(count as i32)
     }
 
-    fn try_send(&mut self, socket: usize, buf: *const u8, len: u32) -> Option<i32> {
+    fn try_send(&mut self, socket: usize, memory: Memory) -> Option<i32> {
         let (connection, side) = match &mut self.sockets[socket].state {
             SocketState::Connected { connection, side } => (*connection, *side),
             SocketState::Connecting { .. } => return None,
@@ -466,11 +494,11 @@ impl World {
         if let Some(result) = self.send_fault(connection, side) {
             return Some(result);
         }
-        let count = room.min(len as usize);
-        // SAFETY: `buf` is this in-flight send's buffer of `len` bytes.
-        let data = unsafe { World::user_bytes(buf, count) };
+        let count = room.min(memory.len());
         let conn = self.conn_mut(connection).expect("checked above");
-        conn.directions[side].bytes.extend(data);
+        // SAFETY: a send's memory (Memory's invariant), initialized for
+        // its whole length, of which `count` bytes are taken.
+        unsafe { memory.gather(count, &mut conn.directions[side].bytes) };
         self.send_segment(connection, side, count, SegmentKind::Data);
         Some(count as i32)
     }
@@ -508,6 +536,7 @@ impl World {
                 }
             }
             SocketState::Connecting { .. } | SocketState::Closed => 0,
+            SocketState::Datagram { .. } => self.datagram_readiness(socket),
             SocketState::Connected { connection, side } => {
                 self.connected_readiness(*connection, *side)
             }
@@ -640,7 +669,7 @@ impl World {
             SocketState::Fresh | SocketState::Dead { .. } => None,
             SocketState::Connected { .. } | SocketState::Listening { .. } => Some(libc::EISCONN),
             SocketState::Connecting { .. } => Some(libc::EALREADY),
-            SocketState::Closed => Some(libc::EBADF),
+            SocketState::Closed | SocketState::Datagram { .. } => Some(libc::EBADF),
         };
         let refuse = refuse.or_else(|| {
             (self.sockets[socket].v6 != target.is_ipv6()).then_some(libc::EAFNOSUPPORT)
@@ -735,7 +764,7 @@ impl World {
     }
 
     /// The node that answers for `ip`, seen from `node`.
-    fn route(&self, node: usize, ip: IpAddr) -> Option<usize> {
+    pub(crate) fn route(&self, node: usize, ip: IpAddr) -> Option<usize> {
         if ip.is_loopback() || ip.is_unspecified() {
             return Some(node);
         }
@@ -794,6 +823,7 @@ impl World {
                 conn.sockets[0] = None;
             }
             SocketState::Connected { connection, side } => self.close_end(connection, side, how),
+            SocketState::Datagram { queue, .. } => self.close_datagram(socket, queue),
         }
         self.sockets_free.push(socket);
         waiters

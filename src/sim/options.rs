@@ -23,6 +23,8 @@ pub struct SimOptions {
     pub clocks: ClockOptions,
     /// Virtual CPU time that callbacks cost.
     pub cpu: CpuOptions,
+    /// The packet network that UDP datagrams cross.
+    pub datagram: DatagramOptions,
 }
 
 impl SimOptions {
@@ -42,6 +44,8 @@ impl SimOptions {
         self.disk.latent_error_probability = Probability::NEVER;
         self.disk.corruption_probability = Probability::NEVER;
         self.disk.misdirect_probability = Probability::NEVER;
+        self.datagram.loss_probability = Probability::NEVER;
+        self.datagram.duplicate_probability = Probability::NEVER;
         self
     }
 
@@ -89,11 +93,41 @@ impl SimOptions {
         let cpu = &mut options.cpu;
         cpu.callback_mean_ns = prng.below(2) * prng.below(100_000);
         cpu.per_kib_ns = prng.below(2) * prng.below(2_000);
+        // Drawn last, so that the knobs above keep the values they had.
+        let datagram = &mut options.datagram;
+        datagram.loss_probability = maybe(&mut prng, 100_000);
+        datagram.duplicate_probability = maybe(&mut prng, 20_000);
         options
     }
 }
 
 const SECOND: u64 = 1_000_000_000;
+
+/// The packet network under UDP. Each datagram samples its own latency
+/// from [`NetworkOptions`] (so datagrams overtake each other: reordering
+/// needs no knob of its own), waits behind a clog, is dropped by a
+/// partition, and is dropped at a receiver whose queue holds
+/// `NetworkOptions::buffer_bytes` already (Linux's `SO_RCVBUF`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatagramOptions {
+    /// How often a datagram is lost on the way.
+    pub loss_probability: Probability,
+    /// How often a datagram arrives twice (each copy with its own latency).
+    pub duplicate_probability: Probability,
+    /// The largest datagram a send takes; larger is `EMSGSIZE`. Linux's
+    /// UDP over IPv4 takes 65,507 bytes (65,535 less the IP and UDP headers).
+    pub max_bytes: u32,
+}
+
+impl Default for DatagramOptions {
+    fn default() -> DatagramOptions {
+        DatagramOptions {
+            loss_probability: Probability::percent(1),
+            duplicate_probability: Probability::ppm(2_000),
+            max_bytes: 65_507,
+        }
+    }
+}
 
 /// The simulated network: latency, buffers, partitions and clogs.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -233,7 +233,7 @@ impl World {
     }
 
     /// Whether traffic from `from` to `to` crosses a partition.
-    fn blocked(&self, from: usize, to: usize) -> bool {
+    pub(crate) fn blocked(&self, from: usize, to: usize) -> bool {
         !self.blocked.is_empty() && self.blocked.contains(&(from, to))
     }
 
@@ -519,7 +519,7 @@ impl World {
 
     /// Puts `len` bytes on the link from `from` to `to`: returns when its
     /// last byte has left. Links are per ordered pair of nodes.
-    fn transmit(&mut self, from: usize, to: usize, len: usize) -> u64 {
+    pub(crate) fn transmit(&mut self, from: usize, to: usize, len: usize) -> u64 {
         let bandwidth = self.options.network.bandwidth_bytes_per_s;
         if bandwidth == 0 || len == 0 {
             return self.now_ns;

@@ -71,6 +71,9 @@ pub(crate) struct Node {
     pub(crate) ports: BTreeMap<u16, u32>,
     /// Listening sockets, by port.
     pub(crate) listeners: BTreeMap<u16, Vec<usize>>,
+    /// UDP sockets, by port (UDP's own port space).
+    pub(crate) udp_ports: BTreeMap<u16, usize>,
+    pub(crate) next_udp_port: u16,
     /// When each outgoing link (by target node) is free to send again.
     pub(crate) link_free_ns: Vec<u64>,
     /// Whether the last crash left the node's connections half-open.
@@ -180,6 +183,10 @@ pub(crate) enum EventKind {
     Resume {
         node: usize,
     },
+    /// A datagram (in `World::packets`) reaches its node.
+    DatagramArrive {
+        packet: usize,
+    },
     Weather,
     Heal,
 }
@@ -226,6 +233,8 @@ pub(crate) struct Streams {
     pub(crate) clocks: Prng,
     /// `IO::sim_coin`, the application's own fault points.
     pub(crate) buggify: Prng,
+    /// The packet network's losses and duplicates.
+    pub(crate) datagrams: Prng,
 }
 
 impl Streams {
@@ -241,6 +250,7 @@ impl Streams {
             process: Prng::new(split_mix(&mut splitter)),
             clocks: Prng::new(split_mix(&mut splitter)),
             buggify: Prng::new(split_mix(&mut splitter)),
+            datagrams: Prng::new(split_mix(&mut splitter)),
         }
     }
 }
@@ -267,6 +277,11 @@ pub(crate) struct World {
     pub(crate) to_wake: Vec<(usize, super::net::Wake)>,
     /// The batch of `to_wake` being retried (kept for its capacity).
     pub(crate) wake_batch: Vec<(usize, super::net::Wake)>,
+    /// Datagrams on the wire, by the index their arrival event names.
+    pub(crate) packets: Vec<Option<super::udp::Packet>>,
+    pub(crate) packets_free: Vec<usize>,
+    /// Byte buffers of delivered or dropped datagrams, for reuse.
+    pub(crate) datagram_spares: Vec<Vec<u8>>,
     trace_hash: u64,
     pub(crate) completions: u64,
     weather_scheduled: bool,
@@ -290,6 +305,9 @@ impl World {
             streams: Streams::new(seed),
             to_wake: Vec::new(),
             wake_batch: Vec::new(),
+            packets: Vec::new(),
+            packets_free: Vec::new(),
+            datagram_spares: Vec::new(),
             trace_hash: mix(seed),
             completions: 0,
             weather_scheduled: false,
@@ -315,6 +333,8 @@ impl World {
             next_port: 32768,
             ports: BTreeMap::new(),
             listeners: BTreeMap::new(),
+            udp_ports: BTreeMap::new(),
+            next_udp_port: 32768,
             link_free_ns: Vec::new(),
             crash_half_open: false,
             disk: Disk::new(),
@@ -404,7 +424,11 @@ impl World {
             Operation::Recv { .. }
             | Operation::Send { .. }
             | Operation::Read { .. }
-            | Operation::Write { .. } => result.max(0) as u64,
+            | Operation::Write { .. }
+            | Operation::Readv { .. }
+            | Operation::Writev { .. }
+            | Operation::SendMsg { .. }
+            | Operation::RecvMsg { .. } => result.max(0) as u64,
             _ => 0,
         };
         let mut cost_ns = moved * cpu.per_kib_ns / 1024;
@@ -768,6 +792,7 @@ impl World {
             }
             EventKind::WallJump { node } => self.on_wall_jump(node),
             EventKind::CpuIdle { node } => self.on_cpu_idle(node),
+            EventKind::DatagramArrive { packet } => self.on_datagram_arrive(packet),
             EventKind::Weather => self.on_weather(),
             EventKind::Heal => self.heal(),
         }
@@ -863,6 +888,10 @@ pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
         | Operation::Shutdown { fd, .. }
         | Operation::RecvMulti { fd, .. }
         | Operation::SendZc { fd, .. } => Some(fd),
+        Operation::Readv { fd, .. }
+        | Operation::Writev { fd, .. }
+        | Operation::SendMsg { fd, .. }
+        | Operation::RecvMsg { fd, .. } => Some(fd),
         Operation::Nop
         | Operation::Cancel { .. }
         | Operation::Timeout { .. }
@@ -893,6 +922,14 @@ fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
         Operation::RecvMulti { fd, pool } => (15, fd, u64::from(pool), 0),
         Operation::SendZc { fd, len, .. } => (16, fd, 0, len),
         Operation::Shutdown { fd, how } => (17, fd, 0, how as u32),
+        Operation::Readv {
+            fd, count, offset, ..
+        } => (18, fd, offset, count),
+        Operation::Writev {
+            fd, count, offset, ..
+        } => (19, fd, offset, count),
+        Operation::SendMsg { fd, .. } => (20, fd, 0, 0),
+        Operation::RecvMsg { fd, .. } => (21, fd, 0, 0),
         Operation::Shot { parent } => (14, 0, u64::from(parent), 0),
     }
 }
