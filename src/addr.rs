@@ -150,14 +150,22 @@ impl UnixAddr {
             *to = *from as u8;
         }
         let used = match bytes.first() {
-            // A path ends at its first NUL, whatever the length said.
+            // A path ends at its first NUL, whatever the length said, and
+            // keeps room for one (a 108-byte path without its NUL, which
+            // Linux accepts, is cut to 107).
             Some(&first) if first != 0 => bytes[..used]
                 .iter()
                 .position(|&byte| byte == 0)
-                .unwrap_or(used),
+                .unwrap_or(used)
+                .min(SUN_PATH_BYTES - 1),
             _ => used,
         };
-        UnixAddr::from_sun_path(&bytes[..used.min(SUN_PATH_BYTES - 1)])
+        // Equal names must compare equal: nothing past the name.
+        bytes[used..].fill(0);
+        UnixAddr {
+            bytes,
+            len: used as u8,
+        }
     }
 }
 
