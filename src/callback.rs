@@ -20,16 +20,18 @@ use crate::multishot::Flow;
 /// captured [`Handle`](crate::Handle) (12 bytes) and a `u32`, the common case
 /// for a connection handler: the buffer travels in the handler, and the
 /// closure captures the socket and a connection index.
-const INLINE_WORDS: usize = 5;
+const INLINE_WORDS: usize = 6;
 
-/// Bytes of inline storage a handler may use before it is boxed (40).
+/// Bytes of inline storage a handler may use before it is boxed (48).
 ///
 /// A handler is the closure plus what the operation owns, so for a `recv`
-/// or `send` the buffer counts too: a `Vec<u8>` takes 24 of the 40 bytes,
-/// which leaves 16 for what the closure captures, say a
-/// [`Handle`](crate::Handle) (12) and a `u32`. A `connect` owns a boxed
-/// address (8), leaving 32. A larger handler (or one aligned above 8) is
-/// boxed: one heap allocation for that operation, counted in
+/// or `send` the buffer counts too: a `Vec<u8>` takes 24 of the 48 bytes,
+/// which leaves 24 for what the closure captures, say a
+/// [`Handle`](crate::Handle) (12) and a `u64`. A vectored or message
+/// operation owns its `Vec` of buffers (24) and a pooled message (8),
+/// leaving 16: a `Handle`. A `connect` owns a boxed address (8), leaving
+/// 40. A larger handler (or one aligned above 8) is boxed: one heap
+/// allocation for that operation, counted in
 /// [`Stats::callbacks_boxed`](crate::Stats::callbacks_boxed), which a
 /// steady state that must not allocate can assert is zero.
 pub const INLINE_BYTES: usize = INLINE_WORDS * mem::size_of::<usize>();

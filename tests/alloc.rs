@@ -55,6 +55,8 @@ conformance!(
     send_recv_round_trips_do_not_allocate,
     multishot_receive_round_trips_from_a_pool_do_not_allocate,
     zero_copy_sends_and_deadlines_do_not_allocate,
+    vectored_message_round_trips_do_not_allocate,
+    udp_round_trips_do_not_allocate,
     shutdowns_do_not_allocate;
     kernel_only:
     // The simulator keeps every socket it ever made (a known limit, listed
@@ -281,6 +283,100 @@ fn shutdowns_do_not_allocate(backend: Backend) {
         allocations() - before,
         0,
         "allocations during 10,000 shutdowns"
+    );
+    assert_eq!(io.stats().callbacks_boxed, 0);
+}
+
+/// The server receives with `recv_msg` into two buffers and echoes them
+/// with `send_msg`, reusing the `Vec` of buffers; the client is as above.
+fn server_echo_vectored(io: &mut IO<PingPong>, server: Handle, mut bufs: Vec<Vec<u8>>) {
+    bufs.iter_mut().for_each(Vec::clear);
+    io.recv_msg(server, bufs, Vec::new(), move |io, _, result, bufs, _| {
+        if result.expect("recv_msg").bytes == 0 {
+            return;
+        }
+        io.send_msg(server, bufs, None, move |io, _, result, bufs| {
+            let total: usize = bufs.iter().map(Vec::len).sum();
+            assert_eq!(result.expect("send_msg"), total, "echoed all it received");
+            server_echo_vectored(io, server, bufs);
+        });
+    });
+}
+
+fn vectored_message_round_trips_do_not_allocate(backend: Backend) {
+    let (mut io, state, server) = ping_pong(backend);
+    let bufs = vec![Vec::with_capacity(16), Vec::with_capacity(64)];
+    server_echo_vectored(&mut io, server, bufs);
+    assert_steady_round_trips_do_not_allocate(io, state);
+}
+
+/// Two UDP sockets: `a` sends 64 bytes to `b` with `send_to`, `b` answers
+/// the sender `recv_from` named, and `a` receives the answer. Every
+/// buffer comes back into `spares` and is reused.
+struct Datagrams {
+    a: Handle,
+    b: Handle,
+    b_addr: std::net::SocketAddr,
+    round_trips: u64,
+    spares: Vec<Vec<u8>>,
+}
+
+fn udp_round_trip(io: &mut IO<Datagrams>, state: &mut Datagrams) {
+    let (a, b, b_addr) = (state.a, state.b, state.b_addr);
+    let mut take = || {
+        let mut buf = state.spares.pop().expect("three spare buffers");
+        buf.clear();
+        buf
+    };
+    let (at_b, at_a, mut ping) = (take(), take(), take());
+    ping.resize(64, 9);
+    io.recv_from(b, at_b, move |io, _, result, buf| {
+        let (count, peer) = result.expect("recv_from at b");
+        assert_eq!(count, 64);
+        let peer = peer.expect("a UDP sender has an address");
+        io.send_to(b, buf, peer, |_, state, result, buf| {
+            assert_eq!(result.unwrap(), 64);
+            state.spares.push(buf);
+        });
+    });
+    io.send_to(a, ping, b_addr, |_, state, result, buf| {
+        assert_eq!(result.unwrap(), 64);
+        state.spares.push(buf);
+    });
+    io.recv_from(a, at_a, move |_, state, result, buf| {
+        assert_eq!(result.expect("recv_from at a").0, 64);
+        state.round_trips += 1;
+        state.spares.push(buf);
+    });
+    let target = state.round_trips + 1;
+    io.run(state).unwrap();
+    assert!(state.round_trips == target && state.spares.len() == 3);
+}
+
+fn udp_round_trips_do_not_allocate(backend: Backend) {
+    let mut io: IO<Datagrams> = backend.io();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let a = io.open_udp(any).unwrap();
+    let b = io.open_udp(any).unwrap();
+    let b_addr = io.local_addr(b).unwrap();
+    let mut state = Datagrams {
+        a,
+        b,
+        b_addr,
+        round_trips: 0,
+        spares: (0..3).map(|_| Vec::with_capacity(64)).collect(),
+    };
+    for _ in 0..2_000 {
+        udp_round_trip(&mut io, &mut state);
+    }
+    let before = allocations();
+    for _ in 0..10_000 {
+        udp_round_trip(&mut io, &mut state);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations during 10,000 UDP round trips"
     );
     assert_eq!(io.stats().callbacks_boxed, 0);
 }

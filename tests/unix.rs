@@ -42,7 +42,9 @@ fn unix_pair_through(io: &mut IO<()>, address: &UnixAddr) -> (Handle, Handle) {
     let client = io.open_unix_stream().unwrap();
     let accepted: Rc<Cell<Option<Handle>>> = Rc::default();
     let slot = Rc::clone(&accepted);
-    io.accept(listener, move |_, _, result| slot.set(Some(result.unwrap())));
+    io.accept(listener, move |_, _, result| {
+        slot.set(Some(result.unwrap()))
+    });
     io.connect_unix(client, address, |_, _, result| result.unwrap());
     io.run(&mut ()).unwrap();
     io.close(listener, |_, _, result| result.unwrap());
@@ -86,8 +88,14 @@ fn unix_stream_by_abstract_name_connects_and_reports_names(backend: Backend) {
     let (client, server) = unix_pair_through(&mut io, &address);
     echo_once(&mut io, server, client);
     let local = io.local_address(server).unwrap();
-    assert_eq!(local.as_unix().and_then(UnixAddr::as_abstract_name), Some(name.as_bytes()));
-    assert_eq!(io.local_addr(server).map_err(|e| e.raw_os_error()), Err(Some(libc::EAFNOSUPPORT)));
+    assert_eq!(
+        local.as_unix().and_then(UnixAddr::as_abstract_name),
+        Some(name.as_bytes())
+    );
+    assert_eq!(
+        io.local_addr(server).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EAFNOSUPPORT))
+    );
 }
 
 fn unix_pair_stream_shutdown_write_is_eof_for_the_peer(backend: Backend) {
@@ -100,7 +108,9 @@ fn unix_pair_stream_shutdown_write_is_eof_for_the_peer(backend: Backend) {
     let mut seen = Vec::new();
     io.run(&mut seen).unwrap();
     for _ in 0..2 {
-        io.recv(b, Vec::with_capacity(64), |_, seen, result, _| seen.push(result.unwrap()));
+        io.recv(b, Vec::with_capacity(64), |_, seen, result, _| {
+            seen.push(result.unwrap())
+        });
         io.run(&mut seen).unwrap();
     }
     assert_eq!(seen, [10, 0], "the data, then the end of the stream");
@@ -118,8 +128,12 @@ fn unix_datagrams_carry_their_sender_and_keep_boundaries(backend: Backend) {
     let server = io.open_unix_datagram(Some(&server_name)).unwrap();
     let client = io.open_unix_datagram(Some(&client_name)).unwrap();
     let anonymous = io.open_unix_datagram(None).unwrap();
-    io.send_to(client, b"one".to_vec(), server_name, |_, _, r, _| assert_eq!(r.unwrap(), 3));
-    io.send_to(anonymous, b"two!".to_vec(), server_name, |_, _, r, _| assert_eq!(r.unwrap(), 4));
+    io.send_to(client, b"one".to_vec(), server_name, |_, _, r, _| {
+        assert_eq!(r.unwrap(), 3)
+    });
+    io.send_to(anonymous, b"two!".to_vec(), server_name, |_, _, r, _| {
+        assert_eq!(r.unwrap(), 4)
+    });
     let mut seen = Seen::default();
     for _ in 0..2 {
         io.recv_from(server, Vec::with_capacity(64), |_, seen, result, buf| {
@@ -128,8 +142,15 @@ fn unix_datagrams_carry_their_sender_and_keep_boundaries(backend: Backend) {
         });
     }
     run_until(&mut io, &mut seen, |seen| seen.got.len() == 2);
-    assert_eq!(seen.got[0], (b"one".to_vec(), Some(Address::Unix(client_name))));
-    assert_eq!(seen.got[1], (b"two!".to_vec(), None), "an unnamed sender has no address");
+    assert_eq!(
+        seen.got[0],
+        (b"one".to_vec(), Some(Address::Unix(client_name)))
+    );
+    assert_eq!(
+        seen.got[1],
+        (b"two!".to_vec(), None),
+        "an unnamed sender has no address"
+    );
 }
 
 fn connecting_to_a_missing_path_is_enoent(backend: Backend) {
@@ -137,7 +158,9 @@ fn connecting_to_a_missing_path_is_enoent(backend: Backend) {
     let address = UnixAddr::path(scratch.path("nobody.sock")).unwrap();
     let mut io: IO<Vec<Option<i32>>> = backend.io();
     let client = io.open_unix_stream().unwrap();
-    io.connect_unix(client, &address, |_, seen, result| seen.push(errno(&result)));
+    io.connect_unix(client, &address, |_, seen, result| {
+        seen.push(errno(&result))
+    });
     let mut seen = Vec::new();
     io.run(&mut seen).unwrap();
     assert_eq!(seen, [Some(libc::ENOENT)]);
@@ -158,7 +181,9 @@ fn unix_sockets_exist_on_the_kernel_and_are_eopnotsupp_in_the_simulator(backend:
     let stream = io.open_unix_stream();
     assert_eq!(errno(&stream), expected);
     if let Ok(stream) = stream {
-        io.connect_unix(stream, &address, |_, seen, result| seen.push(errno(&result)));
+        io.connect_unix(stream, &address, |_, seen, result| {
+            seen.push(errno(&result))
+        });
         let mut seen = Vec::new();
         io.run(&mut seen).unwrap();
         assert_eq!(seen, [None], "the listener above is there");
