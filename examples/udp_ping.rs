@@ -148,7 +148,10 @@ fn send_next(io: &mut IO<Ping>, ping: &mut Ping, slot: usize) {
 
 /// Receives one answer, matches it to its send, and keeps receiving.
 fn receive(io: &mut IO<Ping>, ping: &mut Ping) {
-    let buf = ping.spares.pop().unwrap_or_else(|| Vec::with_capacity(ping.size));
+    let buf = ping
+        .spares
+        .pop()
+        .unwrap_or_else(|| Vec::with_capacity(ping.size));
     let socket = ping.socket;
     io.recv_from(socket, buf, |io, ping, result, buf| {
         match result {
@@ -211,7 +214,9 @@ fn run(args: Args) -> io::Result<()> {
         lost: 0,
         late_or_duplicate: 0,
         rtts_ns: Vec::with_capacity(args.count as usize),
-        spares: (0..2 * window + 2).map(|_| Vec::with_capacity(args.size)).collect(),
+        spares: (0..2 * window + 2)
+            .map(|_| Vec::with_capacity(args.size))
+            .collect(),
     };
     let start_ns = io.now_ns();
     receive(&mut io, &mut ping);
@@ -229,7 +234,11 @@ fn run(args: Args) -> io::Result<()> {
 fn summarize(ping: &Ping, elapsed_ns: u64) {
     let mut rtts = ping.rtts_ns.clone();
     rtts.sort_unstable();
-    let percentile = |p: usize| rtts.get(rtts.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
+    let percentile = |p: usize| {
+        rtts.get(rtts.len().saturating_sub(1) * p / 100)
+            .copied()
+            .unwrap_or(0)
+    };
     let per_s = ping.received as u128 * 1_000_000_000 / u128::from(elapsed_ns);
     if ping.late_or_duplicate > 0 {
         println!("late or duplicate answers: {}", ping.late_or_duplicate);

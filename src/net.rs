@@ -88,15 +88,7 @@ impl<C> IO<C> {
         let result = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
             .and_then(|()| sys::bind(fd, &address))
             .and_then(|()| sys::listen(fd, backlog));
-        match result {
-            Ok(()) => Ok(self.own_new_fd(fd)),
-            Err(error) => {
-                // The socket never left this function: the set-up error is
-                // the one to report, whatever close says.
-                let _ = sys::close(fd);
-                Err(error)
-            }
-        }
+        self.own_or_close(fd, result)
     }
 
     /// Opens a UDP socket bound to `address` (port 0 picks a free one:
@@ -121,14 +113,8 @@ impl<C> IO<C> {
             return Ok(self.own_new_fd(fd));
         }
         let fd = sys::socket(domain_of(&address), libc::SOCK_DGRAM, false)?;
-        match sys::bind(fd, &address) {
-            Ok(()) => Ok(self.own_new_fd(fd)),
-            Err(error) => {
-                // The socket never left this function: report the bind's error.
-                let _ = sys::close(fd);
-                Err(error)
-            }
-        }
+        let result = sys::bind(fd, &address);
+        self.own_or_close(fd, result)
     }
 
     /// Binds `socket` (from [`open_socket`](IO::open_socket)) to a local
@@ -217,5 +203,23 @@ impl<C> IO<C> {
             libc::TCP_NODELAY,
             i32::from(nodelay),
         )
+    }
+
+    /// Takes `fd` into the table if its set-up `result` is fine; else
+    /// closes it and reports the set-up error.
+    pub(crate) fn own_or_close(
+        &mut self,
+        fd: sys::Fd,
+        result: io::Result<()>,
+    ) -> io::Result<Handle> {
+        match result {
+            Ok(()) => Ok(self.own_new_fd(fd)),
+            Err(error) => {
+                // The socket never left the IO: the set-up error is the one
+                // to report, whatever close says.
+                let _ = sys::close(fd);
+                Err(error)
+            }
+        }
     }
 }

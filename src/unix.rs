@@ -172,18 +172,4 @@ impl<C> IO<C> {
         }
         sys::name_of(fd, true)
     }
-
-    /// Takes `fd` into the table if its set-up `result` is fine; else
-    /// closes it and reports the set-up error.
-    fn own_or_close(&mut self, fd: sys::Fd, result: io::Result<()>) -> io::Result<Handle> {
-        match result {
-            Ok(()) => Ok(self.own_new_fd(fd)),
-            Err(error) => {
-                // The socket never left this module: the set-up error is
-                // the one to report, whatever close says.
-                let _ = sys::close(fd);
-                Err(error)
-            }
-        }
-    }
 }
