@@ -185,7 +185,7 @@ fn write_outputs(
 ) -> std::io::Result<()> {
     let json_path = process::output_dir().join("results.json");
     report::write_json(&json_path, sections)?;
-    let docs_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
+    let docs_path = process::workspace_root().join("docs/benchmarks.md");
     report::write_docs(&docs_path, options, sections, run)?;
     eprintln!(
         "compare: wrote {} and {}",

@@ -10,35 +10,60 @@ use std::time::{Duration, Instant};
 
 use crate::system;
 
-/// The examples the echo, kv and memory workloads run as servers.
-pub const EXAMPLES: [&str; 4] = [
-    "echo_server",
-    "bench_tokio_echo",
-    "bench_uring_echo",
-    "kv_server",
-];
+/// ringio's own examples the echo, kv and memory workloads run as servers.
+pub const RINGIO_EXAMPLES: [&str; 2] = ["echo_server", "kv_server"];
+/// The peer servers, examples of this package (`benches/peers/`).
+pub const PEER_EXAMPLES: [&str; 2] = ["bench_tokio_echo", "bench_uring_echo"];
+
+/// The repository root: this package lives in its `benches/` folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ has a parent")
+        .to_path_buf()
+}
+
+/// The cargo profile folder this bench was built into (`target/release`, or
+/// its equivalent under `CARGO_TARGET_DIR`): the bench binary runs from its
+/// `deps/` folder, and the examples it builds land in its `examples/`.
+fn profile_dir() -> PathBuf {
+    let from_exe = std::env::current_exe().ok().and_then(|exe| {
+        let deps = exe.parent()?;
+        (deps.file_name()? == "deps").then(|| deps.parent().map(Path::to_path_buf))?
+    });
+    from_exe.unwrap_or_else(|| workspace_root().join("target/release"))
+}
 
 /// Where every artifact of the harness goes: results, data files, logs.
 pub fn output_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ringio-bench")
+    profile_dir()
+        .parent()
+        .map_or_else(|| workspace_root().join("target"), Path::to_path_buf)
+        .join("ringio-bench")
 }
 
 /// Builds the server examples in release mode with the same cargo that runs
-/// this bench, niced so the shared machine stays usable.
+/// this bench, niced so the shared machine stays usable: ringio's examples
+/// from the `ringio` package, the peers from this one.
 pub fn build_examples() -> io::Result<()> {
+    build_package_examples("ringio", &RINGIO_EXAMPLES)?;
+    build_package_examples(env!("CARGO_PKG_NAME"), &PEER_EXAMPLES)
+}
+
+fn build_package_examples(package: &str, examples: &[&str]) -> io::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--release", "--quiet"]);
-    for example in EXAMPLES {
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--quiet", "-p", package]);
+    for example in examples {
         command.args(["--example", example]);
     }
     system::nice_child(&mut command, 10);
     let status = command.status()?;
     if !status.success() {
         return Err(io::Error::other(format!(
-            "cargo build of the examples failed: {status}"
+            "cargo build of {package}'s examples failed: {status}"
         )));
     }
     Ok(())
@@ -46,9 +71,7 @@ pub fn build_examples() -> io::Result<()> {
 
 /// The path of a release example binary.
 pub fn example_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/release/examples")
-        .join(name)
+    profile_dir().join("examples").join(name)
 }
 
 /// A running server. Dropping it kills the process and reaps it.

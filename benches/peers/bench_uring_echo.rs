@@ -3,7 +3,7 @@
 //! show the floor under ringio's overhead.
 //!
 //! ```text
-//! cargo run --release --example bench_uring_echo -- --addr 127.0.0.1:0
+//! cargo run --release -p ringio-bench --example bench_uring_echo -- --addr 127.0.0.1:0
 //! ```
 //!
 //! One ring, one thread. Each connection owns a 16 KiB buffer (the size
