@@ -69,6 +69,52 @@ fn build_package_examples(package: &str, examples: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
+/// The C liburing peer's source, built by [`build_c_peer`].
+const C_PEER_SOURCE: &str = "benches/peers/uring_echo.c";
+
+/// Builds the C liburing echo server (`benches/peers/uring_echo.c`) with
+/// `cc -O2 ... -luring`, once per run, into the output directory. Only the
+/// harness builds it, at run time, so `cargo test` and clippy never need a
+/// C compiler or liburing. `Err` says what is missing.
+pub fn build_c_peer() -> Result<PathBuf, String> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let binary = output_dir().join("uring_echo");
+            std::fs::create_dir_all(output_dir()).map_err(|error| error.to_string())?;
+            let source = workspace_root().join(C_PEER_SOURCE);
+            let mut command = Command::new("cc");
+            command
+                .args(["-O2", "-Wall", "-o"])
+                .arg(&binary)
+                .arg(&source)
+                .arg("-luring");
+            system::nice_child(&mut command, 10);
+            let output = command.output().map_err(|error| match error.kind() {
+                io::ErrorKind::NotFound => {
+                    "no C compiler: `cc` is not on the PATH (apt-get install gcc)".to_string()
+                }
+                _ => format!("cc: {error}"),
+            })?;
+            if output.status.success() {
+                return Ok(binary);
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if stderr.contains("liburing.h") || stderr.contains("-luring") {
+                return Err(format!(
+                    "liburing is not installed (apt-get install liburing-dev): cc: {}",
+                    stderr.lines().next().unwrap_or_default()
+                ));
+            }
+            Err(format!(
+                "cc {C_PEER_SOURCE} failed ({}): {}",
+                output.status,
+                stderr.trim()
+            ))
+        })
+        .clone()
+}
+
 /// The path of a release example binary.
 pub fn example_path(name: &str) -> PathBuf {
     profile_dir().join("examples").join(name)
