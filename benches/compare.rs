@@ -1,14 +1,17 @@
-//! The side-by-side comparison: ringio against the bare io-uring crate,
-//! tokio, fio and redis-server, on NOPs, timers, TCP echo, storage, a
-//! Redis-protocol server and memory.
+//! The side-by-side comparison: ringio against the bare io-uring crate, a
+//! C liburing server, tokio, fio and redis-server, on NOPs, timers, TCP
+//! echo, storage, a Redis-protocol server and memory.
 //!
 //! ```text
 //! cargo bench --bench compare              # the full run
 //! cargo bench --bench compare -- --quick   # shorter runs, under 3 minutes
+//! cargo bench --bench compare -- --help    # every option
 //! ```
 //!
-//! The harness builds every contender itself (the server examples, in
-//! release mode), pins servers and in-process contenders to core 0 and the
+//! The harness builds every contender itself (ringio's server examples and
+//! this package's peer examples in release mode, and the C liburing peer,
+//! `benches/peers/uring_echo.c`, with `cc ... -luring` when the echo
+//! workload starts), pins servers and in-process contenders to core 0 and the
 //! load client to core 1, alternates contenders run by run, and reports the
 //! median of five runs with min and max. It writes
 //! `target/ringio-bench/results.json` and regenerates the marked region of
@@ -185,7 +188,7 @@ fn write_outputs(
 ) -> std::io::Result<()> {
     let json_path = process::output_dir().join("results.json");
     report::write_json(&json_path, sections)?;
-    let docs_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
+    let docs_path = process::workspace_root().join("docs/benchmarks.md");
     report::write_docs(&docs_path, options, sections, run)?;
     eprintln!(
         "compare: wrote {} and {}",

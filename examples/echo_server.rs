@@ -27,6 +27,7 @@ use std::process::ExitCode;
 use std::collections::VecDeque;
 
 use ringio::{BackendKind, BufPool, Config, Flow, Handle, IoBufExt, PoolBuf, Slice, IO};
+use slab::Slab;
 
 #[path = "common/stdout.rs"]
 mod stdout;
@@ -95,9 +96,8 @@ struct Connection {
 /// The application state every callback receives.
 struct Server {
     listener: Handle,
-    /// Connections by index; `None` marks a free entry.
-    connections: Vec<Option<Connection>>,
-    free_indices: Vec<u32>,
+    /// Connections by index (a slab reuses the index of a closed one).
+    connections: Slab<Connection>,
     /// Buffers of closed connections, reused by new ones.
     spare_buffers: Vec<Vec<u8>>,
     accepted: u64,
@@ -277,8 +277,7 @@ impl Server {
     fn new(listener: Handle) -> Server {
         Server {
             listener,
-            connections: Vec::new(),
-            free_indices: Vec::new(),
+            connections: Slab::new(),
             spare_buffers: Vec::new(),
             accepted: 0,
             closed: 0,
@@ -291,8 +290,8 @@ impl Server {
     }
 
     fn connection(&mut self, index: u32) -> &mut Connection {
-        self.connections[index as usize]
-            .as_mut()
+        self.connections
+            .get_mut(index as usize)
             .expect("a connection with an operation in flight is open")
     }
 
@@ -303,18 +302,13 @@ impl Server {
     }
 
     fn insert(&mut self, connection: Connection) -> u32 {
-        if let Some(index) = self.free_indices.pop() {
-            self.connections[index as usize] = Some(connection);
-            return index;
-        }
-        let index = u32::try_from(self.connections.len()).expect("fewer than 2^32 connections");
-        self.connections.push(Some(connection));
-        index
+        let index = self.connections.insert(connection);
+        u32::try_from(index).expect("fewer than 2^32 connections")
     }
 
     fn socket(&self, index: u32) -> Handle {
-        self.connections[index as usize]
-            .as_ref()
+        self.connections
+            .get(index as usize)
             .expect("a connection with an operation in flight is open")
             .socket
     }
@@ -459,8 +453,8 @@ fn close_socket(io: &mut IO<Server>, server: &mut Server, index: u32) {
         if let Err(error) = result {
             eprintln!("echo_server: close: {error}");
         }
-        server.connections[index as usize] = None;
-        server.free_indices.push(index);
+        let closed = server.connections.remove(index as usize);
+        assert!(closed.closing);
     });
 }
 

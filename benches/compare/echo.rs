@@ -135,8 +135,11 @@ fn side(loads: &Result<Vec<Load>, String>, scale: f64, show_cpu: bool) -> Side {
     Side::from_samples(&rates, note, "no runs")
 }
 
-/// Rows of one configuration: ringio on io_uring against each peer, and
-/// ringio on epoll against tokio (both readiness-based).
+/// Rows of one configuration: ringio on io_uring against each peer (the C
+/// liburing server twice: on default ring flags, and on ringio's default
+/// SINGLE_ISSUER + DEFER_TASKRUN), ringio on epoll against tokio (both
+/// readiness-based), and ringio's other ring set-ups against the peers on
+/// the same kernel features.
 fn rows(
     measured: &Measured,
     unit: &'static str,
@@ -149,8 +152,8 @@ fn rows(
         .iter()
         .map(|loads| side(loads, scale, true))
         .collect();
-    let [uring, epoll, tokio, bare, multishot, coop, plain] =
-        [0, 1, 2, 3, 4, 5, 6].map(|index| sides[index].clone());
+    let [uring, epoll, tokio, bare, multishot, coop, plain, c_uring, c_uring_defer] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|index| sides[index].clone());
     let row = |ringio: &Side, suffix: &str, peer: &str, peer_value: &Side, target| Row {
         name: format!("{name}{suffix}"),
         unit,
@@ -163,6 +166,14 @@ fn rows(
     vec![
         row(&uring, "", servers::TOKIO.label, &tokio, targets[0]),
         row(&uring, "", servers::BARE.label, &bare, targets[1]),
+        row(&uring, "", servers::C_LIBURING.label, &c_uring, targets[0]),
+        row(
+            &uring,
+            "",
+            servers::C_LIBURING_DEFER.label,
+            &c_uring_defer,
+            targets[0],
+        ),
         row(
             &epoll,
             ", ringio on epoll",
@@ -212,6 +223,13 @@ fn rows(
             &bare,
             None,
         ),
+        row(
+            &plain,
+            ", ringio plain ring",
+            servers::C_LIBURING.label,
+            &c_uring,
+            None,
+        ),
     ]
 }
 
@@ -221,8 +239,12 @@ fn section_ping_pong(measured: Vec<Measured>) -> Section {
         method: "Each connection sends a 64 B message and waits for its echo before the next. \
                  Servers run on core 0, the client on core 1. ringio's figure is its echo_server \
                  example on io_uring (`ringio` column); the epoll rows put ringio's echo_server \
-                 with `--backend epoll` in that column instead. Targets: ≥1.0× tokio, ≥0.95× the \
-                 bare io-uring loop."
+                 with `--backend epoll` in that column instead. The C liburing server is \
+                 `benches/peers/uring_echo.c` (4096 entries, one \
+                 `io_uring_submit_and_wait_timeout` per tick, plain recv/send), built by the \
+                 harness with `cc -O2 ... -luring`, once on default ring flags and once with \
+                 SINGLE_ISSUER|DEFER_TASKRUN, ringio's default ring. Targets: ≥1.0× tokio and \
+                 the C liburing server, ≥0.95× the bare io-uring loop."
             .to_string(),
         rows: measured
             .iter()

@@ -6,6 +6,20 @@
 
 use std::time::Duration;
 
+const HELP: &str = "\
+cargo bench --bench compare [-- OPTIONS]
+
+Runs ringio side by side with its peers and regenerates the marked region of
+docs/benchmarks.md and target/ringio-bench/results.json.
+
+Options:
+  --quick        shorter runs (still five each), under 3 minutes in all
+  --only=LIST    only these workloads, comma-separated, from
+                 nop,timers,echo,storage,sim,kv,memory; the docs and
+                 results.json are then left as they were
+  -h, --help     this text
+";
+
 /// How long and how often each workload runs.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -30,8 +44,13 @@ pub struct Options {
 }
 
 impl Options {
-    /// Reads `--quick` from the arguments; cargo's own `--bench` is ignored.
+    /// Reads `--quick` and `--only=` from the arguments; cargo's own
+    /// `--bench` is ignored. `--help` prints the options and exits.
     pub fn from_args() -> Options {
+        if std::env::args().any(|arg| arg == "--help" || arg == "-h") {
+            print!("{HELP}");
+            std::process::exit(0);
+        }
         let quick = std::env::args().any(|arg| arg == "--quick");
         let mut options = if quick {
             Options::quick()

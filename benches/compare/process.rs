@@ -10,45 +10,114 @@ use std::time::{Duration, Instant};
 
 use crate::system;
 
-/// The examples the echo, kv and memory workloads run as servers.
-pub const EXAMPLES: [&str; 4] = [
-    "echo_server",
-    "bench_tokio_echo",
-    "bench_uring_echo",
-    "kv_server",
-];
+/// ringio's own examples the echo, kv and memory workloads run as servers.
+pub const RINGIO_EXAMPLES: [&str; 2] = ["echo_server", "kv_server"];
+/// The peer servers, examples of this package (`benches/peers/`).
+pub const PEER_EXAMPLES: [&str; 2] = ["bench_tokio_echo", "bench_uring_echo"];
+
+/// The repository root: this package lives in its `benches/` folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ has a parent")
+        .to_path_buf()
+}
+
+/// The cargo profile folder this bench was built into (`target/release`, or
+/// its equivalent under `CARGO_TARGET_DIR`): the bench binary runs from its
+/// `deps/` folder, and the examples it builds land in its `examples/`.
+fn profile_dir() -> PathBuf {
+    let from_exe = std::env::current_exe().ok().and_then(|exe| {
+        let deps = exe.parent()?;
+        (deps.file_name()? == "deps").then(|| deps.parent().map(Path::to_path_buf))?
+    });
+    from_exe.unwrap_or_else(|| workspace_root().join("target/release"))
+}
 
 /// Where every artifact of the harness goes: results, data files, logs.
 pub fn output_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ringio-bench")
+    profile_dir()
+        .parent()
+        .map_or_else(|| workspace_root().join("target"), Path::to_path_buf)
+        .join("ringio-bench")
 }
 
 /// Builds the server examples in release mode with the same cargo that runs
-/// this bench, niced so the shared machine stays usable.
+/// this bench, niced so the shared machine stays usable: ringio's examples
+/// from the `ringio` package, the peers from this one.
 pub fn build_examples() -> io::Result<()> {
+    build_package_examples("ringio", &RINGIO_EXAMPLES)?;
+    build_package_examples(env!("CARGO_PKG_NAME"), &PEER_EXAMPLES)
+}
+
+fn build_package_examples(package: &str, examples: &[&str]) -> io::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--release", "--quiet"]);
-    for example in EXAMPLES {
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--quiet", "-p", package]);
+    for example in examples {
         command.args(["--example", example]);
     }
     system::nice_child(&mut command, 10);
     let status = command.status()?;
     if !status.success() {
         return Err(io::Error::other(format!(
-            "cargo build of the examples failed: {status}"
+            "cargo build of {package}'s examples failed: {status}"
         )));
     }
     Ok(())
 }
 
+/// The C liburing peer's source, built by [`build_c_peer`].
+const C_PEER_SOURCE: &str = "benches/peers/uring_echo.c";
+
+/// Builds the C liburing echo server (`benches/peers/uring_echo.c`) with
+/// `cc -O2 ... -luring`, once per run, into the output directory. Only the
+/// harness builds it, at run time, so `cargo test` and clippy never need a
+/// C compiler or liburing. `Err` says what is missing.
+pub fn build_c_peer() -> Result<PathBuf, String> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let binary = output_dir().join("uring_echo");
+            std::fs::create_dir_all(output_dir()).map_err(|error| error.to_string())?;
+            let source = workspace_root().join(C_PEER_SOURCE);
+            let mut command = Command::new("cc");
+            command
+                .args(["-O2", "-Wall", "-o"])
+                .arg(&binary)
+                .arg(&source)
+                .arg("-luring");
+            system::nice_child(&mut command, 10);
+            let output = command.output().map_err(|error| match error.kind() {
+                io::ErrorKind::NotFound => {
+                    "no C compiler: `cc` is not on the PATH (apt-get install gcc)".to_string()
+                }
+                _ => format!("cc: {error}"),
+            })?;
+            if output.status.success() {
+                return Ok(binary);
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if stderr.contains("liburing.h") || stderr.contains("-luring") {
+                return Err(format!(
+                    "liburing is not installed (apt-get install liburing-dev): cc: {}",
+                    stderr.lines().next().unwrap_or_default()
+                ));
+            }
+            Err(format!(
+                "cc {C_PEER_SOURCE} failed ({}): {}",
+                output.status,
+                stderr.trim()
+            ))
+        })
+        .clone()
+}
+
 /// The path of a release example binary.
 pub fn example_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/release/examples")
-        .join(name)
+    profile_dir().join("examples").join(name)
 }
 
 /// A running server. Dropping it kills the process and reaps it.

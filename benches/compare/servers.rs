@@ -1,5 +1,7 @@
-//! The four echo servers under comparison, started once per workload and
-//! kept running, so runs can alternate between them without restarts.
+//! The echo servers under comparison (ringio's echo_server in several
+//! configurations, tokio, the bare io-uring loop and the C liburing server),
+//! started once per workload and kept running, so runs can alternate
+//! between them without restarts.
 
 use std::io;
 
@@ -9,11 +11,20 @@ use crate::process::{self, Server};
 /// (PR_SET_PDEATHSIG covers that too; this is a second bound).
 const SERVER_SECONDS_MAX: &str = "1800";
 
+/// What a contender runs.
+#[derive(Clone, Copy, Debug)]
+enum Program {
+    /// A release example of ringio or of this package.
+    Example(&'static str),
+    /// `benches/peers/uring_echo.c`, built by the harness.
+    CLiburing,
+}
+
 /// One contender: a label for the tables and how to start it.
 #[derive(Clone, Copy, Debug)]
 pub struct Contender {
     pub label: &'static str,
-    example: &'static str,
+    program: Program,
     /// `--backend` value for ringio's echo_server; `None` for the peers.
     backend: Option<&'static str>,
     /// More arguments for the server.
@@ -22,25 +33,25 @@ pub struct Contender {
 
 pub const RINGIO_IO_URING: Contender = Contender {
     label: "ringio (io_uring)",
-    example: "echo_server",
+    program: Program::Example("echo_server"),
     backend: Some("io_uring"),
     extra: &[],
 };
 pub const RINGIO_EPOLL: Contender = Contender {
     label: "ringio (epoll)",
-    example: "echo_server",
+    program: Program::Example("echo_server"),
     backend: Some("epoll"),
     extra: &[],
 };
 pub const TOKIO: Contender = Contender {
     label: "tokio current_thread",
-    example: "bench_tokio_echo",
+    program: Program::Example("bench_tokio_echo"),
     backend: None,
     extra: &[],
 };
 pub const BARE: Contender = Contender {
     label: "bare io-uring loop",
-    example: "bench_uring_echo",
+    program: Program::Example("bench_uring_echo"),
     backend: None,
     extra: &[],
 };
@@ -48,14 +59,14 @@ pub const BARE: Contender = Contender {
 /// buffer ring.
 pub const RINGIO_MULTISHOT: Contender = Contender {
     label: "ringio multishot (io_uring)",
-    example: "echo_server",
+    program: Program::Example("echo_server"),
     backend: Some("io_uring"),
     extra: &["--recv", "multishot"],
 };
 /// ringio's echo_server on a ring with `COOP_TASKRUN`.
 pub const RINGIO_COOP: Contender = Contender {
     label: "ringio coop_taskrun (io_uring)",
-    example: "echo_server",
+    program: Program::Example("echo_server"),
     backend: Some("io_uring"),
     extra: &["--ring", "coop"],
 };
@@ -63,11 +74,26 @@ pub const RINGIO_COOP: Contender = Contender {
 /// default before they were measured).
 pub const RINGIO_PLAIN: Contender = Contender {
     label: "ringio plain ring (io_uring)",
-    example: "echo_server",
+    program: Program::Example("echo_server"),
     backend: Some("io_uring"),
     extra: &["--ring", "plain"],
 };
-pub const ALL: [Contender; 7] = [
+/// The C liburing server on a ring with default set-up flags.
+pub const C_LIBURING: Contender = Contender {
+    label: "c-liburing (default flags)",
+    program: Program::CLiburing,
+    backend: None,
+    extra: &["--ring", "default"],
+};
+/// The C liburing server with SINGLE_ISSUER and DEFER_TASKRUN: the kernel
+/// features of ringio's default ring.
+pub const C_LIBURING_DEFER: Contender = Contender {
+    label: "c-liburing (SINGLE_ISSUER|DEFER_TASKRUN)",
+    program: Program::CLiburing,
+    backend: None,
+    extra: &["--ring", "defer"],
+};
+pub const ALL: [Contender; 9] = [
     RINGIO_IO_URING,
     RINGIO_EPOLL,
     TOKIO,
@@ -75,6 +101,8 @@ pub const ALL: [Contender; 7] = [
     RINGIO_MULTISHOT,
     RINGIO_COOP,
     RINGIO_PLAIN,
+    C_LIBURING,
+    C_LIBURING_DEFER,
 ];
 
 impl Contender {
@@ -85,9 +113,15 @@ impl Contender {
     /// started again without the flag (and must then say it runs io_uring);
     /// for any other backend the row is "not available".
     pub fn start(&self) -> Result<Server, String> {
-        let binary = process::example_path(self.example);
+        let binary = match self.program {
+            Program::Example(example) => process::example_path(example),
+            Program::CLiburing => {
+                process::build_c_peer().map_err(|error| format!("not available: {error}"))?
+            }
+        };
         let mut args = vec!["--addr", "127.0.0.1:0", "--max-seconds", SERVER_SECONDS_MAX];
         let Some(backend) = self.backend else {
+            args.extend(self.extra);
             return Server::start(self.label, &binary, &args).map_err(describe);
         };
         let mut with_flag = args.clone();

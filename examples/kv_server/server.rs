@@ -44,6 +44,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ringio::{CompletionId, Handle, IO};
+use slab::Slab;
 
 use crate::commands::{self, ClientInfo, Session, Shared};
 use crate::journal::{self, FsyncPolicy, Journal};
@@ -151,9 +152,8 @@ pub struct Server {
     pub journal: Journal,
     /// Configuration, clients and counters the commands share.
     pub shared: Shared,
-    connections: Vec<Option<Connection>>,
-    free_indices: Vec<u32>,
-    connection_count: usize,
+    /// Open connections by index (a slab reuses the index of a closed one).
+    connections: Slab<Connection>,
     next_client_id: u64,
     /// Connections with held replies, to look at when the journal advances.
     waiting: Vec<u32>,
@@ -193,9 +193,7 @@ impl Server {
             store: Store::new(),
             journal,
             shared,
-            connections: Vec::new(),
-            free_indices: Vec::new(),
-            connection_count: 0,
+            connections: Slab::new(),
             next_client_id: 1,
             waiting: Vec::new(),
             journal_blocked: Vec::new(),
@@ -225,7 +223,7 @@ impl Server {
 
     /// The number of connected clients.
     pub fn connection_count(&self) -> usize {
-        self.connection_count
+        self.connections.len()
     }
 
     /// Records an unrecoverable error; the first one wins.
@@ -285,23 +283,16 @@ impl Server {
     }
 
     fn connection(&self, index: u32) -> Option<&Connection> {
-        self.connections.get(index as usize)?.as_ref()
+        self.connections.get(index as usize)
     }
 
     fn connection_mut(&mut self, index: u32) -> Option<&mut Connection> {
-        self.connections.get_mut(index as usize)?.as_mut()
+        self.connections.get_mut(index as usize)
     }
 
     fn insert(&mut self, connection: Connection) -> u32 {
-        self.connection_count += 1;
-        if let Some(index) = self.free_indices.pop() {
-            assert!(self.connections[index as usize].is_none());
-            self.connections[index as usize] = Some(connection);
-            return index;
-        }
-        let index = u32::try_from(self.connections.len()).expect("fewer than 2^32 connections");
-        self.connections.push(Some(connection));
-        index
+        let index = self.connections.insert(connection);
+        u32::try_from(index).expect("fewer than 2^32 connections")
     }
 }
 
@@ -401,7 +392,7 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Handle) {
     };
     server.next_client_id += 1;
     server.shared.stats.connections_received += 1;
-    if server.connection_count >= CONNECTIONS_MAX {
+    if server.connections.len() >= CONNECTIONS_MAX {
         resp::error(&mut connection.out, b"ERR max number of clients reached");
         connection.releasable = connection.out.len() as u64;
         connection.state = State::CloseAfterReply;
@@ -471,7 +462,7 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         waiting,
         ..
     } = server;
-    let Some(Some(connection)) = connections.get_mut(index as usize) else {
+    let Some(connection) = connections.get_mut(index as usize) else {
         return false;
     };
     let mut wants_input = false;
@@ -664,16 +655,15 @@ fn finish_closing(io: &mut IO<Server>, server: &mut Server, index: u32) {
         }
         return;
     }
-    let mut connection = server.connections[index as usize]
-        .take()
+    let mut connection = server
+        .connections
+        .try_remove(index as usize)
         .expect("closing an open connection");
     commands::end_session(
         &mut server.store,
         &mut server.shared,
         &mut connection.session,
     );
-    server.free_indices.push(index);
-    server.connection_count -= 1;
     io.close(connection.fd, |_io, _server, result| {
         if let Err(error) = result {
             log(format_args!("close: {error}"));

@@ -18,6 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use ringio::{FileOptions, Handle, IO};
+use slab::Slab;
 
 use crate::record::{self, Record, Sector, REPLY_BYTES, REQUEST_BYTES, SECTOR_BYTES};
 
@@ -76,7 +77,8 @@ pub struct Store {
     waiting: Vec<Append>,
     group: Vec<(Append, u64)>,
     writing: bool,
-    connections: Vec<Option<Connection>>,
+    /// Open connections by index (a slab reuses the index of a closed one).
+    connections: Slab<Connection>,
     generations: u32,
 }
 
@@ -107,7 +109,7 @@ impl Store {
             waiting: Vec::new(),
             group: Vec::new(),
             writing: false,
-            connections: Vec::new(),
+            connections: Slab::new(),
             generations: 0,
         };
         read_next(io, &store);
@@ -211,29 +213,20 @@ impl Store {
             output: Vec::new(),
             sending: false,
         };
-        match self.connections.iter().position(Option::is_none) {
-            Some(index) => {
-                self.connections[index] = Some(connection);
-                index as u32
-            }
-            None => {
-                self.connections.push(Some(connection));
-                self.connections.len() as u32 - 1
-            }
-        }
+        let index = self.connections.insert(connection);
+        u32::try_from(index).expect("fewer than 2^32 connections")
     }
 
     /// The connection at `index`, if it is still the one of `generation`.
     fn connection(&mut self, index: u32, generation: u32) -> Option<&mut Connection> {
         self.connections
-            .get_mut(index as usize)?
-            .as_mut()
+            .get_mut(index as usize)
             .filter(|connection| connection.generation == generation)
     }
 }
 
 fn recv_next(io: &mut IO<Store>, store: &mut Store, index: u32) {
-    let Some(connection) = store.connections[index as usize].as_ref() else {
+    let Some(connection) = store.connections.get(index as usize) else {
         return;
     };
     let generation = connection.generation;
@@ -350,7 +343,7 @@ fn acknowledge_group(io: &mut IO<Store>, store: &mut Store) {
 }
 
 fn send_output(io: &mut IO<Store>, store: &mut Store, index: u32) {
-    let Some(connection) = store.connections[index as usize].as_mut() else {
+    let Some(connection) = store.connections.get_mut(index as usize) else {
         return;
     };
     if connection.sending || connection.output.is_empty() {
@@ -381,7 +374,7 @@ fn send_output(io: &mut IO<Store>, store: &mut Store, index: u32) {
 }
 
 fn close_connection(io: &mut IO<Store>, store: &mut Store, index: u32) {
-    if let Some(connection) = store.connections[index as usize].take() {
+    if let Some(connection) = store.connections.try_remove(index as usize) {
         io.close(connection.socket, |_, _, _| {});
     }
 }

@@ -3,7 +3,7 @@
 //! show the floor under ringio's overhead.
 //!
 //! ```text
-//! cargo run --release --example bench_uring_echo -- --addr 127.0.0.1:0
+//! cargo run --release -p ringio-bench --example bench_uring_echo -- --addr 127.0.0.1:0
 //! ```
 //!
 //! One ring, one thread. Each connection owns a 16 KiB buffer (the size
@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
+use slab::Slab;
 
 const BUFFER_BYTES: usize = 16 * 1024;
 const ENTRIES: u32 = 256;
@@ -49,8 +50,8 @@ struct Connection {
 struct Server {
     ring: IoUring,
     listener: RawFd,
-    connections: Vec<Option<Connection>>,
-    free_indices: Vec<usize>,
+    /// Open connections by index (a slab reuses the index of a closed one).
+    connections: Slab<Connection>,
     /// Buffers of closed connections, reused by new ones.
     spare_buffers: Vec<Box<[u8]>>,
 }
@@ -117,8 +118,7 @@ fn serve(addr: SocketAddr, max_seconds: Option<u64>) -> io::Result<()> {
     let mut server = Server {
         ring,
         listener: listener.as_raw_fd(),
-        connections: Vec::new(),
-        free_indices: Vec::new(),
+        connections: Slab::new(),
         spare_buffers: Vec::new(),
     };
     let deadline = max_seconds.map(|seconds| Instant::now() + Duration::from_secs(seconds));
@@ -192,16 +192,7 @@ impl Server {
             len: 0,
             sent: 0,
         };
-        let index = match self.free_indices.pop() {
-            Some(index) => {
-                self.connections[index] = Some(connection);
-                index
-            }
-            None => {
-                self.connections.push(Some(connection));
-                self.connections.len() - 1
-            }
-        };
+        let index = self.connections.insert(connection);
         self.push_recv(index);
     }
 
@@ -209,7 +200,7 @@ impl Server {
         if result <= 0 {
             return self.push_close(index);
         }
-        let connection = self.connections[index].as_mut().expect("open connection");
+        let connection = self.connections.get_mut(index).expect("open connection");
         connection.len = result as usize;
         connection.sent = 0;
         self.push_send(index);
@@ -219,7 +210,7 @@ impl Server {
         if result <= 0 {
             return self.push_close(index);
         }
-        let connection = self.connections[index].as_mut().expect("open connection");
+        let connection = self.connections.get_mut(index).expect("open connection");
         connection.sent += result as usize;
         if connection.sent < connection.len {
             self.push_send(index);
@@ -240,7 +231,7 @@ impl Server {
     }
 
     fn push_recv(&mut self, index: usize) {
-        let connection = self.connections[index].as_mut().expect("open connection");
+        let connection = self.connections.get_mut(index).expect("open connection");
         let entry = opcode::Recv::new(
             types::Fd(connection.fd),
             connection.buf.as_mut_ptr(),
@@ -251,7 +242,7 @@ impl Server {
     }
 
     fn push_send(&mut self, index: usize) {
-        let connection = self.connections[index].as_ref().expect("open connection");
+        let connection = self.connections.get(index).expect("open connection");
         let pending = &connection.buf[connection.sent..connection.len];
         let entry = opcode::Send::new(
             types::Fd(connection.fd),
@@ -264,18 +255,18 @@ impl Server {
     }
 
     fn push_close(&mut self, index: usize) {
-        let connection = self.connections[index].as_ref().expect("open connection");
+        let connection = self.connections.get(index).expect("open connection");
         let entry = opcode::Close::new(types::Fd(connection.fd)).build();
         self.push(entry.user_data(user_data(index, OP_CLOSE)));
     }
 
     /// Frees a closed connection's slot and keeps its buffer for reuse.
     fn free(&mut self, index: usize) {
-        let connection = self.connections[index]
-            .take()
+        let connection = self
+            .connections
+            .try_remove(index)
             .expect("closing an open connection");
         self.spare_buffers.push(connection.buf);
-        self.free_indices.push(index);
     }
 
     /// Queues `entry`; when the submission queue is full, submits first.

@@ -4,7 +4,7 @@
 //! buffer and `write_all`s it back).
 //!
 //! ```text
-//! cargo run --release --example bench_tokio_echo -- --addr 127.0.0.1:0
+//! cargo run --release -p ringio-bench --example bench_tokio_echo -- --addr 127.0.0.1:0
 //! ```
 //!
 //! Two departures from tokio's example, both so that no contender is
