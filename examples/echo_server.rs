@@ -1,10 +1,16 @@
-//! A TCP echo server on ringio: thousands of concurrent clients, any message
-//! size, one thread.
+//! An echo server on ringio: thousands of concurrent clients, any message
+//! size, one thread, over TCP, UDP or a Unix stream socket.
 //!
 //! ```text
 //! cargo run --release --example echo_server -- --addr 127.0.0.1:7878
 //! cargo run --release --example echo_server -- --backend epoll
+//! cargo run --release --example echo_server -- --proto udp --addr 127.0.0.1:7879
+//! cargo run --release --example echo_server -- --proto unix --addr /tmp/echo.sock
 //! ```
+//!
+//! A Unix stream connection is served exactly as a TCP one. Over UDP each
+//! datagram is sent back to its sender whole, with a window of `recv_from`
+//! operations in flight.
 //!
 //! With `--recv single` (the default) each connection runs one operation at
 //! a time: recv into its buffer, send all of it back (resending the rest
@@ -26,7 +32,7 @@ use std::process::ExitCode;
 
 use std::collections::VecDeque;
 
-use ringio::{BackendKind, BufPool, Config, Flow, Handle, IoBufExt, PoolBuf, Slice, IO};
+use ringio::{BackendKind, BufPool, Config, Flow, Handle, IoBufExt, PoolBuf, Slice, UnixAddr, IO};
 use slab::Slab;
 
 #[path = "common/stdout.rs"]
@@ -44,19 +50,28 @@ const STARVED_RETRY_NS: u64 = 1_000_000;
 /// Pool buffers one connection may hold waiting to be echoed before its
 /// receiving pauses.
 const PENDING_MAX: usize = 8;
+/// `recv_from` operations in flight on a UDP socket.
+const UDP_WINDOW: usize = 64;
+/// Room for the largest UDP datagram (65,507 bytes over IPv4).
+const DATAGRAM_BYTES: usize = 64 * 1024;
 /// How long each `run_for_ns` call lasts.
 const RUN_SLICE_NS: u64 = 1_000_000_000;
 
 const USAGE: &str = "\
-usage: echo_server [--addr HOST:PORT] [--backend io_uring|epoll] [--recv single|multishot]
-                   [--pool-buffers N] [--max-seconds N]
+usage: echo_server [--proto tcp|udp|unix] [--addr ADDR] [--backend io_uring|epoll]
+                   [--recv single|multishot] [--pool-buffers N] [--max-seconds N]
 
-  --addr HOST:PORT   address to listen on (default 127.0.0.1:7878; port 0 picks one)
+  --proto NAME       tcp (default), udp, or unix (a Unix stream socket)
+  --addr ADDR        HOST:PORT to listen on (default 127.0.0.1:7878; port 0
+                     picks one); for unix a path (a stale socket file there
+                     is replaced), or @NAME for an abstract name
   --backend NAME     force a backend (default: RINGIO_BACKEND, else io_uring,
                      falling back to epoll where io_uring is refused)
   --recv MODE        single: one recv per message into the connection's own
                      buffer (default); multishot: accept_multi, and recv_multi
-                     from a pool shared by every connection
+                     from a pool shared by every connection (for udp, which
+                     needs each datagram's sender, a window of recv_from
+                     either way: see the note it prints)
   --pool-buffers N   buffers of 16 KiB in the multishot pool (default 4096)
   --ring FLAGS       io_uring set-up: default (= defer), plain (no task-run
                      flags), coop (COOP_TASKRUN), or defer (SINGLE_ISSUER and
@@ -64,8 +79,18 @@ usage: echo_server [--addr HOST:PORT] [--backend io_uring|epoll] [--recv single|
   --max-seconds N    exit after about N seconds (default: run forever)
   --help             print this help";
 
+/// What `--proto` asks for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Proto {
+    Tcp,
+    Udp,
+    Unix,
+}
+
 struct Args {
-    addr: SocketAddr,
+    proto: Proto,
+    /// `--addr` as given: parsed once the protocol is known.
+    addr: String,
     backend: Option<BackendKind>,
     multishot: bool,
     pool_buffers: u16,
@@ -141,7 +166,8 @@ fn main() -> ExitCode {
 /// `Ok(None)` means `--help`.
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut parsed = Args {
-        addr: "127.0.0.1:7878".parse().expect("valid default address"),
+        proto: Proto::Tcp,
+        addr: "127.0.0.1:7878".to_owned(),
         backend: None,
         multishot: false,
         pool_buffers: 4096,
@@ -152,9 +178,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--help" | "-h" => return Ok(None),
-            "--addr" => {
-                let text = value()?;
-                parsed.addr = text.parse().map_err(|_| format!("bad address {text:?}"))?;
+            "--addr" => parsed.addr = value()?,
+            "--proto" => {
+                parsed.proto = match value()?.as_str() {
+                    "tcp" => Proto::Tcp,
+                    "udp" => Proto::Udp,
+                    "unix" => Proto::Unix,
+                    other => return Err(format!("--proto takes tcp, udp or unix, not {other:?}")),
+                }
             }
             "--backend" => {
                 let text = value()?;
@@ -193,6 +224,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
+    if parsed.proto != Proto::Unix {
+        let text = &parsed.addr;
+        text.parse::<SocketAddr>()
+            .map_err(|_| format!("bad address {text:?}"))?;
+    }
     Ok(Some(parsed))
 }
 
@@ -217,8 +253,7 @@ fn serve(args: &Args) -> io::Result<()> {
     // The IO chooses, and may fall back: the line below names the backend
     // that is really running, never the one asked for.
     let mut io: IO<Server> = IO::with_config(config)?;
-    let listener = io.listen(args.addr, LISTEN_BACKLOG)?;
-    let bound = io.local_addr(listener)?;
+    let (listener, bound) = open_listener(&mut io, args)?;
     // One write of the whole line, flushed: tests read it through a pipe.
     let line = format!("listening on {bound} (backend: {})\n", io.backend());
     let mut stdout = io::stdout().lock();
@@ -227,7 +262,19 @@ fn serve(args: &Args) -> io::Result<()> {
     drop(stdout);
 
     let mut server = Server::new(listener);
-    if args.multishot {
+    if args.proto == Proto::Udp {
+        if args.multishot {
+            eprintln!(
+                "echo_server: note: --recv multishot over udp serves with a window of \
+                 recv_from: a multishot receive into pool buffers does not report each \
+                 datagram's sender, which an echo needs"
+            );
+        }
+        for _ in 0..UDP_WINDOW {
+            let buf = Vec::with_capacity(DATAGRAM_BYTES);
+            udp_recv_next(&mut io, listener, buf);
+        }
+    } else if args.multishot {
         server.pool = Some(io.register_buf_pool(args.pool_buffers, BUFFER_BYTES as u32)?);
         accept_many(&mut io, &mut server);
     } else {
@@ -252,6 +299,46 @@ fn serve(args: &Args) -> io::Result<()> {
         io.stats().callbacks_boxed
     );
     Ok(())
+}
+
+/// The listening socket `--proto` and `--addr` ask for, and the address
+/// to print.
+fn open_listener(io: &mut IO<Server>, args: &Args) -> io::Result<(Handle, String)> {
+    match args.proto {
+        Proto::Tcp => {
+            let addr: SocketAddr = args.addr.parse().expect("checked by parse_args");
+            let listener = io.listen(addr, LISTEN_BACKLOG)?;
+            Ok((listener, io.local_addr(listener)?.to_string()))
+        }
+        Proto::Udp => {
+            let addr: SocketAddr = args.addr.parse().expect("checked by parse_args");
+            let socket = io.open_udp(addr)?;
+            Ok((socket, io.local_addr(socket)?.to_string()))
+        }
+        Proto::Unix => {
+            let address = match args.addr.strip_prefix('@') {
+                Some(name) => UnixAddr::abstract_name(name.as_bytes())?,
+                None => {
+                    remove_stale_socket(&args.addr);
+                    UnixAddr::path(&args.addr)?
+                }
+            };
+            let listener = io.listen_unix(&address, LISTEN_BACKLOG)?;
+            Ok((listener, args.addr.clone()))
+        }
+    }
+}
+
+/// Removes a socket file left at `path` by an earlier run (never any
+/// other kind of file), so that binding there succeeds.
+fn remove_stale_socket(path: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket());
+    if is_socket {
+        if let Err(error) = std::fs::remove_file(path) {
+            eprintln!("echo_server: removing the stale socket {path}: {error}");
+        }
+    }
 }
 
 /// Thousands of clients need thousands of fds; the default soft limit is
@@ -647,4 +734,47 @@ fn rearm_one(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         recv_many(io, server, index);
     }
     rearm
+}
+
+/// Receives the next datagram on `socket` into `buf`.
+fn udp_recv_next(io: &mut IO<Server>, socket: Handle, mut buf: Vec<u8>) {
+    buf.clear();
+    io.recv_from(socket, buf, move |io, server, result, buf| {
+        on_udp_recv(io, server, socket, result, buf)
+    });
+}
+
+/// Sends a datagram back to its sender, then receives the next into the
+/// same buffer.
+fn on_udp_recv(
+    io: &mut IO<Server>,
+    _server: &mut Server,
+    socket: Handle,
+    result: io::Result<(usize, Option<ringio::Address>)>,
+    buf: Vec<u8>,
+) {
+    match result {
+        Ok((_, Some(peer))) => {
+            io.send_to(socket, buf, peer, move |io, server, result, buf| {
+                match result {
+                    Ok(count) => {
+                        server.bytes_echoed += count as u64;
+                        server.sends += 1;
+                    }
+                    // The sender's buffer is full or it went away: UDP
+                    // drops, and so may an echo.
+                    Err(error) => log_unless_peer_gone("send_to", &error),
+                }
+                udp_recv_next(io, socket, buf);
+            });
+        }
+        Ok((_, None)) => udp_recv_next(io, socket, buf),
+        Err(error) if error.raw_os_error() == Some(libc::EBADF) => {
+            eprintln!("echo_server: recv_from: {error}; this receive stops");
+        }
+        Err(error) => {
+            log_unless_peer_gone("recv_from", &error);
+            udp_recv_next(io, socket, buf);
+        }
+    }
 }
