@@ -1,10 +1,18 @@
 //! File operations on the simulated disk: open, read, write, fsync, and
 //! their latencies and injected errors.
+//!
+//! What the kernel would refuse at once (`EBADF`, `EINVAL`, `EFBIG`) is
+//! refused at once, with no latency; the rest completes after the disk's
+//! latency. The errnos of the corners follow Linux 6.18 on ext4, as
+//! `tests/file_semantics.rs` checks on io_uring, epoll and the simulator.
 #![allow(unsafe_code)]
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::contents::Piece;
 use super::disk::{FileId, InFlightWrite};
+use super::namespace::Found;
 use super::world::{EventKind, FdEntry, World};
 use crate::completion::Operation;
 use crate::file::FileOptions;
@@ -20,61 +28,86 @@ pub(crate) struct Access {
 }
 
 impl World {
-    /// `open(2)` on the node's disk.
+    /// `open(2)` on the node's disk, with Linux's errnos: `EINVAL` for a
+    /// NUL byte in the path; the path's own (`ENOENT`, `ENOTDIR`,
+    /// `ENAMETOOLONG`: see `namespace.rs`); a directory opened to write,
+    /// create or truncate is `EISDIR`, and with `O_DIRECT` `EINVAL`; a
+    /// missing file without `create` is `ENOENT`, and a create of a path
+    /// ending in `/` is `EISDIR`. `O_TRUNC` truncates even a read-only
+    /// open, as Linux does; opening for neither reading nor writing opens
+    /// for reading (`O_RDONLY` is 0).
     pub(crate) fn open_file(
         &mut self,
         node: usize,
         path: &Path,
         options: FileOptions,
     ) -> Result<Fd, i32> {
-        if path.as_os_str().is_empty() {
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.contains(&0) {
+            return Err(libc::EINVAL);
+        }
+        if bytes.is_empty() {
             return Err(libc::ENOENT);
         }
         self.descriptor_fault()?;
-        let sector_bytes = self.options.disk.sector_bytes;
+        let disk_options = &self.options.disk;
         let node_state = &mut self.nodes[node];
-        if node_state.disk.is_directory(path) {
-            if options.write {
-                return Err(libc::EISDIR);
+        let file = match node_state.disk.resolve(path)? {
+            Found::Directory => {
+                if options.create || options.write || options.truncate {
+                    return Err(libc::EISDIR);
+                }
+                if options.direct {
+                    return Err(libc::EINVAL);
+                }
+                return Ok(node_state.alloc_fd(FdEntry::Directory));
             }
-            return Ok(node_state.alloc_fd(FdEntry::Directory));
-        }
-        let file = node_state
-            .disk
-            .open(path, options.create)
-            .ok_or(libc::ENOENT)?;
-        if options.truncate && options.write {
-            node_state.disk.set_len(file, 0, sector_bytes);
+            Found::File(file) => file,
+            Found::Missing { .. } if !options.create => return Err(libc::ENOENT),
+            Found::Missing {
+                directory_only: true,
+                ..
+            } => return Err(libc::EISDIR),
+            Found::Missing { path, .. } => node_state.disk.create_file(path, disk_options),
+        };
+        if options.truncate {
+            node_state.disk.set_len(file, 0, disk_options);
         }
         Ok(node_state.alloc_fd(FdEntry::File {
             file,
-            read: options.read,
+            read: options.read || !options.write,
             write: options.write,
             direct: options.direct,
             dsync: options.dsync,
         }))
     }
 
-    /// `ftruncate(2)`.
+    /// `mkdir -p` on the node's disk, for a harness to set up what `main`
+    /// would (`std::fs::create_dir_all`).
+    pub(crate) fn create_dir_all(&mut self, node: usize, path: &Path) -> Result<(), i32> {
+        self.nodes[node].disk.create_dir_all(path)
+    }
+
+    /// `ftruncate(2)`: `EINVAL` unless the fd is a regular file open for
+    /// writing (a read-only fd, a directory, a socket), `EFBIG` above the
+    /// largest file. Extending allocates nothing, so it never runs out of
+    /// space.
     pub(crate) fn set_len(&mut self, node: usize, fd: Fd, len_bytes: u64) -> Result<(), i32> {
-        let sector_bytes = self.options.disk.sector_bytes;
-        let capacity_bytes = self.options.disk.capacity_bytes;
-        let entry = self.nodes[node].fd_entry(fd);
-        let disk = &mut self.nodes[node].disk;
-        match entry {
+        let options = &self.options.disk;
+        let node_state = &mut self.nodes[node];
+        match node_state.fd_entry(fd) {
             Some(FdEntry::File {
                 file, write: true, ..
             }) => {
-                let grows_by = len_bytes.saturating_sub(disk.len(file));
-                if disk.used_bytes() + grows_by > capacity_bytes {
-                    return Err(libc::ENOSPC);
+                if len_bytes > options.file_bytes_max {
+                    return Err(libc::EFBIG);
                 }
-                disk.set_len(file, len_bytes, sector_bytes);
+                node_state.disk.set_len(file, len_bytes, options);
                 Ok(())
             }
-            Some(FdEntry::File { .. }) => Err(libc::EBADF),
-            Some(FdEntry::Directory) => Err(libc::EISDIR),
-            Some(FdEntry::Socket(_)) => Err(libc::EINVAL),
+            Some(FdEntry::File { .. } | FdEntry::Directory | FdEntry::Socket(_)) => {
+                Err(libc::EINVAL)
+            }
             None => Err(libc::EBADF),
         }
     }
@@ -106,8 +139,8 @@ impl World {
     }
 
     /// A directory fd: fsync succeeds after an fsync's latency (directory
-    /// entries are durable at once in this model); reads and writes are
-    /// `EISDIR`.
+    /// entries are durable at once in this model); a read is `EISDIR`, and
+    /// a write `EBADF` (a directory is only ever open read-only).
     pub(crate) fn start_directory_operation(
         &mut self,
         node: usize,
@@ -123,39 +156,23 @@ impl World {
                 );
                 return self.complete_after(delay_ns, node, process, user_data, 0);
             }
-            Operation::Read { .. } | Operation::Write { .. } => -libc::EISDIR,
+            Operation::Read { .. } => -libc::EISDIR,
+            Operation::Write { .. } => -libc::EBADF,
             Operation::Poll { events, .. } => poll_regular(*events),
             _ => -libc::ENOTSOCK,
         };
         self.complete(node, process, user_data, result);
     }
 
-    /// Why a read or write may not start: `EBADF` if the fd was not opened
-    /// for it (`allowed`), `EINVAL` if an `O_DIRECT` transfer is misaligned.
-    fn refuse_transfer(
-        &self,
-        access: Access,
-        allowed: bool,
-        buf: usize,
-        len: u32,
-        offset: u64,
-    ) -> Option<i32> {
-        let sector_bytes = self.options.disk.sector_bytes;
-        let misaligned = access.direct
-            && (buf as u64 % sector_bytes != 0
-                || u64::from(len) % sector_bytes != 0
-                || offset % sector_bytes != 0);
-        if !allowed {
-            Some(libc::EBADF)
-        } else if misaligned {
-            Some(libc::EINVAL)
-        } else {
-            None
-        }
-    }
-
     /// A read copies from the page cache at once; the result arrives after
     /// the read latency. `None`: the result is scheduled.
+    ///
+    /// `EBADF` if the fd is not open for reading. With `O_DIRECT`, `EINVAL`
+    /// where ext4 gives it ([`Disk::direct_read_misaligned`]): an end of
+    /// the range off a sector, in an allocated block. The buffer's address
+    /// is not judged: see docs/simulation.md.
+    ///
+    /// [`Disk::direct_read_misaligned`]: super::disk::Disk::direct_read_misaligned
     fn file_read(
         &mut self,
         node: usize,
@@ -165,28 +182,49 @@ impl World {
         access: Access,
         (buf, len, offset): (*mut u8, u32, u64),
     ) -> Option<i32> {
-        if let Some(errno) = self.refuse_transfer(access, access.read, buf as usize, len, offset) {
-            return Some(-errno);
+        let range = (offset, u64::from(len));
+        if !access.read {
+            return Some(-libc::EBADF);
+        }
+        let disk_options = &self.options.disk;
+        if access.direct
+            && self.nodes[node]
+                .disk
+                .direct_read_misaligned(file, range, disk_options)
+        {
+            return Some(-libc::EINVAL);
         }
         let result = if self.streams.faults.chance(self.options.faults.read) {
             -libc::EIO
         } else {
-            let options = &self.options.disk;
-            match self.nodes[node].disk.read(
-                file,
-                offset,
-                len as usize,
-                options,
-                &mut self.streams.disk,
-            ) {
-                Ok(data) => {
-                    // SAFETY: `buf` is this in-flight read's buffer, valid for
-                    // writes of `len` bytes (at most its `bytes_total`), and
-                    // kept allocated and unmoved by the loop core until the
-                    // completion is reaped; nothing else references it now.
-                    unsafe { World::write_user_bytes(buf, len as usize, data) };
-                    data.len() as i32
-                }
+            let mut at = 0usize;
+            let copy = |piece: Piece<'_>| {
+                // Stays inside the buffer: the disk visits at most `len`
+                // bytes in all.
+                let target = buf.wrapping_add(at);
+                let room = len as usize - at;
+                at += match piece {
+                    // SAFETY: `buf` is this in-flight read's buffer, valid
+                    // for writes of `len` bytes (at most its `bytes_total`)
+                    // and kept allocated and unmoved by the loop core until
+                    // the completion is reaped; `target` is `at` bytes into
+                    // it, with `room` bytes left, and nothing else
+                    // references it now.
+                    Piece::Data(bytes) => unsafe {
+                        World::write_user_bytes(target, room, bytes);
+                        bytes.len()
+                    },
+                    // SAFETY: as above; `count <= room`, asserted first.
+                    Piece::Zeros(count) => unsafe {
+                        assert!(count <= room);
+                        std::ptr::write_bytes(target, 0, count);
+                        count
+                    },
+                };
+            };
+            let disk = &mut self.nodes[node].disk;
+            match disk.read(file, range, disk_options, &mut self.streams.disk, copy) {
+                Ok(count) => count as i32,
                 Err(errno) => -errno,
             }
         };
@@ -200,6 +238,15 @@ impl World {
 
     /// A write copies the caller's bytes at once and lands in the page
     /// cache when it completes, after the write latency.
+    ///
+    /// `EBADF` if the fd is not open for writing; then what
+    /// [`Disk::plan_write`] decides: `EFBIG` at the largest file,
+    /// `ENOSPC` when its blocks do not fit, and with `O_DIRECT` `EINVAL`
+    /// where ext4 gives it, after writing what ext4 writes first. A
+    /// refusal that changes nothing (`EFBIG`, or `EINVAL` with nothing
+    /// written) is at once; the rest take the write latency.
+    ///
+    /// [`Disk::plan_write`]: super::disk::Disk::plan_write
     fn file_write(
         &mut self,
         node: usize,
@@ -209,7 +256,17 @@ impl World {
         access: Access,
         (buf, len, offset): (*const u8, u32, u64),
     ) -> Option<i32> {
-        if let Some(errno) = self.refuse_transfer(access, access.write, buf as usize, len, offset) {
+        if !access.write {
+            return Some(-libc::EBADF);
+        }
+        let disk_options = &self.options.disk;
+        let range = (offset, u64::from(len));
+        let plan = self.nodes[node]
+            .disk
+            .plan_write(file, range, access.direct, disk_options);
+        if let (true, Err(errno @ (libc::EFBIG | libc::EINVAL))) =
+            (plan.ranges.is_empty(), plan.result)
+        {
             return Some(-errno);
         }
         let delay_ns = self.disk_latency(
@@ -221,19 +278,33 @@ impl World {
             self.complete_after(delay_ns, node, process, user_data, -errno);
             return None;
         }
+        let result = match plan.result {
+            Ok(count) => count as i32,
+            Err(errno) if plan.ranges.is_empty() => {
+                self.complete_after(delay_ns, node, process, user_data, -errno);
+                return None;
+            }
+            Err(errno) => -errno,
+        };
+        let pieces = plan
+            .ranges
+            .iter()
+            .map(|range| {
+                let skip = (range.start - offset) as usize;
+                let count = (range.end - range.start) as usize;
+                assert!(skip + count <= len as usize);
+                // SAFETY: `buf` is this in-flight write's buffer of `len`
+                // bytes, and `skip + count <= len` (asserted above).
+                let bytes = unsafe { World::user_bytes(buf.wrapping_add(skip), count) };
+                (range.start, bytes.to_vec())
+            })
+            .collect();
         let disk = &mut self.nodes[node].disk;
-        let grows_by = (offset + u64::from(len)).saturating_sub(disk.len(file));
-        if disk.used_bytes() + grows_by > self.options.disk.capacity_bytes {
-            self.complete_after(delay_ns, node, process, user_data, -libc::ENOSPC);
-            return None;
-        }
-        // SAFETY: `buf` is this in-flight write's buffer of `len` bytes.
-        let data = unsafe { World::user_bytes(buf, len as usize) }.to_vec();
         let write = disk.begin_write(InFlightWrite {
             file,
-            offset,
-            data,
+            pieces,
             dsync: access.dsync,
+            result,
         });
         let epoch = disk.epoch;
         let kind = EventKind::WriteDone {
@@ -285,8 +356,8 @@ impl World {
         if disk.epoch != epoch {
             return; // A crash came first and resolved this write.
         }
-        let count = disk.complete_write(write, &self.options.disk, &mut self.streams.disk);
-        self.complete(node, process, user_data, count as i32);
+        let result = disk.complete_write(write, &self.options.disk, &mut self.streams.disk);
+        self.complete(node, process, user_data, result);
     }
 
     #[allow(clippy::too_many_arguments)]
