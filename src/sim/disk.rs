@@ -23,7 +23,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::contents::{Contents, Piece};
-use super::namespace::{Found, Namespace};
+use super::namespace::{Namespace, Resolved};
 use super::options::DiskOptions;
 use super::prng::{Prng, Probability};
 
@@ -113,7 +113,7 @@ impl Disk {
     }
 
     /// What `path` names (see [`Namespace::resolve`]).
-    pub(crate) fn resolve(&self, path: &Path) -> Result<Found, i32> {
+    pub(crate) fn resolve(&self, path: &Path) -> Result<Resolved, i32> {
         self.namespace.resolve(path)
     }
 

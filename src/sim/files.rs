@@ -33,7 +33,8 @@ impl World {
     /// `ENAMETOOLONG`: see `namespace.rs`); a directory opened to write,
     /// create or truncate is `EISDIR`, and with `O_DIRECT` `EINVAL`; a
     /// missing file without `create` is `ENOENT`, and a create of a path
-    /// ending in `/` is `EISDIR`. `O_TRUNC` truncates even a read-only
+    /// ending in `/` is `EISDIR` (a file so named, opened without
+    /// `create`, is `ENOTDIR`). `O_TRUNC` truncates even a read-only
     /// open, as Linux does; opening for neither reading nor writing opens
     /// for reading (`O_RDONLY` is 0).
     pub(crate) fn open_file(
@@ -52,7 +53,11 @@ impl World {
         self.descriptor_fault()?;
         let disk_options = &self.options.disk;
         let node_state = &mut self.nodes[node];
-        let file = match node_state.disk.resolve(path)? {
+        let resolved = node_state.disk.resolve(path)?;
+        if resolved.directory_only && options.create {
+            return Err(libc::EISDIR);
+        }
+        let file = match resolved.found {
             Found::Directory => {
                 if options.create || options.write || options.truncate {
                     return Err(libc::EISDIR);
@@ -62,13 +67,10 @@ impl World {
                 }
                 return Ok(node_state.alloc_fd(FdEntry::Directory));
             }
+            Found::File(_) if resolved.directory_only => return Err(libc::ENOTDIR),
             Found::File(file) => file,
-            Found::Missing { .. } if !options.create => return Err(libc::ENOENT),
-            Found::Missing {
-                directory_only: true,
-                ..
-            } => return Err(libc::EISDIR),
-            Found::Missing { path, .. } => node_state.disk.create_file(path, disk_options),
+            Found::Missing(_) if !options.create => return Err(libc::ENOENT),
+            Found::Missing(path) => node_state.disk.create_file(path, disk_options),
         };
         if options.truncate {
             node_state.disk.set_len(file, 0, disk_options);

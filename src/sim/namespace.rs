@@ -7,7 +7,8 @@
 //! - `.` stays, `..` goes up (at the root it stays at the root), so `d/../f`
 //!   is `f` only if `d` is a directory;
 //! - a trailing `/` (or a last component `.` or `..`) names a directory:
-//!   `ENOTDIR` on a file;
+//!   `ENOTDIR` on a file (and `open` with `O_CREAT` gives `EISDIR` for any
+//!   path that ends in `/`);
 //! - a component longer than 255 bytes, or a path of 4096 bytes or more,
 //!   is `ENAMETOOLONG`.
 //!
@@ -31,11 +32,18 @@ pub(crate) enum Found {
     File(FileId),
     Directory,
     /// Nothing yet, in a directory that exists: `path` is where a create
-    /// would put it; `directory_only` if the path ended in `/`.
-    Missing {
-        path: PathBuf,
-        directory_only: bool,
-    },
+    /// would put it.
+    Missing(PathBuf),
+}
+
+/// A path resolved: what it names, and whether it ended in `/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    pub(crate) found: Found,
+    /// The path ends in `/`: it must name a directory. A file found so is
+    /// `ENOTDIR` to every caller but `open` with `O_CREAT`, which says
+    /// `EISDIR` first.
+    pub(crate) directory_only: bool,
 }
 
 #[derive(Debug, Default)]
@@ -47,7 +55,7 @@ pub(crate) struct Namespace {
 
 impl Namespace {
     /// Resolves `path`, as `open(2)` would before it opens or creates.
-    pub(crate) fn resolve(&self, path: &Path) -> Result<Found, i32> {
+    pub(crate) fn resolve(&self, path: &Path) -> Result<Resolved, i32> {
         let bytes = path.as_os_str().as_bytes();
         if bytes.is_empty() {
             return Err(libc::ENOENT);
@@ -60,6 +68,12 @@ impl Namespace {
             .split(|&byte| byte == b'/')
             .filter(|part| !part.is_empty())
             .collect();
+        let resolved = |found| {
+            Ok(Resolved {
+                found,
+                directory_only,
+            })
+        };
         let mut current = PathBuf::new();
         for (index, &part) in parts.iter().enumerate() {
             let last = index + 1 == parts.len();
@@ -78,29 +92,29 @@ impl Namespace {
                 continue;
             }
             if let Some(&file) = self.files.get(&next) {
-                return if last && !directory_only {
-                    Ok(Found::File(file))
+                return if last {
+                    resolved(Found::File(file))
                 } else {
                     Err(libc::ENOTDIR)
                 };
             }
             return if last {
-                Ok(Found::Missing {
-                    path: next,
-                    directory_only,
-                })
+                resolved(Found::Missing(next))
             } else {
                 Err(libc::ENOENT)
             };
         }
         // The path ended in a directory: the root, `.`, `..`, or a name.
-        Ok(Found::Directory)
+        resolved(Found::Directory)
     }
 
     /// The file at `path`, if it names one.
     pub(crate) fn lookup(&self, path: &Path) -> Option<FileId> {
         match self.resolve(path) {
-            Ok(Found::File(file)) => Some(file),
+            Ok(Resolved {
+                found: Found::File(file),
+                directory_only: false,
+            }) => Some(file),
             _ => None,
         }
     }
@@ -154,8 +168,13 @@ mod tests {
         namespace
     }
 
+    /// What `path` names, with `ENOTDIR` for a file named with a `/`.
     fn resolve(namespace: &Namespace, path: &str) -> Result<Found, i32> {
-        namespace.resolve(Path::new(path))
+        let resolved = namespace.resolve(Path::new(path))?;
+        match resolved.found {
+            Found::File(_) if resolved.directory_only => Err(libc::ENOTDIR),
+            found => Ok(found),
+        }
     }
 
     #[test]
@@ -169,14 +188,10 @@ mod tests {
         for directory in [".", "/", "d", "d/", "d/.", "d/..", "d/sub/.."] {
             assert_eq!(resolve(&ns, directory), Ok(Found::Directory), "{directory}");
         }
-        let missing = |path: &str, directory_only| {
-            Ok(Found::Missing {
-                path: PathBuf::from(path),
-                directory_only,
-            })
-        };
-        assert_eq!(resolve(&ns, "d/../new"), missing("new", false));
-        assert_eq!(resolve(&ns, "d/new/"), missing("d/new", true));
+        let missing = |path: &str| Ok(Found::Missing(PathBuf::from(path)));
+        assert_eq!(resolve(&ns, "d/../new"), missing("new"));
+        assert_eq!(resolve(&ns, "d/new/"), missing("d/new"));
+        assert!(ns.resolve(Path::new("d/new/")).unwrap().directory_only);
     }
 
     #[test]
