@@ -16,7 +16,7 @@
 //!   sparse file takes only what was written (`capacity_bytes` counts
 //!   allocated blocks). `O_DIRECT` follows ext4's rules, which depend on
 //!   which blocks are allocated: see [`Disk::plan_write`] and
-//!   [`Disk::direct_read_misaligned`].
+//!   [`Disk::direct_read_refused`].
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -218,11 +218,16 @@ impl Disk {
     /// with `EINVAL`. A read at or past the end of the file returns 0
     /// before anything is checked. Otherwise ext4 (iomap) walks the range
     /// by extent: over a hole it fills zeros without looking at alignment;
-    /// over allocated blocks the part read must start and end on a sector.
-    /// Only the two ends of the request can be off a sector (extents start
-    /// and end on blocks), so it is refused if an end that is off a sector
-    /// falls in an allocated block.
-    pub(crate) fn direct_read_misaligned(
+    /// each run over allocated blocks goes to the device, so it must start
+    /// and end on a sector, and the memory it lands in must start on a
+    /// `direct_memory_align_bytes` boundary: the buffer is taken to start
+    /// on one, so that is where the run starts relative to the read's
+    /// start. (A read that starts off a sector in a hole is refused, then,
+    /// if allocated blocks follow it.) A read that reaches past the
+    /// largest file is refused too: ext4 cannot map a block there, and
+    /// does not cut a direct read short at `s_maxbytes` as it cuts a
+    /// buffered one.
+    pub(crate) fn direct_read_refused(
         &self,
         file: FileId,
         (offset, len): (u64, u64),
@@ -232,11 +237,16 @@ impl Disk {
         if offset >= contents.len() || len == 0 {
             return false;
         }
-        let (sector_bytes, block_bytes) = (options.sector_bytes, options.block_bytes);
-        let end = offset.saturating_add(len);
-        let start_off = offset % sector_bytes != 0 && contents.is_allocated(offset / block_bytes);
-        let end_off = end % sector_bytes != 0 && contents.is_allocated((end - 1) / block_bytes);
-        start_off || end_off
+        if offset.saturating_add(len) > options.file_bytes_max {
+            return true;
+        }
+        // Nothing past the end of the file is allocated: walk up to it.
+        let end = offset
+            .saturating_add(len)
+            .min(contents.len().next_multiple_of(options.block_bytes));
+        segments(contents, offset..end, options.block_bytes)
+            .iter()
+            .any(|segment| segment.allocated && !direct_aligned(segment, offset, options))
     }
 
     /// What a write of `len` bytes at `offset` will do.
@@ -280,7 +290,8 @@ impl Disk {
 
     /// An `O_DIRECT` write, segment by segment as ext4's iomap path maps
     /// it: a hole's blocks are allocated (`ENOSPC` if they do not fit),
-    /// then each segment must start and end on a sector (`EINVAL`). The
+    /// then each segment must start and end on a sector, and its memory
+    /// start on `direct_memory_align_bytes` (`EINVAL`), as for reads. The
     /// first segment that fails fails the write; the segments before it
     /// were written, but only those over blocks that were already
     /// allocated show (ext4 leaves the new ones unwritten, so they read as
@@ -295,7 +306,6 @@ impl Disk {
         options: &DiskOptions,
     ) -> WritePlan {
         let contents = &self.files[file].current;
-        let sector_bytes = options.sector_bytes;
         let mut landed = Vec::new();
         let mut allocating = 0;
         let mut failed = None;
@@ -307,7 +317,7 @@ impl Disk {
                     break;
                 }
             }
-            if segment.range.start % sector_bytes != 0 || segment.range.end % sector_bytes != 0 {
+            if !direct_aligned(&segment, range.start, options) {
                 failed = Some(libc::EINVAL);
                 break;
             }
@@ -458,6 +468,18 @@ fn segments(contents: &Contents, range: Range<u64>, block_bytes: u64) -> Vec<Seg
         at = end;
     }
     segments
+}
+
+/// Whether a segment of a transfer that starts at `start` may go to the
+/// device: its ends on sectors, and the memory it starts at (its offset
+/// from the transfer's start, the buffer taken as aligned) on the
+/// device's memory alignment.
+fn direct_aligned(segment: &Segment, start: u64, options: &DiskOptions) -> bool {
+    let range = &segment.range;
+    let sector_bytes = options.sector_bytes;
+    range.start % sector_bytes == 0
+        && range.end % sector_bytes == 0
+        && (range.start - start) % options.direct_memory_align_bytes == 0
 }
 
 /// How many blocks `range` touches.
@@ -695,9 +717,9 @@ mod tests {
     }
 
     #[test]
-    fn direct_reads_are_judged_by_the_blocks_under_their_ends() {
+    fn direct_reads_are_judged_extent_by_extent() {
         let (disk, file) = sparse_disk();
-        let refused = |offset, len| disk.direct_read_misaligned(file, (offset, len), &options());
+        let refused = |offset, len| disk.direct_read_refused(file, (offset, len), &options());
         assert!(!refused(0, 4096));
         assert!(!refused(512, 1024));
         assert!(
@@ -716,6 +738,17 @@ mod tests {
             "hole, then ending in an allocated block"
         );
         assert!(!refused(8192, 4196), "ending past the end of the file");
+        assert!(
+            refused(4096 + 100, 8192),
+            "off a sector in the hole: block 2's memory is too"
+        );
+        assert!(!refused(4096 + 512, 7680), "a sector into the hole");
+        let max = options().file_bytes_max;
+        let mut disk = disk;
+        disk.set_len(file, max, &options());
+        let refused = |offset, len| disk.direct_read_refused(file, (offset, len), &options());
+        assert!(!refused(max - 512, 512));
+        assert!(refused(max - 512, 1024), "past the largest file");
         assert!(!refused(12288 + 7, 3), "at or past the end");
     }
 

@@ -170,11 +170,11 @@ impl World {
     /// the read latency. `None`: the result is scheduled.
     ///
     /// `EBADF` if the fd is not open for reading. With `O_DIRECT`, `EINVAL`
-    /// where ext4 gives it ([`Disk::direct_read_misaligned`]): an end of
+    /// where ext4 gives it ([`Disk::direct_read_refused`]): an end of
     /// the range off a sector, in an allocated block. The buffer's address
     /// is not judged: see docs/simulation.md.
     ///
-    /// [`Disk::direct_read_misaligned`]: super::disk::Disk::direct_read_misaligned
+    /// [`Disk::direct_read_refused`]: super::disk::Disk::direct_read_refused
     fn file_read(
         &mut self,
         node: usize,
@@ -192,7 +192,7 @@ impl World {
         if access.direct
             && self.nodes[node]
                 .disk
-                .direct_read_misaligned(file, range, disk_options)
+                .direct_read_refused(file, range, disk_options)
         {
             return Some(-libc::EINVAL);
         }

@@ -269,6 +269,13 @@ pub struct DiskOptions {
     /// are checked (ext4's rules; see docs/simulation.md). A power of two,
     /// and a multiple of `sector_bytes`.
     pub block_bytes: u64,
+    /// The alignment `O_DIRECT` wants of the memory each part of a
+    /// transfer that reaches the device starts at (`stx_dio_mem_align`;
+    /// the device's DMA alignment, 512 on virtio-blk and SCSI). The
+    /// simulator takes every buffer to start on such a boundary (a host
+    /// address is not something a seed decides) and judges where each
+    /// part starts within the buffer: see docs/simulation.md.
+    pub direct_memory_align_bytes: u64,
     /// The largest file (`s_maxbytes`): a write at or past it, or a
     /// `set_len` above it, is `EFBIG`, and a write across it is cut short
     /// there. The default is ext4's with 4 KiB blocks, 16 TiB - 4 KiB.
@@ -308,6 +315,7 @@ impl Default for DiskOptions {
         DiskOptions {
             sector_bytes: 512,
             block_bytes: 4096,
+            direct_memory_align_bytes: 512,
             file_bytes_max: ((1 << 32) - 1) * 4096,
             capacity_bytes: 1 << 30,
             read_latency_min_ns: 10_000,
