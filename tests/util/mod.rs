@@ -152,6 +152,18 @@ impl Scratch {
         }
     }
 
+    /// Scratch space named `name` for `backend`, under `base` on a kernel.
+    pub fn under(base: &Path, backend: Backend, name: &str) -> Scratch {
+        Scratch {
+            dir: backend.is_kernel().then(|| {
+                let dir = base.join(format!("ringio-{name}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                dir
+            }),
+        }
+    }
+
     /// The path of the file `file` in it.
     pub fn path(&self, file: &str) -> PathBuf {
         match &self.dir {
@@ -357,6 +369,18 @@ fn build_example(name: &str, profile: Option<&str>) {
     }
     let status = command.status().expect("run cargo build");
     assert!(status.success(), "cargo build --example {name} failed");
+}
+
+/// Where the tests that hold the simulator's file model to ext4 put their
+/// kernel files: `RINGIO_EXT4_DIR` if it is set, else the target directory
+/// (`CARGO_TARGET_TMPDIR`, on the disk that holds the build). Never
+/// `TMPDIR`, which CI may point at /dev/shm: tmpfs takes `O_DIRECT` as
+/// buffered I/O, with none of ext4's rules.
+pub fn ext4_base() -> PathBuf {
+    match std::env::var_os("RINGIO_EXT4_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    }
 }
 
 /// How a kernel file system does `O_DIRECT`, as the simulator's file model
