@@ -17,6 +17,9 @@
 //!   allocated blocks). `O_DIRECT` follows ext4's rules, which depend on
 //!   which blocks are allocated: see [`Disk::plan_write`] and
 //!   [`Disk::direct_read_refused`].
+// A write's ranges are a `Vec` of `Range`s, often one: that is meant, not a
+// `Vec` of the range's values.
+#![allow(clippy::single_range_in_vec_init)]
 
 use std::collections::BTreeSet;
 use std::ops::Range;

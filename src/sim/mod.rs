@@ -20,11 +20,14 @@
 //!   points, FIN and RST behind the data (a reset never reads as end of
 //!   file, and received data stays readable), half-open connections after
 //!   a crash, symmetric and asymmetric partitions, and clogs.
-//! - **Disk**: files of sectors per node. A write is durable only after an
-//!   fsync submitted after it completed (or at once with `O_DSYNC`). On a
-//!   crash each write not yet durable is lost, torn at sector granularity,
-//!   or kept as a prefix. Latent sector errors, optional silent corruption
-//!   and misdirected writes, and a capacity limit (`ENOSPC`).
+//! - **Disk**: per node, a tree of directories and files (paths resolve
+//!   with Linux's errnos), each file made of blocks that writes allocate
+//!   (a sparse file's holes take no space), with ext4's `O_DIRECT` rules and
+//!   largest file (`EFBIG`). A write is durable only after an fsync
+//!   submitted after it completed (or at once with `O_DSYNC`). On a crash
+//!   each write not yet durable is lost, torn at sector granularity, or kept
+//!   as a prefix. Latent sector errors, optional silent corruption and
+//!   misdirected writes, and a capacity limit (`ENOSPC`).
 //! - **Faults**: errors injected from each operation's documented errno
 //!   set (`EINTR` at the syscall boundary, `EMFILE`, `ENOMEM` among them);
 //!   [`Simulator::crash`], restart (a new `IO` on the same node),

@@ -413,7 +413,10 @@ pub fn ext4_geometry(dir: &Path) -> Result<DirectIoGeometry, String> {
             io::Error::last_os_error()
         ));
     }
-    if fs.f_type as i64 != libc::EXT4_SUPER_MAGIC as i64 {
+    // `f_type` and the magic numbers have different types on other targets.
+    #[allow(clippy::unnecessary_cast)]
+    let ext4 = fs.f_type as i64 == libc::EXT4_SUPER_MAGIC as i64;
+    if !ext4 {
         return Err(format!(
             "{} is not on ext4 (f_type {:#x})",
             dir.display(),
