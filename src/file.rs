@@ -65,9 +65,14 @@ impl FileOptions {
 
     /// Bypass the page cache (`O_DIRECT`). Buffers, lengths and offsets must
     /// then be aligned to the device's block size; see [`AlignedBuf`](crate::AlignedBuf).
-    /// A file system that cannot do direct I/O refuses the open with
-    /// `EINVAL` (tmpfs did before Linux 6.6; since then it accepts it, and
-    /// accepts unaligned buffers too).
+    /// On ext4 (Linux 6.18) only the parts of a transfer over allocated
+    /// blocks must be: a read at or past the end of the file, or over a
+    /// hole, is not judged, and a write that fails part-way has written the
+    /// allocated blocks before the failing part (docs/simulation.md, "Disk",
+    /// has the rules, which the simulator follows). A file system that
+    /// cannot do direct I/O refuses the open with `EINVAL` (tmpfs did before
+    /// Linux 6.6; since then it accepts it, and accepts unaligned buffers
+    /// too). A directory cannot be opened with it (`EINVAL`).
     pub const fn direct(mut self, direct: bool) -> FileOptions {
         self.direct = direct;
         self
@@ -112,9 +117,13 @@ impl<C> IO<C> {
     ///
     /// # Errors
     ///
-    /// What `open(2)` returns: `ENOENT`, `EACCES`, `EISDIR`, `EINVAL`
-    /// (`O_DIRECT` unsupported here, or a NUL byte in the path), `EMFILE`,
-    /// `ENFILE`, `ENOSPC`.
+    /// What `open(2)` returns: `ENOENT` (no such file without `create`, or
+    /// a missing directory on the way), `ENOTDIR` (a file on the way, or a
+    /// file named with a trailing `/`), `EISDIR` (a directory opened to
+    /// write, create or truncate), `EINVAL` (`O_DIRECT` unsupported here or
+    /// on a directory, or a NUL byte in the path), `ENAMETOOLONG`,
+    /// `EACCES`, `EMFILE`, `ENFILE`, `ENOSPC`. With `truncate`, the file is
+    /// truncated even if opened read-only, as Linux does.
     pub fn open_file(
         &mut self,
         path: impl AsRef<Path>,
@@ -137,8 +146,11 @@ impl<C> IO<C> {
     ///
     /// # Errors
     ///
-    /// `EBADF` (not open for writing), `EINVAL` (not a regular file, or a
-    /// length above `i64::MAX`), `EFBIG`, `EIO`, `EPERM`.
+    /// `EINVAL` (not a regular file open for writing: a read-only file, a
+    /// directory, a socket; or a length above `i64::MAX`), `EBADF` (a
+    /// closed or stale handle), `EFBIG` (above the file system's largest
+    /// file), `EIO`, `EPERM`. Extending a file allocates nothing (the new
+    /// part is a hole), so it takes no space.
     pub fn set_len(&mut self, file: Handle, len_bytes: u64) -> io::Result<()> {
         let fd = self.raw_fd(file)?;
         let len_bytes = i64::try_from(len_bytes).map_err(|_| sys::errno(libc::EINVAL))?;

@@ -560,11 +560,21 @@ fn zero_length_buffers_are_rejected_with_einval(backend: Backend) {
     util::close_io(&mut io, &mut errnos, server);
 }
 
+/// `/dev/null` on a kernel; on the simulator, whose namespace has no
+/// `/dev`, a file in its root.
+fn dev_null_path(backend: Backend) -> &'static str {
+    if backend.is_kernel() {
+        "/dev/null"
+    } else {
+        "null"
+    }
+}
+
 fn oversized_buffers_are_clamped_to_the_kernel_limit(backend: Backend) {
     let mut io: IO<Option<io::Result<usize>>> = backend.io();
-    // On the simulator, "/dev/null" is just a path on the node's disk.
+    // The simulated disk has no /dev/null: a file of its own stands in.
     let options = FileOptions::new().read(false).create(!backend.is_kernel());
-    let dev_null = io.open_file("/dev/null", options).unwrap();
+    let dev_null = io.open_file(dev_null_path(backend), options).unwrap();
     // 4 GiB + 1 byte: without clamping, the kernel's 32-bit length would wrap
     // to 1. calloc maps the zero pages lazily, so this costs no real memory.
     let huge = vec![0u8; (4 << 30) + 1];
@@ -589,7 +599,7 @@ fn oversized_buffers_are_clamped_to_the_kernel_limit(backend: Backend) {
 fn offsets_beyond_i64_max_are_rejected(backend: Backend) {
     let mut io: IO<Vec<Option<i32>>> = backend.io();
     let options = FileOptions::new().create(!backend.is_kernel());
-    let dev_null = io.open_file("/dev/null", options).unwrap();
+    let dev_null = io.open_file(dev_null_path(backend), options).unwrap();
     io.write(dev_null, &b"x"[..], u64::MAX, |_, errnos, result, _| {
         errnos.push(errno_of(&result))
     });

@@ -63,8 +63,9 @@ use server::{Server, ServerConfig};
 
 /// The port the server listens on.
 const SERVER_PORT: u16 = 6379;
-/// The log, on the server node's simulated disk. The simulator's namespace
-/// is flat: the directory exists once a file under it does.
+/// The log's directory and the log, on the server node's simulated disk.
+/// The harness creates the directory, as kv_server's `main` does.
+const WAL_DIR: &str = "kv-data";
 const WAL_PATH: &str = "kv-data/wal";
 /// Clients per world.
 const CLIENTS: u32 = 3;
@@ -116,6 +117,7 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
         let _ = stdout::print_line(format_args!("{}", sim.describe()));
     }
     let server_node = sim.add_node("server");
+    sim.create_dir_all(server_node, WAL_DIR)?;
     let server_address = sim.address(server_node, SERVER_PORT);
     let mut clients = Vec::new();
     for id in 0..CLIENTS {

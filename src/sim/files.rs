@@ -1,11 +1,19 @@
 //! File operations on the simulated disk: open, read, write, fsync, and
 //! their latencies and injected errors.
+//!
+//! What the kernel would refuse at once (`EBADF`, `EINVAL`, `EFBIG`) is
+//! refused at once, with no latency; the rest completes after the disk's
+//! latency. The errnos of the corners follow Linux 6.18 on ext4, as
+//! `tests/file_semantics.rs` checks on io_uring, epoll and the simulator.
 #![allow(unsafe_code)]
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::contents::Piece;
 use super::disk::{FileId, InFlightWrite};
 use super::iov::Memory;
+use super::namespace::Found;
 use super::world::{EventKind, FdEntry, World};
 use crate::completion::Operation;
 use crate::file::FileOptions;
@@ -21,61 +29,88 @@ pub(crate) struct Access {
 }
 
 impl World {
-    /// `open(2)` on the node's disk.
+    /// `open(2)` on the node's disk, with Linux's errnos: `EINVAL` for a
+    /// NUL byte in the path; the path's own (`ENOENT`, `ENOTDIR`,
+    /// `ENAMETOOLONG`: see `namespace.rs`); a directory opened to write,
+    /// create or truncate is `EISDIR`, and with `O_DIRECT` `EINVAL`; a
+    /// missing file without `create` is `ENOENT`, and a create of a path
+    /// ending in `/` is `EISDIR` (a file so named, opened without
+    /// `create`, is `ENOTDIR`). `O_TRUNC` truncates even a read-only
+    /// open, as Linux does; opening for neither reading nor writing opens
+    /// for reading (`O_RDONLY` is 0).
     pub(crate) fn open_file(
         &mut self,
         node: usize,
         path: &Path,
         options: FileOptions,
     ) -> Result<Fd, i32> {
-        if path.as_os_str().is_empty() {
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.contains(&0) {
+            return Err(libc::EINVAL);
+        }
+        if bytes.is_empty() {
             return Err(libc::ENOENT);
         }
         self.descriptor_fault()?;
-        let sector_bytes = self.options.disk.sector_bytes;
+        let disk_options = &self.options.disk;
         let node_state = &mut self.nodes[node];
-        if node_state.disk.is_directory(path) {
-            if options.write {
-                return Err(libc::EISDIR);
-            }
-            return Ok(node_state.alloc_fd(FdEntry::Directory));
+        let resolved = node_state.disk.resolve(path)?;
+        if resolved.directory_only && options.create {
+            return Err(libc::EISDIR);
         }
-        let file = node_state
-            .disk
-            .open(path, options.create)
-            .ok_or(libc::ENOENT)?;
-        if options.truncate && options.write {
-            node_state.disk.set_len(file, 0, sector_bytes);
+        let file = match resolved.found {
+            Found::Directory => {
+                if options.create || options.write || options.truncate {
+                    return Err(libc::EISDIR);
+                }
+                if options.direct {
+                    return Err(libc::EINVAL);
+                }
+                return Ok(node_state.alloc_fd(FdEntry::Directory));
+            }
+            Found::File(_) if resolved.directory_only => return Err(libc::ENOTDIR),
+            Found::File(file) => file,
+            Found::Missing(_) if !options.create => return Err(libc::ENOENT),
+            Found::Missing(path) => node_state.disk.create_file(path, disk_options),
+        };
+        if options.truncate {
+            node_state.disk.set_len(file, 0, disk_options);
         }
         Ok(node_state.alloc_fd(FdEntry::File {
             file,
-            read: options.read,
+            read: options.read || !options.write,
             write: options.write,
             direct: options.direct,
             dsync: options.dsync,
         }))
     }
 
-    /// `ftruncate(2)`.
+    /// `mkdir -p` on the node's disk, for a harness to set up what `main`
+    /// would (`std::fs::create_dir_all`).
+    pub(crate) fn create_dir_all(&mut self, node: usize, path: &Path) -> Result<(), i32> {
+        self.nodes[node].disk.create_dir_all(path)
+    }
+
+    /// `ftruncate(2)`: `EINVAL` unless the fd is a regular file open for
+    /// writing (a read-only fd, a directory, a socket), `EFBIG` above the
+    /// largest file. Extending allocates nothing, so it never runs out of
+    /// space.
     pub(crate) fn set_len(&mut self, node: usize, fd: Fd, len_bytes: u64) -> Result<(), i32> {
-        let sector_bytes = self.options.disk.sector_bytes;
-        let capacity_bytes = self.options.disk.capacity_bytes;
-        let entry = self.nodes[node].fd_entry(fd);
-        let disk = &mut self.nodes[node].disk;
-        match entry {
+        let options = &self.options.disk;
+        let node_state = &mut self.nodes[node];
+        match node_state.fd_entry(fd) {
             Some(FdEntry::File {
                 file, write: true, ..
             }) => {
-                let grows_by = len_bytes.saturating_sub(disk.len(file));
-                if disk.used_bytes() + grows_by > capacity_bytes {
-                    return Err(libc::ENOSPC);
+                if len_bytes > options.file_bytes_max {
+                    return Err(libc::EFBIG);
                 }
-                disk.set_len(file, len_bytes, sector_bytes);
+                node_state.disk.set_len(file, len_bytes, options);
                 Ok(())
             }
-            Some(FdEntry::File { .. }) => Err(libc::EBADF),
-            Some(FdEntry::Directory) => Err(libc::EISDIR),
-            Some(FdEntry::Socket(_)) => Err(libc::EINVAL),
+            Some(FdEntry::File { .. } | FdEntry::Directory | FdEntry::Socket(_)) => {
+                Err(libc::EINVAL)
+            }
             None => Err(libc::EBADF),
         }
     }
@@ -110,8 +145,8 @@ impl World {
     }
 
     /// A directory fd: fsync succeeds after an fsync's latency (directory
-    /// entries are durable at once in this model); reads and writes are
-    /// `EISDIR`.
+    /// entries are durable at once in this model); a read is `EISDIR`, and
+    /// a write `EBADF` (a directory is only ever open read-only).
     pub(crate) fn start_directory_operation(
         &mut self,
         node: usize,
@@ -127,42 +162,23 @@ impl World {
                 );
                 return self.complete_after(delay_ns, node, process, user_data, 0);
             }
-            Operation::Read { .. }
-            | Operation::Write { .. }
-            | Operation::Readv { .. }
-            | Operation::Writev { .. } => -libc::EISDIR,
+            Operation::Read { .. } | Operation::Readv { .. } => -libc::EISDIR,
+            Operation::Write { .. } | Operation::Writev { .. } => -libc::EBADF,
             Operation::Poll { events, .. } => poll_regular(*events),
             _ => -libc::ENOTSOCK,
         };
         self.complete(node, process, user_data, result);
     }
 
-    /// Why a read or write may not start: `EBADF` if the fd was not opened
-    /// for it (`allowed`), `EINVAL` if an `O_DIRECT` transfer is misaligned.
-    fn refuse_transfer(
-        &self,
-        access: Access,
-        allowed: bool,
-        memory: Memory,
-        offset: u64,
-    ) -> Option<i32> {
-        let sector_bytes = self.options.disk.sector_bytes;
-        let mut misaligned = access.direct && offset % sector_bytes != 0;
-        memory.for_each_segment(|buf, len| {
-            misaligned |=
-                access.direct && (buf as u64 % sector_bytes != 0 || len as u64 % sector_bytes != 0);
-        });
-        if !allowed {
-            Some(libc::EBADF)
-        } else if misaligned {
-            Some(libc::EINVAL)
-        } else {
-            None
-        }
-    }
-
     /// A read copies from the page cache at once; the result arrives after
     /// the read latency. `None`: the result is scheduled.
+    ///
+    /// `EBADF` if the fd is not open for reading. With `O_DIRECT`, `EINVAL`
+    /// where ext4 gives it ([`Disk::direct_read_refused`]): an end of
+    /// the range off a sector, in an allocated block. The buffer's address
+    /// is not judged: see docs/simulation.md.
+    ///
+    /// [`Disk::direct_read_refused`]: super::disk::Disk::direct_read_refused
     fn file_read(
         &mut self,
         node: usize,
@@ -173,24 +189,44 @@ impl World {
         (memory, offset): (Memory, u64),
     ) -> Option<i32> {
         let len = memory.len();
-        if let Some(errno) = self.refuse_transfer(access, access.read, memory, offset) {
-            return Some(-errno);
+        let range = (offset, len as u64);
+        if !access.read {
+            return Some(-libc::EBADF);
+        }
+        let disk_options = &self.options.disk;
+        if access.direct
+            && self.nodes[node]
+                .disk
+                .direct_read_refused(file, range, disk_options)
+        {
+            return Some(-libc::EINVAL);
         }
         let result = if self.streams.faults.chance(self.options.faults.read) {
             -libc::EIO
         } else {
-            let options = &self.options.disk;
-            match self.nodes[node]
-                .disk
-                .read(file, offset, len, options, &mut self.streams.disk)
-            {
-                Ok(data) => {
+            let mut at = 0usize;
+            let copy = |piece: Piece<'_>| {
+                // Stays inside the memory: the disk visits at most `len`
+                // bytes in all.
+                at += match piece {
                     // SAFETY: a read's memory (Memory's invariant: in
                     // flight, kept allocated and unmoved until reaped),
-                    // writable for `len >= data.len()` bytes.
-                    unsafe { memory.write_at(0, data) };
-                    data.len() as i32
-                }
+                    // writable for `len` bytes, of which `at + bytes.len()`
+                    // are visited so far.
+                    Piece::Data(bytes) => unsafe {
+                        memory.write_at(at, bytes);
+                        bytes.len()
+                    },
+                    // SAFETY: as above.
+                    Piece::Zeros(count) => unsafe {
+                        memory.zero_at(at, count);
+                        count
+                    },
+                };
+            };
+            let disk = &mut self.nodes[node].disk;
+            match disk.read(file, range, disk_options, &mut self.streams.disk, copy) {
+                Ok(count) => count as i32,
                 Err(errno) => -errno,
             }
         };
@@ -204,6 +240,15 @@ impl World {
 
     /// A write copies the caller's bytes at once and lands in the page
     /// cache when it completes, after the write latency.
+    ///
+    /// `EBADF` if the fd is not open for writing; then what
+    /// [`Disk::plan_write`] decides: `EFBIG` at the largest file,
+    /// `ENOSPC` when its blocks do not fit, and with `O_DIRECT` `EINVAL`
+    /// where ext4 gives it, after writing what ext4 writes first. A
+    /// refusal that changes nothing (`EFBIG`, or `EINVAL` with nothing
+    /// written) is at once; the rest take the write latency.
+    ///
+    /// [`Disk::plan_write`]: super::disk::Disk::plan_write
     fn file_write(
         &mut self,
         node: usize,
@@ -213,8 +258,18 @@ impl World {
         access: Access,
         (memory, offset): (Memory, u64),
     ) -> Option<i32> {
+        if !access.write {
+            return Some(-libc::EBADF);
+        }
+        let disk_options = &self.options.disk;
         let len = memory.len();
-        if let Some(errno) = self.refuse_transfer(access, access.write, memory, offset) {
+        let range = (offset, len as u64);
+        let plan = self.nodes[node]
+            .disk
+            .plan_write(file, range, access.direct, disk_options);
+        if let (true, Err(errno @ (libc::EFBIG | libc::EINVAL))) =
+            (plan.ranges.is_empty(), plan.result)
+        {
             return Some(-errno);
         }
         let delay_ns = self.disk_latency(
@@ -226,21 +281,34 @@ impl World {
             self.complete_after(delay_ns, node, process, user_data, -errno);
             return None;
         }
+        let result = match plan.result {
+            Ok(count) => count as i32,
+            Err(errno) if plan.ranges.is_empty() => {
+                self.complete_after(delay_ns, node, process, user_data, -errno);
+                return None;
+            }
+            Err(errno) => -errno,
+        };
+        let pieces = plan
+            .ranges
+            .iter()
+            .map(|range| {
+                let skip = (range.start - offset) as usize;
+                let count = (range.end - range.start) as usize;
+                assert!(skip + count <= len);
+                let mut bytes = Vec::with_capacity(count);
+                // SAFETY: a write's memory (Memory's invariant), initialized
+                // for its `len` bytes, and `skip + count <= len` (asserted).
+                unsafe { memory.gather_range(skip, count, &mut bytes) };
+                (range.start, bytes)
+            })
+            .collect();
         let disk = &mut self.nodes[node].disk;
-        let grows_by = (offset + len as u64).saturating_sub(disk.len(file));
-        if disk.used_bytes() + grows_by > self.options.disk.capacity_bytes {
-            self.complete_after(delay_ns, node, process, user_data, -libc::ENOSPC);
-            return None;
-        }
-        let mut data = Vec::with_capacity(len);
-        // SAFETY: a write's memory (Memory's invariant), initialized for
-        // its whole length.
-        unsafe { memory.gather(len, &mut data) };
         let write = disk.begin_write(InFlightWrite {
             file,
-            offset,
-            data,
+            pieces,
             dsync: access.dsync,
+            result,
         });
         let epoch = disk.epoch;
         let kind = EventKind::WriteDone {
@@ -292,8 +360,8 @@ impl World {
         if disk.epoch != epoch {
             return; // A crash came first and resolved this write.
         }
-        let count = disk.complete_write(write, &self.options.disk, &mut self.streams.disk);
-        self.complete(node, process, user_data, count as i32);
+        let result = disk.complete_write(write, &self.options.disk, &mut self.streams.disk);
+        self.complete(node, process, user_data, result);
     }
 
     #[allow(clippy::too_many_arguments)]

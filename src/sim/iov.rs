@@ -121,25 +121,60 @@ impl Memory {
         });
     }
 
+    /// Writes `count` zero bytes into the memory from byte `at` on: what
+    /// a read of a hole gives.
+    ///
+    /// # Safety
+    ///
+    /// As for [`write_at`](Memory::write_at), for `at + count` bytes.
+    pub(crate) unsafe fn zero_at(&self, mut at: usize, mut count: usize) {
+        const ZEROS: [u8; 4096] = [0; 4096];
+        while count > 0 {
+            let chunk = count.min(ZEROS.len());
+            // SAFETY: the caller's promise, for a prefix of the range.
+            unsafe { self.write_at(at, &ZEROS[..chunk]) };
+            at += chunk;
+            count -= chunk;
+        }
+    }
+
     /// Appends the first `limit` bytes of the memory to `out`.
     ///
     /// # Safety
     ///
     /// The operation must be a send or a write, whose buffers' bytes are
     /// initialized (each segment's length is at most its `bytes_init`).
-    pub(crate) unsafe fn gather(&self, mut limit: usize, out: &mut impl Extend<u8>) {
+    pub(crate) unsafe fn gather(&self, limit: usize, out: &mut impl Extend<u8>) {
+        // SAFETY: the caller's promise.
+        unsafe { self.gather_range(0, limit, out) }
+    }
+
+    /// Appends `count` bytes of the memory, from byte `skip` on, to `out`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`gather`](Memory::gather).
+    pub(crate) unsafe fn gather_range(
+        &self,
+        mut skip: usize,
+        mut count: usize,
+        out: &mut impl Extend<u8>,
+    ) {
         self.for_each_segment(|buf, len| {
-            let count = len.min(limit);
-            if count > 0 {
-                // SAFETY: a segment of this in-flight send, initialized
-                // for `len >= count` bytes (the caller's promise).
-                out.extend(
-                    unsafe { crate::sim::world::World::user_bytes(buf, count) }
-                        .iter()
-                        .copied(),
-                );
-                limit -= count;
+            if skip >= len {
+                skip -= len;
+                return;
             }
+            let taken = (len - skip).min(count);
+            if taken > 0 {
+                // Stays inside the segment: `skip + taken <= len`.
+                let start = buf.wrapping_add(skip);
+                // SAFETY: a segment of this in-flight send, initialized
+                // for `len >= skip + taken` bytes (the caller's promise).
+                out.extend(unsafe { World::user_bytes(start, taken) }.iter().copied());
+                count -= taken;
+            }
+            skip = 0;
         });
     }
 }

@@ -20,11 +20,14 @@
 //!   points, FIN and RST behind the data (a reset never reads as end of
 //!   file, and received data stays readable), half-open connections after
 //!   a crash, symmetric and asymmetric partitions, and clogs.
-//! - **Disk**: files of sectors per node. A write is durable only after an
-//!   fsync submitted after it completed (or at once with `O_DSYNC`). On a
-//!   crash each write not yet durable is lost, torn at sector granularity,
-//!   or kept as a prefix. Latent sector errors, optional silent corruption
-//!   and misdirected writes, and a capacity limit (`ENOSPC`).
+//! - **Disk**: per node, a tree of directories and files (paths resolve
+//!   with Linux's errnos), each file made of blocks that writes allocate
+//!   (a sparse file's holes take no space), with ext4's `O_DIRECT` rules and
+//!   largest file (`EFBIG`). A write is durable only after an fsync
+//!   submitted after it completed (or at once with `O_DSYNC`). On a crash
+//!   each write not yet durable is lost, torn at sector granularity, or kept
+//!   as a prefix. Latent sector errors, optional silent corruption and
+//!   misdirected writes, and a capacity limit (`ENOSPC`).
 //! - **Faults**: errors injected from each operation's documented errno
 //!   set (`EINTR` at the syscall boundary, `EMFILE`, `ENOMEM` among them);
 //!   [`Simulator::crash`], restart (a new `IO` on the same node),
@@ -87,9 +90,11 @@
 //! [`IO::sim_coin`]: crate::IO::sim_coin
 
 mod clock;
+mod contents;
 mod disk;
 mod files;
 mod iov;
+mod namespace;
 mod net;
 mod options;
 mod prng;
@@ -337,6 +342,40 @@ impl Simulator {
     /// simulated operations.
     pub fn completions(&self) -> u64 {
         self.world.borrow().completions
+    }
+
+    /// Creates the directory `path` on `node`'s disk, and every missing one
+    /// above it, as `main` would with `std::fs::create_dir_all` before
+    /// starting the application: ringio has no `mkdir` operation yet, and a
+    /// file can be created only in a directory that exists (`ENOENT`
+    /// otherwise, as on Linux). The root, which relative and absolute paths
+    /// both start from, always exists. The directories are durable at once.
+    ///
+    /// # Errors
+    ///
+    /// `ENOTDIR` if a component of `path` is a file, `ENAMETOOLONG`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ringio::sim::{SimOptions, Simulator};
+    /// use ringio::{FileOptions, IO};
+    ///
+    /// let mut sim = Simulator::new(1, SimOptions::default().without_faults());
+    /// let node = sim.add_node("store");
+    /// let mut io: IO<()> = sim.io(node)?;
+    /// let options = FileOptions::new().create(true);
+    /// let missing = io.open_file("data/log", options).unwrap_err();
+    /// assert_eq!(missing.raw_os_error(), Some(libc::ENOENT));
+    /// sim.create_dir_all(node, "data")?;
+    /// io.open_file("data/log", options)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn create_dir_all(&mut self, node: NodeId, path: impl AsRef<Path>) -> io::Result<()> {
+        self.world
+            .borrow_mut()
+            .create_dir_all(node.0, path.as_ref())
+            .map_err(sys::errno)
     }
 
     /// Sectors of the file at `path` on `node` that the disk damaged

@@ -295,9 +295,27 @@ impl CpuOptions {
 /// Each node's simulated disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiskOptions {
-    /// The unit that is written atomically, and the `O_DIRECT` alignment.
+    /// The unit that is written atomically, and the `O_DIRECT` alignment of
+    /// offsets and lengths (the device's logical block size).
     pub sector_bytes: u64,
-    /// Total bytes of all files on one node; a write past it is `ENOSPC`.
+    /// The file system's block: the unit in which writes allocate space
+    /// (a block never written is a hole) and in which `O_DIRECT` transfers
+    /// are checked (ext4's rules; see docs/simulation.md). A power of two,
+    /// and a multiple of `sector_bytes`.
+    pub block_bytes: u64,
+    /// The alignment `O_DIRECT` wants of the memory each part of a
+    /// transfer that reaches the device starts at (`stx_dio_mem_align`;
+    /// the device's DMA alignment, 512 on virtio-blk and SCSI). The
+    /// simulator takes every buffer to start on such a boundary (a host
+    /// address is not something a seed decides) and judges where each
+    /// part starts within the buffer: see docs/simulation.md.
+    pub direct_memory_align_bytes: u64,
+    /// The largest file (`s_maxbytes`): a write at or past it, or a
+    /// `set_len` above it, is `EFBIG`, and a write across it is cut short
+    /// there. The default is ext4's with 4 KiB blocks, 16 TiB - 4 KiB.
+    pub file_bytes_max: u64,
+    /// The bytes of all blocks allocated on one node; a write that needs
+    /// more is `ENOSPC`. A sparse file's holes take none.
     pub capacity_bytes: u64,
     /// Read latency: `max(read_latency_min_ns, Exp(read_latency_mean_ns))`.
     pub read_latency_min_ns: u64,
@@ -330,6 +348,9 @@ impl Default for DiskOptions {
     fn default() -> DiskOptions {
         DiskOptions {
             sector_bytes: 512,
+            block_bytes: 4096,
+            direct_memory_align_bytes: 512,
+            file_bytes_max: ((1 << 32) - 1) * 4096,
             capacity_bytes: 1 << 30,
             read_latency_min_ns: 10_000,
             read_latency_mean_ns: 80_000,

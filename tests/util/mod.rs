@@ -152,6 +152,18 @@ impl Scratch {
         }
     }
 
+    /// Scratch space named `name` for `backend`, under `base` on a kernel.
+    pub fn under(base: &Path, backend: Backend, name: &str) -> Scratch {
+        Scratch {
+            dir: backend.is_kernel().then(|| {
+                let dir = base.join(format!("ringio-{name}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                dir
+            }),
+        }
+    }
+
     /// The path of the file `file` in it.
     pub fn path(&self, file: &str) -> PathBuf {
         match &self.dir {
@@ -357,4 +369,97 @@ fn build_example(name: &str, profile: Option<&str>) {
     }
     let status = command.status().expect("run cargo build");
     assert!(status.success(), "cargo build --example {name} failed");
+}
+
+/// Where the tests that hold the simulator's file model to ext4 put their
+/// kernel files: `RINGIO_EXT4_DIR` if it is set, else the target directory
+/// (`CARGO_TARGET_TMPDIR`, on the disk that holds the build). Never
+/// `TMPDIR`, which CI may point at /dev/shm: tmpfs takes `O_DIRECT` as
+/// buffered I/O, with none of ext4's rules.
+pub fn ext4_base() -> PathBuf {
+    match std::env::var_os("RINGIO_EXT4_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    }
+}
+
+/// How a kernel file system does `O_DIRECT`, as the simulator's file model
+/// needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectIoGeometry {
+    /// The alignment of offsets and lengths (`stx_dio_offset_align`: the
+    /// device's logical block size).
+    pub sector_bytes: u64,
+    /// The alignment of buffer addresses (`stx_dio_mem_align`).
+    pub memory_align_bytes: u64,
+    /// The file system's block (`f_bsize`).
+    pub block_bytes: u64,
+}
+
+/// The `O_DIRECT` geometry of the ext4 file system under `dir`, or why
+/// there is none: the simulator's file model is ext4's (docs/simulation.md),
+/// so the tests that compare the two need ext4 that does `O_DIRECT`.
+pub fn ext4_geometry(dir: &Path) -> Result<DirectIoGeometry, String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_dir = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: statfs is a plain C struct; all zeros is a valid value.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_dir` is NUL-terminated and `fs` is a valid out-pointer.
+    if unsafe { libc::statfs(c_dir.as_ptr(), &mut fs) } != 0 {
+        return Err(format!(
+            "statfs {}: {}",
+            dir.display(),
+            io::Error::last_os_error()
+        ));
+    }
+    // `f_type` and the magic numbers have different types on other targets.
+    #[allow(clippy::unnecessary_cast)]
+    let ext4 = fs.f_type as i64 == libc::EXT4_SUPER_MAGIC as i64;
+    if !ext4 {
+        return Err(format!(
+            "{} is not on ext4 (f_type {:#x})",
+            dir.display(),
+            fs.f_type
+        ));
+    }
+    let probe = dir.join(".ringio-direct-probe");
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe)
+    };
+    let file = file.map_err(|error| format!("O_DIRECT in {}: {error}", dir.display()))?;
+    // SAFETY: statx is a plain C struct; all zeros is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let empty = c"";
+    // SAFETY: `file` is open, `empty` is NUL-terminated (AT_EMPTY_PATH
+    // names the fd itself), and `stx` is a valid out-pointer.
+    let result = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    };
+    let _ = std::fs::remove_file(&probe);
+    if result != 0 || stx.stx_mask & libc::STATX_DIOALIGN == 0 || stx.stx_dio_offset_align == 0 {
+        return Err(format!(
+            "statx(STATX_DIOALIGN) on {}: {}",
+            dir.display(),
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(DirectIoGeometry {
+        sector_bytes: u64::from(stx.stx_dio_offset_align),
+        memory_align_bytes: u64::from(stx.stx_dio_mem_align),
+        block_bytes: fs.f_bsize as u64,
+    })
 }
