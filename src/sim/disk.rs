@@ -276,13 +276,12 @@ impl Disk {
             return self.plan_direct_write(file, offset..end, options);
         }
         let contents = &self.files[file].current;
-        let segments = segments(contents, offset..end, options.block_bytes);
-        let allocating = segments
-            .iter()
-            .filter(|segment| !segment.allocated)
-            .map(|segment| blocks_in(&segment.range, options.block_bytes))
-            .sum();
-        if !self.fits(allocating, options) {
+        let block_bytes = options.block_bytes;
+        let blocks = offset / block_bytes..end.div_ceil(block_bytes);
+        let allocating = blocks
+            .filter(|&block| !contents.is_allocated(block))
+            .count();
+        if !self.fits(allocating as u64, options) {
             return WritePlan::refused(libc::ENOSPC);
         }
         WritePlan {
