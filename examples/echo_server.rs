@@ -74,8 +74,9 @@ usage: echo_server [--proto tcp|udp|unix] [--addr ADDR] [--backend io_uring|epol
                      see the note it prints)
   --pool-buffers N   buffers of 16 KiB in the multishot pool (default 4096)
   --ring FLAGS       io_uring set-up: default (= defer), plain (no task-run
-                     flags), coop (COOP_TASKRUN), or defer (SINGLE_ISSUER and
-                     DEFER_TASKRUN)
+                     flags), coop (COOP_TASKRUN), defer (SINGLE_ISSUER and
+                     DEFER_TASKRUN), or sqpoll (SQPOLL, 1 s idle, with
+                     SINGLE_ISSUER)
   --max-seconds N    exit after about N seconds (default: run forever)
   --help             print this help";
 
@@ -200,9 +201,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             },
             "--ring" => {
                 let text = value()?;
-                if !matches!(text.as_str(), "default" | "plain" | "coop" | "defer") {
+                if !matches!(
+                    text.as_str(),
+                    "default" | "plain" | "coop" | "defer" | "sqpoll"
+                ) {
                     return Err(format!(
-                        "--ring takes default, plain, coop or defer, not {text:?}"
+                        "--ring takes default, plain, coop, defer or sqpoll, not {text:?}"
                     ));
                 }
                 parsed.ring = Some(text);
@@ -250,6 +254,7 @@ fn serve(args: &Args) -> io::Result<()> {
             .single_issuer(false)
             .coop_taskrun(true),
         Some("defer") => config.defer_taskrun(true),
+        Some("sqpoll") => config.defer_taskrun(false).sqpoll_idle_ms(Some(1_000)),
         _ => config,
     };
     // The IO chooses, and may fall back: the line below names the backend

@@ -23,6 +23,7 @@ pub struct Config {
     pub(crate) coop_taskrun: bool,
     pub(crate) single_issuer: bool,
     pub(crate) defer_taskrun: bool,
+    pub(crate) sqpoll_idle_ms: Option<u32>,
 }
 
 impl Config {
@@ -46,6 +47,7 @@ impl Config {
             // passes, batched, instead of interrupting it.
             single_issuer: true,
             defer_taskrun: true,
+            sqpoll_idle_ms: None,
         }
     }
 
@@ -149,11 +151,29 @@ impl Config {
         self
     }
 
+    /// io_uring only: a kernel thread polls the submission queue
+    /// (`IORING_SETUP_SQPOLL`), so that submitting needs no syscall while
+    /// it is awake; it sleeps after `idle_ms` without work, and the next
+    /// submission wakes it (one `io_uring_enter`). `None` (the default)
+    /// turns it off.
+    ///
+    /// The thread spins on a CPU of its own while awake: worth it with a
+    /// core to spare, a loss on a machine whose cores are all busy (it then
+    /// competes with the loop). `DEFER_TASKRUN` cannot be combined with it:
+    /// the kernel refuses the pair, and the ring is set up without
+    /// `DEFER_TASKRUN`, as on a kernel that lacks a flag (the ring falls
+    /// back flag by flag, `SQPOLL` last).
+    pub const fn sqpoll_idle_ms(mut self, idle_ms: Option<u32>) -> Config {
+        self.sqpoll_idle_ms = idle_ms;
+        self
+    }
+
     pub(crate) fn ring_flags(&self) -> crate::backend::io_uring::RingFlags {
         crate::backend::io_uring::RingFlags {
             coop_taskrun: self.coop_taskrun,
             single_issuer: self.single_issuer,
             defer_taskrun: self.defer_taskrun,
+            sqpoll_idle_ms: self.sqpoll_idle_ms,
         }
     }
 

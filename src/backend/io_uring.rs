@@ -108,8 +108,15 @@ fn build_ring(
         if flags.defer_taskrun {
             builder.setup_defer_taskrun().setup_taskrun_flag();
         }
+        if let Some(idle_ms) = flags.sqpoll_idle_ms {
+            builder.setup_sqpoll(idle_ms);
+        }
         match builder.build(entries) {
-            Err(error) if error.raw_os_error() == Some(libc::EINVAL) && flags.any() => {
+            // EPERM: SQPOLL refused to an unprivileged user (before 5.11).
+            Err(error)
+                if matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EPERM))
+                    && flags.any() =>
+            {
                 tracing::debug!(target: "ringio", ?flags, "io_uring refused set-up flags; trying fewer");
                 flags = flags.fewer();
             }
@@ -124,21 +131,29 @@ pub(crate) struct RingFlags {
     pub(crate) coop_taskrun: bool,
     pub(crate) single_issuer: bool,
     pub(crate) defer_taskrun: bool,
+    pub(crate) sqpoll_idle_ms: Option<u32>,
 }
 
 impl RingFlags {
     fn any(self) -> bool {
-        self.coop_taskrun || self.single_issuer || self.defer_taskrun
+        self.coop_taskrun
+            || self.single_issuer
+            || self.defer_taskrun
+            || self.sqpoll_idle_ms.is_some()
     }
 
-    /// The same without the newest flag that is set.
+    /// The same without the newest flag that is set; `SQPOLL`, asked for
+    /// explicitly, goes last (`DEFER_TASKRUN` is what the kernel refuses
+    /// beside it).
     fn fewer(mut self) -> RingFlags {
         if self.defer_taskrun {
             self.defer_taskrun = false;
         } else if self.single_issuer {
             self.single_issuer = false;
-        } else {
+        } else if self.coop_taskrun {
             self.coop_taskrun = false;
+        } else {
+            self.sqpoll_idle_ms = None;
         }
         self
     }
