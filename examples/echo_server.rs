@@ -21,9 +21,10 @@
 //!
 //! With `--recv multishot` one `accept_multi` takes every connection, and
 //! each connection has one `recv_multi` from a pool shared by all of them
-//! (`--pool-buffers` of 16 KiB): an idle connection holds no buffer. Each
-//! pool buffer received is sent back as it is, in order, one send at a time
-//! per connection, and goes back to the pool when its send is done.
+//! (`--pool-buffers` of 16 KiB): an idle connection holds no buffer. The
+//! pool buffers received are sent back as they are, in order: all those
+//! waiting (up to 8) in one vectored `send_msg`, one send at a time per
+//! connection, each buffer going back to the pool as soon as it is sent.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -105,6 +106,9 @@ struct Args {
 struct Connection {
     socket: Handle,
     pending: VecDeque<PoolBuf>,
+    /// The `Vec` a send of pending buffers goes in, kept for its capacity
+    /// (empty, or away with the send in flight).
+    batch: Vec<Slice<PoolBuf>>,
     sending: bool,
     /// The receive stream ended (end of stream, or an error): close once
     /// everything pending is echoed.
@@ -140,6 +144,8 @@ struct Server {
     starved_timer: bool,
     /// Over UDP: the one `recv_from` is armed.
     udp_receiving: bool,
+    /// Connections are Unix streams (no TCP options).
+    unix: bool,
 }
 
 fn main() -> ExitCode {
@@ -269,6 +275,7 @@ fn serve(args: &Args) -> io::Result<()> {
     drop(stdout);
 
     let mut server = Server::new(listener);
+    server.unix = args.proto == Proto::Unix;
     if args.proto == Proto::Udp {
         if args.multishot {
             eprintln!(
@@ -381,6 +388,7 @@ impl Server {
             starved: Vec::new(),
             starved_timer: false,
             udp_receiving: false,
+            unix: false,
         }
     }
 
@@ -439,8 +447,14 @@ fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Handle
 
 fn start_connection(io: &mut IO<Server>, server: &mut Server, socket: Handle) {
     server.accepted += 1;
-    // Echo is request-response: small replies must not wait for Nagle.
-    if let Err(error) = io.set_nodelay(socket, true) {
+    // Echo is request-response: small replies must not wait for Nagle (a
+    // Unix stream has none to turn off).
+    let nodelay = if server.unix {
+        Ok(())
+    } else {
+        io.set_nodelay(socket, true)
+    };
+    if let Err(error) = nodelay {
         // Named by its kernel fd number, as before handles.
         let name = io.as_fd(socket).map_or_else(
             |_| format!("{socket:?}"),
@@ -451,6 +465,7 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, socket: Handle) {
     let index = server.insert(Connection {
         socket,
         pending: VecDeque::new(),
+        batch: Vec::new(),
         sending: false,
         done: false,
         closing: false,
@@ -646,8 +661,9 @@ fn resume_if_drained(io: &mut IO<Server>, server: &mut Server, index: u32) {
     }
 }
 
-/// Sends the oldest pending buffer of connection `index`, unless a send is
-/// in flight; closes the connection once its stream ended and all is sent.
+/// Sends every pending buffer of connection `index` (up to
+/// `PENDING_MAX`) in one vectored `send_msg`, unless a send is in flight;
+/// closes the connection once its stream ended and all is sent.
 fn send_many(io: &mut IO<Server>, server: &mut Server, index: u32) {
     let Some(connection) = server.live(index) else {
         return;
@@ -655,38 +671,43 @@ fn send_many(io: &mut IO<Server>, server: &mut Server, index: u32) {
     if connection.sending {
         return;
     }
-    let Some(buf) = connection.pending.pop_front() else {
+    if connection.pending.is_empty() {
         if connection.done {
             close_socket(io, server, index);
         }
         return;
-    };
+    }
+    let mut batch = std::mem::take(&mut connection.batch);
+    let count = connection.pending.len().min(PENDING_MAX);
+    batch.extend(connection.pending.drain(..count).map(|buf| buf.slice(..)));
     connection.sending = true;
     let socket = connection.socket;
-    send_window(io, socket, index, buf.slice(..));
+    send_batch(io, socket, index, batch);
 }
 
-/// Sends `window` of a pool buffer on connection `index`'s `socket`. The
-/// callback captures only the index, so that the handler (the window plus
-/// the closure) is stored inline.
-fn send_window(io: &mut IO<Server>, socket: Handle, index: u32, window: Slice<PoolBuf>) {
-    io.send(
-        socket,
-        window,
-        move |io, server, result, window| match result {
-            _ if server.live(index).is_none() => {}
+/// Sends `batch`, slices of pool buffers, on connection `index`'s
+/// `socket`. The callback captures only the index, so that the handler
+/// (the batch, its message and the closure) is stored inline.
+fn send_batch(io: &mut IO<Server>, socket: Handle, index: u32, batch: Vec<Slice<PoolBuf>>) {
+    io.send_msg(socket, batch, None, move |io, server, result, mut batch| {
+        if server.live(index).is_none() {
+            return;
+        }
+        match result {
             Ok(sent) => {
                 server.bytes_echoed += sent as u64;
                 server.sends += 1;
-                let offset = window.begin() + sent;
-                if offset < window.end() {
-                    // A short send: the rest of the same buffer, no copy.
+                // Buffers sent whole go back to the pool here: a starved
+                // stream can go on.
+                advance(&mut batch, sent);
+                if !batch.is_empty() {
+                    // A short send: the rest, from where it stopped, no copy.
                     let socket = server.connection(index).socket;
-                    return send_window(io, socket, index, window.into_inner().slice(offset..));
+                    return send_batch(io, socket, index, batch);
                 }
-                // The buffer goes back to the pool here: a starved stream can go on.
-                drop(window);
-                server.connection(index).sending = false;
+                let connection = server.connection(index);
+                connection.batch = batch;
+                connection.sending = false;
                 resume_if_drained(io, server, index);
                 rearm_starved(io, server);
                 send_many(io, server, index);
@@ -695,8 +716,30 @@ fn send_window(io: &mut IO<Server>, socket: Handle, index: u32, window: Slice<Po
                 log_unless_peer_gone("send", &error);
                 close_socket(io, server, index);
             }
-        },
-    );
+        }
+    });
+}
+
+/// Drops the slices of `batch` that `sent` bytes covered, and cuts the
+/// one it ended in, so that `batch` is what is left to send.
+fn advance(batch: &mut Vec<Slice<PoolBuf>>, mut sent: usize) {
+    let whole = batch
+        .iter()
+        .take_while(|slice| {
+            let len = slice.end() - slice.begin();
+            let covered = sent >= len;
+            if covered {
+                sent -= len;
+            }
+            covered
+        })
+        .count();
+    batch.drain(..whole);
+    if sent > 0 {
+        let first = batch.remove(0);
+        let (begin, end) = (first.begin() + sent, first.end());
+        batch.insert(0, first.into_inner().slice(begin..end));
+    }
 }
 
 /// The dry pool ended connection `index`'s receive stream: it waits to be
