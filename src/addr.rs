@@ -36,7 +36,7 @@ const SUN_PATH_OFFSET: usize = mem::size_of::<libc::sa_family_t>();
 /// assert!(UnixAddr::unnamed().is_unnamed());
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UnixAddr {
     /// `sun_path` as the kernel has it: a path without its NUL, or a NUL
     /// then the abstract name.

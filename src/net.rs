@@ -151,10 +151,11 @@ impl<C> IO<C> {
     /// TCP), `EINVAL`.
     pub fn set_option(&mut self, socket: Handle, option: SocketOption) -> io::Result<()> {
         let fd = self.raw_fd(socket)?;
-        if let Some(sim) = self.sim() {
-            return sim.with_world(|world, node| world.socket_of(node, fd).map(drop));
-        }
         let (level, name, value) = option.setsockopt();
+        if let Some(sim) = self.sim() {
+            let tcp = level == libc::IPPROTO_TCP;
+            return sim.with_world(|world, node| world.accept_option(node, fd, tcp));
+        }
         sys::setsockopt_int(fd, level, name, value)
     }
 
@@ -195,7 +196,7 @@ impl<C> IO<C> {
         let socket = self.raw_fd(socket)?;
         if let Some(sim) = self.sim() {
             // Simulated segments are never coalesced: there is no Nagle to turn off.
-            return sim.with_world(|world, node| world.socket_of(node, socket).map(drop));
+            return sim.with_world(|world, node| world.accept_option(node, socket, true));
         }
         sys::setsockopt_int(
             socket,

@@ -2,9 +2,9 @@
 //! sockets, and connected pairs, named by [`UnixAddr`] (paths and Linux's
 //! abstract names). Set-up goes through the `IO`, as for TCP.
 //!
-//! The simulator has no Unix-domain sockets: each call here gives
-//! `EOPNOTSUPP` there (a node's processes talk over its loopback TCP
-//! instead). docs/simulation.md lists this.
+//! The simulator has Unix stream sockets (listeners, connections, stream
+//! pairs) in a namespace of names per node; Unix datagram sockets give
+//! `EOPNOTSUPP` there. docs/simulation.md lists what it models.
 
 use std::io;
 
@@ -33,7 +33,7 @@ impl SocketType {
     }
 }
 
-/// `EOPNOTSUPP`: the simulator has no Unix-domain sockets.
+/// `EOPNOTSUPP`: the simulator has no Unix datagram sockets.
 fn unsupported_in_sim() -> io::Error {
     sys::errno(libc::EOPNOTSUPP)
 }
@@ -43,15 +43,18 @@ impl<C> IO<C> {
     /// for `backlog` pending connections. A path must not exist yet: remove
     /// a stale socket file first (the kernel says `EADDRINUSE`).
     ///
-    /// Backends: io_uring, epoll; `EOPNOTSUPP` under the simulator.
+    /// Backends: io_uring, epoll, and the simulator (names per node).
     ///
     /// # Errors
     ///
-    /// `EADDRINUSE`, `ENOENT` (a missing directory), `EACCES`, and the
-    /// errors of `socket(2)`. The socket is closed on error.
+    /// `EADDRINUSE`, `ENOENT` (a missing directory), `EACCES`, `EINVAL`
+    /// (an unnamed address), and the errors of `socket(2)`. The socket is
+    /// closed on error.
     pub fn listen_unix(&mut self, address: &UnixAddr, backlog: u32) -> io::Result<Handle> {
-        if self.sim().is_some() {
-            return Err(unsupported_in_sim());
+        if let Some(sim) = self.sim() {
+            let name = *address;
+            let fd = sim.with_world(|world, node| world.listen_unix(node, name, backlog))?;
+            return Ok(self.own_new_fd(fd));
         }
         let fd = sys::socket(libc::AF_UNIX, libc::SOCK_STREAM, false)?;
         let result = sys::bind_raw(fd, &address.to_raw()).and_then(|()| sys::listen(fd, backlog));
@@ -61,14 +64,15 @@ impl<C> IO<C> {
     /// Opens a Unix stream socket, ready for
     /// [`connect_unix`](IO::connect_unix).
     ///
-    /// Backends: io_uring, epoll; `EOPNOTSUPP` under the simulator.
+    /// Backends: io_uring, epoll, the simulator.
     ///
     /// # Errors
     ///
     /// The errors of `socket(2)`.
     pub fn open_unix_stream(&mut self) -> io::Result<Handle> {
-        if self.sim().is_some() {
-            return Err(unsupported_in_sim());
+        if let Some(sim) = self.sim() {
+            let fd = sim.with_world(|world, node| world.open_unix_stream(node))?;
+            return Ok(self.own_new_fd(fd));
         }
         let fd = sys::socket(libc::AF_UNIX, libc::SOCK_STREAM, false)?;
         Ok(self.own_new_fd(fd))
@@ -77,14 +81,15 @@ impl<C> IO<C> {
     /// Connects the Unix socket `socket` to `address`: a stream to a
     /// listener, or a datagram socket to its default peer.
     ///
-    /// Backends: io_uring, epoll; `EOPNOTSUPP` under the simulator.
+    /// Backends: io_uring, epoll, and the simulator (streams; it connects
+    /// at once, as Linux does).
     ///
     /// # Errors
     ///
     /// `ENOENT` (no socket by that path), `ECONNREFUSED` (nothing listens
     /// there, or an abstract name nobody holds), `EAGAIN` (the listener's
     /// backlog is full), `EPROTOTYPE` (a listener of the other type),
-    /// `EISCONN`, `EBADF`, `ECANCELED`.
+    /// `EAFNOSUPPORT` (not a Unix socket), `EISCONN`, `EBADF`, `ECANCELED`.
     pub fn connect_unix<F>(
         &mut self,
         socket: Handle,
@@ -94,15 +99,6 @@ impl<C> IO<C> {
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        if self.sim().is_some() {
-            let callback = self.callback(crate::ops::Done(callback));
-            let operation = crate::completion::Operation::Connect {
-                fd: -1,
-                addr: std::ptr::null(),
-                addr_len: 0,
-            };
-            return self.submit_completed(operation, callback, -libc::EOPNOTSUPP);
-        }
         self.connect_raw(socket, address.to_raw(), callback)
     }
 
@@ -111,7 +107,8 @@ impl<C> IO<C> {
     /// [`send_to`](IO::send_to), or connect it with
     /// [`connect_unix`](IO::connect_unix) and use [`send`](IO::send).
     ///
-    /// Backends: io_uring, epoll; `EOPNOTSUPP` under the simulator.
+    /// Backends: io_uring, epoll; `EOPNOTSUPP` under the simulator, which
+    /// has Unix streams only.
     ///
     /// # Errors
     ///
@@ -131,14 +128,19 @@ impl<C> IO<C> {
     /// A connected pair of Unix sockets of `kind` (`socketpair(2)`), both
     /// owned by this `IO`: for talking to a child process, or to test.
     ///
-    /// Backends: io_uring, epoll; `EOPNOTSUPP` under the simulator.
+    /// Backends: io_uring, epoll; the simulator for streams
+    /// (`EOPNOTSUPP` for datagrams).
     ///
     /// # Errors
     ///
     /// `EMFILE`, `ENFILE`.
     pub fn unix_pair(&mut self, kind: SocketType) -> io::Result<(Handle, Handle)> {
-        if self.sim().is_some() {
-            return Err(unsupported_in_sim());
+        if let Some(sim) = self.sim() {
+            if kind == SocketType::Datagram {
+                return Err(unsupported_in_sim());
+            }
+            let (a, b) = sim.with_world(|world, node| world.unix_stream_pair(node))?;
+            return Ok((self.own_new_fd(a), self.own_new_fd(b)));
         }
         let (a, b) = sys::socketpair(kind.raw())?;
         Ok((self.own_new_fd(a), self.own_new_fd(b)))
@@ -153,7 +155,10 @@ impl<C> IO<C> {
     /// `EBADF`, `ENOTSOCK`.
     pub fn local_address(&self, socket: Handle) -> io::Result<Address> {
         let fd = self.raw_fd(socket)?;
-        if self.sim().is_some() {
+        if let Some(sim) = self.sim() {
+            if let Some(unix) = sim.with_world(|world, node| world.unix_local_address(node, fd))? {
+                return Ok(unix);
+            }
             return self.local_addr(socket).map(Address::Ip);
         }
         sys::name_of(fd, false)
@@ -167,7 +172,10 @@ impl<C> IO<C> {
     /// `ENOTCONN`, `EBADF`, `ENOTSOCK`.
     pub fn peer_address(&self, socket: Handle) -> io::Result<Address> {
         let fd = self.raw_fd(socket)?;
-        if self.sim().is_some() {
+        if let Some(sim) = self.sim() {
+            if let Some(unix) = sim.with_world(|world, node| world.unix_peer_address(node, fd))? {
+                return Ok(unix);
+            }
             return self.peer_addr(socket).map(Address::Ip);
         }
         sys::name_of(fd, true)

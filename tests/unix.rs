@@ -1,6 +1,7 @@
 //! Unix-domain sockets: stream listeners and connections by path and by
-//! abstract name, datagram sockets, and socket pairs, on the kernel
-//! backends. The simulator has none: every call says `EOPNOTSUPP` there.
+//! abstract name, and stream pairs, on every backend (the kernel's answers
+//! being the simulator's reference); datagram sockets on the kernel
+//! backends (the simulator says `EOPNOTSUPP` for them).
 
 #[macro_use]
 mod util;
@@ -13,13 +14,16 @@ use ringio::{Address, Handle, Shutdown, SocketType, UnixAddr, IO};
 use util::Backend;
 
 conformance!(
-    unix_sockets_exist_on_the_kernel_and_are_eopnotsupp_in_the_simulator;
-    kernel_only:
+    unix_datagrams_exist_on_the_kernel_and_are_eopnotsupp_in_the_simulator,
     unix_stream_by_path_connects_and_echoes,
     unix_stream_by_abstract_name_connects_and_reports_names,
     unix_pair_stream_shutdown_write_is_eof_for_the_peer,
-    unix_datagrams_carry_their_sender_and_keep_boundaries,
     connecting_to_a_missing_path_is_enoent,
+    a_closed_listener_leaves_its_path_taken_and_its_abstract_name_free,
+    closing_with_unread_data_resets_the_peer;
+    kernel_only:
+    // The simulator has Unix streams only.
+    unix_datagrams_carry_their_sender_and_keep_boundaries,
 );
 
 fn errno<T>(result: &io::Result<T>) -> Option<i32> {
@@ -104,6 +108,8 @@ fn unix_pair_stream_shutdown_write_is_eof_for_the_peer(backend: Backend) {
     io.send(a, b"last words".to_vec(), |_, _, result, _| {
         result.unwrap();
     });
+    // No TCP options on a Unix socket.
+    assert_eq!(errno(&io.set_nodelay(a, true)), Some(libc::EOPNOTSUPP));
     io.shutdown(a, Shutdown::Write, |_, _, result| result.unwrap());
     let mut seen = Vec::new();
     io.run(&mut seen).unwrap();
@@ -166,26 +172,58 @@ fn connecting_to_a_missing_path_is_enoent(backend: Backend) {
     assert_eq!(seen, [Some(libc::ENOENT)]);
 }
 
-fn unix_sockets_exist_on_the_kernel_and_are_eopnotsupp_in_the_simulator(backend: Backend) {
-    let mut io: IO<Vec<Option<i32>>> = backend.io();
-    let name = format!("ringio-exists-{}-{backend:?}", std::process::id());
-    let address = UnixAddr::abstract_name(name.as_bytes()).unwrap();
+fn unix_datagrams_exist_on_the_kernel_and_are_eopnotsupp_in_the_simulator(backend: Backend) {
+    let mut io: IO<()> = backend.io();
     let expected = if backend.is_kernel() {
         None
     } else {
         Some(libc::EOPNOTSUPP)
     };
-    assert_eq!(errno(&io.listen_unix(&address, 1)), expected);
     assert_eq!(errno(&io.open_unix_datagram(None)), expected);
     assert_eq!(errno(&io.unix_pair(SocketType::Datagram)), expected);
-    let stream = io.open_unix_stream();
-    assert_eq!(errno(&stream), expected);
-    if let Ok(stream) = stream {
-        io.connect_unix(stream, &address, |_, seen, result| {
+}
+
+fn a_closed_listener_leaves_its_path_taken_and_its_abstract_name_free(backend: Backend) {
+    let scratch = util::Scratch::new(backend, "unix-stale");
+    let path = UnixAddr::path(scratch.path("stale.sock")).unwrap();
+    let name = format!("ringio-stale-{}-{backend:?}", std::process::id());
+    let name = UnixAddr::abstract_name(name.as_bytes()).unwrap();
+    let mut io: IO<Vec<Option<i32>>> = backend.io();
+    let mut seen = Vec::new();
+    for address in [path, name] {
+        let listener = io.listen_unix(&address, 1).unwrap();
+        io.close(listener, |_, _, result| result.unwrap());
+        io.run(&mut seen).unwrap();
+        let client = io.open_unix_stream().unwrap();
+        io.connect_unix(client, &address, |_, seen, result| {
             seen.push(errno(&result))
         });
-        let mut seen = Vec::new();
-        io.run(&mut seen).unwrap();
-        assert_eq!(seen, [None], "the listener above is there");
     }
+    io.run(&mut seen).unwrap();
+    // The socket file is still there, with nobody behind it.
+    assert_eq!(seen, [Some(libc::ECONNREFUSED), Some(libc::ECONNREFUSED)]);
+    assert_eq!(errno(&io.listen_unix(&path, 1)), Some(libc::EADDRINUSE));
+    assert_eq!(
+        errno(&io.listen_unix(&name, 1)),
+        None,
+        "an abstract name is free"
+    );
+}
+
+fn closing_with_unread_data_resets_the_peer(backend: Backend) {
+    let mut io: IO<Vec<Result<usize, i32>>> = backend.io();
+    let (a, b) = io.unix_pair(SocketType::Stream).unwrap();
+    io.send(a, b"never read".to_vec(), |_, _, result, _| {
+        result.unwrap();
+    });
+    let mut seen = Vec::new();
+    io.run(&mut seen).unwrap();
+    // b closes with a's bytes unread: a's next receive learns of it.
+    io.close(b, |_, _, result| result.unwrap());
+    io.run(&mut seen).unwrap();
+    io.recv(a, Vec::with_capacity(16), |_, seen, result, _| {
+        seen.push(result.map_err(|e| e.raw_os_error().unwrap()))
+    });
+    io.run(&mut seen).unwrap();
+    assert_eq!(seen, [Err(libc::ECONNRESET)]);
 }

@@ -100,6 +100,7 @@ mod options;
 mod prng;
 mod tcp;
 mod udp;
+mod unix;
 pub(crate) mod world;
 
 use std::cell::RefCell;
@@ -310,6 +311,13 @@ impl Simulator {
         let until_ns = world.now_ns.saturating_add(duration_ns);
         let entry = world.clogged.entry((from.0, to.0)).or_insert(0);
         *entry = (*entry).max(until_ns);
+    }
+
+    /// Removes the socket file a closed Unix listener left at `path` on
+    /// `node`, as a harness's set-up would (`rm` of a stale socket), so
+    /// that a listener can bind it again. Returns whether there was one.
+    pub fn unlink_unix_socket(&mut self, node: NodeId, path: impl AsRef<Path>) -> bool {
+        self.world.borrow_mut().unix_unlink(node.0, path.as_ref())
     }
 
     /// The liveness mode: turns every fault off from now on (see

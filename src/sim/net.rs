@@ -50,6 +50,12 @@ pub(crate) enum SocketState {
 pub(crate) struct Socket {
     pub(crate) node: usize,
     pub(crate) v6: bool,
+    /// A Unix-domain stream socket (`unix.rs`); its own name (a
+    /// listener's, which its accepted sockets share), and the name it
+    /// connected to.
+    pub(crate) unix: bool,
+    pub(crate) unix_name: Option<crate::addr::UnixAddr>,
+    pub(crate) unix_peer: Option<crate::addr::UnixAddr>,
     pub(crate) local: Option<SocketAddr>,
     /// The port this socket holds in its node's index (a listener's, or a
     /// connecting socket's ephemeral port).
@@ -121,6 +127,9 @@ impl World {
         let fresh = Socket {
             node,
             v6,
+            unix: false,
+            unix_name: None,
+            unix_peer: None,
             local,
             bound_port: None,
             state,
@@ -267,9 +276,23 @@ impl World {
         }
     }
 
+    /// `setsockopt(2)`, accepted without effect: `ENOTSOCK`/`EBADF` for
+    /// what is not a socket, and `EOPNOTSUPP` for a TCP option (`tcp`) on
+    /// a Unix socket, as Linux says.
+    pub(crate) fn accept_option(&self, node: usize, fd: Fd, tcp: bool) -> Result<(), i32> {
+        let socket = &self.sockets[self.socket_of(node, fd)?];
+        if tcp && socket.unix {
+            return Err(libc::EOPNOTSUPP);
+        }
+        Ok(())
+    }
+
     /// `getsockname(2)`.
     pub(crate) fn local_addr(&self, node: usize, fd: Fd) -> Result<SocketAddr, i32> {
         let socket = &self.sockets[self.socket_of(node, fd)?];
+        if socket.unix {
+            return Err(libc::EAFNOSUPPORT); // a Unix name is not an IP address
+        }
         Ok(socket.local.unwrap_or_else(|| unspecified(socket.v6)))
     }
 
@@ -277,6 +300,9 @@ impl World {
     /// Linux refuses it in `TCP_CLOSE`.
     pub(crate) fn peer_addr(&self, node: usize, fd: Fd) -> Result<SocketAddr, i32> {
         let socket = &self.sockets[self.socket_of(node, fd)?];
+        if socket.unix {
+            return Err(libc::EAFNOSUPPORT);
+        }
         if let SocketState::Datagram { peer, .. } = socket.state {
             return peer.ok_or(libc::ENOTCONN);
         }
@@ -296,6 +322,10 @@ impl World {
     pub(crate) fn start_socket_operation(&mut self, socket: usize, parked: Parked) {
         if let Operation::Connect { addr, addr_len, .. } = parked.operation {
             // SAFETY: the address lives in the handler of this in-flight connect.
+            if let Some(name) = unsafe { super::unix::unix_name_from_raw(addr, addr_len) } {
+                return self.start_unix_connect(socket, parked, name);
+            }
+            // SAFETY: as above.
             let target = unsafe { crate::sys::socket_addr_from_raw(addr, addr_len) };
             let datagram = matches!(self.sockets[socket].state, SocketState::Datagram { .. });
             match target {
@@ -317,7 +347,7 @@ impl World {
         }
     }
 
-    fn complete_parked(&mut self, socket: usize, parked: Parked, result: i32) {
+    pub(crate) fn complete_parked(&mut self, socket: usize, parked: Parked, result: i32) {
         let node = self.sockets[socket].node;
         if let Some(process) = self.nodes[node].process {
             self.complete(node, process, parked.user_data, result);
@@ -408,6 +438,8 @@ impl World {
             side: 1,
         };
         let accepted = self.socket_new(node, v6, Some(local), state);
+        self.sockets[accepted].unix = self.sockets[socket].unix;
+        self.sockets[accepted].unix_name = self.sockets[socket].unix_name;
         let conn = self.conn_mut(connection).expect("queued");
         assert!(conn.sockets[1].is_none());
         conn.sockets[1] = Some(accepted);
@@ -672,7 +704,8 @@ impl World {
             SocketState::Closed | SocketState::Datagram { .. } => Some(libc::EBADF),
         };
         let refuse = refuse.or_else(|| {
-            (self.sockets[socket].v6 != target.is_ipv6()).then_some(libc::EAFNOSUPPORT)
+            let socket = &self.sockets[socket];
+            (socket.unix || socket.v6 != target.is_ipv6()).then_some(libc::EAFNOSUPPORT)
         });
         if let Some(errno) = refuse {
             return self.complete_parked(socket, parked, -errno);
@@ -807,6 +840,7 @@ impl World {
     pub(crate) fn close_socket(&mut self, socket: usize, how: CloseHow) -> VecDeque<Parked> {
         let waiters = std::mem::take(&mut self.sockets[socket].waiters);
         self.port_release(socket);
+        self.unix_name_release(socket);
         let state = std::mem::replace(&mut self.sockets[socket].state, SocketState::Closed);
         match state {
             SocketState::Fresh | SocketState::Dead { .. } => {}

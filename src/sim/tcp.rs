@@ -131,6 +131,9 @@ pub(crate) struct Connection {
     pub(crate) directions: [Direction; 2],
     pub(crate) sides: [Side; 2],
     pub(crate) handshake: Handshake,
+    /// A Unix-domain connection (`unix.rs`): what one end sends is in the
+    /// other's queue at once, with no wire between them.
+    pub(crate) unix: bool,
 }
 
 /// Linux's minimum retransmission timeout (`TCP_RTO_MIN`): the first
@@ -159,6 +162,7 @@ impl World {
                     directions: [Direction::default(), Direction::default()],
                     sides: [Side::default(); 2],
                     handshake: Handshake::Done,
+                    unix: false,
                 });
                 self.connections.len() as u32 - 1
             }
@@ -170,6 +174,7 @@ impl World {
         conn.addrs = addrs;
         conn.sockets = [Some(socket), None];
         conn.sides = [Side::default(); 2];
+        conn.unix = false;
         conn.handshake = Handshake::SynSent {
             attempt: 0,
             first_ns: self.now_ns,
@@ -328,7 +333,7 @@ impl World {
         self.schedule(back_ns, EventKind::SynAckArrive { connection: id });
     }
 
-    fn listen_queue_full(&self, listener: usize) -> bool {
+    pub(crate) fn listen_queue_full(&self, listener: usize) -> bool {
         match &self.sockets[listener].state {
             SocketState::Listening { queue, backlog } => queue.len() > *backlog as usize,
             _ => unreachable!("a listener listens"),
@@ -466,6 +471,18 @@ impl World {
         kind: SegmentKind,
     ) {
         let conn = self.conn(id).expect("segments go on live connections");
+        if conn.unix {
+            // No wire: the segment is in the peer's queue before send returns.
+            let now_ns = self.now_ns;
+            let conn = self.conn_mut(id).expect("checked above");
+            let segment = Segment {
+                arrival_ns: Some(now_ns),
+                len,
+                kind,
+            };
+            conn.directions[direction].segments.push_back(segment);
+            return self.on_arrive(id, direction);
+        }
         let (from, to) = (conn.nodes[direction], conn.nodes[1 - direction]);
         let stalled = conn.directions[direction].stalled();
         let held = stalled || self.blocked(from, to);

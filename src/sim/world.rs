@@ -71,6 +71,10 @@ pub(crate) struct Node {
     pub(crate) ports: BTreeMap<u16, u32>,
     /// Listening sockets, by port.
     pub(crate) listeners: BTreeMap<u16, Vec<usize>>,
+    /// Unix-domain stream listeners, by name (`unix.rs`).
+    pub(crate) unix_listeners: BTreeMap<crate::addr::UnixAddr, usize>,
+    /// Paths whose listener closed: socket files left behind.
+    pub(crate) unix_stale: BTreeSet<crate::addr::UnixAddr>,
     /// UDP sockets, by port (UDP's own port space).
     pub(crate) udp_ports: BTreeMap<u16, usize>,
     pub(crate) next_udp_port: u16,
@@ -333,6 +337,8 @@ impl World {
             next_port: 32768,
             ports: BTreeMap::new(),
             listeners: BTreeMap::new(),
+            unix_listeners: BTreeMap::new(),
+            unix_stale: BTreeSet::new(),
             udp_ports: BTreeMap::new(),
             next_udp_port: 32768,
             link_free_ns: Vec::new(),
