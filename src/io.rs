@@ -85,10 +85,9 @@ pub struct IO<C> {
     completed: Fifo,
     timers: Timers,
     /// Reused socket-address buffers for `connect`, so that steady state
-    /// does not allocate. Boxed because the kernel holds their address while
-    /// this Vec may reallocate.
-    #[allow(clippy::vec_box)]
-    pub(crate) addresses: Vec<Box<RawAddr>>,
+    /// does not allocate. On the heap because the kernel holds their
+    /// address while this Vec may reallocate.
+    pub(crate) addresses: Vec<crate::stable::Stable<RawAddr>>,
     /// Reused headers, addresses and iovec arrays of vectored and message
     /// operations, for the same reason.
     pub(crate) messages: Vec<crate::msg::MessageBox>,

@@ -119,6 +119,7 @@ mod ops;
 mod pool;
 pub mod sim;
 mod slice;
+mod stable;
 mod sys;
 mod timer;
 mod unix;

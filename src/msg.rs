@@ -11,13 +11,13 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::ptr::NonNull;
 
 use crate::addr::Address;
 use crate::buf::{self, IoBuf, IoBufMut};
 use crate::callback::Handler;
 use crate::completion::{CompletionId, Operation};
 use crate::handle::Handle;
+use crate::stable::Stable;
 use crate::io::IO;
 use crate::sys::{self, RawAddr};
 
@@ -52,29 +52,23 @@ pub(crate) struct Message {
     control: Vec<u8>,
 }
 
-/// An owned [`Message`] at a fixed address. Held as a raw pointer, not a
-/// `Box`, because the kernel holds pointers into it while the handler that
-/// owns it moves: moving a `Box` would claim unique access to its contents.
-pub(crate) struct MessageBox(NonNull<Message>);
+/// An owned [`Message`] at a fixed address (see [`Stable`]).
+pub(crate) struct MessageBox(Stable<Message>);
 
 impl MessageBox {
     fn new() -> MessageBox {
-        let message = Box::new(Message {
+        MessageBox(Stable::new(Message {
             // SAFETY: msghdr is plain old data; all-zero (null pointers,
             // zero lengths) is a valid value.
             header: unsafe { std::mem::zeroed() },
             address: RawAddr::zeroed(),
             iovecs: Vec::new(),
             control: Vec::new(),
-        });
-        MessageBox(NonNull::from(Box::leak(message)))
+        }))
     }
 
     fn get(&mut self) -> &mut Message {
-        // SAFETY: the pointer came from `Box::leak` and is freed only in
-        // `drop`; `&mut self` means no other reference to it is live here
-        // (the kernel's pointers are raw and not used while we hold this).
-        unsafe { self.0.as_mut() }
+        self.0.get_mut()
     }
 
     /// The header, as the operation hands it to the kernel.
@@ -137,14 +131,6 @@ impl MessageBox {
     /// The control buffer back, untouched, after a failed receive.
     fn take_control(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.get().control)
-    }
-}
-
-impl Drop for MessageBox {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from `Box::leak`, and this is its only
-        // owner; a handler the kernel may still use is leaked, never dropped.
-        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }
 

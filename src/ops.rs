@@ -14,6 +14,7 @@ use crate::callback::Handler;
 use crate::completion::{CompletionId, Operation};
 use crate::handle::Handle;
 use crate::io::IO;
+use crate::stable::Stable;
 use crate::sys::{self, Fd, RawAddr};
 
 /// The most bytes one read, write, send or recv transfers: Linux's
@@ -142,7 +143,7 @@ where
 /// A connect: owns the peer address until the kernel is done with it, then
 /// returns it to the IO's pool.
 struct Connected<F> {
-    address: Box<RawAddr>,
+    address: Stable<RawAddr>,
     callback: F,
 }
 
@@ -272,9 +273,10 @@ impl<C> IO<C> {
         let mut raw = self
             .addresses
             .pop()
-            .unwrap_or_else(|| Box::new(RawAddr::zeroed()));
-        *raw = address;
-        let (addr, addr_len) = (raw.as_ptr(), raw.len);
+            .unwrap_or_else(|| Stable::new(RawAddr::zeroed()));
+        let stored = raw.get_mut();
+        *stored = address;
+        let (addr, addr_len) = (stored.as_ptr(), stored.len);
         let handler = Connected {
             address: raw,
             callback,
