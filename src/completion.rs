@@ -180,6 +180,48 @@ pub(crate) enum Operation {
     Shot {
         parent: u32,
     },
+    /// `openat(2)` relative to the current directory: `path` is the
+    /// NUL-terminated copy in the op's `FsArgs`; `flags` include
+    /// `O_CLOEXEC`.
+    OpenAt {
+        path: *const libc::c_char,
+        flags: i32,
+        mode: u32,
+    },
+    /// `statx(2)` of `fd` itself (`AT_EMPTY_PATH`) into the op's `FsArgs`.
+    Statx {
+        fd: Fd,
+        statx: *mut libc::statx,
+    },
+    /// `fallocate(2)`: `mode` is `FALLOC_FL_*` bits.
+    Fallocate {
+        fd: Fd,
+        mode: i32,
+        offset: u64,
+        len: u64,
+    },
+    /// `ftruncate(2)`.
+    Ftruncate {
+        fd: Fd,
+        len: u64,
+    },
+    /// `renameat2(2)` within the current directory: both paths in the op's
+    /// `FsArgs`; `flags` are `RENAME_*` bits.
+    RenameAt {
+        old: *const libc::c_char,
+        new: *const libc::c_char,
+        flags: u32,
+    },
+    /// `unlinkat(2)`: `flags` is 0 or `AT_REMOVEDIR`.
+    UnlinkAt {
+        path: *const libc::c_char,
+        flags: i32,
+    },
+    /// `mkdirat(2)`.
+    MkDirAt {
+        path: *const libc::c_char,
+        mode: u32,
+    },
 }
 
 impl Operation {
@@ -207,6 +249,13 @@ impl Operation {
             Operation::SendMsg { .. } => "send_msg",
             Operation::RecvMsg { .. } => "recv_msg",
             Operation::Shot { .. } => "shot",
+            Operation::OpenAt { .. } => "openat",
+            Operation::Statx { .. } => "statx",
+            Operation::Fallocate { .. } => "fallocate",
+            Operation::Ftruncate { .. } => "ftruncate",
+            Operation::RenameAt { .. } => "renameat",
+            Operation::UnlinkAt { .. } => "unlinkat",
+            Operation::MkDirAt { .. } => "mkdirat",
         }
     }
 

@@ -24,6 +24,8 @@ pub struct FileOptions {
     pub(crate) truncate: bool,
     pub(crate) direct: bool,
     pub(crate) dsync: bool,
+    pub(crate) create_new: bool,
+    pub(crate) directory: bool,
 }
 
 impl FileOptions {
@@ -36,6 +38,8 @@ impl FileOptions {
             truncate: false,
             direct: false,
             dsync: false,
+            create_new: false,
+            directory: false,
         }
     }
 
@@ -85,23 +89,59 @@ impl FileOptions {
         self
     }
 
-    fn flags(&self) -> libc::c_int {
+    /// Create the file, failing with `EEXIST` if anything is already at
+    /// the path (`O_CREAT | O_EXCL`): for a file that must be new, such as
+    /// the next log segment. Implies [`create`](FileOptions::create).
+    pub const fn create_new(mut self, create_new: bool) -> FileOptions {
+        self.create_new = create_new;
+        self
+    }
+
+    /// The path must name a directory (`O_DIRECTORY`): `ENOTDIR` otherwise.
+    /// For opening a directory to [`fsync`](IO::fsync) it, with
+    /// `write(false)` (a directory opens only for reading).
+    pub const fn directory(mut self, directory: bool) -> FileOptions {
+        self.directory = directory;
+        self
+    }
+
+    /// The `open(2)` flags, without `O_CLOEXEC` (which every open adds).
+    pub(crate) fn flags(&self) -> libc::c_int {
         let mut flags = match (self.read, self.write) {
             (true, true) => libc::O_RDWR,
             (false, true) => libc::O_WRONLY,
             _ => libc::O_RDONLY,
         };
         for (on, flag) in [
-            (self.create, libc::O_CREAT),
+            (self.create || self.create_new, libc::O_CREAT),
+            (self.create_new, libc::O_EXCL),
             (self.truncate, libc::O_TRUNC),
             (self.direct, libc::O_DIRECT),
             (self.dsync, libc::O_DSYNC),
+            (self.directory, libc::O_DIRECTORY),
         ] {
             if on {
                 flags |= flag;
             }
         }
         flags
+    }
+
+    /// The options `flags` (from [`FileOptions::flags`]) stand for: how the
+    /// simulator reads an `openat` back.
+    pub(crate) fn from_flags(flags: libc::c_int) -> FileOptions {
+        let access = flags & libc::O_ACCMODE;
+        let has = |flag: libc::c_int| flags & flag == flag;
+        FileOptions {
+            read: access == libc::O_RDONLY || access == libc::O_RDWR,
+            write: access == libc::O_WRONLY || access == libc::O_RDWR,
+            create: has(libc::O_CREAT),
+            truncate: has(libc::O_TRUNC),
+            direct: has(libc::O_DIRECT),
+            dsync: has(libc::O_DSYNC),
+            create_new: has(libc::O_CREAT | libc::O_EXCL),
+            directory: has(libc::O_DIRECTORY),
+        }
     }
 }
 

@@ -91,6 +91,9 @@ pub struct IO<C> {
     /// Reused headers, addresses and iovec arrays of vectored and message
     /// operations, for the same reason.
     pub(crate) messages: Vec<crate::msg::MessageBox>,
+    /// Reused paths and `statx` records of file-system operations, for the
+    /// same reason.
+    pub(crate) fs_args: Vec<crate::fs::FsBox>,
     /// Reused between passes, so that reaping neither allocates nor zeroes.
     reap_batch: Vec<RawCompletion>,
     stats: Stats,
@@ -219,8 +222,11 @@ impl<C> IO<C> {
     }
 
     /// An `IO` over a backend already open (the simulator makes its own).
-    pub(crate) fn from_backend(backend: AnyBackend, config: Config) -> io::Result<IO<C>> {
+    pub(crate) fn from_backend(mut backend: AnyBackend, config: Config) -> io::Result<IO<C>> {
         config.validate()?;
+        if config.features_emulated {
+            backend.emulate_features();
+        }
         let tag = tag_next();
         let slots = Slots::with_capacity(config.completions_initial, tag)?;
         let kernel = matches!(backend, AnyBackend::IoUring(_)) && !config.features_emulated;
@@ -240,6 +246,7 @@ impl<C> IO<C> {
             timers: Timers::new(now_ns),
             addresses: Vec::new(),
             messages: Vec::new(),
+            fs_args: Vec::new(),
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
             stats: Stats::default(),
             drop_drain_ns: config.drop_drain_ns,
@@ -881,6 +888,7 @@ impl<C> IO<C> {
             Operation::Accept { .. } | Operation::AcceptMulti { .. } if result >= 0 => {
                 self.close_unowned(result)
             }
+            Operation::OpenAt { .. } if result >= 0 => self.close_unowned(result),
             Operation::RecvMulti { pool, .. } => {
                 if let Some(bid) = crate::pool::buffer_of(flags) {
                     self.pools[usize::from(pool)].give_back(bid);

@@ -57,11 +57,17 @@ conformance!(
     zero_copy_sends_and_deadlines_do_not_allocate,
     vectored_message_round_trips_do_not_allocate,
     udp_round_trips_do_not_allocate,
-    shutdowns_do_not_allocate;
+    shutdowns_do_not_allocate,
+    statx_ftruncate_and_directory_fsyncs_do_not_allocate;
     kernel_only:
     // The simulator keeps every socket it ever made (a known limit, listed
     // in docs/simulation.md), so socket churn allocates there.
     opening_and_closing_sockets_does_not_allocate,
+    // The simulator's namespace keys entries by owned paths, and keeps
+    // every file it ever made (docs/simulation.md), so path operations
+    // allocate there; on a kernel the IO copies each path into pooled
+    // storage.
+    path_operations_do_not_allocate,
 );
 
 struct PingPong {
@@ -379,4 +385,114 @@ fn udp_round_trips_do_not_allocate(backend: Backend) {
         "allocations during 10,000 UDP round trips"
     );
     assert_eq!(io.stats().callbacks_boxed, 0);
+}
+
+/// Runs `io` until `done` reaches `target`.
+fn run_until(io: &mut IO<u32>, done: &mut u32, target: u32) {
+    while *done < target {
+        io.run_for_ns(done, 1_000_000).unwrap();
+    }
+}
+
+fn statx_ftruncate_and_directory_fsyncs_do_not_allocate(backend: Backend) {
+    let scratch = util::Scratch::new(backend, "alloc-metadata");
+    let mut io: IO<u32> = backend.io();
+    let file = io
+        .open_file(
+            scratch.path("data"),
+            ringio::FileOptions::new().create(true),
+        )
+        .unwrap();
+    let dir = io
+        .open_file(scratch.path("."), ringio::FileOptions::new().write(false))
+        .unwrap();
+    let mut done = 0u32;
+    let round = |io: &mut IO<u32>, done: &mut u32, index: u64| {
+        io.statx(file, |_, done, result| {
+            assert_eq!(result.expect("statx").kind, ringio::FileKind::Regular);
+            *done += 1;
+        });
+        io.ftruncate(file, (index % 4) * 4096, |_, done, result| {
+            result.expect("ftruncate");
+            *done += 1;
+        });
+        io.fsync(dir, |_, done, result| {
+            result.expect("fsync of the directory");
+            *done += 1;
+        });
+        let target = *done + 3;
+        run_until(io, done, target);
+    };
+    for index in 0..1_000 {
+        round(&mut io, &mut done, index);
+    }
+    let before = allocations();
+    for index in 0..10_000 {
+        round(&mut io, &mut done, index);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations during 10,000 rounds of statx, ftruncate and a directory fsync"
+    );
+    assert_eq!(io.stats().callbacks_boxed, 0);
+}
+
+fn path_operations_do_not_allocate(backend: Backend) {
+    let scratch = util::Scratch::new(backend, "alloc-paths");
+    let (a, b, dir) = (scratch.path("a"), scratch.path("b"), scratch.path("d"));
+    let mut io: IO<u32> = backend.io();
+    let mut done = 0u32;
+    let round = |io: &mut IO<u32>, done: &mut u32| {
+        let options = ringio::FileOptions::new().create(true);
+        io.openat(&a, options, |io, done, result| {
+            let file = result.expect("openat");
+            *done += 1;
+            io.close(file, |_, done, result| {
+                result.expect("close");
+                *done += 1;
+            });
+        });
+        let target = *done + 2;
+        run_until(io, done, target);
+        io.renameat(
+            &a,
+            &b,
+            ringio::RenameFlags::NO_REPLACE,
+            |_, done, result| {
+                result.expect("renameat");
+                *done += 1;
+            },
+        );
+        io.mkdirat(&dir, |_, done, result| {
+            result.expect("mkdirat");
+            *done += 1;
+        });
+        let target = *done + 2;
+        run_until(io, done, target);
+        io.unlinkat(&b, ringio::UnlinkFlags::FILE, |_, done, result| {
+            result.expect("unlinkat");
+            *done += 1;
+        });
+        io.unlinkat(&dir, ringio::UnlinkFlags::REMOVE_DIR, |_, done, result| {
+            result.expect("unlinkat a directory");
+            *done += 1;
+        });
+        let target = *done + 2;
+        run_until(io, done, target);
+    };
+    for _ in 0..500 {
+        round(&mut io, &mut done);
+    }
+    let before = allocations();
+    for _ in 0..5_000 {
+        round(&mut io, &mut done);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations during 5,000 rounds of openat, renameat, mkdirat and unlinkat"
+    );
+    assert_eq!(io.stats().callbacks_boxed, 0);
+    assert_eq!(io.stats().descriptors_open, 0);
 }

@@ -312,6 +312,13 @@ impl EpollBackend {
                 let result = unsafe { sync(fd) };
                 Attempt::Done(result_of(result as isize))
             }
+            Operation::OpenAt { .. }
+            | Operation::Statx { .. }
+            | Operation::Fallocate { .. }
+            | Operation::Ftruncate { .. }
+            | Operation::RenameAt { .. }
+            | Operation::UnlinkAt { .. }
+            | Operation::MkDirAt { .. } => Attempt::Done(file_system_call(operation)),
             // The loop emulates multishot operations with one-shot ones here.
             Operation::Nop
             | Operation::Poll { .. }
@@ -729,6 +736,52 @@ fn result_of(result: isize) -> i32 {
     } else {
         result.min(i32::MAX as isize) as i32
     }
+}
+
+/// A file-system operation, run synchronously (as file I/O is here): its
+/// result in the kernel convention.
+fn file_system_call(operation: &Operation) -> i32 {
+    let result = match *operation {
+        // SAFETY: `path` is a NUL-terminated copy in the operation's
+        // `FsArgs`, owned by its handler until the completion is reaped.
+        Operation::OpenAt { path, flags, mode } => unsafe {
+            libc::openat(libc::AT_FDCWD, path, flags, mode)
+        },
+        // SAFETY: `statx` points at the record in the operation's
+        // `FsArgs`, as above; the empty path is a static C string.
+        Operation::Statx { fd, statx } => unsafe {
+            libc::statx(
+                fd,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                crate::fs::STATX_MASK,
+                statx,
+            )
+        },
+        // SAFETY: fallocate(2) takes only integers. The IO checked that
+        // both fit in an off_t.
+        Operation::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        } => unsafe { libc::fallocate(fd, mode, offset as i64, len as i64) },
+        // SAFETY: ftruncate(2) takes only integers; the IO checked `len`.
+        Operation::Ftruncate { fd, len } => unsafe { libc::ftruncate(fd, len as i64) },
+        // SAFETY: both paths are NUL-terminated copies in the operation's
+        // `FsArgs`, as for OpenAt.
+        Operation::RenameAt { old, new, flags } => unsafe {
+            libc::renameat2(libc::AT_FDCWD, old, libc::AT_FDCWD, new, flags)
+        },
+        // SAFETY: as for OpenAt.
+        Operation::UnlinkAt { path, flags } => unsafe {
+            libc::unlinkat(libc::AT_FDCWD, path, flags)
+        },
+        // SAFETY: as for OpenAt.
+        Operation::MkDirAt { path, mode } => unsafe { libc::mkdirat(libc::AT_FDCWD, path, mode) },
+        _ => unreachable!("not a file-system operation"),
+    };
+    result_of(result as isize)
 }
 
 /// Like [`result_of`], but `EAGAIN` means: wait for `interest` on `fd`.

@@ -2,6 +2,7 @@
 //! come back as completion-queue entries. The default on Linux.
 #![allow(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::io;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -15,6 +16,14 @@ pub(crate) struct IoUringBackend {
     syscalls: u64,
     /// The kernel has `IORING_OP_SEND_ZC` (`IORING_REGISTER_PROBE` said so).
     send_zc: bool,
+    /// The kernel has `IORING_OP_FTRUNCATE` (Linux 6.9); else an ftruncate
+    /// is the syscall, run in `submit_and_wait` and reaped on the next pass.
+    ftruncate: bool,
+    /// Operations the kernel lacks an opcode for, waiting to run as
+    /// syscalls after the next submit.
+    syscalls_pending: VecDeque<(u64, Operation)>,
+    /// Their results, reaped before the ring's.
+    syscall_results: VecDeque<RawCompletion>,
 }
 
 impl IoUringBackend {
@@ -42,11 +51,82 @@ impl IoUringBackend {
         // opcodes either: the empty probe says so.
         let _ = ring.submitter().register_probe(&mut probe);
         let send_zc = probe.is_supported(opcode::SendZc::CODE);
+        let ftruncate = probe.is_supported(opcode::Ftruncate::CODE);
+        tracing::debug!(target: "ringio", send_zc, ftruncate, "io_uring probed");
         Ok(IoUringBackend {
             ring,
             syscalls: 0,
             send_zc,
+            ftruncate,
+            syscalls_pending: VecDeque::new(),
+            syscall_results: VecDeque::new(),
         })
+    }
+
+    /// Runs, as syscalls, the operations the kernel has no opcode for, in
+    /// submission order: their results wait for the next `reap`, so their
+    /// callbacks run from the loop as every other's do.
+    fn run_syscalls_pending(&mut self) {
+        while let Some((user_data, operation)) = self.syscalls_pending.pop_front() {
+            self.syscalls += 1;
+            let result = match operation {
+                Operation::Ftruncate { fd, len } => {
+                    let len = i64::try_from(len).unwrap_or(i64::MAX);
+                    match crate::sys::ftruncate(fd, len) {
+                        Ok(()) => 0,
+                        Err(error) => -error.raw_os_error().unwrap_or(libc::EIO),
+                    }
+                }
+                _ => unreachable!("only ftruncate falls back to a syscall"),
+            };
+            self.syscall_results.push_back(RawCompletion {
+                user_data,
+                result,
+                flags: 0,
+            });
+        }
+    }
+
+    /// One `io_uring_enter`: submits what is queued and waits as `wait`
+    /// says. Never reports `EINTR`, `ETIME` or `EBUSY`.
+    fn enter(&mut self, wait: Wait) -> io::Result<()> {
+        if wait == Wait::Never && !self.needs_enter() {
+            // Completions are read from shared memory: with nothing to submit
+            // and nothing to flush, a non-blocking pass needs no syscall.
+            return Ok(());
+        }
+        self.syscalls += 1;
+        let submitter = self.ring.submitter();
+        let result = match wait {
+            Wait::Never => submitter.submit(),
+            Wait::Forever => submitter.submit_and_wait(1),
+            Wait::Timeout(timeout_ns) => {
+                let timespec = types::Timespec::new()
+                    .sec(timeout_ns / 1_000_000_000)
+                    .nsec((timeout_ns % 1_000_000_000) as u32);
+                let args = types::SubmitArgs::new().timespec(&timespec);
+                submitter.submit_with_args(1, &args)
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match error.raw_os_error() {
+                // The wait timed out: the loop's clock decides what is next.
+                Some(libc::ETIME) => Ok(()),
+                // A signal interrupted the wait: the loop goes round again and
+                // resubmits whatever is still queued. Never surfaced.
+                Some(libc::EINTR) => Ok(()),
+                // The completion queue is backed up (EBUSY) or the kernel is
+                // short of request memory (EAGAIN): return so the loop reaps
+                // completions; what was not submitted stays queued and is
+                // retried on the next pass.
+                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    tracing::debug!(target: "ringio", %error, "io_uring_enter backed off; reaping first");
+                    Ok(())
+                }
+                _ => Err(error),
+            },
+        }
     }
 
     /// Whether a non-blocking `io_uring_enter` has anything to do: entries to
@@ -234,6 +314,44 @@ fn entry_for(operation: &Operation) -> squeue::Entry {
         Operation::Shot { .. } => unreachable!("shots are not submitted"),
         // Timeouts live in the user-space heap and never reach a backend.
         Operation::Timeout { .. } => unreachable!("timeouts are not submitted to the kernel"),
+        Operation::OpenAt { path, flags, mode } => {
+            opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path)
+                .flags(flags)
+                .mode(mode)
+                .build()
+        }
+        Operation::Statx { fd, statx } => {
+            opcode::Statx::new(types::Fd(fd), c"".as_ptr(), statx.cast())
+                .flags(libc::AT_EMPTY_PATH)
+                .mask(crate::fs::STATX_MASK)
+                .build()
+        }
+        Operation::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        } => opcode::Fallocate::new(types::Fd(fd), len)
+            .offset(offset)
+            .mode(mode)
+            .build(),
+        Operation::Ftruncate { fd, len } => opcode::Ftruncate::new(types::Fd(fd), len).build(),
+        Operation::RenameAt { old, new, flags } => opcode::RenameAt::new(
+            types::Fd(libc::AT_FDCWD),
+            old,
+            types::Fd(libc::AT_FDCWD),
+            new,
+        )
+        .flags(flags)
+        .build(),
+        Operation::UnlinkAt { path, flags } => {
+            opcode::UnlinkAt::new(types::Fd(libc::AT_FDCWD), path)
+                .flags(flags)
+                .build()
+        }
+        Operation::MkDirAt { path, mode } => opcode::MkDirAt::new(types::Fd(libc::AT_FDCWD), path)
+            .mode(mode)
+            .build(),
     }
 }
 
@@ -246,47 +364,24 @@ impl Backend for IoUringBackend {
         if let Operation::Close { fd } = *operation {
             return self.push_close(user_data, fd);
         }
+        if matches!(operation, Operation::Ftruncate { .. }) && !self.ftruncate {
+            self.syscalls_pending.push_back((user_data, *operation));
+            return true;
+        }
         self.push_entry(entry_for(operation).user_data(user_data))
     }
 
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()> {
-        if wait == Wait::Never && !self.needs_enter() {
-            // Completions are read from shared memory: with nothing to submit
-            // and nothing to flush, a non-blocking pass needs no syscall.
-            return Ok(());
-        }
-        self.syscalls += 1;
-        let submitter = self.ring.submitter();
-        let result = match wait {
-            Wait::Never => submitter.submit(),
-            Wait::Forever => submitter.submit_and_wait(1),
-            Wait::Timeout(timeout_ns) => {
-                let timespec = types::Timespec::new()
-                    .sec(timeout_ns / 1_000_000_000)
-                    .nsec((timeout_ns % 1_000_000_000) as u32);
-                let args = types::SubmitArgs::new().timespec(&timespec);
-                submitter.submit_with_args(1, &args)
-            }
+        let wait = if self.syscalls_pending.is_empty() && self.syscall_results.is_empty() {
+            wait
+        } else {
+            // Results are (about to be) ready without the kernel: only peek.
+            Wait::Never
         };
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match error.raw_os_error() {
-                // The wait timed out: the loop's clock decides what is next.
-                Some(libc::ETIME) => Ok(()),
-                // A signal interrupted the wait: the loop goes round again and
-                // resubmits whatever is still queued. Never surfaced.
-                Some(libc::EINTR) => Ok(()),
-                // The completion queue is backed up (EBUSY) or the kernel is
-                // short of request memory (EAGAIN): return so the loop reaps
-                // completions; what was not submitted stays queued and is
-                // retried on the next pass.
-                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
-                    tracing::debug!(target: "ringio", %error, "io_uring_enter backed off; reaping first");
-                    Ok(())
-                }
-                _ => Err(error),
-            },
-        }
+        let result = self.enter(wait);
+        // After the entries pushed before them went in, as their order says.
+        self.run_syscalls_pending();
+        result
     }
 
     fn submit_early(&mut self, batch: u32) {
@@ -300,6 +395,9 @@ impl Backend for IoUringBackend {
     }
 
     fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {
+        let count = max.min(self.syscall_results.len());
+        batch.extend(self.syscall_results.drain(..count));
+        let max = max - count;
         let completions = self.ring.completion().take(max);
         batch.extend(completions.map(|cqe| RawCompletion {
             user_data: cqe.user_data(),
@@ -316,6 +414,10 @@ impl Backend for IoUringBackend {
         match feature {
             super::Feature::SendZc => self.send_zc,
         }
+    }
+
+    fn emulate_features(&mut self) {
+        self.ftruncate = false;
     }
 
     unsafe fn register_buf_ring(

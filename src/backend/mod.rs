@@ -111,6 +111,10 @@ pub(crate) trait Backend {
         false
     }
 
+    /// Does without the optional opcodes it probed for (a test of the
+    /// paths a kernel without them takes): `Config::emulate_kernel_features`.
+    fn emulate_features(&mut self) {}
+
     /// The `IO` gives the descriptor `fd` back to its owner (`release`):
     /// undo what the backend changed on it (flags), and forget it.
     fn forget_fd(&mut self, _fd: crate::sys::Fd) {}
@@ -181,6 +185,10 @@ impl Backend for AnyBackend {
 
     fn supports(&self, feature: Feature) -> bool {
         dispatch!(self, backend => backend.supports(feature))
+    }
+
+    fn emulate_features(&mut self) {
+        dispatch!(self, backend => backend.emulate_features())
     }
 
     #[allow(unsafe_code)]

@@ -5,8 +5,14 @@
 //! Invariant: every byte at or past `len` in an allocated block is zero
 //! (`set_len` zeroes the tail of the block it cuts; `splice` grows `len`
 //! over what it writes), so extending a file never shows old bytes.
+//!
+//! Blocks `fallocate` reserves are *unwritten*, as ext4's unwritten
+//! extents: they take space and count as allocated for `statx`, but read
+//! as zeros and, for `O_DIRECT`, are holes (nothing goes to the device),
+//! until a write lands in them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 /// One piece of a read: bytes from a block, or a run of zeros (a hole).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +27,9 @@ pub(crate) struct Contents {
     block_bytes: u64,
     /// Allocated blocks by index, each `block_bytes` long.
     blocks: BTreeMap<u64, Box<[u8]>>,
+    /// Blocks reserved and never written (ext4's unwritten extents): never
+    /// in `blocks` too.
+    unwritten: BTreeSet<u64>,
 }
 
 impl Contents {
@@ -31,6 +40,7 @@ impl Contents {
             len: 0,
             block_bytes,
             blocks: BTreeMap::new(),
+            unwritten: BTreeSet::new(),
         }
     }
 
@@ -38,14 +48,61 @@ impl Contents {
         self.len
     }
 
-    /// Whether the block with index `block` is allocated (not a hole).
+    pub(crate) fn block_bytes(&self) -> u64 {
+        self.block_bytes
+    }
+
+    /// Whether the block with index `block` is allocated and written (not
+    /// a hole, nor reserved and unwritten): whether `O_DIRECT` reaches the
+    /// device there.
     pub(crate) fn is_allocated(&self, block: u64) -> bool {
         self.blocks.contains_key(&block)
     }
 
-    /// How many blocks are allocated: what the file takes on the disk.
+    /// How many blocks are allocated, written or not: what the file takes
+    /// on the disk.
     pub(crate) fn blocks_allocated(&self) -> u64 {
-        self.blocks.len() as u64
+        (self.blocks.len() + self.unwritten.len()) as u64
+    }
+
+    /// How many blocks in `range` (block indices) are neither written nor
+    /// reserved: what reserving it would allocate.
+    pub(crate) fn holes_in(&self, range: Range<u64>) -> u64 {
+        let taken =
+            self.blocks.range(range.clone()).count() + self.unwritten.range(range.clone()).count();
+        range.end - range.start - taken as u64
+    }
+
+    /// Reserves the blocks in `range` (block indices) that are holes, as
+    /// unwritten blocks (`fallocate`); the length does not change.
+    pub(crate) fn reserve(&mut self, range: Range<u64>) {
+        for block in range {
+            if !self.blocks.contains_key(&block) {
+                self.unwritten.insert(block);
+            }
+        }
+    }
+
+    /// Frees the storage of the bytes in `range` (`FALLOC_FL_PUNCH_HOLE`):
+    /// the blocks it covers wholly become holes; in the blocks it covers in
+    /// part, its bytes become zeros. The length does not change.
+    pub(crate) fn punch(&mut self, range: Range<u64>) {
+        let block_bytes = self.block_bytes;
+        let whole = range.start.div_ceil(block_bytes)..range.end / block_bytes;
+        let mut at = range.start;
+        while at < range.end {
+            let block = at / block_bytes;
+            let end = range.end.min((block + 1) * block_bytes);
+            if whole.contains(&block) {
+                self.blocks.remove(&block);
+                self.unwritten.remove(&block);
+            } else if let Some(bytes) = self.blocks.get_mut(&block) {
+                let within = (at % block_bytes) as usize;
+                bytes[within..within + (end - at) as usize].fill(0);
+            }
+            at = end;
+        }
+        assert!(self.blocks.range(whole.clone()).next().is_none());
     }
 
     /// Copies `data` in at `offset`, allocating the blocks it touches and
@@ -58,6 +115,7 @@ impl Contents {
             let block = at / block_bytes;
             let within = (at % block_bytes) as usize;
             let count = (data.len() - done).min(block_bytes as usize - within);
+            self.unwritten.remove(&block);
             let target = self
                 .blocks
                 .entry(block)
@@ -71,12 +129,16 @@ impl Contents {
 
     /// Sets the length. Cutting frees the blocks wholly past the new end and
     /// zeroes the rest of the block it ends in; extending allocates nothing
-    /// (the new bytes are a hole), as `ftruncate(2)` on ext4.
+    /// (the new bytes are a hole), as `ftruncate(2)` on ext4. A length that
+    /// does not grow the file also frees the blocks reserved past the end,
+    /// as ext4 does (`ext4_setattr` truncates whenever the size does not
+    /// grow).
     pub(crate) fn set_len(&mut self, len: u64) {
-        if len < self.len {
+        if len <= self.len {
             let block_bytes = self.block_bytes;
             let kept = len.div_ceil(block_bytes);
             drop(self.blocks.split_off(&kept));
+            drop(self.unwritten.split_off(&kept));
             if len % block_bytes != 0 {
                 if let Some(last) = self.blocks.get_mut(&(len / block_bytes)) {
                     last[(len % block_bytes) as usize..].fill(0);

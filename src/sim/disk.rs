@@ -53,6 +53,50 @@ pub(crate) struct File {
     /// Sectors hit by a latent error, corruption or a misdirected write
     /// since they were last written correctly.
     damaged: BTreeSet<u64>,
+    /// Times on the node's wall clock, in nanoseconds since the epoch: of
+    /// the creation, the last change of the contents, and the last change
+    /// of the contents or the metadata.
+    born_ns: i64,
+    modified_ns: i64,
+    changed_ns: i64,
+    /// A name in the namespace refers to the file.
+    linked: bool,
+    /// Descriptors open on it. Once it has neither a name nor an open
+    /// descriptor its blocks are freed, as Linux frees an unlinked file's
+    /// at the last close.
+    open_fds: u32,
+}
+
+impl File {
+    fn new(options: &DiskOptions, now_ns: i64) -> File {
+        File {
+            current: Contents::new(options.block_bytes),
+            durable: Contents::new(options.block_bytes),
+            unsynced: Vec::new(),
+            latent: BTreeSet::new(),
+            damaged: BTreeSet::new(),
+            born_ns: now_ns,
+            modified_ns: now_ns,
+            changed_ns: now_ns,
+            linked: true,
+            open_fds: 0,
+        }
+    }
+
+    /// Its contents changed at `now_ns`.
+    fn touch(&mut self, now_ns: i64) {
+        self.modified_ns = now_ns;
+        self.changed_ns = now_ns;
+    }
+}
+
+/// How `fallocate` changes a file, from its mode bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fallocate {
+    /// Reserve the range; extend the file over it unless `keep_size`.
+    Reserve { keep_size: bool },
+    /// Free the range (`PUNCH_HOLE | KEEP_SIZE`).
+    Punch,
 }
 
 /// A write submitted and not yet completed. Kept here, not in the event,
@@ -121,18 +165,171 @@ impl Disk {
     }
 
     /// Creates an empty file at `path`, which [`Disk::resolve`] found
-    /// missing. The new entry is durable at once.
-    pub(crate) fn create_file(&mut self, path: PathBuf, options: &DiskOptions) -> FileId {
+    /// missing, at `now_ns` on the node's wall clock. The new entry is
+    /// durable at once.
+    pub(crate) fn create_file(
+        &mut self,
+        path: PathBuf,
+        options: &DiskOptions,
+        now_ns: i64,
+    ) -> FileId {
         let file = self.files.len();
-        self.files.push(File {
-            current: Contents::new(options.block_bytes),
-            durable: Contents::new(options.block_bytes),
-            unsynced: Vec::new(),
-            latent: BTreeSet::new(),
-            damaged: BTreeSet::new(),
-        });
+        self.files.push(File::new(options, now_ns));
         self.namespace.insert_file(path, file);
         file
+    }
+
+    /// `mkdir(2)`: see [`Namespace::mkdir`]. Durable at once.
+    pub(crate) fn mkdir(&mut self, path: &Path) -> Result<(), i32> {
+        self.namespace.mkdir(path)
+    }
+
+    /// `unlinkat(2)`: see [`Namespace::unlink`]. A file open elsewhere
+    /// stays readable and writable until its last descriptor closes.
+    /// Durable at once.
+    pub(crate) fn unlink(&mut self, path: &Path, remove_dir: bool) -> Result<(), i32> {
+        if let Some(file) = self.namespace.unlink(path, remove_dir)? {
+            self.unlinked(file);
+        }
+        Ok(())
+    }
+
+    /// `renameat2(2)`: see [`Namespace::rename`]. Atomic, and durable at
+    /// once.
+    pub(crate) fn rename(
+        &mut self,
+        old: &Path,
+        new: &Path,
+        flags: u32,
+        now_ns: i64,
+    ) -> Result<(), i32> {
+        let replaced = self.namespace.rename(old, new, flags)?;
+        if let Some(file) = replaced {
+            self.unlinked(file);
+        }
+        if let Some(super::namespace::Kind::File(file)) = self.namespace.kind_at(new) {
+            self.files[file].changed_ns = now_ns;
+        }
+        Ok(())
+    }
+
+    fn unlinked(&mut self, file: FileId) {
+        assert!(self.files[file].linked);
+        self.files[file].linked = false;
+        self.release_if_unreferenced(file);
+    }
+
+    /// A descriptor was opened on `file`.
+    pub(crate) fn file_opened(&mut self, file: FileId) {
+        self.files[file].open_fds += 1;
+    }
+
+    /// A descriptor on `file` was closed.
+    pub(crate) fn file_closed(&mut self, file: FileId) {
+        let file_state = &mut self.files[file];
+        assert!(file_state.open_fds > 0);
+        file_state.open_fds -= 1;
+        self.release_if_unreferenced(file);
+    }
+
+    /// Frees the blocks of a file nothing refers to any more: no name, no
+    /// open descriptor. Its id is never reused.
+    fn release_if_unreferenced(&mut self, file: FileId) {
+        let file = &mut self.files[file];
+        if file.linked || file.open_fds > 0 {
+            return;
+        }
+        let block_bytes = file.current.block_bytes();
+        file.current = Contents::new(block_bytes);
+        file.durable = Contents::new(block_bytes);
+        file.unsynced.clear();
+        file.latent.clear();
+        file.damaged.clear();
+        assert_eq!(file.current.blocks_allocated(), 0);
+    }
+
+    /// `fallocate(2)` of `len` bytes at `offset`, after the checks the fd
+    /// allows: `EFBIG` past the largest file, `ENOSPC` if the blocks to
+    /// reserve do not fit (nothing reserved then; ext4 may reserve a part
+    /// first). A reservation is unwritten blocks (see `contents.rs`); a
+    /// punch frees the whole blocks of the range and zeroes the rest, in
+    /// the page cache and on the medium, and cuts the unsynced writes
+    /// there, as Linux drops the dirty pages it punches. Like every length
+    /// change in this model, it is durable at once.
+    pub(crate) fn fallocate(
+        &mut self,
+        file: FileId,
+        how: Fallocate,
+        (offset, len): (u64, u64),
+        options: &DiskOptions,
+        now_ns: i64,
+    ) -> Result<(), i32> {
+        let end = offset.checked_add(len).ok_or(libc::EFBIG)?;
+        if end > options.file_bytes_max {
+            return Err(libc::EFBIG);
+        }
+        let block_bytes = options.block_bytes;
+        match how {
+            Fallocate::Reserve { keep_size } => {
+                let blocks = offset / block_bytes..end.div_ceil(block_bytes);
+                let more = self.files[file].current.holes_in(blocks.clone());
+                if !self.fits(more, options) {
+                    return Err(libc::ENOSPC);
+                }
+                let file = &mut self.files[file];
+                for contents in [&mut file.current, &mut file.durable] {
+                    contents.reserve(blocks.clone());
+                    if !keep_size && end > contents.len() {
+                        contents.set_len(end);
+                    }
+                }
+                if !keep_size {
+                    file.changed_ns = now_ns;
+                }
+            }
+            Fallocate::Punch => {
+                let file = &mut self.files[file];
+                let len_bytes = file.current.len();
+                if offset >= len_bytes {
+                    return Ok(()); // ext4_punch_hole: nothing at or past the end
+                }
+                // As ext4 does: a range past the end stops at the end of
+                // the page that holds it.
+                let end = end.min(len_bytes.next_multiple_of(block_bytes));
+                file.current.punch(offset..end);
+                file.durable.punch(offset..end);
+                file.unsynced = std::mem::take(&mut file.unsynced)
+                    .into_iter()
+                    .flat_map(|write| cut_out(write, offset..end))
+                    .collect();
+                file.touch(now_ns);
+            }
+        }
+        Ok(())
+    }
+
+    /// A `statx` record of `file`, as ext4 fills one.
+    pub(crate) fn statx(&self, file: FileId, options: &DiskOptions) -> libc::statx {
+        let file = &self.files[file];
+        let mut stx = super::files::statx_zeroed();
+        stx.stx_mask = crate::fs::STATX_MASK;
+        stx.stx_mode = (libc::S_IFREG | crate::fs::FILE_MODE) as u16;
+        stx.stx_nlink = u32::from(file.linked);
+        stx.stx_size = file.current.len();
+        stx.stx_blocks = file.current.blocks_allocated() * options.block_bytes / 512;
+        stx.stx_blksize = options.block_bytes as u32;
+        stx.stx_dio_offset_align = options.sector_bytes as u32;
+        stx.stx_dio_mem_align = options.direct_memory_align_bytes as u32;
+        stx.stx_btime = super::files::timestamp(file.born_ns);
+        stx.stx_mtime = super::files::timestamp(file.modified_ns);
+        stx.stx_atime = super::files::timestamp(file.modified_ns);
+        stx.stx_ctime = super::files::timestamp(file.changed_ns);
+        stx
+    }
+
+    /// A file's contents changed at `now_ns` (a write landed, a truncate).
+    pub(crate) fn touch(&mut self, file: FileId, now_ns: i64) {
+        self.files[file].touch(now_ns);
     }
 
     /// `mkdir -p`: see [`Namespace::create_dir_all`].
@@ -168,8 +365,15 @@ impl Disk {
     /// length changes are metadata, which this model makes durable at once.
     /// Cutting also cuts the writes not yet synced, as Linux drops the
     /// dirty pages past the new end; it frees whole blocks past the end.
-    pub(crate) fn set_len(&mut self, file: FileId, len_bytes: u64, options: &DiskOptions) {
+    pub(crate) fn set_len(
+        &mut self,
+        file: FileId,
+        len_bytes: u64,
+        options: &DiskOptions,
+        now_ns: i64,
+    ) {
         let file = &mut self.files[file];
+        file.touch(now_ns);
         file.current.set_len(len_bytes);
         file.durable.set_len(len_bytes);
         let first_gone = len_bytes.div_ceil(options.sector_bytes);
@@ -359,6 +563,14 @@ impl Disk {
         let Some(write) = self.in_flight.remove(&id) else {
             return 0;
         };
+        let (file_id, result) = (write.file, write.result);
+        self.land_write(write, options, prng);
+        // A write to a file unlinked and closed meanwhile lands nowhere.
+        self.release_if_unreferenced(file_id);
+        result
+    }
+
+    fn land_write(&mut self, write: InFlightWrite, options: &DiskOptions, prng: &mut Prng) {
         let file = &mut self.files[write.file];
         let sector_bytes = options.sector_bytes;
         if !write.dsync && !write.pieces.is_empty() {
@@ -385,7 +597,6 @@ impl Disk {
                 });
             }
         }
-        write.result
     }
 
     /// The fsync watermark: an fsync submitted now covers the writes that
@@ -440,6 +651,10 @@ impl Disk {
             }
             file.current = file.durable.clone();
         }
+        // Writes in flight to files nothing names any more landed nowhere.
+        for file in 0..self.files.len() {
+            self.release_if_unreferenced(file);
+        }
     }
 
     /// Sectors of the file at `path` damaged by latent errors, corruption
@@ -449,6 +664,32 @@ impl Disk {
             .map(|file| self.files[file].damaged.clone())
             .unwrap_or_default()
     }
+}
+
+/// The parts of an unsynced write outside `range` (none, one or two).
+fn cut_out(write: Unsynced, range: Range<u64>) -> Vec<Unsynced> {
+    let end = write.offset + write.data.len() as u64;
+    if end <= range.start || write.offset >= range.end {
+        return vec![write];
+    }
+    let mut parts = Vec::new();
+    if write.offset < range.start {
+        let keep = (range.start - write.offset) as usize;
+        parts.push(Unsynced {
+            completion: write.completion,
+            offset: write.offset,
+            data: write.data[..keep].to_vec(),
+        });
+    }
+    if end > range.end {
+        let skip = (range.end - write.offset) as usize;
+        parts.push(Unsynced {
+            completion: write.completion,
+            offset: range.end,
+            data: write.data[skip..].to_vec(),
+        });
+    }
+    parts
 }
 
 /// `range` cut into runs over allocated blocks and over holes (a hole
@@ -570,7 +811,7 @@ mod tests {
     }
 
     fn create(disk: &mut Disk, path: &str) -> FileId {
-        disk.create_file(PathBuf::from(path), &options())
+        disk.create_file(PathBuf::from(path), &options(), 0)
     }
 
     fn write(disk: &mut Disk, file: FileId, offset: u64, data: &[u8], prng: &mut Prng) {
@@ -699,7 +940,7 @@ mod tests {
         let mut disk = Disk::new();
         let file = create(&mut disk, "data");
         write(&mut disk, file, 0, &[1; 8192], &mut prng);
-        disk.set_len(file, 100, &options());
+        disk.set_len(file, 100, &options(), 0);
         let watermark = disk.fsync_watermark();
         disk.complete_fsync(file, watermark, false, &options(), &mut prng);
         disk.crash(&options(), &mut prng);
@@ -747,7 +988,7 @@ mod tests {
         assert!(!refused(4096 + 512, 7680), "a sector into the hole");
         let max = options().file_bytes_max;
         let mut disk = disk;
-        disk.set_len(file, max, &options());
+        disk.set_len(file, max, &options(), 0);
         let refused = |offset, len| disk.direct_read_refused(file, (offset, len), &options());
         assert!(!refused(max - 512, 512));
         assert!(refused(max - 512, 1024), "past the largest file");
@@ -804,7 +1045,7 @@ mod tests {
             ..options()
         };
         let file = create(&mut disk, "sparse");
-        disk.set_len(file, 1 << 40, &small);
+        disk.set_len(file, 1 << 40, &small, 0);
         assert_eq!(
             disk.plan_write(file, (0, 8192), false, &small).result,
             Ok(8192)

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::contents::Piece;
-use super::disk::{FileId, InFlightWrite};
+use super::disk::{Fallocate, FileId, InFlightWrite};
 use super::iov::Memory;
 use super::namespace::Found;
 use super::world::{EventKind, FdEntry, World};
@@ -48,19 +48,27 @@ impl World {
         if bytes.contains(&0) {
             return Err(libc::EINVAL);
         }
+        let create = options.create || options.create_new;
+        if create && options.directory {
+            return Err(libc::EINVAL); // Linux 6.4 refuses O_CREAT | O_DIRECTORY
+        }
         if bytes.is_empty() {
             return Err(libc::ENOENT);
         }
         self.descriptor_fault()?;
+        let now_ns = self.node_realtime_ns(node) as i64;
         let disk_options = &self.options.disk;
         let node_state = &mut self.nodes[node];
         let resolved = node_state.disk.resolve(path)?;
-        if resolved.directory_only && options.create {
+        if resolved.directory_only && create {
             return Err(libc::EISDIR);
+        }
+        if options.create_new && !matches!(resolved.found, Found::Missing(_)) {
+            return Err(libc::EEXIST);
         }
         let file = match resolved.found {
             Found::Directory => {
-                if options.create || options.write || options.truncate {
+                if create || options.write || options.truncate {
                     return Err(libc::EISDIR);
                 }
                 if options.direct {
@@ -68,14 +76,17 @@ impl World {
                 }
                 return Ok(node_state.alloc_fd(FdEntry::Directory));
             }
-            Found::File(_) if resolved.directory_only => return Err(libc::ENOTDIR),
+            Found::File(_) if resolved.directory_only || options.directory => {
+                return Err(libc::ENOTDIR)
+            }
             Found::File(file) => file,
-            Found::Missing(_) if !options.create => return Err(libc::ENOENT),
-            Found::Missing(path) => node_state.disk.create_file(path, disk_options),
+            Found::Missing(_) if !create => return Err(libc::ENOENT),
+            Found::Missing(path) => node_state.disk.create_file(path, disk_options, now_ns),
         };
         if options.truncate {
-            node_state.disk.set_len(file, 0, disk_options);
+            node_state.disk.set_len(file, 0, disk_options, now_ns);
         }
+        node_state.disk.file_opened(file);
         Ok(node_state.alloc_fd(FdEntry::File {
             file,
             read: options.read || !options.write,
@@ -96,16 +107,28 @@ impl World {
     /// largest file. Extending allocates nothing, so it never runs out of
     /// space.
     pub(crate) fn set_len(&mut self, node: usize, fd: Fd, len_bytes: u64) -> Result<(), i32> {
+        let entry = self.nodes[node].fd_entry(fd);
+        self.set_len_of(node, entry, len_bytes)
+    }
+
+    /// `ftruncate(2)` of what an fd names (see [`World::set_len`]).
+    fn set_len_of(
+        &mut self,
+        node: usize,
+        entry: Option<FdEntry>,
+        len_bytes: u64,
+    ) -> Result<(), i32> {
+        let now_ns = self.node_realtime_ns(node) as i64;
         let options = &self.options.disk;
         let node_state = &mut self.nodes[node];
-        match node_state.fd_entry(fd) {
+        match entry {
             Some(FdEntry::File {
                 file, write: true, ..
             }) => {
                 if len_bytes > options.file_bytes_max {
                     return Err(libc::EFBIG);
                 }
-                node_state.disk.set_len(file, len_bytes, options);
+                node_state.disk.set_len(file, len_bytes, options, now_ns);
                 Ok(())
             }
             Some(FdEntry::File { .. } | FdEntry::Directory | FdEntry::Socket(_)) => {
@@ -113,6 +136,169 @@ impl World {
             }
             None => Err(libc::EBADF),
         }
+    }
+
+    /// `fallocate(2)` on what an fd names, with Linux's order of checks
+    /// (`vfs_fallocate`): the mode (`EOPNOTSUPP`), the fd's access
+    /// (`EBADF`: a read-only fd or a directory), the kind of file
+    /// (`ENODEV`: a socket), then what the disk says (`EFBIG`, `ENOSPC`).
+    fn fallocate_of(
+        &mut self,
+        node: usize,
+        entry: Option<FdEntry>,
+        mode: i32,
+        range: (u64, u64),
+    ) -> Result<(), i32> {
+        const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        let how = match mode {
+            0 => Fallocate::Reserve { keep_size: false },
+            KEEP_SIZE => Fallocate::Reserve { keep_size: true },
+            PUNCH => Fallocate::Punch,
+            _ => return Err(libc::EOPNOTSUPP),
+        };
+        let file = match entry {
+            None => return Err(libc::EBADF),
+            Some(FdEntry::File {
+                file, write: true, ..
+            }) => file,
+            Some(FdEntry::File { .. } | FdEntry::Directory) => return Err(libc::EBADF),
+            Some(FdEntry::Socket(_)) => return Err(libc::ENODEV),
+        };
+        let now_ns = self.node_realtime_ns(node) as i64;
+        let options = &self.options.disk;
+        self.nodes[node]
+            .disk
+            .fallocate(file, how, range, options, now_ns)
+    }
+
+    /// `statx(2)` of what an fd names, as Linux fills it for an ext4 file,
+    /// an ext4 directory (a block long; the simulator keeps no directory
+    /// times, so they read 0) or a socket.
+    fn statx_of(&self, node: usize, entry: FdEntry) -> libc::statx {
+        let options = &self.options.disk;
+        let block_bytes = options.block_bytes;
+        match entry {
+            FdEntry::File { file, .. } => self.nodes[node].disk.statx(file, options),
+            FdEntry::Directory => {
+                let mut stx = statx_zeroed();
+                stx.stx_mask = libc::STATX_BASIC_STATS;
+                stx.stx_mode = (libc::S_IFDIR | crate::fs::DIRECTORY_MODE) as u16;
+                stx.stx_nlink = 2;
+                stx.stx_size = block_bytes;
+                stx.stx_blocks = block_bytes / 512;
+                stx.stx_blksize = block_bytes as u32;
+                stx
+            }
+            FdEntry::Socket(_) => {
+                let mut stx = statx_zeroed();
+                stx.stx_mask = libc::STATX_BASIC_STATS;
+                stx.stx_mode = (libc::S_IFSOCK | 0o777) as u16;
+                stx.stx_nlink = 1;
+                stx.stx_blksize = 4096;
+                stx
+            }
+        }
+    }
+
+    /// `statx`, `fallocate` and `ftruncate`: on any fd (a socket's too), so
+    /// they come here before the socket, file or directory paths. What
+    /// changes, changes at once; the result comes after the metadata
+    /// latency (a refusal too, for simplicity).
+    pub(crate) fn start_metadata_operation(
+        &mut self,
+        node: usize,
+        process: u64,
+        user_data: u64,
+        operation: &Operation,
+        entry: Option<FdEntry>,
+    ) {
+        let result = match (*operation, entry) {
+            (Operation::Statx { .. }, None) => Err(libc::EBADF),
+            (Operation::Statx { statx, .. }, Some(entry)) => {
+                let record = self.statx_of(node, entry);
+                // SAFETY: `statx` is the record in the in-flight operation's
+                // `FsArgs`, owned by its handler until the completion is
+                // reaped (as `Memory`'s invariant says of buffers).
+                unsafe { statx.write(record) };
+                Ok(0)
+            }
+            (
+                Operation::Fallocate {
+                    mode, offset, len, ..
+                },
+                entry,
+            ) => self
+                .fallocate_of(node, entry, mode, (offset, len))
+                .map(|()| 0),
+            (Operation::Ftruncate { len, .. }, entry) => {
+                self.set_len_of(node, entry, len).map(|()| 0)
+            }
+            _ => unreachable!("not a metadata operation"),
+        };
+        self.complete_metadata(node, process, user_data, result);
+    }
+
+    /// `openat`, `renameat`, `unlinkat` and `mkdirat`, by path from the
+    /// node's root: the namespace changes at once (durable at once, in this
+    /// model), and the result comes after the metadata latency.
+    pub(crate) fn start_path_operation(
+        &mut self,
+        node: usize,
+        process: u64,
+        user_data: u64,
+        operation: &Operation,
+    ) {
+        let now_ns = self.node_realtime_ns(node) as i64;
+        // SAFETY (for each `user_path`): the paths of an in-flight path
+        // operation are NUL-terminated copies in its `FsArgs`, owned by
+        // its handler until the completion is reaped.
+        let result = match *operation {
+            Operation::OpenAt { path, flags, .. } => {
+                let path = unsafe { user_path(path) };
+                self.open_file(node, path, FileOptions::from_flags(flags))
+                    .map(|fd| fd as i32)
+            }
+            Operation::RenameAt { old, new, flags } => {
+                let (old, new) = unsafe { (user_path(old), user_path(new)) };
+                self.nodes[node]
+                    .disk
+                    .rename(old, new, flags, now_ns)
+                    .map(|()| 0)
+            }
+            Operation::UnlinkAt { path, flags } => {
+                let path = unsafe { user_path(path) };
+                match flags & !libc::AT_REMOVEDIR {
+                    0 => self.nodes[node]
+                        .disk
+                        .unlink(path, flags & libc::AT_REMOVEDIR != 0)
+                        .map(|()| 0),
+                    _ => Err(libc::EINVAL),
+                }
+            }
+            Operation::MkDirAt { path, .. } => {
+                let path = unsafe { user_path(path) };
+                self.nodes[node].disk.mkdir(path).map(|()| 0)
+            }
+            _ => unreachable!("not a path operation"),
+        };
+        self.complete_metadata(node, process, user_data, result);
+    }
+
+    /// Completes a metadata or path operation after the metadata latency.
+    fn complete_metadata(
+        &mut self,
+        node: usize,
+        process: u64,
+        user_data: u64,
+        result: Result<i32, i32>,
+    ) {
+        let delay_ns = self.disk_latency(
+            self.options.disk.metadata_latency_min_ns,
+            self.options.disk.metadata_latency_mean_ns,
+        );
+        let result = result.unwrap_or_else(|errno| -errno);
+        self.complete_after(delay_ns, node, process, user_data, result);
     }
 
     pub(crate) fn start_file_operation(
@@ -356,11 +542,16 @@ impl World {
         write: u64,
         epoch: u64,
     ) {
+        let now_ns = self.node_realtime_ns(node) as i64;
         let disk = &mut self.nodes[node].disk;
         if disk.epoch != epoch {
             return; // A crash came first and resolved this write.
         }
+        let file = disk.in_flight.get(&write).map(|write| write.file);
         let result = disk.complete_write(write, &self.options.disk, &mut self.streams.disk);
+        if let (Some(file), true) = (file, result > 0) {
+            disk.touch(file, now_ns);
+        }
         self.complete(node, process, user_data, result);
     }
 
@@ -396,6 +587,20 @@ impl World {
     }
 }
 
+/// The path at `path`, a NUL-terminated string in a process's memory.
+///
+/// # Safety
+///
+/// `path` must point at a NUL-terminated string of an in-flight operation
+/// of a live process (its `FsArgs`), which the loop core keeps allocated
+/// and unmoved until the completion is reaped; the returned path must not
+/// be used after the operation is started.
+unsafe fn user_path<'a>(path: *const libc::c_char) -> &'a Path {
+    // SAFETY: as the function's contract says.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(path) }.to_bytes();
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
 /// A poll of a regular file or directory, which is always readable and
 /// writable: ready at once for either, and `EINVAL` for neither, as io_uring
 /// says (such a file has no wait queue for anything else).
@@ -406,4 +611,19 @@ fn poll_regular(events: u32) -> i32 {
     } else {
         ready as i32
     }
+}
+
+/// An all-zero `statx` record.
+pub(crate) fn statx_zeroed() -> libc::statx {
+    // SAFETY: statx is plain old data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// A time in nanoseconds since the epoch as a `statx` timestamp.
+pub(crate) fn timestamp(ns: i64) -> libc::statx_timestamp {
+    // SAFETY: plain old data; all-zero is a valid value.
+    let mut time: libc::statx_timestamp = unsafe { std::mem::zeroed() };
+    time.tv_sec = ns.div_euclid(1_000_000_000);
+    time.tv_nsec = ns.rem_euclid(1_000_000_000) as u32;
+    time
 }

@@ -16,6 +16,7 @@
 //! same path with a leading `/` name the same entry.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,42 @@ pub(crate) struct Resolved {
     /// `ENOTDIR` to every caller but `open` with `O_CREAT`, which says
     /// `EISDIR` first.
     pub(crate) directory_only: bool,
+}
+
+/// What a name in the namespace is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    File(FileId),
+    Directory,
+}
+
+/// The last component of a path, as Linux's `filename_parentat` sees it:
+/// what rename, unlink, rmdir and mkdir act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Last {
+    /// A name: the entry's full path (which may or may not exist).
+    Normal(PathBuf),
+    /// `.`
+    Dot,
+    /// `..`
+    DotDot,
+    /// No last component: the root (`/`).
+    Root,
+}
+
+/// A path split into the directory it is in and its last component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Parent {
+    pub(crate) last: Last,
+    /// The path ends in `/`.
+    pub(crate) trailing_slash: bool,
+}
+
+/// A subtree taken out of the namespace, by path relative to its root
+/// (the empty path is the root itself).
+struct Tree {
+    files: Vec<(PathBuf, FileId)>,
+    directories: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +143,275 @@ impl Namespace {
         }
         // The path ended in a directory: the root, `.`, `..`, or a name.
         resolved(Found::Directory)
+    }
+
+    /// Splits `path` into its last component and the directory it is in,
+    /// which must exist: every component but the last is walked as
+    /// [`Namespace::resolve`] walks it (`ENOENT`, `ENOTDIR`,
+    /// `ENAMETOOLONG`).
+    pub(crate) fn parent_of(&self, path: &Path) -> Result<Parent, i32> {
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.is_empty() {
+            return Err(libc::ENOENT);
+        }
+        if bytes.len() >= PATH_BYTES_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        let trailing_slash = bytes.ends_with(b"/");
+        let parts: Vec<&[u8]> = bytes
+            .split(|&byte| byte == b'/')
+            .filter(|part| !part.is_empty())
+            .collect();
+        let Some((&last, walked)) = parts.split_last() else {
+            return Ok(Parent {
+                last: Last::Root,
+                trailing_slash,
+            });
+        };
+        let mut current = PathBuf::new();
+        for &part in walked {
+            match part {
+                b"." => continue,
+                b".." => {
+                    current.pop();
+                    continue;
+                }
+                _ if part.len() > NAME_BYTES_MAX => return Err(libc::ENAMETOOLONG),
+                _ => {}
+            }
+            let next = current.join(std::ffi::OsStr::from_bytes(part));
+            if self.directories.contains(&next) {
+                current = next;
+            } else if self.files.contains_key(&next) {
+                return Err(libc::ENOTDIR);
+            } else {
+                return Err(libc::ENOENT);
+            }
+        }
+        let last = match last {
+            b"." => Last::Dot,
+            b".." => Last::DotDot,
+            _ if last.len() > NAME_BYTES_MAX => return Err(libc::ENAMETOOLONG),
+            _ => Last::Normal(current.join(std::ffi::OsStr::from_bytes(last))),
+        };
+        Ok(Parent {
+            last,
+            trailing_slash,
+        })
+    }
+
+    /// What the full path `path` (as [`Last::Normal`] holds it) names.
+    pub(crate) fn kind(&self, path: &Path) -> Option<Kind> {
+        if self.directories.contains(path) {
+            return Some(Kind::Directory);
+        }
+        self.files.get(path).map(|&file| Kind::File(file))
+    }
+
+    /// What `path` names, resolved as `open(2)` resolves it (`None` for
+    /// nothing, or an error on the way).
+    pub(crate) fn kind_at(&self, path: &Path) -> Option<Kind> {
+        match self.resolve(path).ok()?.found {
+            Found::File(file) => Some(Kind::File(file)),
+            Found::Directory => Some(Kind::Directory),
+            Found::Missing(_) => None,
+        }
+    }
+
+    /// Whether the directory `path` has no entries.
+    fn is_empty_directory(&self, path: &Path) -> bool {
+        let below = |key: &PathBuf| key.starts_with(path) && key.as_path() != path;
+        let range = (Bound::Excluded(path.to_path_buf()), Bound::Unbounded);
+        let has_file = self
+            .files
+            .range(range.clone())
+            .next()
+            .is_some_and(|(key, _)| below(key));
+        let has_directory = self.directories.range(range).next().is_some_and(below);
+        !has_file && !has_directory
+    }
+
+    /// `mkdir(2)`: `EEXIST` if anything is there (or the last component is
+    /// `.`, `..` or the root), as Linux's `filename_create` says.
+    pub(crate) fn mkdir(&mut self, path: &Path) -> Result<(), i32> {
+        let Last::Normal(full) = self.parent_of(path)?.last else {
+            return Err(libc::EEXIST);
+        };
+        if self.kind(&full).is_some() {
+            return Err(libc::EEXIST);
+        }
+        let inserted = self.directories.insert(full);
+        assert!(inserted);
+        Ok(())
+    }
+
+    /// `unlinkat(2)`: removes a file (returned) or, with `remove_dir`, an
+    /// empty directory, with the errnos of Linux's `do_unlinkat` and
+    /// `do_rmdir`.
+    pub(crate) fn unlink(&mut self, path: &Path, remove_dir: bool) -> Result<Option<FileId>, i32> {
+        let parent = self.parent_of(path)?;
+        if remove_dir {
+            let full = match parent.last {
+                Last::Normal(full) => full,
+                Last::DotDot => return Err(libc::ENOTEMPTY),
+                Last::Dot => return Err(libc::EINVAL),
+                Last::Root => return Err(libc::EBUSY),
+            };
+            return match self.kind(&full) {
+                None => Err(libc::ENOENT),
+                Some(Kind::File(_)) => Err(libc::ENOTDIR),
+                Some(Kind::Directory) if !self.is_empty_directory(&full) => Err(libc::ENOTEMPTY),
+                Some(Kind::Directory) => {
+                    self.directories.remove(&full);
+                    Ok(None)
+                }
+            };
+        }
+        let Last::Normal(full) = parent.last else {
+            return Err(libc::EISDIR);
+        };
+        match self.kind(&full) {
+            None => Err(libc::ENOENT),
+            Some(Kind::Directory) => Err(libc::EISDIR),
+            Some(Kind::File(_)) if parent.trailing_slash => Err(libc::ENOTDIR),
+            Some(Kind::File(file)) => {
+                self.files.remove(&full);
+                Ok(Some(file))
+            }
+        }
+    }
+
+    /// `renameat2(2)` with `RENAME_NOREPLACE`/`RENAME_EXCHANGE` in `flags`,
+    /// with the errnos of Linux's `do_renameat2` and `vfs_rename`, checked
+    /// in their order. Returns the file a replacing rename unlinked.
+    pub(crate) fn rename(
+        &mut self,
+        old: &Path,
+        new: &Path,
+        flags: u32,
+    ) -> Result<Option<FileId>, i32> {
+        let no_replace = flags & libc::RENAME_NOREPLACE != 0;
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
+            || (no_replace && exchange)
+        {
+            return Err(libc::EINVAL);
+        }
+        let (old, new) = (self.parent_of(old)?, self.parent_of(new)?);
+        let Last::Normal(old_full) = old.last else {
+            return Err(libc::EBUSY);
+        };
+        let Last::Normal(new_full) = new.last else {
+            return Err(if no_replace {
+                libc::EEXIST
+            } else {
+                libc::EBUSY
+            });
+        };
+        let old_kind = self.kind(&old_full).ok_or(libc::ENOENT)?;
+        let new_kind = self.kind(&new_full);
+        match new_kind {
+            Some(_) if no_replace => return Err(libc::EEXIST),
+            None if exchange => return Err(libc::ENOENT),
+            Some(Kind::File(_)) if exchange && new.trailing_slash => return Err(libc::ENOTDIR),
+            _ => {}
+        }
+        if old_kind != Kind::Directory && (old.trailing_slash || (!exchange && new.trailing_slash))
+        {
+            return Err(libc::ENOTDIR);
+        }
+        if new_full != old_full && new_full.starts_with(&old_full) {
+            return Err(libc::EINVAL); // into itself
+        }
+        if new_full != old_full && old_full.starts_with(&new_full) {
+            return Err(if exchange {
+                libc::EINVAL
+            } else {
+                libc::ENOTEMPTY
+            });
+        }
+        if new_full == old_full {
+            return Ok(None); // the same entry: vfs_rename does nothing
+        }
+        if exchange {
+            let old_tree = self.take_tree(&old_full);
+            let new_tree = self.take_tree(&new_full);
+            self.put_tree(&old_full, new_tree);
+            self.put_tree(&new_full, old_tree);
+            return Ok(None);
+        }
+        let replaced = match (old_kind, new_kind) {
+            (_, None) => None,
+            (Kind::Directory, Some(Kind::File(_))) => return Err(libc::ENOTDIR),
+            (Kind::File(_), Some(Kind::Directory)) => return Err(libc::EISDIR),
+            (Kind::Directory, Some(Kind::Directory)) if !self.is_empty_directory(&new_full) => {
+                return Err(libc::ENOTEMPTY)
+            }
+            (Kind::Directory, Some(Kind::Directory)) => {
+                self.directories.remove(&new_full);
+                None
+            }
+            (Kind::File(_), Some(Kind::File(replaced))) => {
+                self.files.remove(&new_full);
+                Some(replaced)
+            }
+        };
+        let tree = self.take_tree(&old_full);
+        self.put_tree(&new_full, tree);
+        Ok(replaced)
+    }
+
+    /// Takes the entry at `root` (a file, or a directory and everything
+    /// under it) out of the namespace.
+    fn take_tree(&mut self, root: &Path) -> Tree {
+        let relative = |key: &Path| {
+            key.strip_prefix(root)
+                .expect("under the root")
+                .to_path_buf()
+        };
+        let files: Vec<PathBuf> = self
+            .files
+            .range(root.to_path_buf()..)
+            .take_while(|(key, _)| key.starts_with(root))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let directories: Vec<PathBuf> = self
+            .directories
+            .range(root.to_path_buf()..)
+            .take_while(|key| key.starts_with(root))
+            .cloned()
+            .collect();
+        let tree = Tree {
+            files: files
+                .iter()
+                .map(|key| (relative(key), self.files.remove(key).expect("listed")))
+                .collect(),
+            directories: directories
+                .iter()
+                .map(|key| {
+                    self.directories.remove(key);
+                    relative(key)
+                })
+                .collect(),
+        };
+        assert!(!tree.files.is_empty() || !tree.directories.is_empty());
+        tree
+    }
+
+    /// Puts a tree taken by [`Namespace::take_tree`] back at `root`.
+    fn put_tree(&mut self, root: &Path, tree: Tree) {
+        let at = |relative: &Path| match relative.as_os_str().is_empty() {
+            true => root.to_path_buf(),
+            false => root.join(relative),
+        };
+        for (relative, file) in tree.files {
+            let previous = self.files.insert(at(&relative), file);
+            assert!(previous.is_none());
+        }
+        for relative in tree.directories {
+            let inserted = self.directories.insert(at(&relative));
+            assert!(inserted);
+        }
     }
 
     /// The file at `path`, if it names one.

@@ -401,6 +401,14 @@ impl World {
             | Operation::RecvMulti { .. }
             | Operation::SendZc { .. }
             | Operation::Shot { .. } => Some(-libc::EINVAL),
+            // The world handles these before they reach a socket.
+            Operation::OpenAt { .. }
+            | Operation::Statx { .. }
+            | Operation::Fallocate { .. }
+            | Operation::Ftruncate { .. }
+            | Operation::RenameAt { .. }
+            | Operation::UnlinkAt { .. }
+            | Operation::MkDirAt { .. } => Some(-libc::EINVAL),
         }
     }
 

@@ -329,6 +329,12 @@ pub struct DiskOptions {
     pub fsync_latency_min_ns: u64,
     /// See `fsync_latency_min_ns`.
     pub fsync_latency_mean_ns: u64,
+    /// Latency of the metadata and namespace operations (`openat`,
+    /// `statx`, `fallocate`, `ftruncate`, `renameat`, `unlinkat`,
+    /// `mkdirat`), as for reads.
+    pub metadata_latency_min_ns: u64,
+    /// See `metadata_latency_min_ns`.
+    pub metadata_latency_mean_ns: u64,
     /// On a crash, how often an unsynced write is lost whole.
     pub crash_lost_probability: Probability,
     /// On a crash, how often an unsynced write that is not lost is torn:
@@ -358,6 +364,8 @@ impl Default for DiskOptions {
             write_latency_mean_ns: 60_000,
             fsync_latency_min_ns: 100_000,
             fsync_latency_mean_ns: 1_000_000,
+            metadata_latency_min_ns: 5_000,
+            metadata_latency_mean_ns: 20_000,
             crash_lost_probability: Probability::percent(34),
             crash_torn_probability: Probability::percent(50),
             latent_error_probability: Probability::ppm(100),

@@ -558,7 +558,15 @@ impl World {
 
     /// An operation on an fd: a socket's go to the network, a file's to the disk.
     fn start_io(&mut self, node: usize, process: u64, user_data: u64, operation: &Operation) {
-        let fd = operation_fd(operation).expect("operations on fds only");
+        let Some(fd) = operation_fd(operation) else {
+            return self.start_path_operation(node, process, user_data, operation);
+        };
+        if let Operation::Statx { .. } | Operation::Fallocate { .. } | Operation::Ftruncate { .. } =
+            operation
+        {
+            let entry = self.nodes[node].fd_entry(fd);
+            return self.start_metadata_operation(node, process, user_data, operation, entry);
+        }
         match self.nodes[node].fd_entry(fd) {
             None => self.complete(node, process, user_data, -libc::EBADF),
             Some(FdEntry::Socket(socket)) => {
@@ -594,10 +602,14 @@ impl World {
         let Some(entry) = self.nodes[node].free_fd(fd) else {
             return -libc::EBADF;
         };
-        if let FdEntry::Socket(socket) = entry {
-            for parked in self.close_socket(socket, super::net::CloseHow::Orderly) {
-                self.complete(node, process, parked.user_data, -libc::ECANCELED);
+        match entry {
+            FdEntry::Socket(socket) => {
+                for parked in self.close_socket(socket, super::net::CloseHow::Orderly) {
+                    self.complete(node, process, parked.user_data, -libc::ECANCELED);
+                }
             }
+            FdEntry::File { file, .. } => self.nodes[node].disk.file_closed(file),
+            FdEntry::Directory => {}
         }
         0
     }
@@ -670,9 +682,11 @@ impl World {
     fn release_process(&mut self, node: usize, how: super::net::CloseHow) {
         let fds = std::mem::take(&mut self.nodes[node].fds);
         for entry in fds.into_iter().flatten() {
-            if let FdEntry::Socket(socket) = entry {
+            match entry {
                 // The waiters' memory belongs to the dying IO: forget them.
-                drop(self.close_socket(socket, how));
+                FdEntry::Socket(socket) => drop(self.close_socket(socket, how)),
+                FdEntry::File { file, .. } => self.nodes[node].disk.file_closed(file),
+                FdEntry::Directory => {}
             }
         }
         let node = &mut self.nodes[node];
@@ -898,10 +912,17 @@ pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
         | Operation::Writev { fd, .. }
         | Operation::SendMsg { fd, .. }
         | Operation::RecvMsg { fd, .. } => Some(fd),
+        Operation::Statx { fd, .. }
+        | Operation::Fallocate { fd, .. }
+        | Operation::Ftruncate { fd, .. } => Some(fd),
         Operation::Nop
         | Operation::Cancel { .. }
         | Operation::Timeout { .. }
-        | Operation::Shot { .. } => None,
+        | Operation::Shot { .. }
+        | Operation::OpenAt { .. }
+        | Operation::RenameAt { .. }
+        | Operation::UnlinkAt { .. }
+        | Operation::MkDirAt { .. } => None,
     }
 }
 
@@ -937,5 +958,17 @@ fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
         Operation::SendMsg { fd, .. } => (20, fd, 0, 0),
         Operation::RecvMsg { fd, .. } => (21, fd, 0, 0),
         Operation::Shot { parent } => (14, 0, u64::from(parent), 0),
+        Operation::OpenAt { flags, .. } => (22, 0, flags as u64, 0),
+        Operation::Statx { fd, .. } => (23, fd, 0, 0),
+        Operation::Fallocate {
+            fd,
+            mode,
+            offset,
+            len,
+        } => (24, fd, offset, (len as u32) ^ (mode as u32)),
+        Operation::Ftruncate { fd, len } => (25, fd, len, 0),
+        Operation::RenameAt { flags, .. } => (26, 0, 0, flags),
+        Operation::UnlinkAt { flags, .. } => (27, 0, 0, flags as u32),
+        Operation::MkDirAt { .. } => (28, 0, 0, 0),
     }
 }

@@ -145,10 +145,14 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Scratch space named `name` for `backend`.
+    /// Scratch space named `name` for `backend`. The directory's name
+    /// says the backend too: the io_uring and epoll instances of one case
+    /// run in parallel in one process, and must not share it.
     pub fn new(backend: Backend, name: &str) -> Scratch {
         Scratch {
-            dir: backend.is_kernel().then(|| scratch_dir(name)),
+            dir: backend
+                .is_kernel()
+                .then(|| scratch_dir(&format!("{name}-{backend:?}"))),
         }
     }
 
@@ -156,7 +160,7 @@ impl Scratch {
     pub fn under(base: &Path, backend: Backend, name: &str) -> Scratch {
         Scratch {
             dir: backend.is_kernel().then(|| {
-                let dir = base.join(format!("ringio-{name}-{}", std::process::id()));
+                let dir = base.join(format!("ringio-{name}-{backend:?}-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir).unwrap();
                 dir
