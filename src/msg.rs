@@ -17,8 +17,8 @@ use crate::buf::{self, IoBuf, IoBufMut};
 use crate::callback::Handler;
 use crate::completion::{CompletionId, Operation};
 use crate::handle::Handle;
-use crate::stable::Stable;
 use crate::io::IO;
+use crate::stable::Stable;
 use crate::sys::{self, RawAddr};
 
 /// The most buffers one vectored operation takes: Linux's `UIO_MAXIOV`.

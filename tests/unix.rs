@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 
-use ringio::{Address, Handle, Shutdown, SocketType, UnixAddr, IO};
+use ringio::{Address, Handle, Shutdown, SocketType, UnixAddr, UnlinkFlags, IO};
 use util::Backend;
 
 conformance!(

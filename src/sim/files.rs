@@ -269,6 +269,8 @@ impl World {
             Operation::UnlinkAt { path, flags } => {
                 let path = unsafe { user_path(path) };
                 match flags & !libc::AT_REMOVEDIR {
+                    // A stale Unix socket file (`unix.rs`) is a file to unlink.
+                    0 if flags == 0 && self.unix_unlink(node, path) => Ok(0),
                     0 => self.nodes[node]
                         .disk
                         .unlink(path, flags & libc::AT_REMOVEDIR != 0)

@@ -6,9 +6,9 @@
 //! unread data resets the peer, as Linux's `unix_release_sock` does.
 //!
 //! A closed listener's path stays taken (a stale socket file: binding
-//! it is `EADDRINUSE`, connecting `ECONNREFUSED`) until the harness
-//! unlinks it (`Simulator::unlink_unix_socket`); an abstract name is free
-//! at once. Not modelled (docs/simulation.md): Unix datagram sockets and
+//! it is `EADDRINUSE`, connecting `ECONNREFUSED`) until it is unlinked
+//! (`IO::unlinkat`, or `Simulator::unlink_unix_socket` from a harness); an
+//! abstract name is free at once. Not modelled (docs/simulation.md): Unix datagram sockets and
 //! socket pairs of datagrams (`EOPNOTSUPP`), and control messages
 //! (`SCM_RIGHTS`).
 #![allow(unsafe_code)]
