@@ -71,14 +71,14 @@ impl MessageBox {
         self.0.get_mut()
     }
 
-    /// The header, as the operation hands it to the kernel.
-    fn header_ptr(&mut self) -> *mut libc::msghdr {
-        &mut self.get().header
-    }
-
     /// Points the header at this message's `iovecs`, and at its address
-    /// (`name`: for sending, the address set; for receiving, room for one).
-    fn aim(&mut self, name: Name, control: Vec<u8>) {
+    /// (`name`: for sending, the address set; for receiving, room for one),
+    /// and returns the header as the operation hands it to the kernel.
+    ///
+    /// The header and the address pointer are made from one borrow, last:
+    /// borrowing the whole message again before the kernel is done would
+    /// invalidate them (Stacked Borrows, which Miri checks).
+    fn aim(&mut self, name: Name, control: Vec<u8>) -> *mut libc::msghdr {
         let message = self.get();
         message.control = control;
         let header = &mut message.header;
@@ -100,6 +100,7 @@ impl MessageBox {
             0 => (std::ptr::null_mut(), 0),
             room => (message.control.as_mut_ptr().cast(), room),
         };
+        header
     }
 
     /// After a receive: the sender, the flags, and the control buffer with
@@ -327,8 +328,8 @@ impl<C> IO<C> {
     {
         let mut message = self.message();
         gather(&mut message.get().iovecs, &bufs);
-        message.aim(Name::None, Vec::new());
-        let (iovecs, count) = iovec_parts(&mut message);
+        let header = message.aim(Name::None, Vec::new());
+        let (iovecs, count) = iovec_parts(header);
         let refused = refuse_vectored(bufs.len(), offset);
         let callback = self.callback(Gathered {
             bufs,
@@ -368,8 +369,8 @@ impl<C> IO<C> {
     {
         let mut message = self.message();
         scatter(&mut message.get().iovecs, &mut bufs);
-        message.aim(Name::None, Vec::new());
-        let (iovecs, count) = iovec_parts(&mut message);
+        let header = message.aim(Name::None, Vec::new());
+        let (iovecs, count) = iovec_parts(header);
         let mut refused = refuse_vectored(bufs.len(), offset);
         if bufs.iter().all(|buf| buf.bytes_total() == 0) {
             refused = -libc::EINVAL; // a 0 would read as end of file
@@ -417,8 +418,7 @@ impl<C> IO<C> {
     {
         let mut message = self.message();
         gather(&mut message.get().iovecs, &bufs);
-        message.aim(to.map_or(Name::None, Name::Send), Vec::new());
-        let msg = message.header_ptr();
+        let msg = message.aim(to.map_or(Name::None, Name::Send), Vec::new());
         let refused = refuse_iovecs(bufs.len());
         let callback = self.callback(Gathered {
             bufs,
@@ -459,8 +459,7 @@ impl<C> IO<C> {
     {
         let mut message = self.message();
         scatter(&mut message.get().iovecs, &mut bufs);
-        message.aim(Name::Recv, control);
-        let msg = message.header_ptr();
+        let msg = message.aim(Name::Recv, control);
         let mut refused = refuse_iovecs(bufs.len());
         if bufs.iter().all(|buf| buf.bytes_total() == 0) {
             refused = -libc::EINVAL;
@@ -495,8 +494,7 @@ impl<C> IO<C> {
     {
         let mut message = self.message();
         gather(&mut message.get().iovecs, std::slice::from_ref(&buf));
-        message.aim(Name::Send(to.into()), Vec::new());
-        let msg = message.header_ptr();
+        let msg = message.aim(Name::Send(to.into()), Vec::new());
         let callback = self.callback(SentTo {
             buf,
             message,
@@ -522,8 +520,7 @@ impl<C> IO<C> {
     {
         let mut message = self.message();
         scatter(&mut message.get().iovecs, std::slice::from_mut(&mut buf));
-        message.aim(Name::Recv, Vec::new());
-        let msg = message.header_ptr();
+        let msg = message.aim(Name::Recv, Vec::new());
         let refused = if buf.bytes_total() == 0 {
             -libc::EINVAL
         } else {
@@ -541,10 +538,13 @@ impl<C> IO<C> {
     }
 }
 
-/// The `iovec` array a vectored read or write hands the kernel.
-fn iovec_parts(message: &mut MessageBox) -> (*const libc::iovec, u32) {
-    let message = message.get();
-    (message.iovecs.as_ptr(), message.iovecs.len() as u32)
+/// The `iovec` array a vectored read or write hands the kernel, as the
+/// header [`MessageBox::aim`] returned points at it.
+fn iovec_parts(header: *mut libc::msghdr) -> (*const libc::iovec, u32) {
+    // SAFETY: `header` was just returned by `aim`, points into a live
+    // message, and nothing else references the header now.
+    let header = unsafe { &*header };
+    (header.msg_iov.cast_const(), header.msg_iovlen as u32)
 }
 
 /// `EINVAL` for a vectored read or write the kernel would refuse; else 0.
