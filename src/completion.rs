@@ -158,6 +158,22 @@ pub(crate) enum Operation {
         count: u32,
         offset: u64,
     },
+    /// A read into registered buffer `index` (`IORING_OP_READ_FIXED`).
+    ReadFixed {
+        fd: Fd,
+        buf: *mut u8,
+        len: u32,
+        offset: u64,
+        index: u16,
+    },
+    /// A write from registered buffer `index`.
+    WriteFixed {
+        fd: Fd,
+        buf: *mut u8,
+        len: u32,
+        offset: u64,
+        index: u16,
+    },
     /// `pwritev(2)`.
     Writev {
         fd: Fd,
@@ -245,6 +261,8 @@ impl Operation {
             Operation::RecvMulti { .. } => "recv_multi",
             Operation::SendZc { .. } => "send_zc",
             Operation::Readv { .. } => "readv",
+            Operation::ReadFixed { .. } => "read_fixed",
+            Operation::WriteFixed { .. } => "write_fixed",
             Operation::Writev { .. } => "writev",
             Operation::SendMsg { .. } => "send_msg",
             Operation::RecvMsg { .. } => "recv_msg",

@@ -91,6 +91,10 @@ pub struct IO<C> {
     /// Reused headers, addresses and iovec arrays of vectored and message
     /// operations, for the same reason.
     pub(crate) messages: Vec<crate::msg::MessageBox>,
+    /// The registered buffers (`register_fixed_buffers`), kept alive while
+    /// the kernel may hold them; and whether the kernel took them.
+    pub(crate) fixed: Option<std::rc::Rc<crate::fixed::FixedSet>>,
+    pub(crate) fixed_native: bool,
     /// Reused paths and `statx` records of file-system operations, for the
     /// same reason.
     pub(crate) fs_args: Vec<crate::fs::FsBox>,
@@ -246,6 +250,8 @@ impl<C> IO<C> {
             timers: Timers::new(now_ns),
             addresses: Vec::new(),
             messages: Vec::new(),
+            fixed: None,
+            fixed_native: false,
             fs_args: Vec::new(),
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
             stats: Stats::default(),

@@ -271,6 +271,22 @@ impl EpollBackend {
                 len,
                 offset,
             } => self.write(fd, buf, len, offset, retry),
+            // The IO submits registered-buffer I/O here as plain reads and
+            // writes; these arms only keep the backend total.
+            Operation::ReadFixed {
+                fd,
+                buf,
+                len,
+                offset,
+                ..
+            } => self.read(fd, buf, len, offset, retry),
+            Operation::WriteFixed {
+                fd,
+                buf,
+                len,
+                offset,
+                ..
+            } => self.write(fd, buf.cast_const(), len, offset, retry),
             Operation::Readv {
                 fd,
                 iovecs,

@@ -306,6 +306,24 @@ fn entry_for(operation: &Operation) -> squeue::Entry {
         } => opcode::Writev::new(types::Fd(fd), iovecs, count)
             .offset(offset)
             .build(),
+        Operation::ReadFixed {
+            fd,
+            buf,
+            len,
+            offset,
+            index,
+        } => opcode::ReadFixed::new(types::Fd(fd), buf, len, index)
+            .offset(offset)
+            .build(),
+        Operation::WriteFixed {
+            fd,
+            buf,
+            len,
+            offset,
+            index,
+        } => opcode::WriteFixed::new(types::Fd(fd), buf.cast_const(), len, index)
+            .offset(offset)
+            .build(),
         Operation::SendMsg { fd, msg } => opcode::SendMsg::new(types::Fd(fd), msg)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build(),
@@ -436,5 +454,12 @@ impl Backend for IoUringBackend {
     fn unregister_buf_ring(&mut self, bgid: u16) -> io::Result<()> {
         self.syscalls += 1;
         self.ring.submitter().unregister_buf_ring(bgid)
+    }
+
+    unsafe fn register_buffers(&mut self, iovecs: &[libc::iovec]) -> io::Result<bool> {
+        self.syscalls += 1;
+        // SAFETY: the caller keeps the buffers valid and unmoved until the
+        // ring is destroyed (the trait's contract).
+        unsafe { self.ring.submitter().register_buffers(iovecs) }.map(|()| true)
     }
 }

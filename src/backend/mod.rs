@@ -101,6 +101,17 @@ pub(crate) trait Backend {
         Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
     }
 
+    /// Registers `iovecs` as the ring's fixed buffers. `Ok(false)`: the
+    /// backend has no registration, and fixed operations are emulated.
+    ///
+    /// # Safety
+    ///
+    /// The buffers must stay valid and unmoved until the ring is destroyed.
+    #[allow(unsafe_code)]
+    unsafe fn register_buffers(&mut self, _iovecs: &[libc::iovec]) -> io::Result<bool> {
+        Ok(false)
+    }
+
     /// Unregisters buffer group `bgid`.
     fn unregister_buf_ring(&mut self, _bgid: u16) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
@@ -204,5 +215,11 @@ impl Backend for AnyBackend {
 
     fn unregister_buf_ring(&mut self, bgid: u16) -> io::Result<()> {
         dispatch!(self, backend => backend.unregister_buf_ring(bgid))
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn register_buffers(&mut self, iovecs: &[libc::iovec]) -> io::Result<bool> {
+        // SAFETY: the caller's promise, passed on.
+        dispatch!(self, backend => unsafe { backend.register_buffers(iovecs) })
     }
 }

@@ -401,6 +401,9 @@ impl World {
             | Operation::RecvMulti { .. }
             | Operation::SendZc { .. }
             | Operation::Shot { .. } => Some(-libc::EINVAL),
+            // The IO submits registered-buffer I/O here as plain reads and
+            // writes: these never come.
+            Operation::ReadFixed { .. } | Operation::WriteFixed { .. } => Some(-libc::EINVAL),
             // The world handles these before they reach a socket.
             Operation::OpenAt { .. }
             | Operation::Statx { .. }

@@ -908,6 +908,7 @@ pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
         | Operation::Shutdown { fd, .. }
         | Operation::RecvMulti { fd, .. }
         | Operation::SendZc { fd, .. } => Some(fd),
+        Operation::ReadFixed { fd, .. } | Operation::WriteFixed { fd, .. } => Some(fd),
         Operation::Readv { fd, .. }
         | Operation::Writev { fd, .. }
         | Operation::SendMsg { fd, .. }
@@ -949,6 +950,12 @@ fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
         Operation::RecvMulti { fd, pool } => (15, fd, u64::from(pool), 0),
         Operation::SendZc { fd, len, .. } => (16, fd, 0, len),
         Operation::Shutdown { fd, how } => (17, fd, 0, how as u32),
+        Operation::ReadFixed {
+            fd, len, offset, ..
+        } => (40, fd, offset, len),
+        Operation::WriteFixed {
+            fd, len, offset, ..
+        } => (41, fd, offset, len),
         Operation::Readv {
             fd, count, offset, ..
         } => (18, fd, offset, count),
