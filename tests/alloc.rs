@@ -57,6 +57,7 @@ conformance!(
     zero_copy_sends_and_deadlines_do_not_allocate,
     vectored_message_round_trips_do_not_allocate,
     udp_round_trips_do_not_allocate,
+    fixed_buffer_reads_do_not_allocate,
     shutdowns_do_not_allocate,
     statx_ftruncate_and_directory_fsyncs_do_not_allocate;
     kernel_only:
@@ -495,4 +496,38 @@ fn path_operations_do_not_allocate(backend: Backend) {
     );
     assert_eq!(io.stats().callbacks_boxed, 0);
     assert_eq!(io.stats().descriptors_open, 0);
+}
+
+/// Reads one registered buffer's worth at a time from a file, re-arming
+/// from the callback with the buffer that came back.
+fn read_fixed_loop(io: &mut IO<u32>, file: Handle, buf: ringio::FixedBuf, left: u32) {
+    io.read_fixed(file, buf, 0, move |io, reads, result, buf| {
+        assert_eq!(result.expect("read_fixed"), 4096);
+        *reads += 1;
+        if left > 1 {
+            read_fixed_loop(io, file, buf, left - 1);
+        }
+    });
+}
+
+fn fixed_buffer_reads_do_not_allocate(backend: Backend) {
+    let scratch = util::Scratch::new(backend, "alloc-fixed");
+    let mut io: IO<u32> = backend.io();
+    let set = io.register_fixed_buffers(1, 4096).unwrap();
+    let options = ringio::FileOptions::new().read(true).write(true).create(true);
+    let file = io.open_file(scratch.path("data"), options).unwrap();
+    let mut buf = set.take_any().unwrap();
+    buf.as_mut_capacity().fill(5);
+    buf.set_len(4096);
+    io.write_fixed(file, buf, 0, |_, _, result, _| assert_eq!(result.unwrap(), 4096));
+    let mut reads = 0;
+    io.run(&mut reads).unwrap();
+    read_fixed_loop(&mut io, file, set.take_any().unwrap(), 1_000);
+    io.run(&mut reads).unwrap();
+    let before = allocations();
+    read_fixed_loop(&mut io, file, set.take_any().unwrap(), 10_000);
+    io.run(&mut reads).unwrap();
+    assert_eq!(allocations() - before, 0, "allocations during 10,000 fixed reads");
+    assert_eq!(reads, 11_000);
+    assert_eq!(io.stats().callbacks_boxed, 0);
 }

@@ -84,13 +84,15 @@ pub fn randread_iops(
     direct: bool,
     queue_depth: u32,
     duration: Duration,
+    extra: &[&str],
 ) -> Result<f64, String> {
-    let job = [
+    let mut job = vec![
         "--rw=randread".to_string(),
         "--bs=4k".to_string(),
         format!("--iodepth={queue_depth}"),
         format!("--direct={}", u8::from(direct)),
     ];
+    job.extend(extra.iter().map(|arg| arg.to_string()));
     let json = run_job(path, duration, &job)?;
     json["jobs"][0]["read"]["iops"]
         .as_f64()

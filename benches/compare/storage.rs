@@ -71,6 +71,15 @@ pub fn run(options: &Options) -> Section {
             ));
         }
     }
+    // Registered buffers, against fio with its registration options.
+    for queue_depth in QUEUE_DEPTHS {
+        section.rows.push(randread_fixed_row(
+            options,
+            &read_path,
+            queue_depth,
+            fio_ready,
+        ));
+    }
     for fsync_every in [1, 16] {
         section
             .rows
@@ -149,7 +158,7 @@ fn randread_row(
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
         if fio_ready && peer_error.is_none() {
-            match fio::randread_iops(path, direct, queue_depth, options.storage_duration) {
+            match fio::randread_iops(path, direct, queue_depth, options.storage_duration, &[]) {
                 Ok(iops) => peer.push(iops),
                 Err(error) => peer_error = Some(error),
             }
@@ -162,6 +171,77 @@ fn randread_row(
         (&ringio, ringio_error),
         (&peer, peer_error),
     )
+}
+
+/// O_DIRECT random reads through registered buffers (`read_fixed`)
+/// against fio with `--fixedbufs --registerfiles`. ringio has no
+/// registered files yet (issue 16), so fio has one registration more.
+fn randread_fixed_row(options: &Options, path: &Path, queue_depth: u32, fio_ready: bool) -> Row {
+    let mut ringio = Vec::new();
+    let mut peer = Vec::new();
+    let (mut ringio_error, mut peer_error) = (None, None);
+    let registration = ["--fixedbufs", "--registerfiles"];
+    for _ in 0..options.runs {
+        match ringio_randread_fixed(path, queue_depth, options.storage_duration) {
+            Ok(iops) => ringio.push(iops),
+            Err(error) => ringio_error = Some(format!("failed: {error}")),
+        }
+        if fio_ready && peer_error.is_none() {
+            let duration = options.storage_duration;
+            match fio::randread_iops(path, true, queue_depth, duration, &registration) {
+                Ok(iops) => peer.push(iops),
+                Err(error) => peer_error = Some(error),
+            }
+        }
+    }
+    eprintln!("  randread O_DIRECT fixed buffers QD {queue_depth}: done");
+    storage_row(
+        format!(
+            "4 KiB random read, 1 GiB file, O_DIRECT, registered buffers (fio --fixedbufs --registerfiles), QD {queue_depth}"
+        ),
+        "IOPS",
+        (&ringio, ringio_error),
+        (&peer, peer_error),
+    )
+}
+
+fn ringio_randread_fixed(path: &Path, queue_depth: u32, duration: Duration) -> io::Result<f64> {
+    let config = Config::new()
+        .entries(256.max(queue_depth))
+        .completions_initial(queue_depth)
+        .submit_batch(1);
+    let mut io: IO<FileState> = IO::with_config(config)?;
+    let count = u16::try_from(queue_depth).map_err(|_| io::Error::other("queue depth"))?;
+    let set = io.register_fixed_buffers(count, BLOCK_BYTES as u32)?;
+    let file = io.open_file(path, FileOptions::new().write(false).direct(true))?;
+    let mut state = FileState::new(file, 0);
+    while let Some(buf) = set.take_any() {
+        read_fixed_next(&mut io, &mut state, buf);
+    }
+    let result = run_timed(&mut io, &mut state, duration);
+    close(&mut io, file);
+    let (completed, _, elapsed_s) = result?;
+    Ok(completed as f64 / elapsed_s)
+}
+
+fn read_fixed_next(io: &mut IO<FileState>, state: &mut FileState, buf: ringio::FixedBuf) {
+    state.random = xorshift(state.random);
+    let offset = state.random % (READ_FILE_BYTES / BLOCK_BYTES as u64) * BLOCK_BYTES as u64;
+    io.read_fixed(
+        state.file,
+        buf,
+        offset,
+        |io, state, result, buf| match result {
+            Ok(count) if count == BLOCK_BYTES => {
+                state.completed += 1;
+                if !state.stop {
+                    read_fixed_next(io, state, buf);
+                }
+            }
+            Ok(count) => state.fail(io::Error::other(format!("short read of {count} bytes"))),
+            Err(error) => state.fail(error),
+        },
+    );
 }
 
 fn write_row(options: &Options, path: &Path, fsync_every: u32, fio_ready: bool) -> Row {
