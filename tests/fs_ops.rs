@@ -476,6 +476,15 @@ fn fallocate_punches_holes_that_read_as_zeros(backend: Backend) {
     fs.close(file);
     let data = fs.contents("data", 12288).unwrap();
     assert!(data[4096..8192].iter().all(|&byte| byte == 0));
+    // A range that passes the end reaches the end of the end's block,
+    // however short of it the range stops: ext4 frees that block too.
+    let file = fs.open("tail", create()).unwrap();
+    assert_eq!(fs.write(file, &[3; 6000], 0), Ok(6000));
+    assert_eq!(fs.fallocate(file, punch(), 4096, 2404), Ok(()));
+    let stat = fs.stat(file).unwrap();
+    assert_eq!(stat.size_bytes, 6000);
+    assert_eq!(stat.allocated_bytes, 4096);
+    fs.close(file);
 }
 
 fn fallocate_refuses_bad_modes_fds_and_ranges(backend: Backend) {
