@@ -322,15 +322,17 @@ impl Side {
             }
             Action::Stat { slot } => {
                 self.io.statx(self.handles[slot], |_, out, result| {
-                    let stat = result.map(|stat| {
-                        (stat.kind, stat.size_bytes, stat.block_bytes, stat.direct_io)
-                    });
+                    let stat = result
+                        .map(|stat| (stat.kind, stat.size_bytes, stat.block_bytes, stat.direct_io));
                     *out = Some(Outcome::Stat(stat.map_err(errno)));
                 });
                 self.run()
             }
             Action::Rename { old, new, flags } => {
-                let (old, new) = (self.root.join(ENTRIES[old].0), self.root.join(ENTRIES[new].0));
+                let (old, new) = (
+                    self.root.join(ENTRIES[old].0),
+                    self.root.join(ENTRIES[new].0),
+                );
                 self.io.renameat(old, new, flags, |_, out, result| {
                     *out = Some(Outcome::Done(result.map_err(errno)));
                 });
@@ -391,7 +393,8 @@ impl Side {
     /// The length of the file behind `handle`, by `statx`.
     fn length(&mut self, handle: Handle) -> Result<u64, i32> {
         self.io.statx(handle, |_, out, result| {
-            let stat = result.map(|stat| (stat.kind, stat.size_bytes, stat.block_bytes, stat.direct_io));
+            let stat =
+                result.map(|stat| (stat.kind, stat.size_bytes, stat.block_bytes, stat.direct_io));
             *out = Some(Outcome::Stat(stat.map_err(errno)));
         });
         match self.run() {
@@ -854,7 +857,10 @@ impl Model {
         let block = self.geometry.block_bytes;
         match (action, outcome) {
             (Action::Open { path, open }, Outcome::Opened(Ok(()))) => {
-                let name = PATHS.iter().find(|(p, _)| p == path).and_then(|(_, name)| *name);
+                let name = PATHS
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .and_then(|(_, name)| *name);
                 let entry = match name {
                     None => Entry::Directory,
                     Some(name) => match self.names.get(name) {
@@ -906,7 +912,9 @@ impl Model {
                 },
                 Outcome::Done(Ok(())),
             ) => {
-                let index = self.slots[*slot].file.expect("fallocate succeeded on a file");
+                let index = self.slots[*slot]
+                    .file
+                    .expect("fallocate succeeded on a file");
                 let shadow = &mut self.files[index];
                 let end = offset + len;
                 if flags.contains(FallocateFlags::PUNCH_HOLE) {
@@ -916,7 +924,9 @@ impl Model {
                             false => end,
                         };
                         let whole = offset.div_ceil(block)..end / block;
-                        shadow.allocated.retain(|allocated| !whole.contains(allocated));
+                        shadow
+                            .allocated
+                            .retain(|allocated| !whole.contains(allocated));
                     }
                 } else if !flags.contains(FallocateFlags::KEEP_SIZE) {
                     // The reserved blocks stay unwritten: not `allocated`.
@@ -946,7 +956,11 @@ impl Model {
             .iter()
             .filter(|(_, entry)| matches!(entry, Entry::File(_)))
             .map(|(name, _)| name.clone());
-        FILES.iter().map(|name| name.to_string()).chain(files).collect()
+        FILES
+            .iter()
+            .map(|name| name.to_string())
+            .chain(files)
+            .collect()
     }
 }
 

@@ -725,8 +725,13 @@ fn unlinkat_removes_files_and_empty_directories(backend: Backend) {
     assert_eq!(fs.unlink("f", file), Ok(()));
     assert_eq!(fs.contents("f", 16), Err(libc::ENOENT));
     assert_eq!(fs.unlink("d/x", file), Ok(()));
+    let open_dir = fs.open("d", directory()).unwrap();
     assert_eq!(fs.unlink("d", dir), Ok(()));
     assert_eq!(fs.unlink("e/", dir), Ok(()));
+    // A removed directory open elsewhere is empty and 0 long, and syncs.
+    assert_eq!(fs.stat(open_dir).map(|stat| stat.size_bytes), Ok(0));
+    assert_eq!(fs.fsync(open_dir), Ok(()));
+    fs.close(open_dir);
     assert_eq!(fs.open("d", directory()), Err(libc::ENOENT));
     // The name is free again.
     fs.create_with("f", b"again");

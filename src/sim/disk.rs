@@ -179,6 +179,11 @@ impl Disk {
         file
     }
 
+    /// Whether the directory `directory` was removed.
+    pub(crate) fn is_directory_removed(&self, directory: super::namespace::DirId) -> bool {
+        self.namespace.is_removed(directory)
+    }
+
     /// `mkdir(2)`: see [`Namespace::mkdir`]. Durable at once.
     pub(crate) fn mkdir(&mut self, path: &Path) -> Result<(), i32> {
         self.namespace.mkdir(path)
