@@ -75,6 +75,9 @@ pub(crate) enum State {
     /// A close whose result is in, held (on no list) until the last other
     /// operation on its handle completes, so that its callback runs last.
     Held,
+    /// A member of a linked chain waiting (on no list) for the member
+    /// before it to complete.
+    Chained,
 }
 
 /// The kernel-facing description of an operation: everything needed to build

@@ -24,6 +24,8 @@ use crate::sys::{self, Fd, RawAddr};
 use crate::timer::Timers;
 use crate::BackendKind;
 
+mod chain;
+
 /// Counters, as returned by [`IO::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -112,6 +114,13 @@ pub struct IO<C> {
     send_zc_native: bool,
     /// Provided buffer pools, indexed by buffer group.
     pub(crate) pools: Vec<std::rc::Rc<crate::pool::Pool>>,
+    /// The chain a [`chain`](IO::chain) call is building, while it runs.
+    chain: Option<chain::ChainBuild>,
+    /// Each slot's place in a linked chain, indexed by slot.
+    chain_links: Vec<chain::ChainLink>,
+    /// The backend links chain members itself (`IOSQE_IO_LINK`); else the
+    /// loop starts each when the one before has succeeded.
+    links_native: bool,
     /// Explicitly `!Send` and `!Sync` (see above), not by accident of a field.
     _not_send: PhantomData<*const ()>,
 }
@@ -260,6 +269,9 @@ impl<C> IO<C> {
             multishot_native,
             send_zc_native,
             pools: Vec::new(),
+            chain: None,
+            chain_links: Vec::new(),
+            links_native: kernel,
             _not_send: PhantomData,
         })
     }
@@ -640,6 +652,58 @@ impl<C> IO<C> {
         self.stats.unqueued_max = self.stats.unqueued_max.max(u64::from(self.unqueued.len()));
     }
 
+    /// Hands `count` linked members of a chain, from `first` on, to the
+    /// backend together, or parks them all on `unqueued` together: a link
+    /// never spans two submissions.
+    fn enqueue_group(&mut self, first: u32, count: u32) {
+        if count == 1 {
+            return self.enqueue(first);
+        }
+        if self.unqueued.is_empty() && self.backend.room() >= count as usize {
+            self.push_group(first, count, false);
+            if self.submit_batch > 0 {
+                self.backend.submit_early(self.submit_batch);
+            }
+            return;
+        }
+        let mut index = first;
+        for member in 0..count {
+            self.slots.slot_mut(index).state = State::Unqueued;
+            self.unqueued.push(&mut self.slots, index);
+            if member + 1 < count {
+                index = self.chain_next(index);
+            }
+        }
+        self.stats.unqueued_max = self.stats.unqueued_max.max(u64::from(self.unqueued.len()));
+    }
+
+    /// Pushes `count` linked members from `first` on, each but the last
+    /// with its link to the next, into a submission queue with room for
+    /// them all; `from_unqueued`: they are the head of `unqueued`.
+    fn push_group(&mut self, first: u32, count: u32, from_unqueued: bool) {
+        let mut index = first;
+        for member in 0..count {
+            if from_unqueued {
+                let popped = self.unqueued.pop(&mut self.slots);
+                assert_eq!(popped, Some(index));
+            }
+            let last = member + 1 == count;
+            let pushed = if last {
+                self.chain_cut_after(index);
+                self.push_to_backend(index)
+            } else {
+                let user_data = self.slots.id(index).user_data();
+                let operation = self.slots.slot(index).operation;
+                self.backend.push_linked(user_data, &operation)
+            };
+            assert!(pushed, "room for the whole group was checked");
+            self.slots.slot_mut(index).state = State::Kernel;
+            if !last {
+                index = self.chain_next(index);
+            }
+        }
+    }
+
     /// Whether the handle that slot `index`'s operation names was closed
     /// while the operation waited to be (re)submitted. Its descriptor may be
     /// gone and its number reused, so it must not reach the backend: it
@@ -724,6 +788,18 @@ impl<C> IO<C> {
     /// Moves `unqueued` operations into the submission queue while it has room.
     fn flush_unqueued(&mut self) {
         while let Some(index) = self.unqueued.peek() {
+            if self.linked_natively(index) {
+                let count = self.unqueued_group_len(index);
+                if count > 1 {
+                    if self.backend.room() < count as usize {
+                        break;
+                    }
+                    self.push_group(index, count, true);
+                    continue;
+                }
+                // Cut from what followed it: alone, the loop goes on after it.
+                self.chain_cut_after(index);
+            }
             let settled = self.settle_before_push(index);
             if settled.is_none() && !self.push_to_backend(index) {
                 break;
@@ -741,6 +817,12 @@ impl<C> IO<C> {
     /// runs after those of every operation that was in flight on its handle,
     /// on every backend: it is held until the last of them completes.
     fn complete(&mut self, index: u32, result: i32) {
+        self.complete_one(index, result);
+        self.chain_after(index, result);
+    }
+
+    /// [`complete`](IO::complete) for one slot, whatever chain it is in.
+    fn complete_one(&mut self, index: u32, result: i32) {
         let slot = self.slots.slot_mut(index);
         assert_ne!(slot.state, State::Completed);
         assert_ne!(slot.state, State::Free);
@@ -963,7 +1045,7 @@ impl<C> IO<C> {
         let in_flight = self.slots.get(target).map(|slot| slot.state);
         if !matches!(
             in_flight,
-            Some(State::Unqueued | State::Kernel | State::Timer)
+            Some(State::Unqueued | State::Kernel | State::Timer | State::Chained)
         ) {
             return Err(sys::errno(libc::ENOENT));
         }
@@ -972,7 +1054,10 @@ impl<C> IO<C> {
             self.disarm_deadline(previous);
         }
         let callback = Callback::new(DeadlinePassed { target });
+        // The loop's own timer: never a member of a chain being built.
+        let chain = self.chain.take();
         let timer = self.submit(Operation::Timeout { deadline_ns }, callback);
+        self.chain = chain;
         self.slots.slot_mut(target.slot).deadline = timer.slot;
         Ok(())
     }
@@ -983,7 +1068,10 @@ impl<C> IO<C> {
         let Some(slot) = self.slots.get(target) else {
             return;
         };
-        if !matches!(slot.state, State::Unqueued | State::Kernel | State::Timer) {
+        if !matches!(
+            slot.state,
+            State::Unqueued | State::Kernel | State::Timer | State::Chained
+        ) {
             return;
         }
         let slot = self.slots.slot_mut(target.slot);
@@ -1101,6 +1189,11 @@ impl<C> IO<C> {
         if handle != NO_HANDLE && !is_close {
             self.handles.op_started(handle);
         }
+        if self.chain_open() {
+            self.chain_join(id.slot);
+            tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, "submit chained");
+            return id;
+        }
         match operation {
             Operation::Timeout { deadline_ns } => {
                 self.slots.slot_mut(id.slot).state = State::Timer;
@@ -1129,6 +1222,11 @@ impl<C> IO<C> {
         let id = self.slots.alloc(operation, callback);
         self.stats.submitted += 1;
         self.slots.slot_mut(id.slot).state = State::Kernel;
+        if self.chain_open() {
+            // It fails when its turn in the chain comes, not before.
+            self.chain_join_settled(id.slot, result);
+            return id;
+        }
         self.complete(id.slot, result);
         tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, result, "submit settled");
         id
@@ -1142,6 +1240,10 @@ impl<C> IO<C> {
         callback: Callback<C>,
     ) -> CompletionId {
         let operation = Operation::Cancel { target };
+        if self.chain_open() {
+            // A cancel acts at once; it cannot wait for its turn.
+            return self.submit_completed(operation, callback, -libc::EINVAL);
+        }
         let target_slot = self.slots.get(target);
         let is_close =
             target_slot.is_some_and(|slot| matches!(slot.operation, Operation::Close { .. }));
@@ -1162,6 +1264,12 @@ impl<C> IO<C> {
                 self.complete(target.slot, -libc::ECANCELED);
                 let slots = &self.slots;
                 self.timers.cancelled(|id| timer_is_live(slots, id));
+                self.submit_completed(operation, callback, 0)
+            }
+            // A chain member waiting for its turn: it and the rest of its
+            // chain complete with ECANCELED.
+            Some(State::Chained) => {
+                self.complete(target.slot, -libc::ECANCELED);
                 self.submit_completed(operation, callback, 0)
             }
             // The loop repeats an emulated multishot operation: a kernel

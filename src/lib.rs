@@ -13,12 +13,16 @@
 //! callback. Multishot operations ([`accept_multi`](IO::accept_multi), and
 //! [`recv_multi`](IO::recv_multi) from a [`BufPool`]) call an `FnMut` once per
 //! result until one last call. Any operation can be given a
-//! [`deadline`](IO::deadline).
+//! [`deadline`](IO::deadline). The file system's own operations go through
+//! the loop too: [`openat`](IO::openat), [`statx`](IO::statx),
+//! [`fallocate`](IO::fallocate), [`ftruncate`](IO::ftruncate),
+//! [`renameat`](IO::renameat), [`unlinkat`](IO::unlinkat) and
+//! [`mkdirat`](IO::mkdirat), with `fsync` of a directory handle.
 //!
 //! **Descriptors.** Sockets, files and directories are owned by the `IO` and
 //! named by a [`Handle`]: [`open_socket`](IO::open_socket),
-//! [`listen`](IO::listen), [`accept`](IO::accept) and
-//! [`open_file`](IO::open_file) make them, [`close`](IO::close) ends them.
+//! [`listen`](IO::listen), [`accept`](IO::accept), [`openat`](IO::openat)
+//! and [`open_file`](IO::open_file) make them, [`close`](IO::close) ends them.
 //! No safe function takes a raw descriptor, so none can close or use one that
 //! other code owns. Foreign descriptors come in through [`adopt`](IO::adopt),
 //! go back through [`release`](IO::release), and are lent out for socket

@@ -166,6 +166,19 @@ fn scatter<B: IoBufMut>(iovecs: &mut Vec<libc::iovec>, bufs: &mut [B]) {
     }));
 }
 
+/// The bytes the `count` iovecs at `iovecs` span: what a vectored read or
+/// write asks for.
+pub(crate) fn iovecs_len(iovecs: *const libc::iovec, count: u32) -> u64 {
+    if count == 0 {
+        return 0;
+    }
+    // SAFETY: `iovecs` is the array of an operation in flight, `count`
+    // long, in its message, which its handler owns until the operation's
+    // callback runs; nothing writes it meanwhile (the kernel only reads it).
+    let iovecs = unsafe { std::slice::from_raw_parts(iovecs, count as usize) };
+    iovecs.iter().map(|iovec| iovec.iov_len as u64).sum()
+}
+
 /// Marks the buffers a vectored receive filled: `count` bytes, in order.
 fn mark_filled<B: IoBufMut>(bufs: &mut [B], mut count: usize) {
     for buf in bufs {

@@ -352,7 +352,8 @@ impl<C> IO<C> {
         B: IoBuf,
         F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
     {
-        let zero_copy = self.send_zc_native();
+        // In a chain, a plain send: its buffer comes back with the count.
+        let zero_copy = self.send_zc_native() && !self.chain_open();
         self.submit_send(socket, buf, callback, zero_copy)
     }
 
@@ -514,6 +515,11 @@ impl<C> IO<C> {
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
         let callback = self.callback(Done(callback));
+        if self.chain_open() {
+            // A close cannot be a chain member (it takes two entries, a
+            // cancel and the close): refused, and the handle stays open.
+            return self.submit_completed(Operation::Close { fd: -1 }, callback, -libc::EINVAL);
+        }
         let Some(fd) = self.handles.start_close(handle) else {
             return self.submit_completed(Operation::Close { fd: -1 }, callback, -libc::EBADF);
         };

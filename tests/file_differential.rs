@@ -29,8 +29,14 @@
 //! write, create, truncate, direct, dsync), close, read and write (at
 //! block-aligned, sector-aligned and unaligned offsets, near the end of the
 //! file, and near the largest file; `O_DIRECT` ones from aligned buffers),
-//! `set_len` (shorter, longer, sparse to 1 TiB, past the largest file),
-//! fsync and fdatasync.
+//! `set_len` and `ftruncate` (shorter, longer, sparse to 1 TiB, past the
+//! largest file), `fallocate` (allocate, `KEEP_SIZE`, punch, and the
+//! refused `PUNCH_HOLE` alone), `statx` (kind, length, block size and
+//! `O_DIRECT` alignment), `renameat` (plain, `NO_REPLACE`, `EXCHANGE`; of
+//! files and directories, over files, directories and nothing), `unlinkat`
+//! (of files and directories, with and without `REMOVE_DIR`), `mkdirat`,
+//! fsync and fdatasync. At the end every name either side may have made is
+//! compared: whether it is there, and what it holds.
 //!
 //! Kept out of the sequences, each for a reason docs/simulation.md gives:
 //! `O_DIRECT` from memory off `stx_dio_mem_align` (the simulator takes
@@ -39,7 +45,10 @@
 //! it (within the write) is allocated too (ext4's extent boundaries decide
 //! how much it writes before it fails) or reaches past the end of the file
 //! over an allocated block (what it leaves there depends on the page
-//! cache); operations in flight together; `ENOSPC`; crashes. The
+//! cache); operations in flight together; `ENOSPC`; crashes; and a
+//! `statx`'s allocated bytes and times (ext4 counts the blocks of its
+//! extent tree once a file has more than four extents, and the times are
+//! each clock's own). The
 //! generator keeps a shadow of each file's length and allocated blocks for
 //! this, from the results both backends agreed on.
 
@@ -50,7 +59,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use ringio::sim::{Prng, Probability, SimOptions, Simulator};
-use ringio::{AlignedBuf, BackendKind, Config, FileOptions, Handle, IO};
+use ringio::{
+    AlignedBuf, BackendKind, Config, DirectIoAlign, FallocateFlags, FileKind, FileOptions, Handle,
+    RenameFlags, UnlinkFlags, IO,
+};
 use util::DirectIoGeometry;
 
 /// Seeds per CI run; `RINGIO_FILE_DIFFERENTIAL_SEEDS` asks for more.
@@ -66,26 +78,48 @@ const COMPARED_BYTES: u64 = 1 << 20;
 /// A sparse length the steps set now and then.
 const SPARSE_BYTES: u64 = 1 << 40;
 
-/// The files, each by its own name. Other paths alias them or name
-/// directories and missing places.
-const FILES: [&str; 4] = ["f0", "f1", "f2", "d/f3"];
+/// The names the final comparison always reads. Others a step made (by
+/// a rename, or a create under a renamed directory) are read too.
+const FILES: [&str; 6] = ["f0", "f1", "f2", "d/f3", "g0", "d/g1"];
 
-/// Every path a step may open, and the file it names (if any).
-const PATHS: [(&str, Option<&str>); 14] = [
+/// Every path a step may open, and the name it stands for in the
+/// generator's namespace (`None`: the root).
+const PATHS: [(&str, Option<&str>); 17] = [
     ("f0", Some("f0")),
     ("f1", Some("f1")),
     ("f2", Some("f2")),
     ("d/f3", Some("d/f3")),
     ("f0", Some("f0")),
     ("f1", Some("f1")),
+    ("g0", Some("g0")),
     ("d/../f1", Some("f1")),
     ("./d/./f3", Some("d/f3")),
-    ("d", None),
+    ("d", Some("d")),
     (".", None),
-    ("d/", None),
-    ("missing/f", None),
-    ("f0/x", None),
-    ("f2/", None),
+    ("d/", Some("d")),
+    ("e", Some("e")),
+    ("missing/f", Some("missing/f")),
+    ("f0/x", Some("f0/x")),
+    ("f2/", Some("f2")),
+    ("e/f5", Some("e/f5")),
+];
+
+/// Paths a rename, unlink or mkdir may name, and the name each stands for.
+const ENTRIES: [(&str, &str); 14] = [
+    ("f0", "f0"),
+    ("f1", "f1"),
+    ("f2", "f2"),
+    ("g0", "g0"),
+    ("d/f3", "d/f3"),
+    ("d/g1", "d/g1"),
+    ("d/../f2", "f2"),
+    ("e", "e"),
+    ("e/", "e"),
+    ("e2", "e2"),
+    ("d", "d"),
+    ("d/", "d"),
+    ("missing/x", "missing/x"),
+    ("f0/x", "f0/x"),
 ];
 
 /// What an operation came to, as both backends must agree on it.
@@ -95,6 +129,8 @@ enum Outcome {
     Done(Result<(), i32>),
     Wrote(Result<usize, i32>),
     Read(Result<Vec<u8>, i32>),
+    /// A `statx`: kind, length, block size, `O_DIRECT` alignment.
+    Stat(Result<(FileKind, u64, u32, Option<DirectIoAlign>), i32>),
 }
 
 /// How a step opens a file: `FileOptions`, as the generator knows them.
@@ -146,10 +182,33 @@ enum Action {
     SetLen {
         slot: usize,
         len: u64,
+        /// Through the loop (`ftruncate`) rather than `set_len`.
+        loop_: bool,
     },
     Fsync {
         slot: usize,
         datasync: bool,
+    },
+    Fallocate {
+        slot: usize,
+        flags: FallocateFlags,
+        offset: u64,
+        len: u64,
+    },
+    Stat {
+        slot: usize,
+    },
+    Rename {
+        old: usize,
+        new: usize,
+        flags: RenameFlags,
+    },
+    Unlink {
+        entry: usize,
+        remove_dir: bool,
+    },
+    Mkdir {
+        entry: usize,
     },
 }
 
@@ -236,8 +295,66 @@ impl Side {
                 }
                 self.run()
             }
-            Action::SetLen { slot, len } => {
-                Outcome::Done(self.io.set_len(self.handles[slot], len).map_err(errno))
+            Action::SetLen {
+                slot,
+                len,
+                loop_: false,
+            } => Outcome::Done(self.io.set_len(self.handles[slot], len).map_err(errno)),
+            Action::SetLen { slot, len, .. } => {
+                self.io
+                    .ftruncate(self.handles[slot], len, |_, out, result| {
+                        *out = Some(Outcome::Done(result.map_err(errno)));
+                    });
+                self.run()
+            }
+            Action::Fallocate {
+                slot,
+                flags,
+                offset,
+                len,
+            } => {
+                let handle = self.handles[slot];
+                self.io
+                    .fallocate(handle, flags, offset, len, |_, out, result| {
+                        *out = Some(Outcome::Done(result.map_err(errno)));
+                    });
+                self.run()
+            }
+            Action::Stat { slot } => {
+                self.io.statx(self.handles[slot], |_, out, result| {
+                    let stat = result
+                        .map(|stat| (stat.kind, stat.size_bytes, stat.block_bytes, stat.direct_io));
+                    *out = Some(Outcome::Stat(stat.map_err(errno)));
+                });
+                self.run()
+            }
+            Action::Rename { old, new, flags } => {
+                let (old, new) = (
+                    self.root.join(ENTRIES[old].0),
+                    self.root.join(ENTRIES[new].0),
+                );
+                self.io.renameat(old, new, flags, |_, out, result| {
+                    *out = Some(Outcome::Done(result.map_err(errno)));
+                });
+                self.run()
+            }
+            Action::Unlink { entry, remove_dir } => {
+                let flags = match remove_dir {
+                    true => UnlinkFlags::REMOVE_DIR,
+                    false => UnlinkFlags::FILE,
+                };
+                let path = self.root.join(ENTRIES[entry].0);
+                self.io.unlinkat(path, flags, |_, out, result| {
+                    *out = Some(Outcome::Done(result.map_err(errno)));
+                });
+                self.run()
+            }
+            Action::Mkdir { entry } => {
+                let path = self.root.join(ENTRIES[entry].0);
+                self.io.mkdirat(path, |_, out, result| {
+                    *out = Some(Outcome::Done(result.map_err(errno)));
+                });
+                self.run()
             }
             Action::Fsync { slot, datasync } => {
                 let handle = self.handles[slot];
@@ -273,19 +390,17 @@ impl Side {
         }
     }
 
-    /// The length of the file behind `handle`: ringio has no `statx` yet,
-    /// so a binary search with one-byte reads.
+    /// The length of the file behind `handle`, by `statx`.
     fn length(&mut self, handle: Handle) -> Result<u64, i32> {
-        let (mut low, mut high) = (0u64, 1u64 << 62);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if self.read_at(handle, middle, 1)?.is_empty() {
-                high = middle;
-            } else {
-                low = middle + 1;
-            }
+        self.io.statx(handle, |_, out, result| {
+            let stat =
+                result.map(|stat| (stat.kind, stat.size_bytes, stat.block_bytes, stat.direct_io));
+            *out = Some(Outcome::Stat(stat.map_err(errno)));
+        });
+        match self.run() {
+            Outcome::Stat(result) => result.map(|(_, size_bytes, _, _)| size_bytes),
+            other => panic!("a statx completed as {other:?}"),
         }
-        Ok(low)
     }
 
     /// What the file `name` holds: (length, the bytes of its first and last
@@ -328,16 +443,25 @@ impl Side {
 #[derive(Clone, Debug, Default)]
 struct Shadow {
     len: u64,
-    /// Blocks allocated, as ext4 has them (a hole is not here).
+    /// Blocks allocated and written, as ext4 has them (a hole is not here,
+    /// nor a block `fallocate` reserved and nothing wrote).
     allocated: BTreeSet<u64>,
 }
 
 /// An open handle, as the generator knows it.
 #[derive(Clone, Debug)]
 struct Slot {
-    /// The file it names, or `None` for a directory.
-    file: Option<&'static str>,
+    /// The file it names (an index into `Model::files`), or `None` for a
+    /// directory.
+    file: Option<usize>,
     direct: bool,
+}
+
+/// What a name is, in the generator's copy of the namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    File(usize),
+    Directory,
 }
 
 /// The generator: random actions from the seed, steered by what it knows.
@@ -345,7 +469,11 @@ struct Model {
     prng: Prng,
     geometry: DirectIoGeometry,
     file_bytes_max: u64,
-    files: BTreeMap<&'static str, Shadow>,
+    /// Every file made so far, by index: a renamed or unlinked one keeps
+    /// its index, as an open handle keeps its file.
+    files: Vec<Shadow>,
+    /// The namespace as both backends agreed on it, by normalized path.
+    names: BTreeMap<String, Entry>,
     slots: Vec<Slot>,
     next_seed: u64,
 }
@@ -356,35 +484,76 @@ impl Model {
             prng: Prng::new(seed),
             geometry,
             file_bytes_max,
-            files: FILES
-                .iter()
-                .map(|&name| (name, Shadow::default()))
-                .collect(),
+            files: Vec::new(),
+            names: BTreeMap::from([("d".to_string(), Entry::Directory)]),
             slots: Vec::new(),
             next_seed: seed << 20,
+        }
+    }
+
+    /// The names in or under `root`, taken out of the namespace, relative
+    /// to it ("" is `root` itself).
+    fn take_names(&mut self, root: &str) -> Vec<(String, Entry)> {
+        let inside = format!("{root}/");
+        let keys: Vec<String> = self
+            .names
+            .keys()
+            .filter(|key| *key == root || key.starts_with(&inside))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .map(|key| {
+                let entry = self.names.remove(&key).unwrap();
+                (key[root.len()..].to_string(), entry)
+            })
+            .collect()
+    }
+
+    fn put_names(&mut self, root: &str, names: Vec<(String, Entry)>) {
+        for (relative, entry) in names {
+            self.names.insert(format!("{root}{relative}"), entry);
+        }
+    }
+
+    /// A rename both backends made, applied to the namespace.
+    fn rename_names(&mut self, old: &str, new: &str, exchange: bool) {
+        if old == new {
+            return;
+        }
+        let moved = self.take_names(old);
+        let replaced = self.take_names(new);
+        self.put_names(new, moved);
+        if exchange {
+            self.put_names(old, replaced);
         }
     }
 
     /// An action for the log, with what its slot names.
     fn describe(&self, action: &Action) -> String {
         let slot = match *action {
+            Action::Rename { old, new, .. } => {
+                return format!("{action:?} [{} -> {}]", ENTRIES[old].0, ENTRIES[new].0)
+            }
+            Action::Unlink { entry, .. } | Action::Mkdir { entry } => {
+                return format!("{action:?} [{}]", ENTRIES[entry].0)
+            }
             Action::Open { .. } => None,
             Action::Close { slot }
             | Action::Write { slot, .. }
             | Action::Read { slot, .. }
             | Action::SetLen { slot, .. }
+            | Action::Fallocate { slot, .. }
+            | Action::Stat { slot }
             | Action::Fsync { slot, .. } => Some(slot),
         };
         match slot {
             Some(slot) => {
                 let Slot { file, direct } = &self.slots[slot];
-                let shadow = file.map(|name| &self.files[name]);
+                let shadow = file.map(|index| &self.files[index]);
                 let len = shadow.map(|shadow| shadow.len);
                 let blocks = shadow.map(|shadow| shadow.allocated.iter().collect::<Vec<_>>());
-                format!(
-                    "{action:?} [{} direct {direct}, len {len:?}, blocks {blocks:?}]",
-                    file.unwrap_or("directory")
-                )
+                let what = file.map_or("directory".to_string(), |index| format!("file #{index}"));
+                format!("{action:?} [{what} direct {direct}, len {len:?}, blocks {blocks:?}]")
             }
             None => format!("{action:?}"),
         }
@@ -399,10 +568,15 @@ impl Model {
             let roll = self.prng.below(100);
             let action = match roll {
                 _ if self.slots.is_empty() || roll < 12 => Some(self.choose_open()),
-                12..=19 => Some(self.choose_close()),
-                20..=49 => self.choose_write(),
-                50..=74 => Some(self.choose_read()),
-                75..=86 => Some(self.choose_set_len()),
+                12..=17 => Some(self.choose_close()),
+                18..=41 => self.choose_write(),
+                42..=61 => Some(self.choose_read()),
+                62..=70 => Some(self.choose_set_len()),
+                71..=76 => Some(self.choose_fallocate()),
+                77..=79 => Some(Action::Stat {
+                    slot: self.some_slot(),
+                }),
+                80..=85 => Some(self.choose_namespace()),
                 _ => Some(Action::Fsync {
                     slot: self.some_slot(),
                     datasync: self.percent(50),
@@ -441,9 +615,57 @@ impl Model {
         }
     }
 
+    /// A rename, an unlink or a mkdir, of files and directories alike.
+    fn choose_namespace(&mut self) -> Action {
+        let entry = self.prng.below(ENTRIES.len() as u64) as usize;
+        match self.prng.below(100) {
+            0..=49 => {
+                let flags = *self.prng.pick(&[
+                    RenameFlags::REPLACE,
+                    RenameFlags::REPLACE,
+                    RenameFlags::NO_REPLACE,
+                    RenameFlags::EXCHANGE,
+                ]);
+                Action::Rename {
+                    old: entry,
+                    new: self.prng.below(ENTRIES.len() as u64) as usize,
+                    flags,
+                }
+            }
+            50..=79 => Action::Unlink {
+                entry,
+                remove_dir: self.percent(40),
+            },
+            _ => Action::Mkdir { entry },
+        }
+    }
+
+    fn choose_fallocate(&mut self) -> Action {
+        let slot = self.some_slot();
+        let flags = *self.prng.pick(&[
+            FallocateFlags::ALLOCATE,
+            FallocateFlags::KEEP_SIZE,
+            FallocateFlags::KEEP_SIZE,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            FallocateFlags::PUNCH_HOLE,
+        ]);
+        let offset = self.choose_offset(slot);
+        let len = match self.prng.below(100) {
+            0..=2 => 0,
+            _ => self.choose_len() as u64,
+        };
+        Action::Fallocate {
+            slot,
+            flags,
+            offset,
+            len,
+        }
+    }
+
     /// The file behind a slot, if it is one.
     fn shadow(&self, slot: usize) -> Option<&Shadow> {
-        self.slots[slot].file.map(|name| &self.files[name])
+        self.slots[slot].file.map(|index| &self.files[index])
     }
 
     fn choose_offset(&mut self, slot: usize) -> u64 {
@@ -566,7 +788,11 @@ impl Model {
                 .prng
                 .pick(&[self.file_bytes_max, self.file_bytes_max + 1]),
         };
-        Action::SetLen { slot, len }
+        Action::SetLen {
+            slot,
+            len,
+            loop_: self.percent(50),
+        }
     }
 
     /// A class of what an action came to, for a tally of what the
@@ -579,6 +805,7 @@ impl Model {
             Outcome::Read(Ok(_)) | Outcome::Wrote(Ok(_)) => "ok".to_string(),
             Outcome::Read(Err(errno)) | Outcome::Wrote(Err(errno)) => format!("errno {errno}"),
             Outcome::Opened(result) | Outcome::Done(result) => format!("{result:?}"),
+            Outcome::Stat(result) => format!("{:?}", result.map(drop)),
         };
         let (slot, offset, len, verb) = match *action {
             Action::Read {
@@ -591,6 +818,13 @@ impl Model {
             Action::Close { .. } => return "close".to_string(),
             Action::SetLen { .. } => return format!("set_len {result}"),
             Action::Fsync { .. } => return format!("fsync {result}"),
+            Action::Fallocate { flags, .. } => return format!("fallocate {flags:?} {result}"),
+            Action::Stat { .. } => return format!("statx {result}"),
+            Action::Rename { flags, .. } => return format!("rename {flags:?} {result}"),
+            Action::Unlink { remove_dir, .. } => {
+                return format!("unlink remove_dir {remove_dir} {result}")
+            }
+            Action::Mkdir { .. } => return format!("mkdir {result}"),
         };
         let direct = if self.slots[slot].direct {
             "direct"
@@ -623,14 +857,29 @@ impl Model {
         let block = self.geometry.block_bytes;
         match (action, outcome) {
             (Action::Open { path, open }, Outcome::Opened(Ok(()))) => {
-                let file = PATHS
+                let name = PATHS
                     .iter()
                     .find(|(p, _)| p == path)
-                    .and_then(|(_, file)| *file);
-                if let (Some(name), true) = (file, open.truncate) {
-                    let shadow = self.files.get_mut(name).unwrap();
-                    shadow.len = 0;
-                    shadow.allocated.clear();
+                    .and_then(|(_, name)| *name);
+                let entry = match name {
+                    None => Entry::Directory,
+                    Some(name) => match self.names.get(name) {
+                        Some(&entry) => entry,
+                        None => {
+                            // A create: a new file.
+                            self.files.push(Shadow::default());
+                            let entry = Entry::File(self.files.len() - 1);
+                            self.names.insert(name.to_string(), entry);
+                            entry
+                        }
+                    },
+                };
+                let file = match entry {
+                    Entry::File(index) => Some(index),
+                    Entry::Directory => None,
+                };
+                if let (Some(index), true) = (file, open.truncate) {
+                    self.files[index] = Shadow::default();
                 }
                 self.slots.push(Slot {
                     file,
@@ -641,21 +890,77 @@ impl Model {
                 self.slots.remove(*slot);
             }
             (Action::Write { slot, offset, .. }, Outcome::Wrote(Ok(count))) if *count > 0 => {
-                let name = self.slots[*slot].file.expect("a write succeeded on a file");
-                let shadow = self.files.get_mut(name).unwrap();
+                let index = self.slots[*slot].file.expect("a write succeeded on a file");
+                let shadow = &mut self.files[index];
                 let end = offset + *count as u64;
                 shadow.len = shadow.len.max(end);
                 shadow.allocated.extend(offset / block..end.div_ceil(block));
             }
-            (Action::SetLen { slot, len }, Outcome::Done(Ok(()))) => {
-                let name = self.slots[*slot].file.expect("set_len succeeded on a file");
-                let shadow = self.files.get_mut(name).unwrap();
+            (Action::SetLen { slot, len, .. }, Outcome::Done(Ok(()))) => {
+                let index = self.slots[*slot].file.expect("set_len succeeded on a file");
+                let shadow = &mut self.files[index];
                 shadow.len = *len;
                 let kept = len.div_ceil(block);
                 shadow.allocated.retain(|&allocated| allocated < kept);
             }
+            (
+                Action::Fallocate {
+                    slot,
+                    flags,
+                    offset,
+                    len,
+                },
+                Outcome::Done(Ok(())),
+            ) => {
+                let index = self.slots[*slot]
+                    .file
+                    .expect("fallocate succeeded on a file");
+                let shadow = &mut self.files[index];
+                let end = offset + len;
+                if flags.contains(FallocateFlags::PUNCH_HOLE) {
+                    if *offset < shadow.len {
+                        let end = match end > shadow.len {
+                            true => shadow.len.next_multiple_of(block),
+                            false => end,
+                        };
+                        let whole = offset.div_ceil(block)..end / block;
+                        shadow
+                            .allocated
+                            .retain(|allocated| !whole.contains(allocated));
+                    }
+                } else if !flags.contains(FallocateFlags::KEEP_SIZE) {
+                    // The reserved blocks stay unwritten: not `allocated`.
+                    shadow.len = shadow.len.max(end);
+                }
+            }
+            (Action::Rename { old, new, flags }, Outcome::Done(Ok(()))) => {
+                let exchange = flags.contains(RenameFlags::EXCHANGE);
+                self.rename_names(ENTRIES[*old].1, ENTRIES[*new].1, exchange);
+            }
+            (Action::Unlink { entry, .. }, Outcome::Done(Ok(()))) => {
+                drop(self.take_names(ENTRIES[*entry].1));
+            }
+            (Action::Mkdir { entry }, Outcome::Done(Ok(()))) => {
+                self.names
+                    .insert(ENTRIES[*entry].1.to_string(), Entry::Directory);
+            }
             _ => {}
         }
+    }
+
+    /// Every name the final comparison reads: the fixed ones, and the
+    /// files the namespace holds now.
+    fn names_to_compare(&self) -> BTreeSet<String> {
+        let files = self
+            .names
+            .iter()
+            .filter(|(_, entry)| matches!(entry, Entry::File(_)))
+            .map(|(name, _)| name.clone());
+        FILES
+            .iter()
+            .map(|name| name.to_string())
+            .chain(files)
+            .collect()
     }
 }
 
@@ -745,7 +1050,8 @@ fn run_seed(seed: u64, base: &Path, geometry: DirectIoGeometry) -> Result<(), St
         }
         model.absorb(&action, &s);
     }
-    for name in FILES {
+    for name in model.names_to_compare() {
+        let name = name.as_str();
         let (k, s) = (kernel.contents(name), sim.contents(name));
         if k != s {
             let show = |c: &Result<(u64, Vec<u8>, Vec<u8>), i32>| {

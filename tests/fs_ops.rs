@@ -476,6 +476,15 @@ fn fallocate_punches_holes_that_read_as_zeros(backend: Backend) {
     fs.close(file);
     let data = fs.contents("data", 12288).unwrap();
     assert!(data[4096..8192].iter().all(|&byte| byte == 0));
+    // A range that passes the end reaches the end of the end's block,
+    // however short of it the range stops: ext4 frees that block too.
+    let file = fs.open("tail", create()).unwrap();
+    assert_eq!(fs.write(file, &[3; 6000], 0), Ok(6000));
+    assert_eq!(fs.fallocate(file, punch(), 4096, 2404), Ok(()));
+    let stat = fs.stat(file).unwrap();
+    assert_eq!(stat.size_bytes, 6000);
+    assert_eq!(stat.allocated_bytes, 4096);
+    fs.close(file);
 }
 
 fn fallocate_refuses_bad_modes_fds_and_ranges(backend: Backend) {
@@ -716,8 +725,13 @@ fn unlinkat_removes_files_and_empty_directories(backend: Backend) {
     assert_eq!(fs.unlink("f", file), Ok(()));
     assert_eq!(fs.contents("f", 16), Err(libc::ENOENT));
     assert_eq!(fs.unlink("d/x", file), Ok(()));
+    let open_dir = fs.open("d", directory()).unwrap();
     assert_eq!(fs.unlink("d", dir), Ok(()));
     assert_eq!(fs.unlink("e/", dir), Ok(()));
+    // A removed directory open elsewhere is empty and 0 long, and syncs.
+    assert_eq!(fs.stat(open_dir).map(|stat| stat.size_bytes), Ok(0));
+    assert_eq!(fs.fsync(open_dir), Ok(()));
+    fs.close(open_dir);
     assert_eq!(fs.open("d", directory()), Err(libc::ENOENT));
     // The name is free again.
     fs.create_with("f", b"again");

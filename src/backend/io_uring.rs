@@ -389,6 +389,33 @@ impl Backend for IoUringBackend {
         self.push_entry(entry_for(operation).user_data(user_data))
     }
 
+    fn push_linked(&mut self, user_data: u64, operation: &Operation) -> bool {
+        assert!(self.links(operation));
+        let entry = entry_for(operation)
+            .user_data(user_data)
+            .flags(squeue::Flags::IO_LINK);
+        self.push_entry(entry)
+    }
+
+    fn links(&self, operation: &Operation) -> bool {
+        match operation {
+            // Two entries (a cancel, then the close).
+            Operation::Close { .. } => false,
+            // Without the opcode, a syscall that does not wait its turn.
+            Operation::Ftruncate { .. } => self.ftruncate,
+            _ => true,
+        }
+    }
+
+    fn room(&mut self) -> usize {
+        let submission = self.ring.submission();
+        submission.capacity() - submission.len()
+    }
+
+    fn entries_max(&self) -> usize {
+        self.ring.params().sq_entries() as usize
+    }
+
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()> {
         let wait = if self.syscalls_pending.is_empty() && self.syscall_results.is_empty() {
             wait

@@ -69,6 +69,29 @@ pub(crate) trait Backend {
     /// completion is reaped.
     fn push(&mut self, user_data: u64, operation: &Operation) -> bool;
 
+    /// Queues `operation` as `push` does, linked to the next one pushed
+    /// (`IOSQE_IO_LINK`): it runs only once this one has fully succeeded.
+    /// Only for a backend whose [`links`](Backend::links) says so, and
+    /// only when [`room`](Backend::room) has said the whole group fits.
+    fn push_linked(&mut self, _user_data: u64, _operation: &Operation) -> bool {
+        unreachable!("the loop emulates links on this backend")
+    }
+
+    /// Whether the kernel can run `operation` as a linked chain member.
+    fn links(&self, _operation: &Operation) -> bool {
+        false
+    }
+
+    /// How many more entries the submission queue takes now.
+    fn room(&mut self) -> usize {
+        usize::MAX
+    }
+
+    /// How many entries the submission queue takes at most.
+    fn entries_max(&self) -> usize {
+        usize::MAX
+    }
+
     /// Submits everything queued, then waits as `wait` says. With
     /// `Wait::Never` and nothing to submit, may make no syscall. Never reports
     /// `EINTR`, `ETIME` or `EBUSY`: those are handled inside.
@@ -165,6 +188,23 @@ impl Backend for AnyBackend {
     #[inline]
     fn push(&mut self, user_data: u64, operation: &Operation) -> bool {
         dispatch!(self, backend => backend.push(user_data, operation))
+    }
+
+    #[inline]
+    fn push_linked(&mut self, user_data: u64, operation: &Operation) -> bool {
+        dispatch!(self, backend => backend.push_linked(user_data, operation))
+    }
+
+    fn links(&self, operation: &Operation) -> bool {
+        dispatch!(self, backend => backend.links(operation))
+    }
+
+    fn room(&mut self) -> usize {
+        dispatch!(self, backend => backend.room())
+    }
+
+    fn entries_max(&self) -> usize {
+        dispatch!(self, backend => backend.entries_max())
     }
 
     #[inline]

@@ -88,7 +88,9 @@ impl Contents {
     /// part, its bytes become zeros. The length does not change.
     pub(crate) fn punch(&mut self, range: Range<u64>) {
         let block_bytes = self.block_bytes;
-        let whole = range.start.div_ceil(block_bytes)..range.end / block_bytes;
+        let first_whole = range.start.div_ceil(block_bytes);
+        // Empty when the range lies within one block.
+        let whole = first_whole..(range.end / block_bytes).max(first_whole);
         let mut at = range.start;
         while at < range.end {
             let block = at / block_bytes;

@@ -179,6 +179,11 @@ impl Disk {
         file
     }
 
+    /// Whether the directory `directory` was removed.
+    pub(crate) fn is_directory_removed(&self, directory: super::namespace::DirId) -> bool {
+        self.namespace.is_removed(directory)
+    }
+
     /// `mkdir(2)`: see [`Namespace::mkdir`]. Durable at once.
     pub(crate) fn mkdir(&mut self, path: &Path) -> Result<(), i32> {
         self.namespace.mkdir(path)
@@ -293,9 +298,13 @@ impl Disk {
                 if offset >= len_bytes {
                     return Ok(()); // ext4_punch_hole: nothing at or past the end
                 }
-                // As ext4 does: a range past the end stops at the end of
-                // the page that holds it.
-                let end = end.min(len_bytes.next_multiple_of(block_bytes));
+                // As ext4 does: a range past the end ends at the end of
+                // the page that holds the end, whether it reached that far
+                // or not.
+                let end = match end > len_bytes {
+                    true => len_bytes.next_multiple_of(block_bytes),
+                    false => end,
+                };
                 file.current.punch(offset..end);
                 file.durable.punch(offset..end);
                 file.unsynced = std::mem::take(&mut file.unsynced)

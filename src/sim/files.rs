@@ -67,14 +67,14 @@ impl World {
             return Err(libc::EEXIST);
         }
         let file = match resolved.found {
-            Found::Directory => {
+            Found::Directory(directory) => {
                 if create || options.write || options.truncate {
                     return Err(libc::EISDIR);
                 }
                 if options.direct {
                     return Err(libc::EINVAL);
                 }
-                return Ok(node_state.alloc_fd(FdEntry::Directory));
+                return Ok(node_state.alloc_fd(FdEntry::Directory(directory)));
             }
             Found::File(_) if resolved.directory_only || options.directory => {
                 return Err(libc::ENOTDIR)
@@ -131,7 +131,7 @@ impl World {
                 node_state.disk.set_len(file, len_bytes, options, now_ns);
                 Ok(())
             }
-            Some(FdEntry::File { .. } | FdEntry::Directory | FdEntry::Socket(_)) => {
+            Some(FdEntry::File { .. } | FdEntry::Directory(_) | FdEntry::Socket(_)) => {
                 Err(libc::EINVAL)
             }
             None => Err(libc::EBADF),
@@ -162,7 +162,7 @@ impl World {
             Some(FdEntry::File {
                 file, write: true, ..
             }) => file,
-            Some(FdEntry::File { .. } | FdEntry::Directory) => return Err(libc::EBADF),
+            Some(FdEntry::File { .. } | FdEntry::Directory(_)) => return Err(libc::EBADF),
             Some(FdEntry::Socket(_)) => return Err(libc::ENODEV),
         };
         let now_ns = self.node_realtime_ns(node) as i64;
@@ -180,12 +180,15 @@ impl World {
         let block_bytes = options.block_bytes;
         match entry {
             FdEntry::File { file, .. } => self.nodes[node].disk.statx(file, options),
-            FdEntry::Directory => {
+            FdEntry::Directory(directory) => {
+                // A removed directory is empty and 0 long, as ext4's rmdir
+                // leaves it.
+                let removed = self.nodes[node].disk.is_directory_removed(directory);
                 let mut stx = statx_zeroed();
                 stx.stx_mask = libc::STATX_BASIC_STATS;
                 stx.stx_mode = (libc::S_IFDIR | crate::fs::DIRECTORY_MODE) as u16;
-                stx.stx_nlink = 2;
-                stx.stx_size = block_bytes;
+                stx.stx_nlink = if removed { 0 } else { 2 };
+                stx.stx_size = if removed { 0 } else { block_bytes };
                 stx.stx_blocks = block_bytes / 512;
                 stx.stx_blksize = block_bytes as u32;
                 stx

@@ -27,11 +27,18 @@ const NAME_BYTES_MAX: usize = 255;
 /// `PATH_MAX`, counting the terminating NUL.
 const PATH_BYTES_MAX: usize = 4096;
 
+/// One directory's identity, which a rename keeps: what a directory fd
+/// names. The root is [`ROOT`].
+pub(crate) type DirId = usize;
+
+/// The root directory's id.
+pub(crate) const ROOT: DirId = 0;
+
 /// What a path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Found {
     File(FileId),
-    Directory,
+    Directory(DirId),
     /// Nothing yet, in a directory that exists: `path` is where a create
     /// would put it.
     Missing(PathBuf),
@@ -51,7 +58,7 @@ pub(crate) struct Resolved {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     File(FileId),
-    Directory,
+    Directory(DirId),
 }
 
 /// The last component of a path, as Linux's `filename_parentat` sees it:
@@ -80,14 +87,18 @@ pub(crate) struct Parent {
 /// (the empty path is the root itself).
 struct Tree {
     files: Vec<(PathBuf, FileId)>,
-    directories: Vec<PathBuf>,
+    directories: Vec<(PathBuf, DirId)>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Namespace {
     files: BTreeMap<PathBuf, FileId>,
     /// Every directory but the root (the empty path), which always exists.
-    directories: BTreeSet<PathBuf>,
+    directories: BTreeMap<PathBuf, DirId>,
+    /// Directories made so far: the next one's id is one more.
+    directories_made: DirId,
+    /// Directories removed (an open fd on one still names it).
+    removed: BTreeSet<DirId>,
 }
 
 impl Namespace {
@@ -124,7 +135,7 @@ impl Namespace {
                 _ => {}
             }
             let next = current.join(std::ffi::OsStr::from_bytes(part));
-            if self.directories.contains(&next) {
+            if self.directories.contains_key(&next) {
                 current = next;
                 continue;
             }
@@ -142,7 +153,7 @@ impl Namespace {
             };
         }
         // The path ended in a directory: the root, `.`, `..`, or a name.
-        resolved(Found::Directory)
+        resolved(Found::Directory(self.directory_id(&current)))
     }
 
     /// Splits `path` into its last component and the directory it is in,
@@ -180,7 +191,7 @@ impl Namespace {
                 _ => {}
             }
             let next = current.join(std::ffi::OsStr::from_bytes(part));
-            if self.directories.contains(&next) {
+            if self.directories.contains_key(&next) {
                 current = next;
             } else if self.files.contains_key(&next) {
                 return Err(libc::ENOTDIR);
@@ -202,10 +213,40 @@ impl Namespace {
 
     /// What the full path `path` (as [`Last::Normal`] holds it) names.
     pub(crate) fn kind(&self, path: &Path) -> Option<Kind> {
-        if self.directories.contains(path) {
-            return Some(Kind::Directory);
+        if let Some(&directory) = self.directories.get(path) {
+            return Some(Kind::Directory(directory));
         }
         self.files.get(path).map(|&file| Kind::File(file))
+    }
+
+    /// The id of the directory at `path`, which exists (the empty path is
+    /// the root).
+    fn directory_id(&self, path: &Path) -> DirId {
+        match path.as_os_str().is_empty() {
+            true => ROOT,
+            false => self.directories[path],
+        }
+    }
+
+    /// Whether the directory `directory` was removed.
+    pub(crate) fn is_removed(&self, directory: DirId) -> bool {
+        self.removed.contains(&directory)
+    }
+
+    /// Links a new directory at `path`, where nothing is.
+    fn insert_directory(&mut self, path: PathBuf) {
+        assert!(!self.files.contains_key(&path));
+        self.directories_made += 1;
+        let previous = self.directories.insert(path, self.directories_made);
+        assert!(previous.is_none());
+    }
+
+    /// Unlinks the (empty) directory at `path`.
+    fn remove_directory(&mut self, path: &Path) {
+        let directory = self.directories.remove(path).expect("a directory");
+        assert_ne!(directory, ROOT);
+        let inserted = self.removed.insert(directory);
+        assert!(inserted);
     }
 
     /// What `path` names, resolved as `open(2)` resolves it (`None` for
@@ -213,7 +254,7 @@ impl Namespace {
     pub(crate) fn kind_at(&self, path: &Path) -> Option<Kind> {
         match self.resolve(path).ok()?.found {
             Found::File(file) => Some(Kind::File(file)),
-            Found::Directory => Some(Kind::Directory),
+            Found::Directory(directory) => Some(Kind::Directory(directory)),
             Found::Missing(_) => None,
         }
     }
@@ -227,7 +268,11 @@ impl Namespace {
             .range(range.clone())
             .next()
             .is_some_and(|(key, _)| below(key));
-        let has_directory = self.directories.range(range).next().is_some_and(below);
+        let has_directory = self
+            .directories
+            .range(range)
+            .next()
+            .is_some_and(|(key, _)| below(key));
         !has_file && !has_directory
     }
 
@@ -240,8 +285,7 @@ impl Namespace {
         if self.kind(&full).is_some() {
             return Err(libc::EEXIST);
         }
-        let inserted = self.directories.insert(full);
-        assert!(inserted);
+        self.insert_directory(full);
         Ok(())
     }
 
@@ -260,9 +304,9 @@ impl Namespace {
             return match self.kind(&full) {
                 None => Err(libc::ENOENT),
                 Some(Kind::File(_)) => Err(libc::ENOTDIR),
-                Some(Kind::Directory) if !self.is_empty_directory(&full) => Err(libc::ENOTEMPTY),
-                Some(Kind::Directory) => {
-                    self.directories.remove(&full);
+                Some(Kind::Directory(_)) if !self.is_empty_directory(&full) => Err(libc::ENOTEMPTY),
+                Some(Kind::Directory(_)) => {
+                    self.remove_directory(&full);
                     Ok(None)
                 }
             };
@@ -272,7 +316,7 @@ impl Namespace {
         };
         match self.kind(&full) {
             None => Err(libc::ENOENT),
-            Some(Kind::Directory) => Err(libc::EISDIR),
+            Some(Kind::Directory(_)) => Err(libc::EISDIR),
             Some(Kind::File(_)) if parent.trailing_slash => Err(libc::ENOTDIR),
             Some(Kind::File(file)) => {
                 self.files.remove(&full);
@@ -316,8 +360,8 @@ impl Namespace {
             Some(Kind::File(_)) if exchange && new.trailing_slash => return Err(libc::ENOTDIR),
             _ => {}
         }
-        if old_kind != Kind::Directory && (old.trailing_slash || (!exchange && new.trailing_slash))
-        {
+        let old_is_directory = matches!(old_kind, Kind::Directory(_));
+        if !old_is_directory && (old.trailing_slash || (!exchange && new.trailing_slash)) {
             return Err(libc::ENOTDIR);
         }
         if new_full != old_full && new_full.starts_with(&old_full) {
@@ -342,13 +386,15 @@ impl Namespace {
         }
         let replaced = match (old_kind, new_kind) {
             (_, None) => None,
-            (Kind::Directory, Some(Kind::File(_))) => return Err(libc::ENOTDIR),
-            (Kind::File(_), Some(Kind::Directory)) => return Err(libc::EISDIR),
-            (Kind::Directory, Some(Kind::Directory)) if !self.is_empty_directory(&new_full) => {
+            (Kind::Directory(_), Some(Kind::File(_))) => return Err(libc::ENOTDIR),
+            (Kind::File(_), Some(Kind::Directory(_))) => return Err(libc::EISDIR),
+            (Kind::Directory(_), Some(Kind::Directory(_)))
+                if !self.is_empty_directory(&new_full) =>
+            {
                 return Err(libc::ENOTEMPTY)
             }
-            (Kind::Directory, Some(Kind::Directory)) => {
-                self.directories.remove(&new_full);
+            (Kind::Directory(_), Some(Kind::Directory(_))) => {
+                self.remove_directory(&new_full);
                 None
             }
             (Kind::File(_), Some(Kind::File(replaced))) => {
@@ -378,8 +424,8 @@ impl Namespace {
         let directories: Vec<PathBuf> = self
             .directories
             .range(root.to_path_buf()..)
-            .take_while(|key| key.starts_with(root))
-            .cloned()
+            .take_while(|(key, _)| key.starts_with(root))
+            .map(|(key, _)| key.clone())
             .collect();
         let tree = Tree {
             files: files
@@ -389,8 +435,8 @@ impl Namespace {
             directories: directories
                 .iter()
                 .map(|key| {
-                    self.directories.remove(key);
-                    relative(key)
+                    let directory = self.directories.remove(key).expect("listed");
+                    (relative(key), directory)
                 })
                 .collect(),
         };
@@ -408,9 +454,9 @@ impl Namespace {
             let previous = self.files.insert(at(&relative), file);
             assert!(previous.is_none());
         }
-        for relative in tree.directories {
-            let inserted = self.directories.insert(at(&relative));
-            assert!(inserted);
+        for (relative, directory) in tree.directories {
+            let previous = self.directories.insert(at(&relative), directory);
+            assert!(previous.is_none());
         }
     }
 
@@ -428,7 +474,7 @@ impl Namespace {
     /// Links a new file at `path`, which [`Namespace::resolve`] found
     /// missing.
     pub(crate) fn insert_file(&mut self, path: PathBuf, file: FileId) {
-        assert!(!self.directories.contains(&path));
+        assert!(!self.directories.contains_key(&path));
         let previous = self.files.insert(path, file);
         assert!(previous.is_none());
     }
@@ -456,7 +502,9 @@ impl Namespace {
             if self.files.contains_key(&current) {
                 return Err(libc::ENOTDIR);
             }
-            self.directories.insert(current.clone());
+            if !self.directories.contains_key(&current) {
+                self.insert_directory(current.clone());
+            }
         }
         Ok(())
     }
@@ -492,7 +540,10 @@ mod tests {
         assert_eq!(resolve(&ns, "d/../f"), Ok(Found::File(0)));
         assert_eq!(resolve(&ns, "../f"), Ok(Found::File(0)));
         for directory in [".", "/", "d", "d/", "d/.", "d/..", "d/sub/.."] {
-            assert_eq!(resolve(&ns, directory), Ok(Found::Directory), "{directory}");
+            assert!(
+                matches!(resolve(&ns, directory), Ok(Found::Directory(_))),
+                "{directory}"
+            );
         }
         let missing = |path: &str| Ok(Found::Missing(PathBuf::from(path)));
         assert_eq!(resolve(&ns, "d/../new"), missing("new"));
@@ -515,6 +566,9 @@ mod tests {
         let mut ns = ns;
         assert_eq!(ns.create_dir_all(Path::new("f/x")), Err(libc::ENOTDIR));
         assert_eq!(ns.create_dir_all(Path::new("d/sub/deeper")), Ok(()));
-        assert_eq!(resolve(&ns, "d/sub/deeper/.."), Ok(Found::Directory));
+        assert!(matches!(
+            resolve(&ns, "d/sub/deeper/.."),
+            Ok(Found::Directory(_))
+        ));
     }
 }

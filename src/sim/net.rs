@@ -271,7 +271,7 @@ impl World {
     pub(crate) fn socket_of(&self, node: usize, fd: Fd) -> Result<usize, i32> {
         match self.nodes[node].fd_entry(fd) {
             Some(FdEntry::Socket(socket)) => Ok(socket),
-            Some(FdEntry::File { .. } | FdEntry::Directory) => Err(libc::ENOTSOCK),
+            Some(FdEntry::File { .. } | FdEntry::Directory(_)) => Err(libc::ENOTSOCK),
             None => Err(libc::EBADF),
         }
     }

@@ -27,7 +27,7 @@ const FD_FIRST: Fd = 3;
 pub(crate) enum FdEntry {
     Socket(usize),
     /// A directory, opened to fsync it.
-    Directory,
+    Directory(super::namespace::DirId),
     File {
         file: FileId,
         read: bool,
@@ -576,7 +576,7 @@ impl World {
                 };
                 self.start_socket_operation(socket, parked);
             }
-            Some(FdEntry::Directory) => {
+            Some(FdEntry::Directory(_)) => {
                 self.start_directory_operation(node, process, user_data, operation)
             }
             Some(FdEntry::File {
@@ -609,7 +609,7 @@ impl World {
                 }
             }
             FdEntry::File { file, .. } => self.nodes[node].disk.file_closed(file),
-            FdEntry::Directory => {}
+            FdEntry::Directory(_) => {}
         }
         0
     }
@@ -686,7 +686,7 @@ impl World {
                 // The waiters' memory belongs to the dying IO: forget them.
                 FdEntry::Socket(socket) => drop(self.close_socket(socket, how)),
                 FdEntry::File { file, .. } => self.nodes[node].disk.file_closed(file),
-                FdEntry::Directory => {}
+                FdEntry::Directory(_) => {}
             }
         }
         let node = &mut self.nodes[node];
