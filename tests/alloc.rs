@@ -514,12 +514,17 @@ fn fixed_buffer_reads_do_not_allocate(backend: Backend) {
     let scratch = util::Scratch::new(backend, "alloc-fixed");
     let mut io: IO<u32> = backend.io();
     let set = io.register_fixed_buffers(1, 4096).unwrap();
-    let options = ringio::FileOptions::new().read(true).write(true).create(true);
+    let options = ringio::FileOptions::new()
+        .read(true)
+        .write(true)
+        .create(true);
     let file = io.open_file(scratch.path("data"), options).unwrap();
     let mut buf = set.take_any().unwrap();
     buf.as_mut_capacity().fill(5);
     buf.set_len(4096);
-    io.write_fixed(file, buf, 0, |_, _, result, _| assert_eq!(result.unwrap(), 4096));
+    io.write_fixed(file, buf, 0, |_, _, result, _| {
+        assert_eq!(result.unwrap(), 4096)
+    });
     let mut reads = 0;
     io.run(&mut reads).unwrap();
     read_fixed_loop(&mut io, file, set.take_any().unwrap(), 1_000);
@@ -527,7 +532,11 @@ fn fixed_buffer_reads_do_not_allocate(backend: Backend) {
     let before = allocations();
     read_fixed_loop(&mut io, file, set.take_any().unwrap(), 10_000);
     io.run(&mut reads).unwrap();
-    assert_eq!(allocations() - before, 0, "allocations during 10,000 fixed reads");
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations during 10,000 fixed reads"
+    );
     assert_eq!(reads, 11_000);
     assert_eq!(io.stats().callbacks_boxed, 0);
 }

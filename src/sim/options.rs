@@ -97,6 +97,7 @@ impl SimOptions {
         let datagram = &mut options.datagram;
         datagram.loss_probability = maybe(&mut prng, 100_000);
         datagram.duplicate_probability = maybe(&mut prng, 20_000);
+        datagram.reorder_probability = maybe(&mut prng, 100_000);
         options
     }
 }
@@ -114,6 +115,12 @@ pub struct DatagramOptions {
     pub loss_probability: Probability,
     /// How often a datagram arrives twice (each copy with its own latency).
     pub duplicate_probability: Probability,
+    /// How often a datagram is held back on top of its latency, by
+    /// `Exp(reorder_delay_mean_ns)`, so that later datagrams overtake it
+    /// (reordering beyond what independent latencies already give).
+    pub reorder_probability: Probability,
+    /// The mean extra delay of a held-back datagram.
+    pub reorder_delay_mean_ns: u64,
     /// The largest datagram a send takes; larger is `EMSGSIZE`. Linux's
     /// UDP over IPv4 takes 65,507 bytes (65,535 less the IP and UDP headers).
     pub max_bytes: u32,
@@ -124,6 +131,8 @@ impl Default for DatagramOptions {
         DatagramOptions {
             loss_probability: Probability::percent(1),
             duplicate_probability: Probability::ppm(2_000),
+            reorder_probability: Probability::percent(1),
+            reorder_delay_mean_ns: 1_000_000,
             max_bytes: 65_507,
         }
     }

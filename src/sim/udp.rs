@@ -263,6 +263,13 @@ impl World {
         }
         let departure_ns = self.transmit(from, to, datagram.bytes.len());
         let mut arrival_ns = departure_ns + self.latency_sample(from, to);
+        let options = &self.options.datagram;
+        if self.streams.datagrams.chance(options.reorder_probability) {
+            arrival_ns += self
+                .streams
+                .datagrams
+                .exponential(options.reorder_delay_mean_ns);
+        }
         if let Some(&until_ns) = self.clogged.get(&(from, to)) {
             if until_ns > self.now_ns {
                 arrival_ns = arrival_ns.max(until_ns + self.latency_sample(from, to));
