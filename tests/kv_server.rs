@@ -496,6 +496,30 @@ impl Client {
         self.read().expect("read a reply")
     }
 
+    /// Whether nothing arrives within `wait` (a blocked client's reply has
+    /// not come).
+    fn nothing_within(&mut self, wait: Duration) -> bool {
+        self.reader.get_ref().set_read_timeout(Some(wait)).unwrap();
+        let result = self.reader.fill_buf().map(|buffered| buffered.len());
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .unwrap();
+        match result {
+            Err(error) => matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            Ok(_) => false,
+        }
+    }
+
+    /// Sends a command without waiting for its reply.
+    fn send_command(&mut self, args: &[&str]) {
+        let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+        self.send(&args).expect("send a command");
+    }
+
     /// Reads until the server closes the connection; what came before.
     fn read_to_close(&mut self) -> Vec<u8> {
         let mut rest = Vec::new();
@@ -626,8 +650,12 @@ fn redis_cli_drives_every_command_on_epoll() {
 /// redis-server 7.0.15 itself). Every command of every family is in one,
 /// errors and WRONGTYPE included; replies whose order Redis leaves
 /// unspecified (SMEMBERS of several members, KEYS) are kept to one element.
-const TRANSCRIPTS: [&str; 9] = [
-    "strings", "keys", "expire", "hashes", "lists", "sets", "zsets", "multi", "server",
+/// The blocking pops' transcript (`blocking.txt`) has what one client can
+/// show: pops that find a list, timeouts of a few milliseconds, every
+/// error, and MULTI, where they never block; the tests below drive the
+/// rest with several clients.
+const TRANSCRIPTS: [&str; 10] = [
+    "strings", "keys", "expire", "hashes", "lists", "sets", "zsets", "multi", "server", "blocking",
 ];
 
 fn transcripts_dir() -> PathBuf {
@@ -839,8 +867,10 @@ fn redis_py_python() -> Option<PathBuf> {
 }
 
 /// redis-py 8 with its default settings (RESP3 through HELLO 3, pipelines
-/// as MULTI/EXEC) on every type, then with protocol=2, then against a
-/// server started with --requirepass: tests/redis_py_check.py.
+/// as MULTI/EXEC) on every type and on blocking pops (threads blocked in
+/// BLPOP woken by another client, timeouts, a disconnect while blocked,
+/// CLIENT UNBLOCK), then with protocol=2, then against a server started
+/// with --requirepass: tests/redis_py_check.py.
 #[test]
 fn redis_py_with_default_settings_works() {
     let test = "redis_py_with_default_settings_works";
@@ -2347,6 +2377,12 @@ const STORM_TEMPLATES: &[&str] = &[
     "LTRIM L N N",
     "LINSERT L BEFORE V V",
     "LMOVE L L LEFT RIGHT",
+    "BLPOP L L 0.001",
+    "BRPOP A L 0.001",
+    "BLMOVE L L RIGHT LEFT 0.001",
+    "BRPOPLPUSH L A 0.001",
+    "BLMPOP 0.001 2 L L LEFT COUNT N",
+    "LMPOP 2 L A RIGHT COUNT N",
     "LPUSH A V",
     "SADD T M M",
     "SREM T M",
@@ -2470,4 +2506,497 @@ fn random_writes_of_every_type_replay_to_the_same_key_space() {
     }
     let all = ["hash", "list", "set", "string", "zset"];
     assert_eq!(kinds_seen.into_iter().collect::<Vec<_>>(), all);
+}
+
+// Blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) with several
+// clients, each on io_uring and epoll. Every expected reply here is what
+// redis-server 7.0.15 answered to the same steps.
+
+/// INFO's `blocked_clients`.
+fn blocked_clients(client: &mut Client) -> i64 {
+    let Reply::Bulk(Some(text)) = client.call(&["info", "clients"]) else {
+        panic!("INFO clients");
+    };
+    let text = String::from_utf8(text).unwrap();
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .expect("blocked_clients in INFO clients");
+    line.parse().expect("a count")
+}
+
+/// Waits until `count` clients are blocked: a client that sent a blocking
+/// pop is on the key's wait list only once the server ran it.
+fn wait_blocked(observer: &mut Client, count: i64) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while blocked_clients(observer) != count {
+        assert!(Instant::now() < deadline, "never {count} blocked clients");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `*2` of a key and an element, as BLPOP replies.
+fn key_and(key: &str, element: &str) -> Reply {
+    Reply::Array(Some(vec![bulk(key), bulk(element)]))
+}
+
+fn strings(items: &[&str]) -> Reply {
+    Reply::Array(Some(items.iter().map(|item| bulk(item)).collect()))
+}
+
+fn blocked_clients_are_served_first_come_first_served(backend: &str) {
+    let dir = ScratchDir::new(&format!("kv-block-order-{backend}"));
+    let server = start_server(&dir, &["--backend", backend]);
+    let mut observer = server.connect();
+    let (mut a, mut b, mut c) = (server.connect(), server.connect(), server.connect());
+    // Three clients on one key, served in the order they blocked.
+    a.send_command(&["blpop", "q", "0"]);
+    wait_blocked(&mut observer, 1);
+    b.send_command(&["blpop", "q", "0"]);
+    wait_blocked(&mut observer, 2);
+    c.send_command(&["brpop", "q", "0"]);
+    wait_blocked(&mut observer, 3);
+    let Reply::Bulk(Some(list)) = observer.call(&["client", "list"]) else {
+        panic!("CLIENT LIST");
+    };
+    let list = String::from_utf8(list).unwrap();
+    assert_eq!(list.matches(" flags=b ").count(), 3, "{list}");
+    assert_eq!(list.matches(" cmd=blpop ").count(), 2, "{list}");
+    // The push completes first: its reply is the length before any pop.
+    assert_eq!(observer.call(&["rpush", "q", "x", "y"]), Reply::Integer(2));
+    assert_eq!(a.read().unwrap(), key_and("q", "x"));
+    assert_eq!(b.read().unwrap(), key_and("q", "y"));
+    assert!(c.nothing_within(Duration::from_millis(100)));
+    assert_eq!(observer.call(&["rpush", "q", "z"]), Reply::Integer(1));
+    assert_eq!(c.read().unwrap(), key_and("q", "z"));
+    assert_eq!(observer.call(&["exists", "q"]), Reply::Integer(0));
+    wait_blocked(&mut observer, 0);
+
+    // Blocked on several keys: served by the first that gets an element.
+    a.send_command(&["blpop", "k1", "k2", "k3", "0"]);
+    wait_blocked(&mut observer, 1);
+    assert_eq!(observer.call(&["rpush", "k3", "v3"]), Reply::Integer(1));
+    assert_eq!(a.read().unwrap(), key_and("k3", "v3"));
+    // Several there already: the first in the command's order.
+    observer.call(&["rpush", "k2", "x"]);
+    observer.call(&["rpush", "k1", "y"]);
+    assert_eq!(
+        a.call(&["blpop", "k3", "k2", "k1", "0"]),
+        key_and("k2", "x")
+    );
+    assert_eq!(a.call(&["brpop", "k1", "0"]), key_and("k1", "y"));
+    // Several created by one transaction: the first created, whatever
+    // their order in the command.
+    a.send_command(&["blpop", "k1", "k2", "0"]);
+    wait_blocked(&mut observer, 1);
+    assert_eq!(observer.call(&["multi"]), ok());
+    observer.call(&["rpush", "k2", "v2"]);
+    observer.call(&["rpush", "k1", "v1"]);
+    let both = Reply::Array(Some(vec![Reply::Integer(1), Reply::Integer(1)]));
+    assert_eq!(observer.call(&["exec"]), both);
+    assert_eq!(a.read().unwrap(), key_and("k2", "v2"));
+    assert_eq!(
+        observer.call(&["lrange", "k1", "0", "-1"]),
+        strings(&["v1"])
+    );
+
+    // A key named twice waits once.
+    a.send_command(&["blpop", "d", "d", "0"]);
+    wait_blocked(&mut observer, 1);
+    b.send_command(&["blpop", "d", "0"]);
+    wait_blocked(&mut observer, 2);
+    assert_eq!(observer.call(&["rpush", "d", "1", "2"]), Reply::Integer(2));
+    assert_eq!(a.read().unwrap(), key_and("d", "1"));
+    assert_eq!(b.read().unwrap(), key_and("d", "2"));
+
+    // The commands pipelined after a blocked one wait for it.
+    let mut batch = encode(&[b"blpop", b"p", b"0"]);
+    batch.extend(encode(&[b"ping"]));
+    batch.extend(encode(&[b"llen", b"p"]));
+    a.send_raw(&batch).unwrap();
+    wait_blocked(&mut observer, 1);
+    assert!(a.nothing_within(Duration::from_millis(100)));
+    assert_eq!(observer.call(&["rpush", "p", "1"]), Reply::Integer(1));
+    assert_eq!(a.read().unwrap(), key_and("p", "1"));
+    assert_eq!(a.read().unwrap(), Reply::Simple("PONG".into()));
+    assert_eq!(a.read().unwrap(), Reply::Integer(0));
+
+    // BLMPOP, and RESP3 (the same arrays).
+    let mut resp3 = server.connect();
+    assert!(matches!(resp3.call(&["hello", "3"]), Reply::Map(_)));
+    resp3.send_command(&["blmpop", "0", "2", "m1", "m2", "RIGHT", "COUNT", "5"]);
+    wait_blocked(&mut observer, 1);
+    assert_eq!(
+        observer.call(&["rpush", "m2", "1", "2", "3"]),
+        Reply::Integer(3)
+    );
+    let popped = Reply::Array(Some(vec![bulk("m2"), strings(&["3", "2", "1"])]));
+    assert_eq!(resp3.read().unwrap(), popped);
+    resp3.send_command(&["blpop", "z", "0"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["rpush", "z", "v"]);
+    assert_eq!(resp3.read().unwrap(), key_and("z", "v"));
+    assert_eq!(observer.call(&["exists", "m2", "z"]), Reply::Integer(0));
+}
+
+#[test]
+fn blocked_clients_are_served_first_come_first_served_on_io_uring() {
+    blocked_clients_are_served_first_come_first_served("io_uring");
+}
+
+#[test]
+fn blocked_clients_are_served_first_come_first_served_on_epoll() {
+    blocked_clients_are_served_first_come_first_served("epoll");
+}
+
+/// Calls `args` and returns the reply and how long it took.
+fn timed_call(client: &mut Client, args: &[&str]) -> (Reply, Duration) {
+    let started = Instant::now();
+    let reply = client.call(args);
+    (reply, started.elapsed())
+}
+
+fn blocking_pops_time_out_on_ringio_timers(backend: &str) {
+    let dir = ScratchDir::new(&format!("kv-block-timeout-{backend}"));
+    let server = start_server(&dir, &["--backend", backend]);
+    let mut observer = server.connect();
+    let mut client = server.connect();
+    let id = integer(client.call(&["client", "id"])).to_string();
+    // A fractional timeout: the null array, no sooner.
+    let (reply, took) = timed_call(&mut client, &["blpop", "nokey", "0.25"]);
+    assert_eq!(reply, Reply::Array(None));
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // Every blocking pop times out with the null array, BLMOVE's too (not
+    // the null bulk it answers inside MULTI).
+    for command in [
+        &["brpop", "a", "b", "0.02"][..],
+        &["blmove", "a", "b", "LEFT", "RIGHT", "0.02"],
+        &["brpoplpush", "a", "b", "0.02"],
+        &["blmpop", "0.02", "2", "a", "b", "LEFT", "COUNT", "2"],
+        // 1.5e-4 s rounds up to 1 ms, as in Redis, not down to forever.
+        &["blpop", "a", "1.5e-4"],
+    ] {
+        let (reply, took) = timed_call(&mut client, command);
+        assert_eq!(reply, Reply::Array(None), "{command:?}");
+        assert!(took < Duration::from_secs(10), "{command:?} took {took:?}");
+    }
+    // In RESP3, the null.
+    let mut resp3 = server.connect();
+    resp3.call(&["hello", "3"]);
+    assert_eq!(resp3.call(&["blpop", "a", "0.02"]), Reply::Null);
+    assert_eq!(
+        resp3.call(&["blmove", "a", "b", "LEFT", "LEFT", "0.02"]),
+        Reply::Null
+    );
+    assert_eq!(observer.call(&["exists", "a", "b"]), Reply::Integer(0));
+    // Bad timeouts, before anything else.
+    assert_eq!(
+        client.call(&["blpop", "a", "-1"]),
+        error("ERR timeout is negative")
+    );
+    assert_eq!(
+        client.call(&["blpop", "a", "soon"]),
+        error("ERR timeout is not a float or out of range")
+    );
+
+    // 0 blocks forever; so does -0.001 (its long double times 1000 rounds
+    // up to 0, in Redis too).
+    client.send_command(&["blpop", "forever", "0"]);
+    wait_blocked(&mut observer, 1);
+    resp3.send_command(&["blpop", "forever", "-0.001"]);
+    wait_blocked(&mut observer, 2);
+    assert!(client.nothing_within(Duration::from_millis(1200)));
+    assert!(resp3.nothing_within(Duration::from_millis(10)));
+    observer.call(&["rpush", "forever", "1", "2"]);
+    assert_eq!(client.read().unwrap(), key_and("forever", "1"));
+    assert_eq!(resp3.read().unwrap(), key_and("forever", "2"));
+
+    // A served client's timer is cancelled: it does not time out the next
+    // block of the same connection.
+    client.send_command(&["blpop", "s1", "0.3"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["rpush", "s1", "v"]);
+    assert_eq!(client.read().unwrap(), key_and("s1", "v"));
+    client.send_command(&["blpop", "s2", "0"]);
+    wait_blocked(&mut observer, 1);
+    assert!(client.nothing_within(Duration::from_millis(600)));
+    // CLIENT UNBLOCK: the timeout's reply, or the UNBLOCKED error; 0 for
+    // a client that is not blocked.
+    assert_eq!(
+        observer.call(&["client", "unblock", &id]),
+        Reply::Integer(1)
+    );
+    assert_eq!(client.read().unwrap(), Reply::Array(None));
+    assert_eq!(
+        observer.call(&["client", "unblock", &id]),
+        Reply::Integer(0)
+    );
+    client.send_command(&["blmove", "s2", "t", "LEFT", "LEFT", "10"]);
+    wait_blocked(&mut observer, 1);
+    let unblock = ["client", "unblock", &id, "ERROR"];
+    assert_eq!(observer.call(&unblock), Reply::Integer(1));
+    let unblocked = error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+    assert_eq!(client.read().unwrap(), unblocked);
+    let Reply::Integer(resp3_id) = resp3.call(&["client", "id"]) else {
+        panic!("CLIENT ID");
+    };
+    resp3.send_command(&["brpoplpush", "s2", "t", "0"]);
+    wait_blocked(&mut observer, 1);
+    let unblock = ["client", "unblock", &resp3_id.to_string(), "timeout"];
+    assert_eq!(observer.call(&unblock), Reply::Integer(1));
+    assert_eq!(resp3.read().unwrap(), Reply::Null);
+    wait_blocked(&mut observer, 0);
+    // Nothing was popped by any of it, and the connections go on.
+    assert_eq!(client.call(&["ping"]), Reply::Simple("PONG".into()));
+    assert_eq!(observer.call(&["dbsize"]), Reply::Integer(0));
+}
+
+#[test]
+fn blocking_pops_time_out_on_ringio_timers_on_io_uring() {
+    blocking_pops_time_out_on_ringio_timers("io_uring");
+}
+
+#[test]
+fn blocking_pops_time_out_on_ringio_timers_on_epoll() {
+    blocking_pops_time_out_on_ringio_timers("epoll");
+}
+
+fn blocking_pops_in_transactions_and_after_moves(backend: &str) {
+    let dir = ScratchDir::new(&format!("kv-block-multi-{backend}"));
+    let server = start_server(&dir, &["--backend", backend]);
+    let mut observer = server.connect();
+    let (mut a, mut b) = (server.connect(), server.connect());
+    // Inside MULTI a blocking pop never blocks: the null array, and
+    // BLMOVE's null bulk, at once.
+    assert_eq!(a.call(&["multi"]), ok());
+    for command in [
+        &["blpop", "nokey", "0"][..],
+        &["brpop", "nokey", "0"],
+        &["blmove", "nokey", "d", "LEFT", "RIGHT", "0"],
+        &["brpoplpush", "nokey", "d", "0"],
+        &["blmpop", "0", "1", "nokey", "LEFT"],
+    ] {
+        assert_eq!(a.call(command), Reply::Simple("QUEUED".into()));
+    }
+    let nulls = vec![
+        Reply::Array(None),
+        Reply::Array(None),
+        Reply::Bulk(None),
+        Reply::Bulk(None),
+        Reply::Array(None),
+    ];
+    let (reply, took) = timed_call(&mut a, &["exec"]);
+    assert_eq!(reply, Reply::Array(Some(nulls)));
+    assert!(took < Duration::from_secs(10));
+
+    // Pushes inside a transaction wake the blocked after EXEC, which sees
+    // the transaction's final state.
+    a.send_command(&["blpop", "t", "0"]);
+    wait_blocked(&mut observer, 1);
+    assert_eq!(observer.call(&["multi"]), ok());
+    observer.call(&["lpush", "t", "a"]);
+    observer.call(&["lpush", "t", "b"]);
+    observer.call(&["llen", "t"]);
+    let replies = vec![Reply::Integer(1), Reply::Integer(2), Reply::Integer(2)];
+    assert_eq!(observer.call(&["exec"]), Reply::Array(Some(replies)));
+    assert_eq!(a.read().unwrap(), key_and("t", "b"));
+    assert_eq!(observer.call(&["lrange", "t", "0", "-1"]), strings(&["a"]));
+    // A push that the transaction pops again wakes nobody.
+    a.send_command(&["blpop", "t2", "0"]);
+    wait_blocked(&mut observer, 1);
+    assert_eq!(observer.call(&["multi"]), ok());
+    observer.call(&["lpush", "t2", "x"]);
+    observer.call(&["lpop", "t2"]);
+    observer.call(&["exec"]);
+    assert!(a.nothing_within(Duration::from_millis(100)));
+    observer.call(&["lpush", "t2", "late"]);
+    assert_eq!(a.read().unwrap(), key_and("t2", "late"));
+
+    // LMOVE, RPOPLPUSH and RENAME onto a key with waiters wake them.
+    observer.call(&["rpush", "src", "e1", "e2"]);
+    a.send_command(&["brpop", "dst", "0"]);
+    wait_blocked(&mut observer, 1);
+    let moved = observer.call(&["lmove", "src", "dst", "LEFT", "LEFT"]);
+    assert_eq!(moved, bulk("e1"));
+    assert_eq!(a.read().unwrap(), key_and("dst", "e1"));
+    a.send_command(&["brpop", "dst", "0"]);
+    wait_blocked(&mut observer, 1);
+    assert_eq!(observer.call(&["rpoplpush", "src", "dst"]), bulk("e2"));
+    assert_eq!(a.read().unwrap(), key_and("dst", "e2"));
+    observer.call(&["rpush", "r1", "v"]);
+    a.send_command(&["blpop", "r2", "0"]);
+    wait_blocked(&mut observer, 1);
+    assert_eq!(observer.call(&["rename", "r1", "r2"]), ok());
+    assert_eq!(a.read().unwrap(), key_and("r2", "v"));
+
+    // A served BLMOVE wakes the waiters of its destination in turn.
+    a.send_command(&["blmove", "src", "dst", "LEFT", "RIGHT", "0"]);
+    wait_blocked(&mut observer, 1);
+    b.send_command(&["blpop", "dst", "0"]);
+    wait_blocked(&mut observer, 2);
+    assert_eq!(observer.call(&["rpush", "src", "e3"]), Reply::Integer(1));
+    assert_eq!(a.read().unwrap(), bulk("e3"));
+    assert_eq!(b.read().unwrap(), key_and("dst", "e3"));
+    // A destination that became another type: WRONGTYPE for the blocked
+    // client, and nothing moves.
+    a.send_command(&["brpoplpush", "src", "dst", "0"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["set", "dst", "string"]);
+    assert_eq!(observer.call(&["rpush", "src", "e4"]), Reply::Integer(1));
+    assert_eq!(a.read().unwrap(), error(WRONGTYPE));
+    assert_eq!(
+        observer.call(&["lrange", "src", "0", "-1"]),
+        strings(&["e4"])
+    );
+    // A key of another type with waiters wakes nobody; a list there does.
+    a.send_command(&["blpop", "other", "0"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["set", "other", "string"]);
+    assert!(a.nothing_within(Duration::from_millis(100)));
+    observer.call(&["del", "other"]);
+    observer.call(&["rpush", "other", "v"]);
+    assert_eq!(a.read().unwrap(), key_and("other", "v"));
+    wait_blocked(&mut observer, 0);
+}
+
+const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+#[test]
+fn blocking_pops_in_transactions_and_after_moves_on_io_uring() {
+    blocking_pops_in_transactions_and_after_moves("io_uring");
+}
+
+#[test]
+fn blocking_pops_in_transactions_and_after_moves_on_epoll() {
+    blocking_pops_in_transactions_and_after_moves("epoll");
+}
+
+fn client_lines(observer: &mut Client) -> usize {
+    let Reply::Bulk(Some(list)) = observer.call(&["client", "list"]) else {
+        panic!("CLIENT LIST");
+    };
+    String::from_utf8(list).unwrap().lines().count()
+}
+
+fn a_blocked_client_that_disconnects_is_forgotten(backend: &str) {
+    let dir = ScratchDir::new(&format!("kv-block-gone-{backend}"));
+    let server = start_server(&dir, &["--backend", backend]);
+    let mut observer = server.connect();
+    // Gone while blocked forever, and while blocked with a timeout armed.
+    let mut forever = server.connect();
+    forever.send_command(&["blpop", "gone", "0"]);
+    wait_blocked(&mut observer, 1);
+    let mut timed = server.connect();
+    timed.send_command(&["blpop", "gone", "other", "0.4"]);
+    wait_blocked(&mut observer, 2);
+    drop(forever);
+    drop(timed);
+    wait_blocked(&mut observer, 0);
+    assert_eq!(client_lines(&mut observer), 1);
+    // Nobody takes the element: it stays.
+    assert_eq!(observer.call(&["rpush", "gone", "1"]), Reply::Integer(1));
+    assert_eq!(observer.call(&["llen", "gone"]), Reply::Integer(1));
+    // A crowd that leaves, timers armed: when those timers would have
+    // fired, nothing happens to the new clients that took their places.
+    let crowd: Vec<Client> = (0..50)
+        .map(|_| {
+            let mut client = server.connect();
+            client.send_command(&["brpop", "crowd", "0.3"]);
+            client
+        })
+        .collect();
+    wait_blocked(&mut observer, 50);
+    drop(crowd);
+    wait_blocked(&mut observer, 0);
+    let newcomers: Vec<Client> = (0..50)
+        .map(|_| {
+            let mut client = server.connect();
+            client.send_command(&["brpop", "crowd", "0"]);
+            client
+        })
+        .collect();
+    wait_blocked(&mut observer, 50);
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(blocked_clients(&mut observer), 50);
+    let mut newcomers = newcomers;
+    for (index, client) in newcomers.iter_mut().enumerate() {
+        let element = index.to_string();
+        assert_eq!(
+            observer.call(&["lpush", "crowd", &element]),
+            Reply::Integer(1)
+        );
+        assert_eq!(client.read().unwrap(), key_and("crowd", &element));
+    }
+    assert_eq!(observer.call(&["exists", "crowd"]), Reply::Integer(0));
+    assert_eq!(observer.call(&["llen", "gone"]), Reply::Integer(1));
+}
+
+#[test]
+fn a_blocked_client_that_disconnects_is_forgotten_on_io_uring() {
+    a_blocked_client_that_disconnects_is_forgotten("io_uring");
+}
+
+#[test]
+fn a_blocked_client_that_disconnects_is_forgotten_on_epoll() {
+    a_blocked_client_that_disconnects_is_forgotten("epoll");
+}
+
+/// A served blocking pop is logged as the plain pop it amounts to (so the
+/// log never holds a blocking command), and its reply comes after the
+/// fsync: a kill -9 then a restart give the same key space.
+#[test]
+fn served_blocking_pops_are_logged_as_plain_pops_and_replay() {
+    let dir = ScratchDir::new("kv-block-wal");
+    let mut server = start_server(&dir, &[]);
+    let mut observer = server.connect();
+    let mut client = server.connect();
+    client.send_command(&["blpop", "q", "0"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["rpush", "q", "a", "b", "c"]);
+    assert_eq!(client.read().unwrap(), key_and("q", "a"));
+    client.send_command(&["blmove", "m", "n", "LEFT", "RIGHT", "0"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["rpush", "m", "x", "y"]);
+    assert_eq!(client.read().unwrap(), bulk("x"));
+    client.send_command(&["blmpop", "0", "1", "c", "RIGHT", "COUNT", "2"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["rpush", "c", "1", "2", "3"]);
+    let popped = Reply::Array(Some(vec![bulk("c"), strings(&["3", "2"])]));
+    assert_eq!(client.read().unwrap(), popped);
+    client.send_command(&["brpoplpush", "e", "n", "0"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["multi"]);
+    observer.call(&["rpush", "e", "1"]);
+    observer.call(&["rpush", "e", "2"]);
+    observer.call(&["exec"]);
+    assert_eq!(client.read().unwrap(), bulk("2"));
+    // Pops that found their list at once are logged the same way.
+    assert_eq!(client.call(&["brpop", "q", "0"]), key_and("q", "c"));
+    assert_eq!(
+        client.call(&["blmpop", "0", "2", "nokey", "m", "LEFT"]),
+        Reply::Array(Some(vec![bulk("m"), strings(&["y"])]))
+    );
+    let popped = Reply::Array(Some(vec![bulk("n"), strings(&["x"])]));
+    assert_eq!(client.call(&["lmpop", "1", "n", "RIGHT"]), popped);
+    let before = dump_keyspace(&mut observer);
+    let expected = [
+        r#"c list ["1"] expires -1"#,
+        r#"e list ["1"] expires -1"#,
+        r#"n list ["2"] expires -1"#,
+        r#"q list ["b"] expires -1"#,
+    ];
+    assert_eq!(before, expected);
+    let log = fs::read(wal_path(&dir)).unwrap();
+    let has = |word: &[u8]| log.windows(word.len()).any(|window| window == word);
+    for plain in [&b"LPOP"[..], b"RPOP", b"LMOVE"] {
+        assert!(has(plain), "{}", String::from_utf8_lossy(plain));
+    }
+    for blocking in [&b"BLPOP"[..], b"BRPOP", b"BLMOVE", b"BLMPOP", b"LMPOP"] {
+        assert!(!has(blocking), "{}", String::from_utf8_lossy(blocking));
+    }
+    drop((observer, client));
+    server.kill_9();
+    let server = start_server(&dir, &[]);
+    assert_eq!(dump_keyspace(&mut server.connect()), before);
 }

@@ -1,13 +1,18 @@
 """redis-py against kv_server, with redis-py's default settings (RESP3
 through HELLO 3, pipelines as MULTI/EXEC transactions), then RESP2 and a
-password. Run by tests/kv_server.rs as
+password. The blocking pops run on threads, woken by the main thread's
+pushes. The checks pass against redis-server 7.0.15 as well. Run by
+tests/kv_server.rs as
 
     python redis_py_check.py PORT [PASSWORD_PORT PASSWORD]
 
 Prints one line per group of checks and "redis-py: N checks passed" at the
 end; any failed check raises, so the exit status is non-zero."""
 
+import socket
 import sys
+import threading
+import time
 
 import redis
 
@@ -110,6 +115,113 @@ def lists(r):
     check(r.lmove("l", "l2", "LEFT", "RIGHT"), b"w")
 
 
+def wait_blocked(r, count):
+    deadline = time.monotonic() + 10
+    while r.info("clients")["blocked_clients"] != count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never {count} blocked clients")
+        time.sleep(0.005)
+
+
+def in_thread(call, *args):
+    """Runs call(*args) on a thread; returns the thread and a list that
+    will hold its result (or the exception it raised)."""
+    result = []
+
+    def run():
+        try:
+            got = call(*args)
+            # RESP2 gives BLPOP's pair as a tuple, RESP3 as a list.
+            result.append(list(got) if isinstance(got, tuple) else got)
+        except redis.RedisError as caught:
+            result.append(caught)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def joined(thread, result):
+    thread.join(10)
+    check(thread.is_alive(), False)
+    return result[0]
+
+
+def blocking(r):
+    # Timeouts, in fractions of a second: None, and never early.
+    started = time.monotonic()
+    check(r.blpop(["q"], 0.1), None)
+    check(time.monotonic() - started >= 0.1, True)
+    check(r.brpop(["q", "q2"], 0.05), None)
+    check(r.blmove("q", "d", 0.05, "LEFT", "RIGHT"), None)
+    check(r.brpoplpush("q", "d", 0.05), None)
+    check(r.blmpop(0.05, 2, "q", "q2", direction="LEFT"), None)
+    check(str(raises(redis.ResponseError, r.blpop, ["q"], -1)), "timeout is negative")
+    # A list there already: popped at once, the first key in order.
+    r.rpush("q2", "a", "b", "c")
+    check(list(r.blpop(["q", "q2"], 0)), [b"q2", b"a"])
+    check(list(r.brpop(["q2"], 1)), [b"q2", b"c"])
+    check(r.blmove("q2", "d", 0, "LEFT", "RIGHT"), b"b")
+    check(r.brpoplpush("d", "d2", 0), b"b")
+    # A thread blocked in BLPOP is woken by another client's LPUSH.
+    thread, result = in_thread(r.blpop, ["w"], 0)
+    wait_blocked(r, 1)
+    check(r.lpush("w", "v"), 1)
+    check(joined(thread, result), [b"w", b"v"])
+    # Several blocked on one key: first come, first served.
+    waiters = []
+    for index in range(3):
+        waiters.append(in_thread(r.brpop, ["f"], 5))
+        wait_blocked(r, index + 1)
+    check(r.rpush("f", "1", "2", "3"), 3)
+    check([joined(*waiter) for waiter in waiters], [[b"f", b"3"], [b"f", b"2"], [b"f", b"1"]])
+    # BLMOVE, BRPOPLPUSH and BLMPOP woken.
+    thread, result = in_thread(r.blmove, "m", "m2", 0, "RIGHT", "LEFT")
+    wait_blocked(r, 1)
+    r.rpush("m", "x", "y")
+    check(joined(thread, result), b"y")
+    thread, result = in_thread(r.brpoplpush, "n", "m2", 0)
+    wait_blocked(r, 1)
+    r.rpush("n", "z")
+    check(joined(thread, result), b"z")
+    thread, result = in_thread(lambda: r.blmpop(0, 2, "none", "m2", direction="LEFT", count=5))
+    check(joined(thread, result), [b"m2", [b"z", b"y"]])
+    # In a transaction a blocking pop never blocks.
+    pipe = r.pipeline()
+    pipe.blpop(["nokey"], 0).blmove("nokey", "d", 0, "LEFT", "LEFT").blmpop(0, 1, "nokey", direction="LEFT")
+    check(pipe.execute(), [None, None, None])
+    # Pushes in a transaction wake the blocked after EXEC.
+    thread, result = in_thread(r.blpop, ["t"], 0)
+    wait_blocked(r, 1)
+    pipe = r.pipeline()
+    pipe.lpush("t", "a").lpush("t", "b")
+    check(pipe.execute(), [1, 2])
+    check(joined(thread, result), [b"t", b"b"])
+    check(r.lrange("t", 0, -1), [b"a"])
+    # A blocked client that disconnects is forgotten: nobody takes the push.
+    kwargs = r.connection_pool.connection_kwargs
+    raw = socket.create_connection((kwargs["host"], kwargs["port"]))
+    raw.sendall(b"*3\r\n$5\r\nBLPOP\r\n$4\r\ngone\r\n$1\r\n0\r\n")
+    wait_blocked(r, 1)
+    raw.close()
+    wait_blocked(r, 0)
+    check(r.rpush("gone", "x"), 1)
+    check(r.llen("gone"), 1)
+    # CLIENT UNBLOCK, with the timeout's reply or the UNBLOCKED error.
+    other = redis.Redis(**{key: kwargs[key] for key in ("host", "port", "protocol") if key in kwargs})
+    other_id = other.client_id()
+    thread, result = in_thread(other.blpop, ["u"], 0)
+    wait_blocked(r, 1)
+    check(r.client_unblock(other_id), True)
+    check(joined(thread, result), None)
+    thread, result = in_thread(other.blpop, ["u"], 0)
+    wait_blocked(r, 1)
+    check(r.client_unblock(other_id, error=True), True)
+    check(str(joined(thread, result)), "UNBLOCKED client unblocked via CLIENT UNBLOCK")
+    check(r.client_unblock(other_id), False)
+    other.close()
+
+
 def sets(r):
     check(r.sadd("s1", "a", "b", "c"), 3)
     check(r.sadd("s2", "b", "c", "d"), 3)
@@ -205,7 +317,8 @@ def server(r):
 
 
 def run(r, label):
-    for group in (strings_and_keys, expiry, hashes, lists, sets, zsets, transactions, server):
+    groups = (strings_and_keys, expiry, hashes, lists, blocking, sets, zsets, transactions, server)
+    for group in groups:
         r.flushall()
         group(r)
     print(f"{label}: ok")

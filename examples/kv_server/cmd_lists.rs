@@ -1,14 +1,31 @@
 //! Lists: LPUSH, RPUSH, LPUSHX, RPUSHX, LPOP, RPOP (with count), LLEN,
-//! LRANGE, LINDEX, LSET, LREM, LTRIM, LINSERT, LPOS, RPOPLPUSH, LMOVE.
+//! LRANGE, LINDEX, LSET, LREM, LTRIM, LINSERT, LPOS, RPOPLPUSH, LMOVE,
+//! LMPOP, and the blocking pops BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP.
 //!
 //! A list is a `VecDeque`: pushes and pops at both ends are O(1), LINDEX
 //! and LSET O(1), LREM and LPOS one pass, LTRIM O(removed).
+//!
+//! # Blocking pops
+//!
+//! A blocking pop that finds a list among its keys (the first in the
+//! command's order) pops at once, as the plain pop would. Otherwise it
+//! writes no reply and leaves a [`Block`] in the context: the server puts
+//! the client on each key's wait list and arms its timeout. When a key
+//! with waiters is created (by a push, LMOVE, RENAME, ... or inside a
+//! transaction), the store lists it as ready, and after the command (or
+//! the whole EXEC) the server calls [`serve`] for its waiters, oldest
+//! first, while the key holds elements, as Redis's
+//! `handleClientsBlockedOnKeys` does. A served pop is logged as the plain
+//! command it amounts to (LPOP, RPOP, LPOP with a count, LMOVE), as Redis
+//! propagates it, so replaying the log never blocks. Inside EXEC a
+//! blocking pop never blocks: it answers as a timeout would.
 
+use super::longdouble::LongDouble;
 use super::{
-    clip_range, command, is_option, parse_count, parse_i64, Command, Context, DENYOOM,
+    clip_range, command, is_option, parse_count, parse_i64, Command, Context, BLOCKING, DENYOOM,
     ELEMENTS_MAX, FAST, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
 };
-use crate::resp::Args;
+use crate::resp::{self, Args};
 use crate::store::{List, WrongType};
 
 pub const COMMANDS: &[Command] = &[
@@ -28,7 +45,309 @@ pub const COMMANDS: &[Command] = &[
     command("lpos", -3, READONLY, [1, 1, 1], lpos),
     command("rpoplpush", 3, WRITE | DENYOOM, [1, 2, 1], lmove),
     command("lmove", 5, WRITE | DENYOOM, [1, 2, 1], lmove),
+    command("lmpop", -4, WRITE, [0, 0, 0], lmpop),
+    command("blpop", -3, WRITE | BLOCKING, [1, -2, 1], blpop),
+    command("brpop", -3, WRITE | BLOCKING, [1, -2, 1], blpop),
+    command(
+        "brpoplpush",
+        4,
+        WRITE | DENYOOM | BLOCKING,
+        [1, 2, 1],
+        blmove,
+    ),
+    command("blmove", 6, WRITE | DENYOOM | BLOCKING, [1, 2, 1], blmove),
+    command("blmpop", -5, WRITE | BLOCKING, [0, 0, 0], lmpop),
 ];
+
+/// How a blocked client pops once a key it waits on gets elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockOp {
+    /// BLPOP and BRPOP (`count` `None`: the reply is the key and one
+    /// element), and BLMPOP (the key and an array of at most `count`).
+    Pop {
+        /// From the head.
+        left: bool,
+        /// BLMPOP's COUNT.
+        count: Option<usize>,
+    },
+    /// BLMOVE and BRPOPLPUSH: one element onto `target`.
+    Move {
+        /// The destination list.
+        target: Vec<u8>,
+        /// From the source's head.
+        from_left: bool,
+        /// Onto the destination's head.
+        to_left: bool,
+    },
+}
+
+/// What a blocking command that must wait leaves for the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// The keys waited on, each once, in the command's order.
+    pub keys: Vec<Vec<u8>>,
+    /// How long to wait, in milliseconds; 0 is forever.
+    pub timeout_ms: u64,
+    /// What to do once served.
+    pub op: BlockOp,
+}
+
+/// What [`serve`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The client got its reply (the elements, or an error such as a
+    /// destination of another type): it is no longer blocked.
+    Replied,
+    /// The key holds no list (any more): the client stays blocked, and so
+    /// do the key's later waiters.
+    NotReady,
+}
+
+/// Serves a client blocked by `op` on `key`, which was created since the
+/// last command: pops as the command would have if the key had held the
+/// list then, replying into the context (the blocked client's output) and
+/// logging the plain pop.
+pub fn serve(context: &mut Context<'_>, key: &[u8], op: &BlockOp) -> Served {
+    if !matches!(context.store.get_list(key), Ok(Some(_))) {
+        return Served::NotReady;
+    }
+    match op {
+        BlockOp::Pop { left, count } => pop_with_key(context, key, *left, *count),
+        BlockOp::Move {
+            target,
+            from_left,
+            to_left,
+        } => {
+            let parts = lmove_parts(key, target, *from_left, *to_left);
+            move_element(context, key, target, *from_left, *to_left, &parts);
+        }
+    }
+    Served::Replied
+}
+
+const TIMEOUT_NOT_FLOAT: &[u8] = b"ERR timeout is not a float or out of range";
+const TIMEOUT_NEGATIVE: &[u8] = b"ERR timeout is negative";
+
+/// A blocking command's timeout in seconds, as Redis 7.0 reads it: a long
+/// double (so `0.1`, `1e-3`, `0x10` and `inf` are all floats), times 1000
+/// rounded up to whole milliseconds ([`LongDouble::ceil_millis`]); 0 is
+/// forever. `None` once the error is out.
+fn parse_timeout(context: &mut Context<'_>, text: &[u8]) -> Option<u64> {
+    let Some(seconds) = LongDouble::parse(text) else {
+        context.reply.error(TIMEOUT_NOT_FLOAT);
+        return None;
+    };
+    let milliseconds = seconds.ceil_millis();
+    if milliseconds < 0 {
+        context.reply.error(TIMEOUT_NEGATIVE);
+        return None;
+    }
+    Some(milliseconds as u64)
+}
+
+/// LEFT or RIGHT at argument `index`: whether LEFT.
+fn side(args: &Args, index: usize) -> Option<bool> {
+    if is_option(args, index, "left") {
+        Some(true)
+    } else if is_option(args, index, "right") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn side_name(left: bool) -> &'static [u8] {
+    if left {
+        b"LEFT"
+    } else {
+        b"RIGHT"
+    }
+}
+
+fn lmove_parts<'a>(
+    source: &'a [u8],
+    target: &'a [u8],
+    from_left: bool,
+    to_left: bool,
+) -> [&'a [u8]; 5] {
+    [
+        b"LMOVE",
+        source,
+        target,
+        side_name(from_left),
+        side_name(to_left),
+    ]
+}
+
+/// Pops from `key`, a list, with the key in the reply: BLPOP's `*2` of key
+/// and element, or with a count (LMPOP, BLMPOP) the key and an array of at
+/// most `count` elements. Logged as LPOP or RPOP (with the count taken).
+fn pop_with_key(context: &mut Context<'_>, key: &[u8], left: bool, count: Option<usize>) {
+    let len = match context.store.get_list(key) {
+        Ok(Some(list)) => list.len(),
+        _ => unreachable!("the caller found a list"),
+    };
+    let taken = count.map_or(1, |count| count.min(len));
+    let name: &[u8] = if left { b"LPOP" } else { b"RPOP" };
+    match count {
+        None => context.log_parts(&[name, key]),
+        Some(_) => context.log_parts(&[name, key, taken.to_string().as_bytes()]),
+    }
+    let list = context
+        .store
+        .get_list_mut(key)
+        .expect("type checked")
+        .expect("exists");
+    context.reply.array(2);
+    context.reply.bulk(key);
+    if count.is_some() {
+        context.reply.array(taken);
+    }
+    for _ in 0..taken {
+        let element = if left {
+            list.pop_front()
+        } else {
+            list.pop_back()
+        };
+        context.reply.bulk(&element.expect("within the length"));
+    }
+    context.store.remove_if_empty(key);
+}
+
+/// Pops from the first of `keys` that holds a list (a key of another type
+/// on the way is WRONGTYPE); if none does, blocks, or inside EXEC answers
+/// with a null array as a timeout would.
+fn pop_or_block(
+    context: &mut Context<'_>,
+    keys: &[&[u8]],
+    timeout_ms: u64,
+    left: bool,
+    count: Option<usize>,
+) {
+    for key in keys {
+        match read(context, key) {
+            Err(()) => return,
+            Ok(None) => continue,
+            Ok(Some(_)) => return pop_with_key(context, key, left, count),
+        }
+    }
+    if context.deny_blocking {
+        context.reply.nil_array();
+        return;
+    }
+    let mut unique: Vec<Vec<u8>> = Vec::with_capacity(keys.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for key in keys {
+        if seen.insert(*key) {
+            unique.push(key.to_vec());
+        }
+    }
+    context.block = Some(Block {
+        keys: unique,
+        timeout_ms,
+        op: BlockOp::Pop { left, count },
+    });
+}
+
+/// BLPOP and BRPOP key [key ...] timeout.
+fn blpop(context: &mut Context<'_>, args: &Args) {
+    let left = args.get(0)[1].eq_ignore_ascii_case(&b'l');
+    let Some(timeout_ms) = parse_timeout(context, args.get(args.len() - 1)) else {
+        return;
+    };
+    let keys: Vec<&[u8]> = (1..args.len() - 1).map(|index| args.get(index)).collect();
+    pop_or_block(context, &keys, timeout_ms, left, None);
+}
+
+/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count], and BLMPOP
+/// timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]: checked in
+/// Redis's order (numkeys, the side, the options, then the timeout).
+fn lmpop(context: &mut Context<'_>, args: &Args) {
+    let blocking = args.get(0)[0].eq_ignore_ascii_case(&b'b');
+    let numkeys_index = if blocking { 2 } else { 1 };
+    let numkeys = match resp::string_to_i64(args.get(numkeys_index)) {
+        Some(numkeys) if numkeys >= 1 => numkeys as usize,
+        _ => return context.reply.error(b"ERR numkeys should be greater than 0"),
+    };
+    let keys_end = numkeys_index + 1 + numkeys.min(args.len());
+    if keys_end >= args.len() {
+        return context.reply.error(SYNTAX);
+    }
+    let Some(left) = side(args, keys_end) else {
+        return context.reply.error(SYNTAX);
+    };
+    let mut count = None;
+    let mut index = keys_end + 1;
+    while index < args.len() {
+        if count.is_none() && is_option(args, index, "count") && index + 1 < args.len() {
+            match resp::string_to_i64(args.get(index + 1)) {
+                Some(value) if value >= 1 => count = Some(value as usize),
+                _ => return context.reply.error(b"ERR count should be greater than 0"),
+            }
+            index += 2;
+        } else {
+            return context.reply.error(SYNTAX);
+        }
+    }
+    let count = Some(count.unwrap_or(1));
+    let keys: Vec<&[u8]> = (numkeys_index + 1..keys_end)
+        .map(|index| args.get(index))
+        .collect();
+    if blocking {
+        let Some(timeout_ms) = parse_timeout(context, args.get(1)) else {
+            return;
+        };
+        pop_or_block(context, &keys, timeout_ms, left, count);
+        return;
+    }
+    for key in keys {
+        match read(context, key) {
+            Err(()) => return,
+            Ok(None) => continue,
+            Ok(Some(_)) => return pop_with_key(context, key, left, count),
+        }
+    }
+    context.reply.nil_array();
+}
+
+/// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout, and
+/// BRPOPLPUSH source destination timeout.
+fn blmove(context: &mut Context<'_>, args: &Args) {
+    let (from_left, to_left) = if args.len() == 4 {
+        (false, true)
+    } else {
+        match (side(args, 3), side(args, 4)) {
+            (Some(from), Some(to)) => (from, to),
+            _ => return context.reply.error(SYNTAX),
+        }
+    };
+    let Some(timeout_ms) = parse_timeout(context, args.get(args.len() - 1)) else {
+        return;
+    };
+    let (source, target) = (args.get(1), args.get(2));
+    match read(context, source) {
+        Err(()) => return,
+        Ok(Some(_)) => {
+            let parts = lmove_parts(source, target, from_left, to_left);
+            return move_element(context, source, target, from_left, to_left, &parts);
+        }
+        Ok(None) => {}
+    }
+    if context.deny_blocking {
+        // Not the null array of a timeout: Redis's null bulk here.
+        context.reply.nil();
+        return;
+    }
+    context.block = Some(Block {
+        keys: vec![source.to_vec()],
+        timeout_ms,
+        op: BlockOp::Move {
+            target: target.to_vec(),
+            from_left,
+            to_left,
+        },
+    });
+}
 
 /// The list at `key` for reading; `Err` once the WRONGTYPE reply is out.
 fn read<'a>(context: &'a mut Context<'_>, key: &[u8]) -> Result<Option<&'a List>, ()> {
@@ -430,19 +749,10 @@ fn lpos(context: &mut Context<'_>, args: &Args) {
 /// RPOPLPUSH source destination, and LMOVE source destination LEFT|RIGHT
 /// LEFT|RIGHT.
 fn lmove(context: &mut Context<'_>, args: &Args) {
-    let side = |index: usize| {
-        if is_option(args, index, "left") {
-            Some(true)
-        } else if is_option(args, index, "right") {
-            Some(false)
-        } else {
-            None
-        }
-    };
     let (from_left, to_left) = if args.len() == 3 {
         (false, true)
     } else {
-        match (side(3), side(4)) {
+        match (side(args, 3), side(args, 4)) {
             (Some(from), Some(to)) => (from, to),
             _ => return context.reply.error(SYNTAX),
         }
@@ -455,6 +765,21 @@ fn lmove(context: &mut Context<'_>, args: &Args) {
         context.reply.nil();
         return;
     }
+    let parts: Vec<&[u8]> = args.iter().collect();
+    move_element(context, source, target, from_left, to_left, &parts);
+}
+
+/// Moves one element of `source`, which holds a list, onto `target`, and
+/// replies with it, logging `logged`; or replies WRONGTYPE for a target of
+/// another type, or the collection bound's error, and moves nothing.
+fn move_element(
+    context: &mut Context<'_>,
+    source: &[u8],
+    target: &[u8],
+    from_left: bool,
+    to_left: bool,
+    logged: &[&[u8]],
+) {
     let Ok(target_list) = read(context, target) else {
         return;
     };
@@ -462,7 +787,7 @@ fn lmove(context: &mut Context<'_>, args: &Args) {
         context.reply.error(TOO_MANY_ELEMENTS);
         return;
     }
-    context.log_args(args);
+    context.log_parts(logged);
     let list = context
         .store
         .get_list_mut(source)

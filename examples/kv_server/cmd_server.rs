@@ -1,6 +1,6 @@
 //! Connection, server and transaction commands: PING, ECHO, SELECT, QUIT,
-//! HELLO, AUTH, RESET, CLIENT, INFO, TIME, CONFIG, COMMAND, MULTI, EXEC,
-//! DISCARD, WATCH, UNWATCH.
+//! HELLO, AUTH, RESET, CLIENT (ID, GETNAME, SETNAME, LIST, INFO, UNBLOCK),
+//! INFO, TIME, CONFIG, COMMAND, MULTI, EXEC, DISCARD, WATCH, UNWATCH.
 
 use std::fmt::Write as _;
 
@@ -230,8 +230,45 @@ fn client(context: &mut Context<'_>, args: &Args) {
     } else if sub.eq_ignore_ascii_case(b"info") {
         let line = client_line(context, id);
         context.reply.verbatim(line.as_bytes());
+    } else if sub.eq_ignore_ascii_case(b"unblock") {
+        client_unblock(context, args);
     } else {
         client_list(context, args);
+    }
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 if the client was blocked (the
+/// server then gives it the timeout's reply, or the UNBLOCKED error), else
+/// 0; checked in Redis 7.0's order.
+fn client_unblock(context: &mut Context<'_>, args: &Args) {
+    if args.len() > 4 {
+        let mut text = b"ERR unknown subcommand or wrong number of arguments for '".to_vec();
+        text.extend_from_slice(args.get(1));
+        text.extend_from_slice(b"'. Try CLIENT HELP.");
+        context.reply.error(&text);
+        return;
+    }
+    let mut error = false;
+    if args.len() == 4 {
+        if is_option(args, 3, "error") {
+            error = true;
+        } else if !is_option(args, 3, "timeout") {
+            let text = b"ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR";
+            context.reply.error(text);
+            return;
+        }
+    }
+    let Some(id) = string_to_i64(args.get(2)) else {
+        context.reply.error(NOT_INTEGER);
+        return;
+    };
+    // Taken off the set now, so that a second UNBLOCK in the same EXEC
+    // finds it unblocked, as in Redis.
+    if id > 0 && context.shared.blocked.remove(&(id as u64)) {
+        context.unblock.push((id as u64, error));
+        context.reply.int(1);
+    } else {
+        context.reply.int(0);
     }
 }
 
@@ -299,7 +336,13 @@ fn client_line(context: &Context<'_>, id: u64) -> String {
     let age_s = now_ms.saturating_sub(client.connected_ms) / 1000;
     let idle_s = now_ms.saturating_sub(client.last_command_ms) / 1000;
     let name = client.name.as_deref().map(String::from_utf8_lossy);
-    let flags = if client.multi >= 0 { "x" } else { "N" };
+    let flags = if client.multi >= 0 {
+        "x"
+    } else if context.shared.blocked.contains(&id) {
+        "b"
+    } else {
+        "N"
+    };
     format!(
         "id={id} addr={} laddr={} fd=-1 name={} age={age_s} idle={idle_s} flags={flags} db=0 \
          sub=0 psub=0 ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 \
@@ -379,7 +422,7 @@ fn info_fields(context: &Context<'_>, section: &str) -> Vec<(&'static str, Strin
         "clients" => vec![
             ("connected_clients", shared.clients.len().to_string()),
             ("maxclients", shared.clients_max.to_string()),
-            ("blocked_clients", "0".to_string()),
+            ("blocked_clients", shared.blocked.len().to_string()),
         ],
         "memory" => vec![
             ("maxmemory", "0".to_string()),

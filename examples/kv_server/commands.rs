@@ -17,7 +17,7 @@ mod hashes;
 #[path = "cmd_keys.rs"]
 mod keys;
 #[path = "cmd_lists.rs"]
-mod lists;
+pub mod lists;
 #[path = "longdouble.rs"]
 pub mod longdouble;
 #[path = "cmd_server.rs"]
@@ -29,7 +29,7 @@ mod strings;
 #[path = "cmd_zsets.rs"]
 mod zsets;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use crate::journal::{FsyncPolicy, Journal};
@@ -37,6 +37,7 @@ use crate::resp::{self, Args};
 use crate::store::Store;
 use crate::wal::Record;
 
+pub use lists::{Block, BlockOp};
 pub use server_cmds::end_session;
 
 /// The most elements one collection may hold: a write that would grow one
@@ -69,13 +70,16 @@ pub const NO_MULTI: u16 = 1 << 5;
 pub const ADMIN: u16 = 1 << 6;
 /// Its reply depends on chance (SPOP, RANDOMKEY).
 pub const RANDOM: u16 = 1 << 7;
+/// May block the client (BLPOP and friends).
+pub const BLOCKING: u16 = 1 << 8;
 
-const FLAG_NAMES: [(u16, &str); 8] = [
+const FLAG_NAMES: [(u16, &str); 9] = [
     (WRITE, "write"),
     (READONLY, "readonly"),
     (DENYOOM, "denyoom"),
     (ADMIN, "admin"),
     (RANDOM, "random"),
+    (BLOCKING, "blocking"),
     (NO_AUTH, "no_auth"),
     (FAST, "fast"),
     (NO_MULTI, "no_multi"),
@@ -199,6 +203,7 @@ pub const SUBCOMMANDS: &[(&str, &str, i32)] = &[
     ("client", "info", 2),
     ("client", "list", -2),
     ("client", "setname", 3),
+    ("client", "unblock", -3),
     ("command", "count", 2),
     ("command", "docs", -2),
     ("command", "info", -2),
@@ -256,6 +261,9 @@ pub struct Shared {
     pub fsync: FsyncPolicy,
     /// The most clients.
     pub clients_max: usize,
+    /// The ids of the clients blocked in BLPOP and friends (CLIENT UNBLOCK,
+    /// CLIENT LIST's `b` flag, INFO's `blocked_clients`).
+    pub blocked: BTreeSet<u64>,
 }
 
 /// One connection's protocol state.
@@ -393,6 +401,18 @@ pub struct Context<'a> {
     pub realtime_ms: u64,
     /// The same clock in microseconds, for TIME.
     pub realtime_us: u64,
+    /// Blocking commands must not block: inside EXEC, and while the log is
+    /// replayed (Redis's `CLIENT_DENY_BLOCKING`). They answer as if their
+    /// timeout had passed.
+    pub deny_blocking: bool,
+    /// Set by a blocking command that found nothing to pop: the client
+    /// blocks, and the server serves or times it out (the command wrote no
+    /// reply).
+    pub block: Option<Block>,
+    /// CLIENT UNBLOCK's requests, for the server to carry out after the
+    /// command: (client id, with the UNBLOCKED error rather than the
+    /// timeout's reply).
+    pub unblock: Vec<(u64, bool)>,
 }
 
 impl Context<'_> {
@@ -549,12 +569,15 @@ pub fn exec(context: &mut Context<'_>, _args: &Args) {
         return;
     }
     context.reply.array(multi.queued.len());
+    // A blocking command in a transaction answers at once, as Redis's do.
+    let deny_blocking = std::mem::replace(&mut context.deny_blocking, true);
     for args in &multi.queued {
         let (command, _) = lookup(args.get(0)).expect("checked when queued");
         note_command(context, command.name);
         (command.run)(context, args);
         context.log_expired();
     }
+    context.deny_blocking = deny_blocking;
 }
 
 /// Replays one logged command: no reply, no log, no expiry.
@@ -586,6 +609,9 @@ pub fn replay(store: &mut Store, shared: &mut Shared, parts: &[&[u8]]) -> Result
         },
         realtime_ms: 0,
         realtime_us: 0,
+        deny_blocking: true,
+        block: None,
+        unblock: Vec::new(),
     };
     (command.run)(&mut context, &args);
     if out.first() == Some(&b'-') {
@@ -748,6 +774,7 @@ mod tests {
             local_addr: "127.0.0.1:0".to_string(),
             fsync: FsyncPolicy::Always,
             clients_max: 1,
+            blocked: BTreeSet::new(),
         }
     }
 

@@ -338,6 +338,33 @@ impl LongDouble {
         }
     }
 
+    /// `(long long) ceill(value * 1000.0)`, as Redis 7.0 turns a timeout
+    /// in seconds into milliseconds (`getTimeoutFromObjectOrReply`): the
+    /// product rounded once to a long double, rounded up to an integer,
+    /// then converted as x86-64 converts, where a value out of range (an
+    /// infinity included) becomes `i64::MIN`, the x87's "integer
+    /// indefinite". So `0.0001` is 1 ms, `-0.001` is 0 (forever: its long
+    /// double times 1000 is just above -1) and `inf` is negative.
+    pub fn ceil_millis(self) -> i64 {
+        let LongDouble::Finite {
+            negative,
+            mantissa,
+            exponent,
+        } = self
+        else {
+            return i64::MIN;
+        };
+        let product = Big::from_u64(mantissa).mul_small(1000);
+        match LongDouble::round(negative, &product, exponent) {
+            LongDouble::Infinite { .. } => i64::MIN,
+            LongDouble::Finite {
+                negative,
+                mantissa,
+                exponent,
+            } => ceil_to_i64(negative, mantissa, exponent),
+        }
+    }
+
     /// Redis's `ld2string` in its human mode: `%.17Lf` (exact, rounded
     /// to nearest-even as glibc prints), trailing zeros and a trailing dot
     /// dropped, and `-0` as `0`. `None` for an infinity.
@@ -380,6 +407,33 @@ impl LongDouble {
             text = "0".to_string();
         }
         Some(text)
+    }
+}
+
+/// `(long long) ceill(±mantissa * 2^exponent)` on x86-64: `i64::MIN` out
+/// of range.
+fn ceil_to_i64(negative: bool, mantissa: u64, exponent: i64) -> i64 {
+    let (whole, fraction) = if exponent >= 0 {
+        if exponent > 64 {
+            return i64::MIN;
+        }
+        (u128::from(mantissa) << exponent, false)
+    } else if exponent <= -64 {
+        (0, mantissa != 0)
+    } else {
+        let shift = -exponent;
+        let mask = (1u64 << shift) - 1;
+        (u128::from(mantissa >> shift), mantissa & mask != 0)
+    };
+    if negative {
+        // Up is toward zero: the fraction goes.
+        if whole > 1u128 << 63 {
+            return i64::MIN;
+        }
+        (-(whole as i128)) as i64
+    } else {
+        let up = whole + u128::from(fraction);
+        i64::try_from(up).unwrap_or(i64::MIN)
     }
 }
 
@@ -570,6 +624,38 @@ mod tests {
         assert_eq!(sum("0", "0x1p-16445"), "0");
         assert_eq!(increment(Some(b"0"), b"1e-4951"), Err(false));
         assert_eq!(increment(Some(b"1"), b"-inf"), Ok(None));
+    }
+
+    fn millis(text: &str) -> i64 {
+        LongDouble::parse(text.as_bytes()).unwrap().ceil_millis()
+    }
+
+    #[test]
+    fn timeouts_convert_as_redis_7_0_converts_them() {
+        // What redis-server 7.0.15 did with each (BLPOP k <text>) on x86-64.
+        assert_eq!(millis("0"), 0);
+        assert_eq!(millis("-0"), 0);
+        assert_eq!(millis("1"), 1000);
+        assert_eq!(millis("0.5"), 500);
+        assert_eq!(millis("1.5e-4"), 1);
+        assert_eq!(millis("0.0009"), 1);
+        assert_eq!(millis("1e-400"), 1);
+        assert_eq!(millis("0x10"), 16000);
+        // Blocks forever: the long double just above -0.001, times 1000.
+        assert_eq!(millis("-0.001"), 0);
+        assert_eq!(millis("-0.0011"), -1);
+        assert_eq!(millis("-1"), -1000);
+        assert_eq!(millis("9223372036854775"), 9_223_372_036_854_775_000);
+        assert_eq!(millis("inf"), i64::MIN);
+        assert_eq!(millis("-inf"), i64::MIN);
+        assert_eq!(millis("1e30"), i64::MIN);
+        assert_eq!(millis("-1e30"), i64::MIN);
+        assert_eq!(millis("9223372036854775.807"), i64::MAX);
+        assert_eq!(millis("9223372036854775.808"), i64::MIN);
+        assert_eq!(millis("9223372036854775.8075"), i64::MIN);
+        // Near -2^63: the product rounds to a half, then up toward zero.
+        assert_eq!(millis("-9223372036854775.808"), -i64::MAX);
+        assert_eq!(millis("-9223372036854775.809"), i64::MIN);
     }
 
     #[test]

@@ -26,6 +26,26 @@
 //! journal (fsync done under `always`, write done otherwise): a reply never
 //! reports, and a read never shows, a write that a crash could still lose.
 //!
+//! # Blocked clients
+//!
+//! A blocking pop (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) that finds
+//! nothing leaves a [`commands::Block`]: the connection goes on the wait
+//! list of each of its keys (ordered by when it blocked, so several clients
+//! on one key are served first come, first served), and a ringio timer is
+//! armed for its timeout. While blocked it runs no further command of its
+//! pipeline, but its recv stays in flight, so a client that leaves is seen
+//! at once: it is taken off every wait list and its timer is cancelled.
+//!
+//! After every command (an EXEC counts as one), the keys with waiters that
+//! the command created are served, in the order they were created, each
+//! key's waiters oldest first while the key holds elements (Redis's
+//! `handleClientsBlockedOnKeys`); a BLMOVE served onto another key with
+//! waiters makes that key ready in turn. A served pop is logged like the
+//! plain pop it amounts to, and its reply is held until that record is
+//! durable, like any write's. A timeout or CLIENT UNBLOCK answers with the
+//! null array (or CLIENT UNBLOCK ERROR's `-UNBLOCKED` error). A served
+//! connection then runs the rest of its pipeline.
+//!
 //! # Bounds
 //!
 //! - Output: a connection whose unsent replies exceed [`OUTPUT_LIMIT_BYTES`]
@@ -38,7 +58,7 @@
 //! - At most [`CONNECTIONS_MAX`] clients; the next gets Redis's
 //!   `-ERR max number of clients reached`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,7 +66,8 @@ use std::path::PathBuf;
 use ringio::{CompletionId, Handle, IO};
 use slab::Slab;
 
-use crate::commands::{self, ClientInfo, Session, Shared};
+use crate::commands::lists::{self, Served};
+use crate::commands::{self, Block, ClientInfo, Session, Shared};
 use crate::journal::{self, FsyncPolicy, Journal};
 use crate::resp::{self, Parser};
 use crate::store::{self, Store};
@@ -139,6 +160,19 @@ struct Connection {
     waiting: bool,
     /// HELLO, AUTH, MULTI, WATCH.
     session: Session,
+    /// Blocked in BLPOP and friends.
+    blocked: Option<Blocked>,
+}
+
+/// A connection blocked in a blocking pop.
+#[derive(Debug)]
+struct Blocked {
+    /// When it blocked, as a number never reused: its place in the wait
+    /// lists, and what its timer checks.
+    seq: u64,
+    block: Block,
+    /// The timeout's timer; `None` for a timeout of 0 (forever).
+    timer: Option<CompletionId>,
 }
 
 /// The application state: every callback receives it.
@@ -159,6 +193,15 @@ pub struct Server {
     waiting: Vec<u32>,
     /// Connections paused because the journal's pending group is full.
     journal_blocked: Vec<u32>,
+    /// The wait lists of blocked connections: key to (block sequence,
+    /// connection index), so in the order they blocked.
+    waiters: BTreeMap<Vec<u8>, BTreeMap<u64, u32>>,
+    next_block_seq: u64,
+    /// Connections just served or unblocked, to pump (send the reply, run
+    /// the rest of their pipeline) once the current connection is done.
+    unblocked: VecDeque<u32>,
+    /// A pump is draining `unblocked`.
+    draining: bool,
     ready: bool,
     fatal: Option<String>,
 }
@@ -186,6 +229,7 @@ impl Server {
             local_addr: local_addr.to_string(),
             fsync: config.fsync,
             clients_max: CONNECTIONS_MAX,
+            blocked: BTreeSet::new(),
         };
         let server = Server {
             listener,
@@ -197,6 +241,10 @@ impl Server {
             next_client_id: 1,
             waiting: Vec::new(),
             journal_blocked: Vec::new(),
+            waiters: BTreeMap::new(),
+            next_block_seq: 1,
+            unblocked: VecDeque::new(),
+            draining: false,
             ready: false,
             fatal: None,
         };
@@ -389,6 +437,7 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Handle) {
         cancelled: false,
         waiting: false,
         session: Session::new(id, authenticated),
+        blocked: None,
     };
     server.next_client_id += 1;
     server.shared.stats.connections_received += 1;
@@ -415,10 +464,32 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Handle) {
 
 /// Moves a connection forward as far as it can go: runs the commands its
 /// input holds, sends released replies, reads more, or closes. Every event
-/// of a connection ends here, so the rules live in one place.
+/// of a connection ends here, so the rules live in one place. Then the
+/// connections that its commands served or unblocked move on too (at the
+/// outermost pump only, so that a chain of them is a loop, not a
+/// recursion).
 fn pump(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    pump_one(io, server, index);
+    if server.draining {
+        return;
+    }
+    server.draining = true;
+    while let Some(next) = server.unblocked.pop_front() {
+        pump_one(io, server, next);
+    }
+    server.draining = false;
+}
+
+fn pump_one(io: &mut IO<Server>, server: &mut Server, index: u32) {
     if server.fatal.is_some() {
         return;
+    }
+    // A blocked client that left (or broke) waits no more: no pop for it.
+    let leaving = server
+        .connection(index)
+        .is_some_and(|connection| connection.blocked.is_some() && connection.state != State::Open);
+    if leaving {
+        unblock(io, server, index);
     }
     let wants_input = run_commands(io, server, index);
     journal::flush(io, server);
@@ -451,25 +522,33 @@ fn pump(io: &mut IO<Server>, server: &mut Server, index: u32) {
 
 /// Runs the whole commands in the connection's input, while it may. Returns
 /// whether it stopped for want of input (so a recv should be in flight),
-/// rather than because it is paused or closing.
+/// rather than because it is paused or closing. A blocked connection wants
+/// input too: its recv sees it leave.
 fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
-    let Server {
-        connections,
-        store,
-        journal,
-        shared,
-        journal_blocked,
-        waiting,
-        ..
-    } = server;
-    let Some(connection) = connections.get_mut(index as usize) else {
-        return false;
-    };
     let mut wants_input = false;
     // One reading of the wall clock for the commands at hand, as Redis
     // takes one per command batch: a system call less per command.
     let realtime_us = io.realtime_ns() / 1000;
-    while connection.state == State::Open {
+    loop {
+        let Server {
+            connections,
+            store,
+            journal,
+            shared,
+            journal_blocked,
+            waiting,
+            ..
+        } = &mut *server;
+        let Some(connection) = connections.get_mut(index as usize) else {
+            return false;
+        };
+        if connection.state != State::Open {
+            break;
+        }
+        if connection.blocked.is_some() {
+            wants_input = true; // The rest waits until it is served.
+            break;
+        }
         if connection.out.len() >= OUTPUT_LIMIT_BYTES {
             break; // Resumed when a send completes.
         }
@@ -482,26 +561,41 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
             .parse(&connection.input, &mut connection.input_position);
         match parsed {
             Ok(true) => {
-                if !connection.parser.args.is_empty() {
-                    let realtime_ms = realtime_us / 1000;
-                    let resp3 = connection.session.resp3;
-                    let mut context = commands::Context {
-                        store: &mut *store,
-                        journal: Some(&mut *journal),
-                        shared: &mut *shared,
-                        session: &mut connection.session,
-                        reply: commands::Reply {
-                            out: &mut connection.out,
-                            resp3,
-                        },
-                        realtime_ms,
-                        realtime_us,
-                    };
-                    let outcome = commands::execute(&mut context, &connection.parser.args);
-                    if outcome == commands::Outcome::Quit {
-                        connection.state = State::CloseAfterReply;
-                    }
-                    hold_reply(connection, journal, waiting, index);
+                if connection.parser.args.is_empty() {
+                    continue;
+                }
+                let realtime_ms = realtime_us / 1000;
+                let resp3 = connection.session.resp3;
+                let mut context = commands::Context {
+                    store: &mut *store,
+                    journal: Some(&mut *journal),
+                    shared: &mut *shared,
+                    session: &mut connection.session,
+                    reply: commands::Reply {
+                        out: &mut connection.out,
+                        resp3,
+                    },
+                    realtime_ms,
+                    realtime_us,
+                    deny_blocking: false,
+                    block: None,
+                    unblock: Vec::new(),
+                };
+                let outcome = commands::execute(&mut context, &connection.parser.args);
+                let block = context.block.take();
+                let unblock = std::mem::take(&mut context.unblock);
+                if outcome == commands::Outcome::Quit {
+                    connection.state = State::CloseAfterReply;
+                }
+                hold_reply(connection, journal, waiting, index);
+                if let Some(block) = block {
+                    block_connection(io, server, index, block);
+                }
+                for (id, error) in unblock {
+                    unblock_client(io, server, id, error);
+                }
+                if server.store.has_ready_keys() {
+                    serve_ready_keys(io, server);
                 }
             }
             Ok(false) => {
@@ -516,12 +610,198 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
         }
     }
     // Drop what was parsed, so the input holds only what is not.
+    let connection = server.connection_mut(index).expect("still open");
     connection.input.drain(..connection.input_position);
     connection.input_position = 0;
     if connection.state != State::Open {
         connection.input = Vec::new();
     }
     wants_input
+}
+
+/// Blocks the connection that ran a blocking pop: on the wait list of each
+/// of its keys, with its timeout armed.
+fn block_connection(io: &mut IO<Server>, server: &mut Server, index: u32, block: Block) {
+    let seq = server.next_block_seq;
+    server.next_block_seq += 1;
+    for key in &block.keys {
+        let waiters = server.waiters.entry(key.clone()).or_default();
+        if waiters.is_empty() {
+            server.store.add_blocked_key(key);
+        }
+        waiters.insert(seq, index);
+    }
+    let timer = (block.timeout_ms > 0).then(|| {
+        let timeout_ns = block.timeout_ms.saturating_mul(1_000_000);
+        io.timeout(timeout_ns, move |io, server, result| {
+            on_block_timeout(io, server, index, seq, result)
+        })
+    });
+    let connection = server
+        .connection_mut(index)
+        .expect("blocking an open connection");
+    connection.blocked = Some(Blocked { seq, block, timer });
+    let id = connection.id;
+    server.shared.blocked.insert(id);
+}
+
+/// Takes a blocked connection off its wait lists and cancels its timer;
+/// the caller writes its reply, if it gets one. Nothing if it is not
+/// blocked.
+fn unblock(io: &mut IO<Server>, server: &mut Server, index: u32) {
+    let Some(connection) = server.connection_mut(index) else {
+        return;
+    };
+    let Some(blocked) = connection.blocked.take() else {
+        return;
+    };
+    let id = connection.id;
+    server.shared.blocked.remove(&id);
+    for key in &blocked.block.keys {
+        let Some(waiters) = server.waiters.get_mut(key) else {
+            continue;
+        };
+        waiters.remove(&blocked.seq);
+        if waiters.is_empty() {
+            server.waiters.remove(key);
+            server.store.remove_blocked_key(key);
+        }
+    }
+    if let Some(timer) = blocked.timer {
+        io.cancel(timer, |_io, _server, _result| {});
+    }
+}
+
+/// A blocked connection's timeout passed: the null array (RESP3's null),
+/// as Redis replies to every timed-out list pop, BLMOVE's included.
+fn on_block_timeout(
+    io: &mut IO<Server>,
+    server: &mut Server,
+    index: u32,
+    seq: u64,
+    result: io::Result<()>,
+) {
+    if result.is_err() || server.fatal.is_some() {
+        return; // Cancelled: the client was served, or left.
+    }
+    let Some(connection) = server.connection_mut(index) else {
+        return;
+    };
+    match connection.blocked.as_mut() {
+        // The timer fired, so there is nothing to cancel.
+        Some(blocked) if blocked.seq == seq => blocked.timer = None,
+        _ => return, // A timer that fired as its connection was unblocked.
+    }
+    unblock(io, server, index);
+    reply_unblocked(server, index, false);
+    pump(io, server, index);
+}
+
+/// CLIENT UNBLOCK `id`: the timeout's reply, or the UNBLOCKED error.
+fn unblock_client(io: &mut IO<Server>, server: &mut Server, id: u64, error: bool) {
+    let found = server
+        .connections
+        .iter()
+        .find(|(_, connection)| connection.id == id && connection.blocked.is_some())
+        .map(|(index, _)| index as u32);
+    if let Some(index) = found {
+        unblock(io, server, index);
+        reply_unblocked(server, index, error);
+        server.unblocked.push_back(index);
+    }
+}
+
+/// The reply of a connection unblocked without an element.
+fn reply_unblocked(server: &mut Server, index: u32, error: bool) {
+    let Server {
+        connections,
+        journal,
+        waiting,
+        ..
+    } = server;
+    let connection = connections
+        .get_mut(index as usize)
+        .expect("an unblocked connection");
+    if error {
+        resp::error(
+            &mut connection.out,
+            b"UNBLOCKED client unblocked via CLIENT UNBLOCK",
+        );
+    } else {
+        resp::nil_array(&mut connection.out, connection.session.resp3);
+    }
+    hold_reply(connection, journal, waiting, index);
+}
+
+/// Serves the waiters of the keys the last command created: key by key in
+/// the order they were created, each key's waiters in the order they
+/// blocked, while the key holds elements. Serving may create keys with
+/// waiters (BLMOVE's destination): those are served next.
+fn serve_ready_keys(io: &mut IO<Server>, server: &mut Server) {
+    let realtime_us = io.realtime_ns() / 1000;
+    while server.store.has_ready_keys() {
+        for key in server.store.take_ready_keys() {
+            let Some(waiters) = server.waiters.get(&key) else {
+                continue;
+            };
+            let queue: Vec<(u64, u32)> =
+                waiters.iter().map(|(&seq, &index)| (seq, index)).collect();
+            for (seq, index) in queue {
+                let op = match server.connection(index).and_then(|c| c.blocked.as_ref()) {
+                    Some(blocked) if blocked.seq == seq => blocked.block.op.clone(),
+                    _ => continue,
+                };
+                if serve_one(server, index, &key, &op, realtime_us) == Served::NotReady {
+                    break;
+                }
+                unblock(io, server, index);
+                server.unblocked.push_back(index);
+            }
+        }
+    }
+}
+
+/// Serves one blocked connection from `key`, replying into its output.
+fn serve_one(
+    server: &mut Server,
+    index: u32,
+    key: &[u8],
+    op: &commands::BlockOp,
+    realtime_us: u64,
+) -> Served {
+    let Server {
+        connections,
+        store,
+        journal,
+        shared,
+        waiting,
+        ..
+    } = server;
+    let connection = connections
+        .get_mut(index as usize)
+        .expect("a blocked connection");
+    let resp3 = connection.session.resp3;
+    let mut context = commands::Context {
+        store: &mut *store,
+        journal: Some(&mut *journal),
+        shared: &mut *shared,
+        session: &mut connection.session,
+        reply: commands::Reply {
+            out: &mut connection.out,
+            resp3,
+        },
+        realtime_ms: realtime_us / 1000,
+        realtime_us,
+        deny_blocking: true,
+        block: None,
+        unblock: Vec::new(),
+    };
+    let served = lists::serve(&mut context, key, op);
+    context.log_expired();
+    if served == Served::Replied {
+        hold_reply(connection, journal, waiting, index);
+    }
+    served
 }
 
 /// Marks the replies appended so far as held until the journal acknowledges
@@ -655,6 +935,7 @@ fn finish_closing(io: &mut IO<Server>, server: &mut Server, index: u32) {
         }
         return;
     }
+    unblock(io, server, index);
     let mut connection = server
         .connections
         .try_remove(index as usize)

@@ -224,6 +224,14 @@ pub struct Store {
     /// RANDOMKEY's, SPOP's and SRANDMEMBER's generator: seeded the same
     /// every run, so the simulator replays.
     random: u64,
+    /// Keys that blocked clients (BLPOP and friends) wait on; the server's
+    /// wait lists say who waits.
+    blocked_keys: BTreeSet<Vec<u8>>,
+    /// Keys of `blocked_keys` that were created, or given a list value,
+    /// since the server last looked, in that order: Redis's `ready_keys`.
+    /// After each command the server serves their waiters.
+    ready_keys: Vec<Vec<u8>>,
+    ready_set: BTreeSet<Vec<u8>>,
 }
 
 /// The wall clock in Unix milliseconds (Redis's `mstime()`): the clock of
@@ -379,7 +387,13 @@ impl Store {
     pub fn insert(&mut self, key: &[u8], value: Value, deadline_ms: u64) {
         assert!(deadline_ms <= i64::MAX as u64);
         self.touch(key);
+        let is_list = matches!(value, Value::List(_));
         let old = self.entries.insert(key, Entry { value, deadline_ms });
+        // Redis signals a key at its creation (`dbAdd`, which RENAME and
+        // COPY use too): a key with waiters that becomes a list.
+        if old.is_none() || is_list {
+            self.signal_ready(key);
+        }
         let old_deadline_ms = old.map_or(0, |entry| entry.deadline_ms);
         self.move_deadline(key, old_deadline_ms, deadline_ms);
     }
@@ -509,6 +523,39 @@ impl Store {
         }
         let (key, _) = self.entries.at_or_after(self.random)?;
         Some(key.bytes().to_vec())
+    }
+
+    /// A client now blocks on `key` (the first of its waiters).
+    pub fn add_blocked_key(&mut self, key: &[u8]) {
+        self.blocked_keys.insert(key.to_vec());
+    }
+
+    /// No client blocks on `key` any more.
+    pub fn remove_blocked_key(&mut self, key: &[u8]) {
+        self.blocked_keys.remove(key);
+    }
+
+    /// Whether keys with waiters were created since [`take_ready_keys`].
+    ///
+    /// [`take_ready_keys`]: Store::take_ready_keys
+    pub fn has_ready_keys(&self) -> bool {
+        !self.ready_keys.is_empty()
+    }
+
+    /// The keys with waiters created since the last call, in the order
+    /// they were created; each at most once.
+    pub fn take_ready_keys(&mut self) -> Vec<Vec<u8>> {
+        self.ready_set.clear();
+        std::mem::take(&mut self.ready_keys)
+    }
+
+    fn signal_ready(&mut self, key: &[u8]) {
+        if self.blocked_keys.is_empty() || self.loading || !self.blocked_keys.contains(key) {
+            return;
+        }
+        if self.ready_set.insert(key.to_vec()) {
+            self.ready_keys.push(key.to_vec());
+        }
     }
 
     /// Tells the watchers of `key` that it changed.

@@ -1,10 +1,13 @@
 //! A Redis client node: keeps a window of pipelined requests on its own
 //! keys of every type (SET, HSET, SADD, ZADD with values never used
 //! before; DEL, HDEL, SREM, ZREM; INCR, RPUSH; GET, HGET, SISMEMBER,
-//! ZSCORE, LLEN), checks every reply against its [`Model`], and reconnects
-//! after any failure. A request
-//! whose reply never came has an unknown outcome: the model keeps it as
-//! possible, unless its bytes were never all handed to a send.
+//! ZSCORE, LLEN; BLMOVE rotating its list), checks every reply against its
+//! [`Model`], and reconnects after any failure. It also pushes to and
+//! blocks on the queue every client shares (RPUSH; BLPOP, BRPOP, BLMPOP
+//! with a short timeout), and reports what it saw of it as
+//! [`QueueEvent`]s for the harness's ledger. A request whose reply never
+//! came has an unknown outcome: the model keeps it as possible, unless its
+//! bytes were never all handed to a send.
 
 use std::collections::VecDeque;
 use std::io;
@@ -13,7 +16,7 @@ use std::net::SocketAddr;
 use ringio::sim::Prng;
 use ringio::{CompletionId, Handle, IO};
 
-use crate::model::{CounterKind, Key, Kind, Model, Write};
+use crate::model::{CounterKind, Key, Kind, Model, QueueEvent, Write, QUEUE_KEY};
 
 /// Requests in flight per client.
 const WINDOW: usize = 4;
@@ -30,23 +33,43 @@ const RECONNECT_DELAY_NS: u64 = 10_000_000;
 /// real network.
 const REPLY_TIMEOUT_NS: u64 = 200_000_000;
 
+/// How long a blocking pop of the shared queue waits: long enough that
+/// another client's push often wakes it, short against the reply
+/// watchdog.
+const QUEUE_POP_TIMEOUT: &[u8] = b"0.05";
+/// How long BLMOVE waits on the client's own list, which only its own
+/// pipeline (stuck behind it) could fill.
+const ROTATE_TIMEOUT: &[u8] = b"0.02";
+
+/// What a request does.
+#[derive(Debug)]
+enum Op {
+    /// A write of the model's `key`, or a read (`write` `None`).
+    Model { key: Key, write: Option<Write> },
+    /// BLMOVE of the client's list onto itself, right to left.
+    Rotate,
+    /// RPUSH of a unique value onto the shared queue.
+    Push(Vec<u8>),
+    /// A blocking pop of the shared queue, of at most `count` values.
+    Pop { count: u64 },
+}
+
 /// A request: what it does, and where it ends in the connection's stream.
 #[derive(Debug)]
 struct Request {
     seq: u64,
-    key: Key,
-    /// `None` for a GET.
-    write: Option<Write>,
+    op: Op,
     end: u64,
 }
 
 /// A reply, as far as this client needs to read it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Reply {
     Simple(Vec<u8>),
     Error(Vec<u8>),
     Integer(i64),
     Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
 }
 
 /// One client's state: the ctx of its `IO`.
@@ -72,6 +95,8 @@ pub struct Client {
     sending: bool,
     /// Acknowledged writes.
     pub acked: u64,
+    /// What happened to the shared queue, for the harness to take.
+    pub queue_events: Vec<QueueEvent>,
     /// The first reply that contradicted the model.
     pub violation: Option<String>,
 }
@@ -96,10 +121,24 @@ impl Client {
             output: Vec::new(),
             sending: false,
             acked: 0,
+            queue_events: Vec::new(),
             violation: None,
         };
         connect(io, &mut client);
         client
+    }
+
+    /// The values that this client's blocking pops, sent but not
+    /// answered yet, may have taken.
+    pub fn pops_in_flight(&self) -> u64 {
+        self.in_flight
+            .iter()
+            .filter(|request| request.end <= self.handed)
+            .map(|request| match request.op {
+                Op::Pop { count } => count,
+                _ => 0,
+            })
+            .sum()
     }
 
     fn fail(&mut self, message: String) {
@@ -181,7 +220,7 @@ fn top_up(client: &mut Client) {
         let register = Key::Register(kind, client.prng.below(REGISTERS as u64) as usize);
         let incr = Key::Counter(CounterKind::Incr);
         let list = Key::Counter(CounterKind::ListLength);
-        let (key, write) = match client.prng.below(100) {
+        let (key, write) = match client.prng.below(120) {
             0..=39 => {
                 let value = match kind {
                     Kind::String | Kind::HashField => format!("c{}-v{seq}", client.id),
@@ -195,7 +234,11 @@ fn top_up(client: &mut Client) {
             60..=69 => (list, Some(Write::Incr)),
             70..=89 => (register, None),
             90..=94 => (incr, None),
-            _ => (list, None),
+            95..=99 => (list, None),
+            draw => {
+                queue_request(client, seq, draw);
+                continue;
+            }
         };
         let start = client.output.len();
         let (name, inner) = client.model.name(key);
@@ -207,11 +250,56 @@ fn top_up(client: &mut Client) {
         client.queued += (client.output.len() - start) as u64;
         client.in_flight.push_back(Request {
             seq,
-            key,
-            write,
+            op: Op::Model { key, write },
             end: client.queued,
         });
     }
+}
+
+/// A request on the shared queue (a push, or a blocking pop) or the
+/// rotation of the client's list, for a draw of 100..120.
+fn queue_request(client: &mut Client, seq: u64, draw: u64) {
+    let start = client.output.len();
+    let op = match draw {
+        100..=107 => {
+            let value = format!("c{}-q{seq}", client.id).into_bytes();
+            encode(&mut client.output, &[b"RPUSH", QUEUE_KEY, &value]);
+            client.queue_events.push(QueueEvent::Sent(value.clone()));
+            Op::Push(value)
+        }
+        108..=115 => {
+            let (command, count): (Vec<&[u8]>, u64) = match client.prng.below(3) {
+                0 => (vec![b"BLPOP", QUEUE_KEY, QUEUE_POP_TIMEOUT], 1),
+                1 => (vec![b"BRPOP", QUEUE_KEY, QUEUE_POP_TIMEOUT], 1),
+                _ => {
+                    let command: Vec<&[u8]> = vec![
+                        b"BLMPOP",
+                        QUEUE_POP_TIMEOUT,
+                        b"1",
+                        QUEUE_KEY,
+                        b"LEFT",
+                        b"COUNT",
+                        b"2",
+                    ];
+                    (command, 2)
+                }
+            };
+            encode(&mut client.output, &command);
+            Op::Pop { count }
+        }
+        _ => {
+            let (name, _) = client.model.name(Key::Counter(CounterKind::ListLength));
+            let command: [&[u8]; 6] = [b"BLMOVE", &name, &name, b"RIGHT", b"LEFT", ROTATE_TIMEOUT];
+            encode(&mut client.output, &command);
+            Op::Rotate
+        }
+    };
+    client.queued += (client.output.len() - start) as u64;
+    client.in_flight.push_back(Request {
+        seq,
+        op,
+        end: client.queued,
+    });
 }
 
 /// The command of a request: `name` is the key, `inner` a register's field
@@ -329,9 +417,50 @@ fn take_replies(client: &mut Client) {
 }
 
 fn on_reply(client: &mut Client, request: &Request, reply: Reply) -> Result<(), String> {
-    let (key, seq) = (request.key, request.seq);
+    let seq = request.seq;
+    let (key, write) = match &request.op {
+        Op::Model { key, write } => (*key, write),
+        Op::Push(value) => {
+            if !matches!(reply, Reply::Integer(1..)) {
+                return Err(format!(
+                    "request {seq} (RPUSH of the shared queue) got {reply:?}"
+                ));
+            }
+            client.acked += 1;
+            client.queue_events.push(QueueEvent::Pushed(value.clone()));
+            return Ok(());
+        }
+        Op::Pop { count } => {
+            let values = popped_values(reply, *count).map_err(|reply| {
+                format!("request {seq} (a pop of the shared queue) got {reply:?}")
+            })?;
+            if !values.is_empty() {
+                client.acked += 1;
+                client.queue_events.push(QueueEvent::Popped(values));
+            }
+            return Ok(());
+        }
+        Op::Rotate => {
+            let list = Key::Counter(CounterKind::ListLength);
+            return match reply {
+                Reply::Bulk(Some(element)) if element == b"x" => {
+                    client.acked += 1;
+                    client
+                        .model
+                        .check_nonzero(list, seq)
+                        .map_err(|message| format!("BLMOVE (request {seq}): {message}"))
+                }
+                // Timed out: the list must have been empty.
+                Reply::Array(None) => client
+                    .model
+                    .check(list, None, seq)
+                    .map_err(|message| format!("BLMOVE timed out (request {seq}): {message}")),
+                reply => Err(format!("request {seq} (BLMOVE) got {reply:?}")),
+            };
+        }
+    };
     let string_key = matches!(key, Key::Register(Kind::String, _));
-    match (&request.write, reply) {
+    match (write, reply) {
         (Some(Write::Set(_)), Reply::Simple(ok)) if ok == b"OK" && string_key => {
             client.acked += 1;
             client.model.acked(key, seq, None)
@@ -371,6 +500,37 @@ fn on_reply(client: &mut Client, request: &Request, reply: Reply) -> Result<(), 
     }
 }
 
+/// The values a blocking pop of the shared queue took: none for a timeout
+/// (the null array); BLPOP's and BRPOP's key and value; BLMPOP's key and
+/// array of 1 to `count` values. `Err` with the reply if it is none of
+/// those.
+fn popped_values(reply: Reply, count: u64) -> Result<Vec<Vec<u8>>, Reply> {
+    let items = match reply {
+        Reply::Array(None) => return Ok(Vec::new()),
+        Reply::Array(Some(items)) => items,
+        reply => return Err(reply),
+    };
+    let whole = || Reply::Array(Some(items.clone()));
+    match items.as_slice() {
+        [Reply::Bulk(Some(key)), Reply::Bulk(Some(value))] if key == QUEUE_KEY && count == 1 => {
+            Ok(vec![value.clone()])
+        }
+        [Reply::Bulk(Some(key)), Reply::Array(Some(values))]
+            if key == QUEUE_KEY && (1..=count as usize).contains(&values.len()) =>
+        {
+            let mut popped = Vec::new();
+            for value in values {
+                match value {
+                    Reply::Bulk(Some(value)) => popped.push(value.clone()),
+                    _ => return Err(whole()),
+                }
+            }
+            Ok(popped)
+        }
+        _ => Err(whole()),
+    }
+}
+
 /// One whole reply at the start of `input`, and its length.
 fn parse_reply(input: &[u8]) -> Option<(Reply, usize)> {
     let line_end = input.windows(2).position(|pair| pair == b"\r\n")?;
@@ -392,6 +552,20 @@ fn parse_reply(input: &[u8]) -> Option<(Reply, usize)> {
             }
             Some((Reply::Bulk(Some(input[after..end].to_vec())), end + 2))
         }
+        b'*' => {
+            let len = integer()?;
+            if len < 0 {
+                return Some((Reply::Array(None), after));
+            }
+            let mut items = Vec::new();
+            let mut position = after;
+            for _ in 0..len {
+                let (item, used) = parse_reply(&input[position..])?;
+                items.push(item);
+                position += used;
+            }
+            Some((Reply::Array(Some(items)), position))
+        }
         _ => Some((Reply::Error(b"unparseable reply".to_vec()), input.len())),
     }
 }
@@ -404,13 +578,20 @@ fn disconnect(io: &mut IO<Client>, client: &mut Client) {
         io.close(socket, |_, _, _: io::Result<()>| {});
     }
     for request in std::mem::take(&mut client.in_flight) {
-        if request.write.is_none() {
-            continue;
-        }
-        if request.end > client.handed {
-            client.model.not_sent(request.key, request.seq);
-        } else {
-            client.model.abandoned(request.key, request.seq);
+        let handed = request.end <= client.handed;
+        match request.op {
+            Op::Model {
+                key,
+                write: Some(_),
+            } => {
+                if handed {
+                    client.model.abandoned(key, request.seq);
+                } else {
+                    client.model.not_sent(key, request.seq);
+                }
+            }
+            Op::Pop { count } if handed => client.queue_events.push(QueueEvent::Unknown(count)),
+            _ => {}
         }
     }
     client.input.clear();

@@ -6,6 +6,11 @@
 //! restarts the server at random moments. Every GET reply, and after every
 //! recovery the whole recovered key space, is checked: each key holds its
 //! last acknowledged write, or a later write whose outcome is unknown.
+//! The clients also share one queue, pushing to it and blocking on it
+//! (BLPOP, BRPOP, BLMPOP, each woken by another client's push or timed
+//! out), which a ledger across all clients checks: no value popped twice,
+//! none that was never pushed, and after a recovery no acknowledged pop or
+//! push undone.
 //!
 //! ```text
 //! cargo run --release --example kv_sim -- --seed 7
@@ -57,7 +62,7 @@ use ringio::sim::{NodeId, Simulator};
 
 use client::Client;
 use journal::FsyncPolicy;
-use model::Key;
+use model::{Key, QueueLedger};
 use seeds::{Args, Outcome, Process};
 use server::{Server, ServerConfig};
 
@@ -128,6 +133,7 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
         clients.push(Process { io, state });
     }
     let mut server: Option<Process<Server>> = None;
+    let mut ledger = QueueLedger::default();
     let mut checked = false;
     let mut outcome = Outcome::default();
     let mut next_crash_ns = sim.now_ns() + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
@@ -142,13 +148,16 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
             crash |= process.state.fatal().is_some();
             if process.state.ready() && !checked {
                 checked = true;
-                outcome.violation = check(&process.state, &clients).err();
+                outcome.violation = check(&process.state, &clients, &ledger).err();
             }
         }
         for client in &mut clients {
             client.io.tick(&mut client.state)?;
             if outcome.violation.is_none() {
                 outcome.violation = client.state.violation.clone();
+            }
+            if let Err(violation) = take_queue_events(&mut ledger, &mut client.state) {
+                outcome.violation.get_or_insert(violation);
             }
         }
         if server.is_some() && crash {
@@ -172,7 +181,14 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     }
     if outcome.violation.is_none() {
         outcome.crashes += 1;
-        match final_check(&mut sim, server_node, server, &mut clients, args.bug)? {
+        match final_check(
+            &mut sim,
+            server_node,
+            server,
+            &mut clients,
+            &mut ledger,
+            args.bug,
+        )? {
             Ok(excused) => outcome.excused = excused,
             Err(violation) => outcome.violation = Some(violation),
         }
@@ -193,6 +209,7 @@ fn final_check(
     server_node: NodeId,
     server: Option<Process<Server>>,
     clients: &mut [Process<Client>],
+    ledger: &mut QueueLedger,
     bug: bool,
 ) -> io::Result<Result<Option<String>, String>> {
     sim.liveness();
@@ -211,6 +228,9 @@ fn final_check(
             if let Some(violation) = &client.state.violation {
                 return Ok(Err(violation.clone()));
             }
+            if let Err(violation) = take_queue_events(ledger, &mut client.state) {
+                return Ok(Err(violation));
+            }
         }
         if let Some(reason) = server.state.fatal() {
             let damaged = sim.damaged_sectors(server_node, WAL_PATH);
@@ -224,7 +244,7 @@ fn final_check(
         }
         if server.state.ready() && !checked {
             checked = true;
-            if let Err(violation) = check(&server.state, clients) {
+            if let Err(violation) = check(&server.state, clients, ledger) {
                 return Ok(Err(violation));
             }
         }
@@ -272,9 +292,31 @@ fn stored_value(server: &Server, model: &model::Model, key: Key) -> Option<Vec<u
     }
 }
 
+/// Hands what a client saw of the shared queue to the ledger.
+fn take_queue_events(ledger: &mut QueueLedger, client: &mut Client) -> Result<(), String> {
+    for event in std::mem::take(&mut client.queue_events) {
+        ledger.record(client.id, event)?;
+    }
+    Ok(())
+}
+
 /// After a recovery: every key of every client holds its last acknowledged
-/// write, or a later one whose outcome is unknown.
-fn check(server: &Server, clients: &[Process<Client>]) -> Result<(), String> {
+/// write, or a later one whose outcome is unknown; the shared queue passes
+/// the ledger's check.
+fn check(server: &Server, clients: &[Process<Client>], ledger: &QueueLedger) -> Result<(), String> {
+    let queue = match server.store.peek(model::QUEUE_KEY) {
+        None => Ok(None),
+        Some(store::Entry {
+            value: store::Value::List(list),
+            ..
+        }) => Ok(Some(list.iter().cloned().collect())),
+        Some(_) => Err(()),
+    };
+    let in_flight = clients
+        .iter()
+        .map(|client| client.state.pops_in_flight())
+        .sum();
+    ledger.check_recovered(queue, in_flight)?;
     for client in clients {
         let model = &client.state.model;
         for key in model.keys() {

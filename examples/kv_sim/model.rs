@@ -8,7 +8,13 @@
 //! SISMEMBER: its value is "1" while it is a member) and a sorted-set
 //! member (ZADD, ZREM, ZSCORE: its value is its score) are registers; an
 //! INCR counter and a list's length (RPUSH replies it, LLEN reads it) are
-//! counters.
+//! counters. BLMOVE rotates a client's list (right to left, the length
+//! unchanged) with a short timeout: it must find an element once an RPUSH
+//! was acknowledged, and may time out only before.
+//!
+//! One key is shared by every client, the queue of [`QueueLedger`]: pushes
+//! and blocking pops of unique values, checked by the harness across all
+//! clients.
 //!
 //! Each client owns its keys, so no other writer can explain a value.
 //! Requests on one connection run in order, so on a live connection only
@@ -273,6 +279,23 @@ impl Model {
         Ok(())
     }
 
+    /// Whether the counter `key` may be above zero for a request sent as
+    /// `before`: a list that BLMOVE found non-empty.
+    pub fn check_nonzero(&self, key: Key, before: u64) -> Result<(), String> {
+        let Key::Counter(kind) = key else {
+            unreachable!("only a counter is nonzero");
+        };
+        let counter = self.counter(kind);
+        let unknown = counter.possible.range(..before).count() + counter.floating.len();
+        if counter.acked > 0 || unknown > 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "{} had an element, but no RPUSH of it was acknowledged or of unknown outcome",
+            self.display(key)
+        ))
+    }
+
     /// Whether `found` is a value `key` may hold: to a GET sent as request
     /// `before` (writes sent after it cannot show), or after a recovery
     /// (`before` = `u64::MAX`).
@@ -328,5 +351,127 @@ impl Model {
                 ))
             }
         }
+    }
+}
+
+/// The key every client shares: a queue of unique values
+/// (`c{client}-q{request}`), pushed with RPUSH and taken with blocking
+/// pops (BLPOP, BRPOP, BLMPOP with a short timeout), so clients block and
+/// are woken by each other's pushes.
+pub const QUEUE_KEY: &[u8] = b"wq";
+
+/// What a client saw of the shared queue, for the [`QueueLedger`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueEvent {
+    /// A push of this value is about to be sent.
+    Sent(Vec<u8>),
+    /// A push of this value was acknowledged.
+    Pushed(Vec<u8>),
+    /// An acknowledged pop took these values.
+    Popped(Vec<Vec<u8>>),
+    /// A pop of unknown outcome (sent on a connection given up on) may
+    /// have taken up to this many values.
+    Unknown(u64),
+}
+
+/// The whole world's knowledge of the shared queue: a value is pushed at
+/// most once, so an acknowledged pop must return a value some push sent,
+/// and no value twice; after a recovery the queue must hold no value an
+/// acknowledged pop took (the pop was durable before its reply), only
+/// values some push sent, and every acknowledged push's value, but for as
+/// many as the pops of unknown outcome may have taken.
+#[derive(Debug, Default)]
+pub struct QueueLedger {
+    sent: BTreeSet<Vec<u8>>,
+    pushed: BTreeSet<Vec<u8>>,
+    popped: BTreeSet<Vec<u8>>,
+    unknown_pops: u64,
+}
+
+fn show_value(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
+impl QueueLedger {
+    /// Takes in one client's event; `Err` if it contradicts the rules.
+    pub fn record(&mut self, client: u32, event: QueueEvent) -> Result<(), String> {
+        match event {
+            QueueEvent::Sent(value) => {
+                self.sent.insert(value);
+            }
+            QueueEvent::Pushed(value) => {
+                self.pushed.insert(value);
+            }
+            QueueEvent::Popped(values) => {
+                for value in values {
+                    if !self.sent.contains(&value) {
+                        return Err(format!(
+                            "client {client}: a pop of the shared queue returned {:?}, which \
+                             no push sent",
+                            show_value(&value)
+                        ));
+                    }
+                    if !self.popped.insert(value.clone()) {
+                        return Err(format!(
+                            "client {client}: a pop of the shared queue returned {:?}, which \
+                             an acknowledged pop had taken already",
+                            show_value(&value)
+                        ));
+                    }
+                }
+            }
+            QueueEvent::Unknown(count) => self.unknown_pops += count,
+        }
+        Ok(())
+    }
+
+    /// Checks the recovered queue (`None`: the key is missing; `Err(())`:
+    /// it holds another type). `in_flight` pops, sent before the crash and
+    /// not answered yet, may have taken values too.
+    pub fn check_recovered(
+        &self,
+        queue: Result<Option<Vec<Vec<u8>>>, ()>,
+        in_flight: u64,
+    ) -> Result<(), String> {
+        let Ok(queue) = queue else {
+            return Err("after recovery: the shared queue holds another type".to_owned());
+        };
+        let queue = queue.unwrap_or_default();
+        let present: BTreeSet<&Vec<u8>> = queue.iter().collect();
+        if present.len() != queue.len() {
+            return Err("after recovery: the shared queue holds a value twice".to_owned());
+        }
+        for value in &queue {
+            if self.popped.contains(value) {
+                return Err(format!(
+                    "after recovery: acknowledged pop lost: {:?}, taken by an acknowledged \
+                     pop, is back in the shared queue",
+                    show_value(value)
+                ));
+            }
+            if !self.sent.contains(value) {
+                return Err(format!(
+                    "after recovery: the shared queue holds {:?}, which no push sent",
+                    show_value(value)
+                ));
+            }
+        }
+        let missing: Vec<&Vec<u8>> = self
+            .pushed
+            .iter()
+            .filter(|value| !self.popped.contains(*value) && !present.contains(value))
+            .collect();
+        let unknown = self.unknown_pops + in_flight;
+        if missing.len() as u64 > unknown {
+            let first = missing.first().map(|value| show_value(value));
+            return Err(format!(
+                "after recovery: acknowledged push lost: {} acknowledged values (the first \
+                 {first:?}) are missing from the shared queue, and pops of unknown outcome \
+                 could have taken only {}",
+                missing.len(),
+                unknown
+            ));
+        }
+        Ok(())
     }
 }
