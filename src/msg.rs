@@ -197,17 +197,18 @@ fn refuse_iovecs(count: usize) -> i32 {
     }
 }
 
-/// A vectored send or write: owns the buffers and the message.
-struct Gathered<B, F> {
-    bufs: Vec<B>,
+/// A send or write, vectored or not (`bufs` is a `Vec` of buffers or one
+/// buffer): owns what the kernel reads, and the message, until it is done.
+struct Gathered<T, F> {
+    bufs: T,
     message: MessageBox,
     callback: F,
 }
 
-impl<C, B, F> Handler<C> for Gathered<B, F>
+impl<C, T, F> Handler<C> for Gathered<T, F>
 where
-    B: IoBuf,
-    F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, Vec<B>) + 'static,
+    T: 'static,
+    F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, T) + 'static,
 {
     fn complete(self, io: &mut IO<C>, ctx: &mut C, result: i32) {
         io.messages.push(self.message);
@@ -261,25 +262,6 @@ where
         };
         io.messages.push(self.message);
         (self.callback)(io, ctx, result, self.bufs, control)
-    }
-}
-
-/// A one-buffer send to an address: owns the buffer and the message.
-struct SentTo<B, F> {
-    buf: B,
-    message: MessageBox,
-    callback: F,
-}
-
-impl<C, B, F> Handler<C> for SentTo<B, F>
-where
-    B: IoBuf,
-    F: FnOnce(&mut IO<C>, &mut C, io::Result<usize>, B) + 'static,
-{
-    fn complete(self, io: &mut IO<C>, ctx: &mut C, result: i32) {
-        io.messages.push(self.message);
-        let result = sys::result_from_raw(result).map(|count| count as usize);
-        (self.callback)(io, ctx, result, self.buf)
     }
 }
 
@@ -508,8 +490,8 @@ impl<C> IO<C> {
         let mut message = self.message();
         gather(&mut message.get().iovecs, std::slice::from_ref(&buf));
         let msg = message.aim(Name::Send(to.into()), Vec::new());
-        let callback = self.callback(SentTo {
-            buf,
+        let callback = self.callback(Gathered {
+            bufs: buf,
             message,
             callback,
         });
