@@ -758,14 +758,16 @@ fn file_system_call(operation: &Operation) -> i32 {
                 statx,
             )
         },
-        // SAFETY: fallocate(2) takes only integers. The IO checked that
-        // both fit in an off_t.
         Operation::Fallocate {
             fd,
             mode,
             offset,
             len,
-        } => unsafe { libc::fallocate(fd, mode, offset as i64, len as i64) },
+        } => {
+            // SAFETY: fallocate(2) takes only integers. The IO checked that
+            // both fit in an off_t.
+            unsafe { libc::fallocate(fd, mode, offset as i64, len as i64) }
+        }
         // SAFETY: ftruncate(2) takes only integers; the IO checked `len`.
         Operation::Ftruncate { fd, len } => unsafe { libc::ftruncate(fd, len as i64) },
         // SAFETY: both paths are NUL-terminated copies in the operation's
