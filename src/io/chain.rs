@@ -129,7 +129,7 @@ impl<C> IO<C> {
     /// let mut io: ringio::IO<Vec<&str>> = ringio::IO::new()?;
     /// let file = io.open_file(dir.join("log"), ringio::FileOptions::new().create(true))?;
     /// io.chain(|io| {
-    ///     io.write(file, b"record", 0, |_, log, result, _| {
+    ///     io.write(file, &b"record"[..], 0, |_, log, result, _| {
     ///         assert_eq!(result.unwrap(), 6);
     ///         log.push("written");
     ///     });
