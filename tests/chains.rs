@@ -537,3 +537,107 @@ fn a_panicking_chain_body_still_starts_what_it_submitted(backend: Backend) {
     files.io.nop(alone);
     assert_eq!(files.run(), [("alone", Ok(0))]);
 }
+
+/// Write + fsync as one linked chain against two separate submissions (the
+/// fsync submitted from the write's callback), on io_uring: latency from
+/// submitting the write to the fsync's callback, and `io_uring_enter`s per
+/// pair. On ext4 (`util::ext4_base()`), where the device's flush dominates,
+/// and on tmpfs (/dev/shm), where fsync is nearly free and what is left is
+/// the loop's own cost. Figures in docs/benchmarks.md:
+///
+/// ```text
+/// cargo test --release --test chains -- --ignored --nocapture write_fsync_latency
+/// ```
+#[test]
+#[ignore = "a measurement: run it by name with --ignored --nocapture"]
+fn write_fsync_latency_linked_against_separate() {
+    let mut bases = vec![(util::ext4_base(), "ext4", 2_000)];
+    let shm = std::path::PathBuf::from("/dev/shm");
+    if shm.is_dir() {
+        bases.push((shm, "tmpfs", 100_000));
+    }
+    for (base, name, pairs) in bases {
+        write_fsync_latency_on(&base, name, pairs);
+    }
+}
+
+fn write_fsync_latency_on(base: &std::path::Path, name: &str, pairs: usize) {
+    const BLOCK: usize = 4096;
+    let scratch = util::Scratch::under(base, Backend::IoUring, "chain-bench");
+    let mut io: IO<Option<u64>> = Backend::IoUring.io();
+    let file = io
+        .open_file(scratch.path("log"), FileOptions::new().create(true))
+        .unwrap();
+    // Allocate the blocks first, so that every pair is an overwrite.
+    io.write(file, vec![0u8; 256 * BLOCK], 0, |_, _, result, _| {
+        result.unwrap();
+    });
+    io.fsync(file, |_, _, result| result.unwrap());
+    io.run(&mut None).unwrap();
+    let mut buf = Some(vec![0u8; BLOCK]);
+    let mut pair = |io: &mut IO<Option<u64>>, index: usize, linked: bool| -> u64 {
+        let offset = (index % 256 * BLOCK) as u64;
+        let data = buf.take().unwrap_or_else(|| vec![0u8; BLOCK]);
+        let start_ns = io.now_ns();
+        let done =
+            |io: &mut IO<Option<u64>>, end: &mut Option<u64>, result: std::io::Result<()>| {
+                result.unwrap();
+                *end = Some(io.now_ns());
+            };
+        if linked {
+            io.chain(|io| {
+                io.write(file, data, offset, |_, _, result, _| {
+                    assert_eq!(result.unwrap(), BLOCK);
+                });
+                io.fsync(file, done);
+            });
+        } else {
+            io.write(file, data, offset, move |io, _, result, _| {
+                assert_eq!(result.unwrap(), BLOCK);
+                io.fsync(file, done);
+            });
+        }
+        let mut end = None;
+        io.run(&mut end).unwrap();
+        end.unwrap() - start_ns
+    };
+    let mut linked = Vec::with_capacity(pairs);
+    let mut separate = Vec::with_capacity(pairs);
+    let (mut linked_enters, mut separate_enters) = (0, 0);
+    // Alternate in blocks, so that drift in the device hits both alike.
+    let block_pairs = 100;
+    for block in 0..pairs / block_pairs {
+        for index in 0..block_pairs {
+            let before = io.stats().syscalls;
+            let index = block * block_pairs + index;
+            if block % 2 == 0 {
+                linked.push(pair(&mut io, index, true));
+                linked_enters += io.stats().syscalls - before;
+            } else {
+                separate.push(pair(&mut io, index, false));
+                separate_enters += io.stats().syscalls - before;
+            }
+        }
+    }
+    let report = |mode: &str, samples: &mut Vec<u64>, enters: u64| {
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+        let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1000.0;
+        println!(
+            "{name:>5} {mode:>8}: {} pairs, p10 {:.1} us, p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, mean {:.1} us, {:.2} io_uring_enter per pair",
+            samples.len(),
+            at(0.1),
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            mean,
+            enters as f64 / samples.len() as f64
+        );
+    };
+    println!(
+        "write 4 KiB + fsync, overwrites, io_uring, {name} under {}",
+        base.display()
+    );
+    report("linked", &mut linked, linked_enters);
+    report("separate", &mut separate, separate_enters);
+}

@@ -253,23 +253,26 @@ impl World {
         operation: &Operation,
     ) {
         let now_ns = self.node_realtime_ns(node) as i64;
-        // SAFETY (for each `user_path`): the paths of an in-flight path
-        // operation are NUL-terminated copies in its `FsArgs`, owned by
-        // its handler until the completion is reaped.
         let result = match *operation {
             Operation::OpenAt { path, flags, .. } => {
+                // SAFETY: the paths of an in-flight path operation are
+                // NUL-terminated copies in its `FsArgs`, owned by its
+                // handler until the completion is reaped; used only here.
                 let path = unsafe { user_path(path) };
                 self.open_file(node, path, FileOptions::from_flags(flags))
-                    .map(|fd| fd as i32)
             }
             Operation::RenameAt { old, new, flags } => {
-                let (old, new) = unsafe { (user_path(old), user_path(new)) };
+                // SAFETY: as for OpenAt.
+                let old = unsafe { user_path(old) };
+                // SAFETY: as for OpenAt.
+                let new = unsafe { user_path(new) };
                 self.nodes[node]
                     .disk
                     .rename(old, new, flags, now_ns)
                     .map(|()| 0)
             }
             Operation::UnlinkAt { path, flags } => {
+                // SAFETY: as for OpenAt.
                 let path = unsafe { user_path(path) };
                 match flags & !libc::AT_REMOVEDIR {
                     // A stale Unix socket file (`unix.rs`) is a file to unlink.
@@ -282,6 +285,7 @@ impl World {
                 }
             }
             Operation::MkDirAt { path, .. } => {
+                // SAFETY: as for OpenAt.
                 let path = unsafe { user_path(path) };
                 self.nodes[node].disk.mkdir(path).map(|()| 0)
             }
