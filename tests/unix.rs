@@ -208,6 +208,15 @@ fn a_closed_listener_leaves_its_path_taken_and_its_abstract_name_free(backend: B
         None,
         "an abstract name is free"
     );
+    // Unlinking the socket file frees the path.
+    let file = path.as_path().unwrap().to_owned();
+    io.unlinkat(&file, UnlinkFlags::FILE, |_, seen, result| {
+        seen.push(errno(&result))
+    });
+    seen.clear();
+    io.run(&mut seen).unwrap();
+    assert_eq!(seen, [None]);
+    assert_eq!(errno(&io.listen_unix(&path, 1)), None);
 }
 
 fn closing_with_unread_data_resets_the_peer(backend: Backend) {
