@@ -497,7 +497,10 @@ fn pump_one(io: &mut IO<Server>, server: &mut Server, index: u32) {
         return;
     };
     let fd = connection.fd;
-    if connection.send_in_flight.is_none() && connection.releasable > connection.out_base {
+    // Never after a failed send (`Closing`): the client would see the
+    // replies after a gap, each taken for the answer to another command.
+    let may_send = connection.state != State::Closing && connection.send_in_flight.is_none();
+    if may_send && connection.releasable > connection.out_base {
         send_released(io, connection, index);
     }
     match connection.state {

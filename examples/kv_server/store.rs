@@ -18,6 +18,15 @@
 //! any later record: replay never expires anything by itself (as Redis
 //! does not while loading its AOF), so what a command saw is exactly what
 //! its replay sees, whatever the wall clock did meanwhile.
+//!
+//! # Ready keys
+//!
+//! For the blocking pops, the store knows which keys clients wait on
+//! ([`Store::add_blocked_key`]) and lists, in order, those of them that
+//! [`Store::insert`] created or gave a list since the server last looked
+//! ([`Store::take_ready_keys`]), as Redis's `dbAdd` signals a key: the
+//! server then serves their waiters. Nothing is listed while the log is
+//! replayed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

@@ -36,10 +36,10 @@ const REPLY_TIMEOUT_NS: u64 = 200_000_000;
 /// How long a blocking pop of the shared queue waits: long enough that
 /// another client's push often wakes it, short against the reply
 /// watchdog.
-const QUEUE_POP_TIMEOUT: &[u8] = b"0.05";
+const QUEUE_POP_TIMEOUT: &[u8] = b"0.01";
 /// How long BLMOVE waits on the client's own list, which only its own
 /// pipeline (stuck behind it) could fill.
-const ROTATE_TIMEOUT: &[u8] = b"0.02";
+const ROTATE_TIMEOUT: &[u8] = b"0.005";
 
 /// What a request does.
 #[derive(Debug)]
