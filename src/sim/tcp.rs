@@ -134,6 +134,10 @@ pub(crate) struct Connection {
     /// A Unix-domain connection (`unix.rs`): what one end sends is in the
     /// other's queue at once, with no wire between them.
     pub(crate) unix: bool,
+    /// The server's process that answered the SYN: the request belongs to
+    /// its listener, and dies with it (Linux resets it), so a process
+    /// restarted meanwhile never receives it.
+    syn_answered_by: Option<u64>,
 }
 
 /// Linux's minimum retransmission timeout (`TCP_RTO_MIN`): the first
@@ -163,6 +167,7 @@ impl World {
                     sides: [Side::default(); 2],
                     handshake: Handshake::Done,
                     unix: false,
+                    syn_answered_by: None,
                 });
                 self.connections.len() as u32 - 1
             }
@@ -175,6 +180,7 @@ impl World {
         conn.sockets = [Some(socket), None];
         conn.sides = [Side::default(); 2];
         conn.unix = false;
+        conn.syn_answered_by = None;
         conn.handshake = Handshake::SynSent {
             attempt: 0,
             first_ns: self.now_ns,
@@ -330,6 +336,8 @@ impl World {
             // Linux drops a SYN while the accept queue is full.
             return self.syn_lost(id);
         }
+        let answered_by = self.nodes[server].process;
+        self.conn_mut(id).expect("checked above").syn_answered_by = answered_by;
         self.schedule(back_ns, EventKind::SynAckArrive { connection: id });
     }
 
@@ -393,6 +401,12 @@ impl World {
         }
         if !self.nodes[server].up {
             return self.server_end_gone(id, self.nodes[server].crash_half_open);
+        }
+        // The listener that answered the SYN went with its process: the
+        // request went with it, and a restarted process's listener never
+        // sees it (Linux answers the ACK with a RST).
+        if conn.syn_answered_by != self.nodes[server].process {
+            return self.server_end_gone(id, false);
         }
         let Some(listener) = self.listener(server, target.ip(), target.port()) else {
             return self.server_end_gone(id, false);
