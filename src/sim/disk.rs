@@ -12,6 +12,13 @@
 //! - Latent sector errors stick until the sector is overwritten; silent
 //!   corruption and misdirected writes happen on the way to the medium.
 //!   Every such sector is recorded as damaged, for checkers.
+//! - Metadata follows fsync too. A length set by `ftruncate` (or
+//!   `O_TRUNC`, or an extending `fallocate`) reaches the medium with the
+//!   file's next fsync; a crash keeps or loses it. A namespace change
+//!   (create, mkdir, rename, unlink) is logged, and becomes durable when an
+//!   fsync of its directory completes, with every change logged before it
+//!   (a journal commits in order); a crash keeps a prefix of the log, so a
+//!   rename is kept or undone whole.
 //! - Blocks are allocated by writes, never by extending the length, so a
 //!   sparse file takes only what was written (`capacity_bytes` counts
 //!   allocated blocks). `O_DIRECT` follows ext4's rules, which depend on
@@ -350,8 +357,9 @@ impl Disk {
     /// first). A reservation is unwritten blocks (see `contents.rs`); a
     /// punch frees the whole blocks of the range and zeroes the rest, in
     /// the page cache and on the medium, and cuts the unsynced writes
-    /// there, as Linux drops the dirty pages it punches. Like every length
-    /// change in this model, it is durable at once.
+    /// there, as Linux drops the dirty pages it punches. Reservations and
+    /// punches are durable at once; an extension of the length follows
+    /// the file's fsync, as a truncate does.
     pub(crate) fn fallocate(
         &mut self,
         file: FileId,

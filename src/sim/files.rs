@@ -243,8 +243,9 @@ impl World {
     }
 
     /// `openat`, `renameat`, `unlinkat` and `mkdirat`, by path from the
-    /// node's root: the namespace changes at once (durable at once, in this
-    /// model), and the result comes after the metadata latency.
+    /// node's root: the namespace changes at once (durable once the
+    /// directory is fsynced), and the result comes after the metadata
+    /// latency.
     pub(crate) fn start_path_operation(
         &mut self,
         node: usize,

@@ -33,7 +33,8 @@ impl SimOptions {
     /// sector errors, corruption or misdirected writes, clock drift, offsets
     /// or steps, or CPU cost. Latency, bandwidth, split receives and short
     /// sends stay, as do TCP's timers and what a crash does to unsynced
-    /// writes (crashes are the harness's to cause).
+    /// writes and to metadata not yet durable (crashes are the harness's to
+    /// cause).
     pub fn without_faults(mut self) -> SimOptions {
         self.faults = FaultOptions::none();
         self.clocks = ClockOptions::none();
