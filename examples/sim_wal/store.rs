@@ -178,10 +178,43 @@ fn finish_recovery(io: &mut IO<Store>, store: &mut Store) {
     let end_sector = store.recovered.keys().next_back().copied().unwrap_or(0);
     let holes = store.recovery.empty_sectors.range(..end_sector);
     store.reported.extend(holes);
-    if let Err(error) = io.set_len(store.wal, end_sector * SECTOR_BYTES as u64) {
-        return store.stop(format!("truncating the log's tail failed: {error}"));
-    }
+    let wal = store.wal;
+    let len_bytes = end_sector * SECTOR_BYTES as u64;
     store.next_seq = end_sector + 1;
+    // Before anything is acknowledged, the log's cut length and its name
+    // must be durable: a truncate follows the file's fsync, and a new
+    // file's name its directory's (the simulator undoes either at a crash
+    // otherwise, as a file system may).
+    io.ftruncate(wal, len_bytes, move |io, store, result| {
+        if let Err(error) = result {
+            return store.stop(format!("truncating the log's tail failed: {error}"));
+        }
+        io.fsync(wal, |io, store, result| {
+            if let Err(error) = result {
+                return store.stop(format!("fsync of the log after recovery failed: {error}"));
+            }
+            sync_directory(io, store);
+        });
+    });
+}
+
+/// Fsyncs the directory the log is in, then starts serving.
+fn sync_directory(io: &mut IO<Store>, store: &mut Store) {
+    let directory = match io.open_file(".", FileOptions::new().write(false)) {
+        Ok(directory) => directory,
+        Err(error) => return store.stop(format!("opening the log's directory failed: {error}")),
+    };
+    io.fsync(directory, move |io, store, result| {
+        io.close(directory, |_, _, _| {});
+        if let Err(error) = result {
+            return store.stop(format!("fsync of the log's directory failed: {error}"));
+        }
+        start_serving(io, store);
+    });
+}
+
+/// Listens once the log is recovered and durable.
+fn start_serving(io: &mut IO<Store>, store: &mut Store) {
     let listener = match io.listen(store.address, 128) {
         Ok(listener) => listener,
         Err(error) => return store.stop(format!("listen failed: {error}")),
