@@ -417,11 +417,15 @@ fn statx_ftruncate_and_directory_fsyncs_do_not_allocate(backend: Backend) {
             result.expect("ftruncate");
             *done += 1;
         });
+        io.fdatasync(file, |_, done, result| {
+            result.expect("fdatasync");
+            *done += 1;
+        });
         io.fsync(dir, |_, done, result| {
             result.expect("fsync of the directory");
             *done += 1;
         });
-        let target = *done + 3;
+        let target = *done + 4;
         run_until(io, done, target);
     };
     for index in 0..1_000 {
@@ -434,7 +438,7 @@ fn statx_ftruncate_and_directory_fsyncs_do_not_allocate(backend: Backend) {
     assert_eq!(
         allocations() - before,
         0,
-        "allocations during 10,000 rounds of statx, ftruncate and a directory fsync"
+        "allocations during 10,000 rounds of statx, ftruncate, fdatasync and a directory fsync"
     );
     assert_eq!(io.stats().callbacks_boxed, 0);
 }

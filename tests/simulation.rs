@@ -291,17 +291,21 @@ fn determinism_over_100_seeds() {
 // Crashes
 
 /// Writes `data` at offset 0 of the file `path` through `io` (and fsyncs
-/// it if `fsync`), driving until done.
+/// it and its directory, the root, if `fsync`), driving until done.
 fn write_file(sim: &mut Simulator, io: &mut IO<()>, path: &str, data: Vec<u8>, fsync: bool) {
     let fd = io.open_file(path, FileOptions::new().create(true)).unwrap();
+    let root = io.open_file(".", FileOptions::new().write(false)).unwrap();
     let done = Rc::new(Cell::new(false));
     let flag = Rc::clone(&done);
     io.write(fd, data, 0, move |io, _, result, _| {
         result.expect("write");
         if fsync {
-            io.fsync(fd, move |_, _, result| {
+            io.fsync(fd, move |io, _, result| {
                 result.expect("fsync");
-                flag.set(true);
+                io.fsync(root, move |_, _, result| {
+                    result.expect("fsync of the directory");
+                    flag.set(true);
+                });
             });
         } else {
             flag.set(true);

@@ -12,6 +12,13 @@
 //! - Latent sector errors stick until the sector is overwritten; silent
 //!   corruption and misdirected writes happen on the way to the medium.
 //!   Every such sector is recorded as damaged, for checkers.
+//! - Metadata follows fsync too. A length set by `ftruncate` (or
+//!   `O_TRUNC`, or an extending `fallocate`) reaches the medium with the
+//!   file's next fsync; a crash keeps or loses it. A namespace change
+//!   (create, mkdir, rename, unlink) is logged, and becomes durable when an
+//!   fsync of its directory completes, with every change logged before it
+//!   (a journal commits in order); a crash keeps a prefix of the log, so a
+//!   rename is kept or undone whole.
 //! - Blocks are allocated by writes, never by extending the length, so a
 //!   sparse file takes only what was written (`capacity_bytes` counts
 //!   allocated blocks). `O_DIRECT` follows ext4's rules, which depend on
@@ -26,20 +33,35 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::contents::{Contents, Piece};
-use super::namespace::{Namespace, Resolved};
+use super::namespace::{Change, DirId, Namespace, Resolved};
 use super::options::DiskOptions;
 use super::prng::{Prng, Probability};
 
 /// One file's index in a disk.
 pub(crate) type FileId = usize;
 
-/// A write that reached the page cache but not the medium.
+/// A change to a file in the page cache that has not reached the medium.
 struct Unsynced {
-    /// Order of completion: an fsync covers the writes completed before it
-    /// was submitted.
+    /// Order of completion: an fsync covers the changes completed before
+    /// it was submitted.
     completion: u64,
-    offset: u64,
-    data: Vec<u8>,
+    change: FileChange,
+}
+
+/// What an unsynced change is.
+enum FileChange {
+    /// A write landed.
+    Write { offset: u64, data: Vec<u8> },
+    /// The length was set (`ftruncate`, `O_TRUNC`, `fallocate` extending
+    /// the file): metadata, durable only through an fsync or fdatasync of
+    /// the file, as on ext4 (the inode is journaled with it).
+    Length(u64),
+}
+
+/// A namespace change not yet durable, with the directories it changes.
+struct Logged {
+    change: Change,
+    directories: [DirId; 2],
 }
 
 pub(crate) struct File {
@@ -137,7 +159,17 @@ struct Segment {
 }
 
 pub(crate) struct Disk {
+    /// What paths name now.
     namespace: Namespace,
+    /// What they would name after a crash: `namespace` without the
+    /// changes in `log`.
+    durable_namespace: Namespace,
+    /// Namespace changes not yet durable, oldest first: the journal's
+    /// uncommitted part.
+    log: std::collections::VecDeque<Logged>,
+    /// How many changes left the log before its first (committed, or
+    /// resolved by a crash): the log position of `log[0]`.
+    log_base: u64,
     files: Vec<File>,
     pub(crate) in_flight: std::collections::BTreeMap<u64, InFlightWrite>,
     next_write: u64,
@@ -151,6 +183,9 @@ impl Disk {
     pub(crate) fn new() -> Disk {
         Disk {
             namespace: Namespace::default(),
+            durable_namespace: Namespace::default(),
+            log: std::collections::VecDeque::new(),
+            log_base: 0,
             files: Vec::new(),
             in_flight: std::collections::BTreeMap::new(),
             next_write: 0,
@@ -165,8 +200,8 @@ impl Disk {
     }
 
     /// Creates an empty file at `path`, which [`Disk::resolve`] found
-    /// missing, at `now_ns` on the node's wall clock. The new entry is
-    /// durable at once.
+    /// missing, at `now_ns` on the node's wall clock. Its name is durable
+    /// once its directory is fsynced.
     pub(crate) fn create_file(
         &mut self,
         path: PathBuf,
@@ -175,8 +210,54 @@ impl Disk {
     ) -> FileId {
         let file = self.files.len();
         self.files.push(File::new(options, now_ns));
-        self.namespace.insert_file(path, file);
+        self.namespace.insert_file(path.clone(), file);
+        self.log_change(Change::File { path, file });
         file
+    }
+
+    /// Records a namespace change just made, as not yet durable.
+    fn log_change(&mut self, change: Change) {
+        // The directories as they are now: a change never moves them.
+        let directories = change.directories(&self.namespace);
+        self.log.push_back(Logged {
+            change,
+            directories,
+        });
+    }
+
+    /// The log position an fsync of a directory submitted now covers up to.
+    pub(crate) fn namespace_watermark(&self) -> u64 {
+        self.log_base + self.log.len() as u64
+    }
+
+    /// An fsync of `directory`, submitted when the log was at `watermark`,
+    /// completed: every change to its entries before that is durable, and
+    /// with them every change before them (the journal commits in order).
+    pub(crate) fn complete_directory_fsync(&mut self, directory: DirId, watermark: u64) {
+        let covered = watermark
+            .saturating_sub(self.log_base)
+            .min(self.log.len() as u64) as usize;
+        let last = self
+            .log
+            .iter()
+            .take(covered)
+            .rposition(|logged| logged.directories.contains(&directory));
+        if let Some(last) = last {
+            self.commit(last + 1);
+        }
+    }
+
+    /// Makes the first `count` logged changes durable.
+    fn commit(&mut self, count: usize) {
+        assert!(count <= self.log.len());
+        for logged in self.log.drain(..count) {
+            self.durable_namespace.apply(&logged.change);
+        }
+        self.log_base += count as u64;
+        // An unlink that is durable now may free a closed file.
+        for file in 0..self.files.len() {
+            self.release_if_unreferenced(file);
+        }
     }
 
     /// Whether the directory `directory` was removed.
@@ -184,23 +265,29 @@ impl Disk {
         self.namespace.is_removed(directory)
     }
 
-    /// `mkdir(2)`: see [`Namespace::mkdir`]. Durable at once.
+    /// `mkdir(2)`: see [`Namespace::mkdir`]. Durable once the directory
+    /// it is in is fsynced.
     pub(crate) fn mkdir(&mut self, path: &Path) -> Result<(), i32> {
-        self.namespace.mkdir(path)
+        let change = self.namespace.mkdir(path)?;
+        self.log_change(change);
+        Ok(())
     }
 
     /// `unlinkat(2)`: see [`Namespace::unlink`]. A file open elsewhere
     /// stays readable and writable until its last descriptor closes.
-    /// Durable at once.
+    /// Durable once the directory is fsynced.
     pub(crate) fn unlink(&mut self, path: &Path, remove_dir: bool) -> Result<(), i32> {
-        if let Some(file) = self.namespace.unlink(path, remove_dir)? {
+        let (file, change) = self.namespace.unlink(path, remove_dir)?;
+        // The parent of the entry is still there: logged against it.
+        self.log_change(change);
+        if let Some(file) = file {
             self.unlinked(file);
         }
         Ok(())
     }
 
-    /// `renameat2(2)`: see [`Namespace::rename`]. Atomic, and durable at
-    /// once.
+    /// `renameat2(2)`: see [`Namespace::rename`]. Atomic: a crash keeps it
+    /// whole or undoes it whole; durable once the directories are fsynced.
     pub(crate) fn rename(
         &mut self,
         old: &Path,
@@ -208,7 +295,10 @@ impl Disk {
         flags: u32,
         now_ns: i64,
     ) -> Result<(), i32> {
-        let replaced = self.namespace.rename(old, new, flags)?;
+        let (replaced, change) = self.namespace.rename(old, new, flags)?;
+        if let Some(change) = change {
+            self.log_change(change);
+        }
         if let Some(file) = replaced {
             self.unlinked(file);
         }
@@ -238,12 +328,20 @@ impl Disk {
     }
 
     /// Frees the blocks of a file nothing refers to any more: no name, no
-    /// open descriptor. Its id is never reused.
+    /// open descriptor, and no name a crash would bring back. Its id is
+    /// never reused.
     fn release_if_unreferenced(&mut self, file: FileId) {
-        let file = &mut self.files[file];
-        if file.linked || file.open_fds > 0 {
+        let state = &self.files[file];
+        if state.linked || state.open_fds > 0 {
             return;
         }
+        let empty = state.current.blocks_allocated() == 0
+            && state.durable.blocks_allocated() == 0
+            && state.unsynced.is_empty();
+        if empty || self.durable_namespace.references(file) {
+            return;
+        }
+        let file = &mut self.files[file];
         let block_bytes = file.current.block_bytes();
         file.current = Contents::new(block_bytes);
         file.durable = Contents::new(block_bytes);
@@ -259,8 +357,9 @@ impl Disk {
     /// first). A reservation is unwritten blocks (see `contents.rs`); a
     /// punch frees the whole blocks of the range and zeroes the rest, in
     /// the page cache and on the medium, and cuts the unsynced writes
-    /// there, as Linux drops the dirty pages it punches. Like every length
-    /// change in this model, it is durable at once.
+    /// there, as Linux drops the dirty pages it punches. Reservations and
+    /// punches are durable at once; an extension of the length follows
+    /// the file's fsync, as a truncate does.
     pub(crate) fn fallocate(
         &mut self,
         file: FileId,
@@ -281,15 +380,12 @@ impl Disk {
                 if !self.fits(more, options) {
                     return Err(libc::ENOSPC);
                 }
-                let file = &mut self.files[file];
-                for contents in [&mut file.current, &mut file.durable] {
-                    contents.reserve(blocks.clone());
-                    if !keep_size && end > contents.len() {
-                        contents.set_len(end);
-                    }
-                }
-                if !keep_size {
-                    file.changed_ns = now_ns;
+                let state = &mut self.files[file];
+                state.current.reserve(blocks.clone());
+                state.durable.reserve(blocks);
+                if !keep_size && end > state.current.len() {
+                    // The length follows fsync, as a truncate's does.
+                    self.set_len(file, end, options, now_ns);
                 }
             }
             Fallocate::Punch => {
@@ -309,7 +405,7 @@ impl Disk {
                 file.durable.punch(offset..end);
                 file.unsynced = std::mem::take(&mut file.unsynced)
                     .into_iter()
-                    .flat_map(|write| cut_out(write, offset..end))
+                    .flat_map(|unsynced| cut_out(unsynced, offset..end))
                     .collect();
                 file.touch(now_ns);
             }
@@ -341,9 +437,15 @@ impl Disk {
         self.files[file].touch(now_ns);
     }
 
-    /// `mkdir -p`: see [`Namespace::create_dir_all`].
+    /// `mkdir -p`: see [`Namespace::create_dir_all`]. The harness's: the
+    /// new directories are durable at once, and so is every namespace
+    /// change before them.
     pub(crate) fn create_dir_all(&mut self, path: &Path) -> Result<(), i32> {
-        self.namespace.create_dir_all(path)
+        self.commit(self.log.len());
+        for change in self.namespace.create_dir_all(path)? {
+            self.durable_namespace.apply(&change);
+        }
+        Ok(())
     }
 
     pub(crate) fn lookup(&self, path: &Path) -> Option<FileId> {
@@ -370,10 +472,11 @@ impl Disk {
         blocks.saturating_mul(options.block_bytes) <= options.capacity_bytes
     }
 
-    /// Sets a file's length in the page cache and on the medium at once:
-    /// length changes are metadata, which this model makes durable at once.
-    /// Cutting also cuts the writes not yet synced, as Linux drops the
-    /// dirty pages past the new end; it frees whole blocks past the end.
+    /// Sets a file's length in the page cache; on the medium it changes
+    /// with the file's next fsync or fdatasync, or a crash may undo it
+    /// (`crash_metadata_lost_probability`). Cutting also cuts the writes not
+    /// yet synced, as Linux drops the dirty pages past the new end; it frees
+    /// whole blocks past the end.
     pub(crate) fn set_len(
         &mut self,
         file: FileId,
@@ -381,19 +484,27 @@ impl Disk {
         options: &DiskOptions,
         now_ns: i64,
     ) {
+        self.completions += 1;
+        let completion = self.completions;
         let file = &mut self.files[file];
         file.touch(now_ns);
         file.current.set_len(len_bytes);
-        file.durable.set_len(len_bytes);
         let first_gone = len_bytes.div_ceil(options.sector_bytes);
         file.latent.retain(|&sector| sector < first_gone);
-        for write in &mut file.unsynced {
-            let kept = len_bytes.saturating_sub(write.offset);
-            write
-                .data
-                .truncate(kept.min(write.data.len() as u64) as usize);
+        for unsynced in &mut file.unsynced {
+            if let FileChange::Write { offset, data } = &mut unsynced.change {
+                let kept = len_bytes.saturating_sub(*offset);
+                data.truncate(kept.min(data.len() as u64) as usize);
+            }
         }
-        file.unsynced.retain(|write| !write.data.is_empty());
+        file.unsynced.retain(|unsynced| match &unsynced.change {
+            FileChange::Write { data, .. } => !data.is_empty(),
+            FileChange::Length(_) => true,
+        });
+        file.unsynced.push(Unsynced {
+            completion,
+            change: FileChange::Length(len_bytes),
+        });
         assert!(file.current.len() == len_bytes);
     }
 
@@ -601,15 +712,14 @@ impl Disk {
             } else {
                 file.unsynced.push(Unsynced {
                     completion: self.completions,
-                    offset,
-                    data,
+                    change: FileChange::Write { offset, data },
                 });
             }
         }
     }
 
     /// The fsync watermark: an fsync submitted now covers the writes that
-    /// completed up to here.
+    /// completed, and the lengths set, up to here.
     pub(crate) fn fsync_watermark(&self) -> u64 {
         self.completions
     }
@@ -629,38 +739,71 @@ impl Disk {
         let covered = file
             .unsynced
             .iter()
-            .take_while(|write| write.completion <= watermark)
+            .take_while(|unsynced| unsynced.completion <= watermark)
             .count();
-        let writes: Vec<Unsynced> = file.unsynced.drain(..covered).collect();
-        if failed {
-            return;
+        // Taken out and put back, so that its room is kept for the next.
+        let mut unsynced = std::mem::take(&mut file.unsynced);
+        for covered in unsynced.drain(..covered) {
+            if failed {
+                continue;
+            }
+            match covered.change {
+                FileChange::Write { offset, data } => persist(file, offset, &data, options, prng),
+                FileChange::Length(len_bytes) => file.durable.set_len(len_bytes),
+            }
         }
-        for write in writes {
-            persist(file, write.offset, &write.data, options, prng);
-        }
+        file.unsynced = unsynced;
     }
 
     /// A crash: every write not on the medium is lost, torn or kept as a
-    /// prefix; then the page cache is what the medium holds.
+    /// prefix, and every length not on it kept or lost; then the page cache
+    /// is what the medium holds. The namespace keeps a prefix of the
+    /// changes not yet durable (the journal commits in order), each one
+    /// lost, with all after it, with `crash_metadata_lost_probability`.
     pub(crate) fn crash(&mut self, options: &DiskOptions, prng: &mut Prng) {
         self.epoch += 1;
         let in_flight = std::mem::take(&mut self.in_flight);
         for (index, file) in self.files.iter_mut().enumerate() {
-            let unsynced = std::mem::take(&mut file.unsynced);
+            for unsynced in std::mem::take(&mut file.unsynced) {
+                match unsynced.change {
+                    FileChange::Write { offset, data } => {
+                        resolve_on_crash(file, offset, &data, options, prng)
+                    }
+                    FileChange::Length(len_bytes) => {
+                        if !prng.chance(options.crash_metadata_lost_probability) {
+                            file.durable.set_len(len_bytes);
+                        }
+                    }
+                }
+            }
             let pending = in_flight
                 .values()
                 .filter(|write| write.file == index)
-                .flat_map(|write| write.pieces.iter().map(|(offset, data)| (*offset, data)));
-            let writes = unsynced
-                .iter()
-                .map(|write| (write.offset, &write.data))
-                .chain(pending);
-            for (offset, data) in writes {
-                resolve_on_crash(file, offset, data, options, prng);
+                .flat_map(|write| write.pieces.iter());
+            for (offset, data) in pending {
+                resolve_on_crash(file, *offset, data, options, prng);
             }
             file.current = file.durable.clone();
         }
-        // Writes in flight to files nothing names any more landed nowhere.
+        self.crash_namespace(options, prng);
+    }
+
+    /// The namespace after a crash: the durable one, with a prefix of the
+    /// changes not yet durable.
+    fn crash_namespace(&mut self, options: &DiskOptions, prng: &mut Prng) {
+        let kept = (0..self.log.len())
+            .take_while(|_| !prng.chance(options.crash_metadata_lost_probability))
+            .count();
+        self.commit(kept);
+        self.log_base += self.log.len() as u64;
+        self.log.clear();
+        self.namespace = self.durable_namespace.clone();
+        let named: BTreeSet<FileId> = self.namespace.files().collect();
+        for (index, file) in self.files.iter_mut().enumerate() {
+            file.linked = named.contains(&index);
+        }
+        // What no name refers to any more is gone: files whose creation the
+        // crash undid, writes in flight to files unlinked meanwhile.
         for file in 0..self.files.len() {
             self.release_if_unreferenced(file);
         }
@@ -675,28 +818,36 @@ impl Disk {
     }
 }
 
-/// The parts of an unsynced write outside `range` (none, one or two).
-fn cut_out(write: Unsynced, range: Range<u64>) -> Vec<Unsynced> {
-    let end = write.offset + write.data.len() as u64;
-    if end <= range.start || write.offset >= range.end {
-        return vec![write];
+/// The parts of an unsynced write outside `range` (none, one or two); a
+/// length change stays whole.
+fn cut_out(unsynced: Unsynced, range: Range<u64>) -> Vec<Unsynced> {
+    let completion = unsynced.completion;
+    let FileChange::Write { offset, data } = unsynced.change else {
+        return vec![unsynced];
+    };
+    let end = offset + data.len() as u64;
+    if end <= range.start || offset >= range.end {
+        return vec![Unsynced {
+            completion,
+            change: FileChange::Write { offset, data },
+        }];
     }
     let mut parts = Vec::new();
-    if write.offset < range.start {
-        let keep = (range.start - write.offset) as usize;
-        parts.push(Unsynced {
-            completion: write.completion,
-            offset: write.offset,
-            data: write.data[..keep].to_vec(),
-        });
+    if offset < range.start {
+        let keep = (range.start - offset) as usize;
+        let change = FileChange::Write {
+            offset,
+            data: data[..keep].to_vec(),
+        };
+        parts.push(Unsynced { completion, change });
     }
     if end > range.end {
-        let skip = (range.end - write.offset) as usize;
-        parts.push(Unsynced {
-            completion: write.completion,
+        let skip = (range.end - offset) as usize;
+        let change = FileChange::Write {
             offset: range.end,
-            data: write.data[skip..].to_vec(),
-        });
+            data: data[skip..].to_vec(),
+        };
+        parts.push(Unsynced { completion, change });
     }
     parts
 }
@@ -819,8 +970,11 @@ mod tests {
         }
     }
 
+    /// A file whose name is durable (as after an fsync of its directory).
     fn create(disk: &mut Disk, path: &str) -> FileId {
-        disk.create_file(PathBuf::from(path), &options(), 0)
+        let file = disk.create_file(PathBuf::from(path), &options(), 0);
+        disk.commit(disk.log.len());
+        file
     }
 
     fn write(disk: &mut Disk, file: FileId, offset: u64, data: &[u8], prng: &mut Prng) {

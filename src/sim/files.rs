@@ -13,7 +13,7 @@ use std::path::Path;
 use super::contents::Piece;
 use super::disk::{Fallocate, FileId, InFlightWrite};
 use super::iov::Memory;
-use super::namespace::Found;
+use super::namespace::{DirId, Found};
 use super::world::{EventKind, FdEntry, World};
 use crate::completion::Operation;
 use crate::file::FileOptions;
@@ -243,8 +243,9 @@ impl World {
     }
 
     /// `openat`, `renameat`, `unlinkat` and `mkdirat`, by path from the
-    /// node's root: the namespace changes at once (durable at once, in this
-    /// model), and the result comes after the metadata latency.
+    /// node's root: the namespace changes at once (durable once the
+    /// directory is fsynced), and the result comes after the metadata
+    /// latency.
     pub(crate) fn start_path_operation(
         &mut self,
         node: usize,
@@ -339,29 +340,66 @@ impl World {
         }
     }
 
-    /// A directory fd: fsync succeeds after an fsync's latency (directory
-    /// entries are durable at once in this model); a read is `EISDIR`, and
-    /// a write `EBADF` (a directory is only ever open read-only).
+    /// A directory fd: an fsync makes the changes to the directory's
+    /// entries durable (and, as the journal commits in order, every
+    /// namespace change before them) when it completes, after an fsync's
+    /// latency; one that fails (`FaultOptions::fsync`) makes nothing
+    /// durable. A read is `EISDIR`, and a write `EBADF` (a directory is
+    /// only ever open read-only).
     pub(crate) fn start_directory_operation(
         &mut self,
         node: usize,
         process: u64,
         user_data: u64,
         operation: &Operation,
+        directory: DirId,
     ) {
         let result = match operation {
             Operation::Fsync { .. } => {
+                let failed = self.streams.faults.chance(self.options.faults.fsync);
                 let delay_ns = self.disk_latency(
                     self.options.disk.fsync_latency_min_ns,
                     self.options.disk.fsync_latency_mean_ns,
                 );
-                return self.complete_after(delay_ns, node, process, user_data, 0);
+                let disk = &self.nodes[node].disk;
+                let kind = EventKind::DirectoryFsyncDone {
+                    node,
+                    process,
+                    user_data,
+                    directory,
+                    watermark: disk.namespace_watermark(),
+                    failed,
+                    epoch: disk.epoch,
+                };
+                return self.schedule(self.now_ns + delay_ns, kind);
             }
             Operation::Read { .. } | Operation::Readv { .. } => -libc::EISDIR,
             Operation::Write { .. } | Operation::Writev { .. } => -libc::EBADF,
             Operation::Poll { events, .. } => poll_regular(*events),
             _ => -libc::ENOTSOCK,
         };
+        self.complete(node, process, user_data, result);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_directory_fsync_done(
+        &mut self,
+        node: usize,
+        process: u64,
+        user_data: u64,
+        directory: DirId,
+        watermark: u64,
+        failed: bool,
+        epoch: u64,
+    ) {
+        let disk = &mut self.nodes[node].disk;
+        if disk.epoch != epoch {
+            return; // A crash came first.
+        }
+        if !failed {
+            disk.complete_directory_fsync(directory, watermark);
+        }
+        let result = if failed { -libc::EIO } else { 0 };
         self.complete(node, process, user_data, result);
     }
 

@@ -90,7 +90,39 @@ struct Tree {
     directories: Vec<(PathBuf, DirId)>,
 }
 
-#[derive(Debug, Default)]
+/// One change to a namespace, as it was made (full paths), so that it can
+/// be made again on the namespace a crash leaves (`Namespace::apply`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A file created at `path`.
+    File { path: PathBuf, file: FileId },
+    /// A directory made at `path`.
+    Directory { path: PathBuf, directory: DirId },
+    /// The entry at `path` removed.
+    Unlink { path: PathBuf, remove_dir: bool },
+    /// A rename, with its `RENAME_*` flags.
+    Rename {
+        old: PathBuf,
+        new: PathBuf,
+        flags: u32,
+    },
+}
+
+impl Change {
+    /// The directories whose entries the change changes (one, or two for a
+    /// rename between directories), as `namespace` has them before it.
+    pub(crate) fn directories(&self, namespace: &Namespace) -> [DirId; 2] {
+        let parent = |path: &Path| namespace.directory_id(path.parent().unwrap_or(Path::new("")));
+        match self {
+            Change::File { path, .. }
+            | Change::Directory { path, .. }
+            | Change::Unlink { path, .. } => [parent(path); 2],
+            Change::Rename { old, new, .. } => [parent(old), parent(new)],
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Namespace {
     files: BTreeMap<PathBuf, FileId>,
     /// Every directory but the root (the empty path), which always exists.
@@ -221,7 +253,7 @@ impl Namespace {
 
     /// The id of the directory at `path`, which exists (the empty path is
     /// the root).
-    fn directory_id(&self, path: &Path) -> DirId {
+    pub(crate) fn directory_id(&self, path: &Path) -> DirId {
         match path.as_os_str().is_empty() {
             true => ROOT,
             false => self.directories[path],
@@ -233,12 +265,13 @@ impl Namespace {
         self.removed.contains(&directory)
     }
 
-    /// Links a new directory at `path`, where nothing is.
-    fn insert_directory(&mut self, path: PathBuf) {
+    /// Links a new directory at `path`, where nothing is; returns its id.
+    fn insert_directory(&mut self, path: PathBuf) -> DirId {
         assert!(!self.files.contains_key(&path));
         self.directories_made += 1;
         let previous = self.directories.insert(path, self.directories_made);
         assert!(previous.is_none());
+        self.directories_made
     }
 
     /// Unlinks the (empty) directory at `path`.
@@ -278,22 +311,65 @@ impl Namespace {
 
     /// `mkdir(2)`: `EEXIST` if anything is there (or the last component is
     /// `.`, `..` or the root), as Linux's `filename_create` says.
-    pub(crate) fn mkdir(&mut self, path: &Path) -> Result<(), i32> {
+    pub(crate) fn mkdir(&mut self, path: &Path) -> Result<Change, i32> {
         let Last::Normal(full) = self.parent_of(path)?.last else {
             return Err(libc::EEXIST);
         };
         if self.kind(&full).is_some() {
             return Err(libc::EEXIST);
         }
-        self.insert_directory(full);
-        Ok(())
+        let directory = self.insert_directory(full.clone());
+        Ok(Change::Directory {
+            path: full,
+            directory,
+        })
+    }
+
+    /// Makes `change`, which was made on a namespace in the state this one
+    /// is in now, again: how a crash's namespace catches up to the changes
+    /// that survive it. Every change succeeds (the same checks passed).
+    pub(crate) fn apply(&mut self, change: &Change) {
+        match change {
+            Change::File { path, file } => self.insert_file(path.clone(), *file),
+            Change::Directory { path, directory } => {
+                assert!(!self.files.contains_key(path));
+                let previous = self.directories.insert(path.clone(), *directory);
+                assert!(previous.is_none());
+            }
+            Change::Unlink { path, remove_dir } => {
+                let unlinked = self.unlink(path, *remove_dir);
+                assert!(unlinked.is_ok(), "{change:?}: {unlinked:?}");
+            }
+            Change::Rename { old, new, flags } => {
+                let renamed = self.rename(old, new, *flags);
+                assert!(renamed.is_ok(), "{change:?}: {renamed:?}");
+            }
+        }
+    }
+
+    /// Every file a name refers to.
+    pub(crate) fn files(&self) -> impl Iterator<Item = FileId> + '_ {
+        self.files.values().copied()
+    }
+
+    /// Whether a name refers to `file`.
+    pub(crate) fn references(&self, file: FileId) -> bool {
+        self.files.values().any(|&named| named == file)
     }
 
     /// `unlinkat(2)`: removes a file (returned) or, with `remove_dir`, an
     /// empty directory, with the errnos of Linux's `do_unlinkat` and
     /// `do_rmdir`.
-    pub(crate) fn unlink(&mut self, path: &Path, remove_dir: bool) -> Result<Option<FileId>, i32> {
+    pub(crate) fn unlink(
+        &mut self,
+        path: &Path,
+        remove_dir: bool,
+    ) -> Result<(Option<FileId>, Change), i32> {
         let parent = self.parent_of(path)?;
+        let change = |full: &PathBuf| Change::Unlink {
+            path: full.clone(),
+            remove_dir,
+        };
         if remove_dir {
             let full = match parent.last {
                 Last::Normal(full) => full,
@@ -307,7 +383,7 @@ impl Namespace {
                 Some(Kind::Directory(_)) if !self.is_empty_directory(&full) => Err(libc::ENOTEMPTY),
                 Some(Kind::Directory(_)) => {
                     self.remove_directory(&full);
-                    Ok(None)
+                    Ok((None, change(&full)))
                 }
             };
         }
@@ -320,20 +396,21 @@ impl Namespace {
             Some(Kind::File(_)) if parent.trailing_slash => Err(libc::ENOTDIR),
             Some(Kind::File(file)) => {
                 self.files.remove(&full);
-                Ok(Some(file))
+                Ok((Some(file), change(&full)))
             }
         }
     }
 
     /// `renameat2(2)` with `RENAME_NOREPLACE`/`RENAME_EXCHANGE` in `flags`,
     /// with the errnos of Linux's `do_renameat2` and `vfs_rename`, checked
-    /// in their order. Returns the file a replacing rename unlinked.
+    /// in their order. Returns the file a replacing rename unlinked, and the
+    /// change (none for an entry renamed onto itself).
     pub(crate) fn rename(
         &mut self,
         old: &Path,
         new: &Path,
         flags: u32,
-    ) -> Result<Option<FileId>, i32> {
+    ) -> Result<(Option<FileId>, Option<Change>), i32> {
         let no_replace = flags & libc::RENAME_NOREPLACE != 0;
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         if flags & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0
@@ -375,14 +452,19 @@ impl Namespace {
             });
         }
         if new_full == old_full {
-            return Ok(None); // the same entry: vfs_rename does nothing
+            return Ok((None, None)); // the same entry: vfs_rename does nothing
         }
+        let change = Change::Rename {
+            old: old_full.clone(),
+            new: new_full.clone(),
+            flags,
+        };
         if exchange {
             let old_tree = self.take_tree(&old_full);
             let new_tree = self.take_tree(&new_full);
             self.put_tree(&old_full, new_tree);
             self.put_tree(&new_full, old_tree);
-            return Ok(None);
+            return Ok((None, Some(change)));
         }
         let replaced = match (old_kind, new_kind) {
             (_, None) => None,
@@ -404,7 +486,7 @@ impl Namespace {
         };
         let tree = self.take_tree(&old_full);
         self.put_tree(&new_full, tree);
-        Ok(replaced)
+        Ok((replaced, Some(change)))
     }
 
     /// Takes the entry at `root` (a file, or a directory and everything
@@ -481,8 +563,9 @@ impl Namespace {
 
     /// Creates the directory `path` and every missing one above it, as
     /// `mkdir -p` (`std::fs::create_dir_all`): `ENOTDIR` if a component is
-    /// a file.
-    pub(crate) fn create_dir_all(&mut self, path: &Path) -> Result<(), i32> {
+    /// a file. Returns the changes, in order.
+    pub(crate) fn create_dir_all(&mut self, path: &Path) -> Result<Vec<Change>, i32> {
+        let mut changes = Vec::new();
         let bytes = path.as_os_str().as_bytes();
         if bytes.len() >= PATH_BYTES_MAX {
             return Err(libc::ENAMETOOLONG);
@@ -503,10 +586,14 @@ impl Namespace {
                 return Err(libc::ENOTDIR);
             }
             if !self.directories.contains_key(&current) {
-                self.insert_directory(current.clone());
+                let directory = self.insert_directory(current.clone());
+                changes.push(Change::Directory {
+                    path: current.clone(),
+                    directory,
+                });
             }
         }
-        Ok(())
+        Ok(changes)
     }
 }
 
@@ -565,7 +652,7 @@ mod tests {
         assert_eq!(resolve(&ns, &"a/".repeat(2048)), Err(libc::ENAMETOOLONG));
         let mut ns = ns;
         assert_eq!(ns.create_dir_all(Path::new("f/x")), Err(libc::ENOTDIR));
-        assert_eq!(ns.create_dir_all(Path::new("d/sub/deeper")), Ok(()));
+        assert!(ns.create_dir_all(Path::new("d/sub/deeper")).is_ok());
         assert!(matches!(
             resolve(&ns, "d/sub/deeper/.."),
             Ok(Found::Directory(_))

@@ -33,7 +33,8 @@ impl SimOptions {
     /// sector errors, corruption or misdirected writes, clock drift, offsets
     /// or steps, or CPU cost. Latency, bandwidth, split receives and short
     /// sends stay, as do TCP's timers and what a crash does to unsynced
-    /// writes (crashes are the harness's to cause).
+    /// writes and to metadata not yet durable (crashes are the harness's to
+    /// cause).
     pub fn without_faults(mut self) -> SimOptions {
         self.faults = FaultOptions::none();
         self.clocks = ClockOptions::none();
@@ -98,6 +99,8 @@ impl SimOptions {
         datagram.loss_probability = maybe(&mut prng, 100_000);
         datagram.duplicate_probability = maybe(&mut prng, 20_000);
         datagram.reorder_probability = maybe(&mut prng, 100_000);
+        options.disk.crash_metadata_lost_probability =
+            Probability::ppm(prng.below(1_000_001) as u32);
         options
     }
 }
@@ -350,6 +353,13 @@ pub struct DiskOptions {
     /// each of its sectors kept or lost independently. The others keep a
     /// random prefix of their sectors (possibly all of them).
     pub crash_torn_probability: Probability,
+    /// On a crash, how often a metadata change that is not durable yet is
+    /// lost: a file's length set by `ftruncate`/`set_len`/`fallocate`/
+    /// `O_TRUNC` since its last fsync (each kept or lost on its own), and
+    /// each namespace change (a create, mkdir, rename, unlink) since its
+    /// directory's last fsync, in order: the first one lost takes every
+    /// later one with it, as a journal that commits in order does.
+    pub crash_metadata_lost_probability: Probability,
     /// How often a read finds a new latent sector error: that sector gives
     /// `EIO` until it is overwritten.
     pub latent_error_probability: Probability,
@@ -377,6 +387,7 @@ impl Default for DiskOptions {
             metadata_latency_mean_ns: 20_000,
             crash_lost_probability: Probability::percent(34),
             crash_torn_probability: Probability::percent(50),
+            crash_metadata_lost_probability: Probability::percent(50),
             latent_error_probability: Probability::ppm(100),
             corruption_probability: Probability::NEVER,
             misdirect_probability: Probability::NEVER,

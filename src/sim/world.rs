@@ -140,6 +140,16 @@ pub(crate) enum EventKind {
         failed: bool,
         epoch: u64,
     },
+    /// An fsync of a directory completes.
+    DirectoryFsyncDone {
+        node: usize,
+        process: u64,
+        user_data: u64,
+        directory: super::namespace::DirId,
+        watermark: u64,
+        failed: bool,
+        epoch: u64,
+    },
     /// A node's wall clock steps.
     WallJump {
         node: usize,
@@ -576,8 +586,8 @@ impl World {
                 };
                 self.start_socket_operation(socket, parked);
             }
-            Some(FdEntry::Directory(_)) => {
-                self.start_directory_operation(node, process, user_data, operation)
+            Some(FdEntry::Directory(directory)) => {
+                self.start_directory_operation(node, process, user_data, operation, directory)
             }
             Some(FdEntry::File {
                 file,
@@ -777,6 +787,17 @@ impl World {
                 failed,
                 epoch,
             } => self.on_fsync_done(node, process, user_data, file, watermark, failed, epoch),
+            EventKind::DirectoryFsyncDone {
+                node,
+                process,
+                user_data,
+                directory,
+                watermark,
+                failed,
+                epoch,
+            } => self.on_directory_fsync_done(
+                node, process, user_data, directory, watermark, failed, epoch,
+            ),
             EventKind::Arrive {
                 connection,
                 direction,
