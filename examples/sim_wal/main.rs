@@ -168,7 +168,8 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     }
     if violation.is_none() {
         let process = (store_node, store);
-        violation = final_check(&mut sim, process, &mut clients, config(args), &mut forgiven)?.err();
+        violation =
+            final_check(&mut sim, process, &mut clients, config(args), &mut forgiven)?.err();
         crashes += 1;
     }
     Ok(Outcome {

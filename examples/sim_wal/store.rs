@@ -311,7 +311,9 @@ fn on_read(io: &mut IO<Store>, store: &mut Store, result: io::Result<usize>, buf
                 if buf.capacity() > SECTOR_BYTES {
                     recovery.sector_mode_end = recovery.offset + buf.capacity() as u64;
                 } else {
-                    recovery.corrupt.insert(recovery.offset / SECTOR_BYTES as u64);
+                    recovery
+                        .corrupt
+                        .insert(recovery.offset / SECTOR_BYTES as u64);
                     recovery.offset += SECTOR_BYTES as u64;
                 }
             }
@@ -422,15 +424,17 @@ fn finish_snapshot(io: &mut IO<Store>, store: &mut Store) {
 /// durable.
 fn open_tail_after_snapshot(io: &mut IO<Store>, through: u64, previous_base: u64) {
     let options = FileOptions::new();
-    io.openat(segment_path(through + 1), options, move |io, store, result| {
-        match result {
+    io.openat(
+        segment_path(through + 1),
+        options,
+        move |io, store, result| match result {
             Ok(file) => on_tail_opened(io, store, through + 1, file),
             Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {
                 open_tail(io, previous_base, true)
             }
             Err(error) => store.stop(format!("opening the log segment: {error}")),
-        }
-    });
+        },
+    );
 }
 
 /// Opens the segment `wal.<base>`; if `fallback`, and it is not there,
@@ -512,20 +516,26 @@ fn finish_recovery(io: &mut IO<Store>, store: &mut Store) {
 fn remove_leftovers(io: &mut IO<Store>, store: &mut Store) {
     let previous_base = store.recovery.previous_base;
     let old_segment = store.snapshot_through > 0 && store.segment_base != previous_base;
-    io.unlinkat(SNAPSHOT_TMP_PATH, UnlinkFlags::FILE, move |io, store, result| {
-        if let Err(error) = result.or_else(allow_missing) {
-            return store.stop(format!("removing {SNAPSHOT_TMP_PATH}: {error}"));
-        }
-        if !old_segment {
-            return serve(io, store);
-        }
-        io.unlinkat(segment_path(previous_base), UnlinkFlags::FILE, |io, store, result| {
-            match result.or_else(allow_missing) {
-                Ok(()) => serve(io, store),
-                Err(error) => store.stop(format!("removing the old segment: {error}")),
+    io.unlinkat(
+        SNAPSHOT_TMP_PATH,
+        UnlinkFlags::FILE,
+        move |io, store, result| {
+            if let Err(error) = result.or_else(allow_missing) {
+                return store.stop(format!("removing {SNAPSHOT_TMP_PATH}: {error}"));
             }
-        });
-    });
+            if !old_segment {
+                return serve(io, store);
+            }
+            io.unlinkat(
+                segment_path(previous_base),
+                UnlinkFlags::FILE,
+                |io, store, result| match result.or_else(allow_missing) {
+                    Ok(()) => serve(io, store),
+                    Err(error) => store.stop(format!("removing the old segment: {error}")),
+                },
+            );
+        },
+    );
 }
 
 fn allow_missing(error: io::Error) -> io::Result<()> {
@@ -655,19 +665,24 @@ fn write_group(io: &mut IO<Store>, store: &mut Store) {
     store.writing = true;
     let offset = (first_seq - base) * SECTOR_BYTES as u64;
     let segment = store.segment.expect("the tail segment is open");
-    io.write(segment, buf, offset, move |io, store, result, buf| match result {
-        Ok(count) if count == buf.len() => {
-            if store.bug(Bug::AckBeforeFsync) {
-                acknowledge_group(io, store); // The planted bug.
+    io.write(
+        segment,
+        buf,
+        offset,
+        move |io, store, result, buf| match result {
+            Ok(count) if count == buf.len() => {
+                if store.bug(Bug::AckBeforeFsync) {
+                    acknowledge_group(io, store); // The planted bug.
+                }
+                io.fsync(segment, on_synced);
             }
-            io.fsync(segment, on_synced);
-        }
-        Ok(count) => store.stop(format!(
-            "short write to the log: {count} of {} bytes",
-            buf.len()
-        )),
-        Err(error) => store.stop(format!("log write failed: {error}")),
-    });
+            Ok(count) => store.stop(format!(
+                "short write to the log: {count} of {} bytes",
+                buf.len()
+            )),
+            Err(error) => store.stop(format!("log write failed: {error}")),
+        },
+    );
 }
 
 fn on_synced(io: &mut IO<Store>, store: &mut Store, result: io::Result<()>) {
@@ -717,13 +732,17 @@ fn compact(io: &mut IO<Store>, store: &mut Store) {
         cut: false,
     });
     let options = FileOptions::new().create(true).truncate(true);
-    io.openat(SNAPSHOT_TMP_PATH, options, |io, store, result| match result {
-        Ok(file) => {
-            compaction(store).snapshot = Some(file);
-            compact_write(io, store, file);
-        }
-        Err(error) => store.stop(format!("opening {SNAPSHOT_TMP_PATH}: {error}")),
-    });
+    io.openat(
+        SNAPSHOT_TMP_PATH,
+        options,
+        |io, store, result| match result {
+            Ok(file) => {
+                compaction(store).snapshot = Some(file);
+                compact_write(io, store, file);
+            }
+            Err(error) => store.stop(format!("opening {SNAPSHOT_TMP_PATH}: {error}")),
+        },
+    );
 }
 
 fn compaction(store: &mut Store) -> &mut Compaction {
@@ -751,7 +770,9 @@ fn compact_write(io: &mut IO<Store>, store: &mut Store, file: Handle) {
         snapshot::encode(block, through, previous_base, &slots, out);
     }
     let data_blocks = blocks - 1;
-    let mut starts: Vec<u64> = (0..data_blocks).step_by(SNAPSHOT_WRITE_BLOCKS as usize).collect();
+    let mut starts: Vec<u64> = (0..data_blocks)
+        .step_by(SNAPSHOT_WRITE_BLOCKS as usize)
+        .collect();
     starts.push(data_blocks);
     compaction(store).writes_pending = starts.len() as u32;
     for (index, &start) in starts.iter().enumerate() {
@@ -762,7 +783,12 @@ fn compact_write(io: &mut IO<Store>, store: &mut Store, file: Handle) {
     }
 }
 
-fn on_snapshot_written(io: &mut IO<Store>, store: &mut Store, result: io::Result<usize>, buf: Vec<u8>) {
+fn on_snapshot_written(
+    io: &mut IO<Store>,
+    store: &mut Store,
+    result: io::Result<usize>,
+    buf: Vec<u8>,
+) {
     match result {
         Ok(count) if count == buf.len() => {}
         Ok(count) => return store.stop(format!("short snapshot write: {count} of {}", buf.len())),
@@ -817,19 +843,24 @@ fn compact_new_segment(io: &mut IO<Store>, store: &mut Store) {
 /// the rename and the new segment's name durable together.
 fn compact_rename(io: &mut IO<Store>, _store: &mut Store) {
     let flags = RenameFlags::REPLACE;
-    io.renameat(SNAPSHOT_TMP_PATH, SNAPSHOT_PATH, flags, |io, store, result| {
-        if let Err(error) = result {
-            return store.stop(format!("renaming the snapshot: {error}"));
-        }
-        if store.bug(Bug::RenameWithoutDirFsync) {
-            return compact_after_rename(io, store); // The planted bug.
-        }
-        let directory = store.directory.expect("the directory is open");
-        io.fsync(directory, |io, store, result| match result {
-            Ok(()) => compact_after_rename(io, store),
-            Err(error) => store.stop(format!("fsync of the directory: {error}")),
-        });
-    });
+    io.renameat(
+        SNAPSHOT_TMP_PATH,
+        SNAPSHOT_PATH,
+        flags,
+        |io, store, result| {
+            if let Err(error) = result {
+                return store.stop(format!("renaming the snapshot: {error}"));
+            }
+            if store.bug(Bug::RenameWithoutDirFsync) {
+                return compact_after_rename(io, store); // The planted bug.
+            }
+            let directory = store.directory.expect("the directory is open");
+            io.fsync(directory, |io, store, result| match result {
+                Ok(()) => compact_after_rename(io, store),
+                Err(error) => store.stop(format!("fsync of the directory: {error}")),
+            });
+        },
+    );
 }
 
 fn compact_after_rename(io: &mut IO<Store>, store: &mut Store) {
@@ -859,21 +890,25 @@ fn compact_cut(io: &mut IO<Store>, store: &mut Store, next: fn(&mut IO<Store>, &
 /// Removes the old segment's name and appends to the new segment.
 fn compact_finish(io: &mut IO<Store>, store: &mut Store) {
     let old_base = compaction(store).old_base;
-    io.unlinkat(segment_path(old_base), UnlinkFlags::FILE, |io, store, result| {
-        if let Err(error) = result {
-            return store.stop(format!("removing the old segment: {error}"));
-        }
-        let compaction = store.compaction.take().expect("a compaction in flight");
-        io.close(compaction.old, |_, _, _| {});
-        if let Some(snapshot) = compaction.snapshot {
-            io.close(snapshot, |_, _, _| {});
-        }
-        store.segment = compaction.segment;
-        store.segment_base = compaction.through + 1;
-        store.snapshot_through = compaction.through;
-        store.compactions += 1;
-        write_group(io, store);
-    });
+    io.unlinkat(
+        segment_path(old_base),
+        UnlinkFlags::FILE,
+        |io, store, result| {
+            if let Err(error) = result {
+                return store.stop(format!("removing the old segment: {error}"));
+            }
+            let compaction = store.compaction.take().expect("a compaction in flight");
+            io.close(compaction.old, |_, _, _| {});
+            if let Some(snapshot) = compaction.snapshot {
+                io.close(snapshot, |_, _, _| {});
+            }
+            store.segment = compaction.segment;
+            store.segment_base = compaction.through + 1;
+            store.snapshot_through = compaction.through;
+            store.compactions += 1;
+            write_group(io, store);
+        },
+    );
 }
 
 fn acknowledge_group(io: &mut IO<Store>, store: &mut Store) {
