@@ -23,6 +23,10 @@ pub struct Args {
     pub seeds: u64,
     /// Plant the bug `ack-before-fsync`.
     pub bug: bool,
+    /// The bug planted, by its `--bug` name (one of the program's own, for
+    /// a program that runs [`run_seeds_with_bugs`]).
+    #[allow(dead_code)] // Read by sim_wal only.
+    pub bug_name: Option<String>,
     /// Print every seed's options (always on for a single seed).
     pub verbose: bool,
     /// Run every seed with `SimOptions::default()` instead of drawing the
@@ -69,12 +73,24 @@ pub struct Outcome {
 /// Parses the command line, runs every seed, prints a line per seed and a
 /// summary. Exit status: 0 if every seed passed, 1 if any failed, 2 for a
 /// bad command line.
+#[allow(dead_code)] // kv_sim's; sim_wal plants bugs of its own.
 pub fn run_seeds(
     program: &str,
     usage: &str,
+    run_seed: impl FnMut(u64, &Args) -> io::Result<Outcome>,
+) -> ExitCode {
+    run_seeds_with_bugs(program, usage, &["ack-before-fsync"], run_seed)
+}
+
+/// [`run_seeds`], for a program that plants the bugs named `bugs`.
+#[allow(dead_code)] // sim_wal's.
+pub fn run_seeds_with_bugs(
+    program: &str,
+    usage: &str,
+    bugs: &[&str],
     mut run_seed: impl FnMut(u64, &Args) -> io::Result<Outcome>,
 ) -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args = match parse_args(std::env::args().skip(1), bugs) {
         Ok(Some(args)) => args,
         Ok(None) => return stdout::print_help(program, usage),
         Err(message) => {
@@ -154,11 +170,15 @@ fn status_of(failed: &[u64]) -> ExitCode {
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+fn parse_args(
+    mut args: impl Iterator<Item = String>,
+    bugs: &[&str],
+) -> Result<Option<Args>, String> {
     let mut parsed = Args {
         seed: 1,
         seeds: 1,
         bug: false,
+        bug_name: None,
         verbose: false,
         fixed_options: false,
     };
@@ -175,10 +195,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     .parse()
                     .map_err(|e| format!("--seeds: {e}"))?
             }
-            "--bug" => match value("--bug")?.as_str() {
-                "ack-before-fsync" => parsed.bug = true,
-                other => return Err(format!("unknown bug {other:?}: expected ack-before-fsync")),
-            },
+            "--bug" => {
+                let name = value("--bug")?;
+                if !bugs.contains(&name.as_str()) {
+                    let expected = bugs.join(", ");
+                    return Err(format!("unknown bug {name:?}: expected one of {expected}"));
+                }
+                parsed.bug = name == "ack-before-fsync";
+                parsed.bug_name = Some(name);
+            }
             "--verbose" => parsed.verbose = true,
             "--fixed-options" => parsed.fixed_options = true,
             "--help" | "-h" => return Ok(None),

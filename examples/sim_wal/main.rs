@@ -2,12 +2,16 @@
 //! records over TCP, the store logs them with write + fsync and acknowledges,
 //! and the harness crashes and restarts the store at random moments. After
 //! every restart a checker asserts that no acknowledged record was lost and
-//! that every record the disk damaged was detected, not served.
+//! that every record the disk damaged was detected, not served. Every
+//! `COMPACT_RECORDS` records the store compacts its log into a snapshot
+//! (store.rs), so a restart reads the snapshot and a short tail.
 //!
 //! ```text
 //! cargo run --release --example sim_wal -- --seed 7
 //! cargo run --release --example sim_wal -- --seed 1 --seeds 500
 //! cargo run --release --example sim_wal -- --seeds 500 --bug ack-before-fsync
+//! cargo run --release --example sim_wal -- --seeds 500 --bug rename-without-dir-fsync
+//! cargo run --release --example sim_wal -- --restart-bench
 //! ```
 //!
 //! Each seed prints one line, `seed=N hash=0x... ok` or `... VIOLATION: ...`;
@@ -19,8 +23,10 @@ mod seeds;
 #[path = "../common/stdout.rs"]
 mod stdout;
 
+mod bench;
 mod client;
 mod record;
+mod snapshot;
 mod store;
 
 use std::collections::BTreeSet;
@@ -31,7 +37,7 @@ use ringio::sim::{NodeId, Probability, SimOptions, Simulator};
 
 use client::Client;
 use seeds::{Args, Outcome, Process};
-use store::{Store, WAL_PATH};
+use store::{segment_path, Bug, Config, Store, SNAPSHOT_PATH};
 
 /// The port the store listens on.
 const STORE_PORT: u16 = 7000;
@@ -45,20 +51,43 @@ const CRASH_INTERVAL_MEAN_NS: u64 = 300_000_000;
 const DOWNTIME_MEAN_NS: u64 = 30_000_000;
 /// How long the final recovery, with faults off, may take.
 const FINAL_RECOVERY_NS: u64 = 10_000_000_000;
+/// The store compacts once its tail segment holds this many records.
+const COMPACT_RECORDS: u64 = 100;
 
 const USAGE: &str = "\
-usage: sim_wal [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
+usage: sim_wal [--seed N] [--seeds K] [--bug NAME] [--verbose]
+       sim_wal --restart-bench
 
   --seed N        the first seed (default 1)
   --seeds K       how many seeds, N to N+K-1 (default 1)
-  --bug ack-before-fsync
-                  plant the bug: acknowledge before the fsync completes
+  --bug NAME      plant a bug:
+                  ack-before-fsync: acknowledge before the fsync completes
+                  rename-without-dir-fsync: compaction renames the snapshot
+                    into place and cuts the old segment without fsyncing
+                    the directory
+                  snapshot-without-fsync: compaction renames the snapshot
+                    into place without ever fsyncing its data
+                  truncate-before-snapshot-durable: compaction cuts the old
+                    segment before the snapshot is fsynced and renamed
   --verbose       print every seed's options (always on for a single seed)
   --fixed-options run every seed with the default options, instead of
-                  options drawn from the seed (swarm testing)";
+                  options drawn from the seed (swarm testing)
+  --restart-bench restart time against history, with and without
+                  compaction (faults off), as a table";
 
 fn main() -> ExitCode {
-    seeds::run_seeds("sim_wal", USAGE, run_seed)
+    if std::env::args().nth(1).as_deref() == Some("--restart-bench") {
+        return bench::restart_bench();
+    }
+    seeds::run_seeds_with_bugs("sim_wal", USAGE, &Bug::NAMES, run_seed)
+}
+
+/// The store's configuration for this run.
+fn config(args: &Args) -> Config {
+    Config {
+        bug: args.bug_name.as_deref().and_then(Bug::from_name),
+        compact_records: Some(COMPACT_RECORDS),
+    }
 }
 
 /// The world a seed runs in: drawn from the seed (swarm testing), or the
@@ -71,10 +100,10 @@ fn options(seed: u64, args: &Args) -> SimOptions {
     options
 }
 
-fn start_store(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Process<Store>> {
+fn start_store(sim: &mut Simulator, node: NodeId, config: Config) -> io::Result<Process<Store>> {
     let mut io = sim.io(node)?;
     let address = sim.address(node, STORE_PORT);
-    let state = Store::start(&mut io, address, bug)?;
+    let state = Store::start(&mut io, address, config);
     Ok(Process { io, state })
 }
 
@@ -126,7 +155,7 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
             next_crash_ns = restart_ns + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
         }
         if store.is_none() && now_ns >= restart_ns {
-            match start_store(&mut sim, store_node, args.bug) {
+            match start_store(&mut sim, store_node, config(args)) {
                 Ok(process) => store = Some(process),
                 // An injected EMFILE at start: the process exits; try later.
                 Err(_) => restart_ns = now_ns + sim.prng().exponential(DOWNTIME_MEAN_NS),
@@ -139,7 +168,8 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     }
     if violation.is_none() {
         let process = (store_node, store);
-        violation = final_check(&mut sim, process, &mut clients, args.bug, &mut forgiven)?.err();
+        violation =
+            final_check(&mut sim, process, &mut clients, config(args), &mut forgiven)?.err();
         crashes += 1;
     }
     Ok(Outcome {
@@ -161,13 +191,13 @@ fn final_check(
     sim: &mut Simulator,
     (store_node, store): (NodeId, Option<Process<Store>>),
     clients: &mut [Process<Client>],
-    bug: bool,
+    config: Config,
     forgiven: &mut BTreeSet<(u32, u64)>,
 ) -> io::Result<Result<(), String>> {
     sim.liveness();
     drop(store);
     sim.crash(store_node);
-    let mut store = start_store(sim, store_node, bug)?;
+    let mut store = start_store(sim, store_node, config)?;
     let deadline_ns = sim.now_ns() + FINAL_RECOVERY_NS;
     while !store.state.ready && sim.now_ns() < deadline_ns {
         store.io.tick(&mut store.state)?;
@@ -190,9 +220,11 @@ fn final_check(
 }
 
 /// After a recovery: every acknowledged record is there, intact, unless the
-/// disk damaged its sector and the store reported it (or it was the log's
-/// tail, which no store can tell from a torn one: such acks go in
-/// `forgiven`); and every record the store recovered is genuine.
+/// disk damaged where it was (a snapshot block, or a segment's sector) and
+/// the store reported it (such acks go in `forgiven`, for good: a later
+/// snapshot records them as lost), or it was the log's tail, which no store
+/// can tell from a torn one; and every record the store recovered is
+/// genuine.
 fn check(
     sim: &Simulator,
     store_node: NodeId,
@@ -208,7 +240,17 @@ fn check(
             ));
         }
     }
-    let damaged: BTreeSet<u64> = sim.damaged_sectors(store_node, WAL_PATH);
+    let damaged_snapshot = sim.damaged_sectors(store_node, SNAPSHOT_PATH);
+    let segment = segment_path(store.segment_base);
+    let damaged_segment = sim.damaged_sectors(store_node, &segment);
+    // Whether the disk damaged where seq was.
+    let damaged = |seq: u64| {
+        if seq <= store.snapshot_through {
+            damaged_snapshot.contains(&snapshot::block_of(seq))
+        } else {
+            damaged_segment.contains(&(seq - store.segment_base))
+        }
+    };
     // Past the last record the store found, a damaged sector (a misdirected
     // write at the log's tail) looks like a torn tail: no store can tell.
     let recovered_end = store.recovered.keys().next_back().copied().unwrap_or(0);
@@ -221,13 +263,9 @@ fn check(
             {
                 continue;
             }
-            let sector = seq - 1;
-            if damaged.contains(&sector) && store.reported.contains(&sector) {
-                continue; // The disk destroyed it, and the store said so.
-            }
-            if damaged.contains(&sector) && sector >= recovered_end {
-                // The disk destroyed the log's tail, undetectably; the seq
-                // may be reused after this recovery, so forgive it for good.
+            if damaged(seq) && (store.reported.contains(&seq) || seq > recovered_end) {
+                // The disk destroyed it, and the store said so (or it was
+                // the tail, where the seq may be reused): forgive it for good.
                 forgiven.insert((client.state.id, request));
                 continue;
             }
@@ -236,14 +274,15 @@ fn check(
                     "seq {seq} holds client {} request {}",
                     record.client, record.request
                 ),
-                None if store.reported.contains(&sector) => {
-                    format!("seq {seq} was reported corrupt, but the disk never damaged it")
+                None if store.reported.contains(&seq) => {
+                    format!("seq {seq} was reported lost, but the disk never damaged it")
                 }
                 None => format!("seq {seq} is gone"),
             };
             return Err(format!(
-                "acknowledged record lost: client {} request {request}: {how}",
-                client.state.id
+                "acknowledged record lost: client {} request {request}: {how} \
+                 (snapshot through {}, tail wal.{})",
+                client.state.id, store.snapshot_through, store.segment_base
             ));
         }
     }

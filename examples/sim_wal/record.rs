@@ -1,7 +1,7 @@
 //! The on-disk record and the wire frames.
 //!
-//! The log is an array of sectors, and record `seq` (from 1) lives in
-//! sector `seq - 1`. Each record is self-checking: its checksum covers its
+//! A log segment is an array of sectors: the segment `wal.<base>` holds
+//! record `seq` (from `base`) in sector `seq - base`. Each record is self-checking: its checksum covers its
 //! sector index too, so a record that a misdirected write put in the wrong
 //! place is caught like a corrupt one.
 //!
@@ -68,8 +68,9 @@ pub fn encode(record: &Record, sector: u64, out: &mut [u8]) {
     out[..8].copy_from_slice(&checksum.to_le_bytes());
 }
 
-/// Decodes the sector at index `sector`.
-pub fn decode(bytes: &[u8], sector: u64) -> Sector {
+/// Decodes the sector at index `sector` of the segment whose first seq is
+/// `base`.
+pub fn decode(bytes: &[u8], sector: u64, base: u64) -> Sector {
     if bytes.iter().all(|&byte| byte == 0) {
         return Sector::Empty;
     }
@@ -80,7 +81,7 @@ pub fn decode(bytes: &[u8], sector: u64) -> Sector {
     let stored = u64_at(0);
     let seq = u64_at(8);
     let len = u16::from_le_bytes([bytes[28], bytes[29]]) as usize;
-    if stored != checksum(sector, &bytes[8..]) || seq != sector + 1 || 30 + len > SECTOR_BYTES {
+    if stored != checksum(sector, &bytes[8..]) || seq != base + sector || 30 + len > SECTOR_BYTES {
         return Sector::Corrupt;
     }
     Sector::Record(Record {
@@ -93,7 +94,7 @@ pub fn decode(bytes: &[u8], sector: u64) -> Sector {
 
 /// A 64-bit checksum (a chain of SplitMix64 mixes over 8-byte words):
 /// any bit flip changes it, with no dependency.
-fn checksum(seed: u64, bytes: &[u8]) -> u64 {
+pub fn checksum(seed: u64, bytes: &[u8]) -> u64 {
     bytes
         .chunks(8)
         .fold(mix(seed ^ 0x5741_4c21), |hash, chunk| {
