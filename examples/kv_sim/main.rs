@@ -72,6 +72,8 @@ const SERVER_PORT: u16 = 6379;
 /// The harness creates the directory, as kv_server's `main` does.
 const WAL_DIR: &str = "kv-data";
 const WAL_PATH: &str = "kv-data/wal";
+/// Compaction's threshold: small, so that every seed compacts.
+const COMPACT_BYTES: u64 = 4096;
 /// Clients per world.
 const CLIENTS: u32 = 3;
 /// Virtual time each seed runs with faults on.
@@ -108,6 +110,8 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Proc
         wal_path: PathBuf::from(WAL_PATH),
         fsync: FsyncPolicy::Always,
         ack_before_fsync: bug,
+        compact_bytes: COMPACT_BYTES,
+        compact_bug: None,
         requirepass: None,
     };
     let state = Server::start(&mut io, config)?;
