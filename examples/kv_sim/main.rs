@@ -72,6 +72,8 @@ const SERVER_PORT: u16 = 6379;
 /// The harness creates the directory, as kv_server's `main` does.
 const WAL_DIR: &str = "kv-data";
 const WAL_PATH: &str = "kv-data/wal";
+/// The snapshot compaction writes (the log's path and `.snapshot`).
+const SNAPSHOT_PATH: &str = "kv-data/wal.snapshot";
 /// Compaction's threshold: small, so that every seed compacts.
 const COMPACT_BYTES: u64 = 4096;
 /// Clients per world.
@@ -269,12 +271,16 @@ fn final_check(
             }
         }
         if let Some(reason) = server.state.fatal() {
-            let damaged = sim.damaged_sectors(server_node, WAL_PATH);
-            if !damaged.is_empty() {
-                return Ok(Ok(Some(format!(
-                    "the disk damaged sectors {damaged:?} of the log and the server \
-                     refused to start: {reason}"
-                ))));
+            // The snapshot is as much the log as the log is: a sector
+            // destroyed in either loses durable data.
+            for (path, what) in [(WAL_PATH, "log"), (SNAPSHOT_PATH, "snapshot")] {
+                let damaged = sim.damaged_sectors(server_node, path);
+                if !damaged.is_empty() {
+                    return Ok(Ok(Some(format!(
+                        "the disk damaged sectors {damaged:?} of the {what} and the server \
+                         refused to start: {reason}"
+                    ))));
+                }
             }
             return Ok(Err(format!("the server could not recover: {reason}")));
         }
