@@ -1934,7 +1934,10 @@ fn kill_9_loses_no_acknowledged_write_of_any_type() {
 #[test]
 fn kill_9_while_compacting_loses_no_acknowledged_write_of_any_type() {
     let stderr = kill_9_of_any_type("kv-crash-compact", &["--compact-bytes", "4096"]);
-    assert!(stderr.contains("snapshot"), "no snapshot was read: {stderr}");
+    assert!(
+        stderr.contains("snapshot"),
+        "no snapshot was read: {stderr}"
+    );
 }
 
 /// Rounds of writes of every type, each ended by kill -9; returns the last
@@ -2572,19 +2575,25 @@ fn compaction_bounds_the_log_and_the_replay() {
         .len();
     // About 100 bytes a SET: 2 MB of history without compaction.
     assert!(log_bytes <= 65536 + 16384, "log of {log_bytes} bytes");
-    assert!(snapshot_bytes < 20_000, "snapshot of {snapshot_bytes} bytes");
+    assert!(
+        snapshot_bytes < 20_000,
+        "snapshot of {snapshot_bytes} bytes"
+    );
     assert!(server.stderr().contains("compacted"));
     drop(server);
     let server = start_server(&dir, &["--compact-bytes", "65536"]);
     let mut client = server.connect();
     let value = format!("{:0>64}", ROUNDS - 1);
-    assert_eq!(client.call(&["get", "k7"]), Reply::Bulk(Some(value.into_bytes())));
+    assert_eq!(
+        client.call(&["get", "k7"]),
+        Reply::Bulk(Some(value.into_bytes()))
+    );
     assert_eq!(integer(client.call(&["llen", "list"])), ROUNDS as i64);
     let stderr = server.stderr();
     let replayed: u64 = stderr
         .lines()
         .filter_map(|line| line.split("replayed ").nth(1))
-        .last()
+        .next_back()
         .and_then(|rest| rest.split(' ').next())
         .and_then(|count| count.parse().ok())
         .expect("a replayed line");

@@ -811,10 +811,19 @@ fn write_snapshot(io: &mut IO<Server>, file: Handle, through: u64, data: Vec<u8>
     });
 }
 
-fn rename_snapshot(io: &mut IO<Server>, server: &mut Server, file: Handle, through: u64, bytes: u64) {
+fn rename_snapshot(
+    io: &mut IO<Server>,
+    server: &mut Server,
+    file: Handle,
+    through: u64,
+    bytes: u64,
+) {
     io.close(file, |_io, _server, _result| {});
     let journal = &server.journal;
-    let (from, to) = (journal.snapshot_tmp_path.clone(), journal.snapshot_path.clone());
+    let (from, to) = (
+        journal.snapshot_tmp_path.clone(),
+        journal.snapshot_path.clone(),
+    );
     io.renameat(from, to, RenameFlags::REPLACE, move |io, server, result| {
         if let Err(error) = result {
             return server.fail(format!("renaming the snapshot into place: {error}"));

@@ -666,7 +666,10 @@ mod tests {
         let mut bad = vec![TAG_COMMAND];
         bad.extend_from_slice(&1000u32.to_le_bytes());
         encode_group(&mut group, 1, 0, 1, &bad);
-        assert!(matches!(recover(&group, 0, |_| {}), Outcome::Corrupt { .. }));
+        assert!(matches!(
+            recover(&group, 0, |_| {}),
+            Outcome::Corrupt { .. }
+        ));
     }
 
     #[test]
