@@ -1926,15 +1926,33 @@ fn observe_typed(client: &mut Client, id: usize) -> TypedState {
 
 #[test]
 fn kill_9_loses_no_acknowledged_write_of_any_type() {
+    kill_9_of_any_type("kv-crash-types", &[]);
+}
+
+/// The same, compacting the log every 4 KiB: kill -9 lands in every step
+/// of compaction (snapshot written, renamed, log cut) as well as between.
+#[test]
+fn kill_9_while_compacting_loses_no_acknowledged_write_of_any_type() {
+    let stderr = kill_9_of_any_type("kv-crash-compact", &["--compact-bytes", "4096"]);
+    assert!(
+        stderr.contains("snapshot"),
+        "no snapshot was read: {stderr}"
+    );
+}
+
+/// Rounds of writes of every type, each ended by kill -9; returns the last
+/// server's stderr.
+fn kill_9_of_any_type(name: &str, extra: &[&str]) -> String {
     const WRITERS: usize = 3;
     const ROUNDS: u32 = 20;
-    let dir = ScratchDir::new("kv-crash-types");
+    let dir = ScratchDir::new(name);
     // Per writer: the state after its first `applied` ops, which the server
     // holds; the ops acknowledged and sent in the round that just ended.
     let mut states = vec![(TypedState::default(), 0u64, 0u64, 0u64); WRITERS];
     let mut random = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut stderr = String::new();
     for round in 0..=ROUNDS {
-        let mut server = start_server(&dir, &[]);
+        let mut server = start_server(&dir, extra);
         let mut client = server.connect();
         for (id, (state, applied, acked, sent)) in states.iter_mut().enumerate() {
             let observed = observe_typed(&mut client, id);
@@ -1967,6 +1985,7 @@ fn kill_9_loses_no_acknowledged_write_of_any_type() {
         }
         drop(client);
         if round == ROUNDS {
+            stderr = server.stderr();
             break;
         }
         let handles: Vec<_> = states
@@ -1989,6 +2008,8 @@ fn kill_9_loses_no_acknowledged_write_of_any_type() {
     let applied: u64 = states.iter().map(|(_, applied, _, _)| applied).sum();
     assert!(applied > 0);
     println!("kill -9 with every type: {ROUNDS} rounds, {applied} ops survived");
+    assert!(!stderr.contains("corrupt"), "stderr: {stderr}");
+    stderr
 }
 
 fn ok() -> Reply {
@@ -2470,10 +2491,21 @@ fn dump_keyspace(client: &mut Client) -> Vec<String> {
 /// and every expiry time, and the server never stopped answering.
 #[test]
 fn random_writes_of_every_type_replay_to_the_same_key_space() {
+    replay_storm("kv-storm", &[]);
+}
+
+/// The same with the log compacted every 2 KiB: what the snapshot and the
+/// tail replay is exactly the key space, every type and expiry time.
+#[test]
+fn random_writes_of_every_type_replay_through_snapshots_to_the_same_key_space() {
+    replay_storm("kv-storm-compact", &["--compact-bytes", "2048"]);
+}
+
+fn replay_storm(name: &str, extra: &[&str]) {
     let mut kinds_seen = std::collections::BTreeSet::new();
     for seed in 1..=5u64 {
-        let dir = ScratchDir::new(&format!("kv-storm-{seed}"));
-        let mut server = start_server(&dir, &[]);
+        let dir = ScratchDir::new(&format!("{name}-{seed}"));
+        let mut server = start_server(&dir, extra);
         let mut client = server.connect();
         let mut random = 0x1234_5678_9abc_def1_u64.wrapping_mul(seed);
         let mut errors = 0;
@@ -2506,12 +2538,73 @@ fn random_writes_of_every_type_replay_to_the_same_key_space() {
         assert_eq!(client.call(&["ping"]), Reply::Simple("PONG".into()));
         drop(client);
         server.kill_9();
-        let server = start_server(&dir, &[]);
+        let server = start_server(&dir, extra);
         let after = dump_keyspace(&mut server.connect());
         assert_eq!(after, before, "seed {seed}");
+        if !extra.is_empty() {
+            let stderr = server.stderr();
+            assert!(stderr.contains("snapshot"), "seed {seed}: {stderr}");
+        }
     }
     let all = ["hash", "list", "set", "string", "zset"];
     assert_eq!(kinds_seen.into_iter().collect::<Vec<_>>(), all);
+}
+
+/// Overwriting the same keys again and again: with compaction the log
+/// stays bounded by the live data, and a restart replays the snapshot and
+/// a short tail instead of the whole history.
+#[test]
+fn compaction_bounds_the_log_and_the_replay() {
+    const KEYS: usize = 100;
+    const ROUNDS: usize = 200;
+    let dir = ScratchDir::new("kv-compact-bound");
+    let server = start_server(&dir, &["--compact-bytes", "65536"]);
+    let mut client = server.connect();
+    for round in 0..ROUNDS {
+        let commands: Vec<Vec<Vec<u8>>> = (0..KEYS)
+            .map(|key| {
+                let value = format!("{round:0>64}");
+                ["set".to_string(), format!("k{key}"), value]
+                    .map(String::into_bytes)
+                    .to_vec()
+            })
+            .collect();
+        for reply in pipeline(&mut client, &commands) {
+            assert_eq!(reply, ok());
+        }
+        client.call(&["rpush", "list", &round.to_string()]);
+    }
+    drop(client);
+    let log_bytes = fs::metadata(wal_path(&dir)).unwrap().len();
+    let snapshot_bytes = fs::metadata(dir.join("data").join("wal.log.snapshot"))
+        .unwrap()
+        .len();
+    // About 100 bytes a SET: 2 MB of history without compaction.
+    assert!(log_bytes <= 65536 + 16384, "log of {log_bytes} bytes");
+    assert!(
+        snapshot_bytes < 20_000,
+        "snapshot of {snapshot_bytes} bytes"
+    );
+    assert!(server.stderr().contains("compacted"));
+    drop(server);
+    let server = start_server(&dir, &["--compact-bytes", "65536"]);
+    let mut client = server.connect();
+    let value = format!("{:0>64}", ROUNDS - 1);
+    assert_eq!(
+        client.call(&["get", "k7"]),
+        Reply::Bulk(Some(value.into_bytes()))
+    );
+    assert_eq!(integer(client.call(&["llen", "list"])), ROUNDS as i64);
+    let stderr = server.stderr();
+    let replayed: u64 = stderr
+        .lines()
+        .filter_map(|line| line.split("replayed ").nth(1))
+        .next_back()
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .expect("a replayed line");
+    // The tail is under 64 KiB of about 100-byte records.
+    assert!(replayed < 1000, "replayed {replayed} records: {stderr}");
 }
 
 // Blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) with several

@@ -17,6 +17,31 @@
 //! machine crash loses at most about a second (`everysec`) or what the
 //! kernel had not written back (`no`).
 //!
+//! # Compaction
+//!
+//! When the log reaches `--compact-bytes` and twice the last snapshot's
+//! size, the log is compacted, with appends paused (commands still run and
+//! gather in the pending group; their replies wait, as for any group):
+//!
+//! 1. The whole keyspace (the pending group's effects included: that group
+//!    is *folded* into the snapshot and never written to the log) is
+//!    encoded as records that recreate it (wal.rs, "Snapshots"), through
+//!    sequence `S`.
+//! 2. It is written to `<log>.snapshot.tmp` (created or truncated), which
+//!    is fsynced.
+//! 3. It is renamed over `<log>.snapshot`, and the directory is fsynced:
+//!    from here on the new snapshot is what a crash finds.
+//! 4. The log is cut to 0 bytes and fsynced; groups continue from `S + 1`.
+//! 5. Replies waiting on groups up to `S` go out.
+//!
+//! A crash before 3's directory fsync completes finds the old snapshot
+//! (or none) and the whole old log (not yet cut): nothing is lost, and
+//! nothing acknowledged depended on the new snapshot (step 5 comes last). A
+//! crash after it finds the new snapshot, and a log that is either the old
+//! one (the cut not durable: its groups, all `<= S`, are skipped) or cut
+//! and holding only groups after `S`. The temporary file a crash leaves is
+//! truncated by the next compaction.
+//!
 //! A failed write or fsync stops the server ([`Server::fail`]): after an
 //! fsync error the kernel may have dropped the dirty pages, so a retry could
 //! report success for data that is gone.
@@ -25,11 +50,11 @@ use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use ringio::{FileOptions, Handle, IO};
+use ringio::{FileOptions, Handle, RenameFlags, IO};
 
 use crate::commands;
 use crate::server::{log, Server};
-use crate::store;
+use crate::store::{self, Store, Value};
 use crate::wal::{self, Outcome, Record};
 
 /// Bytes each recovery read asks for.
@@ -73,9 +98,41 @@ impl FromStr for FsyncPolicy {
     }
 }
 
+/// A planted compaction bug, for the simulator (`kv_sim --bug ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactBug {
+    /// `rename-without-dir-fsync`: cut the log after renaming the snapshot
+    /// without fsyncing the directory, so a crash can undo the rename.
+    RenameWithoutDirFsync,
+    /// `snapshot-without-fsync`: rename the snapshot without fsyncing it.
+    SnapshotWithoutFsync,
+}
+
+/// Bytes of records per snapshot group.
+const SNAPSHOT_GROUP_BYTES: usize = 1024 * 1024;
+/// Elements per snapshot command (HSET, RPUSH, SADD, ZADD).
+const SNAPSHOT_CHUNK: usize = 512;
+
 /// The log's state.
 #[derive(Debug)]
 pub struct Journal {
+    /// The snapshot's path: the log's, with `.snapshot` added.
+    snapshot_path: PathBuf,
+    /// Where a snapshot is written before it is renamed.
+    snapshot_tmp_path: PathBuf,
+    /// The log's directory, open to be fsynced.
+    directory: Handle,
+    /// Compact once the log has this many bytes (and twice the snapshot's
+    /// size); 0: never.
+    pub compact_bytes: u64,
+    /// The planted compaction bug, if any (never in production).
+    pub compact_bug: Option<CompactBug>,
+    /// The last snapshot's size in bytes (0: none).
+    snapshot_bytes: u64,
+    /// The last log group the snapshot covers (0: none).
+    snapshot_through: u64,
+    /// Compactions done since start.
+    pub compactions: u64,
     fd: Handle,
     path: PathBuf,
     policy: FsyncPolicy,
@@ -112,7 +169,25 @@ impl Journal {
     /// What opening the file returns.
     pub fn open(io: &mut IO<Server>, path: PathBuf, policy: FsyncPolicy) -> io::Result<Journal> {
         let fd = io.open_file(&path, FileOptions::new().create(true))?;
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let directory = io.open_file(&directory, FileOptions::new().read(true).write(false))?;
+        let with_suffix = |suffix: &str| {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
         Ok(Journal {
+            snapshot_path: with_suffix(".snapshot"),
+            snapshot_tmp_path: with_suffix(".snapshot.tmp"),
+            directory,
+            compact_bytes: 0,
+            compact_bug: None,
+            snapshot_bytes: 0,
+            snapshot_through: 0,
+            compactions: 0,
             fd,
             path,
             policy,
@@ -166,56 +241,122 @@ impl Journal {
         }
     }
 
+    /// The snapshot's path.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.snapshot_path.clone()
+    }
+
     /// The log file.
     pub fn fd(&self) -> Handle {
         self.fd
     }
 }
 
-/// Starts recovery of the log open on `fd`: reads all of it, then replays
-/// it ([`Server::on_recovered`] when done).
-pub fn recover(io: &mut IO<Server>, fd: Handle) {
+/// Starts recovery: reads the snapshot (if there is one) and replays it,
+/// then reads all of the log open on `fd` and replays the groups after the
+/// snapshot ([`Server::on_recovered`] when done).
+pub fn recover(io: &mut IO<Server>, fd: Handle, snapshot_path: PathBuf) {
+    io.openat(
+        snapshot_path,
+        FileOptions::new().read(true).write(false),
+        move |io, server, result| match result {
+            Ok(snapshot) => read_file(io, snapshot, true, 0),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => read_file(io, fd, false, 0),
+            Err(error) => {
+                let path = server.journal.snapshot_path.display().to_string();
+                server.fail(format!("opening the snapshot {path}: {error}"));
+            }
+        },
+    );
+}
+
+fn read_file(io: &mut IO<Server>, fd: Handle, snapshot: bool, offset: u64) {
     let buf = Vec::with_capacity(RECOVERY_READ_BYTES);
-    io.read(fd, buf, 0, move |io, server, result, buf| {
-        on_recover_read(io, server, 0, result, buf)
+    io.read(fd, buf, offset, move |io, server, result, buf| {
+        on_recover_read(io, server, fd, snapshot, offset, result, buf)
     });
 }
 
 fn on_recover_read(
     io: &mut IO<Server>,
     server: &mut Server,
+    fd: Handle,
+    snapshot: bool,
     offset: u64,
     result: io::Result<usize>,
     buf: Vec<u8>,
 ) {
     match result {
+        Ok(0) if snapshot => {
+            io.close(fd, |_io, _server, _result| {});
+            replay_snapshot(io, server);
+        }
         Ok(0) => replay(io, server),
         Ok(count) => {
             server.journal.recovered.extend_from_slice(&buf);
-            let fd = server.journal.fd;
-            let next = offset + count as u64;
-            io.read(fd, buf, next, move |io, server, result, buf| {
-                on_recover_read(io, server, next, result, buf)
-            });
+            read_file(io, fd, snapshot, offset + count as u64);
         }
         Err(error) => {
-            let path = server.journal.path.display().to_string();
-            server.fail(format!(
-                "reading the log {path} at offset {offset}: {error}"
-            ));
+            let journal = &server.journal;
+            let path = if snapshot {
+                &journal.snapshot_path
+            } else {
+                &journal.path
+            };
+            let path = path.display().to_string();
+            server.fail(format!("reading {path} at offset {offset}: {error}"));
         }
     }
+}
+
+/// Applies the snapshot read back to the store, then reads the log.
+fn replay_snapshot(io: &mut IO<Server>, server: &mut Server) {
+    let data = std::mem::take(&mut server.journal.recovered);
+    let Server { store, shared, .. } = server;
+    let mut records: u64 = 0;
+    let mut failure = None;
+    store.set_loading(true);
+    let outcome = wal::recover_snapshot(&data, |record| {
+        records += 1;
+        if failure.is_none() {
+            failure = apply_record(store, shared, record)
+                .err()
+                .map(|reason| format!("record {records}: {reason}"));
+        }
+    });
+    store.set_loading(false);
+    let path = server.journal.snapshot_path.display().to_string();
+    let through = match (outcome, failure) {
+        (Ok(through), None) => through,
+        (Err(reason), _) | (Ok(_), Some(reason)) => {
+            // It was fsynced before it was renamed: damage is corruption.
+            server.fail(format!(
+                "snapshot {path} is corrupt: {reason}; refusing to start"
+            ));
+            return;
+        }
+    };
+    log(format_args!(
+        "snapshot {path}: {records} records through group {through}, {} keys",
+        server.store.len()
+    ));
+    let journal = &mut server.journal;
+    journal.snapshot_through = through;
+    journal.snapshot_bytes = data.len() as u64;
+    let fd = journal.fd;
+    read_file(io, fd, false, 0);
 }
 
 /// Applies the log read back to the store, and settles its end.
 fn replay(io: &mut IO<Server>, server: &mut Server) {
     let data = std::mem::take(&mut server.journal.recovered);
-    let fresh = data.is_empty();
-    let Server { store, shared, .. } = server;
+    let fresh = data.is_empty() && server.journal.snapshot_through == 0;
     let mut records: u64 = 0;
     let mut failure = None;
+    let after = server.journal.snapshot_through;
+    let Server { store, shared, .. } = server;
     store.set_loading(true);
-    let outcome = wal::recover(&data, |record| {
+    let outcome = wal::recover(&data, after, |record| {
         records += 1;
         if failure.is_none() {
             let applied = apply_record(store, shared, record);
@@ -289,6 +430,7 @@ fn apply_record(
         }
         Record::FlushAll => store.clear(),
         Record::Command { args } => commands::replay(store, shared, &args)?,
+        Record::SnapshotEnd { .. } => return Err("a snapshot's end record in the log".into()),
     }
     Ok(())
 }
@@ -389,6 +531,9 @@ pub fn flush(io: &mut IO<Server>, server: &mut Server) {
         return;
     }
     journal.sync_due = false;
+    if journal.compact_due() {
+        return compact(io, server);
+    }
     if journal.pending_records == 0 {
         return;
     }
@@ -491,5 +636,239 @@ fn everysec_tick(io: &mut IO<Server>) {
         server.journal.sync_due = true;
         flush(io, server);
         everysec_tick(io);
+    });
+}
+
+impl Journal {
+    /// Whether the log has grown enough to compact (see the module docs).
+    fn compact_due(&self) -> bool {
+        self.compact_bytes > 0
+            && self.file_len >= self.compact_bytes
+            && self.file_len >= 2 * self.snapshot_bytes
+    }
+}
+
+/// Builds a snapshot file: groups of records that recreate the store.
+struct SnapshotWriter {
+    out: Vec<u8>,
+    body: Vec<u8>,
+    records: u32,
+    sequence: u64,
+    group: Vec<u8>,
+}
+
+impl SnapshotWriter {
+    fn record(&mut self, record: &Record<'_>) {
+        wal::encode(&mut self.body, record);
+        self.records += 1;
+        self.cut(false);
+    }
+
+    fn command<A: AsRef<[u8]>>(&mut self, parts: &[A]) {
+        wal::encode_command(&mut self.body, parts);
+        self.records += 1;
+        self.cut(false);
+    }
+
+    /// Ends the group once it is big enough (or `now`).
+    fn cut(&mut self, now: bool) {
+        if self.records == 0 || (!now && self.body.len() < SNAPSHOT_GROUP_BYTES) {
+            return;
+        }
+        wal::encode_group(&mut self.group, self.sequence, 0, self.records, &self.body);
+        self.out.extend_from_slice(&self.group);
+        self.sequence += 1;
+        self.body.clear();
+        self.records = 0;
+    }
+}
+
+/// Encodes the whole store as a snapshot through log group `through`.
+pub fn encode_snapshot(store: &Store, through: u64) -> Vec<u8> {
+    let mut writer = SnapshotWriter {
+        out: Vec::new(),
+        body: Vec::new(),
+        records: 0,
+        sequence: 1,
+        group: Vec::new(),
+    };
+    for (key, entry) in store.entries().iter() {
+        let key = key.bytes();
+        match &entry.value {
+            Value::String(value) => {
+                writer.record(&Record::Set {
+                    key,
+                    value,
+                    deadline_ms: entry.deadline_ms,
+                });
+                continue;
+            }
+            Value::Hash(hash) => {
+                let fields: Vec<(&[u8], &[u8])> = hash
+                    .iter()
+                    .map(|(field, value)| (field.bytes(), value.as_slice()))
+                    .collect();
+                for chunk in fields.chunks(SNAPSHOT_CHUNK) {
+                    let mut parts: Vec<&[u8]> = vec![b"HSET", key];
+                    for (field, value) in chunk {
+                        parts.push(field);
+                        parts.push(value);
+                    }
+                    writer.command(&parts);
+                }
+            }
+            Value::List(list) => {
+                let elements: Vec<&[u8]> = list.iter().map(Vec::as_slice).collect();
+                for chunk in elements.chunks(SNAPSHOT_CHUNK) {
+                    let mut parts: Vec<&[u8]> = vec![b"RPUSH", key];
+                    parts.extend_from_slice(chunk);
+                    writer.command(&parts);
+                }
+            }
+            Value::Set(set) => {
+                let members: Vec<&[u8]> = set.iter().map(|(member, ())| member.bytes()).collect();
+                for chunk in members.chunks(SNAPSHOT_CHUNK) {
+                    let mut parts: Vec<&[u8]> = vec![b"SADD", key];
+                    parts.extend_from_slice(chunk);
+                    writer.command(&parts);
+                }
+            }
+            Value::ZSet(zset) => {
+                let members: Vec<(&[u8], f64)> = zset.iter().collect();
+                for chunk in members.chunks(SNAPSHOT_CHUNK) {
+                    let mut parts: Vec<Vec<u8>> = vec![b"ZADD".to_vec(), key.to_vec()];
+                    for (member, score) in chunk {
+                        // Rust prints the shortest text that parses back to
+                        // the same f64 ("inf" and "-inf" included).
+                        parts.push(format!("{score}").into_bytes());
+                        parts.push(member.to_vec());
+                    }
+                    writer.command(&parts);
+                }
+            }
+        }
+        if entry.deadline_ms != 0 {
+            let deadline = entry.deadline_ms.to_string();
+            writer.command(&[b"PEXPIREAT".as_slice(), key, deadline.as_bytes()]);
+        }
+    }
+    writer.record(&Record::SnapshotEnd { through });
+    writer.cut(true);
+    writer.out
+}
+
+/// Starts a compaction (see the module docs): the log is idle.
+fn compact(io: &mut IO<Server>, server: &mut Server) {
+    let journal = &mut server.journal;
+    debug_assert!(!journal.busy);
+    // The pending group is folded into the snapshot.
+    let through = if journal.pending_records > 0 {
+        journal.pending.clear();
+        journal.pending_records = 0;
+        journal.next_sequence += 1;
+        journal.next_sequence - 1
+    } else {
+        journal.next_sequence - 1
+    };
+    journal.busy = true;
+    let data = encode_snapshot(&server.store, through);
+    let path = server.journal.snapshot_tmp_path.clone();
+    let options = FileOptions::new().create(true).truncate(true);
+    io.openat(path, options, move |io, server, result| match result {
+        Ok(file) => write_snapshot(io, file, through, data, 0),
+        Err(error) => {
+            let path = server.journal.snapshot_tmp_path.display().to_string();
+            server.fail(format!("creating the snapshot {path}: {error}"));
+        }
+    });
+    Server::on_pending_taken(io, server);
+}
+
+fn write_snapshot(io: &mut IO<Server>, file: Handle, through: u64, data: Vec<u8>, offset: u64) {
+    let total = data.len() as u64;
+    let rest = data[offset as usize..].to_vec();
+    io.write(file, rest, offset, move |io, server, result, _rest| {
+        if server.fatal().is_some() {
+            return;
+        }
+        let written = match result {
+            Ok(written) if written > 0 => written as u64,
+            Ok(_) => return server.fail("writing the snapshot: no progress".to_string()),
+            Err(error) => return server.fail(format!("writing the snapshot: {error}")),
+        };
+        if offset + written < total {
+            return write_snapshot(io, file, through, data, offset + written);
+        }
+        if server.journal.compact_bug == Some(CompactBug::SnapshotWithoutFsync) {
+            return rename_snapshot(io, server, file, through, total); // The planted bug.
+        }
+        io.fsync(file, move |io, server, result| {
+            if let Err(error) = result {
+                return server.fail(format!("fsync of the snapshot: {error}"));
+            }
+            rename_snapshot(io, server, file, through, total);
+        });
+    });
+}
+
+fn rename_snapshot(
+    io: &mut IO<Server>,
+    server: &mut Server,
+    file: Handle,
+    through: u64,
+    bytes: u64,
+) {
+    io.close(file, |_io, _server, _result| {});
+    let journal = &server.journal;
+    let (from, to) = (
+        journal.snapshot_tmp_path.clone(),
+        journal.snapshot_path.clone(),
+    );
+    io.renameat(from, to, RenameFlags::REPLACE, move |io, server, result| {
+        if let Err(error) = result {
+            return server.fail(format!("renaming the snapshot into place: {error}"));
+        }
+        if server.journal.compact_bug == Some(CompactBug::RenameWithoutDirFsync) {
+            return cut_log(io, server, through, bytes); // The planted bug.
+        }
+        let directory = server.journal.directory;
+        io.fsync(directory, move |io, server, result| {
+            if let Err(error) = result {
+                return server.fail(format!("fsync of the log's directory: {error}"));
+            }
+            cut_log(io, server, through, bytes);
+        });
+    });
+}
+
+/// The new snapshot is durable: cut the log to nothing and fsync the cut.
+fn cut_log(io: &mut IO<Server>, server: &mut Server, through: u64, bytes: u64) {
+    let fd = server.journal.fd;
+    io.ftruncate(fd, 0, move |io, server, result| {
+        if let Err(error) = result {
+            return server.fail(format!("cutting the log after a snapshot: {error}"));
+        }
+        io.fsync(fd, move |io, server, result| {
+            if let Err(error) = result {
+                return server.fail(format!("fsync of the cut log: {error}"));
+            }
+            let journal = &mut server.journal;
+            let old_len = journal.file_len;
+            journal.file_len = 0;
+            journal.snapshot_bytes = bytes;
+            journal.snapshot_through = through;
+            journal.written_sequence = through;
+            journal.synced_sequence = through;
+            journal.compactions += 1;
+            journal.busy = false;
+            let path = journal.snapshot_path.display().to_string();
+            log(format_args!(
+                "compacted: snapshot {path} of {bytes} bytes through group {through}, \
+                 {} keys; log cut from {old_len} bytes",
+                server.store.len()
+            ));
+            Server::on_acknowledged(io, server);
+            flush(io, server);
+        });
     });
 }

@@ -37,11 +37,14 @@ use server::{log, Server, ServerConfig};
 const RUN_SLICE_NS: u64 = 100_000_000;
 /// The log's file name inside `--dir`.
 const WAL_FILE_NAME: &str = "wal.log";
+/// `--compact-bytes`'s default: compact once the log has 64 MiB (and twice
+/// the last snapshot's size).
+const DEFAULT_COMPACT_BYTES: u64 = 64 * 1024 * 1024;
 
 const USAGE: &str = "\
 usage: kv_server [--addr HOST:PORT] [--dir DIR] [--fsync always|everysec|no]
                  [--backend io_uring|epoll] [--requirepass PASSWORD]
-                 [--max-seconds N]
+                 [--compact-bytes N] [--max-seconds N]
 
   --addr HOST:PORT   address to listen on (default 127.0.0.1:6380; port 0 picks one)
   --dir DIR          directory for the write-ahead log, created if missing
@@ -53,6 +56,9 @@ usage: kv_server [--addr HOST:PORT] [--dir DIR] [--fsync always|everysec|no]
   --requirepass PASSWORD
                      clients must AUTH with PASSWORD (default: no password,
                      every connection is authenticated, as in Redis)
+  --compact-bytes N  compact the log (snapshot DIR/wal.log.snapshot, then cut
+                     the log) once it has N bytes and twice the last
+                     snapshot's size (default 67108864; 0: never)
   --max-seconds N    exit after about N seconds (default: run forever)
   --help             print this help";
 
@@ -64,6 +70,7 @@ struct Args {
     backend: Option<BackendKind>,
     requirepass: Option<Vec<u8>>,
     max_seconds: Option<u64>,
+    compact_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +106,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         backend: None,
         requirepass: None,
         max_seconds: None,
+        compact_bytes: DEFAULT_COMPACT_BYTES,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -117,6 +125,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--backend" => {
                 let text = value()?;
                 parsed.backend = Some(text.parse().map_err(|error| format!("{error}"))?);
+            }
+            "--compact-bytes" => {
+                let text = value()?;
+                parsed.compact_bytes = text.parse().map_err(|_| format!("bad number {text:?}"))?;
             }
             "--max-seconds" => {
                 let text = value()?;
@@ -144,6 +156,8 @@ fn serve(args: &Args) -> Result<(), String> {
         wal_path: args.dir.join(WAL_FILE_NAME),
         fsync: args.fsync,
         ack_before_fsync: false,
+        compact_bytes: args.compact_bytes,
+        compact_bug: None,
         requirepass: args.requirepass.clone(),
     };
     let mut server = Server::start(&mut io, server_config)

@@ -112,6 +112,12 @@ pub struct ServerConfig {
     /// under `always`, release replies once a group's write completes,
     /// before the fsync that covers it. Always `false` in production.
     pub ack_before_fsync: bool,
+    /// `--compact-bytes`: compact the log once it has this many bytes and
+    /// twice the last snapshot's size (journal.rs); 0: never.
+    pub compact_bytes: u64,
+    /// A planted compaction bug, for the simulator. Always `None` in
+    /// production.
+    pub compact_bug: Option<journal::CompactBug>,
     /// `--requirepass`: clients must AUTH with it.
     pub requirepass: Option<Vec<u8>>,
 }
@@ -220,7 +226,9 @@ impl Server {
         let local_addr = io.local_addr(listener)?;
         let mut journal = Journal::open(io, config.wal_path, config.fsync)?;
         journal.ack_before_fsync = config.ack_before_fsync;
-        journal::recover(io, journal.fd());
+        journal.compact_bytes = config.compact_bytes;
+        journal.compact_bug = config.compact_bug;
+        journal::recover(io, journal.fd(), journal.snapshot_path());
         let shared = Shared {
             requirepass: config.requirepass.clone(),
             clients: Default::default(),

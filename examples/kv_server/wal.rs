@@ -35,6 +35,23 @@
 //! never cut as a torn tail.
 //! - `0x02` DEL: key length (u32), key.
 //! - `0x03` FLUSHALL.
+//! - `0x04` COMMAND: argument count (u32), then each argument as a length
+//!   (u32) and its bytes: a write command to run again on replay.
+//! - `0x05` SNAPSHOT END: through (u64). Only in a snapshot file, as the
+//!   last record of its last group: the snapshot holds the state after the
+//!   log's groups `1..=through`, and is complete.
+//!
+//! # Snapshots
+//!
+//! A snapshot (`kv.snapshot`, written by compaction, see journal.rs) is a
+//! file in this same format: groups numbered from 1, whose records
+//! recreate the whole keyspace (SET for strings; HSET, RPUSH, SADD and
+//! ZADD commands for the collections; PEXPIREAT for their absolute expiry
+//! times), ending with a SNAPSHOT END record. It is fsynced before it is
+//! renamed into place, so any damage in it is corruption, never a torn
+//! tail ([`recover_snapshot`]). The log then holds only groups after
+//! `through`; groups at or below it (a log whose cut a crash undid) are
+//! skipped ([`recover`]'s `after`).
 //!
 //! One command's records always go in one group, and a group is checksummed
 //! as a whole, so a command is replayed entirely or not at all.
@@ -73,6 +90,7 @@ const TAG_SET: u8 = 0x01;
 const TAG_DEL: u8 = 0x02;
 const TAG_FLUSHALL: u8 = 0x03;
 const TAG_COMMAND: u8 = 0x04;
+const TAG_SNAPSHOT_END: u8 = 0x05;
 /// The most arguments a logged command has (a request's limit).
 const COMMAND_ARGS_MAX: u32 = 1024 * 1024;
 
@@ -103,6 +121,12 @@ pub enum Record<'a> {
         /// The arguments, the name first.
         args: Vec<&'a [u8]>,
     },
+    /// The end of a snapshot: it holds the state after the log's groups
+    /// `1..=through`.
+    SnapshotEnd {
+        /// The last log group the snapshot covers.
+        through: u64,
+    },
 }
 
 /// Appends `record` to a group body.
@@ -124,6 +148,10 @@ pub fn encode(body: &mut Vec<u8>, record: &Record<'_>) {
         }
         Record::FlushAll => body.push(TAG_FLUSHALL),
         Record::Command { args } => encode_command(body, args),
+        Record::SnapshotEnd { through } => {
+            body.push(TAG_SNAPSHOT_END);
+            body.extend_from_slice(&through.to_le_bytes());
+        }
     }
 }
 
@@ -245,9 +273,12 @@ pub enum Outcome {
     },
 }
 
-/// Reads the whole log in `data`, handing each record of each valid group,
+/// Reads the whole log in `data`, handing each record of each valid group
+/// numbered above `after` (the last group a snapshot covers; 0 for none),
 /// in order, to `apply`, and says how the log ends (see the module docs).
-pub fn recover(data: &[u8], mut apply: impl FnMut(Record<'_>)) -> Outcome {
+/// The first group may be numbered at most `after + 1`: a higher number
+/// means groups between the snapshot and the log are gone (corruption).
+pub fn recover(data: &[u8], after: u64, mut apply: impl FnMut(Record<'_>)) -> Outcome {
     // Checked before anything else: read as the current format, an old log
     // would have a bad magic at offset 0, and that is a torn tail that
     // would be cut to nothing.
@@ -255,12 +286,17 @@ pub fn recover(data: &[u8], mut apply: impl FnMut(Record<'_>)) -> Outcome {
         return Outcome::OldFormat;
     }
     let mut offset = 0;
-    let mut last_sequence = 0;
+    let mut last_sequence = after;
     while offset < data.len() {
         let group = match read_group(data, offset) {
             Ok(group) => group,
             Err(reason) => return after_bad_group(data, offset, last_sequence, reason),
         };
+        if offset == 0 && group.sequence >= 1 && group.sequence <= after {
+            // A log whose cut after a snapshot a crash undid: its first
+            // groups are in the snapshot already.
+            last_sequence = group.sequence - 1;
+        }
         if group.sequence != last_sequence + 1 {
             return Outcome::Corrupt {
                 offset: offset as u64,
@@ -271,7 +307,13 @@ pub fn recover(data: &[u8], mut apply: impl FnMut(Record<'_>)) -> Outcome {
                 ),
             };
         }
-        if let Err(reason) = decode_records(group.body, group.record_count, &mut apply) {
+        let mut skip = |_: Record<'_>| {};
+        let sink: &mut dyn FnMut(Record<'_>) = if group.sequence <= after {
+            &mut skip
+        } else {
+            &mut apply
+        };
+        if let Err(reason) = decode_records(group.body, group.record_count, sink) {
             return Outcome::Corrupt {
                 offset: offset as u64,
                 reason: format!("group {} passed its checksum but {reason}", group.sequence),
@@ -282,7 +324,30 @@ pub fn recover(data: &[u8], mut apply: impl FnMut(Record<'_>)) -> Outcome {
     }
     Outcome::Clean {
         end: offset as u64,
-        last_sequence,
+        last_sequence: last_sequence.max(after),
+    }
+}
+
+/// Reads a whole snapshot file, handing its records (the SNAPSHOT END
+/// excepted) to `apply`. Returns the last log group it covers, or why it
+/// is not a complete, valid snapshot: it was fsynced before its rename, so
+/// nothing in it may be torn.
+pub fn recover_snapshot(data: &[u8], mut apply: impl FnMut(Record<'_>)) -> Result<u64, String> {
+    let mut through = None;
+    let mut misplaced = false;
+    let outcome = recover(data, 0, |record| match record {
+        Record::SnapshotEnd { through: end } => through = Some(end),
+        record => {
+            misplaced |= through.is_some();
+            apply(record);
+        }
+    });
+    match outcome {
+        Outcome::Clean { .. } if misplaced => Err("records follow its end".to_string()),
+        Outcome::Clean { .. } => through.ok_or_else(|| "it has no end record".to_string()),
+        Outcome::TornTail { offset, reason, .. } => Err(format!("{reason} at offset {offset}")),
+        Outcome::OldFormat => Err("it is in the old format".to_string()),
+        Outcome::Corrupt { offset, reason } => Err(format!("{reason} at offset {offset}")),
     }
 }
 
@@ -330,7 +395,7 @@ fn after_bad_group(
 fn decode_records(
     mut body: &[u8],
     record_count: u32,
-    apply: &mut impl FnMut(Record<'_>),
+    apply: &mut dyn FnMut(Record<'_>),
 ) -> Result<(), &'static str> {
     for _ in 0..record_count {
         let (&tag, rest) = body.split_first().ok_or("a record is missing")?;
@@ -355,6 +420,12 @@ fn decode_records(
             },
             TAG_FLUSHALL => Record::FlushAll,
             TAG_COMMAND => decode_command(&mut body)?,
+            TAG_SNAPSHOT_END => {
+                let through = take(&mut body, 8)?;
+                Record::SnapshotEnd {
+                    through: u64::from_le_bytes(through.try_into().expect("8 bytes")),
+                }
+            }
             _ => return Err("a record has an unknown type"),
         };
         apply(record);
@@ -507,7 +578,7 @@ mod tests {
     fn clean_log_replays_every_record() {
         let log = log_of(&[(1, 0), (2, 1), (3, 2)]);
         let mut keys = Vec::new();
-        let outcome = recover(&log, |record| keys.push(format!("{record:?}")));
+        let outcome = recover(&log, 0, |record| keys.push(format!("{record:?}")));
         assert_eq!(
             outcome,
             Outcome::Clean {
@@ -524,7 +595,7 @@ mod tests {
         let cut = log.len() - 3;
         log.truncate(cut);
         let first_group = log_of(&[(1, 0)]).len() as u64;
-        match recover(&log, |_| {}) {
+        match recover(&log, 0, |_| {}) {
             Outcome::TornTail {
                 offset,
                 last_sequence,
@@ -541,7 +612,7 @@ mod tests {
     fn bad_group_that_a_later_group_calls_synced_is_corruption() {
         let mut log = log_of(&[(1, 0), (2, 1), (3, 2)]);
         log[HEADER_BYTES + 2] ^= 1;
-        match recover(&log, |_| {}) {
+        match recover(&log, 0, |_| {}) {
             Outcome::Corrupt { offset, .. } => assert_eq!(offset, 0),
             other => panic!("{other:?}"),
         }
@@ -552,10 +623,10 @@ mod tests {
         let mut log = log_of(&[(1, 0), (2, 1)]);
         log[0..4].copy_from_slice(&MAGIC_V1);
         let mut applied = 0;
-        assert_eq!(recover(&log, |_| applied += 1), Outcome::OldFormat);
+        assert_eq!(recover(&log, 0, |_| applied += 1), Outcome::OldFormat);
         assert_eq!(applied, 0);
         // Even one torn byte short of a header.
-        assert_eq!(recover(b"RKV1", |_| {}), Outcome::OldFormat);
+        assert_eq!(recover(b"RKV1", 0, |_| {}), Outcome::OldFormat);
     }
 
     #[test]
@@ -573,7 +644,7 @@ mod tests {
         assert_eq!(&group[0..4], b"RKV2");
         assert_eq!(&group[group.len() - 8..], &deadline_ms.to_le_bytes());
         let mut records = Vec::new();
-        recover(&group, |record| records.push(format!("{record:?}")));
+        recover(&group, 0, |record| records.push(format!("{record:?}")));
         assert_eq!(records, [format!("{record:?}")]);
     }
 
@@ -585,7 +656,7 @@ mod tests {
         let mut group = Vec::new();
         encode_group(&mut group, 1, 0, 1, &body);
         let mut records = Vec::new();
-        let outcome = recover(&group, |record| records.push(format!("{record:?}")));
+        let outcome = recover(&group, 0, |record| records.push(format!("{record:?}")));
         assert!(matches!(outcome, Outcome::Clean { .. }));
         let expected = Record::Command {
             args: args.to_vec(),
@@ -595,7 +666,10 @@ mod tests {
         let mut bad = vec![TAG_COMMAND];
         bad.extend_from_slice(&1000u32.to_le_bytes());
         encode_group(&mut group, 1, 0, 1, &bad);
-        assert!(matches!(recover(&group, |_| {}), Outcome::Corrupt { .. }));
+        assert!(matches!(
+            recover(&group, 0, |_| {}),
+            Outcome::Corrupt { .. }
+        ));
     }
 
     #[test]
@@ -604,7 +678,7 @@ mod tests {
         let mut log = log_of(&[(1, 0), (2, 0), (3, 0)]);
         let second = log_of(&[(1, 0)]).len();
         log[second + HEADER_BYTES + 1] ^= 1;
-        match recover(&log, |_| {}) {
+        match recover(&log, 0, |_| {}) {
             Outcome::TornTail {
                 offset,
                 discarded_groups,

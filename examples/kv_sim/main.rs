@@ -61,7 +61,7 @@ use std::process::ExitCode;
 use ringio::sim::{NodeId, Simulator};
 
 use client::Client;
-use journal::FsyncPolicy;
+use journal::{CompactBug, FsyncPolicy};
 use model::{Key, QueueLedger};
 use seeds::{Args, Outcome, Process};
 use server::{Server, ServerConfig};
@@ -72,6 +72,10 @@ const SERVER_PORT: u16 = 6379;
 /// The harness creates the directory, as kv_server's `main` does.
 const WAL_DIR: &str = "kv-data";
 const WAL_PATH: &str = "kv-data/wal";
+/// The snapshot compaction writes (the log's path and `.snapshot`).
+const SNAPSHOT_PATH: &str = "kv-data/wal.snapshot";
+/// Compaction's threshold: small, so that every seed compacts.
+const COMPACT_BYTES: u64 = 4096;
 /// Clients per world.
 const CLIENTS: u32 = 3;
 /// Virtual time each seed runs with faults on.
@@ -86,28 +90,62 @@ const FINAL_RECOVERY_NS: u64 = 10_000_000_000;
 const FINAL_PROGRESS_WRITES: u64 = 20;
 
 const USAGE: &str = "\
-usage: kv_sim [--seed N] [--seeds K] [--bug ack-before-fsync] [--verbose]
+usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose]
 
   --seed N        the first seed (default 1)
   --seeds K       how many seeds, N to N+K-1 (default 1)
   --bug ack-before-fsync
                   plant the bug: the server acknowledges a write once it is
                   written, before the fsync that covers it
+  --bug rename-without-dir-fsync
+                  compaction cuts the log after renaming the snapshot into
+                  place without fsyncing the directory
+  --bug snapshot-without-fsync
+                  compaction renames the snapshot without fsyncing it
   --verbose       print every seed's options (always on for a single seed)
   --fixed-options run every seed with the default options, instead of
                   options drawn from the seed (swarm testing)";
 
+/// The bugs `--bug` plants.
+const BUGS: [&str; 3] = [
+    "ack-before-fsync",
+    "rename-without-dir-fsync",
+    "snapshot-without-fsync",
+];
+
 fn main() -> ExitCode {
-    seeds::run_seeds("kv_sim", USAGE, run_seed)
+    seeds::run_seeds_with_bugs("kv_sim", USAGE, &BUGS, run_seed)
 }
 
-fn start_server(sim: &mut Simulator, node: NodeId, bug: bool) -> io::Result<Process<Server>> {
+/// The bug planted in a seed's server.
+#[derive(Debug, Clone, Copy)]
+struct Bugs {
+    ack_before_fsync: bool,
+    compact: Option<CompactBug>,
+}
+
+impl Bugs {
+    fn of(args: &Args) -> Bugs {
+        Bugs {
+            ack_before_fsync: args.bug,
+            compact: match args.bug_name.as_deref() {
+                Some("rename-without-dir-fsync") => Some(CompactBug::RenameWithoutDirFsync),
+                Some("snapshot-without-fsync") => Some(CompactBug::SnapshotWithoutFsync),
+                _ => None,
+            },
+        }
+    }
+}
+
+fn start_server(sim: &mut Simulator, node: NodeId, bug: Bugs) -> io::Result<Process<Server>> {
     let mut io = sim.io(node)?;
     let config = ServerConfig {
         addr: sim.address(node, SERVER_PORT),
         wal_path: PathBuf::from(WAL_PATH),
         fsync: FsyncPolicy::Always,
-        ack_before_fsync: bug,
+        ack_before_fsync: bug.ack_before_fsync,
+        compact_bytes: COMPACT_BYTES,
+        compact_bug: bug.compact,
         requirepass: None,
     };
     let state = Server::start(&mut io, config)?;
@@ -168,7 +206,7 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
             next_crash_ns = restart_ns + sim.prng().exponential(CRASH_INTERVAL_MEAN_NS);
         }
         if server.is_none() && now_ns >= restart_ns {
-            match start_server(&mut sim, server_node, args.bug) {
+            match start_server(&mut sim, server_node, Bugs::of(args)) {
                 Ok(process) => server = Some(process),
                 // An injected EMFILE at start: the process exits; try later.
                 Err(_) => restart_ns = now_ns + sim.prng().exponential(DOWNTIME_MEAN_NS),
@@ -187,7 +225,7 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
             server,
             &mut clients,
             &mut ledger,
-            args.bug,
+            Bugs::of(args),
         )? {
             Ok(excused) => outcome.excused = excused,
             Err(violation) => outcome.violation = Some(violation),
@@ -210,7 +248,7 @@ fn final_check(
     server: Option<Process<Server>>,
     clients: &mut [Process<Client>],
     ledger: &mut QueueLedger,
-    bug: bool,
+    bug: Bugs,
 ) -> io::Result<Result<Option<String>, String>> {
     sim.liveness();
     drop(server);
@@ -233,12 +271,16 @@ fn final_check(
             }
         }
         if let Some(reason) = server.state.fatal() {
-            let damaged = sim.damaged_sectors(server_node, WAL_PATH);
-            if !damaged.is_empty() {
-                return Ok(Ok(Some(format!(
-                    "the disk damaged sectors {damaged:?} of the log and the server \
-                     refused to start: {reason}"
-                ))));
+            // The snapshot is as much the log as the log is: a sector
+            // destroyed in either loses durable data.
+            for (path, what) in [(WAL_PATH, "log"), (SNAPSHOT_PATH, "snapshot")] {
+                let damaged = sim.damaged_sectors(server_node, path);
+                if !damaged.is_empty() {
+                    return Ok(Ok(Some(format!(
+                        "the disk damaged sectors {damaged:?} of the {what} and the server \
+                         refused to start: {reason}"
+                    ))));
+                }
             }
             return Ok(Err(format!("the server could not recover: {reason}")));
         }
