@@ -138,13 +138,33 @@ impl<C> Callback<C> {
         callback
     }
 
+    /// Moves the handler out, leaving this empty. Cheaper than
+    /// `mem::replace` with [`empty`](Callback::empty), which would also
+    /// overwrite the storage: `invoke` alone says whether it holds a
+    /// handler, so only `invoke` is cleared.
+    #[inline(always)]
+    pub(crate) fn take(&mut self) -> Callback<C> {
+        Callback {
+            // A bitwise copy of the handler: with `invoke` cleared below,
+            // the copy is its only owner, which makes this a move.
+            storage: self.storage,
+            invoke: self.invoke.take(),
+            _not_send: PhantomData,
+        }
+    }
+
     /// Whether a handler is stored.
     pub(crate) fn is_some(&self) -> bool {
         self.invoke.is_some()
     }
 
     /// Runs the handler, consuming it. Does nothing when empty.
-    pub(crate) fn call(mut self, io: &mut IO<C>, ctx: &mut C, result: i32) {
+    ///
+    /// By `&mut self`, not by value: the handler is moved out of `storage`
+    /// once, by `invoke`, rather than the whole `Callback` being moved into
+    /// this call first.
+    #[inline(always)]
+    pub(crate) fn call(&mut self, io: &mut IO<C>, ctx: &mut C, result: i32) {
         if let Some(invoke) = self.invoke.take() {
             // SAFETY: `invoke` was set together with a live handler of its type
             // in `storage`; taking it out first means it is read exactly once.

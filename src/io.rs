@@ -479,17 +479,32 @@ impl<C> IO<C> {
         self.reap_batch = batch;
     }
 
+    #[inline(always)]
     fn on_raw_completion(&mut self, raw: RawCompletion) {
         if raw.user_data == USER_DATA_INTERNAL {
             return;
         }
         let index = CompletionId::slot_of(raw.user_data);
         let slot = self.slots.slot_mut(index);
-        assert_eq!(
-            slot.generation as u32,
-            CompletionId::generation_low_of(raw.user_data)
-        );
-        assert_eq!(slot.state, State::Kernel);
+        // Plain `assert!`s: `assert_eq!` would keep both sides in memory
+        // for its message, once per operation.
+        assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
+        assert!(slot.state == State::Kernel);
+        // The common case, inline: the one result of a one-shot operation,
+        // a success, so nothing to retry (what `finish` would do too).
+        let one_shot = slot.multishot == Multishot::No
+            && !slot.awaiting_readiness
+            && !matches!(slot.operation, Operation::SendZc { .. });
+        if one_shot && raw.result >= 0 {
+            return self.complete(index, raw.result);
+        }
+        self.on_raw_completion_other(index, raw);
+    }
+
+    /// The rest of `on_raw_completion`: a readiness wait that ended, an
+    /// error to retry or to report, a multishot result.
+    fn on_raw_completion_other(&mut self, index: u32, raw: RawCompletion) {
+        let slot = self.slots.slot_mut(index);
         let is_close = matches!(slot.operation, Operation::Close { .. });
         if slot.awaiting_readiness {
             // The readiness wait ended: retry the operation, or fail it if
@@ -609,6 +624,7 @@ impl<C> IO<C> {
     /// Hands a slot's operation to the backend, or parks it on `unqueued`
     /// when the submission queue is full. Operations already waiting go
     /// first, so submission order is kept.
+    #[inline(always)]
     fn enqueue(&mut self, index: u32) {
         if self.unqueued.is_empty() {
             if let Some(result) = self.settle_before_push(index) {
@@ -623,8 +639,14 @@ impl<C> IO<C> {
                 return;
             }
         }
+        self.park(index);
+    }
+
+    /// Parks slot `index` on `unqueued`, behind whatever waits there.
+    #[inline(never)]
+    fn park(&mut self, index: u32) {
         self.slots.slot_mut(index).state = State::Unqueued;
-        self.unqueued.push(&mut self.slots, index);
+        self.unqueued.push(self.slots.links(), index);
         self.stats.unqueued_max = self.stats.unqueued_max.max(u64::from(self.unqueued.len()));
     }
 
@@ -632,10 +654,14 @@ impl<C> IO<C> {
     /// while the operation waited to be (re)submitted. Its descriptor may be
     /// gone and its number reused, so it must not reach the backend: it
     /// completes with `ECANCELED`, as the close would have cancelled it.
+    #[inline(always)]
     fn handle_closed(&self, index: u32) -> bool {
         let slot = self.slots.slot(index);
+        if slot.handle == NO_HANDLE {
+            return false;
+        }
         let is_close = matches!(slot.operation, Operation::Close { .. });
-        slot.handle != NO_HANDLE && !is_close && !self.handles.is_open_index(slot.handle)
+        !is_close && !self.handles.is_open_index(slot.handle)
     }
 
     /// The result to complete slot `index` with instead of handing it to the
@@ -643,7 +669,19 @@ impl<C> IO<C> {
     /// `ENOBUFS` if it is an emulated receive from a pool with no buffer
     /// left, as the kernel ends a multishot receive then. Otherwise an
     /// emulated receive takes its buffer here.
+    #[inline(always)]
     fn settle_before_push(&mut self, index: u32) -> Option<i32> {
+        let pooled = matches!(self.slots.slot(index).operation, Operation::RecvMulti { .. });
+        if !pooled && !self.handle_closed(index) {
+            // Every operation but a pool's receive, on an open handle or
+            // none: pushed as it is.
+            return None;
+        }
+        self.settle_before_push_other(index)
+    }
+
+    /// The rest of `settle_before_push`: a closed handle, a pool's receive.
+    fn settle_before_push_other(&mut self, index: u32) -> Option<i32> {
         if self.handle_closed(index) {
             let slot = self.slots.slot_mut(index);
             let held = mem::take(&mut slot.flags);
@@ -668,7 +706,23 @@ impl<C> IO<C> {
         }
     }
 
+    #[inline(always)]
     fn push_to_backend(&mut self, index: u32) -> bool {
+        let slot = self.slots.slot(index);
+        let as_it_is = !slot.awaiting_readiness
+            && matches!(slot.multishot, Multishot::No | Multishot::Native)
+            && !matches!(slot.operation, Operation::Close { .. });
+        if as_it_is {
+            let user_data = CompletionId::user_data_of(index, slot.generation);
+            return self.backend.push(user_data, &slot.operation);
+        }
+        self.push_to_backend_other(index)
+    }
+
+    /// The rest of `push_to_backend`: a readiness wait, one round of an
+    /// emulated multishot operation, a close (the table lets go of its
+    /// descriptor).
+    fn push_to_backend_other(&mut self, index: u32) -> bool {
         let user_data = self.slots.id(index).user_data();
         let slot = self.slots.slot(index);
         let pushed = if slot.awaiting_readiness {
@@ -716,7 +770,7 @@ impl<C> IO<C> {
             if settled.is_none() && !self.push_to_backend(index) {
                 break;
             }
-            let popped = self.unqueued.pop(&mut self.slots);
+            let popped = self.unqueued.pop(self.slots.links());
             assert_eq!(popped, Some(index));
             match settled {
                 Some(result) => self.complete(index, result),
@@ -728,18 +782,32 @@ impl<C> IO<C> {
     /// Records a result and queues the slot's callback. A close's callback
     /// runs after those of every operation that was in flight on its handle,
     /// on every backend: it is held until the last of them completes.
+    #[inline(always)]
     fn complete(&mut self, index: u32, result: i32) {
         let slot = self.slots.slot_mut(index);
-        assert_ne!(slot.state, State::Completed);
-        assert_ne!(slot.state, State::Free);
-        assert_ne!(slot.state, State::Held);
-        assert!(!slot.link.is_linked());
+        // In flight: not completed, held, or free.
+        assert!(matches!(
+            slot.state,
+            State::Unqueued | State::Kernel | State::Timer
+        ));
         slot.state = State::Completed;
         slot.result = match result {
             // The cancel that the deadline made: report it as what it was.
             result if result == -libc::ECANCELED && slot.timed_out => -libc::ETIMEDOUT,
             result => result,
         };
+        if slot.deadline == NO_DEADLINE && slot.handle == NO_HANDLE {
+            // Nothing else to settle. The push asserts the slot is on no list.
+            return self.completed.push(self.slots.links(), index);
+        }
+        self.complete_settle(index);
+    }
+
+    /// The rest of `complete`: the deadline goes, and an operation on a
+    /// handle is counted off it (a held close may complete with it).
+    fn complete_settle(&mut self, index: u32) {
+        let slot = self.slots.slot_mut(index);
+        assert!(!slot.link.is_linked());
         let deadline = mem::replace(&mut slot.deadline, NO_DEADLINE);
         if deadline != NO_DEADLINE {
             // Completed first: the deadline goes with it.
@@ -749,19 +817,19 @@ impl<C> IO<C> {
         let handle = slot.handle;
         let is_close = matches!(slot.operation, Operation::Close { .. });
         if handle == NO_HANDLE {
-            self.completed.push(&mut self.slots, index);
+            self.completed.push(self.slots.links(), index);
         } else if is_close {
             match self.handles.close_finished(handle, index) {
-                CloseDone::Complete => self.completed.push(&mut self.slots, index),
+                CloseDone::Complete => self.completed.push(self.slots.links(), index),
                 CloseDone::Hold => self.slots.slot_mut(index).state = State::Held,
             }
         } else {
-            self.completed.push(&mut self.slots, index);
+            self.completed.push(self.slots.links(), index);
             if let Some(close) = self.handles.op_finished(handle) {
                 let slot = self.slots.slot_mut(close);
                 assert_eq!(slot.state, State::Held);
                 slot.state = State::Completed;
-                self.completed.push(&mut self.slots, close);
+                self.completed.push(self.slots.links(), close);
             }
         }
     }
@@ -780,15 +848,15 @@ impl<C> IO<C> {
                 break;
             };
             let slot = self.slots.slot(index);
-            assert_eq!(slot.state, State::Completed);
+            assert!(slot.state == State::Completed);
             // Before anything moves: a tracing subscriber that panics
             // leaves the slot queued, with nothing lost.
             tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
             if let AnyBackend::Sim(sim) = &self.backend {
                 sim.trace(&slot.operation, slot.result);
             }
-            let popped = self.completed.pop(&mut self.slots);
-            assert_eq!(popped, Some(index));
+            let popped = self.completed.pop(self.slots.links());
+            assert!(popped == Some(index));
             self.stats.completed += 1;
             self.run_callback(ctx, index);
             if self.tag != tag {
@@ -801,7 +869,20 @@ impl<C> IO<C> {
     /// Frees slot `index`, just taken off `completed`, and runs its callback:
     /// a one-shot operation's, or a multishot operation's with one of its
     /// results (a shot) or its last.
+    #[inline(always)]
     fn run_callback(&mut self, ctx: &mut C, index: u32) {
+        let slot = self.slots.slot(index);
+        let one_shot = slot.multishot == Multishot::No;
+        if one_shot && !matches!(slot.operation, Operation::Shot { .. }) {
+            let (mut callback, result) = self.slots.free_for_callback(index);
+            return callback.call(self, ctx, result);
+        }
+        self.run_multishot_callback(ctx, index);
+    }
+
+    /// `run_callback` for a multishot operation's result: a shot, or its
+    /// last.
+    fn run_multishot_callback(&mut self, ctx: &mut C, index: u32) {
         let slot = self.slots.slot_mut(index);
         let (result, flags, multishot) = (slot.result, slot.flags, slot.multishot);
         let operation = slot.operation;
@@ -1075,15 +1156,8 @@ impl<C> IO<C> {
         handle: u32,
         multishot: Multishot,
     ) -> CompletionId {
-        let id = self.slots.alloc(operation, callback);
+        let id = self.slots.alloc_on(operation, callback, handle, multishot);
         self.stats.submitted += 1;
-        let slot = self.slots.slot_mut(id.slot);
-        slot.handle = handle;
-        slot.multishot = multishot;
-        // An emulated receive from a pool takes a buffer only once data is
-        // there, as the kernel does: each round starts with a readiness wait.
-        let pooled = matches!(operation, Operation::RecvMulti { .. });
-        slot.awaiting_readiness = pooled && multishot == Multishot::Emulated;
         let is_close = matches!(operation, Operation::Close { .. });
         if handle != NO_HANDLE && !is_close {
             self.handles.op_started(handle);
@@ -1140,7 +1214,7 @@ impl<C> IO<C> {
                 self.submit_completed(operation, callback, -libc::EALREADY)
             }
             Some(State::Unqueued) => {
-                let removed = self.unqueued.remove(&mut self.slots, target.slot);
+                let removed = self.unqueued.remove(self.slots.links(), target.slot);
                 assert!(removed);
                 self.complete(target.slot, -libc::ECANCELED);
                 self.submit_completed(operation, callback, 0)
