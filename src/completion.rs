@@ -425,26 +425,12 @@ impl<C> Slots<C> {
 
     /// Returns a slot to the free list and bumps its generation, which makes
     /// every id naming the old occupant stale. The callback must be taken out.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
         Self::release(slot);
         self.in_use -= 1;
         self.free.push(index);
-    }
-
-    /// Frees slot `index`, just taken off `completed`, for its callback to
-    /// run: moves the callback out and returns it with the slot's result.
-    /// One look-up for what `run_callback` needs on its common path.
-    #[inline(always)]
-    pub(crate) fn free_for_callback(&mut self, index: u32) -> (Callback<C>, i32) {
-        let slot = &mut self.slots[index as usize];
-        let callback = slot.callback.take();
-        let result = slot.result;
-        Self::release(slot);
-        self.in_use -= 1;
-        self.free.push(index);
-        (callback, result)
     }
 
     /// Marks `slot` free and bumps its generation.

@@ -626,6 +626,44 @@ impl<C> IO<C> {
     /// first, so submission order is kept.
     #[inline(always)]
     fn enqueue(&mut self, index: u32) {
+        if self.unqueued.is_empty() && self.push_now(index) {
+            return;
+        }
+        self.enqueue_other(index);
+    }
+
+    /// The common case of `enqueue`, inline: an operation that goes to the
+    /// backend as it is (not a readiness wait, a round of an emulated
+    /// multishot operation, a close or a pool's receive), on an open handle
+    /// or none. Returns whether it went; if not, nothing changed.
+    #[inline(always)]
+    fn push_now(&mut self, index: u32) -> bool {
+        let slot = self.slots.slot(index);
+        let as_it_is = !slot.awaiting_readiness
+            && matches!(slot.multishot, Multishot::No | Multishot::Native)
+            && !matches!(
+                slot.operation,
+                Operation::Close { .. } | Operation::RecvMulti { .. }
+            );
+        let handle_open = slot.handle == NO_HANDLE || self.handles.is_open_index(slot.handle);
+        if !as_it_is || !handle_open {
+            return false;
+        }
+        let user_data = CompletionId::user_data_of(index, slot.generation);
+        if !self.backend.push(user_data, &slot.operation) {
+            return false;
+        }
+        self.slots.slot_mut(index).state = State::Kernel;
+        if self.submit_batch > 0 {
+            self.backend.submit_early(self.submit_batch);
+        }
+        true
+    }
+
+    /// The rest of `enqueue`: settle the operation instead, push it as
+    /// `push_to_backend` says, or park it.
+    #[inline(never)]
+    fn enqueue_other(&mut self, index: u32) {
         if self.unqueued.is_empty() {
             if let Some(result) = self.settle_before_push(index) {
                 self.complete(index, result);
@@ -654,14 +692,10 @@ impl<C> IO<C> {
     /// while the operation waited to be (re)submitted. Its descriptor may be
     /// gone and its number reused, so it must not reach the backend: it
     /// completes with `ECANCELED`, as the close would have cancelled it.
-    #[inline(always)]
     fn handle_closed(&self, index: u32) -> bool {
         let slot = self.slots.slot(index);
-        if slot.handle == NO_HANDLE {
-            return false;
-        }
         let is_close = matches!(slot.operation, Operation::Close { .. });
-        !is_close && !self.handles.is_open_index(slot.handle)
+        slot.handle != NO_HANDLE && !is_close && !self.handles.is_open_index(slot.handle)
     }
 
     /// The result to complete slot `index` with instead of handing it to the
@@ -669,19 +703,7 @@ impl<C> IO<C> {
     /// `ENOBUFS` if it is an emulated receive from a pool with no buffer
     /// left, as the kernel ends a multishot receive then. Otherwise an
     /// emulated receive takes its buffer here.
-    #[inline(always)]
     fn settle_before_push(&mut self, index: u32) -> Option<i32> {
-        let pooled = matches!(self.slots.slot(index).operation, Operation::RecvMulti { .. });
-        if !pooled && !self.handle_closed(index) {
-            // Every operation but a pool's receive, on an open handle or
-            // none: pushed as it is.
-            return None;
-        }
-        self.settle_before_push_other(index)
-    }
-
-    /// The rest of `settle_before_push`: a closed handle, a pool's receive.
-    fn settle_before_push_other(&mut self, index: u32) -> Option<i32> {
         if self.handle_closed(index) {
             let slot = self.slots.slot_mut(index);
             let held = mem::take(&mut slot.flags);
@@ -706,23 +728,7 @@ impl<C> IO<C> {
         }
     }
 
-    #[inline(always)]
     fn push_to_backend(&mut self, index: u32) -> bool {
-        let slot = self.slots.slot(index);
-        let as_it_is = !slot.awaiting_readiness
-            && matches!(slot.multishot, Multishot::No | Multishot::Native)
-            && !matches!(slot.operation, Operation::Close { .. });
-        if as_it_is {
-            let user_data = CompletionId::user_data_of(index, slot.generation);
-            return self.backend.push(user_data, &slot.operation);
-        }
-        self.push_to_backend_other(index)
-    }
-
-    /// The rest of `push_to_backend`: a readiness wait, one round of an
-    /// emulated multishot operation, a close (the table lets go of its
-    /// descriptor).
-    fn push_to_backend_other(&mut self, index: u32) -> bool {
         let user_data = self.slots.id(index).user_data();
         let slot = self.slots.slot(index);
         let pushed = if slot.awaiting_readiness {
@@ -851,7 +857,7 @@ impl<C> IO<C> {
             assert!(slot.state == State::Completed);
             // Before anything moves: a tracing subscriber that panics
             // leaves the slot queued, with nothing lost.
-            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
+            tracing::trace!(target: "ringio", op = self.slots.slot(index).operation.name(), slot = index, result = self.slots.slot(index).result, "complete");
             if let AnyBackend::Sim(sim) = &self.backend {
                 sim.trace(&slot.operation, slot.result);
             }
@@ -874,7 +880,10 @@ impl<C> IO<C> {
         let slot = self.slots.slot(index);
         let one_shot = slot.multishot == Multishot::No;
         if one_shot && !matches!(slot.operation, Operation::Shot { .. }) {
-            let (mut callback, result) = self.slots.free_for_callback(index);
+            let slot = self.slots.slot_mut(index);
+            let mut callback = slot.callback.take();
+            let result = slot.result;
+            self.slots.free(index);
             return callback.call(self, ctx, result);
         }
         self.run_multishot_callback(ctx, index);
@@ -1108,12 +1117,14 @@ impl<C> IO<C> {
     }
 
     /// Takes a slot for `operation` and starts it.
+    #[inline(always)]
     pub(crate) fn submit(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
         self.submit_with_handle(operation, callback, NO_HANDLE)
     }
 
     /// Takes a slot for `operation` on the handle-table entry `handle`
     /// (or `NO_HANDLE`) and starts it.
+    #[inline(always)]
     pub(crate) fn submit_with_handle(
         &mut self,
         operation: Operation,
@@ -1149,6 +1160,10 @@ impl<C> IO<C> {
         self.submit_with(operation, callback, handle.index, multishot)
     }
 
+    /// Fills a slot and starts its operation. Inlined into each
+    /// operation's function, so that its handler is written straight into
+    /// the slot; the rest is `start`, out of line.
+    #[inline(always)]
     fn submit_with(
         &mut self,
         operation: Operation,
@@ -1157,25 +1172,38 @@ impl<C> IO<C> {
         multishot: Multishot,
     ) -> CompletionId {
         let id = self.slots.alloc_on(operation, callback, handle, multishot);
+        self.start(id.slot);
+        id
+    }
+
+    /// Starts the operation just put in slot `index`: into the timer wheel,
+    /// or to the backend (or `unqueued`).
+    #[inline(never)]
+    fn start(&mut self, index: u32) {
         self.stats.submitted += 1;
-        let is_close = matches!(operation, Operation::Close { .. });
+        let slot = self.slots.slot(index);
+        let handle = slot.handle;
+        let is_close = matches!(slot.operation, Operation::Close { .. });
         if handle != NO_HANDLE && !is_close {
             self.handles.op_started(handle);
         }
-        match operation {
-            Operation::Timeout { deadline_ns } => {
-                self.slots.slot_mut(id.slot).state = State::Timer;
-                self.timers.insert(deadline_ns, id);
-                if let AnyBackend::Sim(sim) = &self.backend {
-                    sim.note_timer(deadline_ns);
-                }
-            }
-            _ => self.enqueue(id.slot),
+        match self.slots.slot(index).operation {
+            Operation::Timeout { deadline_ns } => self.start_timer(index, deadline_ns),
+            _ => self.enqueue(index),
         }
         // After the state is settled: a tracing subscriber that panics
-        // leaves the operation in flight, as submitted.
-        tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, "submit");
-        id
+        // leaves the operation in flight, as submitted. The slot is looked
+        // up inside the macro, so only when the event is enabled.
+        tracing::trace!(target: "ringio", op = self.slots.slot(index).operation.name(), slot = index, "submit");
+    }
+
+    /// Puts the timer in slot `index` into the wheel.
+    fn start_timer(&mut self, index: u32, deadline_ns: u64) {
+        self.slots.slot_mut(index).state = State::Timer;
+        self.timers.insert(deadline_ns, self.slots.id(index));
+        if let AnyBackend::Sim(sim) = &self.backend {
+            sim.note_timer(deadline_ns);
+        }
     }
 
     /// Takes a slot for an operation whose result is already known (bad

@@ -384,8 +384,9 @@ impl Fifo {
         // fields against each other only in debug builds.
         let index = self.head;
         let link = *links.link(index);
-        assert!(link.is_linked());
+        // A head is linked: its `prev` is HEAD, never UNLINKED.
         assert!(link.is_head());
+        debug_assert!(link.is_linked());
         if link.is_tail() {
             assert!(self.tail == index);
             self.head = NONE;
