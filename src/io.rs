@@ -16,7 +16,7 @@ use crate::backend::{
     USER_DATA_INTERNAL,
 };
 use crate::callback::{self, Callback, Handler, RawShot};
-use crate::completion::{CompletionId, Multishot, Operation, Slots, State, NO_DEADLINE};
+use crate::completion::{CompletionId, Multishot, Operation, Slot, Slots, State, NO_DEADLINE};
 use crate::config::Config;
 use crate::handle::{CloseDone, Handle, Handles, NO_HANDLE};
 use crate::multishot::Flow;
@@ -469,8 +469,18 @@ impl<C> IO<C> {
         loop {
             batch.clear();
             self.backend.reap(&mut batch, REAP_BATCH_MAX);
-            for raw in &batch {
-                self.on_raw_completion(*raw);
+            let mut next = 0;
+            while next < batch.len() {
+                // A run of plain completions, on borrows the loop keeps.
+                let (slots, completed) = (self.slots.links(), &mut self.completed);
+                let mut plain = |raw: &RawCompletion| {
+                    raw.user_data != USER_DATA_INTERNAL && complete_plain(slots, completed, raw)
+                };
+                next += batch[next..].iter().take_while(|raw| plain(raw)).count();
+                if let Some(raw) = batch.get(next) {
+                    self.on_raw_completion(*raw);
+                    next += 1;
+                }
             }
             if batch.len() < REAP_BATCH_MAX {
                 break;
@@ -1180,17 +1190,19 @@ impl<C> IO<C> {
     /// or to the backend (or `unqueued`).
     #[inline(never)]
     fn start(&mut self, index: u32) {
-        self.stats.submitted += 1;
         let slot = self.slots.slot(index);
         let handle = slot.handle;
-        let is_close = matches!(slot.operation, Operation::Close { .. });
-        if handle != NO_HANDLE && !is_close {
-            self.handles.op_started(handle);
-        }
-        match self.slots.slot(index).operation {
+        match slot.operation {
             Operation::Timeout { deadline_ns } => self.start_timer(index, deadline_ns),
-            _ => self.enqueue(index),
+            operation => {
+                if handle != NO_HANDLE && !matches!(operation, Operation::Close { .. }) {
+                    self.handles.op_started(handle);
+                }
+                self.enqueue(index);
+            }
         }
+        // Last, so that the slot is looked up once before the push.
+        self.stats.submitted += 1;
         // After the state is settled: a tracing subscriber that panics
         // leaves the operation in flight, as submitted. The slot is looked
         // up inside the macro, so only when the event is enabled.
@@ -1270,6 +1282,32 @@ impl<C> IO<C> {
             }
         }
     }
+}
+
+/// The common case of a kernel completion, on borrows of just the table and
+/// `completed`, so that the compiler keeps both in registers across the
+/// reap loop: the one result of a one-shot operation, a success, with no
+/// deadline and no handle to settle. Returns whether it was that; if not,
+/// nothing changed, and `on_raw_completion` takes it.
+#[inline(always)]
+fn complete_plain<C>(slots: &mut [Slot<C>], completed: &mut Fifo, raw: &RawCompletion) -> bool {
+    let index = CompletionId::slot_of(raw.user_data);
+    let slot = &mut slots[index as usize];
+    assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
+    assert!(slot.state == State::Kernel);
+    let plain = raw.result >= 0
+        && slot.multishot == Multishot::No
+        && !slot.awaiting_readiness
+        && slot.deadline == NO_DEADLINE
+        && slot.handle == NO_HANDLE
+        && !matches!(slot.operation, Operation::SendZc { .. });
+    if !plain {
+        return false;
+    }
+    slot.state = State::Completed;
+    slot.result = raw.result;
+    completed.push(slots, index);
+    true
 }
 
 /// Whether an emulated multishot operation goes on after `result`: an
