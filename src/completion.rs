@@ -5,7 +5,7 @@ use std::fmt;
 
 use fifo::Link;
 
-use crate::callback::Callback;
+use crate::callback::{Callback, Detached};
 use crate::handle::NO_HANDLE;
 use crate::sys::Fd;
 
@@ -428,9 +428,24 @@ impl<C> Slots<C> {
     #[inline(always)]
     pub(crate) fn free(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
+        debug_assert!(!slot.callback.is_some());
         Self::release(slot);
         self.in_use -= 1;
         self.free.push(index);
+    }
+
+    /// Frees slot `index`, just taken off `completed`, and detaches its
+    /// callback for the loop to run at once (see [`Detached::call`]), with
+    /// the slot's result. The slot is written before the callback is
+    /// detached, so that nothing writes the slot after.
+    #[inline(always)]
+    pub(crate) fn free_detaching(&mut self, index: u32) -> (Detached<C>, i32) {
+        let slot = &mut self.slots[index as usize];
+        Self::release(slot);
+        let callback = slot.callback.detach();
+        self.in_use -= 1;
+        self.free.push(index);
+        (callback, slot.result)
     }
 
     /// Marks `slot` free and bumps its generation.
@@ -438,8 +453,6 @@ impl<C> Slots<C> {
     fn release(slot: &mut Slot<C>) {
         assert_ne!(slot.state, State::Free);
         assert!(!slot.link.is_linked());
-        // Every caller has just taken the callback out.
-        debug_assert!(!slot.callback.is_some());
         slot.state = State::Free;
         slot.generation = slot.generation.wrapping_add(1);
     }

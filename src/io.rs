@@ -124,8 +124,7 @@ impl<C> Handler<C> for DeadlinePassed {
     }
 }
 
-/// The source of `IO` tags. 0 is never handed out (it marks an empty
-/// place in `RUNNING`).
+/// The source of `IO` tags. 0 is never handed out.
 static TAG_NEXT: AtomicU32 = AtomicU32::new(1);
 
 fn tag_next() -> u32 {
@@ -145,7 +144,22 @@ thread_local! {
     /// The tags of the `IO`s whose loop is running on this thread. Kept
     /// here rather than in the `IO`, so that an `IO` swapped out of its
     /// place by one of its own callbacks is not left marked as running.
-    static RUNNING: Cell<[u32; RUNNING_MAX]> = const { Cell::new([0; RUNNING_MAX]) };
+    static RUNNING: RunningStack = const {
+        RunningStack {
+            depth: Cell::new(0),
+            tags: [const { Cell::new(0) }; RUNNING_MAX],
+        }
+    };
+}
+
+/// The running loops of one thread, innermost last. A stack: each entry is
+/// made and removed by a `Running` guard on the stack of the call that
+/// runs the loop, so guards go in the reverse order they came, unwinding
+/// included. Cells one by one, so that entering and leaving read and write
+/// a word or two, not the whole array.
+struct RunningStack {
+    depth: Cell<usize>,
+    tags: [Cell<u32>; RUNNING_MAX],
 }
 
 /// Marks an `IO`'s loop as running on this thread until dropped, which
@@ -160,24 +174,28 @@ impl Running {
     /// `EDEADLK` if this `IO`'s loop is already running (a callback called
     /// it), or `RUNNING_MAX` other loops are.
     fn enter(tag: u32) -> io::Result<Running> {
-        let mut running = RUNNING.get();
-        if running.contains(&tag) {
-            return Err(sys::errno(libc::EDEADLK));
-        }
-        let place = running.iter_mut().find(|place| **place == 0);
-        let place = place.ok_or_else(|| sys::errno(libc::EDEADLK))?;
-        *place = tag;
-        RUNNING.set(running);
-        Ok(Running { tag })
+        RUNNING.with(|running| {
+            let depth = running.depth.get();
+            let tags = &running.tags[..depth];
+            if depth == RUNNING_MAX || tags.iter().any(|entered| entered.get() == tag) {
+                return Err(sys::errno(libc::EDEADLK));
+            }
+            running.tags[depth].set(tag);
+            running.depth.set(depth + 1);
+            Ok(Running { tag })
+        })
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut running = RUNNING.get();
-        let place = running.iter_mut().find(|place| **place == self.tag);
-        *place.expect("entered above") = 0;
-        RUNNING.set(running);
+        RUNNING.with(|running| {
+            let depth = running.depth.get();
+            assert!(depth > 0);
+            // Innermost: guards leave in the reverse order they entered.
+            assert!(running.tags[depth - 1].get() == self.tag);
+            running.depth.set(depth - 1);
+        });
     }
 }
 
@@ -429,7 +447,16 @@ impl<C> IO<C> {
     }
 
     /// Shortens `wait` so that the earliest timer is not missed.
+    #[inline(always)]
     fn wait_until_next_timer(&mut self, wait: Wait) -> Wait {
+        if self.timers.len() == 0 {
+            return wait;
+        }
+        self.wait_until_timer(wait)
+    }
+
+    /// `wait_until_next_timer` with timers in the wheel.
+    fn wait_until_timer(&mut self, wait: Wait) -> Wait {
         let slots = &self.slots;
         let Some(deadline_ns) = self.timers.next_deadline_ns(|id| timer_is_live(slots, id)) else {
             return wait;
@@ -447,10 +474,15 @@ impl<C> IO<C> {
         self.backend.submit_and_wait(Wait::Never)
     }
 
+    #[inline(always)]
     fn fire_timers(&mut self) {
-        if self.timers.len() == 0 {
-            return;
+        if self.timers.len() != 0 {
+            self.fire_due_timers();
         }
+    }
+
+    /// `fire_timers` with timers in the wheel.
+    fn fire_due_timers(&mut self) {
         let now_ns = self.now_ns();
         loop {
             let slots = &self.slots;
@@ -465,28 +497,28 @@ impl<C> IO<C> {
     }
 
     fn reap(&mut self) {
-        let mut batch = mem::take(&mut self.reap_batch);
         loop {
-            batch.clear();
-            self.backend.reap(&mut batch, REAP_BATCH_MAX);
+            self.reap_batch.clear();
+            self.backend.reap(&mut self.reap_batch, REAP_BATCH_MAX);
+            let reaped = self.reap_batch.len();
             let mut next = 0;
-            while next < batch.len() {
+            while next < reaped {
                 // A run of plain completions, on borrows the loop keeps.
                 let (slots, completed) = (self.slots.links(), &mut self.completed);
                 let mut plain = |raw: &RawCompletion| {
                     raw.user_data != USER_DATA_INTERNAL && complete_plain(slots, completed, raw)
                 };
-                next += batch[next..].iter().take_while(|raw| plain(raw)).count();
-                if let Some(raw) = batch.get(next) {
-                    self.on_raw_completion(*raw);
+                next += self.reap_batch[next..].iter().take_while(|raw| plain(raw)).count();
+                if next < reaped {
+                    // The batch is not touched again until the next reap.
+                    self.on_raw_completion(self.reap_batch[next]);
                     next += 1;
                 }
             }
-            if batch.len() < REAP_BATCH_MAX {
+            if reaped < REAP_BATCH_MAX {
                 break;
             }
         }
-        self.reap_batch = batch;
     }
 
     #[inline(always)]
@@ -863,15 +895,19 @@ impl<C> IO<C> {
             let Some(index) = self.completed.peek() else {
                 break;
             };
-            let slot = self.slots.slot(index);
+            // The table as a slice, so that the compiler keeps it in
+            // registers across the tracing call, which may touch anything
+            // else.
+            let slots = self.slots.links();
+            let slot = &slots[index as usize];
             assert!(slot.state == State::Completed);
             // Before anything moves: a tracing subscriber that panics
             // leaves the slot queued, with nothing lost.
-            tracing::trace!(target: "ringio", op = self.slots.slot(index).operation.name(), slot = index, result = self.slots.slot(index).result, "complete");
+            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
             if let AnyBackend::Sim(sim) = &self.backend {
                 sim.trace(&slot.operation, slot.result);
             }
-            let popped = self.completed.pop(self.slots.links());
+            let popped = self.completed.pop(slots);
             assert!(popped == Some(index));
             self.stats.completed += 1;
             self.run_callback(ctx, index);
@@ -886,15 +922,16 @@ impl<C> IO<C> {
     /// a one-shot operation's, or a multishot operation's with one of its
     /// results (a shot) or its last.
     #[inline(always)]
+    #[allow(unsafe_code)]
     fn run_callback(&mut self, ctx: &mut C, index: u32) {
         let slot = self.slots.slot(index);
         let one_shot = slot.multishot == Multishot::No;
         if one_shot && !matches!(slot.operation, Operation::Shot { .. }) {
-            let slot = self.slots.slot_mut(index);
-            let mut callback = slot.callback.take();
-            let result = slot.result;
-            self.slots.free(index);
-            return callback.call(self, ctx, result);
+            let (callback, result) = self.slots.free_detaching(index);
+            // SAFETY: `free_detaching` wrote the slot before it detached
+            // the callback, and nothing runs between it and this call, so
+            // the handler is in its storage as it left it.
+            return unsafe { callback.call(self, ctx, result) };
         }
         self.run_multishot_callback(ctx, index);
     }
