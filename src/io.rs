@@ -680,7 +680,9 @@ impl<C> IO<C> {
     /// or none. Returns whether it went; if not, nothing changed.
     #[inline(always)]
     fn push_now(&mut self, index: u32) -> bool {
-        let slot = self.slots.slot(index);
+        // Held across the push (which borrows only the backend), so that
+        // the slot is looked up once.
+        let slot = &mut self.slots.links()[index as usize];
         let as_it_is = !slot.awaiting_readiness
             && matches!(slot.multishot, Multishot::No | Multishot::Native)
             && !matches!(
@@ -695,7 +697,7 @@ impl<C> IO<C> {
         if !self.backend.push(user_data, &slot.operation) {
             return false;
         }
-        self.slots.slot_mut(index).state = State::Kernel;
+        slot.state = State::Kernel;
         if self.submit_batch > 0 {
             self.backend.submit_early(self.submit_batch);
         }
@@ -704,6 +706,7 @@ impl<C> IO<C> {
 
     /// The rest of `enqueue`: settle the operation instead, push it as
     /// `push_to_backend` says, or park it.
+    #[cold]
     #[inline(never)]
     fn enqueue_other(&mut self, index: u32) {
         if self.unqueued.is_empty() {
@@ -1227,6 +1230,7 @@ impl<C> IO<C> {
     /// or to the backend (or `unqueued`).
     #[inline(never)]
     fn start(&mut self, index: u32) {
+        self.stats.submitted += 1;
         let slot = self.slots.slot(index);
         let handle = slot.handle;
         match slot.operation {
@@ -1238,15 +1242,23 @@ impl<C> IO<C> {
                 self.enqueue(index);
             }
         }
-        // Last, so that the slot is looked up once before the push.
-        self.stats.submitted += 1;
-        // After the state is settled: a tracing subscriber that panics
-        // leaves the operation in flight, as submitted. The slot is looked
-        // up inside the macro, so only when the event is enabled.
-        tracing::trace!(target: "ringio", op = self.slots.slot(index).operation.name(), slot = index, "submit");
+        if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+            self.trace_submit(index);
+        }
+    }
+
+    /// After the state is settled: a tracing subscriber that panics leaves
+    /// the operation in flight, as submitted. Out of line, with what it
+    /// needs, so that `start` keeps few registers.
+    #[cold]
+    #[inline(never)]
+    fn trace_submit(&self, index: u32) {
+        let operation = &self.slots.slot(index).operation;
+        tracing::trace!(target: "ringio", op = operation.name(), slot = index, "submit");
     }
 
     /// Puts the timer in slot `index` into the wheel.
+    #[inline(never)]
     fn start_timer(&mut self, index: u32, deadline_ns: u64) {
         self.slots.slot_mut(index).state = State::Timer;
         self.timers.insert(deadline_ns, self.slots.id(index));
@@ -1324,8 +1336,10 @@ impl<C> IO<C> {
 /// The common case of a kernel completion, on borrows of just the table and
 /// `completed`, so that the compiler keeps both in registers across the
 /// reap loop: the one result of a one-shot operation, a success, with no
-/// deadline and no handle to settle. Returns whether it was that; if not,
-/// nothing changed, and `on_raw_completion` takes it.
+/// deadline and no handle to settle (an operation on a handle counts off
+/// it, and may release a held close: `complete` does that). Returns
+/// whether it was that; if not, nothing changed, and `on_raw_completion`
+/// takes it.
 #[inline(always)]
 fn complete_plain<C>(slots: &mut [Slot<C>], completed: &mut Fifo, raw: &RawCompletion) -> bool {
     let index = CompletionId::slot_of(raw.user_data);
