@@ -42,7 +42,9 @@ fn measured_ringio(io: &mut IO<Ctx>, ctx: &mut Ctx, batch: u32, total: u64) {
 }
 
 fn run_ringio(batch: u32, total: u64) {
-    let config = Config::new().entries(256.max(batch)).completions_initial(batch);
+    let config = Config::new()
+        .entries(256.max(batch))
+        .completions_initial(batch);
     let mut io: IO<Ctx> = IO::with_config(config).expect("io_uring setup");
     let mut ctx = Ctx::default();
     for _ in 0..64 {

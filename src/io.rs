@@ -508,7 +508,10 @@ impl<C> IO<C> {
                 let mut plain = |raw: &RawCompletion| {
                     raw.user_data != USER_DATA_INTERNAL && complete_plain(slots, completed, raw)
                 };
-                next += self.reap_batch[next..].iter().take_while(|raw| plain(raw)).count();
+                next += self.reap_batch[next..]
+                    .iter()
+                    .take_while(|raw| plain(raw))
+                    .count();
                 if next < reaped {
                     // The batch is not touched again until the next reap.
                     self.on_raw_completion(self.reap_batch[next]);
