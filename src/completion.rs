@@ -428,7 +428,7 @@ impl<C> Slots<C> {
     #[inline(always)]
     pub(crate) fn free(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
-        debug_assert!(!slot.callback.is_some());
+        assert!(!slot.callback.is_some());
         Self::release(slot);
         self.in_use -= 1;
         self.free.push(index);

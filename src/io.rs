@@ -915,8 +915,15 @@ impl<C> IO<C> {
             }
             let popped = self.completed.pop(slots);
             assert!(popped == Some(index));
+            let slot = &slots[index as usize];
+            let one_shot = slot.multishot == Multishot::No;
+            let one_shot = one_shot && !matches!(slot.operation, Operation::Shot { .. });
             self.stats.completed += 1;
-            self.run_callback(ctx, index);
+            if one_shot {
+                self.run_callback(ctx, index);
+            } else {
+                self.run_multishot_callback(ctx, index);
+            }
             if self.tag != tag {
                 return Err(replaced_error());
             }
@@ -924,26 +931,20 @@ impl<C> IO<C> {
         Ok(())
     }
 
-    /// Frees slot `index`, just taken off `completed`, and runs its callback:
-    /// a one-shot operation's, or a multishot operation's with one of its
-    /// results (a shot) or its last.
+    /// Frees slot `index`, a one-shot operation's just taken off
+    /// `completed`, and runs its callback.
     #[inline(always)]
     #[allow(unsafe_code)]
     fn run_callback(&mut self, ctx: &mut C, index: u32) {
-        let slot = self.slots.slot(index);
-        let one_shot = slot.multishot == Multishot::No;
-        if one_shot && !matches!(slot.operation, Operation::Shot { .. }) {
-            let (callback, result) = self.slots.free_detaching(index);
-            // SAFETY: `free_detaching` wrote the slot before it detached
-            // the callback, and nothing runs between it and this call, so
-            // the handler is in its storage as it left it.
-            return unsafe { callback.call(self, ctx, result) };
-        }
-        self.run_multishot_callback(ctx, index);
+        let (callback, result) = self.slots.free_detaching(index);
+        // SAFETY: `free_detaching` wrote the slot before it detached the
+        // callback, and nothing runs between it and this call, so the
+        // handler is in its storage as it left it.
+        unsafe { callback.call(self, ctx, result) };
     }
 
-    /// `run_callback` for a multishot operation's result: a shot, or its
-    /// last.
+    /// As `run_callback`, for a multishot operation's result: one of its
+    /// results (a shot) or its last.
     fn run_multishot_callback(&mut self, ctx: &mut C, index: u32) {
         let slot = self.slots.slot_mut(index);
         let (result, flags, multishot) = (slot.result, slot.flags, slot.multishot);
