@@ -34,7 +34,8 @@ RULES = [
     ("SQE fill and push", r"io_uring::entry_for|IoUringBackend as ringio::backend::Backend>::push"
      r"|push_entry|io_uring::squeue|io_uring::opcode"),
     ("dispatch (AnyBackend)", r"AnyBackend as ringio::backend::Backend"),
-    ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue"),
+    ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue"
+     r"|extend_desugared|SpecExtend"),
     ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall"),
     ("completion: generation and state checks, result",
      r"complete_plain|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
