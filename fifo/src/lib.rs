@@ -63,10 +63,10 @@
 //! fifo's own private fields, changed together by its methods alone, so in
 //! `push` and `pop` (the hot path of an I/O loop, run once per operation)
 //! their agreement with each other is checked in debug builds only, where
-//! the model test would catch a bug in this crate. The whole-fifo invariant check, which reads
-//! the tail's link, runs after every push, pop and remove in debug builds
-//! only, because in a large table that read is a cache miss; so does the
-//! membership walk in `remove`. Misuse, such as pushing a node that is already
+//! the model test would catch a bug in this crate. The whole-fifo invariant
+//! check, which reads the tail's link, runs after every push, pop and remove
+//! in debug builds only, because in a large table that read is a cache miss;
+//! so does the membership walk in `remove`. Misuse, such as pushing a node that is already
 //! linked or operating on a fifo with storage other than its own, panics
 //! instead of corrupting the lists.
 //!
