@@ -144,7 +144,12 @@ impl<C> Callback<C> {
     }
 
     /// Runs the handler, consuming it. Does nothing when empty.
-    pub(crate) fn call(mut self, io: &mut IO<C>, ctx: &mut C, result: i32) {
+    ///
+    /// By `&mut self`, not by value: the handler is moved out of `storage`
+    /// once, by `invoke`, rather than the whole `Callback` being moved into
+    /// this call first.
+    #[inline(always)]
+    pub(crate) fn call(&mut self, io: &mut IO<C>, ctx: &mut C, result: i32) {
         if let Some(invoke) = self.invoke.take() {
             // SAFETY: `invoke` was set together with a live handler of its type
             // in `storage`; taking it out first means it is read exactly once.
@@ -176,6 +181,51 @@ impl<C> Callback<C> {
     /// kernel may still write into) is leaked, never freed.
     pub(crate) fn leak(mut self) {
         self.invoke = None;
+    }
+}
+
+/// A one-shot handler detached from its [`Callback`] but still in the
+/// callback's storage: what a freed slot leaves for the loop to run. The
+/// storage is read once more, by `invoke`, when [`call`](Detached::call)
+/// runs it; dropped without running, it leaks the handler (never frees it).
+#[must_use]
+pub(crate) struct Detached<C> {
+    storage: *mut u8,
+    invoke: Option<unsafe fn(*mut u8, Invoke<'_, C>)>,
+}
+
+impl<C> Callback<C> {
+    /// Detaches the handler: this callback is empty from now on, and the
+    /// handler stays in its storage until the returned value runs it. The
+    /// handler is then moved once, out of the storage, rather than first
+    /// out to a `Callback` on the stack and from there.
+    #[inline(always)]
+    pub(crate) fn detach(&mut self) -> Detached<C> {
+        Detached {
+            invoke: self.invoke.take(),
+            storage: self.storage.as_mut_ptr().cast(),
+        }
+    }
+}
+
+impl<C> Detached<C> {
+    /// Runs the handler with `result`, moving it out of the storage first.
+    /// Does nothing when the callback was empty.
+    ///
+    /// # Safety
+    ///
+    /// The storage this was detached from must be as `detach` left it: not
+    /// written, moved or freed since. The loop runs this right after
+    /// freeing the slot, with no code in between.
+    #[inline(always)]
+    pub(crate) unsafe fn call(self, io: &mut IO<C>, ctx: &mut C, result: i32) {
+        if let Some(invoke) = self.invoke {
+            // SAFETY: `invoke` was set together with a live handler of its
+            // type in the storage at `storage`, which nothing has touched
+            // since `detach` took `invoke` out (the caller's promise), so
+            // this is the one read of that handler.
+            unsafe { invoke(self.storage, Invoke::Complete(io, ctx, result)) };
+        }
     }
 }
 

@@ -1,12 +1,11 @@
 //! Completion slots: the table of in-flight operations, addressed by index and
 //! generation, linked into FIFOs through the `fifo` crate.
 
-use std::collections::VecDeque;
 use std::fmt;
 
-use fifo::{Link, Links};
+use fifo::Link;
 
-use crate::callback::Callback;
+use crate::callback::{Callback, Detached};
 use crate::handle::NO_HANDLE;
 use crate::sys::Fd;
 
@@ -33,7 +32,13 @@ impl CompletionId {
     /// Packs the id into an io_uring `user_data`: the slot and the low 32
     /// bits of the generation.
     pub(crate) fn user_data(self) -> u64 {
-        (u64::from(self.generation as u32) << 32) | u64::from(self.slot)
+        CompletionId::user_data_of(self.slot, self.generation)
+    }
+
+    /// The `user_data` of the operation in `slot` at `generation`.
+    #[inline]
+    pub(crate) fn user_data_of(slot: u32, generation: u64) -> u64 {
+        (u64::from(generation as u32) << 32) | u64::from(slot)
     }
 
     /// The slot a `user_data` names.
@@ -366,16 +371,18 @@ impl<C> AsMut<Link> for Slot<C> {
     }
 }
 
-/// The completion table: slots that are reused through a free FIFO (oldest
-/// freed first, which maximizes the time before a generation is reused).
+/// The completion table: slots that are reused through a free list.
 ///
-/// The free FIFO is a ring of indices rather than the slots' intrusive links:
-/// freeing then touches no other slot's cache line, and a push or pop is a
-/// handful of instructions, which the NOP benchmark shows (about 40 fewer
-/// per operation). It costs 4 bytes per slot.
+/// The free list is a stack of indices rather than the slots' intrusive
+/// links: freeing then touches no other slot's cache line, and a push or pop
+/// is a handful of instructions (docs/benchmarks.md, "NOP budget"). It costs
+/// 4 bytes per slot. Reuse is last freed first, as in a slab: the slot
+/// reused is the one whose cache lines are warmest. Generations are 64-bit,
+/// so the order of reuse does not bring an old id back: no slot is reused
+/// 2^64 times.
 pub(crate) struct Slots<C> {
     slots: Vec<Slot<C>>,
-    free: VecDeque<u32>,
+    free: Vec<u32>,
     /// Slots not on the free list.
     in_use: u32,
     /// The owning `IO`'s tag, carried by every id.
@@ -392,7 +399,7 @@ impl<C> Slots<C> {
     pub(crate) fn with_capacity(capacity: u32, io: u32) -> std::io::Result<Slots<C>> {
         let mut slots = Slots {
             slots: Vec::new(),
-            free: VecDeque::new(),
+            free: Vec::new(),
             in_use: 0,
             io,
         };
@@ -408,9 +415,15 @@ impl<C> Slots<C> {
         for _ in 0..capacity {
             slots.grow();
         }
+        // Lowest index on top: the first operations take the first slots.
+        slots.free.reverse();
         Ok(slots)
     }
 
+    /// Adds a free slot. Out of line: the table grows rarely, and the
+    /// allocation that takes a slot stays small enough to inline.
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) {
         let index = self.slots.len() as u32;
         assert!(index <= fifo::INDEX_MAX);
@@ -430,25 +443,44 @@ impl<C> Slots<C> {
             operation: Operation::Nop,
             callback: Callback::empty(),
         });
-        self.free.push_back(index);
+        self.free.push(index);
     }
 
     /// Takes a free slot (growing the table if none is free) and fills it.
+    #[inline]
     pub(crate) fn alloc(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
+        self.alloc_on(operation, callback, NO_HANDLE, Multishot::No)
+    }
+
+    /// As [`alloc`](Slots::alloc), for an operation on the handle-table
+    /// entry `handle` (or `NO_HANDLE`), delivering its results as
+    /// `multishot` says: every field is written once, here.
+    #[inline(always)]
+    pub(crate) fn alloc_on(
+        &mut self,
+        operation: Operation,
+        callback: Callback<C>,
+        handle: u32,
+        multishot: Multishot,
+    ) -> CompletionId {
         if self.free.is_empty() {
             self.grow();
         }
-        let index = self.free.pop_front().expect("grown above");
+        let index = self.free.pop().expect("grown above");
         let slot = &mut self.slots[index as usize];
         assert_eq!(slot.state, State::Free);
+        // Also lets the compiler drop nothing when the callback goes in.
         assert!(!slot.callback.is_some());
         slot.operation = operation;
         slot.callback = callback;
         slot.result = 0;
-        slot.awaiting_readiness = false;
+        // An emulated receive from a pool takes a buffer only once data is
+        // there, as the kernel does: each round starts with a readiness wait.
+        let pooled = matches!(operation, Operation::RecvMulti { .. });
+        slot.awaiting_readiness = pooled && multishot == Multishot::Emulated;
         slot.retried = false;
-        slot.handle = NO_HANDLE;
-        slot.multishot = Multishot::No;
+        slot.handle = handle;
+        slot.multishot = multishot;
         slot.delivered = false;
         slot.deadline = NO_DEADLINE;
         slot.timed_out = false;
@@ -463,15 +495,36 @@ impl<C> Slots<C> {
 
     /// Returns a slot to the free list and bumps its generation, which makes
     /// every id naming the old occupant stale. The callback must be taken out.
+    #[inline(always)]
     pub(crate) fn free(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
+        assert!(!slot.callback.is_some());
+        Self::release(slot);
+        self.in_use -= 1;
+        self.free.push(index);
+    }
+
+    /// Frees slot `index`, just taken off `completed`, and detaches its
+    /// callback for the loop to run at once (see [`Detached::call`]), with
+    /// the slot's result. The slot is written before the callback is
+    /// detached, so that nothing writes the slot after.
+    #[inline(always)]
+    pub(crate) fn free_detaching(&mut self, index: u32) -> (Detached<C>, i32) {
+        let slot = &mut self.slots[index as usize];
+        Self::release(slot);
+        let callback = slot.callback.detach();
+        self.in_use -= 1;
+        self.free.push(index);
+        (callback, slot.result)
+    }
+
+    /// Marks `slot` free and bumps its generation.
+    #[inline(always)]
+    fn release(slot: &mut Slot<C>) {
         assert_ne!(slot.state, State::Free);
         assert!(!slot.link.is_linked());
-        assert!(!slot.callback.is_some());
         slot.state = State::Free;
         slot.generation = slot.generation.wrapping_add(1);
-        self.in_use -= 1;
-        self.free.push_back(index);
     }
 
     /// The live slot that `id` names, or `None` if the id is stale or free.
@@ -536,12 +589,13 @@ impl<C> Drop for Slots<C> {
     }
 }
 
-impl<C> Links for Slots<C> {
-    fn link(&self, index: u32) -> &Link {
-        &self.slots[index as usize].link
-    }
-
-    fn link_mut(&mut self, index: u32) -> &mut Link {
-        &mut self.slots[index as usize].link
+impl<C> Slots<C> {
+    /// The slots as the storage of the `unqueued` and `completed` FIFOs.
+    /// A slice rather than the table: its length stays in a register, where
+    /// the table's would be read again after every link the FIFO writes
+    /// (the compiler cannot tell a link from the `Vec`'s length).
+    #[inline(always)]
+    pub(crate) fn links(&mut self) -> &mut [Slot<C>] {
+        &mut self.slots
     }
 }

@@ -16,7 +16,7 @@ use crate::backend::{
     USER_DATA_INTERNAL,
 };
 use crate::callback::{self, Callback, Handler, RawShot};
-use crate::completion::{CompletionId, Multishot, Operation, Slots, State, NO_DEADLINE};
+use crate::completion::{CompletionId, Multishot, Operation, Slot, Slots, State, NO_DEADLINE};
 use crate::config::Config;
 use crate::handle::{CloseDone, Handle, Handles, NO_HANDLE};
 use crate::multishot::Flow;
@@ -139,8 +139,7 @@ impl<C> Handler<C> for DeadlinePassed {
     }
 }
 
-/// The source of `IO` tags. 0 is never handed out (it marks an empty
-/// place in `RUNNING`).
+/// The source of `IO` tags. 0 is never handed out.
 static TAG_NEXT: AtomicU32 = AtomicU32::new(1);
 
 fn tag_next() -> u32 {
@@ -160,7 +159,22 @@ thread_local! {
     /// The tags of the `IO`s whose loop is running on this thread. Kept
     /// here rather than in the `IO`, so that an `IO` swapped out of its
     /// place by one of its own callbacks is not left marked as running.
-    static RUNNING: Cell<[u32; RUNNING_MAX]> = const { Cell::new([0; RUNNING_MAX]) };
+    static RUNNING: RunningStack = const {
+        RunningStack {
+            depth: Cell::new(0),
+            tags: [const { Cell::new(0) }; RUNNING_MAX],
+        }
+    };
+}
+
+/// The running loops of one thread, innermost last. A stack: each entry is
+/// made and removed by a `Running` guard on the stack of the call that
+/// runs the loop, so guards go in the reverse order they came, unwinding
+/// included. Cells one by one, so that entering and leaving read and write
+/// a word or two, not the whole array.
+struct RunningStack {
+    depth: Cell<usize>,
+    tags: [Cell<u32>; RUNNING_MAX],
 }
 
 /// Marks an `IO`'s loop as running on this thread until dropped, which
@@ -175,24 +189,28 @@ impl Running {
     /// `EDEADLK` if this `IO`'s loop is already running (a callback called
     /// it), or `RUNNING_MAX` other loops are.
     fn enter(tag: u32) -> io::Result<Running> {
-        let mut running = RUNNING.get();
-        if running.contains(&tag) {
-            return Err(sys::errno(libc::EDEADLK));
-        }
-        let place = running.iter_mut().find(|place| **place == 0);
-        let place = place.ok_or_else(|| sys::errno(libc::EDEADLK))?;
-        *place = tag;
-        RUNNING.set(running);
-        Ok(Running { tag })
+        RUNNING.with(|running| {
+            let depth = running.depth.get();
+            let tags = &running.tags[..depth];
+            if depth == RUNNING_MAX || tags.iter().any(|entered| entered.get() == tag) {
+                return Err(sys::errno(libc::EDEADLK));
+            }
+            running.tags[depth].set(tag);
+            running.depth.set(depth + 1);
+            Ok(Running { tag })
+        })
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut running = RUNNING.get();
-        let place = running.iter_mut().find(|place| **place == self.tag);
-        *place.expect("entered above") = 0;
-        RUNNING.set(running);
+        RUNNING.with(|running| {
+            let depth = running.depth.get();
+            assert!(depth > 0);
+            // Innermost: guards leave in the reverse order they entered.
+            assert!(running.tags[depth - 1].get() == self.tag);
+            running.depth.set(depth - 1);
+        });
     }
 }
 
@@ -453,7 +471,16 @@ impl<C> IO<C> {
     }
 
     /// Shortens `wait` so that the earliest timer is not missed.
+    #[inline(always)]
     fn wait_until_next_timer(&mut self, wait: Wait) -> Wait {
+        if self.timers.len() == 0 {
+            return wait;
+        }
+        self.wait_until_timer(wait)
+    }
+
+    /// `wait_until_next_timer` with timers in the wheel.
+    fn wait_until_timer(&mut self, wait: Wait) -> Wait {
         let slots = &self.slots;
         let Some(deadline_ns) = self.timers.next_deadline_ns(|id| timer_is_live(slots, id)) else {
             return wait;
@@ -471,10 +498,15 @@ impl<C> IO<C> {
         self.backend.submit_and_wait(Wait::Never)
     }
 
+    #[inline(always)]
     fn fire_timers(&mut self) {
-        if self.timers.len() == 0 {
-            return;
+        if self.timers.len() != 0 {
+            self.fire_due_timers();
         }
+    }
+
+    /// `fire_timers` with timers in the wheel.
+    fn fire_due_timers(&mut self) {
         let now_ns = self.now_ns();
         loop {
             let slots = &self.slots;
@@ -489,31 +521,61 @@ impl<C> IO<C> {
     }
 
     fn reap(&mut self) {
-        let mut batch = mem::take(&mut self.reap_batch);
         loop {
-            batch.clear();
-            self.backend.reap(&mut batch, REAP_BATCH_MAX);
-            for raw in &batch {
-                self.on_raw_completion(*raw);
+            self.reap_batch.clear();
+            self.backend.reap(&mut self.reap_batch, REAP_BATCH_MAX);
+            let reaped = self.reap_batch.len();
+            let mut next = 0;
+            while next < reaped {
+                // A run of plain completions, on borrows the loop keeps.
+                let (slots, completed) = (self.slots.links(), &mut self.completed);
+                let chains = &self.chain_links;
+                let mut plain = |raw: &RawCompletion| {
+                    raw.user_data != USER_DATA_INTERNAL
+                        && complete_plain(slots, completed, chains, raw)
+                };
+                next += self.reap_batch[next..]
+                    .iter()
+                    .take_while(|raw| plain(raw))
+                    .count();
+                if next < reaped {
+                    // The batch is not touched again until the next reap.
+                    self.on_raw_completion(self.reap_batch[next]);
+                    next += 1;
+                }
             }
-            if batch.len() < REAP_BATCH_MAX {
+            if reaped < REAP_BATCH_MAX {
                 break;
             }
         }
-        self.reap_batch = batch;
     }
 
+    #[inline(always)]
     fn on_raw_completion(&mut self, raw: RawCompletion) {
         if raw.user_data == USER_DATA_INTERNAL {
             return;
         }
         let index = CompletionId::slot_of(raw.user_data);
         let slot = self.slots.slot_mut(index);
-        assert_eq!(
-            slot.generation as u32,
-            CompletionId::generation_low_of(raw.user_data)
-        );
-        assert_eq!(slot.state, State::Kernel);
+        // Plain `assert!`s: `assert_eq!` would keep both sides in memory
+        // for its message, once per operation.
+        assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
+        assert!(slot.state == State::Kernel);
+        // The common case, inline: the one result of a one-shot operation,
+        // a success, so nothing to retry (what `finish` would do too).
+        let one_shot = slot.multishot == Multishot::No
+            && !slot.awaiting_readiness
+            && !matches!(slot.operation, Operation::SendZc { .. });
+        if one_shot && raw.result >= 0 {
+            return self.complete(index, raw.result);
+        }
+        self.on_raw_completion_other(index, raw);
+    }
+
+    /// The rest of `on_raw_completion`: a readiness wait that ended, an
+    /// error to retry or to report, a multishot result.
+    fn on_raw_completion_other(&mut self, index: u32, raw: RawCompletion) {
+        let slot = self.slots.slot_mut(index);
         let is_close = matches!(slot.operation, Operation::Close { .. });
         if slot.awaiting_readiness {
             // The readiness wait ended: retry the operation, or fail it if
@@ -633,7 +695,49 @@ impl<C> IO<C> {
     /// Hands a slot's operation to the backend, or parks it on `unqueued`
     /// when the submission queue is full. Operations already waiting go
     /// first, so submission order is kept.
+    #[inline(always)]
     fn enqueue(&mut self, index: u32) {
+        if self.unqueued.is_empty() && self.push_now(index) {
+            return;
+        }
+        self.enqueue_other(index);
+    }
+
+    /// The common case of `enqueue`, inline: an operation that goes to the
+    /// backend as it is (not a readiness wait, a round of an emulated
+    /// multishot operation, a close or a pool's receive), on an open handle
+    /// or none. Returns whether it went; if not, nothing changed.
+    #[inline(always)]
+    fn push_now(&mut self, index: u32) -> bool {
+        // Held across the push (which borrows only the backend), so that
+        // the slot is looked up once.
+        let slot = &mut self.slots.links()[index as usize];
+        let as_it_is = !slot.awaiting_readiness
+            && matches!(slot.multishot, Multishot::No | Multishot::Native)
+            && !matches!(
+                slot.operation,
+                Operation::Close { .. } | Operation::RecvMulti { .. }
+            );
+        let handle_open = slot.handle == NO_HANDLE || self.handles.is_open_index(slot.handle);
+        if !as_it_is || !handle_open {
+            return false;
+        }
+        let user_data = CompletionId::user_data_of(index, slot.generation);
+        if !self.backend.push(user_data, &slot.operation) {
+            return false;
+        }
+        slot.state = State::Kernel;
+        if self.submit_batch > 0 {
+            self.backend.submit_early(self.submit_batch);
+        }
+        true
+    }
+
+    /// The rest of `enqueue`: settle the operation instead, push it as
+    /// `push_to_backend` says, or park it.
+    #[cold]
+    #[inline(never)]
+    fn enqueue_other(&mut self, index: u32) {
         if self.unqueued.is_empty() {
             if let Some(result) = self.settle_before_push(index) {
                 self.complete(index, result);
@@ -647,8 +751,14 @@ impl<C> IO<C> {
                 return;
             }
         }
+        self.park(index);
+    }
+
+    /// Parks slot `index` on `unqueued`, behind whatever waits there.
+    #[inline(never)]
+    fn park(&mut self, index: u32) {
         self.slots.slot_mut(index).state = State::Unqueued;
-        self.unqueued.push(&mut self.slots, index);
+        self.unqueued.push(self.slots.links(), index);
         self.stats.unqueued_max = self.stats.unqueued_max.max(u64::from(self.unqueued.len()));
     }
 
@@ -669,7 +779,7 @@ impl<C> IO<C> {
         let mut index = first;
         for member in 0..count {
             self.slots.slot_mut(index).state = State::Unqueued;
-            self.unqueued.push(&mut self.slots, index);
+            self.unqueued.push(self.slots.links(), index);
             if member + 1 < count {
                 index = self.chain_next(index);
             }
@@ -684,7 +794,7 @@ impl<C> IO<C> {
         let mut index = first;
         for member in 0..count {
             if from_unqueued {
-                let popped = self.unqueued.pop(&mut self.slots);
+                let popped = self.unqueued.pop(self.slots.links());
                 assert_eq!(popped, Some(index));
             }
             let last = member + 1 == count;
@@ -804,7 +914,7 @@ impl<C> IO<C> {
             if settled.is_none() && !self.push_to_backend(index) {
                 break;
             }
-            let popped = self.unqueued.pop(&mut self.slots);
+            let popped = self.unqueued.pop(self.slots.links());
             assert_eq!(popped, Some(index));
             match settled {
                 Some(result) => self.complete(index, result),
@@ -816,6 +926,7 @@ impl<C> IO<C> {
     /// Records a result and queues the slot's callback. A close's callback
     /// runs after those of every operation that was in flight on its handle,
     /// on every backend: it is held until the last of them completes.
+    #[inline(always)]
     fn complete(&mut self, index: u32, result: i32) {
         self.complete_one(index, result);
         self.chain_after(index, result);
@@ -824,16 +935,30 @@ impl<C> IO<C> {
     /// [`complete`](IO::complete) for one slot, whatever chain it is in.
     fn complete_one(&mut self, index: u32, result: i32) {
         let slot = self.slots.slot_mut(index);
-        assert_ne!(slot.state, State::Completed);
-        assert_ne!(slot.state, State::Free);
-        assert_ne!(slot.state, State::Held);
-        assert!(!slot.link.is_linked());
+        // In flight, or a chain member waiting for its turn: not completed,
+        // held, or free.
+        assert!(matches!(
+            slot.state,
+            State::Unqueued | State::Kernel | State::Timer | State::Chained
+        ));
         slot.state = State::Completed;
         slot.result = match result {
             // The cancel that the deadline made: report it as what it was.
             result if result == -libc::ECANCELED && slot.timed_out => -libc::ETIMEDOUT,
             result => result,
         };
+        if slot.deadline == NO_DEADLINE && slot.handle == NO_HANDLE {
+            // Nothing else to settle. The push asserts the slot is on no list.
+            return self.completed.push(self.slots.links(), index);
+        }
+        self.complete_settle(index);
+    }
+
+    /// The rest of `complete`: the deadline goes, and an operation on a
+    /// handle is counted off it (a held close may complete with it).
+    fn complete_settle(&mut self, index: u32) {
+        let slot = self.slots.slot_mut(index);
+        assert!(!slot.link.is_linked());
         let deadline = mem::replace(&mut slot.deadline, NO_DEADLINE);
         if deadline != NO_DEADLINE {
             // Completed first: the deadline goes with it.
@@ -843,19 +968,19 @@ impl<C> IO<C> {
         let handle = slot.handle;
         let is_close = matches!(slot.operation, Operation::Close { .. });
         if handle == NO_HANDLE {
-            self.completed.push(&mut self.slots, index);
+            self.completed.push(self.slots.links(), index);
         } else if is_close {
             match self.handles.close_finished(handle, index) {
-                CloseDone::Complete => self.completed.push(&mut self.slots, index),
+                CloseDone::Complete => self.completed.push(self.slots.links(), index),
                 CloseDone::Hold => self.slots.slot_mut(index).state = State::Held,
             }
         } else {
-            self.completed.push(&mut self.slots, index);
+            self.completed.push(self.slots.links(), index);
             if let Some(close) = self.handles.op_finished(handle) {
                 let slot = self.slots.slot_mut(close);
                 assert_eq!(slot.state, State::Held);
                 slot.state = State::Completed;
-                self.completed.push(&mut self.slots, close);
+                self.completed.push(self.slots.links(), close);
             }
         }
     }
@@ -873,18 +998,29 @@ impl<C> IO<C> {
             let Some(index) = self.completed.peek() else {
                 break;
             };
-            let slot = self.slots.slot(index);
-            assert_eq!(slot.state, State::Completed);
+            // The table as a slice, so that the compiler keeps it in
+            // registers across the tracing call, which may touch anything
+            // else.
+            let slots = self.slots.links();
+            let slot = &slots[index as usize];
+            assert!(slot.state == State::Completed);
             // Before anything moves: a tracing subscriber that panics
             // leaves the slot queued, with nothing lost.
             tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
             if let AnyBackend::Sim(sim) = &self.backend {
                 sim.trace(&slot.operation, slot.result);
             }
-            let popped = self.completed.pop(&mut self.slots);
-            assert_eq!(popped, Some(index));
+            let popped = self.completed.pop(slots);
+            assert!(popped == Some(index));
+            let slot = &slots[index as usize];
+            let one_shot = slot.multishot == Multishot::No;
+            let one_shot = one_shot && !matches!(slot.operation, Operation::Shot { .. });
             self.stats.completed += 1;
-            self.run_callback(ctx, index);
+            if one_shot {
+                self.run_callback(ctx, index);
+            } else {
+                self.run_multishot_callback(ctx, index);
+            }
             if self.tag != tag {
                 return Err(replaced_error());
             }
@@ -892,10 +1028,21 @@ impl<C> IO<C> {
         Ok(())
     }
 
-    /// Frees slot `index`, just taken off `completed`, and runs its callback:
-    /// a one-shot operation's, or a multishot operation's with one of its
-    /// results (a shot) or its last.
+    /// Frees slot `index`, a one-shot operation's just taken off
+    /// `completed`, and runs its callback.
+    #[inline(always)]
+    #[allow(unsafe_code)]
     fn run_callback(&mut self, ctx: &mut C, index: u32) {
+        let (callback, result) = self.slots.free_detaching(index);
+        // SAFETY: `free_detaching` wrote the slot before it detached the
+        // callback, and nothing runs between it and this call, so the
+        // handler is in its storage as it left it.
+        unsafe { callback.call(self, ctx, result) };
+    }
+
+    /// As `run_callback`, for a multishot operation's result: one of its
+    /// results (a shot) or its last.
+    fn run_multishot_callback(&mut self, ctx: &mut C, index: u32) {
         let slot = self.slots.slot_mut(index);
         let (result, flags, multishot) = (slot.result, slot.flags, slot.multishot);
         let operation = slot.operation;
@@ -1128,12 +1275,14 @@ impl<C> IO<C> {
     }
 
     /// Takes a slot for `operation` and starts it.
+    #[inline(always)]
     pub(crate) fn submit(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
         self.submit_with_handle(operation, callback, NO_HANDLE)
     }
 
     /// Takes a slot for `operation` on the handle-table entry `handle`
     /// (or `NO_HANDLE`) and starts it.
+    #[inline(always)]
     pub(crate) fn submit_with_handle(
         &mut self,
         operation: Operation,
@@ -1169,6 +1318,10 @@ impl<C> IO<C> {
         self.submit_with(operation, callback, handle.index, multishot)
     }
 
+    /// Fills a slot and starts its operation. Inlined into each
+    /// operation's function, so that its handler is written straight into
+    /// the slot; the rest is `start`, out of line.
+    #[inline(always)]
     fn submit_with(
         &mut self,
         operation: Operation,
@@ -1176,38 +1329,73 @@ impl<C> IO<C> {
         handle: u32,
         multishot: Multishot,
     ) -> CompletionId {
-        let id = self.slots.alloc(operation, callback);
-        self.stats.submitted += 1;
-        let slot = self.slots.slot_mut(id.slot);
-        slot.handle = handle;
-        slot.multishot = multishot;
-        // An emulated receive from a pool takes a buffer only once data is
-        // there, as the kernel does: each round starts with a readiness wait.
-        let pooled = matches!(operation, Operation::RecvMulti { .. });
-        slot.awaiting_readiness = pooled && multishot == Multishot::Emulated;
-        let is_close = matches!(operation, Operation::Close { .. });
-        if handle != NO_HANDLE && !is_close {
-            self.handles.op_started(handle);
-        }
+        let id = self.slots.alloc_on(operation, callback, handle, multishot);
         if self.chain_open() {
-            self.chain_join(id.slot);
-            tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, "submit chained");
+            self.start_chained(id.slot);
             return id;
         }
-        match operation {
-            Operation::Timeout { deadline_ns } => {
-                self.slots.slot_mut(id.slot).state = State::Timer;
-                self.timers.insert(deadline_ns, id);
-                if let AnyBackend::Sim(sim) = &self.backend {
-                    sim.note_timer(deadline_ns);
-                }
-            }
-            _ => self.enqueue(id.slot),
-        }
-        // After the state is settled: a tracing subscriber that panics
-        // leaves the operation in flight, as submitted.
-        tracing::trace!(target: "ringio", op = operation.name(), slot = id.slot, "submit");
+        self.start(id.slot);
         id
+    }
+
+    /// Starts the operation just put in slot `index`: into the timer wheel,
+    /// or to the backend (or `unqueued`).
+    #[inline(never)]
+    fn start(&mut self, index: u32) {
+        self.stats.submitted += 1;
+        let slot = self.slots.slot(index);
+        let handle = slot.handle;
+        match slot.operation {
+            Operation::Timeout { deadline_ns } => self.start_timer(index, deadline_ns),
+            operation => {
+                if handle != NO_HANDLE && !matches!(operation, Operation::Close { .. }) {
+                    self.handles.op_started(handle);
+                }
+                self.enqueue(index);
+            }
+        }
+        if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+            self.trace_submit(index);
+        }
+    }
+
+    /// After the state is settled: a tracing subscriber that panics leaves
+    /// the operation in flight, as submitted. Out of line, with what it
+    /// needs, so that `start` keeps few registers.
+    #[cold]
+    #[inline(never)]
+    fn trace_submit(&self, index: u32) {
+        let operation = &self.slots.slot(index).operation;
+        tracing::trace!(target: "ringio", op = operation.name(), slot = index, "submit");
+    }
+
+    /// Counts the operation just put in slot `index` and makes it the next
+    /// member of the chain being built (`IO::chain`), instead of starting
+    /// it: the chain starts its members in their turn.
+    #[cold]
+    #[inline(never)]
+    fn start_chained(&mut self, index: u32) {
+        self.stats.submitted += 1;
+        let slot = self.slots.slot(index);
+        let handle = slot.handle;
+        if handle != NO_HANDLE && !matches!(slot.operation, Operation::Close { .. }) {
+            self.handles.op_started(handle);
+        }
+        self.chain_join(index);
+        if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+            let operation = &self.slots.slot(index).operation;
+            tracing::trace!(target: "ringio", op = operation.name(), slot = index, "submit chained");
+        }
+    }
+
+    /// Puts the timer in slot `index` into the wheel.
+    #[inline(never)]
+    fn start_timer(&mut self, index: u32, deadline_ns: u64) {
+        self.slots.slot_mut(index).state = State::Timer;
+        self.timers.insert(deadline_ns, self.slots.id(index));
+        if let AnyBackend::Sim(sim) = &self.backend {
+            sim.note_timer(deadline_ns);
+        }
     }
 
     /// Takes a slot for an operation whose result is already known (bad
@@ -1255,7 +1443,7 @@ impl<C> IO<C> {
                 self.submit_completed(operation, callback, -libc::EALREADY)
             }
             Some(State::Unqueued) => {
-                let removed = self.unqueued.remove(&mut self.slots, target.slot);
+                let removed = self.unqueued.remove(self.slots.links(), target.slot);
                 assert!(removed);
                 self.complete(target.slot, -libc::ECANCELED);
                 self.submit_completed(operation, callback, 0)
@@ -1289,6 +1477,46 @@ impl<C> IO<C> {
             }
         }
     }
+}
+
+/// The common case of a kernel completion, on borrows of just the table and
+/// `completed`, so that the compiler keeps both in registers across the
+/// reap loop: the one result of a one-shot operation, a success, with no
+/// deadline and no handle to settle (an operation on a handle counts off
+/// it, and may release a held close: `complete` does that), in no chain
+/// (a member's end starts or cancels the next: `complete` does that too).
+/// Returns whether it was that; if not, nothing changed, and
+/// `on_raw_completion` takes it.
+#[inline(always)]
+fn complete_plain<C>(
+    slots: &mut [Slot<C>],
+    completed: &mut Fifo,
+    chains: &[chain::ChainLink],
+    raw: &RawCompletion,
+) -> bool {
+    let index = CompletionId::slot_of(raw.user_data);
+    let chained = chains
+        .get(index as usize)
+        .is_some_and(|link| *link != chain::ChainLink::NONE);
+    if chained {
+        return false;
+    }
+    let slot = &mut slots[index as usize];
+    assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
+    assert!(slot.state == State::Kernel);
+    let plain = raw.result >= 0
+        && slot.multishot == Multishot::No
+        && !slot.awaiting_readiness
+        && slot.deadline == NO_DEADLINE
+        && slot.handle == NO_HANDLE
+        && !matches!(slot.operation, Operation::SendZc { .. });
+    if !plain {
+        return false;
+    }
+    slot.state = State::Completed;
+    slot.result = raw.result;
+    completed.push(slots, index);
+    true
 }
 
 /// Whether an emulated multishot operation goes on after `result`: an

@@ -280,6 +280,7 @@ impl Timers {
     }
 
     /// Live timers.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.entries - self.dead
     }

@@ -28,6 +28,7 @@ conformance!(
     a_long_chain_runs_every_member_in_order,
     a_chain_longer_than_the_submission_queue_runs_in_pieces,
     a_panicking_chain_body_still_starts_what_it_submitted,
+    a_chain_of_operations_on_no_descriptor_runs_in_order,
 );
 
 /// The same cases on io_uring with the loop's emulation of links, as a
@@ -50,6 +51,7 @@ mod emulated_io_uring {
         a_chain_waits_whole_for_room_in_a_full_submission_queue,
         cancelling_the_running_member_cancels_the_rest,
         write_fsync_rename_fsync_replaces_a_file_atomically,
+        a_chain_of_operations_on_no_descriptor_runs_in_order,
     );
 }
 
@@ -640,4 +642,24 @@ fn write_fsync_latency_on(base: &std::path::Path, name: &str, pairs: usize) {
     );
     report("linked", &mut linked, linked_enters);
     report("separate", &mut separate, separate_enters);
+}
+
+/// NOPs name no descriptor, so their completions take the loop's fastest
+/// path: a member's end must still start the next.
+fn a_chain_of_operations_on_no_descriptor_runs_in_order(backend: Backend) {
+    let mut io: IO<Vec<u32>> = match EMULATED.get() {
+        true => backend.io_with(Config::new().emulate_kernel_features(true)),
+        false => backend.io(),
+    };
+    io.chain(|io| {
+        for index in 0..10 {
+            io.nop(move |_, order, result| {
+                result.unwrap();
+                order.push(index);
+            });
+        }
+    });
+    let mut order = Vec::new();
+    io.run(&mut order).unwrap();
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
 }

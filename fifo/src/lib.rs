@@ -58,11 +58,15 @@
 //! Following TigerBeetle's style, the O(1) conditions each operation relies
 //! on are checked with `assert!` (kept in release builds) on both the push and
 //! the pop side: a pushed node is not linked, a popped or removed node was
-//! linked and is unlinked afterwards, its neighbours point back at it, and
-//! head, tail and length agree. The whole-fifo invariant check, which reads
-//! the tail's link, runs after every push, pop and remove in debug builds
-//! only, because in a large table that read is a cache miss; so does the
-//! membership walk in `remove`. Misuse, such as pushing a node that is already
+//! linked, and its neighbours point back at it. Those are what the caller's
+//! storage says, and misuse can break them. Head, tail and length are the
+//! fifo's own private fields, changed together by its methods alone, so in
+//! `push` and `pop` (the hot path of an I/O loop, run once per operation)
+//! their agreement with each other is checked in debug builds only, where
+//! the model test would catch a bug in this crate. The whole-fifo invariant
+//! check, which reads the tail's link, runs after every push, pop and remove
+//! in debug builds only, because in a large table that read is a cache miss;
+//! so does the membership walk in `remove`. Misuse, such as pushing a node that is already
 //! linked or operating on a fifo with storage other than its own, panics
 //! instead of corrupting the lists.
 //!
@@ -320,24 +324,28 @@ impl Fifo {
     /// range for `links`, or if the node is already linked (in this fifo or in
     /// any other). Panics if the fifo's invariants do not hold, which happens
     /// when it is used with storage other than its own.
-    #[inline]
+    // Always inlined: an I/O loop runs each once per operation, and the
+    // call would cost about as much as the body.
+    #[inline(always)]
     pub fn push<L: Links + ?Sized>(&mut self, links: &mut L, index: u32) {
         assert!(index <= INDEX_MAX);
         // Catches a node already in this fifo or any other, in O(1); an O(n)
         // `contains` scan here would add nothing and make pushes quadratic.
         let link = links.link(index);
         assert!(!link.is_linked());
-        assert!(link.prev == UNLINKED);
+        debug_assert!(link.prev == UNLINKED);
         self.debug_assert_invariants(links);
 
+        // Head, tail and length are private and change together below, so
+        // checks of them against each other are debug-only: only a bug in
+        // this crate could break them, and the model test looks for one.
+        // What the caller's storage says (the tail's link) stays checked.
         let prev = if self.tail == NONE {
-            assert!(self.head == NONE);
-            assert!(self.len == 0);
+            debug_assert!(self.head == NONE && self.len == 0);
             self.head = index;
             HEAD
         } else {
-            assert!(self.head != NONE);
-            assert!(self.len > 0);
+            debug_assert!(self.head != NONE && self.len > 0);
             let tail = links.link_mut(self.tail);
             assert!(tail.is_tail());
             tail.next = index;
@@ -348,10 +356,6 @@ impl Fifo {
         // Cannot overflow: every node in the fifo has a distinct index of at
         // most INDEX_MAX, so len <= INDEX_MAX + 1 < u32::MAX.
         self.len += 1;
-
-        assert!(self.len > 0);
-        assert!(self.head != NONE);
-        assert!(self.tail == index);
         self.debug_assert_invariants(links);
     }
 
@@ -365,29 +369,29 @@ impl Fifo {
     /// Panics if the fifo's invariants do not hold (for example the head node
     /// is not linked), which happens when it is used with storage other than
     /// its own.
-    #[inline]
+    // Always inlined: an I/O loop runs each once per operation, and the
+    // call would cost about as much as the body.
+    #[inline(always)]
     pub fn pop<L: Links + ?Sized>(&mut self, links: &mut L) -> Option<u32> {
         self.debug_assert_invariants(links);
         if self.head == NONE {
-            assert!(self.tail == NONE);
-            assert!(self.len == 0);
+            debug_assert!(self.tail == NONE && self.len == 0);
             return None;
         }
-        assert!(self.tail != NONE);
-        assert!(self.len > 0);
+        debug_assert!(self.tail != NONE && self.len > 0);
 
+        // As in `push`: the storage's links are checked, the fifo's own
+        // fields against each other only in debug builds.
         let index = self.head;
         let link = *links.link(index);
-        assert!(link.is_linked());
+        // A head is linked: its `prev` is HEAD, never UNLINKED.
         assert!(link.is_head());
+        debug_assert!(link.is_linked());
         if link.is_tail() {
             assert!(self.tail == index);
-            assert!(self.len == 1);
             self.head = NONE;
             self.tail = NONE;
         } else {
-            assert!(self.tail != index);
-            assert!(self.len > 1);
             let next = links.link_mut(link.next);
             assert!(next.prev == index);
             next.prev = HEAD;
@@ -395,8 +399,6 @@ impl Fifo {
         }
         *links.link_mut(index) = Link::new();
         self.len -= 1;
-
-        assert!(!links.link(index).is_linked());
         self.debug_assert_invariants(links);
         Some(index)
     }

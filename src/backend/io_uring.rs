@@ -142,6 +142,7 @@ impl IoUringBackend {
     /// it a recv on a closed socket would wait for data forever. They
     /// complete with `ECANCELED`, as on the epoll backend. (Linux < 5.19
     /// rejects the cancel with `EINVAL`, which is ignored.)
+    #[inline(never)]
     fn push_close(&mut self, user_data: u64, fd: libc::c_int) -> bool {
         let submission = self.ring.submission();
         if submission.capacity() - submission.len() < 2 {
@@ -156,6 +157,7 @@ impl IoUringBackend {
         self.push_entry(cancel.build().user_data(USER_DATA_INTERNAL)) && self.push_entry(close)
     }
 
+    #[inline(always)]
     fn push_entry(&mut self, entry: squeue::Entry) -> bool {
         let mut submission = self.ring.submission();
         // SAFETY: every pointer in `entry` points into memory owned by the
@@ -239,7 +241,9 @@ impl RingFlags {
     }
 }
 
-/// Builds the submission entry for `operation`.
+/// Builds the submission entry for `operation`. Out of line: one call that
+/// switches on the operation, beside the inlined push of its result.
+#[inline(never)]
 fn entry_for(operation: &Operation) -> squeue::Entry {
     match *operation {
         Operation::Nop => opcode::Nop::new().build(),
@@ -378,6 +382,7 @@ impl Backend for IoUringBackend {
         "io_uring"
     }
 
+    #[inline(always)]
     fn push(&mut self, user_data: u64, operation: &Operation) -> bool {
         if let Operation::Close { fd } = *operation {
             return self.push_close(user_data, fd);
@@ -440,15 +445,29 @@ impl Backend for IoUringBackend {
     }
 
     fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {
-        let count = max.min(self.syscall_results.len());
-        batch.extend(self.syscall_results.drain(..count));
-        let max = max - count;
-        let completions = self.ring.completion().take(max);
-        batch.extend(completions.map(|cqe| RawCompletion {
-            user_data: cqe.user_data(),
-            result: cqe.result(),
-            flags: cqe.flags(),
-        }));
+        // Results of syscalls the backend ran itself (an ftruncate on a
+        // kernel without the opcode) come first.
+        let done = max.min(self.syscall_results.len());
+        batch.extend(self.syscall_results.drain(..done));
+        let max = max - done;
+        let mut completions = self.ring.completion();
+        let count = completions.len().min(max);
+        batch.reserve(count);
+        // A plain copy loop: `extend` over the queue's iterator checks the
+        // capacity per entry (it cannot know the length), and this runs once
+        // per operation.
+        for raw in &mut batch.spare_capacity_mut()[..count] {
+            let cqe = completions.next().expect("counted above");
+            raw.write(RawCompletion {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                flags: cqe.flags(),
+            });
+        }
+        let len = batch.len() + count;
+        // SAFETY: the `count` entries after `batch.len()` were written just
+        // above, within the capacity reserved for them.
+        unsafe { batch.set_len(len) };
     }
 
     fn syscalls(&self) -> u64 {

@@ -318,7 +318,7 @@ impl<C> IO<C> {
     fn chain_cancel(&mut self, mut index: u32) {
         loop {
             if self.slots.slot(index).state == State::Unqueued {
-                let removed = self.unqueued.remove(&mut self.slots, index);
+                let removed = self.unqueued.remove(self.slots.links(), index);
                 assert!(removed);
             }
             self.complete_one(index, -libc::ECANCELED);
