@@ -128,6 +128,25 @@ impl RawAddr {
         raw
     }
 
+    /// A copy of the socket address of `len` bytes at `addr` (cut to the
+    /// storage's size), for the simulator, which has no kernel to read it.
+    ///
+    /// # Safety
+    ///
+    /// `addr` must point at `len` readable bytes, as the address of an
+    /// operation in flight does.
+    pub(crate) unsafe fn copy_from(addr: *const libc::sockaddr, len: u32) -> RawAddr {
+        let mut raw = RawAddr::zeroed();
+        let len = (len as usize).min(mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: the caller promises `len` readable bytes at `addr`; `raw`'s
+        // storage is at least that large and does not overlap it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(addr.cast::<u8>(), raw.as_mut_ptr().cast::<u8>(), len)
+        };
+        raw.len = len as libc::socklen_t;
+        raw
+    }
+
     /// Stores `value`, a `sockaddr_*` of `len` meaningful bytes.
     pub(crate) fn set<T: Copy>(&mut self, value: T, len: libc::socklen_t) {
         const { assert!(mem::size_of::<T>() <= mem::size_of::<libc::sockaddr_storage>()) };
@@ -193,13 +212,8 @@ pub(crate) unsafe fn socket_addr_from_raw(
     addr: *const libc::sockaddr,
     len: u32,
 ) -> io::Result<SocketAddr> {
-    let mut raw = RawAddr::zeroed();
-    let len = (len as usize).min(mem::size_of::<libc::sockaddr_storage>());
-    // SAFETY: the caller promises `len` readable bytes at `addr`; `raw`'s
-    // storage is at least that large and does not overlap it.
-    unsafe { std::ptr::copy_nonoverlapping(addr.cast::<u8>(), raw.as_mut_ptr().cast::<u8>(), len) };
-    raw.len = len as libc::socklen_t;
-    raw.socket_addr()
+    // SAFETY: the caller's promise, passed on.
+    unsafe { RawAddr::copy_from(addr, len) }.socket_addr()
 }
 
 pub(crate) fn socket(domain: libc::c_int, kind: libc::c_int, nonblocking: bool) -> io::Result<Fd> {

@@ -161,7 +161,7 @@ impl World {
     ) -> Result<Fd, i32> {
         self.descriptor_fault()?;
         let ip = address.ip();
-        if !ip.is_unspecified() && !ip.is_loopback() && ip != self.nodes[node].ip {
+        if !self.nodes[node].owns(ip) {
             return Err(libc::EADDRNOTAVAIL);
         }
         let port = match address.port() {
@@ -197,7 +197,7 @@ impl World {
             return Err(libc::EAFNOSUPPORT);
         }
         let ip = address.ip();
-        if !ip.is_unspecified() && !ip.is_loopback() && ip != self.nodes[node].ip {
+        if !self.nodes[node].owns(ip) {
             return Err(libc::EADDRNOTAVAIL);
         }
         let port = match address.port() {
@@ -210,17 +210,10 @@ impl World {
         Ok(())
     }
 
-    /// A free port on `node`, from the ephemeral range.
+    /// A free TCP port on `node`, from the ephemeral range.
     fn ephemeral_port(&mut self, node: usize) -> Option<u16> {
         let node = &mut self.nodes[node];
-        for _ in 0..28_232 {
-            let port = node.next_port;
-            node.next_port = if port >= 60_999 { 32_768 } else { port + 1 };
-            if !node.ports.contains_key(&port) {
-                return Some(port);
-            }
-        }
-        None
+        next_free_port(&mut node.next_port, |port| node.ports.contains_key(&port))
     }
 
     fn port_bind(&mut self, socket: usize, port: u16) {
@@ -897,6 +890,20 @@ impl World {
         }
         self.connection_free_if_done(connection);
     }
+}
+
+/// The next port of the ephemeral range (32,768 to 60,999, Linux's
+/// `ip_local_port_range`) from `next` on that `taken` does not hold,
+/// moving `next` past it; `None` if every one is taken.
+pub(crate) fn next_free_port(next: &mut u16, taken: impl Fn(u16) -> bool) -> Option<u16> {
+    for _ in 0..28_232 {
+        let port = *next;
+        *next = if port >= 60_999 { 32_768 } else { port + 1 };
+        if !taken(port) {
+            return Some(port);
+        }
+    }
+    None
 }
 
 fn unspecified(v6: bool) -> SocketAddr {

@@ -38,7 +38,7 @@ impl World {
     pub(crate) fn open_udp(&mut self, node: usize, address: SocketAddr) -> Result<Fd, i32> {
         self.descriptor_fault()?;
         let ip = address.ip();
-        if !ip.is_unspecified() && !ip.is_loopback() && ip != self.nodes[node].ip {
+        if !self.nodes[node].owns(ip) {
             return Err(libc::EADDRNOTAVAIL);
         }
         let port = match address.port() {
@@ -61,14 +61,8 @@ impl World {
     /// are their own space, apart from TCP's).
     fn udp_ephemeral_port(&mut self, node: usize) -> Option<u16> {
         let node = &mut self.nodes[node];
-        for _ in 0..28_232 {
-            let port = node.next_udp_port;
-            node.next_udp_port = if port >= 60_999 { 32_768 } else { port + 1 };
-            if !node.udp_ports.contains_key(&port) {
-                return Some(port);
-            }
-        }
-        None
+        let ports = &node.udp_ports;
+        super::net::next_free_port(&mut node.next_udp_port, |port| ports.contains_key(&port))
     }
 
     /// A closed datagram socket gives back its port and its queue.

@@ -203,11 +203,7 @@ pub(crate) unsafe fn unix_name_from_raw(addr: *const libc::sockaddr, len: u32) -
     if family as libc::c_int != libc::AF_UNIX {
         return None;
     }
-    let mut raw = crate::sys::RawAddr::zeroed();
-    let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
-    // SAFETY: `len` readable bytes at `addr` (the caller's promise), into
-    // storage at least that large that does not overlap it.
-    unsafe { std::ptr::copy_nonoverlapping(addr.cast::<u8>(), raw.as_mut_ptr().cast::<u8>(), len) };
-    raw.len = len as libc::socklen_t;
+    // SAFETY: `len` readable bytes at `addr`, the caller's promise.
+    let raw = unsafe { crate::sys::RawAddr::copy_from(addr, len) };
     raw.address().ok()?.as_unix().copied()
 }

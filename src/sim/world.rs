@@ -108,6 +108,12 @@ impl Node {
         FD_FIRST + index as Fd
     }
 
+    /// Whether a socket of this node may bind `ip`: the wildcard, a
+    /// loopback address, or the node's own.
+    pub(crate) fn owns(&self, ip: IpAddr) -> bool {
+        ip.is_unspecified() || ip.is_loopback() || ip == self.ip
+    }
+
     pub(crate) fn free_fd(&mut self, fd: Fd) -> Option<FdEntry> {
         let index = usize::try_from(fd.checked_sub(FD_FIRST)?).ok()?;
         self.fds.get_mut(index)?.take()
