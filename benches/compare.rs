@@ -28,6 +28,8 @@ mod alloc;
 mod client;
 #[path = "compare/client_uring.rs"]
 mod client_uring;
+#[path = "compare/costs.rs"]
+mod costs;
 #[path = "compare/echo.rs"]
 mod echo;
 #[path = "compare/fio.rs"]

@@ -14,6 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::client_uring::UringDriver;
+use crate::costs::{self, Costs, Probe};
 use crate::system;
 
 /// No reply for this long means the server is stuck or gone.
@@ -38,16 +39,20 @@ pub struct Workload {
     pub warmup: Duration,
     pub duration: Duration,
     pub server_pid: u32,
+    /// Also count the server's CPU split and kernel events (`--costs`).
+    pub costs: bool,
 }
 
 /// What one run measured, over the timed window only.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Load {
     /// Round trips (ping-pong) or echoed bytes received (streaming).
     pub units: u64,
     pub elapsed_s: f64,
     pub client_cpu_s: f64,
     pub server_cpu_s: f64,
+    /// The server's costs over the window, with `--costs`.
+    pub costs: Option<Costs>,
 }
 
 impl Load {
@@ -131,6 +136,9 @@ fn measure(workload: &Workload, driver: &mut impl Driver) -> io::Result<Load> {
     while Instant::now() < warm_end {
         driver.step()?;
     }
+    if workload.costs {
+        return measure_costs(workload, driver);
+    }
     let units_start = driver.units();
     let client_start = system::thread_cpu_s();
     let server_start = system::process_cpu_s(workload.server_pid)?;
@@ -145,6 +153,47 @@ fn measure(workload: &Workload, driver: &mut impl Driver) -> io::Result<Load> {
         elapsed_s,
         client_cpu_s: system::thread_cpu_s() - client_start,
         server_cpu_s: system::process_cpu_s(workload.server_pid)? - server_start,
+        costs: None,
+    })
+}
+
+/// As `measure`, with the window set by a `perf stat` on the server: the
+/// units counted are those between its start and its end, so the events it
+/// counts belong to them (attaching and detaching take a few milliseconds of
+/// a window of hundreds). Without perf, the window is `duration` and only
+/// CPU time is split.
+fn measure_costs(workload: &Workload, driver: &mut impl Driver) -> io::Result<Load> {
+    let pid = workload.server_pid;
+    let cpu_start = costs::cpu_s(pid)?;
+    let client_start = system::thread_cpu_s();
+    let units_start = driver.units();
+    let start = Instant::now();
+    let mut probe = Probe::start(pid, workload.duration);
+    let end = start + workload.duration;
+    loop {
+        driver.step()?;
+        let over = match probe.as_mut() {
+            Some(probe) => probe.done() || start.elapsed() > workload.duration * 4,
+            None => Instant::now() >= end,
+        };
+        if over {
+            break;
+        }
+    }
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let units = driver.units() - units_start;
+    let cpu_s = costs::cpu_s(pid)? - cpu_start;
+    let (events, user_share) = probe.map(Probe::finish).unwrap_or_default();
+    Ok(Load {
+        units,
+        elapsed_s,
+        client_cpu_s: system::thread_cpu_s() - client_start,
+        server_cpu_s: cpu_s,
+        costs: Some(Costs {
+            cpu_s,
+            user_share,
+            events,
+        }),
     })
 }
 

@@ -106,6 +106,7 @@ fn measure(
                 warmup: options.echo_warmup,
                 duration: options.echo_duration,
                 server_pid: server.pid(),
+                costs: options.costs,
             };
             match client::run(workload) {
                 Ok(load) => samples.push(load),
@@ -114,7 +115,73 @@ fn measure(
         }
     }
     eprintln!("  {}: done", config.name());
-    Measured { config, loads }
+    let measured = Measured { config, loads };
+    if options.costs {
+        print_costs(servers, &measured);
+    }
+    measured
+}
+
+/// Messages a load's units stand for: round trips, or echoed bytes over
+/// the message size.
+fn messages(config: &Config, load: &Load) -> f64 {
+    match config.pattern {
+        Pattern::PingPong => load.units as f64,
+        Pattern::Stream { .. } => load.units as f64 / config.message_bytes as f64,
+    }
+}
+
+/// One markdown table per configuration: each contender's rate and, per
+/// message, its server's CPU time (all, and the part perf's samples put in
+/// user space) and kernel events, each the
+/// median over the runs (`--costs`).
+fn print_costs(servers: &[(Contender, Result<Server, String>)], measured: &Measured) {
+    let config = &measured.config;
+    println!("\n{} (per message; medians of the runs)\n", config.name());
+    let events = crate::costs::EVENTS.map(|(_, short)| short).join(" | ");
+    println!("| server | msgs/s | CPU ns | user ns | {events} |");
+    println!(
+        "|---|---:|---:|---:|{}",
+        "---:|".repeat(crate::costs::EVENTS.len())
+    );
+    let median = |values: Vec<f64>| crate::stats::Summary::of(&values).map_or(0.0, |s| s.median);
+    for ((contender, _), loads) in servers.iter().zip(&measured.loads) {
+        let Ok(loads) = loads else { continue };
+        let with_costs: Vec<(&Load, &crate::costs::Costs)> = loads
+            .iter()
+            .filter_map(|load| load.costs.as_ref().map(|costs| (load, costs)))
+            .collect();
+        if with_costs.is_empty() {
+            continue;
+        }
+        let per = |f: &dyn Fn(&Load, &crate::costs::Costs) -> f64| {
+            median(
+                with_costs
+                    .iter()
+                    .map(|(load, costs)| f(load, costs) / messages(config, load).max(1.0))
+                    .collect(),
+            )
+        };
+        let rate = median(
+            with_costs
+                .iter()
+                .map(|(load, _)| messages(config, load) / load.elapsed_s)
+                .collect(),
+        );
+        let cpu_ns = per(&|_, costs| costs.cpu_s * 1e9);
+        let user_ns = per(&|_, costs| costs.cpu_s * 1e9 * costs.user_share.unwrap_or(0.0));
+        let counts: Vec<String> = (0..crate::costs::EVENTS.len())
+            .map(|index| {
+                let value = per(&|_, costs| costs.events.get(index).copied().unwrap_or(0) as f64);
+                format!("{value:.3}")
+            })
+            .collect();
+        println!(
+            "| {} | {rate:.0} | {cpu_ns:.0} | {user_ns:.0} | {} |",
+            contender.label,
+            counts.join(" | ")
+        );
+    }
 }
 
 /// Median rate of one contender, with its and the client's CPU use.

@@ -17,6 +17,9 @@ Options:
   --only=LIST    only these workloads, comma-separated, from
                  nop,timers,echo,storage,sim,kv,memory; the docs and
                  results.json are then left as they were
+  --costs        echo only: also count each server's CPU split, context
+                 switches and kernel events per message (perf stat on its
+                 pid) and print them as a table
   -h, --help     this text
 ";
 
@@ -27,6 +30,8 @@ pub struct Options {
     /// `--only=nop,timers,echo,storage,sim,kv,memory` runs just those workloads,
     /// for debugging; the docs and results.json are then left alone.
     pub only: Option<Vec<String>>,
+    /// `--costs`: per-message server costs in the echo workload.
+    pub costs: bool,
     /// Runs per contender and configuration; figures are their median.
     pub runs: usize,
     /// NOPs per run at batch 1, 32 and 256.
@@ -57,6 +62,7 @@ impl Options {
         } else {
             Options::full()
         };
+        options.costs = std::env::args().any(|arg| arg == "--costs");
         options.only = std::env::args()
             .find_map(|arg| arg.strip_prefix("--only=").map(str::to_string))
             .map(|list| list.split(',').map(str::to_string).collect());
@@ -74,6 +80,7 @@ impl Options {
         Options {
             quick: false,
             only: None,
+            costs: false,
             runs: 5,
             nop_totals: [500_000, 2_000_000, 2_000_000],
             timers: 1_000_000,
@@ -89,6 +96,7 @@ impl Options {
         Options {
             quick: true,
             only: None,
+            costs: false,
             runs: 5,
             nop_totals: [100_000, 400_000, 400_000],
             timers: 100_000,
