@@ -1,6 +1,6 @@
 //! What the simulator examples (`sim_wal`, `kv_sim`) share: the command
 //! line (`--seed N --seeds K --bug ack-before-fsync --verbose
-//! --fixed-options`), the world's options for a seed (swarm testing), a node's
+//! --fixed-options --fsync-lies`), the world's options for a seed (swarm testing), a node's
 //! `IO` with its state, and the loop over seeds that prints one line per
 //! seed, a summary, and exits 1 if any seed failed.
 //!
@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ringio::sim::SimOptions;
+use ringio::sim::{Probability, SimOptions};
 use ringio::IO;
 
 use crate::stdout::{self, Printed};
@@ -32,6 +32,9 @@ pub struct Args {
     /// Run every seed with `SimOptions::default()` instead of drawing the
     /// options from the seed (swarm testing, the default).
     pub fixed_options: bool,
+    /// Turn on the disk's lying fsync (`--fsync-lies`), which no program
+    /// here defends against: to show that the checker catches its losses.
+    pub fsync_lies: bool,
 }
 
 impl Args {
@@ -42,15 +45,24 @@ impl Args {
 
     /// The world's options for `seed`: drawn from the seed (swarm testing:
     /// each seed stresses a different mix of faults, TigerBeetle's VOPR
-    /// and FoundationDB do the same), or the defaults with `--fixed-options`.
+    /// and FoundationDB do the same), or the defaults with `--fixed-options`;
+    /// with `--fsync-lies`, `FSYNC_LIE_PERCENT` of the successful fsyncs are
+    /// lies.
     pub fn options(&self, seed: u64) -> SimOptions {
-        if self.fixed_options {
+        let mut options = if self.fixed_options {
             SimOptions::default()
         } else {
             SimOptions::swarm(seed)
+        };
+        if self.fsync_lies {
+            options.disk.fsync_lie_probability = Probability::percent(FSYNC_LIE_PERCENT);
         }
+        options
     }
 }
+
+/// How often an fsync lies with `--fsync-lies`, in percent.
+pub const FSYNC_LIE_PERCENT: u32 = 20;
 
 /// A node's `IO` and its application state.
 pub struct Process<C> {
@@ -181,6 +193,7 @@ fn parse_args(
         bug_name: None,
         verbose: false,
         fixed_options: false,
+        fsync_lies: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -206,6 +219,7 @@ fn parse_args(
             }
             "--verbose" => parsed.verbose = true,
             "--fixed-options" => parsed.fixed_options = true,
+            "--fsync-lies" => parsed.fsync_lies = true,
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }

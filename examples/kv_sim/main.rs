@@ -90,7 +90,8 @@ const FINAL_RECOVERY_NS: u64 = 10_000_000_000;
 const FINAL_PROGRESS_WRITES: u64 = 20;
 
 const USAGE: &str = "\
-usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose]
+usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose] [--fixed-options]
+              [--fsync-lies]
 
   --seed N        the first seed (default 1)
   --seeds K       how many seeds, N to N+K-1 (default 1)
@@ -104,7 +105,10 @@ usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose]
                   compaction renames the snapshot without fsyncing it
   --verbose       print every seed's options (always on for a single seed)
   --fixed-options run every seed with the default options, instead of
-                  options drawn from the seed (swarm testing)";
+                  options drawn from the seed (swarm testing)
+  --fsync-lies    the disk acknowledges 20% of fsyncs without performing
+                  them (DiskOptions::fsync_lie_probability), a fault no
+                  store can defend against: the checker should catch it";
 
 /// The bugs `--bug` plants.
 const BUGS: [&str; 3] = [

@@ -11,6 +11,7 @@
 //! cargo run --release --example sim_wal -- --seed 1 --seeds 500
 //! cargo run --release --example sim_wal -- --seeds 500 --bug ack-before-fsync
 //! cargo run --release --example sim_wal -- --seeds 500 --bug rename-without-dir-fsync
+//! cargo run --release --example sim_wal -- --seeds 500 --fsync-lies
 //! cargo run --release --example sim_wal -- --restart-bench
 //! ```
 //!
@@ -55,7 +56,8 @@ const FINAL_RECOVERY_NS: u64 = 10_000_000_000;
 const COMPACT_RECORDS: u64 = 100;
 
 const USAGE: &str = "\
-usage: sim_wal [--seed N] [--seeds K] [--bug NAME] [--verbose]
+usage: sim_wal [--seed N] [--seeds K] [--bug NAME] [--verbose] [--fixed-options]
+               [--fsync-lies]
        sim_wal --restart-bench
 
   --seed N        the first seed (default 1)
@@ -69,9 +71,14 @@ usage: sim_wal [--seed N] [--seeds K] [--bug NAME] [--verbose]
                     into place without ever fsyncing its data
                   truncate-before-snapshot-durable: compaction cuts the old
                     segment before the snapshot is fsynced and renamed
+                  trust-first-read: recovery takes a sector that fails its
+                    checksum as corrupt without reading it again
   --verbose       print every seed's options (always on for a single seed)
   --fixed-options run every seed with the default options, instead of
                   options drawn from the seed (swarm testing)
+  --fsync-lies    the disk acknowledges 20% of fsyncs without performing
+                  them (DiskOptions::fsync_lie_probability), a fault no
+                  store can defend against: the checker should catch it
   --restart-bench restart time against history, with and without
                   compaction (faults off), as a table";
 
@@ -92,11 +99,15 @@ fn config(args: &Args) -> Config {
 
 /// The world a seed runs in: drawn from the seed (swarm testing), or the
 /// defaults with `--fixed-options`; plus the disk's silent corruption and
-/// misdirected writes, which the checker can tell from real losses.
+/// misdirected writes, which the checker can tell from real losses, and
+/// corrupt and misdirected reads, which recovery must tell from damage on
+/// the disk by reading again (`READ_ATTEMPTS_MAX` in store.rs).
 fn options(seed: u64, args: &Args) -> SimOptions {
     let mut options = args.options(seed);
     options.disk.corruption_probability = Probability::ppm(200);
     options.disk.misdirect_probability = Probability::ppm(200);
+    options.disk.read_corruption_probability = Probability::percent(1);
+    options.disk.read_misdirect_probability = Probability::percent(1);
     options
 }
 

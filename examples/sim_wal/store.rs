@@ -12,7 +12,9 @@
 //! - `snapshot.tmp`: a snapshot being written.
 //!
 //! - At start it reads the snapshot (if any), then the tail segment
-//!   (retrying transient `EIO`, then sector by sector), keeps every valid
+//!   (retrying transient `EIO`, then sector by sector; re-reading a range
+//!   with a sector that is not valid, since a read can be corrupted or
+//!   misdirected on the way back and a re-read then is right), keeps every valid
 //!   record, reports every seq it cannot serve (a damaged snapshot block, a
 //!   torn, corrupt, misdirected or unreadable sector, or a hole below the
 //!   end), cuts the segment after its last valid record, fsyncs it and the
@@ -41,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 
-use ringio::{FileOptions, Handle, RenameFlags, UnlinkFlags, IO};
+use ringio::{AlignedBuf, FileOptions, Handle, RenameFlags, UnlinkFlags, IO};
 use slab::Slab;
 
 use crate::record::{self, Record, Sector, REPLY_BYTES, REQUEST_BYTES, SECTOR_BYTES};
@@ -56,7 +58,11 @@ const DIRECTORY_PATH: &str = ".";
 /// Bytes read per recovery read, before falling back to single sectors.
 const RECOVERY_CHUNK_BYTES: usize = 64 * SECTOR_BYTES;
 /// Reads of one range before it is declared unreadable: injected `EIO` is
-/// transient, a latent sector error is not.
+/// transient, a latent sector error is not. Also the reads of a range with
+/// a sector that is not a valid record (or block) before that sector is
+/// taken as corrupt or empty: a read can be corrupted or misdirected on the
+/// way back, and then a re-read is right (a valid record cannot come of a
+/// fault, since its checksum covers its position).
 const READ_ATTEMPTS_MAX: u32 = 8;
 /// The most records one group appends.
 const GROUP_RECORDS_MAX: usize = 64;
@@ -85,15 +91,20 @@ pub enum Bug {
     /// Compaction: cut the old segment (and fsync the cut) as soon as the
     /// snapshot is written, before the snapshot is fsynced and renamed.
     TruncateBeforeSnapshotDurable,
+    /// Recovery: trust the first read of a range, so that a sector that
+    /// fails its checksum is corrupt at once (and an all-zero one empty),
+    /// where the fault may have been on the way back, not on the disk.
+    TrustFirstRead,
 }
 
 impl Bug {
     /// The bug's `--bug` name.
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 5] = [
         "ack-before-fsync",
         "rename-without-dir-fsync",
         "snapshot-without-fsync",
         "truncate-before-snapshot-durable",
+        "trust-first-read",
     ];
 
     /// The bug named `name` on the command line.
@@ -103,6 +114,7 @@ impl Bug {
             Bug::RenameWithoutDirFsync,
             Bug::SnapshotWithoutFsync,
             Bug::TruncateBeforeSnapshotDurable,
+            Bug::TrustFirstRead,
         ];
         let index = Bug::NAMES.iter().position(|known| *known == name)?;
         Some(bugs[index])
@@ -142,8 +154,15 @@ struct Recovery {
     snapshot: bool,
     offset: u64,
     attempts: u32,
+    /// Reads of the range at `offset` that came back with a sector that is
+    /// not valid.
+    rereads: u32,
+    /// Sectors (or blocks) of the file read as valid, on any read.
+    valid: BTreeSet<u64>,
     /// Below this offset, read one sector at a time (a chunk failed).
     sector_mode_end: u64,
+    /// The file's O_DIRECT handle, for reading sector by sector.
+    direct: Direct,
     /// Sectors (or blocks) read as all zeros.
     empty: BTreeSet<u64>,
     /// Sectors (or blocks) read as corrupt, or unreadable.
@@ -152,6 +171,16 @@ struct Recovery {
     blocks: BTreeMap<u64, Block>,
     /// The snapshot's `previous_base`.
     previous_base: u64,
+}
+
+/// The O_DIRECT handle on the file recovery reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    Closed,
+    Opening,
+    Open(Handle),
+    /// The file system refused O_DIRECT: sectors are read buffered.
+    Refused,
 }
 
 /// A compaction in flight.
@@ -231,7 +260,10 @@ impl Store {
                 snapshot: true,
                 offset: 0,
                 attempts: 0,
+                rereads: 0,
+                valid: BTreeSet::new(),
                 sector_mode_end: 0,
+                direct: Direct::Closed,
                 empty: BTreeSet::new(),
                 corrupt: BTreeSet::new(),
                 blocks: BTreeMap::new(),
@@ -277,18 +309,70 @@ fn on_snapshot_opened(io: &mut IO<Store>, store: &mut Store, result: io::Result<
     }
 }
 
-fn read_next(io: &mut IO<Store>, store: &Store) {
+fn read_next(io: &mut IO<Store>, store: &mut Store) {
     let recovery = &store.recovery;
-    let len = if recovery.offset < recovery.sector_mode_end {
-        SECTOR_BYTES
-    } else {
-        RECOVERY_CHUNK_BYTES
-    };
+    let offset = recovery.offset;
     let file = recovery.file.expect("a file to read");
-    io.read(file, Vec::with_capacity(len), recovery.offset, on_read);
+    if offset >= recovery.sector_mode_end {
+        let buf = Vec::with_capacity(RECOVERY_CHUNK_BYTES);
+        io.read(file, buf, offset, |io, store, result, buf| {
+            on_read(io, store, result, &buf, RECOVERY_CHUNK_BYTES)
+        });
+        return;
+    }
+    // Sector by sector, with O_DIRECT: the page cache reads whole pages,
+    // so a bad sector would take the buffered reads of its page's other
+    // sectors with it.
+    match recovery.direct {
+        Direct::Open(direct) => {
+            let buf = AlignedBuf::new(SECTOR_BYTES, SECTOR_BYTES).expect("a sector's buffer");
+            io.read(direct, buf, offset, |io, store, result, buf| {
+                on_read(io, store, result, &buf, SECTOR_BYTES)
+            });
+        }
+        Direct::Refused => {
+            let buf = Vec::with_capacity(SECTOR_BYTES);
+            io.read(file, buf, offset, |io, store, result, buf| {
+                on_read(io, store, result, &buf, SECTOR_BYTES)
+            });
+        }
+        Direct::Closed => {
+            let path = match recovery.snapshot {
+                true => SNAPSHOT_PATH.to_owned(),
+                false => segment_path(store.segment_base),
+            };
+            store.recovery.direct = Direct::Opening;
+            let options = FileOptions::new().write(false).direct(true);
+            io.openat(path, options, |io, store, result| {
+                // A file system without O_DIRECT (tmpfs): read buffered.
+                store.recovery.direct = match result {
+                    Ok(direct) => Direct::Open(direct),
+                    Err(_) => Direct::Refused,
+                };
+                read_next(io, store);
+            });
+        }
+        Direct::Opening => unreachable!("no read while the O_DIRECT handle opens"),
+    }
 }
 
-fn on_read(io: &mut IO<Store>, store: &mut Store, result: io::Result<usize>, buf: Vec<u8>) {
+/// Closes the file being read's O_DIRECT handle, if it has one.
+fn close_direct(io: &mut IO<Store>, store: &mut Store) {
+    if let Direct::Open(direct) = std::mem::replace(&mut store.recovery.direct, Direct::Closed) {
+        io.close(direct, |_, _, _| {});
+    }
+    store.recovery.direct = Direct::Closed;
+}
+
+/// A read of `len` bytes (`buf`, of which `result` filled a prefix) at
+/// the recovery's offset completed.
+fn on_read(
+    io: &mut IO<Store>,
+    store: &mut Store,
+    result: io::Result<usize>,
+    buf: &[u8],
+    len: usize,
+) {
     let recovery = &mut store.recovery;
     match result {
         Ok(0) if recovery.snapshot => return finish_snapshot(io, store),
@@ -296,20 +380,36 @@ fn on_read(io: &mut IO<Store>, store: &mut Store, result: io::Result<usize>, buf
         Ok(count) => {
             store.recovery_bytes += count as u64;
             let first = recovery.offset / SECTOR_BYTES as u64;
-            for (index, bytes) in buf[..count].chunks(SECTOR_BYTES).enumerate() {
-                let at = first + index as u64;
-                take_sector(store, at, bytes);
+            let sectors = buf[..count].chunks(SECTOR_BYTES).zip(first..);
+            // The valid sectors are taken at once; the others only once
+            // re-reads have not made them valid.
+            let mut suspect = false;
+            for (bytes, at) in sectors.clone() {
+                suspect |= !take_sector(store, at, bytes, false);
+            }
+            let trusting = store.bug(Bug::TrustFirstRead);
+            let recovery = &mut store.recovery;
+            let last_read = trusting || recovery.rereads + 1 >= READ_ATTEMPTS_MAX;
+            if suspect && !last_read {
+                recovery.rereads += 1;
+                return read_next(io, store);
+            }
+            if suspect {
+                for (bytes, at) in sectors {
+                    take_sector(store, at, bytes, true);
+                }
             }
             let recovery = &mut store.recovery;
             recovery.offset += count as u64;
             recovery.attempts = 0;
+            recovery.rereads = 0;
         }
         Err(error) if error.raw_os_error() == Some(libc::EIO) => {
             recovery.attempts += 1;
             if recovery.attempts >= READ_ATTEMPTS_MAX {
                 recovery.attempts = 0;
-                if buf.capacity() > SECTOR_BYTES {
-                    recovery.sector_mode_end = recovery.offset + buf.capacity() as u64;
+                if len > SECTOR_BYTES {
+                    recovery.sector_mode_end = recovery.offset + len as u64;
                 } else {
                     recovery
                         .corrupt
@@ -323,40 +423,49 @@ fn on_read(io: &mut IO<Store>, store: &mut Store, result: io::Result<usize>, buf
     read_next(io, store);
 }
 
-/// Takes sector `at` of the file being read.
-fn take_sector(store: &mut Store, at: u64, bytes: &[u8]) {
+/// Takes sector `at` of the file being read, if it is valid; if not, and
+/// `last` (no more reads of it will come) and no read found it valid,
+/// records it as empty or corrupt. Returns whether it is valid.
+fn take_sector(store: &mut Store, at: u64, bytes: &[u8], last: bool) -> bool {
     let recovery = &mut store.recovery;
-    if recovery.snapshot {
+    let (empty, corrupt) = if recovery.snapshot {
         match snapshot::decode(bytes, at) {
-            Block::Empty => {
-                recovery.empty.insert(at);
-            }
-            Block::Corrupt => {
-                recovery.corrupt.insert(at);
-            }
+            Block::Empty => (true, false),
+            Block::Corrupt => (false, true),
             block => {
+                recovery.valid.insert(at);
                 recovery.blocks.insert(at, block);
+                return true;
             }
         }
-        return;
-    }
-    match record::decode(bytes, at, store.segment_base) {
-        Sector::Record(record) => {
-            store.recovery_tail_records += 1;
-            store.recovered.entry(record.seq).or_insert(record);
+    } else {
+        match record::decode(bytes, at, store.segment_base) {
+            Sector::Record(record) => {
+                if recovery.valid.insert(at) {
+                    store.recovery_tail_records += 1;
+                }
+                store.recovered.entry(record.seq).or_insert(record);
+                return true;
+            }
+            Sector::Empty => (true, false),
+            Sector::Corrupt => (false, true),
         }
-        Sector::Empty => {
+    };
+    if last && !recovery.valid.contains(&at) {
+        if empty {
             recovery.empty.insert(at);
         }
-        Sector::Corrupt => {
+        if corrupt {
             recovery.corrupt.insert(at);
         }
     }
+    false
 }
 
 /// The snapshot is read: takes its records, reports the seqs of its
 /// damaged blocks, and opens the tail segment.
 fn finish_snapshot(io: &mut IO<Store>, store: &mut Store) {
+    close_direct(io, store);
     let recovery = &mut store.recovery;
     if let Some(file) = recovery.file.take() {
         io.close(file, |_, _, _| {});
@@ -462,6 +571,8 @@ fn on_tail_opened(io: &mut IO<Store>, store: &mut Store, base: u64, file: Handle
     recovery.snapshot = false;
     recovery.offset = 0;
     recovery.sector_mode_end = 0;
+    recovery.rereads = 0;
+    recovery.valid.clear();
     recovery.empty.clear();
     recovery.corrupt.clear();
     read_next(io, store);
@@ -471,6 +582,7 @@ fn on_tail_opened(io: &mut IO<Store>, store: &mut Store, base: u64, file: Handle
 /// segment after its last valid record, makes the cut and every name
 /// durable, removes what an interrupted compaction left, and serves.
 fn finish_recovery(io: &mut IO<Store>, store: &mut Store) {
+    close_direct(io, store);
     store.recovery.file = None;
     let base = store.segment_base;
     let end_seq = store

@@ -11,7 +11,12 @@
 //!   kept as a prefix of its sectors. Then the page cache is the medium.
 //! - Latent sector errors stick until the sector is overwritten; silent
 //!   corruption and misdirected writes happen on the way to the medium.
-//!   Every such sector is recorded as damaged, for checkers.
+//!   Every such sector is recorded as damaged, for checkers. Reads can be
+//!   corrupt or misdirected on the way back, which damages nothing.
+//! - A drive may lie about an fsync (off unless asked for): it succeeds and
+//!   leaves what it covered unsynced.
+//! - Latency faults (stalls, slow periods) are the world's (`files.rs`);
+//!   the slow periods are kept here, per disk.
 //! - Metadata follows fsync too. A length set by `ftruncate` (or
 //!   `O_TRUNC`, or an extending `fallocate`) reaches the medium with the
 //!   file's next fsync; a crash keeps or loses it. A namespace change
@@ -177,6 +182,9 @@ pub(crate) struct Disk {
     completions: u64,
     /// Bumped by a crash: disk events from before it are void.
     pub(crate) epoch: u64,
+    /// The current or next slow period (gray failure), in world time, once
+    /// drawn. The drive's, so a crash keeps it.
+    gray: Option<Range<u64>>,
 }
 
 impl Disk {
@@ -191,6 +199,7 @@ impl Disk {
             next_write: 0,
             completions: 0,
             epoch: 0,
+            gray: None,
         }
     }
 
@@ -510,15 +519,32 @@ impl Disk {
 
     /// Reads up to `len` bytes at `offset` from the page cache, handing
     /// them to `visit` in order (holes as zeros); returns how many (0 at
-    /// the end). `Err(EIO)` if a sector in range has a latent error,
-    /// possibly a new one found now; nothing is visited then.
+    /// the end).
+    ///
+    /// A sector with a latent error (possibly one found now) cannot be
+    /// read. Linux's page cache reads a file by whole pages, and a page that
+    /// holds a bad sector fails: `filemap_read` returns what it copied from
+    /// the pages before it, or `EIO` if it is the first. So a buffered read
+    /// stops at the start of the first page (`block_bytes`, the page here)
+    /// it touches that holds a bad sector, even one outside the bytes asked
+    /// for, or is `Err(EIO)` if that page is where it starts. An `O_DIRECT` read (`direct`) is `Err(EIO)`
+    /// whole, as iomap fails a direct read whose bio fails. Nothing is
+    /// visited on an error.
+    ///
+    /// Then the read-path faults: a misdirected read
+    /// (`read_misdirect_probability`) hands back as many bytes from whole
+    /// sectors away (zeros past the end), and a corrupt one
+    /// (`read_corruption_probability`) flips one bit of what it hands back,
+    /// if that bit is in a written block. Neither touches the file.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn read(
         &mut self,
         file: FileId,
         (offset, len): (u64, u64),
+        direct: bool,
         options: &DiskOptions,
         prng: &mut Prng,
-        visit: impl FnMut(Piece<'_>),
+        mut visit: impl FnMut(Piece<'_>),
     ) -> Result<u64, i32> {
         let sector_bytes = options.sector_bytes;
         let file = &mut self.files[file];
@@ -526,19 +552,98 @@ impl Disk {
         if offset >= file_len {
             return Ok(0);
         }
-        let end = file_len.min(offset.saturating_add(len));
+        let mut end = file_len.min(offset.saturating_add(len));
         let sectors = offset / sector_bytes..end.div_ceil(sector_bytes);
         if prng.chance(options.latent_error_probability) {
             let sector = prng.range_inclusive(sectors.start, sectors.end - 1);
             file.latent.insert(sector);
             file.damaged.insert(sector);
         }
-        if file.latent.range(sectors).next().is_some() {
-            return Err(libc::EIO);
+        // A buffered read reads whole pages: a bad sector anywhere in the
+        // pages it touches fails its page.
+        let page_bytes = options.block_bytes;
+        let checked = match direct {
+            true => sectors,
+            false => {
+                let sectors_per_page = page_bytes / sector_bytes;
+                let first = sectors.start / sectors_per_page * sectors_per_page;
+                first..sectors.end.next_multiple_of(sectors_per_page)
+            }
+        };
+        if let Some(&bad) = file.latent.range(checked).next() {
+            let page_start = bad * sector_bytes / page_bytes * page_bytes;
+            if direct || page_start <= offset {
+                return Err(libc::EIO);
+            }
+            end = page_start;
         }
-        let count = file.current.read(offset, len, visit);
-        assert_eq!(count, end - offset);
+        let count = end - offset;
+        // Drawn only when on, so that a fault that is off moves no draw.
+        let mut source = offset;
+        if prng.chance(options.read_misdirect_probability) {
+            // Whole sectors away, within the file or just past it, never
+            // where it was asked for.
+            let sectors = file_len.div_ceil(sector_bytes) + 1;
+            let shift = prng.range_inclusive(1, sectors - 1);
+            source = (offset + shift * sector_bytes) % (sectors * sector_bytes);
+        }
+        let mut flip = None;
+        if prng.chance(options.read_corruption_probability) {
+            flip = Some((prng.below(count), 1u8 << prng.below(8)));
+        }
+        let mut at = 0u64;
+        let mut emit = |piece: Piece<'_>| {
+            let piece_len = match piece {
+                Piece::Data(bytes) => bytes.len() as u64,
+                Piece::Zeros(zeros) => zeros as u64,
+            };
+            match (piece, flip) {
+                (Piece::Data(bytes), Some((byte, mask)))
+                    if (at..at + piece_len).contains(&byte) =>
+                {
+                    let within = (byte - at) as usize;
+                    if within > 0 {
+                        visit(Piece::Data(&bytes[..within]));
+                    }
+                    visit(Piece::Data(&[bytes[within] ^ mask]));
+                    if within + 1 < bytes.len() {
+                        visit(Piece::Data(&bytes[within + 1..]));
+                    }
+                }
+                (piece, _) => visit(piece),
+            }
+            at += piece_len;
+        };
+        let visited = file.current.read(source, count, &mut emit);
+        if visited < count {
+            emit(Piece::Zeros((count - visited) as usize));
+        }
+        assert_eq!(at, count);
         Ok(count)
+    }
+
+    /// Whether the disk is in a slow period (gray failure) at `now_ns`:
+    /// the periods are drawn as operations reach them, from the disk's
+    /// stream, and only while `gray_interval_mean_ns` is not 0.
+    pub(crate) fn is_slow(&mut self, now_ns: u64, options: &DiskOptions, prng: &mut Prng) -> bool {
+        if options.gray_interval_mean_ns == 0 {
+            return false;
+        }
+        let draw_period = |prng: &mut Prng, from_ns: u64| {
+            let start_ns = from_ns.saturating_add(prng.exponential(options.gray_interval_mean_ns));
+            let end_ns = start_ns.saturating_add(prng.exponential(options.gray_duration_mean_ns));
+            start_ns..end_ns
+        };
+        let mut period = match self.gray.take() {
+            Some(period) => period,
+            None => draw_period(prng, now_ns),
+        };
+        while now_ns >= period.end {
+            period = draw_period(prng, period.end);
+        }
+        let slow = now_ns >= period.start;
+        self.gray = Some(period);
+        slow
     }
 
     /// Whether ext4 refuses an `O_DIRECT` read of `len` bytes at `offset`
@@ -727,6 +832,9 @@ impl Disk {
     /// Completes an fsync of `file` covering writes up to `watermark`: they
     /// reach the medium, or with `failed` they are dropped from it for good
     /// while reads still see them (what Linux does after a writeback error).
+    /// An fsync that does not fail may be a lie (`fsync_lie_probability`):
+    /// then nothing changes, and every write and length it covered stays
+    /// unsynced.
     pub(crate) fn complete_fsync(
         &mut self,
         file: FileId,
@@ -735,6 +843,9 @@ impl Disk {
         options: &DiskOptions,
         prng: &mut Prng,
     ) {
+        if !failed && prng.chance(options.fsync_lie_probability) {
+            return;
+        }
         let file = &mut self.files[file];
         let covered = file
             .unsynced
@@ -991,10 +1102,17 @@ mod tests {
         let len = disk.len(file);
         let mut data = Vec::new();
         let count = disk
-            .read(file, (0, len), &options(), prng, |piece| match piece {
-                Piece::Data(bytes) => data.extend_from_slice(bytes),
-                Piece::Zeros(count) => data.resize(data.len() + count, 0),
-            })
+            .read(
+                file,
+                (0, len),
+                false,
+                &options(),
+                prng,
+                |piece| match piece {
+                    Piece::Data(bytes) => data.extend_from_slice(bytes),
+                    Piece::Zeros(count) => data.resize(data.len() + count, 0),
+                },
+            )
             .unwrap();
         assert_eq!(count, len);
         assert_eq!(data.len() as u64, len);
@@ -1081,17 +1199,17 @@ mod tests {
         };
         let ignore = |_: Piece<'_>| {};
         assert_eq!(
-            disk.read(file, (0, 1024), &always, &mut prng, ignore),
+            disk.read(file, (0, 1024), false, &always, &mut prng, ignore),
             Err(libc::EIO)
         );
         assert_eq!(
-            disk.read(file, (0, 1024), &options(), &mut prng, ignore),
+            disk.read(file, (0, 1024), false, &options(), &mut prng, ignore),
             Err(libc::EIO)
         );
         assert!(!disk.damaged_sectors(Path::new("data")).is_empty());
         write(&mut disk, file, 0, &[8; 1024], &mut prng);
         assert_eq!(
-            disk.read(file, (0, 1024), &options(), &mut prng, ignore),
+            disk.read(file, (0, 1024), false, &options(), &mut prng, ignore),
             Ok(1024)
         );
         assert!(disk.damaged_sectors(Path::new("data")).is_empty());

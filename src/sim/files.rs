@@ -304,6 +304,7 @@ impl World {
         result: Result<i32, i32>,
     ) {
         let delay_ns = self.disk_latency(
+            node,
             self.options.disk.metadata_latency_min_ns,
             self.options.disk.metadata_latency_mean_ns,
         );
@@ -358,6 +359,7 @@ impl World {
             Operation::Fsync { .. } => {
                 let failed = self.streams.faults.chance(self.options.faults.fsync);
                 let delay_ns = self.disk_latency(
+                    node,
                     self.options.disk.fsync_latency_min_ns,
                     self.options.disk.fsync_latency_mean_ns,
                 );
@@ -458,12 +460,20 @@ impl World {
                 };
             };
             let disk = &mut self.nodes[node].disk;
-            match disk.read(file, range, disk_options, &mut self.streams.disk, copy) {
+            match disk.read(
+                file,
+                range,
+                access.direct,
+                disk_options,
+                &mut self.streams.disk,
+                copy,
+            ) {
                 Ok(count) => count as i32,
                 Err(errno) => -errno,
             }
         };
         let delay_ns = self.disk_latency(
+            node,
             self.options.disk.read_latency_min_ns,
             self.options.disk.read_latency_mean_ns,
         );
@@ -506,6 +516,7 @@ impl World {
             return Some(-errno);
         }
         let delay_ns = self.disk_latency(
+            node,
             self.options.disk.write_latency_min_ns,
             self.options.disk.write_latency_mean_ns,
         );
@@ -564,6 +575,7 @@ impl World {
     ) -> Option<i32> {
         let failed = self.streams.faults.chance(self.options.faults.fsync);
         let delay_ns = self.disk_latency(
+            node,
             self.options.disk.fsync_latency_min_ns,
             self.options.disk.fsync_latency_mean_ns,
         );
@@ -628,9 +640,22 @@ impl World {
         self.complete(node, process, user_data, result);
     }
 
-    /// `max(min, Exp(mean))`.
-    fn disk_latency(&mut self, min_ns: u64, mean_ns: u64) -> u64 {
-        self.streams.disk.exponential(mean_ns).max(min_ns)
+    /// A disk operation's latency on `node`: `max(min, Exp(mean))`, times
+    /// `gray_latency_multiplier` while the disk is in a slow period, plus
+    /// `Exp(stall_mean_ns)` if it stalls. The faults draw from the disk's
+    /// stream only while they are on, after the base latency, so turning
+    /// one off moves no other draw.
+    fn disk_latency(&mut self, node: usize, min_ns: u64, mean_ns: u64) -> u64 {
+        let options = &self.options.disk;
+        let prng = &mut self.streams.disk;
+        let mut latency_ns = prng.exponential(mean_ns).max(min_ns);
+        if self.nodes[node].disk.is_slow(self.now_ns, options, prng) {
+            latency_ns = latency_ns.saturating_mul(options.gray_latency_multiplier);
+        }
+        if prng.chance(options.stall_probability) {
+            latency_ns = latency_ns.saturating_add(prng.exponential(options.stall_mean_ns));
+        }
+        latency_ns
     }
 }
 

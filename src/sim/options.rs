@@ -7,8 +7,9 @@ use super::prng::{Prng, Probability};
 ///
 /// `SimOptions::default()` is a hostile but fair world: realistic latencies,
 /// split receives, partitions and clogs, crash-torn writes, rare latent
-/// sector errors, and errors injected from every operation's documented
-/// errno set. Silent corruption and misdirected writes are off unless asked
+/// sector errors, rare disk stalls, and errors injected from every
+/// operation's documented errno set. Silent corruption, misdirected writes,
+/// the read-path faults, gray failure and fsync lies are off unless asked
 /// for. [`SimOptions::without_faults`] keeps the nondeterminism (latency,
 /// splits) and turns every fault off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,7 +31,9 @@ pub struct SimOptions {
 impl SimOptions {
     /// These options with every fault off (the liveness mode): no injected
     /// errors or BUGGIFY, partitions, clogs, half-open crashes, latent
-    /// sector errors, corruption or misdirected writes, clock drift, offsets
+    /// sector errors, corruption or misdirected writes, corrupt or
+    /// misdirected reads, disk stalls or gray failure, fsync lies, clock
+    /// drift, offsets
     /// or steps, or CPU cost. Latency, bandwidth, split receives and short
     /// sends stay, as do TCP's timers and what a crash does to unsynced
     /// writes and to metadata not yet durable (crashes are the harness's to
@@ -45,6 +48,11 @@ impl SimOptions {
         self.disk.latent_error_probability = Probability::NEVER;
         self.disk.corruption_probability = Probability::NEVER;
         self.disk.misdirect_probability = Probability::NEVER;
+        self.disk.read_corruption_probability = Probability::NEVER;
+        self.disk.read_misdirect_probability = Probability::NEVER;
+        self.disk.stall_probability = Probability::NEVER;
+        self.disk.gray_interval_mean_ns = 0;
+        self.disk.fsync_lie_probability = Probability::NEVER;
         self.datagram.loss_probability = Probability::NEVER;
         self.datagram.duplicate_probability = Probability::NEVER;
         self
@@ -53,7 +61,8 @@ impl SimOptions {
     /// Swarm testing: every probability, latency and buffer size drawn from
     /// `seed`, so that many seeds explore many different worlds (some calm,
     /// some hostile) instead of one average one. Corruption and misdirected
-    /// writes stay off: turn them on explicitly.
+    /// writes stay off, and so do the read-path faults and the fsync lie:
+    /// turn them on explicitly. Disk stalls and gray failure are drawn.
     pub fn swarm(seed: u64) -> SimOptions {
         let mut prng = Prng::new(seed ^ 0x5377_6172_6d21); // "Swarm!"
         let maybe = |prng: &mut Prng, max_ppm: u64| {
@@ -101,6 +110,15 @@ impl SimOptions {
         datagram.reorder_probability = maybe(&mut prng, 100_000);
         options.disk.crash_metadata_lost_probability =
             Probability::ppm(prng.below(1_000_001) as u32);
+        // Stalls and gray failure: latency only, which every program must
+        // bear. The read-path faults stay off, as the write-time ones do,
+        // and so does the fsync lie (see `DiskOptions`).
+        let disk = &mut options.disk;
+        disk.stall_probability = maybe(&mut prng, 2_000);
+        disk.stall_mean_ns = prng.range_inclusive(10_000_000, SECOND);
+        disk.gray_interval_mean_ns = prng.below(2) * prng.range_inclusive(1, 10) * SECOND;
+        disk.gray_duration_mean_ns = prng.range_inclusive(10_000_000, SECOND);
+        disk.gray_latency_multiplier = prng.range_inclusive(2, 50);
         options
     }
 }
@@ -360,13 +378,62 @@ pub struct DiskOptions {
     /// directory's last fsync, in order: the first one lost takes every
     /// later one with it, as a journal that commits in order does.
     pub crash_metadata_lost_probability: Probability,
-    /// How often a read finds a new latent sector error: that sector gives
-    /// `EIO` until it is overwritten.
+    /// How often a read finds a new latent sector error, in the sectors it
+    /// reads: that sector cannot be read until it is overwritten. A
+    /// buffered read that reaches a bad sector returns the bytes of the
+    /// pages (`block_bytes`) before the page that holds it, a short read,
+    /// or `EIO` if that page is the read's first, as Linux's page cache
+    /// does; an `O_DIRECT` read over one is `EIO`.
     pub latent_error_probability: Probability,
     /// How often a write reaching the medium has one bit flipped silently.
     pub corruption_probability: Probability,
     /// How often a write reaching the medium lands on the wrong sectors.
     pub misdirect_probability: Probability,
+    /// How often a read hands back one bit flipped in a byte it read from a
+    /// written block (a hole's zeros come from no device): corruption on
+    /// the way back (the bus, the controller, memory), with the page cache
+    /// and the medium unharmed, so a re-read is right. No sector is
+    /// recorded as damaged. Off by default, and in [`SimOptions::swarm`]:
+    /// as with [`DiskOptions::corruption_probability`], only a program
+    /// that checksums what it reads can tell, so a harness turns it on.
+    pub read_corruption_probability: Probability,
+    /// How often a read hands back the data at another offset of the file
+    /// (whole sectors away, zeros past its end) instead of what is asked
+    /// for: a misdirected read. The length is the one the right read would
+    /// have; nothing is damaged, so a re-read is right. Off by default and
+    /// in `swarm()`, as `read_corruption_probability` is.
+    pub read_misdirect_probability: Probability,
+    /// How often a disk operation (a read, a write, an fsync, a metadata or
+    /// path operation) stalls: its latency gains `Exp(stall_mean_ns)`, the
+    /// long tail of a drive that remaps a sector, garbage-collects or
+    /// retries. Latency only: what the operation does is unchanged.
+    pub stall_probability: Probability,
+    /// The mean extra latency of a stall.
+    pub stall_mean_ns: u64,
+    /// Mean time between a disk's slow periods (gray failure; 0: never):
+    /// each node's disk turns slow for `Exp(gray_duration_mean_ns)`, then
+    /// is well for `Exp(gray_interval_mean_ns)`, and so on, drawn as its
+    /// operations reach each period. Latency only.
+    pub gray_interval_mean_ns: u64,
+    /// Mean length of a slow period.
+    pub gray_duration_mean_ns: u64,
+    /// During a slow period every disk operation's latency (its stall
+    /// aside) is multiplied by this.
+    pub gray_latency_multiplier: u64,
+    /// How often a successful fsync of a file is a lie: it completes with
+    /// success, but the drive performed no flush, so every change it
+    /// covered stays volatile, exactly as before the fsync: the data of the
+    /// writes, and the lengths set (`ftruncate`, `O_TRUNC`, `fallocate`
+    /// extending the file). A crash may then lose or tear them as it would
+    /// have without the fsync; a later fsync that is not a lie makes them
+    /// durable. A directory's fsync (the namespace) and an `O_DSYNC` write
+    /// are never lies. Off in [`SimOptions::default`] and in `swarm()`, not
+    /// only in `without_faults()`: a drive that ignores flushes breaks the
+    /// contract every storage engine is built on, and most cannot defend
+    /// against it (only by replication, or by checking after a power cycle
+    /// what the drive kept); a harness turns it on to show that its checker
+    /// catches what it does.
+    pub fsync_lie_probability: Probability,
 }
 
 impl Default for DiskOptions {
@@ -391,6 +458,14 @@ impl Default for DiskOptions {
             latent_error_probability: Probability::ppm(100),
             corruption_probability: Probability::NEVER,
             misdirect_probability: Probability::NEVER,
+            read_corruption_probability: Probability::NEVER,
+            read_misdirect_probability: Probability::NEVER,
+            stall_probability: Probability::ppm(100),
+            stall_mean_ns: 100_000_000,
+            gray_interval_mean_ns: 0,
+            gray_duration_mean_ns: SECOND,
+            gray_latency_multiplier: 10,
+            fsync_lie_probability: Probability::NEVER,
         }
     }
 }
