@@ -59,6 +59,8 @@ use crate::wal::{self, Outcome, Record};
 
 /// Bytes each recovery read asks for.
 const RECOVERY_READ_BYTES: usize = 1024 * 1024;
+/// Times recovery reads a bad part of a file again before it believes it.
+const REREADS_MAX: u32 = 4;
 /// How often `everysec` fsyncs.
 const EVERYSEC_NS: u64 = 1_000_000_000;
 
@@ -155,6 +157,10 @@ pub struct Journal {
     spare: Option<Vec<u8>>,
     /// Recovery: the log read so far.
     recovered: Vec<u8>,
+    /// Recovery: re-reads of the file being read, and the bytes the last
+    /// read gave from the offset where it went bad.
+    rereads: u32,
+    previous_tail: Option<(usize, Vec<u8>)>,
     /// The planted bug of [`ServerConfig::ack_before_fsync`].
     ///
     /// [`ServerConfig::ack_before_fsync`]: crate::server::ServerConfig::ack_before_fsync
@@ -201,6 +207,8 @@ impl Journal {
             sync_due: false,
             spare: Some(Vec::new()),
             recovered: Vec::new(),
+            rereads: 0,
+            previous_tail: None,
             ack_before_fsync: false,
         })
     }
@@ -287,11 +295,7 @@ fn on_recover_read(
     buf: Vec<u8>,
 ) {
     match result {
-        Ok(0) if snapshot => {
-            io.close(fd, |_io, _server, _result| {});
-            replay_snapshot(io, server);
-        }
-        Ok(0) => replay(io, server),
+        Ok(0) => finish_read(io, server, fd, snapshot),
         Ok(count) => {
             server.journal.recovered.extend_from_slice(&buf);
             read_file(io, fd, snapshot, offset + count as u64);
@@ -307,6 +311,63 @@ fn on_recover_read(
             server.fail(format!("reading {path} at offset {offset}: {error}"));
         }
     }
+}
+
+/// A whole file is read: checks it without applying anything, and reads
+/// again from where it went bad unless two reads agree there. A read can be
+/// corrupted or misdirected on its way back from the disk, leaving the
+/// medium intact (docs/simulation.md): believing the first read would cut
+/// good groups as a torn tail, or refuse to start over a good snapshot.
+fn finish_read(io: &mut IO<Server>, server: &mut Server, fd: Handle, snapshot: bool) {
+    let journal = &mut server.journal;
+    if let Some(from) = reread_from(journal, snapshot) {
+        journal.rereads += 1;
+        let path = if snapshot {
+            &journal.snapshot_path
+        } else {
+            &journal.path
+        };
+        log(format_args!(
+            "{}: bad data at offset {from}; reading it again ({} of {REREADS_MAX})",
+            path.display(),
+            journal.rereads
+        ));
+        let tail = journal.recovered.split_off(from);
+        journal.previous_tail = Some((from, tail));
+        read_file(io, fd, snapshot, from as u64);
+        return;
+    }
+    journal.rereads = 0;
+    journal.previous_tail = None;
+    if snapshot {
+        io.close(fd, |_io, _server, _result| {});
+        replay_snapshot(io, server);
+    } else {
+        replay(io, server);
+    }
+}
+
+/// Where the file read back goes bad, if it should be read again from
+/// there: not when it is good, nor when the last read gave the same bytes
+/// from the same offset, nor after `REREADS_MAX` re-reads.
+fn reread_from(journal: &Journal, snapshot: bool) -> Option<usize> {
+    let data = &journal.recovered;
+    let bad = if snapshot {
+        // A snapshot has no torn tail to locate: read it all again.
+        wal::recover_snapshot(data, |_| {}).err().map(|_| 0)
+    } else {
+        match wal::recover(data, journal.snapshot_through, |_| {}) {
+            Outcome::Clean { .. } | Outcome::OldFormat => None,
+            Outcome::TornTail { offset, .. } | Outcome::Corrupt { offset, .. } => {
+                Some(offset as usize)
+            }
+        }
+    }?;
+    let agrees = matches!(
+        &journal.previous_tail,
+        Some((from, tail)) if *from == bad && data.get(bad..) == Some(&tail[..])
+    );
+    (!agrees && journal.rereads < REREADS_MAX).then_some(bad)
 }
 
 /// Applies the snapshot read back to the store, then reads the log.

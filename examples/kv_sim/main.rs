@@ -58,7 +58,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringio::sim::{NodeId, Simulator};
+use ringio::sim::{NodeId, Probability, SimOptions, Simulator};
 
 use client::Client;
 use journal::{CompactBug, FsyncPolicy};
@@ -156,8 +156,18 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: Bugs) -> io::Result<Proc
     Ok(Process { io, state })
 }
 
+/// The world a seed runs in (`Args::options`), plus corrupt and
+/// misdirected reads, which the server's recovery must tell from damage on
+/// the disk by reading again (`REREADS_MAX` in kv_server's journal.rs).
+fn options(seed: u64, args: &Args) -> SimOptions {
+    let mut options = args.options(seed);
+    options.disk.read_corruption_probability = Probability::percent(1);
+    options.disk.read_misdirect_probability = Probability::percent(1);
+    options
+}
+
 fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
-    let mut sim = Simulator::new(seed, args.options(seed));
+    let mut sim = Simulator::new(seed, options(seed, args));
     if args.print_options() {
         // A closed pipe or a failed write shows on the seed's own line,
         // printed next, which stops the run.
