@@ -98,14 +98,20 @@ impl FromStr for FsyncPolicy {
     }
 }
 
-/// A planted compaction bug, for the simulator (`kv_sim --bug ...`).
+/// A planted log bug, for the simulator (`kv_sim --bug ...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompactBug {
+pub enum LogBug {
     /// `rename-without-dir-fsync`: cut the log after renaming the snapshot
     /// without fsyncing the directory, so a crash can undo the rename.
     RenameWithoutDirFsync,
     /// `snapshot-without-fsync`: rename the snapshot without fsyncing it.
     SnapshotWithoutFsync,
+    /// `torn-tail-not-cut`: recovery finds a torn tail but does not cut
+    /// it, and takes the log's length from the file's size (what `statx`
+    /// says, the torn bytes included) rather than from the end of the last
+    /// valid group. New groups then land after the garbage, where the next
+    /// recovery, stopping at the garbage, never reaches them.
+    TornTailNotCut,
 }
 
 /// Bytes of records per snapshot group.
@@ -125,8 +131,8 @@ pub struct Journal {
     /// Compact once the log has this many bytes (and twice the snapshot's
     /// size); 0: never.
     pub compact_bytes: u64,
-    /// The planted compaction bug, if any (never in production).
-    pub compact_bug: Option<CompactBug>,
+    /// The planted log bug, if any (never in production).
+    pub log_bug: Option<LogBug>,
     /// The last snapshot's size in bytes (0: none).
     snapshot_bytes: u64,
     /// The last log group the snapshot covers (0: none).
@@ -184,7 +190,7 @@ impl Journal {
             snapshot_tmp_path: with_suffix(".snapshot.tmp"),
             directory,
             compact_bytes: 0,
-            compact_bug: None,
+            log_bug: None,
             snapshot_bytes: 0,
             snapshot_through: 0,
             compactions: 0,
@@ -456,6 +462,11 @@ fn settle_end(io: &mut IO<Server>, server: &mut Server, outcome: Outcome) -> Opt
                 "log {path}: torn tail at offset {offset} ({reason}): truncating \
                  {discarded_bytes} bytes, with {discarded_groups} later unsynced groups"
             ));
+            if journal.log_bug == Some(LogBug::TornTailNotCut) {
+                // The planted bug: append at the file's size, past the tail.
+                journal.file_len = offset + discarded_bytes;
+                return Some(last_sequence);
+            }
             if let Err(error) = io.set_len(journal.fd, offset) {
                 server.fail(format!("truncating the log {path} to {offset}: {error}"));
                 return None;
@@ -799,7 +810,7 @@ fn write_snapshot(io: &mut IO<Server>, file: Handle, through: u64, data: Vec<u8>
         if offset + written < total {
             return write_snapshot(io, file, through, data, offset + written);
         }
-        if server.journal.compact_bug == Some(CompactBug::SnapshotWithoutFsync) {
+        if server.journal.log_bug == Some(LogBug::SnapshotWithoutFsync) {
             return rename_snapshot(io, server, file, through, total); // The planted bug.
         }
         io.fsync(file, move |io, server, result| {
@@ -828,7 +839,7 @@ fn rename_snapshot(
         if let Err(error) = result {
             return server.fail(format!("renaming the snapshot into place: {error}"));
         }
-        if server.journal.compact_bug == Some(CompactBug::RenameWithoutDirFsync) {
+        if server.journal.log_bug == Some(LogBug::RenameWithoutDirFsync) {
             return cut_log(io, server, through, bytes); // The planted bug.
         }
         let directory = server.journal.directory;

@@ -157,7 +157,7 @@ fn serve(args: &Args) -> Result<(), String> {
         fsync: args.fsync,
         ack_before_fsync: false,
         compact_bytes: args.compact_bytes,
-        compact_bug: None,
+        log_bug: None,
         requirepass: args.requirepass.clone(),
     };
     let mut server = Server::start(&mut io, server_config)

@@ -115,9 +115,9 @@ pub struct ServerConfig {
     /// `--compact-bytes`: compact the log once it has this many bytes and
     /// twice the last snapshot's size (journal.rs); 0: never.
     pub compact_bytes: u64,
-    /// A planted compaction bug, for the simulator. Always `None` in
-    /// production.
-    pub compact_bug: Option<journal::CompactBug>,
+    /// A planted log bug (compaction's or recovery's), for the simulator.
+    /// Always `None` in production.
+    pub log_bug: Option<journal::LogBug>,
     /// `--requirepass`: clients must AUTH with it.
     pub requirepass: Option<Vec<u8>>,
 }
@@ -227,7 +227,7 @@ impl Server {
         let mut journal = Journal::open(io, config.wal_path, config.fsync)?;
         journal.ack_before_fsync = config.ack_before_fsync;
         journal.compact_bytes = config.compact_bytes;
-        journal.compact_bug = config.compact_bug;
+        journal.log_bug = config.log_bug;
         journal::recover(io, journal.fd(), journal.snapshot_path());
         let shared = Shared {
             requirepass: config.requirepass.clone(),

@@ -61,7 +61,7 @@ use std::process::ExitCode;
 use ringio::sim::{NodeId, Simulator};
 
 use client::Client;
-use journal::{CompactBug, FsyncPolicy};
+use journal::{FsyncPolicy, LogBug};
 use model::{Key, QueueLedger};
 use seeds::{Args, Outcome, Process};
 use server::{Server, ServerConfig};
@@ -102,15 +102,19 @@ usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose]
                   place without fsyncing the directory
   --bug snapshot-without-fsync
                   compaction renames the snapshot without fsyncing it
+  --bug torn-tail-not-cut
+                  recovery leaves a torn tail in place and appends new
+                  groups at the file's size, after it
   --verbose       print every seed's options (always on for a single seed)
   --fixed-options run every seed with the default options, instead of
                   options drawn from the seed (swarm testing)";
 
 /// The bugs `--bug` plants.
-const BUGS: [&str; 3] = [
+const BUGS: [&str; 4] = [
     "ack-before-fsync",
     "rename-without-dir-fsync",
     "snapshot-without-fsync",
+    "torn-tail-not-cut",
 ];
 
 fn main() -> ExitCode {
@@ -121,16 +125,17 @@ fn main() -> ExitCode {
 #[derive(Debug, Clone, Copy)]
 struct Bugs {
     ack_before_fsync: bool,
-    compact: Option<CompactBug>,
+    log: Option<LogBug>,
 }
 
 impl Bugs {
     fn of(args: &Args) -> Bugs {
         Bugs {
             ack_before_fsync: args.bug,
-            compact: match args.bug_name.as_deref() {
-                Some("rename-without-dir-fsync") => Some(CompactBug::RenameWithoutDirFsync),
-                Some("snapshot-without-fsync") => Some(CompactBug::SnapshotWithoutFsync),
+            log: match args.bug_name.as_deref() {
+                Some("rename-without-dir-fsync") => Some(LogBug::RenameWithoutDirFsync),
+                Some("snapshot-without-fsync") => Some(LogBug::SnapshotWithoutFsync),
+                Some("torn-tail-not-cut") => Some(LogBug::TornTailNotCut),
                 _ => None,
             },
         }
@@ -145,7 +150,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: Bugs) -> io::Result<Proc
         fsync: FsyncPolicy::Always,
         ack_before_fsync: bug.ack_before_fsync,
         compact_bytes: COMPACT_BYTES,
-        compact_bug: bug.compact,
+        log_bug: bug.log,
         requirepass: None,
     };
     let state = Server::start(&mut io, config)?;
