@@ -113,7 +113,8 @@ pub struct ServerConfig {
     /// before the fsync that covers it. Always `false` in production.
     pub ack_before_fsync: bool,
     /// `--compact-bytes`: compact the log once it has this many bytes and
-    /// twice the last snapshot's size (journal.rs); 0: never.
+    /// a quarter as many as the last snapshot (journal.rs); 0: never
+    /// (BGREWRITEAOF still compacts).
     pub compact_bytes: u64,
     /// A planted log bug (compaction's or recovery's), for the simulator.
     /// Always `None` in production.
@@ -238,6 +239,8 @@ impl Server {
             fsync: config.fsync,
             clients_max: CONNECTIONS_MAX,
             blocked: BTreeSet::new(),
+            rewrite_requested: false,
+            rewrite_in_progress: false,
         };
         let server = Server {
             listener,
