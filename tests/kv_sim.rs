@@ -91,7 +91,7 @@ fn kv_sim_catches_the_planted_compaction_bugs() {
 
 /// Recovery's planted bug: a torn tail left in place, with new groups
 /// appended at the file's size after it. Only a crash that tears a group
-/// across sectors leaves a torn tail, so fewer seeds catch it (46 of 500);
+/// across sectors leaves a torn tail, so fewer seeds catch it (45 of 500);
 /// seed 5 is the first, and the next recovery stops at the garbage, short
 /// of groups that were acknowledged.
 #[test]

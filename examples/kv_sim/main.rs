@@ -7,7 +7,8 @@
 //! recovery the whole recovered key space, is checked: each key holds its
 //! last acknowledged write, or a later write whose outcome is unknown.
 //! The clients also share one queue, pushing to it and blocking on it
-//! (BLPOP, BRPOP, BLMPOP, each woken by another client's push or timed
+//! (BLPOP, BRPOP, BLMPOP on its list half, BZPOPMIN, BZPOPMAX, BZMPOP on
+//! its sorted-set half, each woken by another client's push or timed
 //! out), which a ledger across all clients checks: no value popped twice,
 //! none that was never pushed, and after a recovery no acknowledged pop or
 //! push undone.
@@ -351,13 +352,29 @@ fn take_queue_events(ledger: &mut QueueLedger, client: &mut Client) -> Result<()
 /// write, or a later one whose outcome is unknown; the shared queue passes
 /// the ledger's check.
 fn check(server: &Server, clients: &[Process<Client>], ledger: &QueueLedger) -> Result<(), String> {
-    let queue = match server.store.peek(model::QUEUE_KEY) {
-        None => Ok(None),
+    // The queue's two halves, the list and the sorted set, as one.
+    let list = match server.store.peek(model::QUEUE_KEY) {
+        None => Ok(Vec::new()),
         Some(store::Entry {
             value: store::Value::List(list),
             ..
-        }) => Ok(Some(list.iter().cloned().collect())),
+        }) => Ok(list.iter().cloned().collect()),
         Some(_) => Err(()),
+    };
+    let zset = match server.store.peek(model::ZQUEUE_KEY) {
+        None => Ok(Vec::new()),
+        Some(store::Entry {
+            value: store::Value::ZSet(zset),
+            ..
+        }) => Ok(zset.iter().map(|(member, _)| member.to_vec()).collect()),
+        Some(_) => Err(()),
+    };
+    let queue = match (list, zset) {
+        (Ok(mut list), Ok(zset)) => {
+            list.extend(zset);
+            Ok(Some(list))
+        }
+        _ => Err(()),
     };
     let in_flight = clients
         .iter()
