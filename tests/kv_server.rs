@@ -650,12 +650,23 @@ fn redis_cli_drives_every_command_on_epoll() {
 /// redis-server 7.0.15 itself). Every command of every family is in one,
 /// errors and WRONGTYPE included; replies whose order Redis leaves
 /// unspecified (SMEMBERS of several members, KEYS) are kept to one element.
-/// The blocking pops' transcript (`blocking.txt`) has what one client can
-/// show: pops that find a list, timeouts of a few milliseconds, every
-/// error, and MULTI, where they never block; the tests below drive the
-/// rest with several clients.
-const TRANSCRIPTS: [&str; 10] = [
-    "strings", "keys", "expire", "hashes", "lists", "sets", "zsets", "multi", "server", "blocking",
+/// The blocking pops' transcripts (`blocking.txt` for lists, `zblocking.txt`
+/// for sorted sets, ZMPOP and WAIT) have what one client can show: pops
+/// that find a key, timeouts of a few milliseconds, every error, and
+/// MULTI, where they never block; the tests below drive the rest with
+/// several clients.
+const TRANSCRIPTS: [&str; 11] = [
+    "strings",
+    "keys",
+    "expire",
+    "hashes",
+    "lists",
+    "sets",
+    "zsets",
+    "multi",
+    "server",
+    "blocking",
+    "zblocking",
 ];
 
 fn transcripts_dir() -> PathBuf {
@@ -3098,4 +3109,238 @@ fn served_blocking_pops_are_logged_as_plain_pops_and_replay() {
     server.kill_9();
     let server = start_server(&dir, &[]);
     assert_eq!(dump_keyspace(&mut server.connect()), before);
+}
+
+// The sorted sets' blocking pops (BZPOPMIN, BZPOPMAX, BZMPOP) and WAIT, on
+// the lists' machinery. Every expected reply is what redis-server 7.0.15
+// answered to the same steps.
+
+/// `*3` of a key, a member and its score (RESP2: the score as a bulk).
+fn key_member_score(key: &str, member: &str, score: &str) -> Reply {
+    Reply::Array(Some(vec![bulk(key), bulk(member), bulk(score)]))
+}
+
+fn sorted_set_blocking_pops_and_wait(backend: &str) {
+    let dir = ScratchDir::new(&format!("kv-zblock-{backend}"));
+    let server = start_server(&dir, &["--backend", backend]);
+    let mut observer = server.connect();
+    let (mut a, mut b) = (server.connect(), server.connect());
+    // Woken by another client's ZADD, first come, first served.
+    a.send_command(&["bzpopmin", "z", "0"]);
+    wait_blocked(&mut observer, 1);
+    b.send_command(&["bzpopmax", "other", "z", "0"]);
+    wait_blocked(&mut observer, 2);
+    let Reply::Bulk(Some(list)) = observer.call(&["client", "list"]) else {
+        panic!("CLIENT LIST");
+    };
+    let list = String::from_utf8(list).unwrap();
+    assert_eq!(list.matches(" flags=b ").count(), 2, "{list}");
+    assert_eq!(list.matches(" cmd=bzpopmax ").count(), 1, "{list}");
+    let zadd = ["zadd", "z", "1", "a", "2.5", "b", "3", "c"];
+    assert_eq!(observer.call(&zadd), Reply::Integer(3));
+    assert_eq!(a.read().unwrap(), key_member_score("z", "a", "1"));
+    assert_eq!(b.read().unwrap(), key_member_score("z", "c", "3"));
+    assert_eq!(
+        observer.call(&["zrange", "z", "0", "-1", "withscores"]),
+        strings(&["b", "2.5"])
+    );
+
+    // A list pop and a sorted-set pop waiting on one key: whichever type
+    // the key is created as serves its own kind, the other stays blocked.
+    a.send_command(&["blpop", "k", "0"]);
+    wait_blocked(&mut observer, 1);
+    b.send_command(&["bzpopmin", "k", "0"]);
+    wait_blocked(&mut observer, 2);
+    assert_eq!(observer.call(&["zadd", "k", "5", "m"]), Reply::Integer(1));
+    assert_eq!(b.read().unwrap(), key_member_score("k", "m", "5"));
+    assert!(a.nothing_within(Duration::from_millis(100)));
+    assert_eq!(blocked_clients(&mut observer), 1);
+    assert_eq!(observer.call(&["rpush", "k", "v"]), Reply::Integer(1));
+    assert_eq!(a.read().unwrap(), key_and("k", "v"));
+
+    // BZMPOP in RESP3: pairs of member and double, as ZMPOP gives them.
+    let mut resp3 = server.connect();
+    assert!(matches!(resp3.call(&["hello", "3"]), Reply::Map(_)));
+    resp3.send_command(&["bzmpop", "0", "2", "z1", "z2", "MAX", "COUNT", "2"]);
+    wait_blocked(&mut observer, 1);
+    let zadd = ["zadd", "z2", "1", "x", "2", "y", "3", "w"];
+    assert_eq!(observer.call(&zadd), Reply::Integer(3));
+    let pair = |member: &str, score: &str| {
+        Reply::Array(Some(vec![bulk(member), Reply::Double(score.into())]))
+    };
+    let popped = Reply::Array(Some(vec![
+        bulk("z2"),
+        Reply::Array(Some(vec![pair("w", "3"), pair("y", "2")])),
+    ]));
+    assert_eq!(resp3.read().unwrap(), popped);
+    // And in RESP2, the same nesting with the scores as bulks.
+    let popped = Reply::Array(Some(vec![
+        bulk("z2"),
+        Reply::Array(Some(vec![strings(&["x", "1"])])),
+    ]));
+    assert_eq!(a.call(&["zmpop", "1", "z2", "MIN"]), popped);
+
+    // Timeouts: the null array (RESP3's null), no sooner.
+    let (reply, took) = timed_call(&mut a, &["bzpopmin", "nokey", "0.2"]);
+    assert_eq!(reply, Reply::Array(None));
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let bzmpop = ["bzmpop", "0.02", "1", "nokey", "MIN", "COUNT", "3"];
+    assert_eq!(a.call(&bzmpop), Reply::Array(None));
+    assert_eq!(resp3.call(&["bzpopmax", "nokey", "0.02"]), Reply::Null);
+
+    // WAIT, with no replicas: 0 at once for none wanted, after the timeout
+    // for some, and never for some with no timeout, until CLIENT UNBLOCK
+    // (its timeout reply, 0, or the UNBLOCKED error).
+    assert_eq!(a.call(&["wait", "0", "0"]), Reply::Integer(0));
+    let (reply, took) = timed_call(&mut a, &["wait", "1", "150"]);
+    assert_eq!(reply, Reply::Integer(0));
+    assert!(took >= Duration::from_millis(150), "{took:?}");
+    let id = integer(a.call(&["client", "id"])).to_string();
+    a.send_command(&["wait", "1", "0"]);
+    wait_blocked(&mut observer, 1);
+    let Reply::Bulk(Some(list)) = observer.call(&["client", "list"]) else {
+        panic!("CLIENT LIST");
+    };
+    let list = String::from_utf8(list).unwrap();
+    assert!(
+        list.contains(" flags=b ") && list.contains(" cmd=wait "),
+        "{list}"
+    );
+    assert!(a.nothing_within(Duration::from_millis(300)));
+    assert_eq!(
+        observer.call(&["client", "unblock", &id]),
+        Reply::Integer(1)
+    );
+    assert_eq!(a.read().unwrap(), Reply::Integer(0));
+    a.send_command(&["wait", "2", "0"]);
+    wait_blocked(&mut observer, 1);
+    let unblock = ["client", "unblock", &id, "ERROR"];
+    assert_eq!(observer.call(&unblock), Reply::Integer(1));
+    let unblocked = error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+    assert_eq!(a.read().unwrap(), unblocked);
+    assert_eq!(resp3.call(&["wait", "1", "10"]), Reply::Integer(0));
+
+    // Gone while blocked: forever, with a timer armed, and in WAIT.
+    let mut forever = server.connect();
+    forever.send_command(&["bzpopmin", "gone", "0"]);
+    let mut timed = server.connect();
+    timed.send_command(&["bzmpop", "0.3", "1", "gone", "MAX"]);
+    let mut waiting = server.connect();
+    waiting.send_command(&["wait", "1", "0"]);
+    wait_blocked(&mut observer, 3);
+    drop((forever, timed, waiting));
+    wait_blocked(&mut observer, 0);
+    // Nobody takes the member: it stays, and nothing fires later.
+    assert_eq!(
+        observer.call(&["zadd", "gone", "1", "m"]),
+        Reply::Integer(1)
+    );
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(observer.call(&["zcard", "gone"]), Reply::Integer(1));
+    assert_eq!(a.call(&["ping"]), Reply::Simple("PONG".into()));
+}
+
+#[test]
+fn sorted_set_blocking_pops_and_wait_on_io_uring() {
+    sorted_set_blocking_pops_and_wait("io_uring");
+}
+
+#[test]
+fn sorted_set_blocking_pops_and_wait_on_epoll() {
+    sorted_set_blocking_pops_and_wait("epoll");
+}
+
+/// A served BZPOPMIN, BZPOPMAX or BZMPOP (and a ZMPOP) is logged as the
+/// ZPOPMIN or ZPOPMAX it amounts to, and its reply comes after the fsync:
+/// a kill -9 then a restart give the same key space, the pops undone by
+/// nothing.
+#[test]
+fn served_sorted_set_pops_are_logged_as_plain_pops_and_replay() {
+    let dir = ScratchDir::new("kv-zblock-wal");
+    let mut server = start_server(&dir, &[]);
+    let mut observer = server.connect();
+    let mut client = server.connect();
+    client.send_command(&["bzpopmin", "z", "0"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["zadd", "z", "1", "a", "2", "b", "3", "c", "4", "d"]);
+    assert_eq!(client.read().unwrap(), key_member_score("z", "a", "1"));
+    client.send_command(&["bzpopmax", "y", "0"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["zadd", "y", "1", "p", "2", "q"]);
+    assert_eq!(client.read().unwrap(), key_member_score("y", "q", "2"));
+    client.send_command(&["bzmpop", "0", "1", "x", "MIN", "COUNT", "2"]);
+    wait_blocked(&mut observer, 1);
+    observer.call(&["multi"]);
+    observer.call(&["zadd", "x", "7", "s"]);
+    observer.call(&["zadd", "x", "8", "t", "9", "u"]);
+    observer.call(&["exec"]);
+    let popped = Reply::Array(Some(vec![
+        bulk("x"),
+        Reply::Array(Some(vec![strings(&["s", "7"]), strings(&["t", "8"])])),
+    ]));
+    assert_eq!(client.read().unwrap(), popped);
+    // Pops that found their sorted set at once are logged the same way.
+    assert_eq!(
+        client.call(&["bzpopmax", "nokey", "z", "0"]),
+        key_member_score("z", "d", "4")
+    );
+    let popped = Reply::Array(Some(vec![
+        bulk("z"),
+        Reply::Array(Some(vec![strings(&["b", "2"])])),
+    ]));
+    assert_eq!(client.call(&["zmpop", "2", "nokey", "z", "MIN"]), popped);
+    let before = dump_keyspace(&mut observer);
+    assert_eq!(before.len(), 3, "{before:?}");
+    let log = fs::read(wal_path(&dir)).unwrap();
+    let has = |word: &[u8]| log.windows(word.len()).any(|window| window == word);
+    for plain in [&b"ZPOPMIN"[..], b"ZPOPMAX"] {
+        assert!(has(plain), "{}", String::from_utf8_lossy(plain));
+    }
+    for blocking in [&b"BZPOPMIN"[..], b"BZPOPMAX", b"BZMPOP", b"ZMPOP"] {
+        assert!(!has(blocking), "{}", String::from_utf8_lossy(blocking));
+    }
+    drop((observer, client));
+    server.kill_9();
+    let server = start_server(&dir, &[]);
+    assert_eq!(dump_keyspace(&mut server.connect()), before);
+}
+
+/// BGREWRITEAOF compacts the log now, whatever its size: the data
+/// directory then holds a snapshot and an empty log, and a restart
+/// rebuilds the same key space from the snapshot alone.
+#[test]
+fn bgrewriteaof_compacts_the_log_now() {
+    let dir = ScratchDir::new("kv-bgrewriteaof");
+    let mut server = start_server(&dir, &["--compact-bytes", "0"]);
+    let mut client = server.connect();
+    for index in 0..100 {
+        let key = format!("k{}", index % 10);
+        client.call(&["set", &key, &index.to_string()]);
+    }
+    client.call(&["zadd", "z", "1", "a", "2", "b"]);
+    let before = dump_keyspace(&mut client);
+    assert!(fs::metadata(wal_path(&dir)).unwrap().len() > 0);
+    assert_eq!(
+        client.call(&["bgrewriteaof"]),
+        Reply::Simple("Background append only file rewriting started".into())
+    );
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !server.stderr().contains("compacted") {
+        assert!(Instant::now() < deadline, "no compaction");
+        thread::sleep(Duration::from_millis(5));
+    }
+    // A write after the compaction's reply waits for it, so the log is
+    // empty up to it.
+    assert_eq!(client.call(&["ping"]), Reply::Simple("PONG".into()));
+    assert_eq!(fs::metadata(wal_path(&dir)).unwrap().len(), 0);
+    drop(client);
+    server.kill_9();
+    let server = start_server(&dir, &["--compact-bytes", "0"]);
+    assert_eq!(dump_keyspace(&mut server.connect()), before);
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("snapshot bytes and 0 log bytes"),
+        "{stderr}"
+    );
 }

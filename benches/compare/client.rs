@@ -132,12 +132,17 @@ pub fn connect_all(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>>
 /// Warms up, then times `duration` of traffic, taking client and server CPU
 /// time at both ends of the timed window.
 fn measure(workload: &Workload, driver: &mut impl Driver) -> io::Result<Load> {
+    // perf attaches to the server while the warm-up traffic goes on.
+    let probe = workload
+        .costs
+        .then(|| Probe::start(workload.server_pid))
+        .flatten();
     let warm_end = Instant::now() + workload.warmup;
     while Instant::now() < warm_end {
         driver.step()?;
     }
     if workload.costs {
-        return measure_costs(workload, driver);
+        return measure_costs(workload, driver, probe);
     }
     let units_start = driver.units();
     let client_start = system::thread_cpu_s();
@@ -157,37 +162,35 @@ fn measure(workload: &Workload, driver: &mut impl Driver) -> io::Result<Load> {
     })
 }
 
-/// As `measure`, with the window set by a `perf stat` on the server: the
-/// units counted are those between its start and its end, so the events it
-/// counts belong to them (attaching and detaching take a few milliseconds of
-/// a window of hundreds). Without perf, the window is `duration` and only
-/// CPU time is split.
-fn measure_costs(workload: &Workload, driver: &mut impl Driver) -> io::Result<Load> {
+/// As `measure`, with `perf` attached to the server (when it can be) and
+/// counting switched on and off around the timed window, so its counts
+/// belong to the messages counted in it.
+fn measure_costs(
+    workload: &Workload,
+    driver: &mut impl Driver,
+    mut probe: Option<Probe>,
+) -> io::Result<Load> {
     let pid = workload.server_pid;
+    if let Some(probe) = probe.as_mut() {
+        probe.enable()?;
+    }
     let cpu_start = costs::cpu_s(pid)?;
     let client_start = system::thread_cpu_s();
     let units_start = driver.units();
     let start = Instant::now();
-    let mut probe = Probe::start(pid, workload.duration);
     let end = start + workload.duration;
-    loop {
+    while Instant::now() < end {
         driver.step()?;
-        let over = match probe.as_mut() {
-            Some(probe) => probe.done() || start.elapsed() > workload.duration * 4,
-            None => Instant::now() >= end,
-        };
-        if over {
-            break;
-        }
     }
     let elapsed_s = start.elapsed().as_secs_f64();
     let units = driver.units() - units_start;
     let cpu_s = costs::cpu_s(pid)? - cpu_start;
+    let client_cpu_s = system::thread_cpu_s() - client_start;
     let (events, user_share) = probe.map(Probe::finish).unwrap_or_default();
     Ok(Load {
         units,
         elapsed_s,
-        client_cpu_s: system::thread_cpu_s() - client_start,
+        client_cpu_s,
         server_cpu_s: cpu_s,
         costs: Some(Costs {
             cpu_s,

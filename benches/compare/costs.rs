@@ -8,10 +8,10 @@
 //! these counts per message move much less, so they are what says where a
 //! server's time goes when two servers are compared (docs/benchmarks.md).
 
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// The events counted, in the order the table prints them.
 pub const EVENTS: [(&str, &str); 10] = [
@@ -55,88 +55,138 @@ pub fn cpu_s(pid: u32) -> io::Result<f64> {
     Ok(total_ns as f64 / 1e9)
 }
 
-/// `perf stat` counting `EVENTS` on one process for a fixed time.
-pub struct Probe {
+/// One perf process attached to the server, started with its events
+/// disabled and switched on and off through its control FIFOs, so that
+/// what it counts covers exactly the window the client counts messages in.
+struct Perf {
     child: Child,
-    /// `perf record` sampling the same process, for the user/kernel split.
-    sampler: Option<(Child, PathBuf)>,
+    control: File,
+    ack: BufReader<File>,
+    directory: PathBuf,
+}
+
+impl Perf {
+    /// `perf <args> -D -1 --control fifo:ctl,ack -p PID`, its output to
+    /// stderr (stat) or to `directory/perf.data` (record).
+    fn start(kind: &str, args: &[&str], pid: u32) -> io::Result<Perf> {
+        let directory = std::env::temp_dir().join(format!("ringio-costs-{pid}-{kind}"));
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory)?;
+        let (control_path, ack_path) = (directory.join("ctl"), directory.join("ack"));
+        for path in [&control_path, &ack_path] {
+            let status = Command::new("mkfifo").arg(path).status()?;
+            if !status.success() {
+                return Err(io::Error::other("mkfifo failed"));
+            }
+        }
+        let control_arg = format!("fifo:{},{}", control_path.display(), ack_path.display());
+        let child = Command::new("perf")
+            .arg(kind)
+            .args(args)
+            .args(["-D", "-1", "--control", &control_arg, "-p", &pid.to_string()])
+            .current_dir(&directory)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // Read-write opens of a FIFO do not wait for the other end.
+        let open = |path: &Path| OpenOptions::new().read(true).write(true).open(path);
+        Ok(Perf {
+            child,
+            control: open(&control_path)?,
+            ack: BufReader::new(open(&ack_path)?),
+            directory,
+        })
+    }
+
+    /// Sends `command` (enable, disable) and waits for perf's ack.
+    fn command(&mut self, command: &str) -> io::Result<()> {
+        writeln!(self.control, "{command}")?;
+        let mut line = String::new();
+        self.ack.read_line(&mut line)?;
+        Ok(())
+    }
+
+    /// Stops perf (SIGINT, as ^C does) and returns what it printed.
+    fn stop(mut self) -> io::Result<String> {
+        let pid = libc::pid_t::try_from(self.child.id()).map_err(io::Error::other)?;
+        // SAFETY: kill takes integers; `pid` is our own child, not reaped.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr)?;
+        }
+        self.child.wait()?;
+        Ok(stderr)
+    }
+}
+
+/// `perf stat` counting `EVENTS`, and `perf record` sampling cpu-clock for
+/// the user/kernel split, both on the server, both over one window.
+pub struct Probe {
+    stat: Perf,
+    record: Option<Perf>,
 }
 
 impl Probe {
-    /// Starts counting on `pid` for `duration`; `None` if perf is missing
-    /// or refuses (the table then shows CPU time only).
-    pub fn start(pid: u32, duration: Duration) -> Option<Probe> {
+    /// Attaches to `pid` with counting off; `None` if perf is missing or
+    /// refuses (the table then shows CPU time only).
+    pub fn start(pid: u32) -> Option<Probe> {
         let events: Vec<&str> = EVENTS.iter().map(|(event, _)| *event).collect();
-        let child = Command::new("perf")
-            .args(["stat", "-x", ",", "-e", &events.join(","), "-p"])
-            .arg(pid.to_string())
-            .arg("--")
-            .args(["sleep", &format!("{:.3}", duration.as_secs_f64())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ok()?;
-        let sampler = Self::start_sampler(pid, duration);
-        Some(Probe { child, sampler })
+        let stat = Perf::start("stat", &["-x", ",", "-e", &events.join(",")], pid).ok()?;
+        let record = Perf::start("record", &["-q", "-F", "2000", "-e", "cpu-clock"], pid).ok();
+        Some(Probe { stat, record })
     }
 
-    fn start_sampler(pid: u32, duration: Duration) -> Option<(Child, PathBuf)> {
-        let path = std::env::temp_dir().join(format!("ringio-costs-{pid}.data"));
-        let child = Command::new("perf")
-            .args(["record", "-q", "-F", "2000", "-e", "cpu-clock", "-o"])
-            .arg(&path)
-            .arg("-p")
-            .arg(pid.to_string())
-            .arg("--")
-            .args(["sleep", &format!("{:.3}", duration.as_secs_f64())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some((child, path))
+    /// Starts counting, once perf has said it did.
+    pub fn enable(&mut self) -> io::Result<()> {
+        self.stat.command("enable")?;
+        match self.record.as_mut() {
+            Some(record) => record.command("enable"),
+            None => Ok(()),
+        }
     }
 
-    /// Whether the counting time is over.
-    pub fn done(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// The counts, in `EVENTS` order (0 for an event perf did not count),
-    /// and the user-space share of the samples.
-    pub fn finish(self) -> (Vec<u64>, Option<f64>) {
-        let user_share = self.sampler.and_then(|(child, path)| {
-            let share = user_share(child, &path);
-            let _ = std::fs::remove_file(&path);
+    /// Stops counting and returns the counts, in `EVENTS` order (0 for an
+    /// event perf did not count), and the user-space share of the samples.
+    pub fn finish(mut self) -> (Vec<u64>, Option<f64>) {
+        let _ = self.stat.command("disable");
+        if let Some(record) = self.record.as_mut() {
+            let _ = record.command("disable");
+        }
+        let user_share = self.record.and_then(|record| {
+            let directory = record.directory.clone();
+            record.stop().ok()?;
+            let share = user_share(&directory.join("perf.data"));
+            let _ = std::fs::remove_dir_all(&directory);
             share
         });
-        (Self::counts(self.child), user_share)
-    }
-
-    fn counts(child: Child) -> Vec<u64> {
-        let Ok(output) = child.wait_with_output() else {
-            return Vec::new();
-        };
-        let text = String::from_utf8_lossy(&output.stderr);
-        EVENTS
-            .iter()
-            .map(|(event, _)| {
-                text.lines()
-                    .filter_map(|line| {
-                        let mut fields = line.split(',');
-                        let count = fields.next()?;
-                        let name = fields.nth(1)?;
-                        (name == *event).then(|| count.parse::<u64>().unwrap_or(0))
-                    })
-                    .next()
-                    .unwrap_or(0)
-            })
-            .collect()
+        let directory = self.stat.directory.clone();
+        let text = self.stat.stop().unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&directory);
+        (counts(&text), user_share)
     }
 }
 
+/// The counts of `EVENTS` in `perf stat -x ,`'s output.
+fn counts(text: &str) -> Vec<u64> {
+    EVENTS
+        .iter()
+        .map(|(event, _)| {
+            text.lines()
+                .filter_map(|line| {
+                    let mut fields = line.split(',');
+                    let count = fields.next()?;
+                    let name = fields.nth(1)?;
+                    (name == *event).then(|| count.parse::<u64>().unwrap_or(0))
+                })
+                .next()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
 /// The share of samples outside the kernel, from `perf report --sort dso`.
-fn user_share(mut child: Child, path: &Path) -> Option<f64> {
-    child.wait().ok()?;
+fn user_share(path: &Path) -> Option<f64> {
     let output = Command::new("perf")
         .args(["report", "--stdio", "--sort", "dso", "-i"])
         .arg(path)

@@ -1,7 +1,7 @@
 //! The keyspace and expiry: DEL, UNLINK, EXISTS, TOUCH, TYPE, RENAME,
 //! RENAMENX, COPY, KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHDB, FLUSHALL,
 //! OBJECT ENCODING, EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (NX, XX, GT, LT),
-//! TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST.
+//! TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, and WAIT (no replicas).
 
 use super::server_cmds::glob_match;
 use super::{
@@ -38,7 +38,36 @@ pub const COMMANDS: &[Command] = &[
     command("expiretime", 2, READONLY | FAST, [1, 1, 1], ttl),
     command("pexpiretime", 2, READONLY | FAST, [1, 1, 1], ttl),
     command("persist", 2, WRITE | FAST, [1, 1, 1], persist),
+    command("wait", 3, 0, [0, 0, 0], wait),
 ];
+
+/// WAIT numreplicas timeout: this server has no replicas, so no write is
+/// ever acknowledged by one and the reply is 0, as redis-server 7.0.15
+/// gives it without replicas: at once for `numreplicas <= 0` and inside
+/// MULTI, otherwise after `timeout` milliseconds (0: never, until CLIENT
+/// UNBLOCK or the client leaves). Like every reply, it goes out once the
+/// client's earlier writes are durable.
+fn wait(context: &mut Context<'_>, args: &Args) {
+    let Some(replicas) = parse_i64(&mut context.reply, args.get(1)) else {
+        return;
+    };
+    let Some(timeout_ms) = string_to_i64(args.get(2)) else {
+        return context
+            .reply
+            .error(b"ERR timeout is not an integer or out of range");
+    };
+    if timeout_ms < 0 {
+        return context.reply.error(b"ERR timeout is negative");
+    }
+    if replicas <= 0 || context.deny_blocking {
+        return context.reply.int(0);
+    }
+    context.block = Some(super::Block {
+        keys: Vec::new(),
+        timeout_ms: timeout_ms as u64,
+        op: super::BlockOp::Wait,
+    });
+}
 
 const _: u16 = ADMIN;
 

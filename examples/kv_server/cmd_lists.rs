@@ -1,6 +1,8 @@
 //! Lists: LPUSH, RPUSH, LPUSHX, RPUSHX, LPOP, RPOP (with count), LLEN,
 //! LRANGE, LINDEX, LSET, LREM, LTRIM, LINSERT, LPOS, RPOPLPUSH, LMOVE,
 //! LMPOP, and the blocking pops BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP.
+//! The blocking machinery here serves the sorted sets' blocking pops
+//! (BZPOPMIN, BZPOPMAX, BZMPOP: `cmd_zsets.rs`) and WAIT too.
 //!
 //! A list is a `VecDeque`: pushes and pops at both ends are O(1), LINDEX
 //! and LSET O(1), LREM and LPOS one pass, LTRIM O(removed).
@@ -19,6 +21,12 @@
 //! command it amounts to (LPOP, RPOP, LPOP with a count, LMOVE), as Redis
 //! propagates it, so replaying the log never blocks. Inside EXEC a
 //! blocking pop never blocks: it answers as a timeout would.
+//!
+//! A key may have waiters of both kinds, list pops and sorted-set pops.
+//! When it is created, the waiters whose kind does not match its type are
+//! passed over and stay blocked, and those after them are served, as in
+//! Redis 7.0 (`serveClientsBlockedOnListKey` skips a client blocked on a
+//! sorted set).
 
 use super::longdouble::LongDouble;
 use super::{
@@ -79,6 +87,18 @@ pub enum BlockOp {
         /// Onto the destination's head.
         to_left: bool,
     },
+    /// BZPOPMIN and BZPOPMAX (`count` `None`: the reply is the key, the
+    /// member and its score), and BZMPOP (the key and an array of at most
+    /// `count` member-score pairs).
+    ZPop {
+        /// The highest scores first (BZPOPMAX, BZMPOP MAX).
+        max: bool,
+        /// BZMPOP's COUNT.
+        count: Option<usize>,
+    },
+    /// WAIT for replicas, of which there are none: no keys, and the
+    /// timeout's reply is the count of replicas that acknowledged, 0.
+    Wait,
 }
 
 /// What a blocking command that must wait leaves for the server.
@@ -98,9 +118,13 @@ pub enum Served {
     /// The client got its reply (the elements, or an error such as a
     /// destination of another type): it is no longer blocked.
     Replied,
-    /// The key holds no list (any more): the client stays blocked, and so
+    /// The key holds nothing (any more): the client stays blocked, and so
     /// do the key's later waiters.
     NotReady,
+    /// The key holds a value of another kind than the client waits for (a
+    /// sorted set, for a list pop): the client stays blocked, and the
+    /// key's later waiters are tried.
+    Skipped,
 }
 
 /// Serves a client blocked by `op` on `key`, which was created since the
@@ -108,8 +132,13 @@ pub enum Served {
 /// list then, replying into the context (the blocked client's output) and
 /// logging the plain pop.
 pub fn serve(context: &mut Context<'_>, key: &[u8], op: &BlockOp) -> Served {
-    if !matches!(context.store.get_list(key), Ok(Some(_))) {
-        return Served::NotReady;
+    if let BlockOp::ZPop { max, count } = op {
+        return super::zsets::serve(context, key, *max, *count);
+    }
+    match context.store.get_list(key) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Served::NotReady,
+        Err(WrongType) => return Served::Skipped,
     }
     match op {
         BlockOp::Pop { left, count } => pop_with_key(context, key, *left, *count),
@@ -121,6 +150,7 @@ pub fn serve(context: &mut Context<'_>, key: &[u8], op: &BlockOp) -> Served {
             let parts = lmove_parts(key, target, *from_left, *to_left);
             move_element(context, key, target, *from_left, *to_left, &parts);
         }
+        BlockOp::ZPop { .. } | BlockOp::Wait => unreachable!("not a list pop"),
     }
     Served::Replied
 }
@@ -132,7 +162,7 @@ const TIMEOUT_NEGATIVE: &[u8] = b"ERR timeout is negative";
 /// double (so `0.1`, `1e-3`, `0x10` and `inf` are all floats), times 1000
 /// rounded up to whole milliseconds ([`LongDouble::ceil_millis`]); 0 is
 /// forever. `None` once the error is out.
-fn parse_timeout(context: &mut Context<'_>, text: &[u8]) -> Option<u64> {
+pub(super) fn parse_timeout(context: &mut Context<'_>, text: &[u8]) -> Option<u64> {
     let Some(seconds) = LongDouble::parse(text) else {
         context.reply.error(TIMEOUT_NOT_FLOAT);
         return None;
@@ -235,6 +265,15 @@ fn pop_or_block(
         context.reply.nil_array();
         return;
     }
+    context.block = Some(Block {
+        keys: unique_keys(keys),
+        timeout_ms,
+        op: BlockOp::Pop { left, count },
+    });
+}
+
+/// `keys`, each once, in their order: a blocked client's wait lists.
+pub(super) fn unique_keys(keys: &[&[u8]]) -> Vec<Vec<u8>> {
     let mut unique: Vec<Vec<u8>> = Vec::with_capacity(keys.len());
     let mut seen = std::collections::BTreeSet::new();
     for key in keys {
@@ -242,11 +281,7 @@ fn pop_or_block(
             unique.push(key.to_vec());
         }
     }
-    context.block = Some(Block {
-        keys: unique,
-        timeout_ms,
-        op: BlockOp::Pop { left, count },
-    });
+    unique
 }
 
 /// BLPOP and BRPOP key [key ...] timeout.

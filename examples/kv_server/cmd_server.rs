@@ -1,6 +1,7 @@
 //! Connection, server and transaction commands: PING, ECHO, SELECT, QUIT,
 //! HELLO, AUTH, RESET, CLIENT (ID, GETNAME, SETNAME, LIST, INFO, UNBLOCK),
-//! INFO, TIME, CONFIG, COMMAND, MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+//! INFO, TIME, CONFIG, COMMAND, MULTI, EXEC, DISCARD, WATCH, UNWATCH,
+//! BGREWRITEAOF.
 
 use std::fmt::Write as _;
 
@@ -34,7 +35,24 @@ pub const COMMANDS: &[Command] = &[
     command("discard", 1, NO_MULTI | FAST, [0, 0, 0], discard),
     command("watch", -2, NO_MULTI | FAST | READONLY, [1, -1, 1], watch),
     command("unwatch", 1, FAST, [0, 0, 0], unwatch),
+    command("bgrewriteaof", 1, ADMIN, [0, 0, 0], bgrewriteaof),
 ];
+
+/// BGREWRITEAOF: compact the log (journal.rs) as soon as it is idle,
+/// whatever its size. The compaction runs in the loop, not in a child, so
+/// "started" means "will start once the log is idle".
+fn bgrewriteaof(context: &mut Context<'_>, _args: &Args) {
+    if context.shared.rewrite_in_progress {
+        context
+            .reply
+            .error(b"ERR Background append only file rewriting already in progress");
+        return;
+    }
+    context.shared.rewrite_requested = true;
+    context
+        .reply
+        .simple("Background append only file rewriting started");
+}
 
 fn ping(context: &mut Context<'_>, args: &Args) {
     match args.len() {
@@ -431,7 +449,10 @@ fn info_fields(context: &Context<'_>, section: &str) -> Vec<(&'static str, Strin
         "persistence" => vec![
             ("loading", "0".to_string()),
             ("aof_enabled", "1".to_string()),
-            ("aof_rewrite_in_progress", "0".to_string()),
+            (
+                "aof_rewrite_in_progress",
+                u8::from(shared.rewrite_in_progress).to_string(),
+            ),
             ("rdb_bgsave_in_progress", "0".to_string()),
             ("aof_last_write_status", "ok".to_string()),
             ("appendfsync", shared.fsync.name().to_string()),

@@ -1,7 +1,10 @@
 //! Sorted sets: ZADD (NX, XX, GT, LT, CH, INCR), ZINCRBY, ZSCORE, ZMSCORE,
 //! ZCARD, ZREM, ZPOPMIN, ZPOPMAX, ZRANGE (by index or BYSCORE, REV, LIMIT,
 //! WITHSCORES), ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANK,
-//! ZREVRANK, ZCOUNT, ZSCAN.
+//! ZREVRANK, ZCOUNT, ZSCAN, ZMPOP, and the blocking pops BZPOPMIN,
+//! BZPOPMAX and BZMPOP (on the lists' blocking machinery, `cmd_lists.rs`:
+//! a served pop is logged as the ZPOPMIN or ZPOPMAX it amounts to, as
+//! Redis propagates it).
 //!
 //! Ranges by index walk the (score, member) B-tree from its nearer end:
 //! O(offset + count), where Redis's skiplist is O(log n + count).
@@ -9,9 +12,10 @@
 use std::ops::Bound;
 
 use super::keys::{parse_scan, scan_map};
+use super::lists::{parse_timeout, unique_keys, Block, BlockOp, Served};
 use super::{
-    clip_range, command, is_option, parse_count, parse_i64, Command, Context, Reply, DENYOOM,
-    ELEMENTS_MAX, FAST, NOT_FLOAT, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
+    clip_range, command, is_option, parse_count, parse_i64, Command, Context, Reply, BLOCKING,
+    DENYOOM, ELEMENTS_MAX, FAST, NOT_FLOAT, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
 };
 use crate::keymap::HashedKey;
 use crate::resp::{self, parse_double, Args};
@@ -34,7 +38,166 @@ pub const COMMANDS: &[Command] = &[
     command("zrevrank", 3, READONLY | FAST, [1, 1, 1], zrank),
     command("zcount", 4, READONLY | FAST, [1, 1, 1], zcount),
     command("zscan", -3, READONLY, [1, 1, 1], zscan),
+    command("zmpop", -4, WRITE, [0, 0, 0], zmpop),
+    command("bzpopmin", -3, WRITE | FAST | BLOCKING, [1, -2, 1], bzpop),
+    command("bzpopmax", -3, WRITE | FAST | BLOCKING, [1, -2, 1], bzpop),
+    command("bzmpop", -5, WRITE | BLOCKING, [0, 0, 0], zmpop),
 ];
+
+/// Serves a client blocked in BZPOPMIN, BZPOPMAX or BZMPOP on `key`,
+/// created since the last command (see `cmd_lists.rs`).
+pub fn serve(context: &mut Context<'_>, key: &[u8], max: bool, count: Option<usize>) -> Served {
+    match context.store.get_zset(key) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Served::NotReady,
+        Err(WrongType) => return Served::Skipped,
+    }
+    pop_with_key(context, key, max, count);
+    Served::Replied
+}
+
+/// Pops from `key`, a sorted set, with the key in the reply: BZPOPMIN's
+/// `*3` of key, member and score, or with a count (ZMPOP, BZMPOP) the key
+/// and an array of at most `count` member-score pairs, in RESP2 as in
+/// RESP3. Logged as ZPOPMIN or ZPOPMAX (with the count taken).
+fn pop_with_key(context: &mut Context<'_>, key: &[u8], max: bool, count: Option<usize>) {
+    let len = match context.store.get_zset(key) {
+        Ok(Some(zset)) => zset.len(),
+        _ => unreachable!("the caller found a sorted set"),
+    };
+    let taken = count.map_or(1, |count| count.min(len));
+    let name: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+    match count {
+        None => context.log_parts(&[name, key]),
+        Some(_) => context.log_parts(&[name, key, taken.to_string().as_bytes()]),
+    }
+    let zset = context
+        .store
+        .get_zset_mut(key)
+        .expect("type checked")
+        .expect("exists");
+    match count {
+        None => {
+            let (member, score) = zset.pop(max).expect("a sorted set is never empty");
+            context.reply.array(3);
+            context.reply.bulk(key);
+            context.reply.bulk(&member);
+            context.reply.double(score);
+        }
+        Some(_) => {
+            context.reply.array(2);
+            context.reply.bulk(key);
+            context.reply.array(taken);
+            for _ in 0..taken {
+                let (member, score) = zset.pop(max).expect("within the length");
+                context.reply.array(2);
+                context.reply.bulk(&member);
+                context.reply.double(score);
+            }
+        }
+    }
+    context.store.remove_if_empty(key);
+}
+
+/// Pops from the first of `keys` that holds a sorted set (a key of
+/// another type on the way is WRONGTYPE); if none does, blocks, or inside
+/// EXEC answers with a null array as a timeout would.
+fn pop_or_block(
+    context: &mut Context<'_>,
+    keys: &[&[u8]],
+    timeout_ms: u64,
+    max: bool,
+    count: Option<usize>,
+) {
+    for key in keys {
+        match read(context, key) {
+            Err(()) => return,
+            Ok(None) => continue,
+            Ok(Some(_)) => return pop_with_key(context, key, max, count),
+        }
+    }
+    if context.deny_blocking {
+        context.reply.nil_array();
+        return;
+    }
+    context.block = Some(Block {
+        keys: unique_keys(keys),
+        timeout_ms,
+        op: BlockOp::ZPop { max, count },
+    });
+}
+
+/// BZPOPMIN and BZPOPMAX key [key ...] timeout.
+fn bzpop(context: &mut Context<'_>, args: &Args) {
+    let max = is_option(args, 0, "bzpopmax");
+    let Some(timeout_ms) = parse_timeout(context, args.get(args.len() - 1)) else {
+        return;
+    };
+    let keys: Vec<&[u8]> = (1..args.len() - 1).map(|index| args.get(index)).collect();
+    pop_or_block(context, &keys, timeout_ms, max, None);
+}
+
+/// MIN or MAX at argument `index`: whether MAX.
+fn min_or_max(args: &Args, index: usize) -> Option<bool> {
+    if is_option(args, index, "min") {
+        Some(false)
+    } else if is_option(args, index, "max") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count], and BZMPOP timeout
+/// numkeys key [key ...] MIN|MAX [COUNT count]: checked in Redis's order
+/// (numkeys, the side, the options, then the timeout), as LMPOP is.
+fn zmpop(context: &mut Context<'_>, args: &Args) {
+    let blocking = args.get(0)[0].eq_ignore_ascii_case(&b'b');
+    let numkeys_index = if blocking { 2 } else { 1 };
+    let numkeys = match resp::string_to_i64(args.get(numkeys_index)) {
+        Some(numkeys) if numkeys >= 1 => numkeys as usize,
+        _ => return context.reply.error(b"ERR numkeys should be greater than 0"),
+    };
+    let keys_end = numkeys_index + 1 + numkeys.min(args.len());
+    if keys_end >= args.len() {
+        return context.reply.error(SYNTAX);
+    }
+    let Some(max) = min_or_max(args, keys_end) else {
+        return context.reply.error(SYNTAX);
+    };
+    let mut count = None;
+    let mut index = keys_end + 1;
+    while index < args.len() {
+        if count.is_none() && is_option(args, index, "count") && index + 1 < args.len() {
+            match resp::string_to_i64(args.get(index + 1)) {
+                Some(value) if value >= 1 => count = Some(value as usize),
+                _ => return context.reply.error(b"ERR count should be greater than 0"),
+            }
+            index += 2;
+        } else {
+            return context.reply.error(SYNTAX);
+        }
+    }
+    let count = Some(count.unwrap_or(1));
+    let keys: Vec<&[u8]> = (numkeys_index + 1..keys_end)
+        .map(|index| args.get(index))
+        .collect();
+    if blocking {
+        let Some(timeout_ms) = parse_timeout(context, args.get(1)) else {
+            return;
+        };
+        pop_or_block(context, &keys, timeout_ms, max, count);
+        return;
+    }
+    for key in keys {
+        match read(context, key) {
+            Err(()) => return,
+            Ok(None) => continue,
+            Ok(Some(_)) => return pop_with_key(context, key, max, count),
+        }
+    }
+    context.reply.nil_array();
+}
 
 /// The sorted set at `key` for reading; `Err` once WRONGTYPE is out.
 fn read<'a>(context: &'a mut Context<'_>, key: &[u8]) -> Result<Option<&'a ZSet>, ()> {

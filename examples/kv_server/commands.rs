@@ -264,6 +264,11 @@ pub struct Shared {
     /// The ids of the clients blocked in BLPOP and friends (CLIENT UNBLOCK,
     /// CLIENT LIST's `b` flag, INFO's `blocked_clients`).
     pub blocked: BTreeSet<u64>,
+    /// BGREWRITEAOF asked for a compaction, which the journal starts once
+    /// the log is idle (and clears).
+    pub rewrite_requested: bool,
+    /// A compaction is running (INFO's `aof_rewrite_in_progress`).
+    pub rewrite_in_progress: bool,
 }
 
 /// One connection's protocol state.
@@ -775,6 +780,8 @@ mod tests {
             fsync: FsyncPolicy::Always,
             clients_max: 1,
             blocked: BTreeSet::new(),
+            rewrite_requested: false,
+            rewrite_in_progress: false,
         }
     }
 

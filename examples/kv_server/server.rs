@@ -28,8 +28,10 @@
 //!
 //! # Blocked clients
 //!
-//! A blocking pop (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) that finds
-//! nothing leaves a [`commands::Block`]: the connection goes on the wait
+//! A blocking pop (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN,
+//! BZPOPMAX, BZMPOP) that finds nothing, or a WAIT for replicas (with no
+//! keys: only its timeout, CLIENT UNBLOCK or leaving ends it), leaves a
+//! [`commands::Block`]: the connection goes on the wait
 //! list of each of its keys (ordered by when it blocked, so several clients
 //! on one key are served first come, first served), and a ringio timer is
 //! armed for its timeout. While blocked it runs no further command of its
@@ -38,8 +40,8 @@
 //!
 //! After every command (an EXEC counts as one), the keys with waiters that
 //! the command created are served, in the order they were created, each
-//! key's waiters oldest first while the key holds elements (Redis's
-//! `handleClientsBlockedOnKeys`); a BLMOVE served onto another key with
+//! key's waiters oldest first while the key holds elements, passing over
+//! those waiting for another type (Redis's `handleClientsBlockedOnKeys`); a BLMOVE served onto another key with
 //! waiters makes that key ready in turn. A served pop is logged like the
 //! plain pop it amounts to, and its reply is held until that record is
 //! durable, like any write's. A timeout or CLIENT UNBLOCK answers with the
@@ -113,11 +115,12 @@ pub struct ServerConfig {
     /// before the fsync that covers it. Always `false` in production.
     pub ack_before_fsync: bool,
     /// `--compact-bytes`: compact the log once it has this many bytes and
-    /// twice the last snapshot's size (journal.rs); 0: never.
+    /// a quarter as many as the last snapshot (journal.rs); 0: never
+    /// (BGREWRITEAOF still compacts).
     pub compact_bytes: u64,
-    /// A planted compaction bug, for the simulator. Always `None` in
-    /// production.
-    pub compact_bug: Option<journal::CompactBug>,
+    /// A planted log bug (compaction's or recovery's), for the simulator.
+    /// Always `None` in production.
+    pub log_bug: Option<journal::LogBug>,
     /// `--requirepass`: clients must AUTH with it.
     pub requirepass: Option<Vec<u8>>,
 }
@@ -227,7 +230,7 @@ impl Server {
         let mut journal = Journal::open(io, config.wal_path, config.fsync)?;
         journal.ack_before_fsync = config.ack_before_fsync;
         journal.compact_bytes = config.compact_bytes;
-        journal.compact_bug = config.compact_bug;
+        journal.log_bug = config.log_bug;
         journal::recover(io, journal.fd(), journal.snapshot_path());
         let shared = Shared {
             requirepass: config.requirepass.clone(),
@@ -238,6 +241,8 @@ impl Server {
             fsync: config.fsync,
             clients_max: CONNECTIONS_MAX,
             blocked: BTreeSet::new(),
+            rewrite_requested: false,
+            rewrite_in_progress: false,
         };
         let server = Server {
             listener,
@@ -659,13 +664,9 @@ fn block_connection(io: &mut IO<Server>, server: &mut Server, index: u32, block:
 /// Takes a blocked connection off its wait lists and cancels its timer;
 /// the caller writes its reply, if it gets one. Nothing if it is not
 /// blocked.
-fn unblock(io: &mut IO<Server>, server: &mut Server, index: u32) {
-    let Some(connection) = server.connection_mut(index) else {
-        return;
-    };
-    let Some(blocked) = connection.blocked.take() else {
-        return;
-    };
+fn unblock(io: &mut IO<Server>, server: &mut Server, index: u32) -> Option<Block> {
+    let connection = server.connection_mut(index)?;
+    let blocked = connection.blocked.take()?;
     let id = connection.id;
     server.shared.blocked.remove(&id);
     for key in &blocked.block.keys {
@@ -681,10 +682,11 @@ fn unblock(io: &mut IO<Server>, server: &mut Server, index: u32) {
     if let Some(timer) = blocked.timer {
         io.cancel(timer, |_io, _server, _result| {});
     }
+    Some(blocked.block)
 }
 
 /// A blocked connection's timeout passed: the null array (RESP3's null),
-/// as Redis replies to every timed-out list pop, BLMOVE's included.
+/// as Redis replies to every timed-out pop, BLMOVE's included (WAIT: 0).
 fn on_block_timeout(
     io: &mut IO<Server>,
     server: &mut Server,
@@ -703,8 +705,8 @@ fn on_block_timeout(
         Some(blocked) if blocked.seq == seq => blocked.timer = None,
         _ => return, // A timer that fired as its connection was unblocked.
     }
-    unblock(io, server, index);
-    reply_unblocked(server, index, false);
+    let block = unblock(io, server, index).expect("blocked");
+    reply_unblocked(server, index, &block.op, false);
     pump(io, server, index);
 }
 
@@ -716,14 +718,16 @@ fn unblock_client(io: &mut IO<Server>, server: &mut Server, id: u64, error: bool
         .find(|(_, connection)| connection.id == id && connection.blocked.is_some())
         .map(|(index, _)| index as u32);
     if let Some(index) = found {
-        unblock(io, server, index);
-        reply_unblocked(server, index, error);
+        let block = unblock(io, server, index).expect("blocked");
+        reply_unblocked(server, index, &block.op, error);
         server.unblocked.push_back(index);
     }
 }
 
-/// The reply of a connection unblocked without an element.
-fn reply_unblocked(server: &mut Server, index: u32, error: bool) {
+/// The reply of a connection unblocked without an element: WAIT's count
+/// of replicas (0), every pop's null array, or CLIENT UNBLOCK ERROR's
+/// error.
+fn reply_unblocked(server: &mut Server, index: u32, op: &commands::BlockOp, error: bool) {
     let Server {
         connections,
         journal,
@@ -738,6 +742,8 @@ fn reply_unblocked(server: &mut Server, index: u32, error: bool) {
             &mut connection.out,
             b"UNBLOCKED client unblocked via CLIENT UNBLOCK",
         );
+    } else if *op == commands::BlockOp::Wait {
+        resp::integer(&mut connection.out, 0);
     } else {
         resp::nil_array(&mut connection.out, connection.session.resp3);
     }
@@ -762,8 +768,10 @@ fn serve_ready_keys(io: &mut IO<Server>, server: &mut Server) {
                     Some(blocked) if blocked.seq == seq => blocked.block.op.clone(),
                     _ => continue,
                 };
-                if serve_one(server, index, &key, &op, realtime_us) == Served::NotReady {
-                    break;
+                match serve_one(server, index, &key, &op, realtime_us) {
+                    Served::Replied => {}
+                    Served::Skipped => continue,
+                    Served::NotReady => break,
                 }
                 unblock(io, server, index);
                 server.unblocked.push_back(index);

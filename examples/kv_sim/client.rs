@@ -4,7 +4,8 @@
 //! ZSCORE, LLEN; BLMOVE rotating its list), checks every reply against its
 //! [`Model`], and reconnects after any failure. It also pushes to and
 //! blocks on the queue every client shares (RPUSH; BLPOP, BRPOP, BLMPOP
-//! with a short timeout), and reports what it saw of it as
+//! with a short timeout; and its sorted-set half, ZADD; BZPOPMIN,
+//! BZPOPMAX, BZMPOP), and reports what it saw of it as
 //! [`QueueEvent`]s for the harness's ledger. A request whose reply never
 //! came has an unknown outcome: the model keeps it as possible, unless its
 //! bytes were never all handed to a send.
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use ringio::sim::Prng;
 use ringio::{CompletionId, Handle, IO};
 
-use crate::model::{CounterKind, Key, Kind, Model, QueueEvent, Write, QUEUE_KEY};
+use crate::model::{CounterKind, Key, Kind, Model, QueueEvent, Write, QUEUE_KEY, ZQUEUE_KEY};
 
 /// Requests in flight per client.
 const WINDOW: usize = 4;
@@ -48,10 +49,12 @@ enum Op {
     Model { key: Key, write: Option<Write> },
     /// BLMOVE of the client's list onto itself, right to left.
     Rotate,
-    /// RPUSH of a unique value onto the shared queue.
-    Push(Vec<u8>),
-    /// A blocking pop of the shared queue, of at most `count` values.
-    Pop { count: u64 },
+    /// RPUSH of a unique value onto the shared queue, or ZADD of it to
+    /// the queue's sorted-set half (`zset`).
+    Push { value: Vec<u8>, zset: bool },
+    /// A blocking pop of the shared queue (or of its sorted-set half), of
+    /// at most `count` values.
+    Pop { count: u64, zset: bool },
 }
 
 /// A request: what it does, and where it ends in the connection's stream.
@@ -135,7 +138,7 @@ impl Client {
             .iter()
             .filter(|request| request.end <= self.handed)
             .map(|request| match request.op {
-                Op::Pop { count } => count,
+                Op::Pop { count, .. } => count,
                 _ => 0,
             })
             .sum()
@@ -263,14 +266,35 @@ fn queue_request(client: &mut Client, seq: u64, draw: u64) {
     let op = match draw {
         100..=107 => {
             let value = format!("c{}-q{seq}", client.id).into_bytes();
-            encode(&mut client.output, &[b"RPUSH", QUEUE_KEY, &value]);
+            let zset = client.prng.below(2) == 1;
+            if zset {
+                let score = (client.prng.below(1000)).to_string();
+                let command: [&[u8]; 4] = [b"ZADD", ZQUEUE_KEY, score.as_bytes(), &value];
+                encode(&mut client.output, &command);
+            } else {
+                encode(&mut client.output, &[b"RPUSH", QUEUE_KEY, &value]);
+            }
             client.queue_events.push(QueueEvent::Sent(value.clone()));
-            Op::Push(value)
+            Op::Push { value, zset }
         }
         108..=115 => {
-            let (command, count): (Vec<&[u8]>, u64) = match client.prng.below(3) {
+            let (command, count): (Vec<&[u8]>, u64) = match client.prng.below(6) {
                 0 => (vec![b"BLPOP", QUEUE_KEY, QUEUE_POP_TIMEOUT], 1),
                 1 => (vec![b"BRPOP", QUEUE_KEY, QUEUE_POP_TIMEOUT], 1),
+                3 => (vec![b"BZPOPMIN", ZQUEUE_KEY, QUEUE_POP_TIMEOUT], 1),
+                4 => (vec![b"BZPOPMAX", ZQUEUE_KEY, QUEUE_POP_TIMEOUT], 1),
+                5 => {
+                    let command: Vec<&[u8]> = vec![
+                        b"BZMPOP",
+                        QUEUE_POP_TIMEOUT,
+                        b"1",
+                        ZQUEUE_KEY,
+                        b"MIN",
+                        b"COUNT",
+                        b"2",
+                    ];
+                    (command, 2)
+                }
                 _ => {
                     let command: Vec<&[u8]> = vec![
                         b"BLMPOP",
@@ -284,8 +308,9 @@ fn queue_request(client: &mut Client, seq: u64, draw: u64) {
                     (command, 2)
                 }
             };
+            let zset = command[0][0] == b'B' && command[0][1] == b'Z';
             encode(&mut client.output, &command);
-            Op::Pop { count }
+            Op::Pop { count, zset }
         }
         _ => {
             let (name, _) = client.model.name(Key::Counter(CounterKind::ListLength));
@@ -420,18 +445,25 @@ fn on_reply(client: &mut Client, request: &Request, reply: Reply) -> Result<(), 
     let seq = request.seq;
     let (key, write) = match &request.op {
         Op::Model { key, write } => (*key, write),
-        Op::Push(value) => {
-            if !matches!(reply, Reply::Integer(1..)) {
+        Op::Push { value, zset } => {
+            // ZADD of a new member adds 1; RPUSH gives the new length.
+            let added = match reply {
+                Reply::Integer(1) => true,
+                Reply::Integer(2..) => !zset,
+                _ => false,
+            };
+            if !added {
+                let name = if *zset { "ZADD" } else { "RPUSH" };
                 return Err(format!(
-                    "request {seq} (RPUSH of the shared queue) got {reply:?}"
+                    "request {seq} ({name} of the shared queue) got {reply:?}"
                 ));
             }
             client.acked += 1;
             client.queue_events.push(QueueEvent::Pushed(value.clone()));
             return Ok(());
         }
-        Op::Pop { count } => {
-            let values = popped_values(reply, *count).map_err(|reply| {
+        Op::Pop { count, zset } => {
+            let values = popped_values(reply, *count, *zset).map_err(|reply| {
                 format!("request {seq} (a pop of the shared queue) got {reply:?}")
             })?;
             if !values.is_empty() {
@@ -503,14 +535,43 @@ fn on_reply(client: &mut Client, request: &Request, reply: Reply) -> Result<(), 
 /// The values a blocking pop of the shared queue took: none for a timeout
 /// (the null array); BLPOP's and BRPOP's key and value; BLMPOP's key and
 /// array of 1 to `count` values. `Err` with the reply if it is none of
-/// those.
-fn popped_values(reply: Reply, count: u64) -> Result<Vec<Vec<u8>>, Reply> {
+/// those. For the sorted-set half (`zset`): BZPOPMIN's and BZPOPMAX's key,
+/// member and score; BZMPOP's key and array of 1 to `count` pairs of
+/// member and score.
+fn popped_values(reply: Reply, count: u64, zset: bool) -> Result<Vec<Vec<u8>>, Reply> {
     let items = match reply {
         Reply::Array(None) => return Ok(Vec::new()),
         Reply::Array(Some(items)) => items,
         reply => return Err(reply),
     };
     let whole = || Reply::Array(Some(items.clone()));
+    if zset {
+        return match items.as_slice() {
+            [Reply::Bulk(Some(key)), Reply::Bulk(Some(member)), Reply::Bulk(Some(_))]
+                if key == ZQUEUE_KEY && count == 1 =>
+            {
+                Ok(vec![member.clone()])
+            }
+            [Reply::Bulk(Some(key)), Reply::Array(Some(pairs))]
+                if key == ZQUEUE_KEY && (1..=count as usize).contains(&pairs.len()) =>
+            {
+                let mut popped = Vec::new();
+                for pair in pairs {
+                    match pair {
+                        Reply::Array(Some(pair)) => match pair.as_slice() {
+                            [Reply::Bulk(Some(member)), Reply::Bulk(Some(_))] => {
+                                popped.push(member.clone());
+                            }
+                            _ => return Err(whole()),
+                        },
+                        _ => return Err(whole()),
+                    }
+                }
+                Ok(popped)
+            }
+            _ => Err(whole()),
+        };
+    }
     match items.as_slice() {
         [Reply::Bulk(Some(key)), Reply::Bulk(Some(value))] if key == QUEUE_KEY && count == 1 => {
             Ok(vec![value.clone()])
@@ -590,7 +651,9 @@ fn disconnect(io: &mut IO<Client>, client: &mut Client) {
                     client.model.not_sent(key, request.seq);
                 }
             }
-            Op::Pop { count } if handed => client.queue_events.push(QueueEvent::Unknown(count)),
+            Op::Pop { count, .. } if handed => {
+                client.queue_events.push(QueueEvent::Unknown(count));
+            }
             _ => {}
         }
     }

@@ -7,7 +7,8 @@
 //! recovery the whole recovered key space, is checked: each key holds its
 //! last acknowledged write, or a later write whose outcome is unknown.
 //! The clients also share one queue, pushing to it and blocking on it
-//! (BLPOP, BRPOP, BLMPOP, each woken by another client's push or timed
+//! (BLPOP, BRPOP, BLMPOP on its list half, BZPOPMIN, BZPOPMAX, BZMPOP on
+//! its sorted-set half, each woken by another client's push or timed
 //! out), which a ledger across all clients checks: no value popped twice,
 //! none that was never pushed, and after a recovery no acknowledged pop or
 //! push undone.
@@ -61,7 +62,7 @@ use std::process::ExitCode;
 use ringio::sim::{NodeId, Probability, SimOptions, Simulator};
 
 use client::Client;
-use journal::{CompactBug, FsyncPolicy};
+use journal::{FsyncPolicy, LogBug};
 use model::{Key, QueueLedger};
 use seeds::{Args, Outcome, Process};
 use server::{Server, ServerConfig};
@@ -103,6 +104,9 @@ usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose] [--fixed-options]
                   place without fsyncing the directory
   --bug snapshot-without-fsync
                   compaction renames the snapshot without fsyncing it
+  --bug torn-tail-not-cut
+                  recovery leaves a torn tail in place and appends new
+                  groups at the file's size, after it
   --verbose       print every seed's options (always on for a single seed)
   --fixed-options run every seed with the default options, instead of
                   options drawn from the seed (swarm testing)
@@ -111,10 +115,11 @@ usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose] [--fixed-options]
                   store can defend against: the checker should catch it";
 
 /// The bugs `--bug` plants.
-const BUGS: [&str; 3] = [
+const BUGS: [&str; 4] = [
     "ack-before-fsync",
     "rename-without-dir-fsync",
     "snapshot-without-fsync",
+    "torn-tail-not-cut",
 ];
 
 fn main() -> ExitCode {
@@ -125,16 +130,17 @@ fn main() -> ExitCode {
 #[derive(Debug, Clone, Copy)]
 struct Bugs {
     ack_before_fsync: bool,
-    compact: Option<CompactBug>,
+    log: Option<LogBug>,
 }
 
 impl Bugs {
     fn of(args: &Args) -> Bugs {
         Bugs {
             ack_before_fsync: args.bug,
-            compact: match args.bug_name.as_deref() {
-                Some("rename-without-dir-fsync") => Some(CompactBug::RenameWithoutDirFsync),
-                Some("snapshot-without-fsync") => Some(CompactBug::SnapshotWithoutFsync),
+            log: match args.bug_name.as_deref() {
+                Some("rename-without-dir-fsync") => Some(LogBug::RenameWithoutDirFsync),
+                Some("snapshot-without-fsync") => Some(LogBug::SnapshotWithoutFsync),
+                Some("torn-tail-not-cut") => Some(LogBug::TornTailNotCut),
                 _ => None,
             },
         }
@@ -149,7 +155,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: Bugs) -> io::Result<Proc
         fsync: FsyncPolicy::Always,
         ack_before_fsync: bug.ack_before_fsync,
         compact_bytes: COMPACT_BYTES,
-        compact_bug: bug.compact,
+        log_bug: bug.log,
         requirepass: None,
     };
     let state = Server::start(&mut io, config)?;
@@ -360,13 +366,29 @@ fn take_queue_events(ledger: &mut QueueLedger, client: &mut Client) -> Result<()
 /// write, or a later one whose outcome is unknown; the shared queue passes
 /// the ledger's check.
 fn check(server: &Server, clients: &[Process<Client>], ledger: &QueueLedger) -> Result<(), String> {
-    let queue = match server.store.peek(model::QUEUE_KEY) {
-        None => Ok(None),
+    // The queue's two halves, the list and the sorted set, as one.
+    let list = match server.store.peek(model::QUEUE_KEY) {
+        None => Ok(Vec::new()),
         Some(store::Entry {
             value: store::Value::List(list),
             ..
-        }) => Ok(Some(list.iter().cloned().collect())),
+        }) => Ok(list.iter().cloned().collect()),
         Some(_) => Err(()),
+    };
+    let zset = match server.store.peek(model::ZQUEUE_KEY) {
+        None => Ok(Vec::new()),
+        Some(store::Entry {
+            value: store::Value::ZSet(zset),
+            ..
+        }) => Ok(zset.iter().map(|(member, _)| member.to_vec()).collect()),
+        Some(_) => Err(()),
+    };
+    let queue = match (list, zset) {
+        (Ok(mut list), Ok(zset)) => {
+            list.extend(zset);
+            Ok(Some(list))
+        }
+        _ => Err(()),
     };
     let in_flight = clients
         .iter()

@@ -359,6 +359,10 @@ impl Model {
 /// pops (BLPOP, BRPOP, BLMPOP with a short timeout), so clients block and
 /// are woken by each other's pushes.
 pub const QUEUE_KEY: &[u8] = b"wq";
+/// The shared queue's sorted-set half: the same unique values, pushed with
+/// ZADD and taken with BZPOPMIN, BZPOPMAX and BZMPOP. The ledger checks
+/// both halves as one queue (a value only ever goes into one of them).
+pub const ZQUEUE_KEY: &[u8] = b"wz";
 
 /// What a client saw of the shared queue, for the [`QueueLedger`].
 #[derive(Debug, Clone, PartialEq, Eq)]
