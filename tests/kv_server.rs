@@ -3344,3 +3344,42 @@ fn bgrewriteaof_compacts_the_log_now() {
         "{stderr}"
     );
 }
+
+/// `--appendonly no` is a cache, as Redis with `appendonly no` and no
+/// saves: writes are served, nothing reaches the log, a restart starts
+/// empty (and leaves an existing log alone), and INFO and CONFIG say so.
+#[test]
+fn appendonly_no_is_a_cache_that_leaves_the_log_alone() {
+    let dir = ScratchDir::new("kv-appendonly-no");
+    let mut logged = start_server(&dir, &[]);
+    assert_eq!(
+        logged.connect().call(&["SET", "kept", "1"]),
+        Reply::Simple("OK".into())
+    );
+    logged.kill_9();
+    let log_bytes = std::fs::metadata(wal_path(&dir)).expect("the log").len();
+    assert!(log_bytes > 0);
+
+    let mut cache = start_server(&dir, &["--appendonly", "no"]);
+    let mut client = cache.connect();
+    assert_eq!(client.call(&["GET", "kept"]), Reply::Bulk(None));
+    assert_eq!(client.call(&["SET", "k", "v"]), Reply::Simple("OK".into()));
+    assert_eq!(client.call(&["INCR", "n"]), Reply::Integer(1));
+    assert_eq!(client.call(&["GET", "k"]), bulk("v"));
+    let Reply::Bulk(Some(info)) = client.call(&["INFO", "persistence"]) else {
+        panic!("INFO persistence is a bulk string");
+    };
+    assert!(String::from_utf8_lossy(&info).contains("aof_enabled:0"));
+    assert_eq!(
+        client.call(&["CONFIG", "GET", "appendonly"]),
+        Reply::Array(Some(vec![bulk("appendonly"), bulk("no")]))
+    );
+    cache.kill_9();
+    assert_eq!(std::fs::metadata(wal_path(&dir)).unwrap().len(), log_bytes);
+
+    let mut again = start_server(&dir, &["--appendonly", "no"]);
+    assert_eq!(again.connect().call(&["GET", "k"]), Reply::Bulk(None));
+    drop(again);
+    let mut logged = start_server(&dir, &[]);
+    assert_eq!(logged.connect().call(&["GET", "kept"]), bulk("1"));
+}

@@ -83,7 +83,14 @@ impl Perf {
         let child = Command::new("perf")
             .arg(kind)
             .args(args)
-            .args(["-D", "-1", "--control", &control_arg, "-p", &pid.to_string()])
+            .args([
+                "-D",
+                "-1",
+                "--control",
+                &control_arg,
+                "-p",
+                &pid.to_string(),
+            ])
             .current_dir(&directory)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -2,8 +2,8 @@
 //! `redis-server` (the Debian package), both driven by `redis-benchmark`
 //! with 50 clients and no `-t`, so every one of its default tests runs
 //! (PING_INLINE to MSET, 20 of them), at pipeline depths 1 and 16. Like is
-//! compared with like: no persistence (`kv_server --fsync no` against
-//! `redis-server --appendonly no --save ''`), and an fsync before every
+//! compared with like: no persistence (`kv_server --appendonly no`, no log,
+//! against `redis-server --appendonly no --save ''`), and an fsync before every
 //! reply to a write (`--fsync always` against `--appendonly yes
 //! --appendfsync always`). Both keep their data in a scratch directory
 //! under `target/ringio-bench`, on the same real filesystem.
@@ -43,7 +43,7 @@ impl Persistence {
 
     fn kv_server_args(self) -> &'static [&'static str] {
         match self {
-            Persistence::None => &["--fsync", "no"],
+            Persistence::None => &["--appendonly", "no"],
             Persistence::Always => &["--fsync", "always"],
         }
     }
@@ -313,7 +313,7 @@ pub fn run(options: &Options) -> Section {
             "`redis-benchmark -c {CLIENTS} -P 1|16 --csv` with no `-t` (every default test, one \
              run of the whole suite per sample) against the kv_server example on io_uring and against redis-server {} (Debian package), both \
              with their data in a scratch directory on the same filesystem. No persistence: \
-             `kv_server --fsync no` (it still writes its log, without fsync) against \
+             `kv_server --appendonly no` (no log: a cache, as Redis is here) against \
              `redis-server --appendonly no --save ''`. fsync always: `kv_server --fsync always` \
              against `redis-server --appendonly yes --appendfsync always --save ''`. Servers on \
              core 0, redis-benchmark on core 1; CPU is the server's median share of a core \

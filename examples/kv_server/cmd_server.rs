@@ -448,7 +448,7 @@ fn info_fields(context: &Context<'_>, section: &str) -> Vec<(&'static str, Strin
         ],
         "persistence" => vec![
             ("loading", "0".to_string()),
-            ("aof_enabled", "1".to_string()),
+            ("aof_enabled", u8::from(shared.appendonly).to_string()),
             (
                 "aof_rewrite_in_progress",
                 u8::from(shared.rewrite_in_progress).to_string(),
@@ -513,7 +513,10 @@ fn config_parameters(shared: &Shared) -> Vec<(&'static str, String)> {
     let password = shared.requirepass.as_deref().unwrap_or_default();
     vec![
         ("appendfsync", shared.fsync.name().to_string()),
-        ("appendonly", "yes".to_string()),
+        (
+            "appendonly",
+            if shared.appendonly { "yes" } else { "no" }.to_string(),
+        ),
         (
             "bind",
             shared

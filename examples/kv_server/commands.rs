@@ -259,6 +259,8 @@ pub struct Shared {
     pub local_addr: String,
     /// `--fsync`.
     pub fsync: FsyncPolicy,
+    /// `--appendonly`: whether writes are logged.
+    pub appendonly: bool,
     /// The most clients.
     pub clients_max: usize,
     /// The ids of the clients blocked in BLPOP and friends (CLIENT UNBLOCK,
@@ -778,6 +780,7 @@ mod tests {
             started_ms: 0,
             local_addr: "127.0.0.1:0".to_string(),
             fsync: FsyncPolicy::Always,
+            appendonly: true,
             clients_max: 1,
             blocked: BTreeSet::new(),
             rewrite_requested: false,

@@ -176,6 +176,8 @@ pub struct Journal {
     sync_due: bool,
     /// The buffer groups are built in, while no write is in flight.
     spare: Option<Vec<u8>>,
+    /// `--appendonly`: false makes every append a no-op and the log idle.
+    pub enabled: bool,
     /// Recovery: the log read so far.
     recovered: Vec<u8>,
     /// Recovery: re-reads of the file being read, and the bytes the last
@@ -232,6 +234,7 @@ impl Journal {
             busy: false,
             sync_due: false,
             spare: Some(Vec::new()),
+            enabled: true,
             recovered: Vec::new(),
             rereads: 0,
             previous_tail: None,
@@ -245,12 +248,18 @@ impl Journal {
     /// Adds a record to the pending group. Call [`flush`] once the
     /// commands at hand have run.
     pub fn append(&mut self, record: &Record<'_>) {
+        if !self.enabled {
+            return;
+        }
         wal::encode(&mut self.pending, record);
         self.pending_records += 1;
     }
 
     /// Adds a [`Record::Command`] of `parts` to the pending group.
     pub fn append_command(&mut self, parts: &[&[u8]]) {
+        if !self.enabled {
+            return;
+        }
         wal::encode_command(&mut self.pending, parts);
         self.pending_records += 1;
     }
@@ -636,6 +645,11 @@ fn start_serving(io: &mut IO<Server>, server: &mut Server) {
 /// Writes the pending group, or fsyncs under `everysec`, if the log is idle.
 pub fn flush(io: &mut IO<Server>, server: &mut Server) {
     if server.fatal().is_some() || !server.ready() {
+        return;
+    }
+    if !server.journal.enabled {
+        // BGREWRITEAOF has no log to rewrite.
+        server.shared.rewrite_requested = false;
         return;
     }
     let journal = &mut server.journal;

@@ -43,7 +43,7 @@ const DEFAULT_COMPACT_BYTES: u64 = 64 * 1024 * 1024;
 
 const USAGE: &str = "\
 usage: kv_server [--addr HOST:PORT] [--dir DIR] [--fsync always|everysec|no]
-                 [--backend io_uring|epoll] [--requirepass PASSWORD]
+                 [--appendonly yes|no] [--backend io_uring|epoll] [--requirepass PASSWORD]
                  [--compact-bytes N] [--max-seconds N]
 
   --addr HOST:PORT   address to listen on (default 127.0.0.1:6380; port 0 picks one)
@@ -51,6 +51,10 @@ usage: kv_server [--addr HOST:PORT] [--dir DIR] [--fsync always|everysec|no]
                      (default ./kv-data; the log is DIR/wal.log)
   --fsync POLICY     always: reply to a write after the fsync that covers it
                      (default); everysec: fsync about once a second; no: never
+  --appendonly yes|no
+                     yes: keep the write-ahead log (default); no: a cache, as
+                     Redis with appendonly no and no saves: the log is neither
+                     read at start nor written, and data is lost at exit
   --backend NAME     force a backend (default: RINGIO_BACKEND, else io_uring,
                      falling back to epoll where io_uring is refused)
   --requirepass PASSWORD
@@ -72,6 +76,8 @@ struct Args {
     requirepass: Option<Vec<u8>>,
     max_seconds: Option<u64>,
     compact_bytes: u64,
+    /// `--appendonly no`: no log (a cache).
+    appendonly: bool,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +114,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         requirepass: None,
         max_seconds: None,
         compact_bytes: DEFAULT_COMPACT_BYTES,
+        appendonly: true,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -123,6 +130,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 parsed.requirepass = (!password.is_empty()).then(|| password.into_bytes());
             }
             "--fsync" => parsed.fsync = value()?.parse()?,
+            "--appendonly" => {
+                parsed.appendonly = match value()?.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    text => return Err(format!("bad --appendonly {text:?}: yes or no")),
+                }
+            }
             "--backend" => {
                 let text = value()?;
                 parsed.backend = Some(text.parse().map_err(|error| format!("{error}"))?);
@@ -158,6 +172,7 @@ fn serve(args: &Args) -> Result<(), String> {
         fsync: args.fsync,
         ack_before_fsync: false,
         compact_bytes: args.compact_bytes,
+        appendonly: args.appendonly,
         log_bug: None,
         requirepass: args.requirepass.clone(),
     };

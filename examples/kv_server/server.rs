@@ -110,6 +110,11 @@ pub struct ServerConfig {
     pub wal_path: PathBuf,
     /// When the log is fsynced.
     pub fsync: FsyncPolicy,
+    /// `--appendonly`: keep the write-ahead log (the default). Without it
+    /// the server is a cache, as Redis with `appendonly no` and no RDB
+    /// saves: nothing is read back at start or written, and replies to
+    /// writes go out at once.
+    pub appendonly: bool,
     /// A planted bug, for the simulator (`kv_sim --bug ack-before-fsync`):
     /// under `always`, release replies once a group's write completes,
     /// before the fsync that covers it. Always `false` in production.
@@ -231,7 +236,15 @@ impl Server {
         journal.ack_before_fsync = config.ack_before_fsync;
         journal.compact_bytes = config.compact_bytes;
         journal.log_bug = config.log_bug;
-        journal::recover(io, journal.fd(), journal.snapshot_path());
+        journal.enabled = config.appendonly;
+        if config.appendonly {
+            journal::recover(io, journal.fd(), journal.snapshot_path());
+        } else {
+            log(format_args!(
+                "appendonly no: the log is neither read nor written"
+            ));
+            io.nop(|io, server, _result| Server::on_recovered(io, server));
+        }
         let shared = Shared {
             requirepass: config.requirepass.clone(),
             clients: Default::default(),
@@ -239,6 +252,7 @@ impl Server {
             started_ms: store::realtime_ms(io),
             local_addr: local_addr.to_string(),
             fsync: config.fsync,
+            appendonly: config.appendonly,
             clients_max: CONNECTIONS_MAX,
             blocked: BTreeSet::new(),
             rewrite_requested: false,

@@ -156,6 +156,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: Bugs) -> io::Result<Proc
         ack_before_fsync: bug.ack_before_fsync,
         compact_bytes: COMPACT_BYTES,
         log_bug: bug.log,
+        appendonly: true,
         requirepass: None,
     };
     let state = Server::start(&mut io, config)?;
