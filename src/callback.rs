@@ -138,6 +138,34 @@ impl<C> Callback<C> {
         callback
     }
 
+    /// Stores `handler` into this (empty) callback's own storage, inline
+    /// when it fits, else boxed: written in place, so that a handler's
+    /// bytes are not first built on the stack and copied in (the storage
+    /// of a small handler too, uninitialized bytes and all).
+    #[inline(always)]
+    pub(crate) fn store<H: Handler<C>>(&mut self, handler: H) {
+        // Nothing to drop: the slot's callback was taken out before it was
+        // freed (`Slots::release` asserts so), so this overwrites nothing live.
+        debug_assert!(!self.is_some());
+        if fits_inline::<H>() {
+            self.store_inline(handler, invoke::<C, H>);
+        } else {
+            self.store_inline(Box::new(handler), invoke::<C, Box<H>>);
+        }
+    }
+
+    #[inline(always)]
+    fn store_inline<H>(&mut self, handler: H, invoke: unsafe fn(*mut u8, Invoke<'_, C>)) {
+        assert!(fits_inline::<H>());
+        let target = self.storage.as_mut_ptr().cast::<H>();
+        // SAFETY: `target` is valid for writes of H: the storage is at least
+        // size_of::<H>() bytes and at least align_of::<H>()-aligned (asserted
+        // above). It holds no live handler (`invoke` is `None`), so nothing
+        // is overwritten that would need a drop.
+        unsafe { ptr::write(target, handler) };
+        self.invoke = Some(invoke);
+    }
+
     /// Whether a handler is stored.
     pub(crate) fn is_some(&self) -> bool {
         self.invoke.is_some()
@@ -181,6 +209,33 @@ impl<C> Callback<C> {
     /// kernel may still write into) is leaked, never freed.
     pub(crate) fn leak(mut self) {
         self.invoke = None;
+    }
+}
+
+/// What a submission puts in its slot's callback: a [`Callback`] already
+/// made (moved in), or a [`Fresh`] handler (written in place).
+pub(crate) trait Store<C> {
+    /// Fills `target`, an empty callback.
+    fn store_into(self, target: &mut Callback<C>);
+}
+
+impl<C> Store<C> for Callback<C> {
+    #[inline(always)]
+    fn store_into(self, target: &mut Callback<C>) {
+        debug_assert!(!target.is_some());
+        // The empty callback replaced has nothing to drop.
+        *target = self;
+    }
+}
+
+/// A one-shot handler not stored yet: [`Store`] writes it straight into
+/// the slot's storage (see [`Callback::store`]).
+pub(crate) struct Fresh<H>(pub(crate) H);
+
+impl<C, H: Handler<C>> Store<C> for Fresh<H> {
+    #[inline(always)]
+    fn store_into(self, target: &mut Callback<C>) {
+        target.store(self.0);
     }
 }
 

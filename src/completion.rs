@@ -5,7 +5,7 @@ use std::fmt;
 
 use fifo::Link;
 
-use crate::callback::{Callback, Detached};
+use crate::callback::{Callback, Detached, Store};
 use crate::handle::NO_HANDLE;
 use crate::sys::Fd;
 
@@ -456,10 +456,10 @@ impl<C> Slots<C> {
     /// entry `handle` (or `NO_HANDLE`), delivering its results as
     /// `multishot` says: every field is written once, here.
     #[inline(always)]
-    pub(crate) fn alloc_on(
+    pub(crate) fn alloc_on<S: Store<C>>(
         &mut self,
         operation: Operation,
-        callback: Callback<C>,
+        callback: S,
         handle: u32,
         multishot: Multishot,
     ) -> CompletionId {
@@ -468,11 +468,12 @@ impl<C> Slots<C> {
         }
         let index = self.free.pop().expect("grown above");
         let slot = &mut self.slots[index as usize];
-        assert_eq!(slot.state, State::Free);
-        // Also lets the compiler drop nothing when the callback goes in.
-        assert!(!slot.callback.is_some());
+        assert!(slot.state == State::Free);
+        // A free slot has no handler: `release` asserted it when the slot
+        // was freed, and nothing stores one in a free slot.
+        debug_assert!(!slot.callback.is_some());
         slot.operation = operation;
-        slot.callback = callback;
+        callback.store_into(&mut slot.callback);
         slot.result = 0;
         // An emulated receive from a pool takes a buffer only once data is
         // there, as the kernel does: each round starts with a readiness wait.

@@ -15,7 +15,7 @@ use crate::backend::{
     select, AnyBackend, Backend, RawCompletion, Wait, CQE_F_MORE, CQE_F_NOTIF, REAP_BATCH_MAX,
     USER_DATA_INTERNAL,
 };
-use crate::callback::{self, Callback, Handler, RawShot};
+use crate::callback::{self, Callback, Fresh, Handler, RawShot, Store};
 use crate::completion::{CompletionId, Multishot, Operation, Slot, Slots, State, NO_DEADLINE};
 use crate::config::Config;
 use crate::handle::{CloseDone, Handle, Handles, NO_HANDLE};
@@ -1248,6 +1248,17 @@ impl<C> IO<C> {
         Callback::new(handler)
     }
 
+    /// A handler to be written straight into its slot by the submission
+    /// (see [`Callback::store`]), counted in `Stats::callbacks_boxed` when
+    /// it is too large to be stored inline.
+    #[inline(always)]
+    pub(crate) fn handler<H: Handler<C>>(&mut self, handler: H) -> Fresh<H> {
+        if !callback::fits_inline::<H>() {
+            self.count_boxed();
+        }
+        Fresh(handler)
+    }
+
     /// Counts a handler too large to be stored inline.
     pub(crate) fn count_boxed(&mut self) {
         self.stats.callbacks_boxed += 1;
@@ -1276,17 +1287,17 @@ impl<C> IO<C> {
 
     /// Takes a slot for `operation` and starts it.
     #[inline(always)]
-    pub(crate) fn submit(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
+    pub(crate) fn submit<S: Store<C>>(&mut self, operation: Operation, callback: S) -> CompletionId {
         self.submit_with_handle(operation, callback, NO_HANDLE)
     }
 
     /// Takes a slot for `operation` on the handle-table entry `handle`
     /// (or `NO_HANDLE`) and starts it.
     #[inline(always)]
-    pub(crate) fn submit_with_handle(
+    pub(crate) fn submit_with_handle<S: Store<C>>(
         &mut self,
         operation: Operation,
-        callback: Callback<C>,
+        callback: S,
         handle: u32,
     ) -> CompletionId {
         self.submit_with(operation, callback, handle, Multishot::No)
@@ -1322,10 +1333,10 @@ impl<C> IO<C> {
     /// operation's function, so that its handler is written straight into
     /// the slot; the rest is `start`, out of line.
     #[inline(always)]
-    fn submit_with(
+    fn submit_with<S: Store<C>>(
         &mut self,
         operation: Operation,
-        callback: Callback<C>,
+        callback: S,
         handle: u32,
         multishot: Multishot,
     ) -> CompletionId {
