@@ -1345,8 +1345,39 @@ impl<C> IO<C> {
             self.start_chained(id.slot);
             return id;
         }
+        // The common case, inline: what `start` would do for it, with the
+        // checks on the operation folded at compile time (its kind is a
+        // constant in each operation's function).
+        if handle == NO_HANDLE && multishot == Multishot::No && pushed_as_it_is(&operation) {
+            if self.push_direct(id, &operation) {
+                return id;
+            }
+        }
         self.start(id.slot);
         id
+    }
+
+    /// `start` for an operation on no handle that goes to the kernel as it
+    /// is, when nothing waits on `unqueued` and the backend is io_uring:
+    /// pushes it and marks it in the kernel. Returns whether it did; if
+    /// not, nothing changed, and `start` takes it.
+    #[inline(always)]
+    fn push_direct(&mut self, id: CompletionId, operation: &Operation) -> bool {
+        let AnyBackend::IoUring(ring) = &mut self.backend else {
+            return false;
+        };
+        if !self.unqueued.is_empty() || self.submit_batch > 0 {
+            return false;
+        }
+        if !ring.push_direct(id.user_data(), operation) {
+            return false;
+        }
+        self.stats.submitted += 1;
+        self.slots.slot_mut(id.slot).state = State::Kernel;
+        if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+            self.trace_submit(id.slot);
+        }
+        true
     }
 
     /// Starts the operation just put in slot `index`: into the timer wheel,
@@ -1528,6 +1559,23 @@ fn complete_plain<C>(
     slot.result = raw.result;
     completed.push(slots, index);
     true
+}
+
+/// Whether `operation`, one-shot and on no handle, goes to the backend as
+/// it is, in one entry: not a timer (the wheel), a close (two entries), a
+/// pool's receive (a buffer picked first), an ftruncate (a syscall where
+/// the kernel lacks the opcode) or a shot (never submitted). For a
+/// constant operation this folds at compile time.
+#[inline(always)]
+fn pushed_as_it_is(operation: &Operation) -> bool {
+    !matches!(
+        operation,
+        Operation::Timeout { .. }
+            | Operation::Close { .. }
+            | Operation::RecvMulti { .. }
+            | Operation::Ftruncate { .. }
+            | Operation::Shot { .. }
+    )
 }
 
 /// Whether an emulated multishot operation goes on after `result`: an
