@@ -355,8 +355,32 @@ pub(crate) struct Slot<C> {
     pub(crate) result: i32,
     /// The completion entry's flags with `result` (`IORING_CQE_F_*`).
     pub(crate) flags: u32,
+    /// A successful result needs nothing but its callback: one-shot, on no
+    /// handle, no readiness wait, no deadline, not a zero-copy send, a
+    /// pool's receive or a shot, in no chain. Set when the slot is taken,
+    /// cleared (never set again) by whatever makes one of those untrue, so
+    /// that the reap's fast path decides with one load
+    /// ([`Slot::plain_derived`] is the long form, checked in debug builds).
+    pub(crate) plain: bool,
     pub(crate) operation: Operation,
     pub(crate) callback: Callback<C>,
+}
+
+impl<C> Slot<C> {
+    /// What `plain` stands for, from the fields it summarizes (`chained`:
+    /// the slot is a member of a linked chain). `plain` may be false when
+    /// this is true (a deadline that went, say), never the reverse.
+    pub(crate) fn plain_derived(&self, chained: bool) -> bool {
+        self.multishot == Multishot::No
+            && !self.awaiting_readiness
+            && self.deadline == NO_DEADLINE
+            && self.handle == NO_HANDLE
+            && !matches!(
+                self.operation,
+                Operation::SendZc { .. } | Operation::RecvMulti { .. } | Operation::Shot { .. }
+            )
+            && !chained
+    }
 }
 
 impl<C> AsRef<Link> for Slot<C> {
@@ -440,6 +464,7 @@ impl<C> Slots<C> {
             timed_out: false,
             result: 0,
             flags: 0,
+            plain: false,
             operation: Operation::Nop,
             callback: Callback::empty(),
         });
@@ -486,6 +511,12 @@ impl<C> Slots<C> {
         slot.deadline = NO_DEADLINE;
         slot.timed_out = false;
         slot.flags = 0;
+        slot.plain = handle == NO_HANDLE
+            && multishot == Multishot::No
+            && !matches!(
+                operation,
+                Operation::SendZc { .. } | Operation::RecvMulti { .. } | Operation::Shot { .. }
+            );
         self.in_use += 1;
         CompletionId {
             slot: index,

@@ -599,6 +599,7 @@ impl<C> IO<C> {
             // as a blocking fd would have.
             result if result == -libc::EAGAIN && slot.operation.readiness().is_some() => {
                 slot.awaiting_readiness = true;
+                slot.plain = false;
                 self.enqueue(index);
             }
             // A retried non-blocking connect reports its success this way.
@@ -622,6 +623,7 @@ impl<C> IO<C> {
                 // 5.19, say): emulate it from now on, and start over.
                 tracing::debug!(target: "ringio", op = slot.operation.name(), "multishot refused by the kernel; emulating it");
                 slot.multishot = Multishot::Emulated;
+                slot.plain = false;
                 self.multishot_native = false;
                 self.enqueue(index);
             }
@@ -1205,7 +1207,9 @@ impl<C> IO<C> {
         let chain = self.chain.take();
         let timer = self.submit(Operation::Timeout { deadline_ns }, callback);
         self.chain = chain;
-        self.slots.slot_mut(target.slot).deadline = timer.slot;
+        let slot = self.slots.slot_mut(target.slot);
+        slot.deadline = timer.slot;
+        slot.plain = false;
         Ok(())
     }
 
@@ -1317,7 +1321,9 @@ impl<C> IO<C> {
         let result = if fd.is_none() { -libc::EBADF } else { refused };
         if result < 0 {
             let id = self.submit_completed(build(-1), callback, result);
-            self.slots.slot_mut(id.slot).multishot = Multishot::Emulated;
+            let slot = self.slots.slot_mut(id.slot);
+            slot.multishot = Multishot::Emulated;
+            slot.plain = false;
             return id;
         }
         let operation = build(fd.expect("checked above"));
@@ -1507,7 +1513,9 @@ impl<C> IO<C> {
             // not yet reaped), so the loop also stops repeating it. Its
             // next result is its last, and the cancel has done its part.
             Some(State::Kernel) if target_slot.is_some_and(is_emulated_multishot) => {
-                self.slots.slot_mut(target.slot).multishot = Multishot::Stopping;
+                let slot = self.slots.slot_mut(target.slot);
+                slot.multishot = Multishot::Stopping;
+                slot.plain = false;
                 self.submit(operation, quiet_callback());
                 self.submit_completed(operation, callback, 0)
             }
@@ -1537,24 +1545,18 @@ fn complete_plain<C>(
     raw: &RawCompletion,
 ) -> bool {
     let index = CompletionId::slot_of(raw.user_data);
-    let chained = chains
-        .get(index as usize)
-        .is_some_and(|link| *link != chain::ChainLink::NONE);
-    if chained {
-        return false;
-    }
     let slot = &mut slots[index as usize];
     assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
     assert!(slot.state == State::Kernel);
-    let plain = raw.result >= 0
-        && slot.multishot == Multishot::No
-        && !slot.awaiting_readiness
-        && slot.deadline == NO_DEADLINE
-        && slot.handle == NO_HANDLE
-        && !matches!(slot.operation, Operation::SendZc { .. });
-    if !plain {
+    // One load for what the slot's other fields say (`Slot::plain`).
+    if !slot.plain || raw.result < 0 {
         return false;
     }
+    debug_assert!(slot.plain_derived(
+        chains
+            .get(index as usize)
+            .is_some_and(|link| *link != chain::ChainLink::NONE)
+    ));
     slot.state = State::Completed;
     slot.result = raw.result;
     completed.push(slots, index);
