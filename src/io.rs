@@ -102,6 +102,13 @@ pub struct IO<C> {
     pub(crate) fs_args: Vec<crate::fs::FsBox>,
     /// Reused between passes, so that reaping neither allocates nor zeroes.
     reap_batch: Vec<RawCompletion>,
+    /// `reap_batch[straight_next..straight_end]`: plain completions
+    /// (`Completed`, on no list) whose callbacks run straight from the
+    /// batch, before everything on `completed`, in this order: the head of
+    /// the completed queue, kept out of the FIFO (docs/architecture.md,
+    /// "Plain completions run straight from the reap batch").
+    straight_next: u32,
+    straight_end: u32,
     stats: Stats,
     drop_drain_ns: u64,
     /// [`Config::submit_batch`]: 0 submits once per pass.
@@ -281,6 +288,8 @@ impl<C> IO<C> {
             fixed_native: false,
             fs_args: Vec::new(),
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
+            straight_next: 0,
+            straight_end: 0,
             stats: Stats::default(),
             drop_drain_ns: config.drop_drain_ns,
             submit_batch: config.submit_batch,
@@ -447,6 +456,10 @@ impl<C> IO<C> {
     /// `wait`), reap, refill the submission queue from `unqueued`, then run
     /// the callbacks of everything completed so far.
     fn pass(&mut self, ctx: &mut C, wait: Wait) -> io::Result<()> {
+        if self.straight_next != self.straight_end {
+            // Left by a callback that panicked: they go first, on `completed`.
+            self.spill_straight();
+        }
         self.fire_timers();
         let wait = if self.completed.is_empty() {
             self.wait_until_next_timer(wait)
@@ -521,11 +534,41 @@ impl<C> IO<C> {
     }
 
     fn reap(&mut self) {
+        assert!(self.straight_next == self.straight_end);
+        // Callbacks run straight from the batch only ahead of everything
+        // else, so only while `completed` is empty: the order is kept.
+        let mut straight = self.completed.is_empty();
+        self.reap_batch.clear();
+        self.straight_next = 0;
+        self.straight_end = 0;
         loop {
-            self.reap_batch.clear();
+            // While the straight run goes on, the batch is not reused: a
+            // full one is appended to (its capacity grows once, if ever).
+            if !straight {
+                self.reap_batch.clear();
+            }
+            let first = self.reap_batch.len();
             self.backend.reap(&mut self.reap_batch, REAP_BATCH_MAX);
             let reaped = self.reap_batch.len();
-            let mut next = 0;
+            let mut next = first;
+            if straight {
+                // The leading run of plain completions stays in the batch.
+                let slots = self.slots.links();
+                let chains = &self.chain_links;
+                next += self.reap_batch[first..]
+                    .iter()
+                    .take_while(|raw| {
+                        raw.user_data != USER_DATA_INTERNAL && settle_plain(slots, chains, raw)
+                    })
+                    .count();
+                self.straight_end = next as u32;
+                if next < reaped {
+                    // Something else comes after them: from here on,
+                    // everything goes on `completed`, behind them.
+                    self.spill_straight();
+                    straight = false;
+                }
+            }
             while next < reaped {
                 // A run of plain completions, on borrows the loop keeps.
                 let (slots, completed) = (self.slots.links(), &mut self.completed);
@@ -544,10 +587,31 @@ impl<C> IO<C> {
                     next += 1;
                 }
             }
-            if reaped < REAP_BATCH_MAX {
+            if reaped - first < REAP_BATCH_MAX {
                 break;
             }
         }
+    }
+
+    /// Moves the completions that were to run straight from the batch to
+    /// the head of `completed`, in their order, ahead of whatever is there
+    /// (all of it completed after them). Rare: a batch that is not all
+    /// plain, a full batch, a callback that panicked.
+    #[cold]
+    #[inline(never)]
+    fn spill_straight(&mut self) {
+        let mut spilled = Fifo::new();
+        let links = self.slots.links();
+        let straight = &self.reap_batch[self.straight_next as usize..self.straight_end as usize];
+        for raw in straight {
+            spilled.push(links, CompletionId::slot_of(raw.user_data));
+        }
+        while let Some(index) = self.completed.pop(links) {
+            spilled.push(links, index);
+        }
+        self.completed = spilled;
+        self.straight_next = 0;
+        self.straight_end = 0;
     }
 
     #[inline(always)]
@@ -996,7 +1060,27 @@ impl<C> IO<C> {
     /// loop call. A callback that replaces the `IO` stops the pass.
     fn run_completed(&mut self, ctx: &mut C) -> io::Result<()> {
         let tag = self.tag;
-        for _ in 0..self.completed.len() {
+        // Taken first: what the straight run's callbacks complete waits too.
+        let queued = self.completed.len();
+        while self.straight_next < self.straight_end {
+            let raw = &self.reap_batch[self.straight_next as usize];
+            let index = CompletionId::slot_of(raw.user_data);
+            let slot = &self.slots.links()[index as usize];
+            assert!(slot.state == State::Completed);
+            // Before anything moves, as below.
+            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
+            if let AnyBackend::Sim(sim) = &self.backend {
+                sim.trace(&slot.operation, slot.result);
+            }
+            self.straight_next += 1;
+            self.stats.completed += 1;
+            // Plain: a one-shot operation.
+            self.run_callback(ctx, index);
+            if self.tag != tag {
+                return Err(replaced_error());
+            }
+        }
+        for _ in 0..queued {
             let Some(index) = self.completed.peek() else {
                 break;
             };
@@ -1544,6 +1628,17 @@ fn complete_plain<C>(
     chains: &[chain::ChainLink],
     raw: &RawCompletion,
 ) -> bool {
+    if !settle_plain(slots, chains, raw) {
+        return false;
+    }
+    completed.push(slots, CompletionId::slot_of(raw.user_data));
+    true
+}
+
+/// `complete_plain` but for the push: the slot is `Completed`, with its
+/// result, on no list; the caller queues it.
+#[inline(always)]
+fn settle_plain<C>(slots: &mut [Slot<C>], chains: &[chain::ChainLink], raw: &RawCompletion) -> bool {
     let index = CompletionId::slot_of(raw.user_data);
     let slot = &mut slots[index as usize];
     assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
@@ -1559,7 +1654,6 @@ fn complete_plain<C>(
     ));
     slot.state = State::Completed;
     slot.result = raw.result;
-    completed.push(slots, index);
     true
 }
 
@@ -1751,7 +1845,10 @@ impl<C> fmt::Debug for IO<C> {
             .field("backend", &self.backend.name())
             .field("stats", &self.stats())
             .field("unqueued", &self.unqueued.len())
-            .field("completed", &self.completed.len())
+            .field(
+                "completed",
+                &(self.completed.len() + self.straight_end - self.straight_next),
+            )
             .field("timers", &self.timers.len())
             .finish()
     }
