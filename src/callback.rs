@@ -73,14 +73,18 @@ impl<C, H: ShotHandler<C>> ShotHandler<C> for Box<H> {
     }
 }
 
-/// What to do with the stored handler.
-enum Invoke<'a, C> {
-    /// Run a one-shot handler, consuming it.
-    Complete(&'a mut IO<C>, &'a mut C, i32),
-    /// Run a multishot handler by reference; its answer goes to `flow`.
-    Shot(&'a mut IO<C>, &'a mut C, RawShot, &'a mut Flow),
-    /// Drop the handler.
-    Drop,
+/// The erased function of a stored handler. With `call` (the loop and the
+/// application's state), it runs the handler: one-shot with `result`, or,
+/// given `shot`, a multishot one by reference with that result, its answer
+/// written back there. Without `call`, it drops the handler. Arguments one
+/// by one, not an enum, so that they travel in registers.
+type InvokeFn<C> =
+    unsafe fn(*mut u8, Option<(&mut IO<C>, &mut C)>, i32, Option<&mut ShotCall>);
+
+/// One multishot result on its way to the handler, and the handler's answer.
+pub(crate) struct ShotCall {
+    shot: RawShot,
+    flow: Flow,
 }
 
 /// An erased, owned handler, or nothing.
@@ -88,7 +92,7 @@ pub(crate) struct Callback<C> {
     storage: MaybeUninit<[usize; INLINE_WORDS]>,
     /// `Some` exactly when `storage` holds a live handler of the type this
     /// function was instantiated for.
-    invoke: Option<unsafe fn(*mut u8, Invoke<'_, C>)>,
+    invoke: Option<InvokeFn<C>>,
     /// The erased handler may capture anything (an `Rc`, say), so a
     /// `Callback` is neither `Send` nor `Sync`, whatever the storage's own
     /// types would let the compiler infer.
@@ -127,7 +131,7 @@ impl<C> Callback<C> {
         Callback::inline_with(handler, invoke::<C, H>)
     }
 
-    fn inline_with<H>(handler: H, invoke: unsafe fn(*mut u8, Invoke<'_, C>)) -> Callback<C> {
+    fn inline_with<H>(handler: H, invoke: InvokeFn<C>) -> Callback<C> {
         assert!(fits_inline::<H>());
         let mut callback = Callback::empty();
         let target = callback.storage.as_mut_ptr().cast::<H>();
@@ -155,7 +159,7 @@ impl<C> Callback<C> {
     }
 
     #[inline(always)]
-    fn store_inline<H>(&mut self, handler: H, invoke: unsafe fn(*mut u8, Invoke<'_, C>)) {
+    fn store_inline<H>(&mut self, handler: H, invoke: InvokeFn<C>) {
         assert!(fits_inline::<H>());
         let target = self.storage.as_mut_ptr().cast::<H>();
         // SAFETY: `target` is valid for writes of H: the storage is at least
@@ -181,28 +185,26 @@ impl<C> Callback<C> {
         if let Some(invoke) = self.invoke.take() {
             // SAFETY: `invoke` was set together with a live handler of its type
             // in `storage`; taking it out first means it is read exactly once.
-            unsafe {
-                invoke(
-                    self.storage.as_mut_ptr().cast(),
-                    Invoke::Complete(io, ctx, result),
-                )
-            };
+            unsafe { invoke(self.storage.as_mut_ptr().cast(), Some((io, ctx)), result, None) };
         }
     }
 
     /// Runs a multishot handler with one result, keeping it. Does nothing
     /// (and says `Continue`) when empty.
     pub(crate) fn call_shot(&mut self, io: &mut IO<C>, ctx: &mut C, shot: RawShot) -> Flow {
-        let mut flow = Flow::Continue;
+        let mut call = ShotCall {
+            shot,
+            flow: Flow::Continue,
+        };
         if let Some(invoke) = self.invoke {
             let storage = self.storage.as_mut_ptr().cast();
             // SAFETY: `invoke` is set together with a live handler of its
             // type in `storage`, made by `new_shot` (the loop calls this only
             // for multishot slots). The handler is used by reference and
             // stays live; `invoke` stays set.
-            unsafe { invoke(storage, Invoke::Shot(io, ctx, shot, &mut flow)) };
+            unsafe { invoke(storage, Some((io, ctx)), 0, Some(&mut call)) };
         }
-        flow
+        call.flow
     }
 
     /// Forgets the handler without dropping it: whatever it owns (a buffer the
@@ -246,7 +248,7 @@ impl<C, H: Handler<C>> Store<C> for Fresh<H> {
 #[must_use]
 pub(crate) struct Detached<C> {
     storage: *mut u8,
-    invoke: Option<unsafe fn(*mut u8, Invoke<'_, C>)>,
+    invoke: Option<InvokeFn<C>>,
 }
 
 impl<C> Callback<C> {
@@ -279,7 +281,7 @@ impl<C> Detached<C> {
             // type in the storage at `storage`, which nothing has touched
             // since `detach` took `invoke` out (the caller's promise), so
             // this is the one read of that handler.
-            unsafe { invoke(self.storage, Invoke::Complete(io, ctx, result)) };
+            unsafe { invoke(self.storage, Some((io, ctx)), result, None) };
         }
     }
 }
@@ -288,7 +290,7 @@ impl<C> Drop for Callback<C> {
     fn drop(&mut self) {
         if let Some(invoke) = self.invoke.take() {
             // SAFETY: as in `call`; `Drop` asks for the handler to be dropped.
-            unsafe { invoke(self.storage.as_mut_ptr().cast(), Invoke::Drop) };
+            unsafe { invoke(self.storage.as_mut_ptr().cast(), None, 0, None) };
         }
     }
 }
@@ -312,15 +314,20 @@ pub(crate) const fn fits_inline<H>() -> bool {
 /// # Safety
 ///
 /// `storage` must hold a live `H` written by `Callback::inline`, and this must
-/// be the only read of it. `invoke` is never `Shot`: one-shot handlers are
-/// never called as multishot ones.
-unsafe fn invoke<C, H: Handler<C>>(storage: *mut u8, invoke: Invoke<'_, C>) {
+/// be the only read of it. `shot` is `None`: one-shot handlers are never
+/// called as multishot ones (checked, before the read).
+unsafe fn invoke<C, H: Handler<C>>(
+    storage: *mut u8,
+    call: Option<(&mut IO<C>, &mut C)>,
+    result: i32,
+    shot: Option<&mut ShotCall>,
+) {
+    assert!(shot.is_none(), "a one-shot handler called as a multishot one");
     // SAFETY: guaranteed by the caller: a live, properly aligned H, read once.
     let handler = unsafe { ptr::read(storage.cast::<H>()) };
-    match invoke {
-        Invoke::Complete(io, ctx, result) => handler.complete(io, ctx, result),
-        Invoke::Drop => drop(handler),
-        Invoke::Shot(..) => unreachable!("a one-shot handler called as a multishot one"),
+    match call {
+        Some((io, ctx)) => handler.complete(io, ctx, result),
+        None => drop(handler),
     }
 }
 
@@ -329,21 +336,27 @@ unsafe fn invoke<C, H: Handler<C>>(storage: *mut u8, invoke: Invoke<'_, C>) {
 ///
 /// # Safety
 ///
-/// `storage` must hold a live `H` written by `Callback::new_shot`. `Drop` is
-/// the last use of it; `Shot` leaves it live. `invoke` is never `Complete`.
-unsafe fn invoke_shot<C, H: ShotHandler<C>>(storage: *mut u8, invoke: Invoke<'_, C>) {
-    match invoke {
-        Invoke::Shot(io, ctx, shot, flow) => {
+/// `storage` must hold a live `H` written by `Callback::new_shot`. A drop
+/// (no `call`) is the last use of it; a shot leaves it live. With `call`,
+/// `shot` is `Some`: a multishot handler is never called as a one-shot one.
+unsafe fn invoke_shot<C, H: ShotHandler<C>>(
+    storage: *mut u8,
+    call: Option<(&mut IO<C>, &mut C)>,
+    _result: i32,
+    shot: Option<&mut ShotCall>,
+) {
+    match (call, shot) {
+        (Some((io, ctx)), Some(shot)) => {
             // SAFETY: a live, aligned H (the caller's guarantee), borrowed
             // uniquely for this call: the storage belongs to the Callback
             // the caller holds by `&mut`.
             let handler = unsafe { &mut *storage.cast::<H>() };
-            *flow = handler.shot(io, ctx, shot);
+            shot.flow = handler.shot(io, ctx, shot.shot);
         }
-        Invoke::Drop => {
+        (None, _) => {
             // SAFETY: a live, aligned H, read for the last time.
             drop(unsafe { ptr::read(storage.cast::<H>()) });
         }
-        Invoke::Complete(..) => unreachable!("a multishot handler called as a one-shot one"),
+        (Some(_), None) => unreachable!("a multishot handler called as a one-shot one"),
     }
 }

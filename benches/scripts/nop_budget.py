@@ -25,7 +25,7 @@ import sys
 # (category, regular expression on the frame's function), first match wins.
 RULES = [
     ("tracing", r"tracing|LevelFilter"),
-    ("FIFO push/pop (completed)", r"fifo::Fifo::(push|pop|peek)"),
+    ("FIFO push/pop (completed)", r"fifo::Fifo::(push|pop|peek)|spill_straight"),
     ("slot free", r"Slots<C>::(free|free_detaching|release)"),
     ("callback call", r"callback::invoke|Detached<C>::call|Callback<C>::(detach|call)"
      r"|ops::Done|unit_result|ringio_round::\{\{closure\}\}"),
@@ -38,7 +38,7 @@ RULES = [
      r"|extend_desugared|SpecExtend"),
     ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall"),
     ("completion: generation and state checks, result",
-     r"complete_plain|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
+     r"complete_plain|settle_plain|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
     ("submit: state, checks, enqueue",
      r"IO<C>::(start|push_now|enqueue|submit_with|submit|submit_with_handle|push_to_backend"
      r"|settle_before_push|handle_closed)$|ops::<impl ringio::io::IO<C>>::nop"),
