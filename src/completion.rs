@@ -550,6 +550,19 @@ impl<C> Slots<C> {
         (callback, slot.result)
     }
 
+    /// [`free_detaching`](Slots::free_detaching) for slot `index`, a
+    /// completion about to run that is on no list (asserted: `Completed`).
+    #[inline(always)]
+    pub(crate) fn free_completed(&mut self, index: u32) -> (Detached<C>, i32) {
+        let slot = &mut self.slots[index as usize];
+        assert!(slot.state == State::Completed);
+        Self::release(slot);
+        let callback = slot.callback.detach();
+        self.in_use -= 1;
+        self.free.push(index);
+        (callback, slot.result)
+    }
+
     /// Marks `slot` free and bumps its generation.
     #[inline(always)]
     fn release(slot: &mut Slot<C>) {

@@ -1065,17 +1065,23 @@ impl<C> IO<C> {
         while self.straight_next < self.straight_end {
             let raw = &self.reap_batch[self.straight_next as usize];
             let index = CompletionId::slot_of(raw.user_data);
-            let slot = &self.slots.links()[index as usize];
-            assert!(slot.state == State::Completed);
             // Before anything moves, as below.
-            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
-            if let AnyBackend::Sim(sim) = &self.backend {
-                sim.trace(&slot.operation, slot.result);
+            let traced = matches!(self.backend, AnyBackend::Sim(_));
+            if traced || tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+                self.trace_complete(index);
             }
             self.straight_next += 1;
             self.stats.completed += 1;
-            // Plain: a one-shot operation.
-            self.run_callback(ctx, index);
+            // Plain, so one-shot: freed and run as `run_callback` does,
+            // the slot looked up once.
+            let (callback, result) = self.slots.free_completed(index);
+            // SAFETY: as in `run_callback`: `free_completed` wrote the slot
+            // before it detached the callback, and nothing runs between it
+            // and this call.
+            #[allow(unsafe_code)]
+            unsafe {
+                callback.call(self, ctx, result)
+            };
             if self.tag != tag {
                 return Err(replaced_error());
             }
@@ -1112,6 +1118,19 @@ impl<C> IO<C> {
             }
         }
         Ok(())
+    }
+
+    /// The trace of a completion whose callback is about to run: the
+    /// `tracing` event and the simulator's hash. Out of line: with no
+    /// subscriber and no simulator, never called.
+    #[cold]
+    #[inline(never)]
+    fn trace_complete(&self, index: u32) {
+        let slot = self.slots.slot(index);
+        tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
+        if let AnyBackend::Sim(sim) = &self.backend {
+            sim.trace(&slot.operation, slot.result);
+        }
     }
 
     /// Frees slot `index`, a one-shot operation's just taken off
