@@ -474,7 +474,7 @@ impl<C> Slots<C> {
     /// Takes a free slot (growing the table if none is free) and fills it.
     #[inline]
     pub(crate) fn alloc(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
-        self.alloc_on(operation, callback, NO_HANDLE, Multishot::No)
+        self.alloc_on(operation, callback, NO_HANDLE, Multishot::No).0
     }
 
     /// As [`alloc`](Slots::alloc), for an operation on the handle-table
@@ -487,7 +487,7 @@ impl<C> Slots<C> {
         callback: S,
         handle: u32,
         multishot: Multishot,
-    ) -> CompletionId {
+    ) -> (CompletionId, &mut Slot<C>) {
         if self.free.is_empty() {
             self.grow();
         }
@@ -518,11 +518,12 @@ impl<C> Slots<C> {
                 Operation::SendZc { .. } | Operation::RecvMulti { .. } | Operation::Shot { .. }
             );
         self.in_use += 1;
-        CompletionId {
+        let id = CompletionId {
             slot: index,
             io: self.io,
             generation: slot.generation,
-        }
+        };
+        (id, slot)
     }
 
     /// Returns a slot to the free list and bumps its generation, which makes

@@ -1449,44 +1449,37 @@ impl<C> IO<C> {
         handle: u32,
         multishot: Multishot,
     ) -> CompletionId {
-        let id = self.slots.alloc_on(operation, callback, handle, multishot);
+        // The common case, inline: what `start` would do for an operation
+        // on no handle that goes to io_uring as it is, when no chain is
+        // being built and nothing waits on `unqueued`. The checks on the
+        // operation fold at compile time (its kind is a constant in each
+        // operation's function); the slot is held from its allocation to
+        // its push.
+        let direct = handle == NO_HANDLE
+            && multishot == Multishot::No
+            && pushed_as_it_is(&operation)
+            && !self.chain_open()
+            && self.unqueued.is_empty()
+            && self.submit_batch == 0;
+        let (id, slot) = self.slots.alloc_on(operation, callback, handle, multishot);
+        if direct {
+            if let AnyBackend::IoUring(ring) = &mut self.backend {
+                if ring.push_direct(id.user_data(), &operation) {
+                    slot.state = State::Kernel;
+                    self.stats.submitted += 1;
+                    if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+                        self.trace_submit(id.slot);
+                    }
+                    return id;
+                }
+            }
+        }
         if self.chain_open() {
             self.start_chained(id.slot);
             return id;
         }
-        // The common case, inline: what `start` would do for it, with the
-        // checks on the operation folded at compile time (its kind is a
-        // constant in each operation's function).
-        if handle == NO_HANDLE && multishot == Multishot::No && pushed_as_it_is(&operation) {
-            if self.push_direct(id, &operation) {
-                return id;
-            }
-        }
         self.start(id.slot);
         id
-    }
-
-    /// `start` for an operation on no handle that goes to the kernel as it
-    /// is, when nothing waits on `unqueued` and the backend is io_uring:
-    /// pushes it and marks it in the kernel. Returns whether it did; if
-    /// not, nothing changed, and `start` takes it.
-    #[inline(always)]
-    fn push_direct(&mut self, id: CompletionId, operation: &Operation) -> bool {
-        let AnyBackend::IoUring(ring) = &mut self.backend else {
-            return false;
-        };
-        if !self.unqueued.is_empty() || self.submit_batch > 0 {
-            return false;
-        }
-        if !ring.push_direct(id.user_data(), operation) {
-            return false;
-        }
-        self.stats.submitted += 1;
-        self.slots.slot_mut(id.slot).state = State::Kernel;
-        if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
-            self.trace_submit(id.slot);
-        }
-        true
     }
 
     /// Starts the operation just put in slot `index`: into the timer wheel,
