@@ -407,8 +407,6 @@ impl<C> AsMut<Link> for Slot<C> {
 pub(crate) struct Slots<C> {
     slots: Vec<Slot<C>>,
     free: Vec<u32>,
-    /// Slots not on the free list.
-    in_use: u32,
     /// The owning `IO`'s tag, carried by every id.
     io: u32,
 }
@@ -424,7 +422,6 @@ impl<C> Slots<C> {
         let mut slots = Slots {
             slots: Vec::new(),
             free: Vec::new(),
-            in_use: 0,
             io,
         };
         let out_of_memory = |_| std::io::Error::from_raw_os_error(libc::ENOMEM);
@@ -517,7 +514,6 @@ impl<C> Slots<C> {
                 operation,
                 Operation::SendZc { .. } | Operation::RecvMulti { .. } | Operation::Shot { .. }
             );
-        self.in_use += 1;
         let id = CompletionId {
             slot: index,
             io: self.io,
@@ -533,7 +529,6 @@ impl<C> Slots<C> {
         let slot = &mut self.slots[index as usize];
         assert!(!slot.callback.is_some());
         Self::release(slot);
-        self.in_use -= 1;
         self.free.push(index);
     }
 
@@ -546,7 +541,6 @@ impl<C> Slots<C> {
         let slot = &mut self.slots[index as usize];
         Self::release(slot);
         let callback = slot.callback.detach();
-        self.in_use -= 1;
         self.free.push(index);
         (callback, slot.result)
     }
@@ -559,7 +553,6 @@ impl<C> Slots<C> {
         assert!(slot.state == State::Completed);
         Self::release(slot);
         let callback = slot.callback.detach();
-        self.in_use -= 1;
         self.free.push(index);
         (callback, slot.result)
     }
@@ -609,8 +602,10 @@ impl<C> Slots<C> {
         }
     }
 
+    /// Slots not on the free list: counted from the two lengths, so that
+    /// taking and freeing a slot keep no count of their own.
     pub(crate) fn in_use(&self) -> u32 {
-        self.in_use
+        (self.slots.len() - self.free.len()) as u32
     }
 
     pub(crate) fn len(&self) -> u32 {

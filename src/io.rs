@@ -557,9 +557,7 @@ impl<C> IO<C> {
                 let chains = &self.chain_links;
                 next += self.reap_batch[first..]
                     .iter()
-                    .take_while(|raw| {
-                        raw.user_data != USER_DATA_INTERNAL && settle_plain(slots, chains, raw)
-                    })
+                    .take_while(|raw| settle_plain(slots, chains, raw))
                     .count();
                 self.straight_end = next as u32;
                 if next < reaped {
@@ -1062,15 +1060,20 @@ impl<C> IO<C> {
         let tag = self.tag;
         // Taken first: what the straight run's callbacks complete waits too.
         let queued = self.completed.len();
-        while self.straight_next < self.straight_end {
-            let raw = &self.reap_batch[self.straight_next as usize];
-            let index = CompletionId::slot_of(raw.user_data);
+        // In locals: nothing but `reap` and `spill_straight` changes them,
+        // and neither runs inside a callback (the loop does not nest; an
+        // `IO` put in this one's place is caught by its tag). The count is
+        // stored before each callback, which may panic.
+        let (mut next, end) = (self.straight_next, self.straight_end);
+        let simulated = matches!(self.backend, AnyBackend::Sim(_));
+        while next < end {
+            let index = CompletionId::slot_of(self.reap_batch[next as usize].user_data);
             // Before anything moves, as below.
-            let traced = matches!(self.backend, AnyBackend::Sim(_));
-            if traced || tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+            if simulated || tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
                 self.trace_complete(index);
             }
-            self.straight_next += 1;
+            next += 1;
+            self.straight_next = next;
             self.stats.completed += 1;
             // Plain, so one-shot: freed and run as `run_callback` does,
             // the slot looked up once.
@@ -1652,7 +1655,11 @@ fn complete_plain<C>(
 #[inline(always)]
 fn settle_plain<C>(slots: &mut [Slot<C>], chains: &[chain::ChainLink], raw: &RawCompletion) -> bool {
     let index = CompletionId::slot_of(raw.user_data);
-    let slot = &mut slots[index as usize];
+    // Out of range: the loop's own entries (`USER_DATA_INTERNAL`, whose
+    // slot is u32::MAX), which `on_raw_completion` skips.
+    let Some(slot) = slots.get_mut(index as usize) else {
+        return false;
+    };
     assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
     assert!(slot.state == State::Kernel);
     // One load for what the slot's other fields say (`Slot::plain`).
