@@ -354,6 +354,9 @@ pub(crate) struct Slot<C> {
     pub(crate) timed_out: bool,
     pub(crate) result: i32,
     /// The completion entry's flags with `result` (`IORING_CQE_F_*`).
+    /// While the slot is free: the index of the next free slot, or
+    /// `NO_FREE` (the free list threads through the free slots; see
+    /// [`Slots`]). Taking the slot resets it to 0.
     pub(crate) flags: u32,
     /// A successful result needs nothing but its callback: one-shot, on no
     /// handle, no readiness wait, no deadline, not a zero-copy send, a
@@ -395,18 +398,25 @@ impl<C> AsMut<Link> for Slot<C> {
     }
 }
 
+/// `Slots::free_head` and a free slot's next when there is none.
+const NO_FREE: u32 = u32::MAX;
+
 /// The completion table: slots that are reused through a free list.
 ///
-/// The free list is a stack of indices rather than the slots' intrusive
-/// links: freeing then touches no other slot's cache line, and a push or pop
-/// is a handful of instructions (docs/benchmarks.md, "NOP budget"). It costs
-/// 4 bytes per slot. Reuse is last freed first, as in a slab: the slot
-/// reused is the one whose cache lines are warmest. Generations are 64-bit,
-/// so the order of reuse does not bring an old id back: no slot is reused
-/// 2^64 times.
+/// The free list is a stack threaded through the free slots themselves (a
+/// free slot's `flags` holds the next one's index): pushing writes the slot
+/// being freed, popping reads the slot being taken, so neither touches
+/// another slot's cache line nor any other memory but the head, and each is
+/// a few instructions (docs/benchmarks.md, "NOP budget"). Reuse is last
+/// freed first, as in a slab: the slot reused is the one whose cache lines
+/// are warmest. Generations are 64-bit, so the order of reuse does not
+/// bring an old id back: no slot is reused 2^64 times.
 pub(crate) struct Slots<C> {
     slots: Vec<Slot<C>>,
-    free: Vec<u32>,
+    /// The top of the free list, or `NO_FREE`.
+    free_head: u32,
+    /// Slots on the free list.
+    free_len: u32,
     /// The owning `IO`'s tag, carried by every id.
     io: u32,
 }
@@ -421,7 +431,8 @@ impl<C> Slots<C> {
     pub(crate) fn with_capacity(capacity: u32, io: u32) -> std::io::Result<Slots<C>> {
         let mut slots = Slots {
             slots: Vec::new(),
-            free: Vec::new(),
+            free_head: NO_FREE,
+            free_len: 0,
             io,
         };
         let out_of_memory = |_| std::io::Error::from_raw_os_error(libc::ENOMEM);
@@ -429,15 +440,15 @@ impl<C> Slots<C> {
             .slots
             .try_reserve_exact(capacity as usize)
             .map_err(out_of_memory)?;
-        slots
-            .free
-            .try_reserve_exact(capacity as usize)
-            .map_err(out_of_memory)?;
         for _ in 0..capacity {
             slots.grow();
         }
         // Lowest index on top: the first operations take the first slots.
-        slots.free.reverse();
+        slots.free_head = NO_FREE;
+        for index in (0..capacity).rev() {
+            slots.slots[index as usize].flags = slots.free_head;
+            slots.free_head = index;
+        }
         Ok(slots)
     }
 
@@ -448,6 +459,7 @@ impl<C> Slots<C> {
     fn grow(&mut self) {
         let index = self.slots.len() as u32;
         assert!(index <= fifo::INDEX_MAX);
+        const _: () = assert!(fifo::INDEX_MAX < NO_FREE);
         self.slots.push(Slot {
             link: Link::new(),
             generation: 0,
@@ -460,12 +472,13 @@ impl<C> Slots<C> {
             deadline: NO_DEADLINE,
             timed_out: false,
             result: 0,
-            flags: 0,
+            flags: self.free_head,
             plain: false,
             operation: Operation::Nop,
             callback: Callback::empty(),
         });
-        self.free.push(index);
+        self.free_head = index;
+        self.free_len += 1;
     }
 
     /// Takes a free slot (growing the table if none is free) and fills it.
@@ -485,12 +498,14 @@ impl<C> Slots<C> {
         handle: u32,
         multishot: Multishot,
     ) -> (CompletionId, &mut Slot<C>) {
-        if self.free.is_empty() {
+        if self.free_head == NO_FREE {
             self.grow();
         }
-        let index = self.free.pop().expect("grown above");
+        let index = self.free_head;
         let slot = &mut self.slots[index as usize];
         assert!(slot.state == State::Free);
+        self.free_head = slot.flags;
+        self.free_len -= 1;
         // A free slot has no handler: `release` asserted it when the slot
         // was freed, and nothing stores one in a free slot.
         debug_assert!(!slot.callback.is_some());
@@ -529,7 +544,7 @@ impl<C> Slots<C> {
         let slot = &mut self.slots[index as usize];
         assert!(!slot.callback.is_some());
         Self::release(slot);
-        self.free.push(index);
+        Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);
     }
 
     /// Frees slot `index`, just taken off `completed`, and detaches its
@@ -540,8 +555,8 @@ impl<C> Slots<C> {
     pub(crate) fn free_detaching(&mut self, index: u32) -> (Detached<C>, i32) {
         let slot = &mut self.slots[index as usize];
         Self::release(slot);
+        Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);
         let callback = slot.callback.detach();
-        self.free.push(index);
         (callback, slot.result)
     }
 
@@ -552,9 +567,17 @@ impl<C> Slots<C> {
         let slot = &mut self.slots[index as usize];
         assert!(slot.state == State::Completed);
         Self::release(slot);
+        Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);
         let callback = slot.callback.detach();
-        self.free.push(index);
         (callback, slot.result)
+    }
+
+    /// Puts `slot`, number `index`, just released, on top of the free list.
+    #[inline(always)]
+    fn push_free(free_head: &mut u32, free_len: &mut u32, slot: &mut Slot<C>, index: u32) {
+        slot.flags = *free_head;
+        *free_head = index;
+        *free_len += 1;
     }
 
     /// Marks `slot` free and bumps its generation.
@@ -605,7 +628,7 @@ impl<C> Slots<C> {
     /// Slots not on the free list: counted from the two lengths, so that
     /// taking and freeing a slot keep no count of their own.
     pub(crate) fn in_use(&self) -> u32 {
-        (self.slots.len() - self.free.len()) as u32
+        self.slots.len() as u32 - self.free_len
     }
 
     pub(crate) fn len(&self) -> u32 {
