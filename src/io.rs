@@ -1458,25 +1458,28 @@ impl<C> IO<C> {
         // operation fold at compile time (its kind is a constant in each
         // operation's function); the slot is held from its allocation to
         // its push.
-        let direct = handle == NO_HANDLE
-            && multishot == Multishot::No
-            && pushed_as_it_is(&operation)
-            && !self.chain_open()
-            && self.unqueued.is_empty()
-            && self.submit_batch == 0;
         let (id, slot) = self.slots.alloc_on(operation, callback, handle, multishot);
-        if direct {
-            if let AnyBackend::IoUring(ring) = &mut self.backend {
-                if ring.push_direct(id.user_data(), &operation) {
+        if handle == NO_HANDLE && multishot == Multishot::No && pushed_as_it_is(&operation) {
+            let AnyBackend::IoUring(ring) = &mut self.backend else {
+                return self.submit_started(id);
+            };
+            let direct = self.chain.is_none() && self.unqueued.is_empty() && self.submit_batch == 0;
+            if direct && ring.push_direct(id.user_data(), &operation) {
                     slot.state = State::Kernel;
                     self.stats.submitted += 1;
                     if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
                         self.trace_submit(id.slot);
                     }
-                    return id;
-                }
+                return id;
             }
         }
+        self.submit_started(id)
+    }
+
+    /// The rest of `submit_with`, for the operation just put in slot
+    /// `id.slot`: it joins the chain being built, or starts.
+    #[inline(always)]
+    fn submit_started(&mut self, id: CompletionId) -> CompletionId {
         if self.chain_open() {
             self.start_chained(id.slot);
             return id;
