@@ -561,10 +561,20 @@ impl<C> Slots<C> {
     }
 
     /// [`free_detaching`](Slots::free_detaching) for slot `index`, a
-    /// completion about to run that is on no list (asserted: `Completed`).
+    /// completion about to run that is on no list (asserted: `Completed`),
+    /// without a bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `index` names a slot of this table: it is less than
+    /// [`len`](Slots::len). (The table never shrinks, so an index once
+    /// checked against it stays in bounds.)
     #[inline(always)]
-    pub(crate) fn free_completed(&mut self, index: u32) -> (Detached<C>, i32) {
-        let slot = &mut self.slots[index as usize];
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn free_completed(&mut self, index: u32) -> (Detached<C>, i32) {
+        debug_assert!(index < self.len());
+        // SAFETY: `index < self.slots.len()`, the caller's promise.
+        let slot = unsafe { self.slots.get_unchecked_mut(index as usize) };
         assert!(slot.state == State::Completed);
         Self::release(slot);
         Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);

@@ -1067,7 +1067,18 @@ impl<C> IO<C> {
         let (mut next, end) = (self.straight_next, self.straight_end);
         let simulated = matches!(self.backend, AnyBackend::Sim(_));
         while next < end {
-            let index = CompletionId::slot_of(self.reap_batch[next as usize].user_data);
+            debug_assert!(end as usize <= self.reap_batch.len());
+            // SAFETY: `next < end`, and `end`, the `straight_end` that
+            // `reap` set, is at most the batch's length: `reap` counted
+            // it over entries it had just appended, and only `reap` and
+            // `spill_straight` (which sets both cursors to 0) change the
+            // batch or the cursors. Neither runs inside a callback: the
+            // loop does not nest, and an `IO` put in this one's place (its
+            // own batch dropped) fails the tag check below, before the
+            // next access.
+            #[allow(unsafe_code)]
+            let raw = unsafe { self.reap_batch.get_unchecked(next as usize) };
+            let index = CompletionId::slot_of(raw.user_data);
             // Before anything moves, as below.
             if simulated || tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
                 self.trace_complete(index);
@@ -1077,7 +1088,10 @@ impl<C> IO<C> {
             self.stats.completed += 1;
             // Plain, so one-shot: freed and run as `run_callback` does,
             // the slot looked up once.
-            let (callback, result) = self.slots.free_completed(index);
+            // SAFETY: `settle_plain` checked `index` against the table when
+            // it reaped this entry, and the table never shrinks.
+            #[allow(unsafe_code)]
+            let (callback, result) = unsafe { self.slots.free_completed(index) };
             // SAFETY: as in `run_callback`: `free_completed` wrote the slot
             // before it detached the callback, and nothing runs between it
             // and this call.
