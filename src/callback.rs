@@ -78,8 +78,7 @@ impl<C, H: ShotHandler<C>> ShotHandler<C> for Box<H> {
 /// given `shot`, a multishot one by reference with that result, its answer
 /// written back there. Without `call`, it drops the handler. Arguments one
 /// by one, not an enum, so that they travel in registers.
-type InvokeFn<C> =
-    unsafe fn(*mut u8, Option<(&mut IO<C>, &mut C)>, i32, Option<&mut ShotCall>);
+type InvokeFn<C> = unsafe fn(*mut u8, Option<(&mut IO<C>, &mut C)>, i32, Option<&mut ShotCall>);
 
 /// One multishot result on its way to the handler, and the handler's answer.
 pub(crate) struct ShotCall {
@@ -185,7 +184,14 @@ impl<C> Callback<C> {
         if let Some(invoke) = self.invoke.take() {
             // SAFETY: `invoke` was set together with a live handler of its type
             // in `storage`; taking it out first means it is read exactly once.
-            unsafe { invoke(self.storage.as_mut_ptr().cast(), Some((io, ctx)), result, None) };
+            unsafe {
+                invoke(
+                    self.storage.as_mut_ptr().cast(),
+                    Some((io, ctx)),
+                    result,
+                    None,
+                )
+            };
         }
     }
 
@@ -322,7 +328,10 @@ unsafe fn invoke<C, H: Handler<C>>(
     result: i32,
     shot: Option<&mut ShotCall>,
 ) {
-    assert!(shot.is_none(), "a one-shot handler called as a multishot one");
+    assert!(
+        shot.is_none(),
+        "a one-shot handler called as a multishot one"
+    );
     // SAFETY: guaranteed by the caller: a live, properly aligned H, read once.
     let handler = unsafe { ptr::read(storage.cast::<H>()) };
     match call {

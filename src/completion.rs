@@ -484,7 +484,8 @@ impl<C> Slots<C> {
     /// Takes a free slot (growing the table if none is free) and fills it.
     #[inline]
     pub(crate) fn alloc(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
-        self.alloc_on(operation, callback, NO_HANDLE, Multishot::No).0
+        self.alloc_on(operation, callback, NO_HANDLE, Multishot::No)
+            .0
     }
 
     /// As [`alloc`](Slots::alloc), for an operation on the handle-table

@@ -1411,7 +1411,11 @@ impl<C> IO<C> {
 
     /// Takes a slot for `operation` and starts it.
     #[inline(always)]
-    pub(crate) fn submit<S: Store<C>>(&mut self, operation: Operation, callback: S) -> CompletionId {
+    pub(crate) fn submit<S: Store<C>>(
+        &mut self,
+        operation: Operation,
+        callback: S,
+    ) -> CompletionId {
         self.submit_with_handle(operation, callback, NO_HANDLE)
     }
 
@@ -1479,11 +1483,11 @@ impl<C> IO<C> {
             };
             let direct = self.chain.is_none() && self.unqueued.is_empty() && self.submit_batch == 0;
             if direct && ring.push_direct(id.user_data(), &operation) {
-                    slot.state = State::Kernel;
-                    self.stats.submitted += 1;
-                    if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
-                        self.trace_submit(id.slot);
-                    }
+                slot.state = State::Kernel;
+                self.stats.submitted += 1;
+                if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+                    self.trace_submit(id.slot);
+                }
                 return id;
             }
         }
@@ -1670,7 +1674,11 @@ fn complete_plain<C>(
 /// `complete_plain` but for the push: the slot is `Completed`, with its
 /// result, on no list; the caller queues it.
 #[inline(always)]
-fn settle_plain<C>(slots: &mut [Slot<C>], chains: &[chain::ChainLink], raw: &RawCompletion) -> bool {
+fn settle_plain<C>(
+    slots: &mut [Slot<C>],
+    chains: &[chain::ChainLink],
+    raw: &RawCompletion,
+) -> bool {
     let index = CompletionId::slot_of(raw.user_data);
     // Out of range: the loop's own entries (`USER_DATA_INTERNAL`, whose
     // slot is u32::MAX), which `on_raw_completion` skips.
