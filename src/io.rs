@@ -1481,7 +1481,11 @@ impl<C> IO<C> {
             let AnyBackend::IoUring(ring) = &mut self.backend else {
                 return self.submit_started(id);
             };
-            let direct = self.chain.is_none() && self.unqueued.is_empty() && self.submit_batch == 0;
+            // One test for the three: no chain being built, nothing parked,
+            // no `submit_batch`.
+            let deferred =
+                u32::from(self.chain.is_some()) | self.unqueued.len() | self.submit_batch;
+            let direct = deferred == 0;
             if direct && ring.push_direct(id.user_data(), &operation) {
                 slot.state = State::Kernel;
                 self.stats.submitted += 1;
