@@ -1060,6 +1060,47 @@ impl<C> IO<C> {
         let tag = self.tag;
         // Taken first: what the straight run's callbacks complete waits too.
         let queued = self.completed.len();
+        self.run_straight(ctx, tag)?;
+        for _ in 0..queued {
+            let Some(index) = self.completed.peek() else {
+                break;
+            };
+            // The table as a slice, so that the compiler keeps it in
+            // registers across the tracing call, which may touch anything
+            // else.
+            let slots = self.slots.links();
+            let slot = &slots[index as usize];
+            assert!(slot.state == State::Completed);
+            // Before anything moves: a tracing subscriber that panics
+            // leaves the slot queued, with nothing lost.
+            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
+            if let AnyBackend::Sim(sim) = &self.backend {
+                sim.trace(&slot.operation, slot.result);
+            }
+            let popped = self.completed.pop(slots);
+            assert!(popped == Some(index));
+            let slot = &slots[index as usize];
+            let one_shot = slot.multishot == Multishot::No;
+            let one_shot = one_shot && !matches!(slot.operation, Operation::Shot { .. });
+            self.stats.completed += 1;
+            if one_shot {
+                self.run_callback(ctx, index);
+            } else {
+                self.run_multishot_callback(ctx, index);
+            }
+            if self.tag != tag {
+                return Err(replaced_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// The head of the completed queue: the callbacks of the plain
+    /// completions `reap` left in its batch, in order (docs/architecture.md,
+    /// "Plain completions run straight from the reap batch"). `tag` is this
+    /// `IO`'s, to catch a callback that replaces it.
+    #[inline(always)]
+    fn run_straight(&mut self, ctx: &mut C, tag: u32) -> io::Result<()> {
         // In locals: nothing but `reap` and `spill_straight` changes them,
         // and neither runs inside a callback (the loop does not nest; an
         // `IO` put in this one's place is caught by its tag). The count is
@@ -1099,37 +1140,6 @@ impl<C> IO<C> {
             unsafe {
                 callback.call(self, ctx, result)
             };
-            if self.tag != tag {
-                return Err(replaced_error());
-            }
-        }
-        for _ in 0..queued {
-            let Some(index) = self.completed.peek() else {
-                break;
-            };
-            // The table as a slice, so that the compiler keeps it in
-            // registers across the tracing call, which may touch anything
-            // else.
-            let slots = self.slots.links();
-            let slot = &slots[index as usize];
-            assert!(slot.state == State::Completed);
-            // Before anything moves: a tracing subscriber that panics
-            // leaves the slot queued, with nothing lost.
-            tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
-            if let AnyBackend::Sim(sim) = &self.backend {
-                sim.trace(&slot.operation, slot.result);
-            }
-            let popped = self.completed.pop(slots);
-            assert!(popped == Some(index));
-            let slot = &slots[index as usize];
-            let one_shot = slot.multishot == Multishot::No;
-            let one_shot = one_shot && !matches!(slot.operation, Operation::Shot { .. });
-            self.stats.completed += 1;
-            if one_shot {
-                self.run_callback(ctx, index);
-            } else {
-                self.run_multishot_callback(ctx, index);
-            }
             if self.tag != tag {
                 return Err(replaced_error());
             }
