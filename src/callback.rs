@@ -73,14 +73,17 @@ impl<C, H: ShotHandler<C>> ShotHandler<C> for Box<H> {
     }
 }
 
-/// What to do with the stored handler.
-enum Invoke<'a, C> {
-    /// Run a one-shot handler, consuming it.
-    Complete(&'a mut IO<C>, &'a mut C, i32),
-    /// Run a multishot handler by reference; its answer goes to `flow`.
-    Shot(&'a mut IO<C>, &'a mut C, RawShot, &'a mut Flow),
-    /// Drop the handler.
-    Drop,
+/// The erased function of a stored handler. With `call` (the loop and the
+/// application's state), it runs the handler: one-shot with `result`, or,
+/// given `shot`, a multishot one by reference with that result, its answer
+/// written back there. Without `call`, it drops the handler. Arguments one
+/// by one, not an enum, so that they travel in registers.
+type InvokeFn<C> = unsafe fn(*mut u8, Option<(&mut IO<C>, &mut C)>, i32, Option<&mut ShotCall>);
+
+/// One multishot result on its way to the handler, and the handler's answer.
+pub(crate) struct ShotCall {
+    shot: RawShot,
+    flow: Flow,
 }
 
 /// An erased, owned handler, or nothing.
@@ -88,7 +91,7 @@ pub(crate) struct Callback<C> {
     storage: MaybeUninit<[usize; INLINE_WORDS]>,
     /// `Some` exactly when `storage` holds a live handler of the type this
     /// function was instantiated for.
-    invoke: Option<unsafe fn(*mut u8, Invoke<'_, C>)>,
+    invoke: Option<InvokeFn<C>>,
     /// The erased handler may capture anything (an `Rc`, say), so a
     /// `Callback` is neither `Send` nor `Sync`, whatever the storage's own
     /// types would let the compiler infer.
@@ -127,7 +130,7 @@ impl<C> Callback<C> {
         Callback::inline_with(handler, invoke::<C, H>)
     }
 
-    fn inline_with<H>(handler: H, invoke: unsafe fn(*mut u8, Invoke<'_, C>)) -> Callback<C> {
+    fn inline_with<H>(handler: H, invoke: InvokeFn<C>) -> Callback<C> {
         assert!(fits_inline::<H>());
         let mut callback = Callback::empty();
         let target = callback.storage.as_mut_ptr().cast::<H>();
@@ -136,6 +139,34 @@ impl<C> Callback<C> {
         unsafe { ptr::write(target, handler) };
         callback.invoke = Some(invoke);
         callback
+    }
+
+    /// Stores `handler` into this (empty) callback's own storage, inline
+    /// when it fits, else boxed: written in place, so that a handler's
+    /// bytes are not first built on the stack and copied in (the storage
+    /// of a small handler too, uninitialized bytes and all).
+    #[inline(always)]
+    pub(crate) fn store<H: Handler<C>>(&mut self, handler: H) {
+        // Nothing to drop: the slot's callback was taken out before it was
+        // freed (`Slots::release` asserts so), so this overwrites nothing live.
+        debug_assert!(!self.is_some());
+        if fits_inline::<H>() {
+            self.store_inline(handler, invoke::<C, H>);
+        } else {
+            self.store_inline(Box::new(handler), invoke::<C, Box<H>>);
+        }
+    }
+
+    #[inline(always)]
+    fn store_inline<H>(&mut self, handler: H, invoke: InvokeFn<C>) {
+        assert!(fits_inline::<H>());
+        let target = self.storage.as_mut_ptr().cast::<H>();
+        // SAFETY: `target` is valid for writes of H: the storage is at least
+        // size_of::<H>() bytes and at least align_of::<H>()-aligned (asserted
+        // above). It holds no live handler (`invoke` is `None`), so nothing
+        // is overwritten that would need a drop.
+        unsafe { ptr::write(target, handler) };
+        self.invoke = Some(invoke);
     }
 
     /// Whether a handler is stored.
@@ -156,7 +187,9 @@ impl<C> Callback<C> {
             unsafe {
                 invoke(
                     self.storage.as_mut_ptr().cast(),
-                    Invoke::Complete(io, ctx, result),
+                    Some((io, ctx)),
+                    result,
+                    None,
                 )
             };
         }
@@ -165,22 +198,52 @@ impl<C> Callback<C> {
     /// Runs a multishot handler with one result, keeping it. Does nothing
     /// (and says `Continue`) when empty.
     pub(crate) fn call_shot(&mut self, io: &mut IO<C>, ctx: &mut C, shot: RawShot) -> Flow {
-        let mut flow = Flow::Continue;
+        let mut call = ShotCall {
+            shot,
+            flow: Flow::Continue,
+        };
         if let Some(invoke) = self.invoke {
             let storage = self.storage.as_mut_ptr().cast();
             // SAFETY: `invoke` is set together with a live handler of its
             // type in `storage`, made by `new_shot` (the loop calls this only
             // for multishot slots). The handler is used by reference and
             // stays live; `invoke` stays set.
-            unsafe { invoke(storage, Invoke::Shot(io, ctx, shot, &mut flow)) };
+            unsafe { invoke(storage, Some((io, ctx)), 0, Some(&mut call)) };
         }
-        flow
+        call.flow
     }
 
     /// Forgets the handler without dropping it: whatever it owns (a buffer the
     /// kernel may still write into) is leaked, never freed.
     pub(crate) fn leak(mut self) {
         self.invoke = None;
+    }
+}
+
+/// What a submission puts in its slot's callback: a [`Callback`] already
+/// made (moved in), or a [`Fresh`] handler (written in place).
+pub(crate) trait Store<C> {
+    /// Fills `target`, an empty callback.
+    fn store_into(self, target: &mut Callback<C>);
+}
+
+impl<C> Store<C> for Callback<C> {
+    #[inline(always)]
+    fn store_into(self, target: &mut Callback<C>) {
+        debug_assert!(!target.is_some());
+        // The empty callback replaced has nothing to drop.
+        *target = self;
+    }
+}
+
+/// A one-shot handler not stored yet: [`Store`] writes it straight into
+/// the slot's storage (see [`Callback::store`]).
+pub(crate) struct Fresh<H>(pub(crate) H);
+
+impl<C, H: Handler<C>> Store<C> for Fresh<H> {
+    #[inline(always)]
+    fn store_into(self, target: &mut Callback<C>) {
+        target.store(self.0);
     }
 }
 
@@ -191,7 +254,7 @@ impl<C> Callback<C> {
 #[must_use]
 pub(crate) struct Detached<C> {
     storage: *mut u8,
-    invoke: Option<unsafe fn(*mut u8, Invoke<'_, C>)>,
+    invoke: Option<InvokeFn<C>>,
 }
 
 impl<C> Callback<C> {
@@ -224,7 +287,7 @@ impl<C> Detached<C> {
             // type in the storage at `storage`, which nothing has touched
             // since `detach` took `invoke` out (the caller's promise), so
             // this is the one read of that handler.
-            unsafe { invoke(self.storage, Invoke::Complete(io, ctx, result)) };
+            unsafe { invoke(self.storage, Some((io, ctx)), result, None) };
         }
     }
 }
@@ -233,7 +296,7 @@ impl<C> Drop for Callback<C> {
     fn drop(&mut self) {
         if let Some(invoke) = self.invoke.take() {
             // SAFETY: as in `call`; `Drop` asks for the handler to be dropped.
-            unsafe { invoke(self.storage.as_mut_ptr().cast(), Invoke::Drop) };
+            unsafe { invoke(self.storage.as_mut_ptr().cast(), None, 0, None) };
         }
     }
 }
@@ -257,15 +320,23 @@ pub(crate) const fn fits_inline<H>() -> bool {
 /// # Safety
 ///
 /// `storage` must hold a live `H` written by `Callback::inline`, and this must
-/// be the only read of it. `invoke` is never `Shot`: one-shot handlers are
-/// never called as multishot ones.
-unsafe fn invoke<C, H: Handler<C>>(storage: *mut u8, invoke: Invoke<'_, C>) {
+/// be the only read of it. `shot` is `None`: one-shot handlers are never
+/// called as multishot ones (checked, before the read).
+unsafe fn invoke<C, H: Handler<C>>(
+    storage: *mut u8,
+    call: Option<(&mut IO<C>, &mut C)>,
+    result: i32,
+    shot: Option<&mut ShotCall>,
+) {
+    assert!(
+        shot.is_none(),
+        "a one-shot handler called as a multishot one"
+    );
     // SAFETY: guaranteed by the caller: a live, properly aligned H, read once.
     let handler = unsafe { ptr::read(storage.cast::<H>()) };
-    match invoke {
-        Invoke::Complete(io, ctx, result) => handler.complete(io, ctx, result),
-        Invoke::Drop => drop(handler),
-        Invoke::Shot(..) => unreachable!("a one-shot handler called as a multishot one"),
+    match call {
+        Some((io, ctx)) => handler.complete(io, ctx, result),
+        None => drop(handler),
     }
 }
 
@@ -274,21 +345,27 @@ unsafe fn invoke<C, H: Handler<C>>(storage: *mut u8, invoke: Invoke<'_, C>) {
 ///
 /// # Safety
 ///
-/// `storage` must hold a live `H` written by `Callback::new_shot`. `Drop` is
-/// the last use of it; `Shot` leaves it live. `invoke` is never `Complete`.
-unsafe fn invoke_shot<C, H: ShotHandler<C>>(storage: *mut u8, invoke: Invoke<'_, C>) {
-    match invoke {
-        Invoke::Shot(io, ctx, shot, flow) => {
+/// `storage` must hold a live `H` written by `Callback::new_shot`. A drop
+/// (no `call`) is the last use of it; a shot leaves it live. With `call`,
+/// `shot` is `Some`: a multishot handler is never called as a one-shot one.
+unsafe fn invoke_shot<C, H: ShotHandler<C>>(
+    storage: *mut u8,
+    call: Option<(&mut IO<C>, &mut C)>,
+    _result: i32,
+    shot: Option<&mut ShotCall>,
+) {
+    match (call, shot) {
+        (Some((io, ctx)), Some(shot)) => {
             // SAFETY: a live, aligned H (the caller's guarantee), borrowed
             // uniquely for this call: the storage belongs to the Callback
             // the caller holds by `&mut`.
             let handler = unsafe { &mut *storage.cast::<H>() };
-            *flow = handler.shot(io, ctx, shot);
+            shot.flow = handler.shot(io, ctx, shot.shot);
         }
-        Invoke::Drop => {
+        (None, _) => {
             // SAFETY: a live, aligned H, read for the last time.
             drop(unsafe { ptr::read(storage.cast::<H>()) });
         }
-        Invoke::Complete(..) => unreachable!("a multishot handler called as a one-shot one"),
+        (Some(_), None) => unreachable!("a multishot handler called as a one-shot one"),
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use fifo::Link;
 
-use crate::callback::{Callback, Detached};
+use crate::callback::{Callback, Detached, Store};
 use crate::handle::NO_HANDLE;
 use crate::sys::Fd;
 
@@ -354,9 +354,36 @@ pub(crate) struct Slot<C> {
     pub(crate) timed_out: bool,
     pub(crate) result: i32,
     /// The completion entry's flags with `result` (`IORING_CQE_F_*`).
+    /// While the slot is free: the index of the next free slot, or
+    /// `NO_FREE` (the free list threads through the free slots; see
+    /// [`Slots`]). Taking the slot resets it to 0.
     pub(crate) flags: u32,
+    /// A successful result needs nothing but its callback: one-shot, on no
+    /// handle, no readiness wait, no deadline, not a zero-copy send, a
+    /// pool's receive or a shot, in no chain. Set when the slot is taken,
+    /// cleared (never set again) by whatever makes one of those untrue, so
+    /// that the reap's fast path decides with one load
+    /// ([`Slot::plain_derived`] is the long form, checked in debug builds).
+    pub(crate) plain: bool,
     pub(crate) operation: Operation,
     pub(crate) callback: Callback<C>,
+}
+
+impl<C> Slot<C> {
+    /// What `plain` stands for, from the fields it summarizes (`chained`:
+    /// the slot is a member of a linked chain). `plain` may be false when
+    /// this is true (a deadline that went, say), never the reverse.
+    pub(crate) fn plain_derived(&self, chained: bool) -> bool {
+        self.multishot == Multishot::No
+            && !self.awaiting_readiness
+            && self.deadline == NO_DEADLINE
+            && self.handle == NO_HANDLE
+            && !matches!(
+                self.operation,
+                Operation::SendZc { .. } | Operation::RecvMulti { .. } | Operation::Shot { .. }
+            )
+            && !chained
+    }
 }
 
 impl<C> AsRef<Link> for Slot<C> {
@@ -371,20 +398,25 @@ impl<C> AsMut<Link> for Slot<C> {
     }
 }
 
+/// `Slots::free_head` and a free slot's next when there is none.
+const NO_FREE: u32 = u32::MAX;
+
 /// The completion table: slots that are reused through a free list.
 ///
-/// The free list is a stack of indices rather than the slots' intrusive
-/// links: freeing then touches no other slot's cache line, and a push or pop
-/// is a handful of instructions (docs/benchmarks.md, "NOP budget"). It costs
-/// 4 bytes per slot. Reuse is last freed first, as in a slab: the slot
-/// reused is the one whose cache lines are warmest. Generations are 64-bit,
-/// so the order of reuse does not bring an old id back: no slot is reused
-/// 2^64 times.
+/// The free list is a stack threaded through the free slots themselves (a
+/// free slot's `flags` holds the next one's index): pushing writes the slot
+/// being freed, popping reads the slot being taken, so neither touches
+/// another slot's cache line nor any other memory but the head, and each is
+/// a few instructions (docs/benchmarks.md, "NOP budget"). Reuse is last
+/// freed first, as in a slab: the slot reused is the one whose cache lines
+/// are warmest. Generations are 64-bit, so the order of reuse does not
+/// bring an old id back: no slot is reused 2^64 times.
 pub(crate) struct Slots<C> {
     slots: Vec<Slot<C>>,
-    free: Vec<u32>,
-    /// Slots not on the free list.
-    in_use: u32,
+    /// The top of the free list, or `NO_FREE`.
+    free_head: u32,
+    /// Slots on the free list.
+    free_len: u32,
     /// The owning `IO`'s tag, carried by every id.
     io: u32,
 }
@@ -399,8 +431,8 @@ impl<C> Slots<C> {
     pub(crate) fn with_capacity(capacity: u32, io: u32) -> std::io::Result<Slots<C>> {
         let mut slots = Slots {
             slots: Vec::new(),
-            free: Vec::new(),
-            in_use: 0,
+            free_head: NO_FREE,
+            free_len: 0,
             io,
         };
         let out_of_memory = |_| std::io::Error::from_raw_os_error(libc::ENOMEM);
@@ -408,15 +440,15 @@ impl<C> Slots<C> {
             .slots
             .try_reserve_exact(capacity as usize)
             .map_err(out_of_memory)?;
-        slots
-            .free
-            .try_reserve_exact(capacity as usize)
-            .map_err(out_of_memory)?;
         for _ in 0..capacity {
             slots.grow();
         }
         // Lowest index on top: the first operations take the first slots.
-        slots.free.reverse();
+        slots.free_head = NO_FREE;
+        for index in (0..capacity).rev() {
+            slots.slots[index as usize].flags = slots.free_head;
+            slots.free_head = index;
+        }
         Ok(slots)
     }
 
@@ -427,6 +459,7 @@ impl<C> Slots<C> {
     fn grow(&mut self) {
         let index = self.slots.len() as u32;
         assert!(index <= fifo::INDEX_MAX);
+        const _: () = assert!(fifo::INDEX_MAX < NO_FREE);
         self.slots.push(Slot {
             link: Link::new(),
             generation: 0,
@@ -439,40 +472,46 @@ impl<C> Slots<C> {
             deadline: NO_DEADLINE,
             timed_out: false,
             result: 0,
-            flags: 0,
+            flags: self.free_head,
+            plain: false,
             operation: Operation::Nop,
             callback: Callback::empty(),
         });
-        self.free.push(index);
+        self.free_head = index;
+        self.free_len += 1;
     }
 
     /// Takes a free slot (growing the table if none is free) and fills it.
     #[inline]
     pub(crate) fn alloc(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
         self.alloc_on(operation, callback, NO_HANDLE, Multishot::No)
+            .0
     }
 
     /// As [`alloc`](Slots::alloc), for an operation on the handle-table
     /// entry `handle` (or `NO_HANDLE`), delivering its results as
     /// `multishot` says: every field is written once, here.
     #[inline(always)]
-    pub(crate) fn alloc_on(
+    pub(crate) fn alloc_on<S: Store<C>>(
         &mut self,
         operation: Operation,
-        callback: Callback<C>,
+        callback: S,
         handle: u32,
         multishot: Multishot,
-    ) -> CompletionId {
-        if self.free.is_empty() {
+    ) -> (CompletionId, &mut Slot<C>) {
+        if self.free_head == NO_FREE {
             self.grow();
         }
-        let index = self.free.pop().expect("grown above");
+        let index = self.free_head;
         let slot = &mut self.slots[index as usize];
-        assert_eq!(slot.state, State::Free);
-        // Also lets the compiler drop nothing when the callback goes in.
-        assert!(!slot.callback.is_some());
+        assert!(slot.state == State::Free);
+        self.free_head = slot.flags;
+        self.free_len -= 1;
+        // A free slot has no handler: `release` asserted it when the slot
+        // was freed, and nothing stores one in a free slot.
+        debug_assert!(!slot.callback.is_some());
         slot.operation = operation;
-        slot.callback = callback;
+        callback.store_into(&mut slot.callback);
         slot.result = 0;
         // An emulated receive from a pool takes a buffer only once data is
         // there, as the kernel does: each round starts with a readiness wait.
@@ -485,12 +524,18 @@ impl<C> Slots<C> {
         slot.deadline = NO_DEADLINE;
         slot.timed_out = false;
         slot.flags = 0;
-        self.in_use += 1;
-        CompletionId {
+        slot.plain = handle == NO_HANDLE
+            && multishot == Multishot::No
+            && !matches!(
+                operation,
+                Operation::SendZc { .. } | Operation::RecvMulti { .. } | Operation::Shot { .. }
+            );
+        let id = CompletionId {
             slot: index,
             io: self.io,
             generation: slot.generation,
-        }
+        };
+        (id, slot)
     }
 
     /// Returns a slot to the free list and bumps its generation, which makes
@@ -500,8 +545,7 @@ impl<C> Slots<C> {
         let slot = &mut self.slots[index as usize];
         assert!(!slot.callback.is_some());
         Self::release(slot);
-        self.in_use -= 1;
-        self.free.push(index);
+        Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);
     }
 
     /// Frees slot `index`, just taken off `completed`, and detaches its
@@ -512,10 +556,39 @@ impl<C> Slots<C> {
     pub(crate) fn free_detaching(&mut self, index: u32) -> (Detached<C>, i32) {
         let slot = &mut self.slots[index as usize];
         Self::release(slot);
+        Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);
         let callback = slot.callback.detach();
-        self.in_use -= 1;
-        self.free.push(index);
         (callback, slot.result)
+    }
+
+    /// [`free_detaching`](Slots::free_detaching) for slot `index`, a
+    /// completion about to run that is on no list (asserted: `Completed`),
+    /// without a bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `index` names a slot of this table: it is less than
+    /// [`len`](Slots::len). (The table never shrinks, so an index once
+    /// checked against it stays in bounds.)
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn free_completed(&mut self, index: u32) -> (Detached<C>, i32) {
+        debug_assert!(index < self.len());
+        // SAFETY: `index < self.slots.len()`, the caller's promise.
+        let slot = unsafe { self.slots.get_unchecked_mut(index as usize) };
+        assert!(slot.state == State::Completed);
+        Self::release(slot);
+        Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);
+        let callback = slot.callback.detach();
+        (callback, slot.result)
+    }
+
+    /// Puts `slot`, number `index`, just released, on top of the free list.
+    #[inline(always)]
+    fn push_free(free_head: &mut u32, free_len: &mut u32, slot: &mut Slot<C>, index: u32) {
+        slot.flags = *free_head;
+        *free_head = index;
+        *free_len += 1;
     }
 
     /// Marks `slot` free and bumps its generation.
@@ -563,8 +636,10 @@ impl<C> Slots<C> {
         }
     }
 
+    /// Slots not on the free list: counted from the two lengths, so that
+    /// taking and freeing a slot keep no count of their own.
     pub(crate) fn in_use(&self) -> u32 {
-        self.in_use
+        self.slots.len() as u32 - self.free_len
     }
 
     pub(crate) fn len(&self) -> u32 {

@@ -15,7 +15,7 @@ use crate::backend::{
     select, AnyBackend, Backend, RawCompletion, Wait, CQE_F_MORE, CQE_F_NOTIF, REAP_BATCH_MAX,
     USER_DATA_INTERNAL,
 };
-use crate::callback::{self, Callback, Handler, RawShot};
+use crate::callback::{self, Callback, Fresh, Handler, RawShot, Store};
 use crate::completion::{CompletionId, Multishot, Operation, Slot, Slots, State, NO_DEADLINE};
 use crate::config::Config;
 use crate::handle::{CloseDone, Handle, Handles, NO_HANDLE};
@@ -102,6 +102,13 @@ pub struct IO<C> {
     pub(crate) fs_args: Vec<crate::fs::FsBox>,
     /// Reused between passes, so that reaping neither allocates nor zeroes.
     reap_batch: Vec<RawCompletion>,
+    /// `reap_batch[straight_next..straight_end]`: plain completions
+    /// (`Completed`, on no list) whose callbacks run straight from the
+    /// batch, before everything on `completed`, in this order: the head of
+    /// the completed queue, kept out of the FIFO (docs/architecture.md,
+    /// "Plain completions run straight from the reap batch").
+    straight_next: u32,
+    straight_end: u32,
     stats: Stats,
     drop_drain_ns: u64,
     /// [`Config::submit_batch`]: 0 submits once per pass.
@@ -281,6 +288,8 @@ impl<C> IO<C> {
             fixed_native: false,
             fs_args: Vec::new(),
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
+            straight_next: 0,
+            straight_end: 0,
             stats: Stats::default(),
             drop_drain_ns: config.drop_drain_ns,
             submit_batch: config.submit_batch,
@@ -447,6 +456,10 @@ impl<C> IO<C> {
     /// `wait`), reap, refill the submission queue from `unqueued`, then run
     /// the callbacks of everything completed so far.
     fn pass(&mut self, ctx: &mut C, wait: Wait) -> io::Result<()> {
+        if self.straight_next != self.straight_end {
+            // Left by a callback that panicked: they go first, on `completed`.
+            self.spill_straight();
+        }
         self.fire_timers();
         let wait = if self.completed.is_empty() {
             self.wait_until_next_timer(wait)
@@ -521,11 +534,39 @@ impl<C> IO<C> {
     }
 
     fn reap(&mut self) {
+        assert!(self.straight_next == self.straight_end);
+        // Callbacks run straight from the batch only ahead of everything
+        // else, so only while `completed` is empty: the order is kept.
+        let mut straight = self.completed.is_empty();
+        self.reap_batch.clear();
+        self.straight_next = 0;
+        self.straight_end = 0;
         loop {
-            self.reap_batch.clear();
+            // While the straight run goes on, the batch is not reused: a
+            // full one is appended to (its capacity grows once, if ever).
+            if !straight {
+                self.reap_batch.clear();
+            }
+            let first = self.reap_batch.len();
             self.backend.reap(&mut self.reap_batch, REAP_BATCH_MAX);
             let reaped = self.reap_batch.len();
-            let mut next = 0;
+            let mut next = first;
+            if straight {
+                // The leading run of plain completions stays in the batch.
+                let slots = self.slots.links();
+                let chains = &self.chain_links;
+                next += self.reap_batch[first..]
+                    .iter()
+                    .take_while(|raw| settle_plain(slots, chains, raw))
+                    .count();
+                self.straight_end = next as u32;
+                if next < reaped {
+                    // Something else comes after them: from here on,
+                    // everything goes on `completed`, behind them.
+                    self.spill_straight();
+                    straight = false;
+                }
+            }
             while next < reaped {
                 // A run of plain completions, on borrows the loop keeps.
                 let (slots, completed) = (self.slots.links(), &mut self.completed);
@@ -544,10 +585,31 @@ impl<C> IO<C> {
                     next += 1;
                 }
             }
-            if reaped < REAP_BATCH_MAX {
+            if reaped - first < REAP_BATCH_MAX {
                 break;
             }
         }
+    }
+
+    /// Moves the completions that were to run straight from the batch to
+    /// the head of `completed`, in their order, ahead of whatever is there
+    /// (all of it completed after them). Rare: a batch that is not all
+    /// plain, a full batch, a callback that panicked.
+    #[cold]
+    #[inline(never)]
+    fn spill_straight(&mut self) {
+        let mut spilled = Fifo::new();
+        let links = self.slots.links();
+        let straight = &self.reap_batch[self.straight_next as usize..self.straight_end as usize];
+        for raw in straight {
+            spilled.push(links, CompletionId::slot_of(raw.user_data));
+        }
+        while let Some(index) = self.completed.pop(links) {
+            spilled.push(links, index);
+        }
+        self.completed = spilled;
+        self.straight_next = 0;
+        self.straight_end = 0;
     }
 
     #[inline(always)]
@@ -599,6 +661,7 @@ impl<C> IO<C> {
             // as a blocking fd would have.
             result if result == -libc::EAGAIN && slot.operation.readiness().is_some() => {
                 slot.awaiting_readiness = true;
+                slot.plain = false;
                 self.enqueue(index);
             }
             // A retried non-blocking connect reports its success this way.
@@ -622,6 +685,7 @@ impl<C> IO<C> {
                 // 5.19, say): emulate it from now on, and start over.
                 tracing::debug!(target: "ringio", op = slot.operation.name(), "multishot refused by the kernel; emulating it");
                 slot.multishot = Multishot::Emulated;
+                slot.plain = false;
                 self.multishot_native = false;
                 self.enqueue(index);
             }
@@ -994,7 +1058,10 @@ impl<C> IO<C> {
     /// loop call. A callback that replaces the `IO` stops the pass.
     fn run_completed(&mut self, ctx: &mut C) -> io::Result<()> {
         let tag = self.tag;
-        for _ in 0..self.completed.len() {
+        // Taken first: what the straight run's callbacks complete waits too.
+        let queued = self.completed.len();
+        self.run_straight(ctx, tag)?;
+        for _ in 0..queued {
             let Some(index) = self.completed.peek() else {
                 break;
             };
@@ -1026,6 +1093,71 @@ impl<C> IO<C> {
             }
         }
         Ok(())
+    }
+
+    /// The head of the completed queue: the callbacks of the plain
+    /// completions `reap` left in its batch, in order (docs/architecture.md,
+    /// "Plain completions run straight from the reap batch"). `tag` is this
+    /// `IO`'s, to catch a callback that replaces it.
+    #[inline(always)]
+    fn run_straight(&mut self, ctx: &mut C, tag: u32) -> io::Result<()> {
+        // In locals: nothing but `reap` and `spill_straight` changes them,
+        // and neither runs inside a callback (the loop does not nest; an
+        // `IO` put in this one's place is caught by its tag). The count is
+        // stored before each callback, which may panic.
+        let (mut next, end) = (self.straight_next, self.straight_end);
+        let simulated = matches!(self.backend, AnyBackend::Sim(_));
+        while next < end {
+            debug_assert!(end as usize <= self.reap_batch.len());
+            // SAFETY: `next < end`, and `end`, the `straight_end` that
+            // `reap` set, is at most the batch's length: `reap` counted
+            // it over entries it had just appended, and only `reap` and
+            // `spill_straight` (which sets both cursors to 0) change the
+            // batch or the cursors. Neither runs inside a callback: the
+            // loop does not nest, and an `IO` put in this one's place (its
+            // own batch dropped) fails the tag check below, before the
+            // next access.
+            #[allow(unsafe_code)]
+            let raw = unsafe { self.reap_batch.get_unchecked(next as usize) };
+            let index = CompletionId::slot_of(raw.user_data);
+            // Before anything moves, as below.
+            if simulated || tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+                self.trace_complete(index);
+            }
+            next += 1;
+            self.straight_next = next;
+            self.stats.completed += 1;
+            // Plain, so one-shot: freed and run as `run_callback` does,
+            // the slot looked up once.
+            // SAFETY: `settle_plain` checked `index` against the table when
+            // it reaped this entry, and the table never shrinks.
+            #[allow(unsafe_code)]
+            let (callback, result) = unsafe { self.slots.free_completed(index) };
+            // SAFETY: as in `run_callback`: `free_completed` wrote the slot
+            // before it detached the callback, and nothing runs between it
+            // and this call.
+            #[allow(unsafe_code)]
+            unsafe {
+                callback.call(self, ctx, result)
+            };
+            if self.tag != tag {
+                return Err(replaced_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// The trace of a completion whose callback is about to run: the
+    /// `tracing` event and the simulator's hash. Out of line: with no
+    /// subscriber and no simulator, never called.
+    #[cold]
+    #[inline(never)]
+    fn trace_complete(&self, index: u32) {
+        let slot = self.slots.slot(index);
+        tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
+        if let AnyBackend::Sim(sim) = &self.backend {
+            sim.trace(&slot.operation, slot.result);
+        }
     }
 
     /// Frees slot `index`, a one-shot operation's just taken off
@@ -1205,7 +1337,9 @@ impl<C> IO<C> {
         let chain = self.chain.take();
         let timer = self.submit(Operation::Timeout { deadline_ns }, callback);
         self.chain = chain;
-        self.slots.slot_mut(target.slot).deadline = timer.slot;
+        let slot = self.slots.slot_mut(target.slot);
+        slot.deadline = timer.slot;
+        slot.plain = false;
         Ok(())
     }
 
@@ -1248,6 +1382,17 @@ impl<C> IO<C> {
         Callback::new(handler)
     }
 
+    /// A handler to be written straight into its slot by the submission
+    /// (see [`Callback::store`]), counted in `Stats::callbacks_boxed` when
+    /// it is too large to be stored inline.
+    #[inline(always)]
+    pub(crate) fn handler<H: Handler<C>>(&mut self, handler: H) -> Fresh<H> {
+        if !callback::fits_inline::<H>() {
+            self.count_boxed();
+        }
+        Fresh(handler)
+    }
+
     /// Counts a handler too large to be stored inline.
     pub(crate) fn count_boxed(&mut self) {
         self.stats.callbacks_boxed += 1;
@@ -1276,17 +1421,21 @@ impl<C> IO<C> {
 
     /// Takes a slot for `operation` and starts it.
     #[inline(always)]
-    pub(crate) fn submit(&mut self, operation: Operation, callback: Callback<C>) -> CompletionId {
+    pub(crate) fn submit<S: Store<C>>(
+        &mut self,
+        operation: Operation,
+        callback: S,
+    ) -> CompletionId {
         self.submit_with_handle(operation, callback, NO_HANDLE)
     }
 
     /// Takes a slot for `operation` on the handle-table entry `handle`
     /// (or `NO_HANDLE`) and starts it.
     #[inline(always)]
-    pub(crate) fn submit_with_handle(
+    pub(crate) fn submit_with_handle<S: Store<C>>(
         &mut self,
         operation: Operation,
-        callback: Callback<C>,
+        callback: S,
         handle: u32,
     ) -> CompletionId {
         self.submit_with(operation, callback, handle, Multishot::No)
@@ -1306,7 +1455,9 @@ impl<C> IO<C> {
         let result = if fd.is_none() { -libc::EBADF } else { refused };
         if result < 0 {
             let id = self.submit_completed(build(-1), callback, result);
-            self.slots.slot_mut(id.slot).multishot = Multishot::Emulated;
+            let slot = self.slots.slot_mut(id.slot);
+            slot.multishot = Multishot::Emulated;
+            slot.plain = false;
             return id;
         }
         let operation = build(fd.expect("checked above"));
@@ -1322,14 +1473,45 @@ impl<C> IO<C> {
     /// operation's function, so that its handler is written straight into
     /// the slot; the rest is `start`, out of line.
     #[inline(always)]
-    fn submit_with(
+    fn submit_with<S: Store<C>>(
         &mut self,
         operation: Operation,
-        callback: Callback<C>,
+        callback: S,
         handle: u32,
         multishot: Multishot,
     ) -> CompletionId {
-        let id = self.slots.alloc_on(operation, callback, handle, multishot);
+        // The common case, inline: what `start` would do for an operation
+        // on no handle that goes to io_uring as it is, when no chain is
+        // being built and nothing waits on `unqueued`. The checks on the
+        // operation fold at compile time (its kind is a constant in each
+        // operation's function); the slot is held from its allocation to
+        // its push.
+        let (id, slot) = self.slots.alloc_on(operation, callback, handle, multishot);
+        if handle == NO_HANDLE && multishot == Multishot::No && pushed_as_it_is(&operation) {
+            let AnyBackend::IoUring(ring) = &mut self.backend else {
+                return self.submit_started(id);
+            };
+            // One test for the three: no chain being built, nothing parked,
+            // no `submit_batch`.
+            let deferred =
+                u32::from(self.chain.is_some()) | self.unqueued.len() | self.submit_batch;
+            let direct = deferred == 0;
+            if direct && ring.push_direct(id.user_data(), &operation) {
+                slot.state = State::Kernel;
+                self.stats.submitted += 1;
+                if tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+                    self.trace_submit(id.slot);
+                }
+                return id;
+            }
+        }
+        self.submit_started(id)
+    }
+
+    /// The rest of `submit_with`, for the operation just put in slot
+    /// `id.slot`: it joins the chain being built, or starts.
+    #[inline(always)]
+    fn submit_started(&mut self, id: CompletionId) -> CompletionId {
         if self.chain_open() {
             self.start_chained(id.slot);
             return id;
@@ -1465,7 +1647,9 @@ impl<C> IO<C> {
             // not yet reaped), so the loop also stops repeating it. Its
             // next result is its last, and the cancel has done its part.
             Some(State::Kernel) if target_slot.is_some_and(is_emulated_multishot) => {
-                self.slots.slot_mut(target.slot).multishot = Multishot::Stopping;
+                let slot = self.slots.slot_mut(target.slot);
+                slot.multishot = Multishot::Stopping;
+                slot.plain = false;
                 self.submit(operation, quiet_callback());
                 self.submit_completed(operation, callback, 0)
             }
@@ -1494,29 +1678,58 @@ fn complete_plain<C>(
     chains: &[chain::ChainLink],
     raw: &RawCompletion,
 ) -> bool {
-    let index = CompletionId::slot_of(raw.user_data);
-    let chained = chains
-        .get(index as usize)
-        .is_some_and(|link| *link != chain::ChainLink::NONE);
-    if chained {
+    if !settle_plain(slots, chains, raw) {
         return false;
     }
-    let slot = &mut slots[index as usize];
+    completed.push(slots, CompletionId::slot_of(raw.user_data));
+    true
+}
+
+/// `complete_plain` but for the push: the slot is `Completed`, with its
+/// result, on no list; the caller queues it.
+#[inline(always)]
+fn settle_plain<C>(
+    slots: &mut [Slot<C>],
+    chains: &[chain::ChainLink],
+    raw: &RawCompletion,
+) -> bool {
+    let index = CompletionId::slot_of(raw.user_data);
+    // Out of range: the loop's own entries (`USER_DATA_INTERNAL`, whose
+    // slot is u32::MAX), which `on_raw_completion` skips.
+    let Some(slot) = slots.get_mut(index as usize) else {
+        return false;
+    };
     assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
     assert!(slot.state == State::Kernel);
-    let plain = raw.result >= 0
-        && slot.multishot == Multishot::No
-        && !slot.awaiting_readiness
-        && slot.deadline == NO_DEADLINE
-        && slot.handle == NO_HANDLE
-        && !matches!(slot.operation, Operation::SendZc { .. });
-    if !plain {
+    // One load for what the slot's other fields say (`Slot::plain`).
+    if !slot.plain || raw.result < 0 {
         return false;
     }
+    debug_assert!(slot.plain_derived(
+        chains
+            .get(index as usize)
+            .is_some_and(|link| *link != chain::ChainLink::NONE)
+    ));
     slot.state = State::Completed;
     slot.result = raw.result;
-    completed.push(slots, index);
     true
+}
+
+/// Whether `operation`, one-shot and on no handle, goes to the backend as
+/// it is, in one entry: not a timer (the wheel), a close (two entries), a
+/// pool's receive (a buffer picked first), an ftruncate (a syscall where
+/// the kernel lacks the opcode) or a shot (never submitted). For a
+/// constant operation this folds at compile time.
+#[inline(always)]
+fn pushed_as_it_is(operation: &Operation) -> bool {
+    !matches!(
+        operation,
+        Operation::Timeout { .. }
+            | Operation::Close { .. }
+            | Operation::RecvMulti { .. }
+            | Operation::Ftruncate { .. }
+            | Operation::Shot { .. }
+    )
 }
 
 /// Whether an emulated multishot operation goes on after `result`: an
@@ -1690,7 +1903,10 @@ impl<C> fmt::Debug for IO<C> {
             .field("backend", &self.backend.name())
             .field("stats", &self.stats())
             .field("unqueued", &self.unqueued.len())
-            .field("completed", &self.completed.len())
+            .field(
+                "completed",
+                &(self.completed.len() + self.straight_end - self.straight_next),
+            )
             .field("timers", &self.timers.len())
             .finish()
     }

@@ -223,8 +223,8 @@ impl<C> IO<C> {
     where
         F: FnOnce(&mut IO<C>, &mut C, io::Result<()>) + 'static,
     {
-        let callback = self.callback(Done(callback));
-        self.submit(Operation::Nop, callback)
+        let handler = self.handler(Done(callback));
+        self.submit(Operation::Nop, handler)
     }
 
     /// Accepts a connection on the listening socket `listener`. The callback

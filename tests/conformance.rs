@@ -50,6 +50,7 @@ conformance!(
     cq_overflow_loses_no_completion,
     impossible_configurations_are_errors_not_aborts,
     a_panicking_callback_leaves_the_loop_usable,
+    callbacks_left_by_a_panic_run_before_later_completions,
     ready_operations_complete_in_submission_order,
     a_waiting_recv_does_not_hold_back_later_operations,
     many_timers_with_equal_deadlines_fire_once_each_in_submission_order,
@@ -1068,6 +1069,29 @@ fn a_panicking_callback_leaves_the_loop_usable(backend: Backend) {
     assert_eq!(io.in_flight(), 0);
     util::close_io(&mut io, &mut seen, client);
     util::close_io(&mut io, &mut seen, server);
+}
+
+/// The callbacks a panic left behind keep their place: ahead of what
+/// completes after them (here a cancel settled in user space, which is
+/// queued at once), in their own order.
+fn callbacks_left_by_a_panic_run_before_later_completions(backend: Backend) {
+    let mut io: IO<Vec<&'static str>> = backend.io();
+    let mut seen = Vec::new();
+    let first = io.nop(|_, _, _| panic!("a callback panics"));
+    io.nop(|_, seen, _| seen.push("second"));
+    io.nop(|_, seen, _| seen.push("third"));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| io.run(&mut seen)));
+    assert!(unwound.is_err());
+    assert!(seen.is_empty());
+    // `first` is done and its slot free: the cancel is settled (ENOENT).
+    io.cancel(first, |_, seen, result| {
+        assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        seen.push("cancel");
+    });
+    io.nop(|_, seen, _| seen.push("later"));
+    io.run(&mut seen).unwrap();
+    assert_eq!(seen, ["second", "third", "cancel", "later"]);
+    assert_eq!(io.in_flight(), 0);
 }
 
 // ---------------------------------------------------------------------------

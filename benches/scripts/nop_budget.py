@@ -24,25 +24,27 @@ import sys
 
 # (category, regular expression on the frame's function), first match wins.
 RULES = [
-    ("tracing", r"tracing|LevelFilter"),
-    ("FIFO push/pop (completed)", r"fifo::Fifo::(push|pop|peek)"),
-    ("slot free", r"Slots<C>::(free|free_detaching|release)"),
+    ("tracing", r"tracing|LevelFilter|IO<C>::trace_complete$"),
+    ("FIFO push/pop (completed)", r"fifo::Fifo::(push|pop|peek)|spill_straight"),
+    ("slot free", r"Slots<C>::(free|free_detaching|free_completed|release|push_free)"),
     ("callback call", r"callback::invoke|Detached<C>::call|Callback<C>::(detach|call)"
      r"|ops::Done|unit_result|ringio_round::\{\{closure\}\}"),
-    ("handler store", r"Callback<C>::(new|inline|inline_with|empty)|IO<C>::callback$"),
+    ("handler store", r"Callback<C>::(new|inline|inline_with|empty|store|store_inline)"
+     r"|IO<C>::(callback|handler)$|as ringio::callback::Store<C>>::store_into"),
     ("slot alloc", r"Slots<C>::(alloc|alloc_on|grow)"),
-    ("SQE fill and push", r"io_uring::entry_for|IoUringBackend as ringio::backend::Backend>::push"
+    ("SQE fill and push", r"io_uring::entry_for|io_uring::build_entry|IoUringBackend::push_direct"
+     r"|IoUringBackend as ringio::backend::Backend>::push"
      r"|push_entry|io_uring::squeue|io_uring::opcode"),
     ("dispatch (AnyBackend)", r"AnyBackend as ringio::backend::Backend"),
     ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue"
      r"|extend_desugared|SpecExtend"),
     ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall"),
     ("completion: generation and state checks, result",
-     r"complete_plain|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
+     r"complete_plain|settle_plain|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
     ("submit: state, checks, enqueue",
-     r"IO<C>::(start|push_now|enqueue|submit_with|submit|submit_with_handle|push_to_backend"
+     r"IO<C>::(start|push_now|enqueue|submit_with|submit|submit_started|submit_with_handle|push_to_backend"
      r"|settle_before_push|handle_closed)$|ops::<impl ringio::io::IO<C>>::nop"),
-    ("run loop (peek, state check, sim check, pop bookkeeping)",
+    ("run loop (straight run or peek and pop, state check, sim check, bookkeeping)",
      r"IO<C>::(run_completed|run_callback)$"),
     ("reap loop", r"IO<C>::(reap|on_raw_completion)$"),
     ("loop call (guard, pass, timers)",

@@ -202,7 +202,11 @@ impl<C> IO<C> {
             assert_eq!(self.chain_links[tail as usize].next, NO_LINK);
             self.chain_links[tail as usize].next = index;
         }
-        self.slots.slot_mut(index).state = State::Chained;
+        let slot = self.slots.slot_mut(index);
+        slot.state = State::Chained;
+        // A member's end starts or cancels the next: never the reap's
+        // fast path.
+        slot.plain = false;
     }
 
     /// A submission while a chain is being built: slot `index` joins it.
