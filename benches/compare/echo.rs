@@ -152,8 +152,8 @@ fn rows(
         .iter()
         .map(|loads| side(loads, scale, true))
         .collect();
-    let [uring, epoll, tokio, bare, multishot, coop, plain, c_uring, c_uring_defer] =
-        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|index| sides[index].clone());
+    let [uring, epoll, tokio, bare, multishot, coop, plain, c_uring, c_uring_defer, unregistered] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|index| sides[index].clone());
     let row = |ringio: &Side, suffix: &str, peer: &str, peer_value: &Side, target| Row {
         name: format!("{name}{suffix}"),
         unit,
@@ -228,6 +228,22 @@ fn rows(
             ", ringio plain ring",
             servers::C_LIBURING.label,
             &c_uring,
+            None,
+        ),
+        // Registered files (the default) against the same server on plain
+        // fds: the gain of the table alone.
+        row(
+            &uring,
+            ", registered files on vs off",
+            servers::RINGIO_UNREGISTERED.label,
+            &unregistered,
+            None,
+        ),
+        row(
+            &unregistered,
+            ", ringio without registered files",
+            servers::C_LIBURING_DEFER.label,
+            &c_uring_defer,
             None,
         ),
     ]

@@ -71,14 +71,20 @@ pub fn run(options: &Options) -> Section {
             ));
         }
     }
-    // Registered buffers, against fio with its registration options.
-    for queue_depth in QUEUE_DEPTHS {
-        section.rows.push(randread_fixed_row(
-            options,
-            &read_path,
-            queue_depth,
-            fio_ready,
-        ));
+    // Registered buffers, against fio with its registration options: with
+    // registered files on both sides (ringio's default), then on plain fds
+    // on both sides (`Config::registered_files(0)`, fio without
+    // `--registerfiles`), alternating run by run within each row.
+    for registered_files in [true, false] {
+        for queue_depth in QUEUE_DEPTHS {
+            section.rows.push(randread_fixed_row(
+                options,
+                &read_path,
+                queue_depth,
+                registered_files,
+                fio_ready,
+            ));
+        }
     }
     for fsync_every in [1, 16] {
         section
@@ -158,7 +164,9 @@ fn randread_row(
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
         if fio_ready && peer_error.is_none() {
-            match fio::randread_iops(path, direct, queue_depth, options.storage_duration, &[]) {
+            let registration = ["--registerfiles"];
+            let duration = options.storage_duration;
+            match fio::randread_iops(path, direct, queue_depth, duration, &registration) {
                 Ok(iops) => peer.push(iops),
                 Err(error) => peer_error = Some(error),
             }
@@ -174,30 +182,50 @@ fn randread_row(
 }
 
 /// O_DIRECT random reads through registered buffers (`read_fixed`)
-/// against fio with `--fixedbufs --registerfiles`. ringio has no
-/// registered files yet (issue 16), so fio has one registration more.
-fn randread_fixed_row(options: &Options, path: &Path, queue_depth: u32, fio_ready: bool) -> Row {
+/// against fio with `--fixedbufs`, both sides with registered files
+/// (fio `--registerfiles`) or both without.
+fn randread_fixed_row(
+    options: &Options,
+    path: &Path,
+    queue_depth: u32,
+    registered_files: bool,
+    fio_ready: bool,
+) -> Row {
     let mut ringio = Vec::new();
     let mut peer = Vec::new();
     let (mut ringio_error, mut peer_error) = (None, None);
-    let registration = ["--fixedbufs", "--registerfiles"];
+    let registration: &[&str] = if registered_files {
+        &["--fixedbufs", "--registerfiles"]
+    } else {
+        &["--fixedbufs"]
+    };
     for _ in 0..options.runs {
-        match ringio_randread_fixed(path, queue_depth, options.storage_duration) {
+        match ringio_randread_fixed(
+            path,
+            queue_depth,
+            registered_files,
+            options.storage_duration,
+        ) {
             Ok(iops) => ringio.push(iops),
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
         if fio_ready && peer_error.is_none() {
             let duration = options.storage_duration;
-            match fio::randread_iops(path, true, queue_depth, duration, &registration) {
+            match fio::randread_iops(path, true, queue_depth, duration, registration) {
                 Ok(iops) => peer.push(iops),
                 Err(error) => peer_error = Some(error),
             }
         }
     }
-    eprintln!("  randread O_DIRECT fixed buffers QD {queue_depth}: done");
+    eprintln!("  randread O_DIRECT fixed buffers, registered files {registered_files}, QD {queue_depth}: done");
+    let files = if registered_files {
+        "registered files (fio --fixedbufs --registerfiles)"
+    } else {
+        "plain fds (ringio registered_files(0), fio --fixedbufs)"
+    };
     storage_row(
         format!(
-            "4 KiB random read, 1 GiB file, O_DIRECT, registered buffers (fio --fixedbufs --registerfiles), QD {queue_depth}"
+            "4 KiB random read, 1 GiB file, O_DIRECT, registered buffers, {files}, QD {queue_depth}"
         ),
         "IOPS",
         (&ringio, ringio_error),
@@ -205,11 +233,19 @@ fn randread_fixed_row(options: &Options, path: &Path, queue_depth: u32, fio_read
     )
 }
 
-fn ringio_randread_fixed(path: &Path, queue_depth: u32, duration: Duration) -> io::Result<f64> {
-    let config = Config::new()
+fn ringio_randread_fixed(
+    path: &Path,
+    queue_depth: u32,
+    registered_files: bool,
+    duration: Duration,
+) -> io::Result<f64> {
+    let mut config = Config::new()
         .entries(256.max(queue_depth))
         .completions_initial(queue_depth)
         .submit_batch(1);
+    if !registered_files {
+        config = config.registered_files(0);
+    }
     let mut io: IO<FileState> = IO::with_config(config)?;
     let count = u16::try_from(queue_depth).map_err(|_| io::Error::other("queue depth"))?;
     let set = io.register_fixed_buffers(count, BLOCK_BYTES as u32)?;
