@@ -29,9 +29,6 @@ pub(crate) struct IoUringBackend {
     files: Files,
 }
 
-/// No slot: the entry of `Files::slot_of_fd` for an fd not installed.
-const NO_SLOT: u32 = u32::MAX;
-
 /// What a registered file table slot is cleared with. A static, so that
 /// the `IORING_OP_FILES_UPDATE` that reads it (whenever the kernel gets to
 /// it) never reads freed memory.
@@ -51,9 +48,12 @@ struct Files {
     /// Slots in the table (0: none, by `Config::registered_files(0)` or
     /// because the kernel refused the table).
     slots: u32,
-    /// The slot each installed fd is at, indexed by fd (`NO_SLOT`: none).
+    /// The slot each installed fd is at, plus one, indexed by fd (0: none).
     /// The `IO` owns each such fd, so no other file can have its number
-    /// while it is here.
+    /// while it is here. Zero meaning "none" lets the table be allocated
+    /// zeroed, for every fd the process may have, when the ring is set
+    /// up: the pages no fd reaches are never touched (never resident),
+    /// and no new highest fd number makes it grow (an allocation) later.
     slot_of_fd: Vec<u32>,
     installed: u32,
     fallbacks: u64,
@@ -64,8 +64,7 @@ impl Files {
     #[inline(always)]
     fn slot(&self, fd: Fd) -> Option<u32> {
         // A negative fd converts to a huge index, which `get` refuses.
-        let slot = *self.slot_of_fd.get(fd as usize)?;
-        (slot != NO_SLOT).then_some(slot)
+        self.slot_of_fd.get(fd as usize)?.checked_sub(1)
     }
 
     /// What an entry that names `fd` carries in its fd field, and the flag
@@ -81,19 +80,20 @@ impl Files {
     fn note_installed(&mut self, fd: Fd, slot: u32) {
         let index = usize::try_from(fd).expect("an open fd is not negative");
         if self.slot_of_fd.len() <= index {
-            // Grows only when the process reaches a higher fd number than
-            // ever before: never in a steady state.
-            self.slot_of_fd.resize(index + 1, NO_SLOT);
+            // Only past the `RLIMIT_NOFILE` the table was sized for (the
+            // limit was raised since): amortized, never in a steady state.
+            self.slot_of_fd.resize(index + 1, 0);
         }
-        assert_eq!(self.slot_of_fd[index], NO_SLOT, "fd {fd} installed twice");
-        self.slot_of_fd[index] = slot;
+        assert_eq!(self.slot_of_fd[index], 0, "fd {fd} installed twice");
+        assert!(slot < self.slots);
+        self.slot_of_fd[index] = slot + 1;
         self.installed += 1;
     }
 
     /// Forgets `fd`'s slot, returning it.
     fn note_cleared(&mut self, fd: Fd) -> Option<u32> {
         let slot = self.slot(fd)?;
-        self.slot_of_fd[fd as usize] = NO_SLOT;
+        self.slot_of_fd[fd as usize] = 0;
         assert!(self.installed > 0);
         self.installed -= 1;
         Some(slot)
@@ -148,7 +148,12 @@ impl IoUringBackend {
             syscall_results: VecDeque::new(),
             files: Files {
                 slots,
-                slot_of_fd: Vec::new(),
+                slot_of_fd: if slots > 0 {
+                    // Zeroed: see `Files::slot_of_fd`.
+                    vec![0; crate::sys::nofile_limit().min(1 << 20) as usize]
+                } else {
+                    Vec::new()
+                },
                 installed: 0,
                 fallbacks: 0,
             },
