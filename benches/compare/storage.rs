@@ -86,6 +86,19 @@ pub fn run(options: &Options) -> Section {
             ));
         }
     }
+    // The table's own gain: ringio against itself on plain fds
+    // (`Config::registered_files(0)`), the two alternating run by run.
+    for (direct, fixed_buffers) in [(false, false), (true, false), (true, true)] {
+        for queue_depth in QUEUE_DEPTHS {
+            section.rows.push(registered_files_row(
+                options,
+                &read_path,
+                direct,
+                fixed_buffers,
+                queue_depth,
+            ));
+        }
+    }
     for fsync_every in [1, 16] {
         section
             .rows
@@ -159,7 +172,7 @@ fn randread_row(
     let mut peer_error = None;
     let mut ringio_error = None;
     for _ in 0..options.runs {
-        match ringio_randread(path, direct, queue_depth, options.storage_duration) {
+        match ringio_randread(path, direct, queue_depth, true, options.storage_duration) {
             Ok(iops) => ringio.push(iops),
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
@@ -317,6 +330,51 @@ fn write_row(options: &Options, path: &Path, fsync_every: u32, fio_ready: bool) 
     )
 }
 
+/// ringio with registered files (the default) against ringio on plain
+/// fds, alternating run by run: random 4 KiB reads, buffered or O_DIRECT,
+/// into plain or registered buffers.
+fn registered_files_row(
+    options: &Options,
+    path: &Path,
+    direct: bool,
+    fixed_buffers: bool,
+    queue_depth: u32,
+) -> Row {
+    let mut sides = [Vec::new(), Vec::new()];
+    let mut errors = [None, None];
+    let duration = options.storage_duration;
+    for _ in 0..options.runs {
+        for (side, registered) in [(0, true), (1, false)] {
+            let result = if fixed_buffers {
+                ringio_randread_fixed(path, queue_depth, registered, duration)
+            } else {
+                ringio_randread(path, direct, queue_depth, registered, duration)
+            };
+            match result {
+                Ok(iops) => sides[side].push(iops),
+                Err(error) => errors[side] = Some(format!("failed: {error}")),
+            }
+        }
+    }
+    let mode = match (direct, fixed_buffers) {
+        (false, _) => "buffered (page cache warm)",
+        (true, false) => "O_DIRECT",
+        (true, true) => "O_DIRECT, registered buffers",
+    };
+    eprintln!("  registered files on/off, randread {mode} QD {queue_depth}: done");
+    let [on, off] = sides;
+    let [on_error, off_error] = errors;
+    let mut row = storage_row(
+        format!("4 KiB random read, 1 GiB file, {mode}, registered files on vs off, QD {queue_depth}"),
+        "IOPS",
+        (&on, on_error),
+        (&off, off_error),
+    );
+    row.peer = "ringio, Config::registered_files(0)".to_string();
+    row.target = None;
+    row
+}
+
 fn storage_row(
     name: String,
     unit: &'static str,
@@ -398,6 +456,7 @@ fn ringio_randread(
     path: &Path,
     direct: bool,
     queue_depth: u32,
+    registered_files: bool,
     duration: Duration,
 ) -> io::Result<f64> {
     // O_DIRECT reads go to the device: hand each one to the kernel as soon
@@ -407,10 +466,13 @@ fn ringio_randread(
     // served about 20% slower at QD 32 (docs/benchmarks.md). Page-cache
     // reads never reach the device and keep one submission per pass.
     let submit_batch = if direct { 1 } else { 0 };
-    let config = Config::new()
+    let mut config = Config::new()
         .entries(256.max(queue_depth))
         .completions_initial(queue_depth)
         .submit_batch(submit_batch);
+    if !registered_files {
+        config = config.registered_files(0);
+    }
     let mut io: IO<FileState> = IO::with_config(config)?;
     let file = io.open_file(path, FileOptions::new().write(false).direct(direct))?;
     let mut state = FileState::new(file, 0);
