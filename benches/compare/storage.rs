@@ -173,7 +173,7 @@ fn randread_row(
     let mut ringio_error = None;
     for _ in 0..options.runs {
         match ringio_randread(path, direct, queue_depth, true, options.storage_duration) {
-            Ok(iops) => ringio.push(iops),
+            Ok(reads) => ringio.push(reads.iops),
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
         if fio_ready && peer_error.is_none() {
@@ -219,7 +219,7 @@ fn randread_fixed_row(
             registered_files,
             options.storage_duration,
         ) {
-            Ok(iops) => ringio.push(iops),
+            Ok(reads) => ringio.push(reads.iops),
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
         if fio_ready && peer_error.is_none() {
@@ -251,7 +251,7 @@ fn ringio_randread_fixed(
     queue_depth: u32,
     registered_files: bool,
     duration: Duration,
-) -> io::Result<f64> {
+) -> io::Result<Reads> {
     let mut config = Config::new()
         .entries(256.max(queue_depth))
         .completions_initial(queue_depth)
@@ -270,7 +270,7 @@ fn ringio_randread_fixed(
     let result = run_timed(&mut io, &mut state, duration);
     close(&mut io, file);
     let (completed, _, elapsed_s) = result?;
-    Ok(completed as f64 / elapsed_s)
+    Ok(Reads::of(completed, elapsed_s, state.cpu_s))
 }
 
 fn read_fixed_next(io: &mut IO<FileState>, state: &mut FileState, buf: ringio::FixedBuf) {
@@ -330,9 +330,28 @@ fn write_row(options: &Options, path: &Path, fsync_every: u32, fio_ready: bool) 
     )
 }
 
+/// What a timed run of random reads did: reads per second, and the
+/// thread's CPU time per read (the loop's user time and the system time of
+/// its submissions and inline completions; what a loaded machine's
+/// scheduling changes least).
+struct Reads {
+    iops: f64,
+    cpu_ns_per_read: f64,
+}
+
+impl Reads {
+    fn of(completed: u64, elapsed_s: f64, cpu_s: f64) -> Reads {
+        Reads {
+            iops: completed as f64 / elapsed_s,
+            cpu_ns_per_read: cpu_s * 1e9 / completed.max(1) as f64,
+        }
+    }
+}
+
 /// ringio with registered files (the default) against ringio on plain
 /// fds, alternating run by run: random 4 KiB reads, buffered or O_DIRECT,
-/// into plain or registered buffers.
+/// into plain or registered buffers. The figure is the loop thread's CPU
+/// time per read; the IOPS are in the note.
 fn registered_files_row(
     options: &Options,
     path: &Path,
@@ -340,7 +359,7 @@ fn registered_files_row(
     fixed_buffers: bool,
     queue_depth: u32,
 ) -> Row {
-    let mut sides = [Vec::new(), Vec::new()];
+    let mut sides: [Vec<Reads>; 2] = [Vec::new(), Vec::new()];
     let mut errors = [None, None];
     let duration = options.storage_duration;
     for _ in 0..options.runs {
@@ -351,7 +370,7 @@ fn registered_files_row(
                 ringio_randread(path, direct, queue_depth, registered, duration)
             };
             match result {
-                Ok(iops) => sides[side].push(iops),
+                Ok(reads) => sides[side].push(reads),
                 Err(error) => errors[side] = Some(format!("failed: {error}")),
             }
         }
@@ -362,17 +381,35 @@ fn registered_files_row(
         (true, true) => "O_DIRECT, registered buffers",
     };
     eprintln!("  registered files on/off, randread {mode} QD {queue_depth}: done");
+    let side = |reads: &[Reads], error: Option<String>| {
+        let cpu: Vec<f64> = reads.iter().map(|r| r.cpu_ns_per_read).collect();
+        let iops: Vec<f64> = reads.iter().map(|r| r.iops).collect();
+        let note = crate::stats::Summary::of(&iops).map(|s| {
+            format!(
+                "{} IOPS [{}–{}]",
+                crate::report::number(s.median),
+                crate::report::number(s.min),
+                crate::report::number(s.max)
+            )
+        });
+        match error {
+            Some(error) if reads.is_empty() => Side::Missing(error),
+            _ => Side::from_samples(&cpu, note, "no runs"),
+        }
+    };
     let [on, off] = sides;
     let [on_error, off_error] = errors;
-    let mut row = storage_row(
-        format!("4 KiB random read, 1 GiB file, {mode}, registered files on vs off, QD {queue_depth}"),
-        "IOPS",
-        (&on, on_error),
-        (&off, off_error),
-    );
-    row.peer = "ringio, Config::registered_files(0)".to_string();
-    row.target = None;
-    row
+    Row {
+        name: format!(
+            "4 KiB random read, 1 GiB file, {mode}, registered files on vs off, QD {queue_depth}"
+        ),
+        unit: "CPU ns/read",
+        better: Better::Lower,
+        ringio: side(&on, on_error),
+        peer: "ringio, Config::registered_files(0)".to_string(),
+        peer_value: side(&off, off_error),
+        target: None,
+    }
 }
 
 fn storage_row(
@@ -407,6 +444,7 @@ struct FileState {
     fsync_every: u32,
     stop: bool,
     error: Option<io::Error>,
+    cpu_s: f64,
 }
 
 impl FileState {
@@ -421,6 +459,7 @@ impl FileState {
             fsync_every,
             stop: false,
             error: None,
+            cpu_s: 0.0,
         }
     }
 
@@ -431,17 +470,20 @@ impl FileState {
 }
 
 /// Runs the loop for `duration`, then stops re-arming and drains. Returns
-/// the state as it was at the end of the timed window, and the window's length.
+/// the state as it was at the end of the timed window, and the window's
+/// length; `state.cpu_s` is the thread's CPU time (user plus system) in it.
 fn run_timed(
     io: &mut IO<FileState>,
     state: &mut FileState,
     duration: Duration,
 ) -> io::Result<(u64, u64, f64)> {
     let start = Instant::now();
+    let cpu_start_s = crate::system::thread_cpu_s();
     while start.elapsed() < duration {
         io.run_for_ns(state, 10_000_000)?;
     }
     let elapsed_s = start.elapsed().as_secs_f64();
+    state.cpu_s = crate::system::thread_cpu_s() - cpu_start_s;
     let (completed, bytes) = (state.completed, state.bytes);
     state.stop = true;
     io.run(state)?;
@@ -458,7 +500,7 @@ fn ringio_randread(
     queue_depth: u32,
     registered_files: bool,
     duration: Duration,
-) -> io::Result<f64> {
+) -> io::Result<Reads> {
     // O_DIRECT reads go to the device: hand each one to the kernel as soon
     // as its predecessor's callback makes it (one io_uring_enter per read),
     // as fio does by default (`iodepth_batch_submit=1`). On the virtual disk
@@ -486,7 +528,7 @@ fn ringio_randread(
     let result = run_timed(&mut io, &mut state, duration);
     close(&mut io, file);
     let (completed, _, elapsed_s) = result?;
-    Ok(completed as f64 / elapsed_s)
+    Ok(Reads::of(completed, elapsed_s, state.cpu_s))
 }
 
 fn read_next(io: &mut IO<FileState>, state: &mut FileState, buf: AlignedBuf) {
