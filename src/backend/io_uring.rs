@@ -283,7 +283,9 @@ impl IoUringBackend {
         // SAFETY: every pointer in `entry` points into memory owned by the
         // completion slot's handler (the IO's buffer, address or nothing),
         // which the IO keeps alive, unmoved, until the completion with this
-        // entry's user_data is reaped, or leaks if it never is (IO::drop).
+        // entry's user_data is reaped, or leaks if it never is (IO::drop);
+        // or, for the entry that clears a registered-file slot, at the
+        // `FD_NONE` static, alive for the whole program.
         unsafe { submission.push(&entry) }.is_ok()
     }
 }
