@@ -210,7 +210,12 @@ fn print_summary(sections: &[Section]) {
                     let note = note
                         .as_ref()
                         .map_or(String::new(), |note| format!(" ({note})"));
-                    format!("{}{note}", report::number(summary.median))
+                    format!(
+                        "{} [{}–{}]{note}",
+                        report::number(summary.median),
+                        report::number(summary.min),
+                        report::number(summary.max)
+                    )
                 }
                 Side::Missing(_) => "n/a".to_string(),
             };

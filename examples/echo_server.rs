@@ -78,6 +78,9 @@ usage: echo_server [--proto tcp|udp|unix] [--addr ADDR] [--backend io_uring|epol
                      flags), coop (COOP_TASKRUN), defer (SINGLE_ISSUER and
                      DEFER_TASKRUN), or sqpoll (SQPOLL, 1 s idle, with
                      SINGLE_ISSUER)
+  --registered-files N
+                     io_uring's registered file table behind the handles:
+                     N slots (default 4096; 0: plain fds)
   --max-seconds N    exit after about N seconds (default: run forever)
   --help             print this help";
 
@@ -97,6 +100,7 @@ struct Args {
     multishot: bool,
     pool_buffers: u16,
     ring: Option<String>,
+    registered_files: Option<u32>,
     max_seconds: Option<u64>,
 }
 
@@ -181,6 +185,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         multishot: false,
         pool_buffers: 4096,
         ring: None,
+        registered_files: None,
         max_seconds: None,
     };
     while let Some(flag) = args.next() {
@@ -228,6 +233,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 }
                 parsed.pool_buffers = count;
             }
+            "--registered-files" => {
+                let text = value()?;
+                let slots = text.parse().map_err(|_| format!("bad number {text:?}"))?;
+                parsed.registered_files = Some(slots);
+            }
             "--max-seconds" => {
                 let text = value()?;
                 let seconds = text.parse().map_err(|_| format!("bad number {text:?}"))?;
@@ -263,6 +273,9 @@ fn serve(args: &Args) -> io::Result<()> {
         Some("sqpoll") => config.defer_taskrun(false).sqpoll_idle_ms(Some(1_000)),
         _ => config,
     };
+    if let Some(slots) = args.registered_files {
+        config = config.registered_files(slots);
+    }
     // The IO chooses, and may fall back: the line below names the backend
     // that is really running, never the one asked for.
     let mut io: IO<Server> = IO::with_config(config)?;

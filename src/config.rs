@@ -24,6 +24,7 @@ pub struct Config {
     pub(crate) single_issuer: bool,
     pub(crate) defer_taskrun: bool,
     pub(crate) sqpoll_idle_ms: Option<u32>,
+    pub(crate) registered_files: u32,
 }
 
 impl Config {
@@ -32,7 +33,9 @@ impl Config {
     /// operations when the `IO` is dropped, and the backend chosen as
     /// [`Config::backend`] describes, submission once per pass (see
     /// [`Config::submit_batch`]), and on io_uring a ring set up with
-    /// `SINGLE_ISSUER` and `DEFER_TASKRUN` (see [`Config::defer_taskrun`]).
+    /// `SINGLE_ISSUER` and `DEFER_TASKRUN` (see [`Config::defer_taskrun`])
+    /// and a registered file table of 4096 slots (see
+    /// [`Config::registered_files`]).
     pub const fn new() -> Config {
         Config {
             entries: 256,
@@ -48,6 +51,7 @@ impl Config {
             single_issuer: true,
             defer_taskrun: true,
             sqpoll_idle_ms: None,
+            registered_files: 4096,
         }
     }
 
@@ -165,6 +169,34 @@ impl Config {
     /// back flag by flag, `SQPOLL` last).
     pub const fn sqpoll_idle_ms(mut self, idle_ms: Option<u32>) -> Config {
         self.sqpoll_idle_ms = idle_ms;
+        self
+    }
+
+    /// io_uring only: the size of the registered file table behind the
+    /// `IO`'s handles; `0` turns it off. The default is 4096.
+    ///
+    /// Each descriptor the `IO` owns (socket, file, accepted connection,
+    /// adopted fd) is also installed in the ring's table, at its handle's
+    /// index, while it keeps its fd (so [`IO::as_fd`](crate::IO::as_fd),
+    /// [`IO::release`](crate::IO::release) and the socket options work as
+    /// before), and every operation on it that the kernel allows names the
+    /// slot (`IOSQE_FIXED_FILE`): the kernel then skips the fd-table lookup
+    /// and the file's reference count on each operation. Installing costs
+    /// one `io_uring_register` syscall per new descriptor (counted in
+    /// [`Stats::syscalls`](crate::Stats::syscalls)); clearing rides with the
+    /// close.
+    ///
+    /// The table is clamped to the process's `RLIMIT_NOFILE` (the kernel's
+    /// limit for it), and a ring of 2 entries has none (the close of a
+    /// registered file takes three: a cancel, the slot's clearing, the
+    /// close). Descriptors whose handle index is past the table's
+    /// end, or that the kernel refuses to install, run on their plain fd,
+    /// as every descriptor does when the kernel refuses the table: the same
+    /// results, a little slower, counted in
+    /// [`Stats::registered_files_fallbacks`](crate::Stats::registered_files_fallbacks)
+    /// and logged (`tracing`, debug, target `ringio`).
+    pub const fn registered_files(mut self, slots: u32) -> Config {
+        self.registered_files = slots;
         self
     }
 

@@ -15,9 +15,12 @@
 //! generation would wrap is retired instead of reused, so that no handle can
 //! ever name a later descriptor.
 //!
-//! The table is where io_uring's registered files can plug in later: a
-//! [`Descriptor`] is what the backends see, and it could name a fixed-file
-//! slot as well as a raw fd, with no change to the public API.
+//! On io_uring the table is mirrored by the ring's registered file table
+//! ([`Config::registered_files`](crate::Config::registered_files)): the
+//! descriptor of entry `i` is also installed at slot `i`, and operations
+//! on it name the slot. The rule above is what makes that safe: a slot is
+//! reused only with its entry, after every operation that named it has
+//! completed, and the close clears the slot before it closes the fd.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -337,7 +340,10 @@ impl<C> IO<C> {
         if self.sim().is_some() {
             return Err(sys::errno(libc::EOPNOTSUPP));
         }
-        Ok(self.handles.insert(Descriptor::Os(fd)))
+        let raw = fd.as_raw_fd();
+        let handle = self.handles.insert(Descriptor::Os(fd));
+        self.backend.register_file(handle.index, raw);
+        Ok(handle)
     }
 
     /// Gives the descriptor back: the handle (and every copy) is stale from
@@ -395,7 +401,9 @@ impl<C> IO<C> {
             // and owned by nobody.
             Descriptor::Os(unsafe { OwnedFd::from_raw_fd(fd) })
         };
-        self.handles.insert(descriptor)
+        let handle = self.handles.insert(descriptor);
+        self.backend.register_file(handle.index, fd);
+        handle
     }
 
     /// The raw number behind an open handle, for the set-up calls.

@@ -48,6 +48,16 @@ pub struct Stats {
     pub callbacks_boxed: u64,
     /// Descriptors the `IO` owns now (sockets, files, directories).
     pub descriptors_open: u64,
+    /// Slots in io_uring's registered file table
+    /// ([`Config::registered_files`]): 0 when it is off, refused by the
+    /// kernel, or on another backend.
+    pub registered_files_slots: u64,
+    /// Descriptors installed in the registered file table now: operations
+    /// on them name their slot (`IOSQE_FIXED_FILE`).
+    pub registered_files: u64,
+    /// Descriptors that got no slot in the registered file table (it was
+    /// full, or the kernel refused the update) and run on their plain fd.
+    pub registered_files_fallbacks: u64,
 }
 
 /// A single-threaded, completion-based I/O loop.
@@ -254,7 +264,12 @@ impl<C> IO<C> {
     /// - what `epoll_create1` returns.
     pub fn with_config(config: Config) -> io::Result<IO<C>> {
         config.validate()?;
-        let backend = select::open(config.backend, config.entries, config.ring_flags())?;
+        let backend = select::open(
+            config.backend,
+            config.entries,
+            config.ring_flags(),
+            config.registered_files,
+        )?;
         tracing::debug!(target: "ringio", backend = backend.name(), entries = config.entries, "backend chosen");
         IO::from_backend(backend, config)
     }
@@ -356,11 +371,15 @@ impl<C> IO<C> {
 
     /// The loop's counters.
     pub fn stats(&self) -> Stats {
+        let files = self.backend.registered_files();
         Stats {
             in_flight: u64::from(self.slots.in_use()),
             unqueued: u64::from(self.unqueued.len()),
             syscalls: self.backend.syscalls(),
             descriptors_open: u64::from(self.handles.open()),
+            registered_files_slots: u64::from(files.slots),
+            registered_files: u64::from(files.installed),
+            registered_files_fallbacks: files.fallbacks,
             ..self.stats
         }
     }

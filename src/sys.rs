@@ -45,6 +45,20 @@ pub(crate) fn result_from_raw(result: i32) -> io::Result<u32> {
     }
 }
 
+/// The process's soft `RLIMIT_NOFILE`: the most descriptors it may have
+/// open, and the largest registered file table the kernel grants it.
+pub(crate) fn nofile_limit() -> u32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a live, writable rlimit for the call's duration.
+    match cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }) {
+        Ok(_) => u32::try_from(limit.rlim_cur).unwrap_or(u32::MAX),
+        Err(_) => 0,
+    }
+}
+
 /// Reads CLOCK_MONOTONIC in nanoseconds. The same clock io_uring's wait timeout uses.
 pub(crate) fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)

@@ -936,7 +936,7 @@ fn submit_batch_submits_from_inside_the_queuing_call(backend: Backend) {
     );
     io.nop(count);
     let early = match backend {
-        Backend::IoUring => 1,
+        Backend::IoUring | Backend::IoUringUnregistered => 1,
         // epoll and the simulator start operations once per pass, whatever the batch.
         Backend::Epoll | Backend::Sim => 0,
     };

@@ -49,7 +49,7 @@ fn record(seen: &mut Seen, result: io::Result<Handle>, more: bool) {
 /// Both ways io_uring can run it, or the one way of another backend.
 fn configs(backend: Backend) -> Vec<Config> {
     let mut configs = vec![Config::new()];
-    if backend == Backend::IoUring {
+    if backend.is_io_uring() {
         configs.push(Config::new().emulate_kernel_features(true));
     }
     configs

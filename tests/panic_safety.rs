@@ -81,7 +81,7 @@ fn fds_of_kind(kind: &str) -> Vec<RawFd> {
 /// A new `IO`, and the descriptor of the ring or epoll instance it made.
 fn new_io_with_its_fd(backend: Backend, config: Config) -> (IO<()>, RawFd) {
     let kind = match backend {
-        Backend::IoUring => "io_uring",
+        Backend::IoUring | Backend::IoUringUnregistered => "io_uring",
         _ => "eventpoll",
     };
     let before = fds_of_kind(kind);

@@ -52,7 +52,7 @@ fn recv_on(io: &mut IO<Seen>, server: ringio::Handle) {
 
 fn zero_copy_sends_hand_back_each_buffer_whole_and_in_order(backend: Backend) {
     let mut configs = vec![Config::new()];
-    if backend == Backend::IoUring {
+    if backend.is_io_uring() {
         configs.push(Config::new().emulate_kernel_features(true));
     }
     for config in configs {

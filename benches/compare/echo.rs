@@ -202,6 +202,21 @@ fn side(loads: &Result<Vec<Load>, String>, scale: f64, show_cpu: bool) -> Side {
     Side::from_samples(&rates, note, "no runs")
 }
 
+/// The server's median CPU time per unit (a round trip, or 1000 bytes when
+/// `scale` is 10^6), from its /proc CPU ticks (10 ms resolution).
+fn cpu_side(loads: &Result<Vec<Load>, String>, scale: f64) -> Side {
+    let loads = match loads {
+        Ok(loads) => loads,
+        Err(reason) => return Side::Missing(reason.clone()),
+    };
+    let per_unit = if scale == 1.0 { 1.0 } else { 1000.0 };
+    let costs: Vec<f64> = loads
+        .iter()
+        .map(|load| load.server_cpu_s * 1e9 * per_unit / load.units.max(1) as f64)
+        .collect();
+    Side::from_samples(&costs, None, "no runs")
+}
+
 /// Rows of one configuration: ringio on io_uring against each peer (the C
 /// liburing server twice: on default ring flags, and on ringio's default
 /// SINGLE_ISSUER + DEFER_TASKRUN), ringio on epoll against tokio (both
@@ -219,8 +234,8 @@ fn rows(
         .iter()
         .map(|loads| side(loads, scale, true))
         .collect();
-    let [uring, epoll, tokio, bare, multishot, coop, plain, c_uring, c_uring_defer] =
-        [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|index| sides[index].clone());
+    let [uring, epoll, tokio, bare, multishot, coop, plain, c_uring, c_uring_defer, unregistered] =
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(|index| sides[index].clone());
     let row = |ringio: &Side, suffix: &str, peer: &str, peer_value: &Side, target| Row {
         name: format!("{name}{suffix}"),
         unit,
@@ -295,6 +310,37 @@ fn rows(
             ", ringio plain ring",
             servers::C_LIBURING.label,
             &c_uring,
+            None,
+        ),
+        // Registered files (the default) against the same server on plain
+        // fds: the gain of the table alone, as throughput and as the
+        // server's CPU time per unit (what a loaded machine's scheduling
+        // changes least).
+        row(
+            &uring,
+            ", registered files on vs off",
+            servers::RINGIO_UNREGISTERED.label,
+            &unregistered,
+            None,
+        ),
+        Row {
+            name: format!("{name}, registered files on vs off, server CPU"),
+            unit: if scale == 1.0 {
+                "server CPU ns/round trip"
+            } else {
+                "server CPU ns/KB echoed"
+            },
+            better: Better::Lower,
+            ringio: cpu_side(&measured.loads[0], scale),
+            peer: servers::RINGIO_UNREGISTERED.label.to_string(),
+            peer_value: cpu_side(&measured.loads[9], scale),
+            target: None,
+        },
+        row(
+            &unregistered,
+            ", ringio without registered files",
+            servers::C_LIBURING_DEFER.label,
+            &c_uring_defer,
             None,
         ),
     ]

@@ -93,7 +93,15 @@ pub const C_LIBURING_DEFER: Contender = Contender {
     backend: None,
     extra: &["--ring", "defer"],
 };
-pub const ALL: [Contender; 9] = [
+/// ringio's echo_server without io_uring's registered file table: every
+/// operation on a plain fd, as before issue 16's item 3.
+pub const RINGIO_UNREGISTERED: Contender = Contender {
+    label: "ringio without registered files (io_uring)",
+    program: Program::Example("echo_server"),
+    backend: Some("io_uring"),
+    extra: &["--registered-files", "0"],
+};
+pub const ALL: [Contender; 10] = [
     RINGIO_IO_URING,
     RINGIO_EPOLL,
     TOKIO,
@@ -103,6 +111,7 @@ pub const ALL: [Contender; 9] = [
     RINGIO_PLAIN,
     C_LIBURING,
     C_LIBURING_DEFER,
+    RINGIO_UNREGISTERED,
 ];
 
 impl Contender {

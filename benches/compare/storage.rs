@@ -71,14 +71,33 @@ pub fn run(options: &Options) -> Section {
             ));
         }
     }
-    // Registered buffers, against fio with its registration options.
-    for queue_depth in QUEUE_DEPTHS {
-        section.rows.push(randread_fixed_row(
-            options,
-            &read_path,
-            queue_depth,
-            fio_ready,
-        ));
+    // Registered buffers, against fio with its registration options: with
+    // registered files on both sides (ringio's default), then on plain fds
+    // on both sides (`Config::registered_files(0)`, fio without
+    // `--registerfiles`), alternating run by run within each row.
+    for registered_files in [true, false] {
+        for queue_depth in QUEUE_DEPTHS {
+            section.rows.push(randread_fixed_row(
+                options,
+                &read_path,
+                queue_depth,
+                registered_files,
+                fio_ready,
+            ));
+        }
+    }
+    // The table's own gain: ringio against itself on plain fds
+    // (`Config::registered_files(0)`), the two alternating run by run.
+    for (direct, fixed_buffers) in [(false, false), (true, false), (true, true)] {
+        for queue_depth in QUEUE_DEPTHS {
+            section.rows.push(registered_files_row(
+                options,
+                &read_path,
+                direct,
+                fixed_buffers,
+                queue_depth,
+            ));
+        }
     }
     for fsync_every in [1, 16] {
         section
@@ -153,12 +172,14 @@ fn randread_row(
     let mut peer_error = None;
     let mut ringio_error = None;
     for _ in 0..options.runs {
-        match ringio_randread(path, direct, queue_depth, options.storage_duration) {
-            Ok(iops) => ringio.push(iops),
+        match ringio_randread(path, direct, queue_depth, true, options.storage_duration) {
+            Ok(reads) => ringio.push(reads.iops),
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
         if fio_ready && peer_error.is_none() {
-            match fio::randread_iops(path, direct, queue_depth, options.storage_duration, &[]) {
+            let registration = ["--registerfiles"];
+            let duration = options.storage_duration;
+            match fio::randread_iops(path, direct, queue_depth, duration, &registration) {
                 Ok(iops) => peer.push(iops),
                 Err(error) => peer_error = Some(error),
             }
@@ -174,30 +195,50 @@ fn randread_row(
 }
 
 /// O_DIRECT random reads through registered buffers (`read_fixed`)
-/// against fio with `--fixedbufs --registerfiles`. ringio has no
-/// registered files yet (issue 16), so fio has one registration more.
-fn randread_fixed_row(options: &Options, path: &Path, queue_depth: u32, fio_ready: bool) -> Row {
+/// against fio with `--fixedbufs`, both sides with registered files
+/// (fio `--registerfiles`) or both without.
+fn randread_fixed_row(
+    options: &Options,
+    path: &Path,
+    queue_depth: u32,
+    registered_files: bool,
+    fio_ready: bool,
+) -> Row {
     let mut ringio = Vec::new();
     let mut peer = Vec::new();
     let (mut ringio_error, mut peer_error) = (None, None);
-    let registration = ["--fixedbufs", "--registerfiles"];
+    let registration: &[&str] = if registered_files {
+        &["--fixedbufs", "--registerfiles"]
+    } else {
+        &["--fixedbufs"]
+    };
     for _ in 0..options.runs {
-        match ringio_randread_fixed(path, queue_depth, options.storage_duration) {
-            Ok(iops) => ringio.push(iops),
+        match ringio_randread_fixed(
+            path,
+            queue_depth,
+            registered_files,
+            options.storage_duration,
+        ) {
+            Ok(reads) => ringio.push(reads.iops),
             Err(error) => ringio_error = Some(format!("failed: {error}")),
         }
         if fio_ready && peer_error.is_none() {
             let duration = options.storage_duration;
-            match fio::randread_iops(path, true, queue_depth, duration, &registration) {
+            match fio::randread_iops(path, true, queue_depth, duration, registration) {
                 Ok(iops) => peer.push(iops),
                 Err(error) => peer_error = Some(error),
             }
         }
     }
-    eprintln!("  randread O_DIRECT fixed buffers QD {queue_depth}: done");
+    eprintln!("  randread O_DIRECT fixed buffers, registered files {registered_files}, QD {queue_depth}: done");
+    let files = if registered_files {
+        "registered files (fio --fixedbufs --registerfiles)"
+    } else {
+        "plain fds (ringio registered_files(0), fio --fixedbufs)"
+    };
     storage_row(
         format!(
-            "4 KiB random read, 1 GiB file, O_DIRECT, registered buffers (fio --fixedbufs --registerfiles), QD {queue_depth}"
+            "4 KiB random read, 1 GiB file, O_DIRECT, registered buffers, {files}, QD {queue_depth}"
         ),
         "IOPS",
         (&ringio, ringio_error),
@@ -205,11 +246,19 @@ fn randread_fixed_row(options: &Options, path: &Path, queue_depth: u32, fio_read
     )
 }
 
-fn ringio_randread_fixed(path: &Path, queue_depth: u32, duration: Duration) -> io::Result<f64> {
-    let config = Config::new()
+fn ringio_randread_fixed(
+    path: &Path,
+    queue_depth: u32,
+    registered_files: bool,
+    duration: Duration,
+) -> io::Result<Reads> {
+    let mut config = Config::new()
         .entries(256.max(queue_depth))
         .completions_initial(queue_depth)
         .submit_batch(1);
+    if !registered_files {
+        config = config.registered_files(0);
+    }
     let mut io: IO<FileState> = IO::with_config(config)?;
     let count = u16::try_from(queue_depth).map_err(|_| io::Error::other("queue depth"))?;
     let set = io.register_fixed_buffers(count, BLOCK_BYTES as u32)?;
@@ -221,7 +270,7 @@ fn ringio_randread_fixed(path: &Path, queue_depth: u32, duration: Duration) -> i
     let result = run_timed(&mut io, &mut state, duration);
     close(&mut io, file);
     let (completed, _, elapsed_s) = result?;
-    Ok(completed as f64 / elapsed_s)
+    Ok(Reads::of(completed, elapsed_s, state.cpu_s))
 }
 
 fn read_fixed_next(io: &mut IO<FileState>, state: &mut FileState, buf: ringio::FixedBuf) {
@@ -281,6 +330,88 @@ fn write_row(options: &Options, path: &Path, fsync_every: u32, fio_ready: bool) 
     )
 }
 
+/// What a timed run of random reads did: reads per second, and the
+/// thread's CPU time per read (the loop's user time and the system time of
+/// its submissions and inline completions; what a loaded machine's
+/// scheduling changes least).
+struct Reads {
+    iops: f64,
+    cpu_ns_per_read: f64,
+}
+
+impl Reads {
+    fn of(completed: u64, elapsed_s: f64, cpu_s: f64) -> Reads {
+        Reads {
+            iops: completed as f64 / elapsed_s,
+            cpu_ns_per_read: cpu_s * 1e9 / completed.max(1) as f64,
+        }
+    }
+}
+
+/// ringio with registered files (the default) against ringio on plain
+/// fds, alternating run by run: random 4 KiB reads, buffered or O_DIRECT,
+/// into plain or registered buffers. The figure is the loop thread's CPU
+/// time per read; the IOPS are in the note.
+fn registered_files_row(
+    options: &Options,
+    path: &Path,
+    direct: bool,
+    fixed_buffers: bool,
+    queue_depth: u32,
+) -> Row {
+    let mut sides: [Vec<Reads>; 2] = [Vec::new(), Vec::new()];
+    let mut errors = [None, None];
+    let duration = options.storage_duration;
+    for _ in 0..options.runs {
+        for (side, registered) in [(0, true), (1, false)] {
+            let result = if fixed_buffers {
+                ringio_randread_fixed(path, queue_depth, registered, duration)
+            } else {
+                ringio_randread(path, direct, queue_depth, registered, duration)
+            };
+            match result {
+                Ok(reads) => sides[side].push(reads),
+                Err(error) => errors[side] = Some(format!("failed: {error}")),
+            }
+        }
+    }
+    let mode = match (direct, fixed_buffers) {
+        (false, _) => "buffered (page cache warm)",
+        (true, false) => "O_DIRECT",
+        (true, true) => "O_DIRECT, registered buffers",
+    };
+    eprintln!("  registered files on/off, randread {mode} QD {queue_depth}: done");
+    let side = |reads: &[Reads], error: Option<String>| {
+        let cpu: Vec<f64> = reads.iter().map(|r| r.cpu_ns_per_read).collect();
+        let iops: Vec<f64> = reads.iter().map(|r| r.iops).collect();
+        let note = crate::stats::Summary::of(&iops).map(|s| {
+            format!(
+                "{} IOPS [{}–{}]",
+                crate::report::number(s.median),
+                crate::report::number(s.min),
+                crate::report::number(s.max)
+            )
+        });
+        match error {
+            Some(error) if reads.is_empty() => Side::Missing(error),
+            _ => Side::from_samples(&cpu, note, "no runs"),
+        }
+    };
+    let [on, off] = sides;
+    let [on_error, off_error] = errors;
+    Row {
+        name: format!(
+            "4 KiB random read, 1 GiB file, {mode}, registered files on vs off, QD {queue_depth}"
+        ),
+        unit: "CPU ns/read",
+        better: Better::Lower,
+        ringio: side(&on, on_error),
+        peer: "ringio, Config::registered_files(0)".to_string(),
+        peer_value: side(&off, off_error),
+        target: None,
+    }
+}
+
 fn storage_row(
     name: String,
     unit: &'static str,
@@ -313,6 +444,7 @@ struct FileState {
     fsync_every: u32,
     stop: bool,
     error: Option<io::Error>,
+    cpu_s: f64,
 }
 
 impl FileState {
@@ -327,6 +459,7 @@ impl FileState {
             fsync_every,
             stop: false,
             error: None,
+            cpu_s: 0.0,
         }
     }
 
@@ -337,17 +470,20 @@ impl FileState {
 }
 
 /// Runs the loop for `duration`, then stops re-arming and drains. Returns
-/// the state as it was at the end of the timed window, and the window's length.
+/// the state as it was at the end of the timed window, and the window's
+/// length; `state.cpu_s` is the thread's CPU time (user plus system) in it.
 fn run_timed(
     io: &mut IO<FileState>,
     state: &mut FileState,
     duration: Duration,
 ) -> io::Result<(u64, u64, f64)> {
     let start = Instant::now();
+    let cpu_start_s = crate::system::thread_cpu_s();
     while start.elapsed() < duration {
         io.run_for_ns(state, 10_000_000)?;
     }
     let elapsed_s = start.elapsed().as_secs_f64();
+    state.cpu_s = crate::system::thread_cpu_s() - cpu_start_s;
     let (completed, bytes) = (state.completed, state.bytes);
     state.stop = true;
     io.run(state)?;
@@ -362,8 +498,9 @@ fn ringio_randread(
     path: &Path,
     direct: bool,
     queue_depth: u32,
+    registered_files: bool,
     duration: Duration,
-) -> io::Result<f64> {
+) -> io::Result<Reads> {
     // O_DIRECT reads go to the device: hand each one to the kernel as soon
     // as its predecessor's callback makes it (one io_uring_enter per read),
     // as fio does by default (`iodepth_batch_submit=1`). On the virtual disk
@@ -371,10 +508,13 @@ fn ringio_randread(
     // served about 20% slower at QD 32 (docs/benchmarks.md). Page-cache
     // reads never reach the device and keep one submission per pass.
     let submit_batch = if direct { 1 } else { 0 };
-    let config = Config::new()
+    let mut config = Config::new()
         .entries(256.max(queue_depth))
         .completions_initial(queue_depth)
         .submit_batch(submit_batch);
+    if !registered_files {
+        config = config.registered_files(0);
+    }
     let mut io: IO<FileState> = IO::with_config(config)?;
     let file = io.open_file(path, FileOptions::new().write(false).direct(direct))?;
     let mut state = FileState::new(file, 0);
@@ -388,7 +528,7 @@ fn ringio_randread(
     let result = run_timed(&mut io, &mut state, duration);
     close(&mut io, file);
     let (completed, _, elapsed_s) = result?;
-    Ok(completed as f64 / elapsed_s)
+    Ok(Reads::of(completed, elapsed_s, state.cpu_s))
 }
 
 fn read_next(io: &mut IO<FileState>, state: &mut FileState, buf: AlignedBuf) {

@@ -7,8 +7,9 @@ use std::io;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::{Backend, RawCompletion, Wait, USER_DATA_INTERNAL};
+use super::{Backend, RawCompletion, RegisteredFiles, Wait, USER_DATA_INTERNAL};
 use crate::completion::Operation;
+use crate::sys::Fd;
 
 /// The io_uring backend.
 pub(crate) struct IoUringBackend {
@@ -24,6 +25,79 @@ pub(crate) struct IoUringBackend {
     syscalls_pending: VecDeque<(u64, Operation)>,
     /// Their results, reaped before the ring's.
     syscall_results: VecDeque<RawCompletion>,
+    /// The registered file table behind the `IO`'s handles.
+    files: Files,
+}
+
+/// What a registered file table slot is cleared with. A static, so that
+/// the `IORING_OP_FILES_UPDATE` that reads it (whenever the kernel gets to
+/// it) never reads freed memory.
+static FD_NONE: Fd = -1;
+
+/// The ring's registered file table, mirroring the `IO`'s handle table:
+/// the descriptor behind handle-table entry `i` is also installed at slot
+/// `i` (the fd stays open too, for `as_fd`, `release` and the set-up
+/// calls), and every operation on it that the kernel lets name a slot does
+/// (`IOSQE_FIXED_FILE`), which saves the kernel the fd-table lookup and the
+/// file's reference count per operation.
+///
+/// A slot is reused only with its handle-table entry, and the handle table
+/// reuses an entry only after every operation that named it completed: no
+/// entry in flight can name a slot that holds another file by then.
+struct Files {
+    /// Slots in the table (0: none, by `Config::registered_files(0)` or
+    /// because the kernel refused the table).
+    slots: u32,
+    /// The slot each installed fd is at, plus one, indexed by fd (0: none).
+    /// The `IO` owns each such fd, so no other file can have its number
+    /// while it is here. Zero meaning "none" lets the table be allocated
+    /// zeroed, for every fd the process may have, when the ring is set
+    /// up: the pages no fd reaches are never touched (never resident),
+    /// and no new highest fd number makes it grow (an allocation) later.
+    slot_of_fd: Vec<u32>,
+    installed: u32,
+    fallbacks: u64,
+}
+
+impl Files {
+    /// The slot `fd` is installed at, if any.
+    #[inline(always)]
+    fn slot(&self, fd: Fd) -> Option<u32> {
+        // A negative fd converts to a huge index, which `get` refuses.
+        self.slot_of_fd.get(fd as usize)?.checked_sub(1)
+    }
+
+    /// What an entry that names `fd` carries in its fd field, and the flag
+    /// that goes with it: the slot and `FIXED_FILE`, or the fd itself.
+    #[inline(always)]
+    fn target(&self, fd: Fd) -> (types::Fd, squeue::Flags) {
+        match self.slot(fd) {
+            Some(slot) => (types::Fd(slot as Fd), squeue::Flags::FIXED_FILE),
+            None => (types::Fd(fd), squeue::Flags::empty()),
+        }
+    }
+
+    fn note_installed(&mut self, fd: Fd, slot: u32) {
+        let index = usize::try_from(fd).expect("an open fd is not negative");
+        if self.slot_of_fd.len() <= index {
+            // Only past the `RLIMIT_NOFILE` the table was sized for (the
+            // limit was raised since): amortized, never in a steady state.
+            self.slot_of_fd.resize(index + 1, 0);
+        }
+        assert_eq!(self.slot_of_fd[index], 0, "fd {fd} installed twice");
+        assert!(slot < self.slots);
+        self.slot_of_fd[index] = slot + 1;
+        self.installed += 1;
+    }
+
+    /// Forgets `fd`'s slot, returning it.
+    fn note_cleared(&mut self, fd: Fd) -> Option<u32> {
+        let slot = self.slot(fd)?;
+        self.slot_of_fd[fd as usize] = 0;
+        assert!(self.installed > 0);
+        self.installed -= 1;
+        Some(slot)
+    }
 }
 
 impl IoUringBackend {
@@ -38,7 +112,11 @@ impl IoUringBackend {
     /// `EINVAL` for zero entries), or `EOPNOTSUPP` when the kernel lacks
     /// `IORING_FEAT_EXT_ARG` (Linux < 5.11), which the loop needs for its wait
     /// timeout.
-    pub(crate) fn new(entries: u32, flags: RingFlags) -> io::Result<IoUringBackend> {
+    pub(crate) fn new(
+        entries: u32,
+        flags: RingFlags,
+        registered_files: u32,
+    ) -> io::Result<IoUringBackend> {
         if entries == 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
@@ -53,6 +131,14 @@ impl IoUringBackend {
         let send_zc = probe.is_supported(opcode::SendZc::CODE);
         let ftruncate = probe.is_supported(opcode::Ftruncate::CODE);
         tracing::debug!(target: "ringio", send_zc, ftruncate, "io_uring probed");
+        // A close of a registered file takes three entries (see
+        // `push_close`): a ring smaller than that goes without the table.
+        let registered_files = if ring.params().sq_entries() >= 3 {
+            registered_files
+        } else {
+            0
+        };
+        let slots = register_file_table(&ring, registered_files);
         Ok(IoUringBackend {
             ring,
             syscalls: 0,
@@ -60,6 +146,17 @@ impl IoUringBackend {
             ftruncate,
             syscalls_pending: VecDeque::new(),
             syscall_results: VecDeque::new(),
+            files: Files {
+                slots,
+                slot_of_fd: if slots > 0 {
+                    // Zeroed: see `Files::slot_of_fd`.
+                    vec![0; crate::sys::nofile_limit().min(1 << 20) as usize]
+                } else {
+                    Vec::new()
+                },
+                installed: 0,
+                fallbacks: 0,
+            },
         })
     }
 
@@ -141,11 +238,24 @@ impl IoUringBackend {
     /// the fd: the kernel holds its own reference to the file, so without
     /// it a recv on a closed socket would wait for data forever. They
     /// complete with `ECANCELED`, as on the epoll backend. (Linux < 5.19
-    /// rejects the cancel with `EINVAL`, which is ignored.)
+    /// rejects the cancel with `EINVAL`, which is ignored.) The cancel
+    /// names the fd, not the slot: it matches operations by the file they
+    /// hold, and an operation on the slot holds the same file.
+    ///
+    /// A file installed in the registered table is held open by the table
+    /// too (a socket would never send its FIN), so its slot is cleared
+    /// between the two, by an `IORING_OP_FILES_UPDATE` rather than
+    /// `io_uring_register`: it runs after the entries queued before it,
+    /// so a send queued just before the close still finds the slot. The
+    /// close is hard-linked to it, so it runs whatever the update's result
+    /// and completes after it; the handle's entry, and with it the slot,
+    /// is reused only after that.
     #[inline(never)]
-    fn push_close(&mut self, user_data: u64, fd: libc::c_int) -> bool {
+    fn push_close(&mut self, user_data: u64, fd: Fd) -> bool {
+        let slot = self.files.slot(fd);
+        let needed = if slot.is_some() { 3 } else { 2 };
         let submission = self.ring.submission();
-        if submission.capacity() - submission.len() < 2 {
+        if submission.capacity() - submission.len() < needed {
             return false;
         }
         drop(submission);
@@ -153,8 +263,18 @@ impl IoUringBackend {
         let close = opcode::Close::new(types::Fd(fd))
             .build()
             .user_data(user_data);
-        // Both fit: checked above, and nothing else pushes in between.
-        self.push_entry(cancel.build().user_data(USER_DATA_INTERNAL)) && self.push_entry(close)
+        // All fit: checked above, and nothing else pushes in between.
+        let mut pushed = self.push_entry(cancel.build().user_data(USER_DATA_INTERNAL));
+        if let Some(slot) = slot {
+            self.files.note_cleared(fd);
+            let clear = opcode::FilesUpdate::new(&FD_NONE, 1)
+                .offset(slot as i32)
+                .build()
+                .user_data(USER_DATA_INTERNAL)
+                .flags(squeue::Flags::IO_HARDLINK);
+            pushed &= self.push_entry(clear);
+        }
+        pushed && self.push_entry(close)
     }
 
     /// Pushes `operation`, one the backend submits as one entry as it is
@@ -168,7 +288,7 @@ impl IoUringBackend {
             operation,
             Operation::Close { .. } | Operation::Ftruncate { .. }
         ));
-        self.push_entry(build_entry(operation).user_data(user_data))
+        self.push_entry(build_entry(operation, &self.files).user_data(user_data))
     }
 
     #[inline(always)]
@@ -177,8 +297,36 @@ impl IoUringBackend {
         // SAFETY: every pointer in `entry` points into memory owned by the
         // completion slot's handler (the IO's buffer, address or nothing),
         // which the IO keeps alive, unmoved, until the completion with this
-        // entry's user_data is reaped, or leaks if it never is (IO::drop).
+        // entry's user_data is reaped, or leaks if it never is (IO::drop);
+        // or, for the entry that clears a registered-file slot, at the
+        // `FD_NONE` static, alive for the whole program.
         unsafe { submission.push(&entry) }.is_ok()
+    }
+}
+
+/// Registers a sparse file table of `slots` slots (at most the process's
+/// `RLIMIT_NOFILE`, which the kernel enforces): `IORING_RSRC_REGISTER_SPARSE`
+/// (Linux 5.19), else a table of `-1`s (5.5). Returns the slots registered;
+/// 0 if asked for none or refused, and operations then use plain fds.
+fn register_file_table(ring: &IoUring<squeue::Entry, cqueue::Entry>, slots: u32) -> u32 {
+    let slots = slots.min(crate::sys::nofile_limit());
+    if slots == 0 {
+        return 0;
+    }
+    let submitter = ring.submitter();
+    let result = submitter.register_files_sparse(slots).or_else(|error| {
+        tracing::debug!(target: "ringio", %error, "sparse file table refused; registering -1s");
+        submitter.register_files(&vec![-1; slots as usize])
+    });
+    match result {
+        Ok(()) => {
+            tracing::debug!(target: "ringio", slots, "registered file table");
+            slots
+        }
+        Err(error) => {
+            tracing::debug!(target: "ringio", %error, slots, "registered file table refused; plain fds");
+            0
+        }
     }
 }
 
@@ -257,103 +405,134 @@ impl RingFlags {
 
 /// Builds the submission entry for `operation`. Out of line: one call that
 /// switches on the operation, beside the inlined push of its result.
+///
+/// An operation on a descriptor installed in `files` names its slot
+/// (`IOSQE_FIXED_FILE`): every opcode here whose kernel side takes a file
+/// (`needs_file`) accepts one. The others keep the fd: a close names the
+/// fd it closes (a fixed close would close the slot, a direct descriptor),
+/// `statx` refuses a fixed dirfd (`EBADF`), and the path operations name
+/// `AT_FDCWD`.
 #[inline(never)]
-fn entry_for(operation: &Operation) -> squeue::Entry {
-    build_entry(operation)
+fn entry_for(operation: &Operation, files: &Files) -> squeue::Entry {
+    build_entry(operation, files)
 }
 
 /// The body of [`entry_for`], inlined where the operation's kind is known
 /// at compile time ([`IoUringBackend::push_direct`]), so that the switch
 /// folds away and the entry is built where it is pushed.
 #[inline(always)]
-fn build_entry(operation: &Operation) -> squeue::Entry {
+fn build_entry(operation: &Operation, files: &Files) -> squeue::Entry {
+    // The entry for an operation on `fd`: built on its slot or on the fd.
+    macro_rules! on_file {
+        ($fd:expr, |$target:ident| $build:expr) => {{
+            let ($target, flags) = files.target($fd);
+            $build.flags(flags)
+        }};
+    }
     match *operation {
         Operation::Nop => opcode::Nop::new().build(),
-        Operation::Accept { fd } => {
-            opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
-                .flags(libc::SOCK_CLOEXEC)
-                .build()
-        }
+        Operation::Accept { fd } => on_file!(fd, |fd| opcode::Accept::new(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut()
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build()),
         Operation::Connect { fd, addr, addr_len } => {
-            opcode::Connect::new(types::Fd(fd), addr, addr_len).build()
+            on_file!(fd, |fd| opcode::Connect::new(fd, addr, addr_len).build())
         }
-        Operation::Recv { fd, buf, len } => opcode::Recv::new(types::Fd(fd), buf, len).build(),
-        Operation::Send { fd, buf, len } => opcode::Send::new(types::Fd(fd), buf, len)
+        Operation::Recv { fd, buf, len } => {
+            on_file!(fd, |fd| opcode::Recv::new(fd, buf, len).build())
+        }
+        Operation::Send { fd, buf, len } => on_file!(fd, |fd| opcode::Send::new(fd, buf, len)
             .flags(libc::MSG_NOSIGNAL)
-            .build(),
+            .build()),
         Operation::Read {
             fd,
             buf,
             len,
             offset,
-        } => opcode::Read::new(types::Fd(fd), buf, len)
+        } => on_file!(fd, |fd| opcode::Read::new(fd, buf, len)
             .offset(offset)
-            .build(),
+            .build()),
         Operation::Write {
             fd,
             buf,
             len,
             offset,
-        } => opcode::Write::new(types::Fd(fd), buf, len)
+        } => on_file!(fd, |fd| opcode::Write::new(fd, buf, len)
             .offset(offset)
-            .build(),
+            .build()),
         Operation::Fsync { fd, datasync } => {
             let flags = if datasync {
                 types::FsyncFlags::DATASYNC
             } else {
                 types::FsyncFlags::empty()
             };
-            opcode::Fsync::new(types::Fd(fd)).flags(flags).build()
+            on_file!(fd, |fd| opcode::Fsync::new(fd).flags(flags).build())
         }
         Operation::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
-        Operation::Poll { fd, events } => opcode::PollAdd::new(types::Fd(fd), events).build(),
+        Operation::Poll { fd, events } => {
+            on_file!(fd, |fd| opcode::PollAdd::new(fd, events).build())
+        }
         Operation::Cancel { target } => opcode::AsyncCancel::new(target.user_data()).build(),
-        Operation::Shutdown { fd, how } => opcode::Shutdown::new(types::Fd(fd), how).build(),
-        Operation::RecvMulti { fd, pool } => opcode::RecvMulti::new(types::Fd(fd), pool).build(),
-        Operation::SendZc { fd, buf, len } => opcode::SendZc::new(types::Fd(fd), buf, len)
+        Operation::Shutdown { fd, how } => {
+            on_file!(fd, |fd| opcode::Shutdown::new(fd, how).build())
+        }
+        Operation::RecvMulti { fd, pool } => {
+            on_file!(fd, |fd| opcode::RecvMulti::new(fd, pool).build())
+        }
+        Operation::SendZc { fd, buf, len } => on_file!(fd, |fd| opcode::SendZc::new(fd, buf, len)
             .flags(libc::MSG_NOSIGNAL)
-            .build(),
-        Operation::AcceptMulti { fd } => opcode::AcceptMulti::new(types::Fd(fd))
+            .build()),
+        Operation::AcceptMulti { fd } => on_file!(fd, |fd| opcode::AcceptMulti::new(fd)
             .flags(libc::SOCK_CLOEXEC)
-            .build(),
+            .build()),
         Operation::Readv {
             fd,
             iovecs,
             count,
             offset,
-        } => opcode::Readv::new(types::Fd(fd), iovecs, count)
+        } => on_file!(fd, |fd| opcode::Readv::new(fd, iovecs, count)
             .offset(offset)
-            .build(),
+            .build()),
         Operation::Writev {
             fd,
             iovecs,
             count,
             offset,
-        } => opcode::Writev::new(types::Fd(fd), iovecs, count)
+        } => on_file!(fd, |fd| opcode::Writev::new(fd, iovecs, count)
             .offset(offset)
-            .build(),
+            .build()),
         Operation::ReadFixed {
             fd,
             buf,
             len,
             offset,
             index,
-        } => opcode::ReadFixed::new(types::Fd(fd), buf, len, index)
+        } => on_file!(fd, |fd| opcode::ReadFixed::new(fd, buf, len, index)
             .offset(offset)
-            .build(),
+            .build()),
         Operation::WriteFixed {
             fd,
             buf,
             len,
             offset,
             index,
-        } => opcode::WriteFixed::new(types::Fd(fd), buf.cast_const(), len, index)
-            .offset(offset)
-            .build(),
-        Operation::SendMsg { fd, msg } => opcode::SendMsg::new(types::Fd(fd), msg)
+        } => on_file!(fd, |fd| opcode::WriteFixed::new(
+            fd,
+            buf.cast_const(),
+            len,
+            index
+        )
+        .offset(offset)
+        .build()),
+        Operation::SendMsg { fd, msg } => on_file!(fd, |fd| opcode::SendMsg::new(fd, msg)
             .flags(libc::MSG_NOSIGNAL as u32)
-            .build(),
-        Operation::RecvMsg { fd, msg } => opcode::RecvMsg::new(types::Fd(fd), msg).build(),
+            .build()),
+        Operation::RecvMsg { fd, msg } => {
+            on_file!(fd, |fd| opcode::RecvMsg::new(fd, msg).build())
+        }
         // A shot is a result already in; it never goes back to the kernel.
         Operation::Shot { .. } => unreachable!("shots are not submitted"),
         // Timeouts live in the user-space heap and never reach a backend.
@@ -375,11 +554,13 @@ fn build_entry(operation: &Operation) -> squeue::Entry {
             mode,
             offset,
             len,
-        } => opcode::Fallocate::new(types::Fd(fd), len)
+        } => on_file!(fd, |fd| opcode::Fallocate::new(fd, len)
             .offset(offset)
             .mode(mode)
-            .build(),
-        Operation::Ftruncate { fd, len } => opcode::Ftruncate::new(types::Fd(fd), len).build(),
+            .build()),
+        Operation::Ftruncate { fd, len } => {
+            on_file!(fd, |fd| opcode::Ftruncate::new(fd, len).build())
+        }
         Operation::RenameAt { old, new, flags } => opcode::RenameAt::new(
             types::Fd(libc::AT_FDCWD),
             old,
@@ -413,12 +594,12 @@ impl Backend for IoUringBackend {
             self.syscalls_pending.push_back((user_data, *operation));
             return true;
         }
-        self.push_entry(entry_for(operation).user_data(user_data))
+        self.push_entry(entry_for(operation, &self.files).user_data(user_data))
     }
 
     fn push_linked(&mut self, user_data: u64, operation: &Operation) -> bool {
         assert!(self.links(operation));
-        let entry = entry_for(operation)
+        let entry = entry_for(operation, &self.files)
             .user_data(user_data)
             .flags(squeue::Flags::IO_LINK);
         self.push_entry(entry)
@@ -509,6 +690,49 @@ impl Backend for IoUringBackend {
 
     fn emulate_features(&mut self) {
         self.ftruncate = false;
+    }
+
+    fn register_file(&mut self, index: u32, fd: Fd) {
+        if self.files.slots == 0 {
+            return;
+        }
+        if index >= self.files.slots {
+            self.files.fallbacks += 1;
+            tracing::debug!(target: "ringio", index, fd, slots = self.files.slots, "registered file table full; plain fd");
+            return;
+        }
+        // A syscall, not an IORING_OP_FILES_UPDATE ahead of the first
+        // operation: its result is known before any operation names the
+        // slot, so a refusal falls back to the fd rather than failing them.
+        self.syscalls += 1;
+        match self.ring.submitter().register_files_update(index, &[fd]) {
+            Ok(1) => self.files.note_installed(fd, index),
+            result => {
+                self.files.fallbacks += 1;
+                tracing::debug!(target: "ringio", index, fd, ?result, "registered file update refused; plain fd");
+            }
+        }
+    }
+
+    fn forget_fd(&mut self, fd: Fd) {
+        let Some(slot) = self.files.note_cleared(fd) else {
+            return;
+        };
+        // Nothing is in flight on the fd (`release` checked), so the slot
+        // can go at once; the fd's new owner must not find its file still
+        // held open by the ring.
+        self.syscalls += 1;
+        if let Err(error) = self.ring.submitter().register_files_update(slot, &[-1]) {
+            tracing::warn!(target: "ringio", %error, slot, fd, "registered file slot not cleared; the ring holds the file until dropped");
+        }
+    }
+
+    fn registered_files(&self) -> RegisteredFiles {
+        RegisteredFiles {
+            slots: self.files.slots,
+            installed: self.files.installed,
+            fallbacks: self.files.fallbacks,
+        }
     }
 
     unsafe fn register_buf_ring(

@@ -75,19 +75,22 @@ pub(crate) fn open(
     configured: Option<BackendKind>,
     entries: u32,
     flags: RingFlags,
+    registered_files: u32,
 ) -> io::Result<AnyBackend> {
     let forced = match configured {
         Some(kind) => Some(kind),
         None => backend_from_env()?,
     };
     match forced {
-        Some(BackendKind::IoUring) => IoUringBackend::new(entries, flags).map(AnyBackend::IoUring),
+        Some(BackendKind::IoUring) => {
+            IoUringBackend::new(entries, flags, registered_files).map(AnyBackend::IoUring)
+        }
         Some(BackendKind::Epoll) => EpollBackend::new(entries).map(AnyBackend::Epoll),
         Some(BackendKind::Simulator) => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a simulated IO comes from ringio::sim::Simulator::io, not from a Config",
         )),
-        None => match IoUringBackend::new(entries, flags) {
+        None => match IoUringBackend::new(entries, flags, registered_files) {
             Ok(backend) => Ok(AnyBackend::IoUring(backend)),
             Err(error) => {
                 let Some(reason) = refusal_reason(&error) else {

@@ -20,8 +20,12 @@ pub const SIM_SEED: u64 = 0x5eed_c0f0;
 /// name (see `conformance!`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// The io_uring backend.
+    /// The io_uring backend, with its registered file table (the default).
     IoUring,
+    /// The io_uring backend without a registered file table
+    /// (`Config::registered_files(0)`): every operation on a plain fd, as
+    /// on a kernel that refuses the table.
+    IoUringUnregistered,
     /// The epoll backend.
     Epoll,
     /// The deterministic simulator (`ringio::sim`), one node, faults off:
@@ -33,7 +37,7 @@ impl Backend {
     /// The backend `IO::backend()` reports.
     pub fn kind(self) -> BackendKind {
         match self {
-            Backend::IoUring => BackendKind::IoUring,
+            Backend::IoUring | Backend::IoUringUnregistered => BackendKind::IoUring,
             Backend::Epoll => BackendKind::Epoll,
             Backend::Sim => BackendKind::Simulator,
         }
@@ -42,6 +46,11 @@ impl Backend {
     /// Whether the backend runs on the real kernel (its fds are real fds).
     pub fn is_kernel(self) -> bool {
         self != Backend::Sim
+    }
+
+    /// Whether the backend is io_uring, with or without registered files.
+    pub fn is_io_uring(self) -> bool {
+        matches!(self, Backend::IoUring | Backend::IoUringUnregistered)
     }
 
     /// An `IO` on this backend with the default configuration.
@@ -65,6 +74,9 @@ impl Backend {
                 let mut sim = Simulator::new(SIM_SEED, SimOptions::default().without_faults());
                 let node = sim.add_node("conformance");
                 sim.io_with_config(node, config)
+            }
+            Backend::IoUringUnregistered => {
+                IO::with_config(config.backend(self.kind()).registered_files(0))
             }
             _ => IO::with_config(config.backend(self.kind())),
         }
@@ -309,6 +321,20 @@ macro_rules! conformance {
                 #[test]
                 fn $kernel() {
                     super::$kernel(crate::util::Backend::IoUring);
+                }
+            )*)?
+        }
+        mod io_uring_unregistered {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(crate::util::Backend::IoUringUnregistered);
+                }
+            )*
+            $($(
+                #[test]
+                fn $kernel() {
+                    super::$kernel(crate::util::Backend::IoUringUnregistered);
                 }
             )*)?
         }
