@@ -3377,9 +3377,9 @@ fn appendonly_no_is_a_cache_that_leaves_the_log_alone() {
     cache.kill_9();
     assert_eq!(std::fs::metadata(wal_path(&dir)).unwrap().len(), log_bytes);
 
-    let mut again = start_server(&dir, &["--appendonly", "no"]);
+    let again = start_server(&dir, &["--appendonly", "no"]);
     assert_eq!(again.connect().call(&["GET", "k"]), Reply::Bulk(None));
     drop(again);
-    let mut logged = start_server(&dir, &[]);
+    let logged = start_server(&dir, &[]);
     assert_eq!(logged.connect().call(&["GET", "kept"]), bulk("1"));
 }
