@@ -45,8 +45,9 @@ trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 server_pid=
 port=$PORT
 # start DIR COMPACT_BYTES: starts the server, waits until it answers. Each
-# start takes the next port: a killed server's connections linger in
-# TIME_WAIT, and the server's listener does not set SO_REUSEADDR.
+# start takes the next port: a restart on the same port right after kill -9
+# was once refused with EADDRINUSE (the listener does set SO_REUSEADDR; the
+# cause was not found), and a fresh port keeps the measurement clean.
 start() {
     port=$((port + 1))
     "$BIN" --dir "$1" --addr 127.0.0.1:$port --fsync no --compact-bytes "$2" \
