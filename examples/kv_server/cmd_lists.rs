@@ -294,22 +294,41 @@ fn blpop(context: &mut Context<'_>, args: &Args) {
     pop_or_block(context, &keys, timeout_ms, left, None);
 }
 
-/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count], and BLMPOP
-/// timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]: checked in
-/// Redis's order (numkeys, the side, the options, then the timeout).
-fn lmpop(context: &mut Context<'_>, args: &Args) {
+/// The arguments of LMPOP, BLMPOP, ZMPOP and BZMPOP.
+pub(super) struct Mpop<'a> {
+    pub keys: Vec<&'a [u8]>,
+    /// The side named after the keys: LEFT (lists) or MAX (sorted sets).
+    pub side: bool,
+    pub count: usize,
+    /// The blocking forms' timeout.
+    pub timeout_ms: Option<u64>,
+}
+
+/// Parses `[timeout] numkeys key [key ...] SIDE [COUNT count]`, the
+/// timeout for the blocking forms (named with a B), SIDE read by
+/// `side_at`. Checked in Redis's order: numkeys, the side, the options,
+/// then the timeout. `None` once the error is out.
+pub(super) fn parse_mpop<'a>(
+    context: &mut Context<'_>,
+    args: &'a Args,
+    side_at: fn(&Args, usize) -> Option<bool>,
+) -> Option<Mpop<'a>> {
     let blocking = args.get(0)[0].eq_ignore_ascii_case(&b'b');
     let numkeys_index = if blocking { 2 } else { 1 };
     let numkeys = match resp::string_to_i64(args.get(numkeys_index)) {
         Some(numkeys) if numkeys >= 1 => numkeys as usize,
-        _ => return context.reply.error(b"ERR numkeys should be greater than 0"),
+        _ => {
+            context.reply.error(b"ERR numkeys should be greater than 0");
+            return None;
+        }
     };
     let keys_end = numkeys_index + 1 + numkeys.min(args.len());
-    if keys_end >= args.len() {
-        return context.reply.error(SYNTAX);
-    }
-    let Some(left) = side(args, keys_end) else {
-        return context.reply.error(SYNTAX);
+    let side = (keys_end < args.len())
+        .then(|| side_at(args, keys_end))
+        .flatten();
+    let Some(side) = side else {
+        context.reply.error(SYNTAX);
+        return None;
     };
     let mut count = None;
     let mut index = keys_end + 1;
@@ -317,29 +336,51 @@ fn lmpop(context: &mut Context<'_>, args: &Args) {
         if count.is_none() && is_option(args, index, "count") && index + 1 < args.len() {
             match resp::string_to_i64(args.get(index + 1)) {
                 Some(value) if value >= 1 => count = Some(value as usize),
-                _ => return context.reply.error(b"ERR count should be greater than 0"),
+                _ => {
+                    context.reply.error(b"ERR count should be greater than 0");
+                    return None;
+                }
             }
             index += 2;
         } else {
-            return context.reply.error(SYNTAX);
+            context.reply.error(SYNTAX);
+            return None;
         }
     }
-    let count = Some(count.unwrap_or(1));
-    let keys: Vec<&[u8]> = (numkeys_index + 1..keys_end)
-        .map(|index| args.get(index))
-        .collect();
-    if blocking {
-        let Some(timeout_ms) = parse_timeout(context, args.get(1)) else {
-            return;
-        };
-        pop_or_block(context, &keys, timeout_ms, left, count);
+    let timeout_ms = match blocking {
+        true => Some(parse_timeout(context, args.get(1))?),
+        false => None,
+    };
+    Some(Mpop {
+        keys: (numkeys_index + 1..keys_end)
+            .map(|index| args.get(index))
+            .collect(),
+        side,
+        count: count.unwrap_or(1),
+        timeout_ms,
+    })
+}
+
+/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count], and BLMPOP
+/// timeout numkeys key [key ...] LEFT|RIGHT [COUNT count].
+fn lmpop(context: &mut Context<'_>, args: &Args) {
+    let Some(Mpop {
+        keys,
+        side: left,
+        count,
+        timeout_ms,
+    }) = parse_mpop(context, args, side)
+    else {
         return;
+    };
+    if let Some(timeout_ms) = timeout_ms {
+        return pop_or_block(context, &keys, timeout_ms, left, Some(count));
     }
     for key in keys {
         match read(context, key) {
             Err(()) => return,
             Ok(None) => continue,
-            Ok(Some(_)) => return pop_with_key(context, key, left, count),
+            Ok(Some(_)) => return pop_with_key(context, key, left, Some(count)),
         }
     }
     context.reply.nil_array();

@@ -12,7 +12,7 @@
 use std::ops::Bound;
 
 use super::keys::{parse_scan, scan_map};
-use super::lists::{parse_timeout, unique_keys, Block, BlockOp, Served};
+use super::lists::{parse_mpop, parse_timeout, unique_keys, Block, BlockOp, Mpop, Served};
 use super::{
     clip_range, command, is_option, parse_count, parse_i64, Command, Context, Reply, BLOCKING,
     DENYOOM, ELEMENTS_MAX, FAST, NOT_FLOAT, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
@@ -149,51 +149,25 @@ fn min_or_max(args: &Args, index: usize) -> Option<bool> {
 }
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count], and BZMPOP timeout
-/// numkeys key [key ...] MIN|MAX [COUNT count]: checked in Redis's order
-/// (numkeys, the side, the options, then the timeout), as LMPOP is.
+/// numkeys key [key ...] MIN|MAX [COUNT count], parsed as LMPOP is.
 fn zmpop(context: &mut Context<'_>, args: &Args) {
-    let blocking = args.get(0)[0].eq_ignore_ascii_case(&b'b');
-    let numkeys_index = if blocking { 2 } else { 1 };
-    let numkeys = match resp::string_to_i64(args.get(numkeys_index)) {
-        Some(numkeys) if numkeys >= 1 => numkeys as usize,
-        _ => return context.reply.error(b"ERR numkeys should be greater than 0"),
-    };
-    let keys_end = numkeys_index + 1 + numkeys.min(args.len());
-    if keys_end >= args.len() {
-        return context.reply.error(SYNTAX);
-    }
-    let Some(max) = min_or_max(args, keys_end) else {
-        return context.reply.error(SYNTAX);
-    };
-    let mut count = None;
-    let mut index = keys_end + 1;
-    while index < args.len() {
-        if count.is_none() && is_option(args, index, "count") && index + 1 < args.len() {
-            match resp::string_to_i64(args.get(index + 1)) {
-                Some(value) if value >= 1 => count = Some(value as usize),
-                _ => return context.reply.error(b"ERR count should be greater than 0"),
-            }
-            index += 2;
-        } else {
-            return context.reply.error(SYNTAX);
-        }
-    }
-    let count = Some(count.unwrap_or(1));
-    let keys: Vec<&[u8]> = (numkeys_index + 1..keys_end)
-        .map(|index| args.get(index))
-        .collect();
-    if blocking {
-        let Some(timeout_ms) = parse_timeout(context, args.get(1)) else {
-            return;
-        };
-        pop_or_block(context, &keys, timeout_ms, max, count);
+    let Some(Mpop {
+        keys,
+        side: max,
+        count,
+        timeout_ms,
+    }) = parse_mpop(context, args, min_or_max)
+    else {
         return;
+    };
+    if let Some(timeout_ms) = timeout_ms {
+        return pop_or_block(context, &keys, timeout_ms, max, Some(count));
     }
     for key in keys {
         match read(context, key) {
             Err(()) => return,
             Ok(None) => continue,
-            Ok(Some(_)) => return pop_with_key(context, key, max, count),
+            Ok(Some(_)) => return pop_with_key(context, key, max, Some(count)),
         }
     }
     context.reply.nil_array();
