@@ -245,12 +245,13 @@ fn pop_with_key(context: &mut Context<'_>, key: &[u8], left: bool, count: Option
 }
 
 /// Pops from the first of `keys` that holds a list (a key of another type
-/// on the way is WRONGTYPE); if none does, blocks, or inside EXEC answers
-/// with a null array as a timeout would.
+/// on the way is WRONGTYPE); if none does, blocks for `timeout_ms`, or answers with a
+/// null array as a timeout would: inside EXEC, or with no timeout (the
+/// non-blocking LMPOP).
 fn pop_or_block(
     context: &mut Context<'_>,
     keys: &[&[u8]],
-    timeout_ms: u64,
+    timeout_ms: Option<u64>,
     left: bool,
     count: Option<usize>,
 ) {
@@ -261,10 +262,10 @@ fn pop_or_block(
             Ok(Some(_)) => return pop_with_key(context, key, left, count),
         }
     }
-    if context.deny_blocking {
+    let Some(timeout_ms) = timeout_ms.filter(|_| !context.deny_blocking) else {
         context.reply.nil_array();
         return;
-    }
+    };
     context.block = Some(Block {
         keys: unique_keys(keys),
         timeout_ms,
@@ -291,7 +292,7 @@ fn blpop(context: &mut Context<'_>, args: &Args) {
         return;
     };
     let keys: Vec<&[u8]> = (1..args.len() - 1).map(|index| args.get(index)).collect();
-    pop_or_block(context, &keys, timeout_ms, left, None);
+    pop_or_block(context, &keys, Some(timeout_ms), left, None);
 }
 
 /// The arguments of LMPOP, BLMPOP, ZMPOP and BZMPOP.
@@ -373,17 +374,7 @@ fn lmpop(context: &mut Context<'_>, args: &Args) {
     else {
         return;
     };
-    if let Some(timeout_ms) = timeout_ms {
-        return pop_or_block(context, &keys, timeout_ms, left, Some(count));
-    }
-    for key in keys {
-        match read(context, key) {
-            Err(()) => return,
-            Ok(None) => continue,
-            Ok(Some(_)) => return pop_with_key(context, key, left, Some(count)),
-        }
-    }
-    context.reply.nil_array();
+    pop_or_block(context, &keys, timeout_ms, left, Some(count));
 }
 
 /// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout, and

@@ -100,12 +100,13 @@ fn pop_with_key(context: &mut Context<'_>, key: &[u8], max: bool, count: Option<
 }
 
 /// Pops from the first of `keys` that holds a sorted set (a key of
-/// another type on the way is WRONGTYPE); if none does, blocks, or inside
-/// EXEC answers with a null array as a timeout would.
+/// another type on the way is WRONGTYPE); if none does, blocks for
+/// `timeout_ms`, or answers with a null array as a timeout would: inside
+/// EXEC, or with no timeout (the non-blocking ZMPOP).
 fn pop_or_block(
     context: &mut Context<'_>,
     keys: &[&[u8]],
-    timeout_ms: u64,
+    timeout_ms: Option<u64>,
     max: bool,
     count: Option<usize>,
 ) {
@@ -116,10 +117,10 @@ fn pop_or_block(
             Ok(Some(_)) => return pop_with_key(context, key, max, count),
         }
     }
-    if context.deny_blocking {
+    let Some(timeout_ms) = timeout_ms.filter(|_| !context.deny_blocking) else {
         context.reply.nil_array();
         return;
-    }
+    };
     context.block = Some(Block {
         keys: unique_keys(keys),
         timeout_ms,
@@ -134,7 +135,7 @@ fn bzpop(context: &mut Context<'_>, args: &Args) {
         return;
     };
     let keys: Vec<&[u8]> = (1..args.len() - 1).map(|index| args.get(index)).collect();
-    pop_or_block(context, &keys, timeout_ms, max, None);
+    pop_or_block(context, &keys, Some(timeout_ms), max, None);
 }
 
 /// MIN or MAX at argument `index`: whether MAX.
@@ -160,17 +161,7 @@ fn zmpop(context: &mut Context<'_>, args: &Args) {
     else {
         return;
     };
-    if let Some(timeout_ms) = timeout_ms {
-        return pop_or_block(context, &keys, timeout_ms, max, Some(count));
-    }
-    for key in keys {
-        match read(context, key) {
-            Err(()) => return,
-            Ok(None) => continue,
-            Ok(Some(_)) => return pop_with_key(context, key, max, Some(count)),
-        }
-    }
-    context.reply.nil_array();
+    pop_or_block(context, &keys, timeout_ms, max, Some(count));
 }
 
 /// The sorted set at `key` for reading; `Err` once WRONGTYPE is out.
