@@ -14,7 +14,7 @@ use ringio::sim::{SimOptions, Simulator};
 use crate::client::Client;
 use crate::seeds::Process;
 use crate::store::{Config, Store};
-use crate::{start_store, CLIENTS, COMPACT_RECORDS, STORE_PORT};
+use crate::{start_clients, start_store, COMPACT_RECORDS, STORE_PORT};
 
 /// History lengths measured (acknowledged appends).
 const HISTORIES: [u64; 3] = [1_000, 5_000, 20_000];
@@ -60,13 +60,7 @@ fn measure(history: u64, compaction: bool) -> io::Result<Restart> {
     };
     let store_node = sim.add_node("store");
     let store_address = sim.address(store_node, STORE_PORT);
-    let mut clients = Vec::new();
-    for id in 0..CLIENTS {
-        let node = sim.add_node(&format!("client{id}"));
-        let mut io = sim.io(node)?;
-        let state = Client::start(&mut io, id, store_address);
-        clients.push(Process { io, state });
-    }
+    let mut clients = start_clients(&mut sim, store_address)?;
     let acknowledged = |clients: &[Process<Client>]| {
         clients
             .iter()

@@ -32,6 +32,7 @@ mod store;
 
 use std::collections::BTreeSet;
 use std::io;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use ringio::sim::{NodeId, Probability, SimOptions, Simulator};
@@ -111,6 +112,22 @@ fn options(seed: u64, args: &Args) -> SimOptions {
     options
 }
 
+/// Adds the `CLIENTS` client nodes, each running a client of the store at
+/// `store_address`.
+fn start_clients(
+    sim: &mut Simulator,
+    store_address: SocketAddr,
+) -> io::Result<Vec<Process<Client>>> {
+    (0..CLIENTS)
+        .map(|id| {
+            let node = sim.add_node(&format!("client{id}"));
+            let mut io = sim.io(node)?;
+            let state = Client::start(&mut io, id, store_address);
+            Ok(Process { io, state })
+        })
+        .collect()
+}
+
 fn start_store(sim: &mut Simulator, node: NodeId, config: Config) -> io::Result<Process<Store>> {
     let mut io = sim.io(node)?;
     let address = sim.address(node, STORE_PORT);
@@ -127,13 +144,7 @@ fn run_seed(seed: u64, args: &Args) -> io::Result<Outcome> {
     }
     let store_node = sim.add_node("store");
     let store_address = sim.address(store_node, STORE_PORT);
-    let mut clients = Vec::new();
-    for id in 0..CLIENTS {
-        let node = sim.add_node(&format!("client{id}"));
-        let mut io = sim.io(node)?;
-        let state = Client::start(&mut io, id, store_address);
-        clients.push(Process { io, state });
-    }
+    let mut clients = start_clients(&mut sim, store_address)?;
     let mut store: Option<Process<Store>> = None;
     let mut checked = false;
     // Acknowledged appends the disk destroyed where no store could notice.
