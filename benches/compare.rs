@@ -122,10 +122,9 @@ fn run_all(options: &Options) -> Vec<Section> {
         eprintln!("compare: timers");
         sections.push(timers::run(options));
     }
-    if options.selected("echo") {
+    if options.selected("echo") || options.selected("churn") {
         eprintln!("compare: tcp echo");
-        let (ping_pong, streaming) = echo::run(options);
-        sections.extend([ping_pong, streaming]);
+        sections.extend(echo::run(options));
     }
     if options.selected("storage") {
         eprintln!("compare: storage");

@@ -27,6 +27,11 @@ pub enum Pattern {
     PingPong,
     /// Keep up to `window_bytes` unechoed on the connection at all times.
     Stream { window_bytes: usize },
+    /// Connection churn, one at a time: connect, send one message, wait
+    /// for its echo, close; repeat. What a server's accept and close paths
+    /// cost (for ringio: installing each socket in the registered file
+    /// table, and the cancel, slot clear and close chain).
+    Churn,
 }
 
 /// One client run against one server.
@@ -46,7 +51,8 @@ pub struct Workload {
 /// What one run measured, over the timed window only.
 #[derive(Clone, Debug)]
 pub struct Load {
-    /// Round trips (ping-pong) or echoed bytes received (streaming).
+    /// Round trips (ping-pong), echoed bytes received (streaming), or
+    /// connections served (churn).
     pub units: u64,
     pub elapsed_s: f64,
     pub client_cpu_s: f64,
@@ -89,6 +95,10 @@ pub fn run(workload: Workload) -> io::Result<Load> {
 }
 
 fn run_pinned(workload: &Workload) -> io::Result<Load> {
+    if let Pattern::Churn = workload.pattern {
+        let mut driver = BlockingChurn::new(workload.addr, workload.message_bytes);
+        return measure(workload, &mut driver);
+    }
     let streams = connect_all(workload.addr, workload.connections)?;
     let payload: Vec<u8> = (0..workload.message_bytes.max(window_of(workload)))
         .map(|i| (i % 251) as u8)
@@ -107,12 +117,13 @@ fn run_pinned(workload: &Workload) -> io::Result<Load> {
                 UringDriver::new(streams, payload, workload.message_bytes, Some(window_bytes))?;
             measure(workload, &mut driver)
         }
+        Pattern::Churn => unreachable!("returned above"),
     }
 }
 
 fn window_of(workload: &Workload) -> usize {
     match workload.pattern {
-        Pattern::PingPong => workload.message_bytes,
+        Pattern::PingPong | Pattern::Churn => workload.message_bytes,
         Pattern::Stream { window_bytes } => window_bytes,
     }
 }
@@ -237,5 +248,45 @@ impl Driver for BlockingPingPong {
     }
     fn units(&self) -> u64 {
         self.round_trips
+    }
+}
+
+/// Connection churn, blocking: each step connects, writes one message,
+/// reads its echo and closes. The client closes first, so its side holds
+/// the TIME_WAIT (reused on loopback by Linux's default `tcp_tw_reuse=2`),
+/// and the server sees a plain EOF, as from a well-behaved client.
+struct BlockingChurn {
+    addr: SocketAddr,
+    payload: Vec<u8>,
+    reply: Vec<u8>,
+    connections: u64,
+}
+
+impl BlockingChurn {
+    fn new(addr: SocketAddr, message_bytes: usize) -> Self {
+        BlockingChurn {
+            addr,
+            payload: (0..message_bytes).map(|i| (i % 251) as u8).collect(),
+            reply: vec![0; message_bytes],
+            connections: 0,
+        }
+    }
+}
+
+impl Driver for BlockingChurn {
+    fn step(&mut self) -> io::Result<()> {
+        let mut stream = TcpStream::connect(self.addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(STALL_LIMIT))?;
+        stream.write_all(&self.payload)?;
+        stream.read_exact(&mut self.reply)?;
+        if self.reply != self.payload {
+            return Err(io::Error::other("echo returned different bytes"));
+        }
+        self.connections += 1;
+        Ok(())
+    }
+    fn units(&self) -> u64 {
+        self.connections
     }
 }

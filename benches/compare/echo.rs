@@ -1,5 +1,6 @@
-//! Workloads 3 and 4: TCP echo ping-pong (round trips per second) and
-//! streaming (MB/s), every server driven by the same client.
+//! Workloads 3 and 4: TCP echo ping-pong (round trips per second),
+//! streaming (MB/s) and connection churn (connections per second), every
+//! server driven by the same client.
 
 use crate::client::{self, Load, Pattern, Workload};
 use crate::options::Options;
@@ -31,6 +32,10 @@ impl Config {
                 bytes(self.message_bytes),
                 bytes(window_bytes)
             ),
+            Pattern::Churn => format!(
+                "tcp churn: connect, echo {}, close, one at a time",
+                bytes(self.message_bytes)
+            ),
         }
     }
 }
@@ -49,17 +54,44 @@ struct Measured {
     loads: Vec<Result<Vec<Load>, String>>,
 }
 
-/// Runs both echo workloads against servers started once for both.
-pub fn run(options: &Options) -> (Section, Section) {
+/// Runs the echo workloads that `options` selects (`echo`: ping-pong and
+/// streaming; `churn`), against servers started once for all.
+pub fn run(options: &Options) -> Vec<Section> {
     eprintln!("echo: starting servers");
     let servers = servers::start_all();
-    let ping_pong: Vec<Config> = [1, 128]
+    let mut sections = Vec::new();
+    if options.selected("echo") {
+        let ping_pong = ping_pong_configs()
+            .into_iter()
+            .map(|config| measure(options, &servers, config));
+        sections.push(section_ping_pong(ping_pong.collect()));
+        let streaming = streaming_configs()
+            .into_iter()
+            .map(|config| measure(options, &servers, config));
+        sections.push(section_streaming(streaming.collect()));
+    }
+    if options.selected("churn") {
+        let churn = Config {
+            connections: 1,
+            message_bytes: 64,
+            pattern: Pattern::Churn,
+        };
+        sections.push(section_churn(measure(options, &servers, churn)));
+    }
+    sections
+}
+
+fn ping_pong_configs() -> Vec<Config> {
+    [1, 128]
         .map(|connections| Config {
             connections,
             message_bytes: 64,
             pattern: Pattern::PingPong,
         })
-        .to_vec();
+        .to_vec()
+}
+
+fn streaming_configs() -> Vec<Config> {
     let mut streaming = Vec::new();
     // The window is 64 messages of 64 B, or 4 of 16 KiB: enough in flight
     // to keep the pipe full, written in one write per top-up.
@@ -72,15 +104,7 @@ pub fn run(options: &Options) -> (Section, Section) {
             });
         }
     }
-    let ping_pong = ping_pong
-        .iter()
-        .map(|config| measure(options, &servers, *config));
-    let ping_pong_section = section_ping_pong(ping_pong.collect());
-    let streaming = streaming
-        .iter()
-        .map(|config| measure(options, &servers, *config));
-    let streaming_section = section_streaming(streaming.collect());
-    (ping_pong_section, streaming_section)
+    streaming
 }
 
 /// Alternates contenders run by run, `options.runs` times.
@@ -126,7 +150,7 @@ fn measure(
 /// the message size.
 fn messages(config: &Config, load: &Load) -> f64 {
     match config.pattern {
-        Pattern::PingPong => load.units as f64,
+        Pattern::PingPong | Pattern::Churn => load.units as f64,
         Pattern::Stream { .. } => load.units as f64 / config.message_bytes as f64,
     }
 }
@@ -202,8 +226,9 @@ fn side(loads: &Result<Vec<Load>, String>, scale: f64, show_cpu: bool) -> Side {
     Side::from_samples(&rates, note, "no runs")
 }
 
-/// The server's median CPU time per unit (a round trip, or 1000 bytes when
-/// `scale` is 10^6), from its /proc CPU ticks (10 ms resolution).
+/// The server's median CPU time per unit (a round trip or a connection, or
+/// 1000 bytes when `scale` is 10^6), from its /proc CPU ticks (10 ms
+/// resolution).
 fn cpu_side(loads: &Result<Vec<Load>, String>, scale: f64) -> Side {
     let loads = match loads {
         Ok(loads) => loads,
@@ -325,10 +350,10 @@ fn rows(
         ),
         Row {
             name: format!("{name}, registered files on vs off, server CPU"),
-            unit: if scale == 1.0 {
-                "server CPU ns/round trip"
-            } else {
-                "server CPU ns/KB echoed"
+            unit: match measured.config.pattern {
+                Pattern::PingPong => "server CPU ns/round trip",
+                Pattern::Stream { .. } => "server CPU ns/KB echoed",
+                Pattern::Churn => "server CPU ns/connection",
             },
             better: Better::Lower,
             ringio: cpu_side(&measured.loads[0], scale),
@@ -379,6 +404,22 @@ fn section_streaming(measured: Vec<Measured>) -> Section {
             .iter()
             .flat_map(|m| rows(m, "MB/s", 1e6, [Some(1.0), Some(0.95)]))
             .collect(),
+        notes: Vec::new(),
+    }
+}
+
+fn section_churn(measured: Measured) -> Section {
+    Section {
+        title: "TCP connection churn".to_string(),
+        method: "One blocking client connects (TCP_NODELAY), sends a 64 B message, reads its echo \
+                 and closes, then does it again: connections per second, one at a time. It \
+                 measures each server's accept and close paths; for ringio that includes \
+                 installing each socket in io_uring's registered file table and the close's \
+                 cancel, slot-clear and close chain, which the `registered files on vs off` rows \
+                 isolate. The client closes first (its TIME_WAIT is reused on loopback). Same \
+                 servers and cores as the ping-pong rows."
+            .to_string(),
+        rows: rows(&measured, "connections/s", 1.0, [Some(1.0), Some(0.95)]),
         notes: Vec::new(),
     }
 }

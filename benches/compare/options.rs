@@ -15,9 +15,9 @@ docs/benchmarks.md and target/ringio-bench/results.json.
 Options:
   --quick        shorter runs (still five each), under 3 minutes in all
   --only=LIST    only these workloads, comma-separated, from
-                 nop,timers,echo,storage,sim,kv,memory; the docs and
+                 nop,timers,echo,churn,storage,sim,kv,memory; the docs and
                  results.json are then left as they were
-  --costs        echo only: also count each server's CPU split, context
+  --costs        echo and churn only: also count each server's CPU split, context
                  switches and kernel events per message (perf stat on its
                  pid) and print them as a table
   -h, --help     this text
@@ -27,7 +27,7 @@ Options:
 #[derive(Clone, Debug)]
 pub struct Options {
     pub quick: bool,
-    /// `--only=nop,timers,echo,storage,sim,kv,memory` runs just those workloads,
+    /// `--only=nop,timers,echo,churn,storage,sim,kv,memory` runs just those workloads,
     /// for debugging; the docs and results.json are then left alone.
     pub only: Option<Vec<String>>,
     /// `--costs`: per-message server costs in the echo workload.
