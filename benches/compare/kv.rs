@@ -116,11 +116,14 @@ impl Running {
 }
 
 /// One test of a redis-benchmark run: requests per second, and the
-/// server's CPU use during the whole run.
+/// server's and redis-benchmark's CPU use during the whole run. A client
+/// near 100% is the bottleneck: the row then measures redis-benchmark's
+/// cost per reply more than the server's.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     rps: f64,
     server_cpu_percent: f64,
+    client_cpu_percent: f64,
 }
 
 /// Makes sure `redis-server` and `redis-benchmark` are on the PATH,
@@ -256,17 +259,21 @@ fn bench(server: &Running, pipeline: u32, requests: u64) -> Result<Vec<(String, 
         .args(["-P", &pipeline.to_string(), "--csv"]);
     system::pin_child(&mut command, system::CLIENT_CORE);
     let cpu_before = system::process_cpu_s(server.pid()).unwrap_or(0.0);
+    // redis-benchmark is the only child waited for in between.
+    let client_before = system::children_cpu_s();
     let started = Instant::now();
     let output = process::output_with_timeout(&mut command, Duration::from_secs(900))
         .map_err(|error| format!("redis-benchmark: {error}"))?;
     let elapsed_s = started.elapsed().as_secs_f64();
     let cpu_s = system::process_cpu_s(server.pid()).unwrap_or(0.0) - cpu_before;
+    let client_cpu_s = system::children_cpu_s() - client_before;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() || stderr.to_lowercase().contains("error") {
         return Err(format!("redis-benchmark failed: {}", stderr.trim()));
     }
     let server_cpu_percent = 100.0 * cpu_s / elapsed_s;
+    let client_cpu_percent = 100.0 * client_cpu_s / elapsed_s;
     let rows = parse_csv(&stdout);
     if rows.is_empty() {
         return Err(format!("no figures in redis-benchmark's output: {stdout}"));
@@ -277,6 +284,7 @@ fn bench(server: &Running, pipeline: u32, requests: u64) -> Result<Vec<(String, 
             let sample = Sample {
                 rps,
                 server_cpu_percent,
+                client_cpu_percent,
             };
             (name, sample)
         })
@@ -408,17 +416,20 @@ fn side(samples: &Result<Vec<Sample>, String>) -> Side {
         Err(reason) => return Side::Missing(reason.clone()),
     };
     let rates: Vec<f64> = samples.iter().map(|sample| sample.rps).collect();
-    let cpu: Vec<f64> = samples
-        .iter()
-        .map(|sample| sample.server_cpu_percent)
-        .collect();
+    let median_of = |cpu: fn(&Sample) -> f64| {
+        let values: Vec<f64> = samples.iter().map(cpu).collect();
+        crate::stats::Summary::of(&values).map(|summary| summary.median)
+    };
+    let server = median_of(|sample| sample.server_cpu_percent);
+    let client = median_of(|sample| sample.client_cpu_percent);
     let spread = crate::stats::Summary::of(&rates);
-    let note = crate::stats::Summary::of(&cpu)
+    let note = server
+        .zip(client)
         .zip(spread)
-        .map(|(cpu, rates)| {
+        .map(|((server, client), rates)| {
             format!(
-                "CPU: server {:.0}%; runs {:.0}..{:.0}",
-                cpu.median, rates.min, rates.max
+                "CPU: server {server:.0}%, client {client:.0}%; runs {:.0}..{:.0}",
+                rates.min, rates.max
             )
         });
     Side::from_samples(&rates, note, "no runs")
