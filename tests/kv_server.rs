@@ -726,6 +726,45 @@ fn recorded_transcripts_match_redis_7_0_15_on_epoll() {
     recorded_transcripts_match_redis("epoll");
 }
 
+/// COMMAND DOCS names each command's group as redis-server 7.0.15 does
+/// (`command_groups`, recorded by record.sh): clients and tools sort
+/// commands by it. RESP2, where a map is a flat array.
+#[test]
+fn command_docs_groups_match_redis_7_0_15() {
+    let recorded = fs::read_to_string(transcripts_dir().join("command_groups"))
+        .expect("read the recorded command groups");
+    let groups: BTreeMap<&str, &str> = recorded
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .collect();
+    let dir = ScratchDir::new("kv-command-groups");
+    let server = start_server(&dir, &[]);
+    let mut client = Client::connect(server.addr);
+    let Reply::Array(Some(docs)) = client.call(&["COMMAND", "DOCS"]) else {
+        panic!("COMMAND DOCS is not an array");
+    };
+    let mut checked = 0;
+    for pair in docs.chunks(2) {
+        let [Reply::Bulk(Some(name)), Reply::Array(Some(fields))] = pair else {
+            panic!("COMMAND DOCS entry: {pair:?}");
+        };
+        let name = String::from_utf8_lossy(name);
+        let group = fields
+            .chunks(2)
+            .find(|field| field[0] == bulk("group"))
+            .map(|field| field[1].clone());
+        let expected = groups
+            .get(&*name)
+            .unwrap_or_else(|| panic!("{name}: not a Redis command"));
+        assert_eq!(group, Some(bulk(expected)), "{name}'s group");
+        checked += 1;
+    }
+    let Reply::Integer(count) = client.call(&["COMMAND", "COUNT"]) else {
+        panic!("COMMAND COUNT is not an integer");
+    };
+    assert_eq!(checked, count, "COMMAND DOCS lists every command");
+}
+
 #[test]
 fn redis_benchmark_reports_no_errors() {
     if !require_redis_tool("redis_benchmark_reports_no_errors", "redis-benchmark") {
@@ -2672,6 +2711,8 @@ fn blocked_clients_are_served_first_come_first_served(backend: &str) {
     let list = String::from_utf8(list).unwrap();
     assert_eq!(list.matches(" flags=b ").count(), 3, "{list}");
     assert_eq!(list.matches(" cmd=blpop ").count(), 2, "{list}");
+    // A subcommand is named as Redis 7.0 names it.
+    assert_eq!(list.matches(" cmd=client|list ").count(), 1, "{list}");
     // The push completes first: its reply is the length before any pop.
     assert_eq!(observer.call(&["rpush", "q", "x", "y"]), Reply::Integer(2));
     assert_eq!(a.read().unwrap(), key_and("q", "x"));

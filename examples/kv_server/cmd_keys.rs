@@ -13,6 +13,14 @@ use crate::resp::{string_to_i64, Args};
 use crate::store::{Entry, Value};
 use crate::wal::Record;
 
+/// COMMAND DOCS's "server" group, kept beside the keyspace they act on.
+pub const SERVER_COMMANDS: &[Command] = &[
+    command("dbsize", 1, READONLY | FAST, [0, 0, 0], dbsize),
+    command("flushdb", -1, WRITE, [0, 0, 0], flushall),
+    command("flushall", -1, WRITE, [0, 0, 0], flushall),
+];
+
+/// COMMAND DOCS's "generic" group.
 pub const COMMANDS: &[Command] = &[
     command("del", -2, WRITE, [1, -1, 1], del),
     command("unlink", -2, WRITE | FAST, [1, -1, 1], del),
@@ -25,9 +33,6 @@ pub const COMMANDS: &[Command] = &[
     command("keys", 2, READONLY, [0, 0, 0], keys),
     command("scan", -2, READONLY, [0, 0, 0], scan),
     command("randomkey", 1, READONLY | RANDOM, [0, 0, 0], randomkey),
-    command("dbsize", 1, READONLY | FAST, [0, 0, 0], dbsize),
-    command("flushdb", -1, WRITE, [0, 0, 0], flushall),
-    command("flushall", -1, WRITE, [0, 0, 0], flushall),
     command("object", -2, READONLY, [2, 2, 1], object),
     command("expire", -3, WRITE | FAST, [1, 1, 1], expire),
     command("pexpire", -3, WRITE | FAST, [1, 1, 1], expire),

@@ -123,9 +123,12 @@ pub const fn command(
 }
 
 /// Every family: its group name (COMMAND DOCS) and its commands.
-fn families() -> [(&'static str, &'static [Command]); 7] {
+fn families() -> [(&'static str, &'static [Command]); 10] {
     [
-        ("connection", server_cmds::COMMANDS),
+        ("connection", server_cmds::CONNECTION_COMMANDS),
+        ("server", server_cmds::SERVER_COMMANDS),
+        ("server", keys::SERVER_COMMANDS),
+        ("transactions", server_cmds::TRANSACTION_COMMANDS),
         ("string", strings::COMMANDS),
         ("generic", keys::COMMANDS),
         ("hash", hashes::COMMANDS),
@@ -207,6 +210,7 @@ pub const SUBCOMMANDS: &[(&str, &str, i32)] = &[
     ("command", "count", 2),
     ("command", "docs", -2),
     ("command", "info", -2),
+    ("command", "list", -2),
     ("config", "get", -3),
     ("config", "resetstat", 2),
     ("config", "set", -4),
@@ -224,8 +228,8 @@ pub struct ClientInfo {
     pub connected_ms: u64,
     /// When it last ran a command.
     pub last_command_ms: u64,
-    /// The last command's name.
-    pub last_command: &'static str,
+    /// The last command's name, and its subcommand's for a container.
+    pub last_command: (&'static str, Option<&'static str>),
     /// 2 or 3.
     pub resp: u8,
     /// Commands queued in MULTI, or -1 outside one.
@@ -511,7 +515,7 @@ pub fn execute(context: &mut Context<'_>, args: &Args) -> Outcome {
         queue(context, args);
         return Outcome::Continue;
     }
-    note_command(context, command.name);
+    note_command(context, command, args);
     (command.run)(context, args);
     context.log_expired();
     if command.name == "quit" {
@@ -528,9 +532,19 @@ fn flag_transaction(context: &mut Context<'_>) {
     }
 }
 
-fn note_command(context: &mut Context<'_>, name: &'static str) {
+/// Records what CLIENT LIST shows as `cmd=`: the command, and for a
+/// container its subcommand (`client|list`), as Redis 7.0 names them.
+fn note_command(context: &mut Context<'_>, command: &'static Command, args: &Args) {
+    let sub = (args.len() >= 2).then(|| args.get(1)).and_then(|sub| {
+        SUBCOMMANDS
+            .iter()
+            .find(|(container, name, _)| {
+                *container == command.name && sub.eq_ignore_ascii_case(name.as_bytes())
+            })
+            .map(|(_, name, _)| *name)
+    });
     if let Some(client) = context.shared.clients.get_mut(&context.session.id) {
-        client.last_command = name;
+        client.last_command = (command.name, sub);
         client.last_command_ms = context.realtime_ms;
     }
 }
@@ -580,7 +594,7 @@ pub fn exec(context: &mut Context<'_>, _args: &Args) {
     let deny_blocking = std::mem::replace(&mut context.deny_blocking, true);
     for args in &multi.queued {
         let (command, _) = lookup(args.get(0)).expect("checked when queued");
-        note_command(context, command.name);
+        note_command(context, command, args);
         (command.run)(context, args);
         context.log_expired();
     }

@@ -479,7 +479,7 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Handle) {
             name: None,
             connected_ms: now_ms,
             last_command_ms: now_ms,
-            last_command: "NULL",
+            last_command: ("NULL", None),
             resp: 2,
             multi: -1,
         };

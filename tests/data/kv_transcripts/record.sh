@@ -32,4 +32,12 @@ for transcript in *.txt; do
     redis-cli -p "$port" flushall >/dev/null
     redis-cli -p "$port" -3 --no-raw <"$transcript" >"$name.resp3"
 done
-echo "recorded $(ls *.txt | wc -l) transcripts against $version"
+# Every command's COMMAND DOCS group, one "name group" a line, sorted: the
+# groups kv_server reports are checked against it.
+redis-cli -p "$port" -3 --json command docs | python3 -c '
+import json, sys
+docs = json.load(sys.stdin)
+for name in sorted(docs):
+    print(name, docs[name]["group"])
+' >command_groups
+echo "recorded $(ls *.txt | wc -l) transcripts and $(wc -l <command_groups) command groups against $version"
