@@ -35,6 +35,8 @@ use server::{log, Server, ServerConfig};
 /// How long each `run_for_ns` call lasts: also how soon a fatal error or
 /// `--max-seconds` is noticed.
 const RUN_SLICE_NS: u64 = 100_000_000;
+/// The slice while recovery runs: how late "ready" may be printed.
+const READY_POLL_NS: u64 = 1_000_000;
 /// The log's file name inside `--dir`.
 const WAL_FILE_NAME: &str = "wal.log";
 /// `--compact-bytes`'s default: compact once the log has 64 MiB (and a
@@ -198,7 +200,14 @@ fn serve(args: &Args) -> Result<(), String> {
     });
     let mut announced = false;
     loop {
-        io.run_for_ns(&mut server, RUN_SLICE_NS)
+        // Short slices until recovery is done, so "ready" is printed when
+        // it is, not at the end of a 100 ms slice.
+        let slice_ns = if announced {
+            RUN_SLICE_NS
+        } else {
+            READY_POLL_NS
+        };
+        io.run_for_ns(&mut server, slice_ns)
             .map_err(|error| format!("event loop: {error}"))?;
         if let Some(message) = server.fatal() {
             return Err(message.to_string());
