@@ -176,6 +176,14 @@ impl Handles {
         }
     }
 
+    /// The raw number of the open entry at `index`'s descriptor.
+    pub(crate) fn raw_at(&self, index: u32) -> Option<RawFd> {
+        match &self.entries.get(index as usize)?.state {
+            State::Open(descriptor) => Some(descriptor.raw()),
+            _ => None,
+        }
+    }
+
     /// The open handle's descriptor.
     pub(crate) fn descriptor(&self, handle: Handle) -> Option<&Descriptor> {
         match &self.entry(handle)?.state {

@@ -28,6 +28,7 @@ conformance!(
     a_closed_socket_sends_its_fin_at_once,
     a_send_queued_just_before_the_close_still_goes_out,
     a_released_socket_is_not_held_open_by_the_ring,
+    a_linked_send_whose_socket_closed_never_reaches_a_reused_fd_number,
 );
 
 /// Reads `file` at offset 0 through `io`, up to 16 bytes.
@@ -321,4 +322,81 @@ fn accepts_past_the_end_of_the_table_run_on_plain_fds(backend: Backend) {
     }
     assert_eq!(io.stats().registered_files, 0);
     assert_eq!(io.stats().descriptors_open, 0);
+}
+
+/// A chain's later member names its file only when its turn comes. Here it
+/// is a send on socket `b`, waiting behind a recv on socket `a`, and `b` is
+/// closed meanwhile: its fd number is free, and this test has a new socket
+/// take it. When the recv completes, the send must fail (`ECANCELED`, or
+/// `EBADF` where the closed slot answers), and the new socket's peer must
+/// receive nothing. On a plain fd the kernel would look the number up at
+/// that moment and send to the new socket, so the loop runs such a member
+/// itself, and settles it against the closed handle.
+fn a_linked_send_whose_socket_closed_never_reaches_a_reused_fd_number(backend: Backend) {
+    // Other tests in this process open and close descriptors too: the
+    // freed number may be taken by one of them first. Try a few times.
+    for _ in 0..20 {
+        if let Some(outcome) = linked_send_after_close(backend) {
+            let (result, leaked) = outcome;
+            assert!(
+                matches!(result, Err(errno) if errno == libc::ECANCELED || errno == libc::EBADF),
+                "the linked send must fail, got {result:?}"
+            );
+            assert!(
+                leaked.is_empty(),
+                "the new socket's peer received {leaked:?}"
+            );
+            return;
+        }
+    }
+    panic!("the closed fd number was never free to reuse in 20 tries");
+}
+
+/// One try: `None` if the closed number was taken by someone else first.
+/// Otherwise the send's result (bytes, or the errno) and what the socket
+/// that took the number over delivered to its peer.
+fn linked_send_after_close(backend: Backend) -> Option<(Result<usize, i32>, Vec<u8>)> {
+    let mut io: IO<Option<Result<usize, i32>>> = backend.io();
+    let (mut a_peer, a) = util::tcp_pair();
+    let a = io.adopt(OwnedFd::from(a)).unwrap();
+    let (_b_peer, b) = util::tcp_pair();
+    let b = io.adopt(OwnedFd::from(b)).unwrap();
+    let b_number = util::raw(&io, b);
+    io.chain(|io| {
+        io.recv(a, Vec::with_capacity(16), |_, _, result, _| {
+            assert_eq!(result.unwrap(), 2);
+        });
+        io.send(b, b"secret".to_vec(), |_, sent, result, _| {
+            *sent = Some(result.map_err(|error| error.raw_os_error().unwrap()));
+        });
+    });
+    let mut sent = None;
+    io.tick(&mut sent).unwrap();
+    io.close(b, |_, _, result| result.unwrap());
+    // Until the close has run: the number is free.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // SAFETY: F_GETFD on a number only reads the process's fd table.
+    while unsafe { libc::fcntl(b_number, libc::F_GETFD) } != -1 {
+        assert!(Instant::now() < deadline, "the close never ran");
+        io.run_for_ns(&mut sent, 100_000).unwrap();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taker = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut taker_peer, _) = listener.accept().unwrap();
+    if taker.as_raw_fd() != b_number {
+        return None;
+    }
+    a_peer.write_all(b"go").unwrap();
+    while sent.is_none() {
+        io.run_for_ns(&mut sent, 1_000_000).unwrap();
+    }
+    io.run(&mut sent).unwrap();
+    taker_peer.set_nonblocking(true).unwrap();
+    let mut leaked = vec![0; 16];
+    let leaked = match taker_peer.read(&mut leaked) {
+        Ok(count) => leaked[..count].to_vec(),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Vec::new(),
+        Err(error) => panic!("reading the new socket's peer: {error}"),
+    };
+    Some((sent.unwrap(), leaked))
 }

@@ -615,6 +615,13 @@ impl Backend for IoUringBackend {
         }
     }
 
+    /// A linked member's file is looked up when its turn comes: through
+    /// its registered slot (cleared by the close, so `EBADF`), or else by
+    /// its number, which a close meanwhile may have given to another file.
+    fn finds_file_late(&self, fd: Fd) -> bool {
+        self.files.slot(fd).is_none()
+    }
+
     fn room(&mut self) -> usize {
         let submission = self.ring.submission();
         submission.capacity() - submission.len()

@@ -9,6 +9,7 @@
 use std::io;
 
 use crate::completion::Operation;
+use crate::sys::Fd;
 
 pub(crate) mod epoll;
 pub(crate) mod io_uring;
@@ -91,6 +92,14 @@ pub(crate) trait Backend {
 
     /// Whether the kernel can run `operation` as a linked chain member.
     fn links(&self, _operation: &Operation) -> bool {
+        false
+    }
+
+    /// Whether an operation on `fd` that the kernel starts later than its
+    /// submission (a linked member after the first) finds its file by the
+    /// fd's number at that moment, rather than through a file the ring
+    /// holds: a close meanwhile could free the number for another file.
+    fn finds_file_late(&self, _fd: Fd) -> bool {
         false
     }
 
@@ -232,6 +241,10 @@ impl Backend for AnyBackend {
 
     fn links(&self, operation: &Operation) -> bool {
         dispatch!(self, backend => backend.links(operation))
+    }
+
+    fn finds_file_late(&self, fd: Fd) -> bool {
+        dispatch!(self, backend => backend.finds_file_late(fd))
     }
 
     fn room(&mut self) -> usize {

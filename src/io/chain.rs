@@ -29,6 +29,7 @@ use std::panic::{self, AssertUnwindSafe};
 use super::IO;
 use crate::backend::Backend;
 use crate::completion::{Multishot, Operation, State};
+use crate::handle::NO_HANDLE;
 use crate::ops::BUFFER_LIMIT;
 
 /// No member: the end of a chain, or a slot in none.
@@ -305,6 +306,7 @@ impl<C> IO<C> {
                 || count == count_max
                 || self.chain_links[next as usize].settled
                 || self.handle_closed(next)
+                || self.names_fd_late(next)
                 || !self.backend.links(&self.slots.slot(last).operation)
                 || !self.backend.links(&self.slots.slot(next).operation);
             if breaks {
@@ -314,6 +316,21 @@ impl<C> IO<C> {
             count += 1;
             last = next;
         }
+    }
+
+    /// Whether member `index`, linked natively behind its predecessor,
+    /// would name its descriptor by number when the kernel starts it: if
+    /// its handle were closed before then, the number could be another
+    /// file's by then (on io_uring, a descriptor with no registered slot).
+    /// Such a member waits in the loop for its turn instead, which settles
+    /// it against its closed handle first (`handle_closed`).
+    fn names_fd_late(&self, index: u32) -> bool {
+        let handle = self.slots.slot(index).handle;
+        handle != NO_HANDLE
+            && self
+                .handles
+                .raw_at(handle)
+                .is_some_and(|fd| self.backend.finds_file_late(fd))
     }
 
     /// Completes member `index` and every member after it with
