@@ -32,8 +32,9 @@ pub fn run(options: &Options) -> Section {
             "4 KiB random reads over a 1 GiB file of random data, and sequential 1 MiB buffered \
              writes over a {} MiB file with an fsync after every write or every 16 (one write or \
              fsync in flight; fio `--fsync=N`, `--iodepth=1`). ringio keeps QD `read`s in flight \
-             on one `IO`; in the O_DIRECT rows it submits each read as soon as it is made \
-             (`Config::submit_batch(1)`), as fio does by default. fio runs `--rw=randread --bs=4k --iodepth=QD --direct=0/1 --time_based \
+             on one `IO`; in the O_DIRECT rows above QD 1 it submits each read as soon as it is \
+             made (`Config::submit_batch(1)`), as fio does by default (at QD 1 the pass's own \
+             `io_uring_enter` submits and waits in one call). fio runs `--rw=randread --bs=4k --iodepth=QD --direct=0/1 --time_based \
              --runtime=... --invalidate=0`. Buffered reads hit a warm page cache on both sides \
              (the file is read once first; caches are never dropped). Both run pinned to core 0. \
              Target: ≥0.95× fio in every row.",
@@ -246,6 +247,19 @@ fn randread_fixed_row(
     )
 }
 
+/// `Config::submit_batch` for O_DIRECT reads at `queue_depth`: each read
+/// submitted as soon as its predecessor's callback makes it (1), as fio
+/// does; at QD 1 that callback is the pass's last, and the pass's own
+/// `io_uring_enter` submits the read and waits in one call (0), where an
+/// early submit would make it two.
+fn early_submit_batch(queue_depth: u32) -> u32 {
+    if queue_depth > 1 {
+        1
+    } else {
+        0
+    }
+}
+
 fn ringio_randread_fixed(
     path: &Path,
     queue_depth: u32,
@@ -255,7 +269,7 @@ fn ringio_randread_fixed(
     let mut config = Config::new()
         .entries(256.max(queue_depth))
         .completions_initial(queue_depth)
-        .submit_batch(1);
+        .submit_batch(early_submit_batch(queue_depth));
     if !registered_files {
         config = config.registered_files(0);
     }
@@ -507,7 +521,11 @@ fn ringio_randread(
     // a burst of 30 reads submitted at once after the pass's callbacks was
     // served about 20% slower at QD 32 (docs/benchmarks.md). Page-cache
     // reads never reach the device and keep one submission per pass.
-    let submit_batch = if direct { 1 } else { 0 };
+    let submit_batch = if direct {
+        early_submit_batch(queue_depth)
+    } else {
+        0
+    };
     let mut config = Config::new()
         .entries(256.max(queue_depth))
         .completions_initial(queue_depth)
