@@ -14,17 +14,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// The events counted, in the order the table prints them.
-pub const EVENTS: [(&str, &str); 10] = [
+pub const EVENTS: [(&str, &str); 12] = [
     ("context-switches", "ctx sw"),
     ("syscalls:sys_enter_io_uring_enter", "enter"),
+    // tokio (mio) waits in epoll_wait, ringio's epoll backend in
+    // epoll_pwait2 (nanosecond timeouts).
     ("syscalls:sys_enter_epoll_wait", "epoll_wait"),
+    ("syscalls:sys_enter_epoll_pwait2", "epoll_pwait2"),
     ("io_uring:io_uring_submit_req", "submit"),
     ("io_uring:io_uring_complete", "cqe"),
     ("io_uring:io_uring_poll_arm", "poll arm"),
     ("io_uring:io_uring_task_add", "task add"),
     ("io_uring:io_uring_local_work_run", "local work"),
     ("io_uring:io_uring_queue_async_work", "io-wq"),
-    ("syscalls:sys_enter_read", "read"),
+    // The readiness servers' socket syscalls (`recv` and `send` are these).
+    ("syscalls:sys_enter_recvfrom", "recvfrom"),
+    ("syscalls:sys_enter_sendto", "sendto"),
 ];
 
 /// A server's costs over one timed window.

@@ -60,23 +60,22 @@ pub fn nice_child(command: &mut Command, niceness: i32) -> &mut Command {
 
 /// CPU seconds (user plus system) the calling thread has used.
 pub fn thread_cpu_s() -> f64 {
-    // SAFETY: an all-zero rusage is a valid value to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is valid and writable for the duration of the call.
-    let result = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    assert_eq!(result, 0, "getrusage(RUSAGE_THREAD)");
-    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    rusage_cpu_s(libc::RUSAGE_THREAD)
 }
 
 /// CPU seconds (user plus system) of every child this process has waited
 /// for: the difference across one child's run and wait is that child's.
 pub fn children_cpu_s() -> f64 {
+    rusage_cpu_s(libc::RUSAGE_CHILDREN)
+}
+
+/// User plus system CPU seconds of `getrusage(who)`.
+fn rusage_cpu_s(who: libc::c_int) -> f64 {
     // SAFETY: an all-zero rusage is a valid value to overwrite.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is valid and writable for the duration of the call.
-    let result = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    assert_eq!(result, 0, "getrusage(RUSAGE_CHILDREN)");
+    let result = unsafe { libc::getrusage(who, &mut usage) };
+    assert_eq!(result, 0, "getrusage({who})");
     let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
