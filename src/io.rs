@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use fifo::Fifo;
 
+use crate::backend::ring_map::CqCursor;
 use crate::backend::sim::SimBackend;
 use crate::backend::{
     select, AnyBackend, Backend, RawCompletion, Wait, CQE_F_MORE, CQE_F_NOTIF, REAP_BATCH_MAX,
@@ -119,6 +120,11 @@ pub struct IO<C> {
     /// "Plain completions run straight from the reap batch").
     straight_next: u32,
     straight_end: u32,
+    /// Where the straight run is: in `reap_batch`, or still in the io_uring
+    /// completion queue, which `straight_next` and `straight_end` then index
+    /// (wrapping), `straight_next` its head (docs/architecture.md, "Plain
+    /// completions run straight from the completion queue").
+    straight_in: StraightIn,
     stats: Stats,
     drop_drain_ns: u64,
     /// [`Config::submit_batch`]: 0 submits once per pass.
@@ -140,6 +146,72 @@ pub struct IO<C> {
     links_native: bool,
     /// Explicitly `!Send` and `!Sync` (see above), not by accident of a field.
     _not_send: PhantomData<*const ()>,
+}
+
+/// Where the straight run's entries are (`IO::straight_in`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StraightIn {
+    Batch,
+    Ring,
+}
+
+/// The entries of a straight run, read by index, for `run_straight`: the
+/// reap batch's, or the io_uring completion queue's in place.
+#[allow(unsafe_code)]
+trait StraightEntries: Copy {
+    /// The `user_data` of entry `index`.
+    ///
+    /// # Safety
+    ///
+    /// `index` is one of the straight run's, not yet consumed, and the
+    /// storage (the batch, the ring) is this `IO`'s and alive.
+    unsafe fn user_data(self, index: u32) -> u64;
+
+    /// Consumes the entries before `next`, each read for the last time.
+    ///
+    /// # Safety
+    ///
+    /// As for `user_data`, with `next` at most the run's end.
+    unsafe fn consume_to(self, next: u32);
+}
+
+/// The reap batch's buffer, which nothing changes while the run goes on.
+#[derive(Clone, Copy)]
+struct BatchEntries(*const RawCompletion);
+
+impl StraightEntries for BatchEntries {
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn user_data(self, index: u32) -> u64 {
+        // SAFETY: the run's indices are below the batch's length (`reap`
+        // counted them over entries it had just appended), and the batch
+        // is alive and unchanged: the caller's promise.
+        unsafe { (*self.0.wrapping_add(index as usize)).user_data }
+    }
+
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn consume_to(self, _next: u32) {
+        // The batch's entries were consumed from the kernel when copied.
+    }
+}
+
+impl StraightEntries for CqCursor {
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn user_data(self, index: u32) -> u64 {
+        // SAFETY: the run lies between the queue's head and the tail that
+        // `reap` loaded, and the ring is alive: the caller's promise.
+        unsafe { self.entry(index).user_data }
+    }
+
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn consume_to(self, next: u32) {
+        // SAFETY: as for `user_data`; the entries before `next` are read
+        // for the last time.
+        unsafe { CqCursor::consume_to(&self, next) }
+    }
 }
 
 /// The timer behind a deadline: when it fires, it cancels its operation.
@@ -305,6 +377,7 @@ impl<C> IO<C> {
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
             straight_next: 0,
             straight_end: 0,
+            straight_in: StraightIn::Batch,
             stats: Stats::default(),
             drop_drain_ns: config.drop_drain_ns,
             submit_batch: config.submit_batch,
@@ -554,9 +627,59 @@ impl<C> IO<C> {
 
     fn reap(&mut self) {
         assert!(self.straight_next == self.straight_end);
-        // Callbacks run straight from the batch only ahead of everything
+        // Callbacks run straight from the reap only ahead of everything
         // else, so only while `completed` is empty: the order is kept.
-        let mut straight = self.completed.is_empty();
+        let straight = self.completed.is_empty();
+        if straight && self.reap_in_place() {
+            return;
+        }
+        // After a run spilled by `reap_in_place`, nothing more is straight.
+        let straight = straight && self.completed.is_empty();
+        self.reap_batched(straight);
+    }
+
+    /// The io_uring reap's fast path: the leading run of plain completions
+    /// is settled in the completion queue and left there, for `run_straight`
+    /// to run and consume. Returns whether that was all of it; if not, the
+    /// run is spilled onto `completed` and the rest is for `reap_batched`.
+    /// (No batch when the backend has syscall results to report first.)
+    #[inline(always)]
+    fn reap_in_place(&mut self) -> bool {
+        let AnyBackend::IoUring(ring) = &mut self.backend else {
+            return false;
+        };
+        let Some(cq) = ring.completions_in_place() else {
+            return false;
+        };
+        let (head, tail) = cq.sync();
+        let cursor = cq.cursor();
+        let slots = self.slots.links();
+        let chains = &self.chain_links;
+        let mut next = head;
+        // SAFETY: `next` runs from the head up to the tail just loaded,
+        // entries the kernel wrote and leaves alone until they are
+        // consumed; the ring is this `IO`'s backend's, borrowed here.
+        #[allow(unsafe_code)]
+        while next != tail && settle_plain(slots, chains, &unsafe { cursor.entry(next) }) {
+            next = next.wrapping_add(1);
+        }
+        self.straight_in = StraightIn::Ring;
+        self.straight_next = head;
+        self.straight_end = next;
+        if next == tail {
+            return true;
+        }
+        // Something else comes after them: from here on, everything goes
+        // on `completed`, behind them.
+        self.spill_straight();
+        false
+    }
+
+    /// The reap through the batch: the epoll and simulator backends, and
+    /// io_uring's slow paths. With `straight`, the leading run of plain
+    /// completions stays in the batch.
+    fn reap_batched(&mut self, mut straight: bool) {
+        self.straight_in = StraightIn::Batch;
         self.reap_batch.clear();
         self.straight_next = 0;
         self.straight_end = 0;
@@ -619,9 +742,23 @@ impl<C> IO<C> {
     fn spill_straight(&mut self) {
         let mut spilled = Fifo::new();
         let links = self.slots.links();
-        let straight = &self.reap_batch[self.straight_next as usize..self.straight_end as usize];
-        for raw in straight {
-            spilled.push(links, CompletionId::slot_of(raw.user_data));
+        let (next, end) = (self.straight_next, self.straight_end);
+        match (self.straight_in, &mut self.backend) {
+            (StraightIn::Ring, AnyBackend::IoUring(ring)) => {
+                let cq = ring.completion_ring();
+                let mut index = next;
+                while index != end {
+                    spilled.push(links, CompletionId::slot_of(cq.entry(index).user_data));
+                    index = index.wrapping_add(1);
+                }
+                cq.consume_to(end);
+            }
+            (StraightIn::Ring, _) => unreachable!("a straight run in the ring of another backend"),
+            (StraightIn::Batch, _) => {
+                for raw in &self.reap_batch[next as usize..end as usize] {
+                    spilled.push(links, CompletionId::slot_of(raw.user_data));
+                }
+            }
         }
         while let Some(index) = self.completed.pop(links) {
             spilled.push(links, index);
@@ -1079,7 +1216,16 @@ impl<C> IO<C> {
         let tag = self.tag;
         // Taken first: what the straight run's callbacks complete waits too.
         let queued = self.completed.len();
-        self.run_straight(ctx, tag)?;
+        match (self.straight_in, &mut self.backend) {
+            (StraightIn::Ring, AnyBackend::IoUring(ring)) => {
+                let cursor = ring.completion_ring().cursor();
+                self.run_straight(ctx, tag, cursor)?;
+            }
+            _ => {
+                let entries = BatchEntries(self.reap_batch.as_ptr());
+                self.run_straight(ctx, tag, entries)?;
+            }
+        }
         for _ in 0..queued {
             let Some(index) = self.completed.peek() else {
                 break;
@@ -1115,41 +1261,55 @@ impl<C> IO<C> {
     }
 
     /// The head of the completed queue: the callbacks of the plain
-    /// completions `reap` left in its batch, in order (docs/architecture.md,
-    /// "Plain completions run straight from the reap batch"). `tag` is this
-    /// `IO`'s, to catch a callback that replaces it.
+    /// completions `reap` left in its batch or in the completion queue, in
+    /// order (docs/architecture.md, "Plain completions run straight from
+    /// the completion queue"). `tag` is this `IO`'s, to catch a callback
+    /// that replaces it; `entries` is where the run is.
     #[inline(always)]
-    fn run_straight(&mut self, ctx: &mut C, tag: u32) -> io::Result<()> {
+    fn run_straight<E: StraightEntries>(
+        &mut self,
+        ctx: &mut C,
+        tag: u32,
+        entries: E,
+    ) -> io::Result<()> {
         // In locals: nothing but `reap` and `spill_straight` changes them,
         // and neither runs inside a callback (the loop does not nest; an
-        // `IO` put in this one's place is caught by its tag). The count is
-        // stored before each callback, which may panic.
+        // `IO` put in this one's place is caught by its tag). The cursor is
+        // stored, and the entry consumed, before each callback, which may
+        // panic.
         let (mut next, end) = (self.straight_next, self.straight_end);
         let simulated = matches!(self.backend, AnyBackend::Sim(_));
-        while next < end {
-            debug_assert!(end as usize <= self.reap_batch.len());
-            // SAFETY: `next < end`, and `end`, the `straight_end` that
-            // `reap` set, is at most the batch's length: `reap` counted
-            // it over entries it had just appended, and only `reap` and
-            // `spill_straight` (which sets both cursors to 0) change the
-            // batch or the cursors. Neither runs inside a callback: the
-            // loop does not nest, and an `IO` put in this one's place (its
-            // own batch dropped) fails the tag check below, before the
-            // next access.
+        while next != end {
+            // SAFETY: `next` is one of the run's, not consumed: the run is
+            // `straight_next..straight_end`, which `reap` set over entries
+            // it had just read (the batch's, or the queue's up to the tail
+            // it loaded) and only `reap` and `spill_straight` change; the
+            // entries are consumed only here, up to `next`. The batch and
+            // the ring are this `IO`'s, alive and unchanged: neither `reap`
+            // nor `spill_straight` runs inside a callback (the loop does not
+            // nest), the backend is never replaced, and an `IO` put in this
+            // one's place (this one dropped) fails the tag check below,
+            // before the next access.
             #[allow(unsafe_code)]
-            let raw = unsafe { self.reap_batch.get_unchecked(next as usize) };
-            let index = CompletionId::slot_of(raw.user_data);
+            let user_data = unsafe { entries.user_data(next) };
+            let index = CompletionId::slot_of(user_data);
             // Before anything moves, as below.
             if simulated || tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
                 self.trace_complete(index);
             }
-            next += 1;
+            next = next.wrapping_add(1);
+            // SAFETY: as above; the entry was just read for the last time.
+            #[allow(unsafe_code)]
+            unsafe {
+                entries.consume_to(next)
+            };
             self.straight_next = next;
             self.stats.completed += 1;
             // Plain, so one-shot: freed and run as `run_callback` does,
             // the slot looked up once.
             // SAFETY: `settle_plain` checked `index` against the table when
-            // it reaped this entry, and the table never shrinks.
+            // it reaped this entry, which has not changed since, and the
+            // table never shrinks.
             #[allow(unsafe_code)]
             let (callback, result) = unsafe { self.slots.free_completed(index) };
             // SAFETY: as in `run_callback`: `free_completed` wrote the slot
@@ -1718,8 +1878,15 @@ fn settle_plain<C>(
     let Some(slot) = slots.get_mut(index as usize) else {
         return false;
     };
-    assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
-    assert!(slot.state == State::Kernel);
+    // A mismatch is left to `on_raw_completion`, whose asserts panic on
+    // it: by then the entry is consumed (copied to the batch), so that a
+    // panic here cannot leave it in the completion queue, settled, to be
+    // read again by the next reap.
+    if slot.generation as u32 != CompletionId::generation_low_of(raw.user_data)
+        || slot.state != State::Kernel
+    {
+        return false;
+    }
     // One load for what the slot's other fields say (`Slot::plain`).
     if !slot.plain || raw.result < 0 {
         return false;
@@ -1785,6 +1952,12 @@ impl<C> Drop for IO<C> {
     /// cannot break that: the completion table never frees a handler whose
     /// operation may still be in the kernel, even from its own `Drop`.
     fn drop(&mut self) {
+        if self.straight_next != self.straight_end {
+            // Settled but not run (a callback panicked, or replaced this
+            // `IO`): consumed from the completion queue, so that the drain
+            // below reads only what is still the kernel's.
+            self.spill_straight();
+        }
         self.close_unclaimed_accepts();
         if self.backend.abandon() {
             // Nothing will touch the operations' memory again (the
@@ -1924,7 +2097,7 @@ impl<C> fmt::Debug for IO<C> {
             .field("unqueued", &self.unqueued.len())
             .field(
                 "completed",
-                &(self.completed.len() + self.straight_end - self.straight_next),
+                &(self.completed.len() + self.straight_end.wrapping_sub(self.straight_next)),
             )
             .field("timers", &self.timers.len())
             .finish()

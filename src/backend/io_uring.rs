@@ -7,6 +7,7 @@ use std::io;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::ring_map::CompletionRing;
 use super::{Backend, RawCompletion, RegisteredFiles, Wait, USER_DATA_INTERNAL};
 use crate::completion::Operation;
 use crate::sys::Fd;
@@ -14,6 +15,9 @@ use crate::sys::Fd;
 /// The io_uring backend.
 pub(crate) struct IoUringBackend {
     ring: IoUring<squeue::Entry, cqueue::Entry>,
+    /// The ring's completion queue, read in place: the only reader of it
+    /// (the crate's `completion()` is never used).
+    cq: CompletionRing,
     syscalls: u64,
     /// The kernel has `IORING_OP_SEND_ZC` (`IORING_REGISTER_PROBE` said so).
     send_zc: bool,
@@ -139,8 +143,10 @@ impl IoUringBackend {
             0
         };
         let slots = register_file_table(&ring, registered_files);
+        let cq = CompletionRing::new(&ring)?;
         Ok(IoUringBackend {
             ring,
+            cq,
             syscalls: 0,
             send_zc,
             ftruncate,
@@ -275,6 +281,26 @@ impl IoUringBackend {
             pushed &= self.push_entry(clear);
         }
         pushed && self.push_entry(close)
+    }
+
+    /// The completion queue, for the loop to read in place, when nothing
+    /// else has results to report first (the syscalls this backend runs
+    /// itself, whose results `reap` hands out ahead of the ring's).
+    #[inline(always)]
+    pub(crate) fn completions_in_place(&mut self) -> Option<&mut CompletionRing> {
+        if self.syscall_results.is_empty() {
+            Some(&mut self.cq)
+        } else {
+            None
+        }
+    }
+
+    /// The completion queue, whatever else has results: for the loop's
+    /// straight run, which reads the queue's entries in place until it
+    /// consumes them.
+    #[inline(always)]
+    pub(crate) fn completion_ring(&mut self) -> &mut CompletionRing {
+        &mut self.cq
     }
 
     /// Pushes `operation`, one the backend submits as one entry as it is
@@ -658,24 +684,15 @@ impl Backend for IoUringBackend {
             batch.extend(self.syscall_results.drain(..done));
             max -= done;
         }
-        let mut completions = self.ring.completion();
-        let count = completions.len().min(max);
+        let (head, tail) = self.cq.sync();
+        let count = (tail.wrapping_sub(head) as usize).min(max);
         batch.reserve(count);
-        // A plain copy loop: `extend` over the queue's iterator checks the
-        // capacity per entry (it cannot know the length), and this runs once
-        // per operation.
-        for raw in &mut batch.spare_capacity_mut()[..count] {
-            let cqe = completions.next().expect("counted above");
-            raw.write(RawCompletion {
-                user_data: cqe.user_data(),
-                result: cqe.result(),
-                flags: cqe.flags(),
-            });
+        let mut index = head;
+        for _ in 0..count {
+            batch.push(self.cq.entry(index));
+            index = index.wrapping_add(1);
         }
-        let len = batch.len() + count;
-        // SAFETY: the `count` entries after `batch.len()` were written just
-        // above, within the capacity reserved for them.
-        unsafe { batch.set_len(len) };
+        self.cq.consume_to(index);
     }
 
     fn syscalls(&self) -> u64 {
