@@ -122,7 +122,9 @@ pub struct IO<C> {
     straight_end: u32,
     /// Where the straight run is: in `reap_batch`, or still in the io_uring
     /// completion queue, which `straight_next` and `straight_end` then index
-    /// (wrapping), `straight_next` its head (docs/architecture.md, "Plain
+    /// (wrapping), with the queue's head standing for `straight_next` while
+    /// the run goes on (so that each callback stores one cursor, not two:
+    /// read it through `straight_next()`) (docs/architecture.md, "Plain
     /// completions run straight from the completion queue").
     straight_in: StraightIn,
     stats: Stats,
@@ -167,12 +169,14 @@ trait StraightEntries: Copy {
     /// storage (the batch, the ring) is this `IO`'s and alive.
     unsafe fn user_data(self, index: u32) -> u64;
 
-    /// Consumes the entries before `next`, each read for the last time.
+    /// Consumes the entries before `next`, each read for the last time:
+    /// moves `cursor` (`IO::straight_next`) there, or the ring's head,
+    /// which stands for it.
     ///
     /// # Safety
     ///
     /// As for `user_data`, with `next` at most the run's end.
-    unsafe fn consume_to(self, next: u32);
+    unsafe fn consume_to(self, next: u32, cursor: &mut u32);
 }
 
 /// The reap batch's buffer, which nothing changes while the run goes on.
@@ -191,8 +195,9 @@ impl StraightEntries for BatchEntries {
 
     #[inline(always)]
     #[allow(unsafe_code)]
-    unsafe fn consume_to(self, _next: u32) {
+    unsafe fn consume_to(self, next: u32, cursor: &mut u32) {
         // The batch's entries were consumed from the kernel when copied.
+        *cursor = next;
     }
 }
 
@@ -207,7 +212,7 @@ impl StraightEntries for CqCursor {
 
     #[inline(always)]
     #[allow(unsafe_code)]
-    unsafe fn consume_to(self, next: u32) {
+    unsafe fn consume_to(self, next: u32, _cursor: &mut u32) {
         // SAFETY: as for `user_data`; the entries before `next` are read
         // for the last time.
         unsafe { CqCursor::consume_to(&self, next) }
@@ -548,7 +553,7 @@ impl<C> IO<C> {
     /// `wait`), reap, refill the submission queue from `unqueued`, then run
     /// the callbacks of everything completed so far.
     fn pass(&mut self, ctx: &mut C, wait: Wait) -> io::Result<()> {
-        if self.straight_next != self.straight_end {
+        if self.straight_pending() {
             // Left by a callback that panicked: they go first, on `completed`.
             self.spill_straight();
         }
@@ -623,6 +628,25 @@ impl<C> IO<C> {
             };
             self.complete(id.slot, -libc::ETIME);
         }
+    }
+
+    /// The straight run's next entry (`straight_next`, or in the ring, the
+    /// completion queue's head, which stands for it).
+    #[inline(always)]
+    fn straight_next(&self) -> u32 {
+        match (self.straight_in, &self.backend) {
+            (StraightIn::Ring, AnyBackend::IoUring(ring)) => ring.completions().head(),
+            _ => self.straight_next,
+        }
+    }
+
+    /// Whether callbacks of the straight run may still be to run: if the
+    /// run was in the ring and a callback panicked, `straight_next` is
+    /// where the run began (the queue's head stands for it while the run
+    /// goes on), and `spill_straight` finds what is left, maybe nothing.
+    #[inline(always)]
+    fn straight_pending(&self) -> bool {
+        self.straight_next != self.straight_end
     }
 
     fn reap(&mut self) {
@@ -741,8 +765,8 @@ impl<C> IO<C> {
     #[inline(never)]
     fn spill_straight(&mut self) {
         let mut spilled = Fifo::new();
+        let (next, end) = (self.straight_next(), self.straight_end);
         let links = self.slots.links();
-        let (next, end) = (self.straight_next, self.straight_end);
         match (self.straight_in, &mut self.backend) {
             (StraightIn::Ring, AnyBackend::IoUring(ring)) => {
                 let cq = ring.completion_ring();
@@ -764,6 +788,7 @@ impl<C> IO<C> {
             spilled.push(links, index);
         }
         self.completed = spilled;
+        self.straight_in = StraightIn::Batch;
         self.straight_next = 0;
         self.straight_end = 0;
     }
@@ -1277,7 +1302,7 @@ impl<C> IO<C> {
         // `IO` put in this one's place is caught by its tag). The cursor is
         // stored, and the entry consumed, before each callback, which may
         // panic.
-        let (mut next, end) = (self.straight_next, self.straight_end);
+        let (mut next, end) = (self.straight_next(), self.straight_end);
         let simulated = matches!(self.backend, AnyBackend::Sim(_));
         while next != end {
             // SAFETY: `next` is one of the run's, not consumed: the run is
@@ -1301,9 +1326,8 @@ impl<C> IO<C> {
             // SAFETY: as above; the entry was just read for the last time.
             #[allow(unsafe_code)]
             unsafe {
-                entries.consume_to(next)
+                entries.consume_to(next, &mut self.straight_next)
             };
-            self.straight_next = next;
             self.stats.completed += 1;
             // Plain, so one-shot: freed and run as `run_callback` does,
             // the slot looked up once.
@@ -1323,6 +1347,8 @@ impl<C> IO<C> {
                 return Err(replaced_error());
             }
         }
+        // For the ring, whose head stood for it meanwhile.
+        self.straight_next = next;
         Ok(())
     }
 
@@ -1952,7 +1978,7 @@ impl<C> Drop for IO<C> {
     /// cannot break that: the completion table never frees a handler whose
     /// operation may still be in the kernel, even from its own `Drop`.
     fn drop(&mut self) {
-        if self.straight_next != self.straight_end {
+        if self.straight_pending() {
             // Settled but not run (a callback panicked, or replaced this
             // `IO`): consumed from the completion queue, so that the drain
             // below reads only what is still the kernel's.
@@ -2097,7 +2123,7 @@ impl<C> fmt::Debug for IO<C> {
             .field("unqueued", &self.unqueued.len())
             .field(
                 "completed",
-                &(self.completed.len() + self.straight_end.wrapping_sub(self.straight_next)),
+                &(self.completed.len() + self.straight_end.wrapping_sub(self.straight_next())),
             )
             .field("timers", &self.timers.len())
             .finish()

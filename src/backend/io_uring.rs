@@ -7,7 +7,7 @@ use std::io;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::ring_map::CompletionRing;
+use super::ring_map::{CompletionRing, SubmissionRing};
 use super::{Backend, RawCompletion, RegisteredFiles, Wait, USER_DATA_INTERNAL};
 use crate::completion::Operation;
 use crate::sys::Fd;
@@ -18,6 +18,9 @@ pub(crate) struct IoUringBackend {
     /// The ring's completion queue, read in place: the only reader of it
     /// (the crate's `completion()` is never used).
     cq: CompletionRing,
+    /// The ring's submission queue, written in place: the only writer of
+    /// it (the crate's `submission()` is never used).
+    sq: SubmissionRing,
     syscalls: u64,
     /// The kernel has `IORING_OP_SEND_ZC` (`IORING_REGISTER_PROBE` said so).
     send_zc: bool,
@@ -144,9 +147,11 @@ impl IoUringBackend {
         };
         let slots = register_file_table(&ring, registered_files);
         let cq = CompletionRing::new(&ring)?;
+        let sq = SubmissionRing::new(&ring)?;
         Ok(IoUringBackend {
             ring,
             cq,
+            sq,
             syscalls: 0,
             send_zc,
             ftruncate,
@@ -199,6 +204,8 @@ impl IoUringBackend {
             return Ok(());
         }
         self.syscalls += 1;
+        // The crate's submit reads how many to submit from the shared tail.
+        self.sq.publish();
         let submitter = self.ring.submitter();
         let result = match wait {
             Wait::Never => submitter.submit(),
@@ -236,8 +243,7 @@ impl IoUringBackend {
     /// submit, or completions the kernel holds back (CQ overflow, deferred
     /// task work).
     fn needs_enter(&mut self) -> bool {
-        let submission = self.ring.submission();
-        !submission.is_empty() || submission.cq_overflow() || submission.taskrun()
+        self.sq.len() != 0 || self.sq.completions_held()
     }
 
     /// A close is preceded by a cancel of every operation still pending on
@@ -260,11 +266,9 @@ impl IoUringBackend {
     fn push_close(&mut self, user_data: u64, fd: Fd) -> bool {
         let slot = self.files.slot(fd);
         let needed = if slot.is_some() { 3 } else { 2 };
-        let submission = self.ring.submission();
-        if submission.capacity() - submission.len() < needed {
+        if self.sq.room() < needed {
             return false;
         }
-        drop(submission);
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all());
         let close = opcode::Close::new(types::Fd(fd))
             .build()
@@ -303,6 +307,12 @@ impl IoUringBackend {
         &mut self.cq
     }
 
+    /// The completion queue, to read where its head is.
+    #[inline(always)]
+    pub(crate) fn completions(&self) -> &CompletionRing {
+        &self.cq
+    }
+
     /// Pushes `operation`, one the backend submits as one entry as it is
     /// (not a close, nor an ftruncate the kernel may lack: `push` decides
     /// those), with its entry built inline. For the loop's submit fast
@@ -319,14 +329,13 @@ impl IoUringBackend {
 
     #[inline(always)]
     fn push_entry(&mut self, entry: squeue::Entry) -> bool {
-        let mut submission = self.ring.submission();
         // SAFETY: every pointer in `entry` points into memory owned by the
         // completion slot's handler (the IO's buffer, address or nothing),
         // which the IO keeps alive, unmoved, until the completion with this
         // entry's user_data is reaped, or leaks if it never is (IO::drop);
         // or, for the entry that clears a registered-file slot, at the
         // `FD_NONE` static, alive for the whole program.
-        unsafe { submission.push(&entry) }.is_ok()
+        unsafe { self.sq.push(&entry) }
     }
 }
 
@@ -642,8 +651,7 @@ impl Backend for IoUringBackend {
     }
 
     fn room(&mut self) -> usize {
-        let submission = self.ring.submission();
-        submission.capacity() - submission.len()
+        self.sq.room() as usize
     }
 
     fn entries_max(&self) -> usize {
@@ -664,10 +672,11 @@ impl Backend for IoUringBackend {
     }
 
     fn submit_early(&mut self, batch: u32) {
-        if self.ring.submission().len() < batch as usize {
+        if self.sq.len() < batch {
             return;
         }
         self.syscalls += 1;
+        self.sq.publish();
         // Whatever the kernel did not take stays in the queue; the pass's own
         // submit_and_wait retries it and reports a lasting error.
         let _ = self.ring.submitter().submit();

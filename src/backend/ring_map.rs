@@ -77,12 +77,94 @@ const _: () = assert!(mem::size_of::<cqueue::Entry>() == 16);
 const FEAT_SINGLE_MMAP: u32 = 1 << 0;
 /// `IORING_OFF_SQ_RING`: the mmap offset of the rings.
 const OFF_SQ_RING: libc::off_t = 0;
+/// `IORING_OFF_SQES`: the mmap offset of the submission entries.
+const OFF_SQES: libc::off_t = 0x1000_0000;
+/// `IORING_SQ_CQ_OVERFLOW`, `IORING_SQ_TASKRUN`: the kernel holds
+/// completions back, and an `io_uring_enter` would post them.
+const SQ_CQ_OVERFLOW: u32 = 1 << 1;
+const SQ_TASKRUN: u32 = 1 << 2;
 
-/// The completion queue of a ring, in a mapping of its own. Unmapped on drop;
-/// the kernel keeps the ring's memory while any mapping of it exists.
+/// The ring's set-up parameters, as the kernel filled them in.
+fn params(ring: &IoUring<squeue::Entry, cqueue::Entry>) -> &Params {
+    let params: *const io_uring::Parameters = ring.params();
+    // SAFETY: `Parameters` is a `repr(transparent)` wrapper of the
+    // kernel's `io_uring_params`, which `Params` lays out field for field
+    // (sizes and alignments asserted above); it lives as long as `ring`.
+    unsafe { &*params.cast::<Params>() }
+}
+
+/// A shared mapping of part of a ring's memory, unmapped on drop. The
+/// kernel keeps the ring's memory while any mapping of it exists, so each
+/// view below owns its own and outlives no other's.
+struct Mapping {
+    start: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `ring`'s fd at `offset`: the rings (both in one
+    /// mapping, so `IORING_FEAT_SINGLE_MMAP` is required: `EOPNOTSUPP`, on
+    /// Linux < 5.4, which lacks the `EXT_ARG` the loop needs anyway), or
+    /// the submission entries.
+    fn new(
+        ring: &IoUring<squeue::Entry, cqueue::Entry>,
+        offset: libc::off_t,
+        len: usize,
+    ) -> io::Result<Mapping> {
+        if params(ring).features & FEAT_SINGLE_MMAP == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        // SAFETY: a fresh shared mapping of the ring's fd, at one of the
+        // offsets the kernel maps and of a length within what it lays out
+        // there (the lengths the crate and liburing map); it aliases no
+        // Rust object.
+        let start = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                ring.as_raw_fd(),
+                offset,
+            )
+        };
+        if start == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let start = NonNull::new(start.cast::<u8>()).expect("mmap returned null");
+        Ok(Mapping { start, len })
+    }
+
+    /// The rings of `ring`, mapped again.
+    fn rings(ring: &IoUring<squeue::Entry, cqueue::Entry>) -> io::Result<Mapping> {
+        let params = params(ring);
+        let sq_len = params.sq_off.array as usize + params.sq_entries as usize * 4;
+        let cq_len = params.cq_off.cqes as usize
+            + params.cq_entries as usize * mem::size_of::<RawCompletion>();
+        Mapping::new(ring, OFF_SQ_RING, sq_len.max(cq_len))
+    }
+
+    /// The address `offset` bytes in, for a `T` that ends within the
+    /// mapping (asserted).
+    fn at<T>(&self, offset: u32) -> NonNull<T> {
+        assert!(offset as usize + mem::size_of::<T>() <= self.len);
+        // SAFETY: within the mapping, as asserted.
+        unsafe { self.start.add(offset as usize) }.cast()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length and is
+        // unmapped once, here; every pointer into it is used only while
+        // its owner (a view below, owned by the backend) lives.
+        unsafe { libc::munmap(self.start.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The completion queue of a ring, in a mapping of its own.
 pub(crate) struct CompletionRing {
-    map: NonNull<libc::c_void>,
-    map_len: usize,
+    _map: Mapping,
     cursor: CqCursor,
     /// The queue's tail as last loaded: entries up to it are the kernel's
     /// results, which it does not touch until the head passes them.
@@ -105,60 +187,23 @@ impl CompletionRing {
     ///
     /// # Errors
     ///
-    /// `EOPNOTSUPP` without `IORING_FEAT_SINGLE_MMAP` (Linux < 5.4, which
-    /// lacks the `EXT_ARG` the loop needs anyway), or what `mmap` returns.
+    /// As [`Mapping::new`].
     pub(crate) fn new(ring: &IoUring<squeue::Entry, cqueue::Entry>) -> io::Result<CompletionRing> {
-        let params: *const io_uring::Parameters = ring.params();
-        // SAFETY: `Parameters` is a `repr(transparent)` wrapper of the
-        // kernel's `io_uring_params`, which `Params` lays out field for
-        // field (sizes and alignments asserted above); the reference is
-        // live for this call.
-        let params = unsafe { &*params.cast::<Params>() };
-        if params.features & FEAT_SINGLE_MMAP == 0 {
-            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
-        }
-        // As the crate and liburing size it: one mapping, for both rings.
-        let sq_len = params.sq_off.array as usize + params.sq_entries as usize * 4;
-        let cq_len = params.cq_off.cqes as usize
-            + params.cq_entries as usize * mem::size_of::<RawCompletion>();
-        let map_len = sq_len.max(cq_len);
-        // SAFETY: a fresh shared mapping of the ring's fd at the rings'
-        // offset, of the length the kernel lays them out in; it aliases no
-        // Rust object.
-        let map = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                ring.as_raw_fd(),
-                OFF_SQ_RING,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = NonNull::new(map).expect("mmap returned null");
-        let at = |offset: u32| {
-            assert!((offset as usize) < map_len);
-            // SAFETY: `offset` is within the mapping (asserted).
-            unsafe { map.byte_add(offset as usize) }
-        };
-        let mask = at(params.cq_off.ring_mask).cast::<u32>();
-        // SAFETY: the kernel wrote the ring mask at that offset at set-up
-        // and never changes it; the mapping is live.
-        let mask = unsafe { mask.read() };
+        let params = params(ring);
+        let map = Mapping::rings(ring)?;
+        // SAFETY: the kernel wrote the ring mask there at set-up and never
+        // changes it; the mapping is live.
+        let mask = unsafe { map.at::<u32>(params.cq_off.ring_mask).read() };
         assert!(mask < params.cq_entries);
-        // The last entry ends within the mapping: `cq_len <= map_len`.
+        // The entries end within the mapping (`Mapping::rings` sized it so).
         let cursor = CqCursor {
-            head: at(params.cq_off.head).cast(),
-            tail: at(params.cq_off.tail).cast(),
-            cqes: at(params.cq_off.cqes).cast(),
+            head: map.at(params.cq_off.head),
+            tail: map.at(params.cq_off.tail),
+            cqes: map.at(params.cq_off.cqes),
             mask,
         };
         let mut completions = CompletionRing {
-            map,
-            map_len,
+            _map: map,
             cursor,
             tail: 0,
         };
@@ -248,11 +293,145 @@ impl CqCursor {
     }
 }
 
-impl Drop for CompletionRing {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was made by `new` with this length and is
-        // unmapped once, here; every cursor copied from it is used only
-        // while the ring (its owner, the backend) lives.
-        unsafe { libc::munmap(self.map.as_ptr(), self.map_len) };
+/// The submission queue of a ring, in mappings of its own: entries are
+/// written into the ring where they go, and the tail the kernel reads is
+/// published once before each `io_uring_enter` (or at once, on an SQPOLL
+/// ring, whose kernel thread reads it any time), instead of loaded and
+/// stored by every push as the crate's `submission()` does.
+pub(crate) struct SubmissionRing {
+    _rings: Mapping,
+    _sqes_map: Mapping,
+    /// The kernel's head (it consumes from there) and the shared tail (the
+    /// last one published), and the flags the kernel sets.
+    head: NonNull<AtomicU32>,
+    shared_tail: NonNull<AtomicU32>,
+    flags: NonNull<AtomicU32>,
+    sqes: NonNull<squeue::Entry>,
+    mask: u32,
+    entries: u32,
+    /// The tail with every entry pushed, published or not.
+    tail: u32,
+    /// `tail` may grow up to here before the head is loaded again: the
+    /// head as last loaded, plus the queue's size.
+    limit: u32,
+    sqpoll: bool,
+}
+
+impl SubmissionRing {
+    /// Maps the rings and the submission entries of `ring` again, for its
+    /// submission queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mapping::new`].
+    pub(crate) fn new(ring: &IoUring<squeue::Entry, cqueue::Entry>) -> io::Result<SubmissionRing> {
+        let params = params(ring);
+        let rings = Mapping::rings(ring)?;
+        let sqes_len = params.sq_entries as usize * mem::size_of::<squeue::Entry>();
+        let sqes_map = Mapping::new(ring, OFF_SQES, sqes_len)?;
+        // SAFETY: the kernel wrote the mask and the size there at set-up
+        // and never changes them; the mapping is live.
+        let mask = unsafe { rings.at::<u32>(params.sq_off.ring_mask).read() };
+        // SAFETY: as for the mask.
+        let entries = unsafe { rings.at::<u32>(params.sq_off.ring_entries).read() };
+        assert!(entries == params.sq_entries);
+        assert!(mask < entries);
+        let mut submissions = SubmissionRing {
+            head: rings.at(params.sq_off.head),
+            shared_tail: rings.at(params.sq_off.tail),
+            flags: rings.at(params.sq_off.flags),
+            sqes: sqes_map.at(0),
+            mask,
+            entries,
+            tail: 0,
+            limit: 0,
+            sqpoll: ring.params().is_setup_sqpoll(),
+            _rings: rings,
+            _sqes_map: sqes_map,
+        };
+        // SAFETY: the tail is in the live mapping; only this code writes it
+        // (the crate's `submission()` is never used).
+        submissions.tail = unsafe { submissions.shared_tail.as_ref() }.load(Ordering::Relaxed);
+        submissions.limit = submissions.load_head().wrapping_add(entries);
+        Ok(submissions)
+    }
+
+    /// Loads the kernel's head.
+    #[inline(always)]
+    fn load_head(&self) -> u32 {
+        // SAFETY: the head is in the live mapping; the acquire load orders
+        // the kernel's reads of the entries it passed before our reuse of
+        // their places.
+        unsafe { self.head.as_ref() }.load(Ordering::Acquire)
+    }
+
+    /// Pushes `entry`, or returns false if the queue is full.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `entry` stays valid for what the kernel does with it
+    /// until its completion is reaped.
+    #[inline(always)]
+    pub(crate) unsafe fn push(&mut self, entry: &squeue::Entry) -> bool {
+        // In a local: the entry's write below could alias `self` as far as
+        // the compiler knows, and would make it load the tail again.
+        let tail = self.tail;
+        if tail == self.limit && !self.refresh_limit() {
+            return false;
+        }
+        let place = (tail & self.mask) as usize;
+        // SAFETY: `place <= mask < entries`, so the entry is within the
+        // mapping; the place is free: the tail is less than a queue's size
+        // ahead of the head last loaded (`limit`), and the kernel has
+        // passed every place before that head. The kernel reads the entry
+        // only after the tail that covers it is published.
+        unsafe { self.sqes.as_ptr().wrapping_add(place).write(entry.clone()) };
+        self.tail = tail.wrapping_add(1);
+        if self.sqpoll {
+            // Its kernel thread reads the tail any time: at once.
+            self.publish();
+        }
+        true
+    }
+
+    /// Loads the head again, for a queue that looked full. Out of line: once
+    /// per queue's worth of pushes at most.
+    #[cold]
+    #[inline(never)]
+    fn refresh_limit(&mut self) -> bool {
+        self.limit = self.load_head().wrapping_add(self.entries);
+        self.tail != self.limit
+    }
+
+    /// Makes every entry pushed visible to the kernel: before each
+    /// `io_uring_enter`, whose submit count the crate reads from the shared
+    /// tail.
+    #[inline(always)]
+    pub(crate) fn publish(&mut self) {
+        // SAFETY: the tail is in the live mapping; the release store orders
+        // the entries' writes before it.
+        unsafe { self.shared_tail.as_ref() }.store(self.tail, Ordering::Release);
+    }
+
+    /// Entries pushed and not yet consumed by the kernel.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> u32 {
+        self.tail.wrapping_sub(self.load_head())
+    }
+
+    /// Room for this many more entries.
+    #[inline(always)]
+    pub(crate) fn room(&self) -> u32 {
+        self.entries - self.len()
+    }
+
+    /// Whether the kernel holds completions back (CQ overflow, deferred
+    /// task work), which an `io_uring_enter` would post.
+    #[inline(always)]
+    pub(crate) fn completions_held(&self) -> bool {
+        // SAFETY: the flags are in the live mapping; the kernel sets and
+        // clears them, and a stale answer only costs or saves a syscall.
+        let flags = unsafe { self.flags.as_ref() }.load(Ordering::Acquire);
+        flags & (SQ_CQ_OVERFLOW | SQ_TASKRUN) != 0
     }
 }
