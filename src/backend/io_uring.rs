@@ -204,22 +204,13 @@ impl IoUringBackend {
             return Ok(());
         }
         self.syscalls += 1;
-        // The crate's submit reads how many to submit from the shared tail.
-        self.sq.publish();
-        let submitter = self.ring.submitter();
         let result = match wait {
-            Wait::Never => submitter.submit(),
-            Wait::Forever => submitter.submit_and_wait(1),
-            Wait::Timeout(timeout_ns) => {
-                let timespec = types::Timespec::new()
-                    .sec(timeout_ns / 1_000_000_000)
-                    .nsec((timeout_ns % 1_000_000_000) as u32);
-                let args = types::SubmitArgs::new().timespec(&timespec);
-                submitter.submit_with_args(1, &args)
-            }
+            Wait::Never => self.sq.enter(0, None),
+            Wait::Forever => self.sq.enter(1, None),
+            Wait::Timeout(timeout_ns) => self.sq.enter(1, Some(timeout_ns)),
         };
         match result {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(error) => match error.raw_os_error() {
                 // The wait timed out: the loop's clock decides what is next.
                 Some(libc::ETIME) => Ok(()),
@@ -676,10 +667,9 @@ impl Backend for IoUringBackend {
             return;
         }
         self.syscalls += 1;
-        self.sq.publish();
         // Whatever the kernel did not take stays in the queue; the pass's own
         // submit_and_wait retries it and reports a lasting error.
-        let _ = self.ring.submitter().submit();
+        let _ = self.sq.enter(0, None);
     }
 
     fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {

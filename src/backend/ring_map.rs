@@ -83,6 +83,32 @@ const OFF_SQES: libc::off_t = 0x1000_0000;
 /// completions back, and an `io_uring_enter` would post them.
 const SQ_CQ_OVERFLOW: u32 = 1 << 1;
 const SQ_TASKRUN: u32 = 1 << 2;
+/// `IORING_SQ_NEED_WAKEUP`: an SQPOLL ring's kernel thread fell asleep.
+const SQ_NEED_WAKEUP: u32 = 1 << 0;
+/// `IORING_ENTER_GETEVENTS`, `_SQ_WAKEUP`, `_EXT_ARG`.
+const ENTER_GETEVENTS: u32 = 1 << 0;
+const ENTER_SQ_WAKEUP: u32 = 1 << 1;
+const ENTER_EXT_ARG: u32 = 1 << 3;
+/// `IORING_SETUP_IOPOLL`; `IORING_FEAT_NODROP`.
+const SETUP_IOPOLL: u32 = 1 << 0;
+const FEAT_NODROP: u32 = 1 << 1;
+
+/// `struct io_uring_getevents_arg` (linux/io_uring.h), for `EXT_ARG`.
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    /// `min_wait_usec` since Linux 6.12; 0 is "none".
+    pad: u32,
+    ts: u64,
+}
+
+/// `struct __kernel_timespec`.
+#[repr(C)]
+struct KernelTimespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
 
 /// The ring's set-up parameters, as the kernel filled them in.
 fn params(ring: &IoUring<squeue::Entry, cqueue::Entry>) -> &Params {
@@ -315,6 +341,10 @@ pub(crate) struct SubmissionRing {
     /// head as last loaded, plus the queue's size.
     limit: u32,
     sqpoll: bool,
+    iopoll: bool,
+    nodrop: bool,
+    /// The ring's fd, which the crate's `IoUring` beside this owns.
+    fd: libc::c_int,
 }
 
 impl SubmissionRing {
@@ -346,6 +376,9 @@ impl SubmissionRing {
             tail: 0,
             limit: 0,
             sqpoll: ring.params().is_setup_sqpoll(),
+            iopoll: params.flags & SETUP_IOPOLL != 0,
+            nodrop: params.features & FEAT_NODROP != 0,
+            fd: ring.as_raw_fd(),
             _rings: rings,
             _sqes_map: sqes_map,
         };
@@ -433,5 +466,82 @@ impl SubmissionRing {
         // clears them, and a stale answer only costs or saves a syscall.
         let flags = unsafe { self.flags.as_ref() }.load(Ordering::Acquire);
         flags & (SQ_CQ_OVERFLOW | SQ_TASKRUN) != 0
+    }
+
+    /// One `io_uring_enter`: publishes and submits every entry pushed, and
+    /// waits for `want` completions, for at most `timeout_ns` if given, as
+    /// the crate's `submit_and_wait` and `submit_with_args` do (the same
+    /// flags, and no syscall for an SQPOLL ring whose thread is awake when
+    /// there is nothing to wait for or flush), without building its
+    /// `Submitter` and loading both of the queue's ends again. Returns the
+    /// raw result: entries submitted, or an errno.
+    pub(crate) fn enter(&mut self, want: u32, timeout_ns: Option<u64>) -> io::Result<()> {
+        self.publish();
+        let to_submit = self.len();
+        // SAFETY: the flags are in the live mapping.
+        let flags = unsafe { self.flags.as_ref() }.load(Ordering::Acquire);
+        let overflow = flags & SQ_CQ_OVERFLOW != 0;
+        let taskrun = flags & SQ_TASKRUN != 0;
+        let mut enter_flags = 0;
+        // Deferred task work is only run by an enter carrying GETEVENTS.
+        if want > 0 || self.iopoll || overflow || taskrun {
+            enter_flags |= ENTER_GETEVENTS;
+        }
+        if self.sqpoll {
+            // Orders the tail's store before the flag's load (the crate's
+            // `SubmissionQueue::need_wakeup` discusses it).
+            std::sync::atomic::fence(Ordering::SeqCst);
+            // SAFETY: as above.
+            let flags = unsafe { self.flags.as_ref() }.load(Ordering::Relaxed);
+            if flags & SQ_NEED_WAKEUP != 0 {
+                enter_flags |= ENTER_SQ_WAKEUP;
+            } else if want == 0 && !((overflow && self.nodrop) || taskrun) {
+                // The kernel thread is polling and awake.
+                return Ok(());
+            }
+        }
+        let timespec;
+        let arg;
+        let (arg_ptr, arg_len) = match timeout_ns {
+            None => (
+                ptr::null::<libc::c_void>(),
+                mem::size_of::<libc::sigset_t>(),
+            ),
+            Some(timeout_ns) => {
+                timespec = KernelTimespec {
+                    tv_sec: (timeout_ns / 1_000_000_000) as i64,
+                    tv_nsec: (timeout_ns % 1_000_000_000) as i64,
+                };
+                arg = GeteventsArg {
+                    sigmask: 0,
+                    sigmask_sz: mem::size_of::<libc::sigset_t>() as u32,
+                    pad: 0,
+                    ts: ptr::addr_of!(timespec) as u64,
+                };
+                enter_flags |= ENTER_EXT_ARG;
+                let arg_ptr: *const GeteventsArg = &arg;
+                (arg_ptr.cast(), mem::size_of::<GeteventsArg>())
+            }
+        };
+        // SAFETY: `io_uring_enter` on the ring's fd, alive while the
+        // `IoUring` beside this lives; the argument, if any, is an
+        // `io_uring_getevents_arg` on this stack frame, naming a timespec on
+        // it too and no signal mask, both read by the kernel during the call
+        // only; without one, a null sigmask of the size the kernel checks.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                self.fd,
+                to_submit,
+                want,
+                enter_flags,
+                arg_ptr,
+                arg_len,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
