@@ -1246,10 +1246,7 @@ impl<C> IO<C> {
                 let cursor = ring.completion_ring().cursor();
                 self.run_straight(ctx, tag, cursor)?;
             }
-            _ => {
-                let entries = BatchEntries(self.reap_batch.as_ptr());
-                self.run_straight(ctx, tag, entries)?;
-            }
+            _ => self.run_straight_batched(ctx, tag)?,
         }
         for _ in 0..queued {
             let Some(index) = self.completed.peek() else {
@@ -1285,6 +1282,15 @@ impl<C> IO<C> {
         Ok(())
     }
 
+    /// `run_straight` from the reap batch (the epoll and simulator
+    /// backends, io_uring's slow paths): out of line, so that the ring's
+    /// run, inlined into the pass, has the registers to itself.
+    #[inline(never)]
+    fn run_straight_batched(&mut self, ctx: &mut C, tag: u32) -> io::Result<()> {
+        let entries = BatchEntries(self.reap_batch.as_ptr());
+        self.run_straight(ctx, tag, entries)
+    }
+
     /// The head of the completed queue: the callbacks of the plain
     /// completions `reap` left in its batch or in the completion queue, in
     /// order (docs/architecture.md, "Plain completions run straight from
@@ -1303,7 +1309,11 @@ impl<C> IO<C> {
         // stored, and the entry consumed, before each callback, which may
         // panic.
         let (mut next, end) = (self.straight_next(), self.straight_end);
-        let simulated = matches!(self.backend, AnyBackend::Sim(_));
+        // Whether to trace, decided once per run: a level a callback sets
+        // (a subscriber installed, a filter reloaded) takes effect from the
+        // next run, and at once for the completed queue's callbacks.
+        let traced = matches!(self.backend, AnyBackend::Sim(_))
+            || tracing::enabled!(target: "ringio", tracing::Level::TRACE);
         while next != end {
             // SAFETY: `next` is one of the run's, not consumed: the run is
             // `straight_next..straight_end`, which `reap` set over entries
@@ -1319,7 +1329,7 @@ impl<C> IO<C> {
             let user_data = unsafe { entries.user_data(next) };
             let index = CompletionId::slot_of(user_data);
             // Before anything moves, as below.
-            if simulated || tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+            if traced {
                 self.trace_complete(index);
             }
             next = next.wrapping_add(1);

@@ -34,11 +34,11 @@ RULES = [
     ("slot alloc", r"Slots<C>::(alloc|alloc_on|grow)"),
     ("SQE fill and push", r"io_uring::entry_for|io_uring::build_entry|IoUringBackend::push_direct"
      r"|IoUringBackend as ringio::backend::Backend>::push"
-     r"|push_entry|io_uring::squeue|io_uring::opcode"),
+     r"|push_entry|io_uring::squeue|io_uring::opcode|SubmissionRing::(push|refresh_limit|publish)"),
     ("dispatch (AnyBackend)", r"AnyBackend as ringio::backend::Backend"),
-    ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue"
+    ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue|CqCursor|CompletionRing"
      r"|extend_desugared|SpecExtend"),
-    ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall"),
+    ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall|SubmissionRing::enter"),
     ("completion: generation and state checks, result",
      r"complete_plain|settle_plain|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
     ("submit: state, checks, enqueue",
@@ -46,7 +46,7 @@ RULES = [
      r"|settle_before_push|handle_closed)$|ops::<impl ringio::io::IO<C>>::nop"),
     ("run loop (straight run or peek and pop, state check, sim check, bookkeeping)",
      r"IO<C>::(run_completed|run_callback)$"),
-    ("reap loop", r"IO<C>::(reap|on_raw_completion)$"),
+    ("reap loop", r"IO<C>::(reap|reap_in_place|reap_batched|on_raw_completion)$"),
     ("loop call (guard, pass, timers)",
      r"Running|IO<C>::(guarded|run|pass|fire_timers|wait_until_next_timer|tick)$|Timers"),
     ("benchmark harness", r"nop_callgrind::"),
