@@ -282,6 +282,7 @@ impl Running {
     ///
     /// `EDEADLK` if this `IO`'s loop is already running (a callback called
     /// it), or `RUNNING_MAX` other loops are.
+    #[inline(always)]
     fn enter(tag: u32) -> io::Result<Running> {
         RUNNING.with(|running| {
             let depth = running.depth.get();
@@ -297,6 +298,7 @@ impl Running {
 }
 
 impl Drop for Running {
+    #[inline(always)]
     fn drop(&mut self) {
         RUNNING.with(|running| {
             let depth = running.depth.get();
