@@ -195,8 +195,21 @@ impl IoUringBackend {
         }
     }
 
+    /// `submit_and_wait` with syscalls of the backend's own to run or
+    /// report: their results are (about to be) ready without the kernel,
+    /// so it only peeks, and they run after the entries pushed before them
+    /// went in, as their order says.
+    #[cold]
+    #[inline(never)]
+    fn submit_and_wait_syscalls(&mut self) -> io::Result<()> {
+        let result = self.enter(Wait::Never);
+        self.run_syscalls_pending();
+        result
+    }
+
     /// One `io_uring_enter`: submits what is queued and waits as `wait`
     /// says. Never reports `EINTR`, `ETIME` or `EBUSY`.
+    #[inline(always)]
     fn enter(&mut self, wait: Wait) -> io::Result<()> {
         if wait == Wait::Never && !self.needs_enter() {
             // Completions are read from shared memory: with nothing to submit
@@ -211,22 +224,7 @@ impl IoUringBackend {
         };
         match result {
             Ok(()) => Ok(()),
-            Err(error) => match error.raw_os_error() {
-                // The wait timed out: the loop's clock decides what is next.
-                Some(libc::ETIME) => Ok(()),
-                // A signal interrupted the wait: the loop goes round again and
-                // resubmits whatever is still queued. Never surfaced.
-                Some(libc::EINTR) => Ok(()),
-                // The completion queue is backed up (EBUSY) or the kernel is
-                // short of request memory (EAGAIN): return so the loop reaps
-                // completions; what was not submitted stays queued and is
-                // retried on the next pass.
-                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
-                    tracing::debug!(target: "ringio", %error, "io_uring_enter backed off; reaping first");
-                    Ok(())
-                }
-                _ => Err(error),
-            },
+            Err(error) => enter_failed(error),
         }
     }
 
@@ -327,6 +325,29 @@ impl IoUringBackend {
         // or, for the entry that clears a registered-file slot, at the
         // `FD_NONE` static, alive for the whole program.
         unsafe { self.sq.push(&entry) }
+    }
+}
+
+/// What a failed `io_uring_enter` means to the loop: `ETIME`, `EINTR`,
+/// `EBUSY` and `EAGAIN` are not errors (see each); the rest is returned.
+#[cold]
+#[inline(never)]
+fn enter_failed(error: io::Error) -> io::Result<()> {
+    match error.raw_os_error() {
+        // The wait timed out: the loop's clock decides what is next.
+        Some(libc::ETIME) => Ok(()),
+        // A signal interrupted the wait: the loop goes round again and
+        // resubmits whatever is still queued. Never surfaced.
+        Some(libc::EINTR) => Ok(()),
+        // The completion queue is backed up (EBUSY) or the kernel is
+        // short of request memory (EAGAIN): return so the loop reaps
+        // completions; what was not submitted stays queued and is
+        // retried on the next pass.
+        Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+            tracing::debug!(target: "ringio", %error, "io_uring_enter backed off; reaping first");
+            Ok(())
+        }
+        _ => Err(error),
     }
 }
 
@@ -649,17 +670,12 @@ impl Backend for IoUringBackend {
         self.ring.params().sq_entries() as usize
     }
 
+    #[inline(always)]
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()> {
-        let wait = if self.syscalls_pending.is_empty() && self.syscall_results.is_empty() {
-            wait
-        } else {
-            // Results are (about to be) ready without the kernel: only peek.
-            Wait::Never
-        };
-        let result = self.enter(wait);
-        // After the entries pushed before them went in, as their order says.
-        self.run_syscalls_pending();
-        result
+        if self.syscalls_pending.is_empty() && self.syscall_results.is_empty() {
+            return self.enter(wait);
+        }
+        self.submit_and_wait_syscalls()
     }
 
     fn submit_early(&mut self, batch: u32) {
