@@ -572,7 +572,7 @@ impl<C> IO<C> {
         self.run_completed(ctx)?;
         if let AnyBackend::Sim(sim) = &self.backend {
             let slots = &self.slots;
-            let next_ns = if self.timers.len() == 0 {
+            let next_ns = if self.timers.is_empty() {
                 None
             } else {
                 self.timers.next_deadline_ns(|id| timer_is_live(slots, id))
@@ -585,7 +585,7 @@ impl<C> IO<C> {
     /// Shortens `wait` so that the earliest timer is not missed.
     #[inline(always)]
     fn wait_until_next_timer(&mut self, wait: Wait) -> Wait {
-        if self.timers.len() == 0 {
+        if self.timers.is_empty() {
             return wait;
         }
         self.wait_until_timer(wait)
@@ -612,7 +612,7 @@ impl<C> IO<C> {
 
     #[inline(always)]
     fn fire_timers(&mut self) {
-        if self.timers.len() != 0 {
+        if !self.timers.is_empty() {
             self.fire_due_timers();
         }
     }

@@ -284,6 +284,15 @@ impl Timers {
     pub(crate) fn len(&self) -> usize {
         self.entries - self.dead
     }
+
+    /// Whether no timer is live: no entry is left then, since the dead
+    /// never outnumber the live between calls (`compact_if_mostly_dead`),
+    /// so one field says it, for the loop's checks on every pass.
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        debug_assert_eq!(self.entries == 0, self.len() == 0);
+        self.entries == 0
+    }
 }
 
 /// The buckets of the wheel, for granules `cursor < g < cursor + BUCKETS`:
