@@ -27,11 +27,12 @@ RULES = [
     ("tracing", r"tracing|LevelFilter|IO<C>::trace_complete$"),
     ("FIFO push/pop (completed)", r"fifo::Fifo::(push|pop|peek)|spill_straight"),
     ("slot free", r"Slots<C>::(free|free_detaching|free_completed|release|push_free)"),
-    ("callback call", r"callback::invoke|Detached<C>::call|Callback<C>::(detach|call)"
+    ("callback call", r"callback::invoke|callback::call_once|callback::table|Detached<C>::call"
+     r"|Callback<C>::(detach|call)"
      r"|ops::Done|unit_result|ringio_round::\{\{closure\}\}"),
     ("handler store", r"Callback<C>::(new|inline|inline_with|empty|store|store_inline)"
      r"|IO<C>::(callback|handler)$|as ringio::callback::Store<C>>::store_into"),
-    ("slot alloc", r"Slots<C>::(alloc|alloc_on|grow)"),
+    ("slot alloc", r"Slots<C>::(alloc|alloc_on|take_free|grow|grow_for_alloc)"),
     ("SQE fill and push", r"io_uring::entry_for|io_uring::build_entry|IoUringBackend::push_direct"
      r"|IoUringBackend as ringio::backend::Backend>::push"
      r"|push_entry|io_uring::squeue|io_uring::opcode|SubmissionRing::(push|refresh_limit|publish)"),
