@@ -113,11 +113,12 @@ pub struct IO<C> {
     pub(crate) fs_args: Vec<crate::fs::FsBox>,
     /// Reused between passes, so that reaping neither allocates nor zeroes.
     reap_batch: Vec<RawCompletion>,
-    /// `reap_batch[straight_next..straight_end]`: plain completions
-    /// (`Completed`, on no list) whose callbacks run straight from the
-    /// batch, before everything on `completed`, in this order: the head of
-    /// the completed queue, kept out of the FIFO (docs/architecture.md,
-    /// "Plain completions run straight from the reap batch").
+    /// `straight_next..straight_end`: plain completions (`Completed`, on no
+    /// list) whose callbacks run straight from where they were reaped (the
+    /// batch, or the completion queue: `straight_in`), before everything on
+    /// `completed`, in this order: the head of the completed queue, kept out
+    /// of the FIFO (docs/architecture.md, "Plain completions run straight
+    /// from the completion queue").
     straight_next: u32,
     straight_end: u32,
     /// Where the straight run is: in `reap_batch`, or still in the io_uring
