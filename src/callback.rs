@@ -11,7 +11,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{self, MaybeUninit};
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use crate::io::IO;
 use crate::multishot::Flow;
@@ -73,25 +73,77 @@ impl<C, H: ShotHandler<C>> ShotHandler<C> for Box<H> {
     }
 }
 
-/// The erased function of a stored handler. With `call` (the loop and the
-/// application's state), it runs the handler: one-shot with `result`, or,
-/// given `shot`, a multishot one by reference with that result, its answer
-/// written back there. Without `call`, it drops the handler. Arguments one
-/// by one, not an enum, so that they travel in registers.
-type InvokeFn<C> = unsafe fn(*mut u8, Option<(&mut IO<C>, &mut C)>, i32, Option<&mut ShotCall>);
+/// The erased functions of one handler type: run it once with a result
+/// (moving it out of its storage), run it by reference with one multishot
+/// result, or drop it. One table per type, a `'static` promoted from an
+/// associated constant, so that a call is a load and an indirect call with
+/// its arguments in registers and no test of what kind of call it is: a
+/// one-shot handler's table refuses a shot, and a multishot one's refuses a
+/// one-shot call (both panic before touching the storage), so that neither
+/// is ever read as the other's type.
+pub(crate) struct HandlerFns<C> {
+    call: unsafe fn(*mut u8, &mut IO<C>, &mut C, i32),
+    shot: unsafe fn(*mut u8, &mut IO<C>, &mut C, RawShot) -> Flow,
+    drop: unsafe fn(*mut u8),
+}
 
-/// One multishot result on its way to the handler, and the handler's answer.
-pub(crate) struct ShotCall {
-    shot: RawShot,
-    flow: Flow,
+/// Where a table is: `&FNS` of an associated constant, which the compiler
+/// promotes to a static allocation (no `Drop`, no interior mutability), so
+/// the pointer never dangles.
+macro_rules! fns_of {
+    ($table:ty) => {
+        NonNull::from(&<$table>::FNS)
+    };
+}
+
+/// Compiles only if `&FNS` is promoted to a static allocation in a generic
+/// context (else it would borrow a temporary): the guarantee `fns_of!`
+/// relies on, checked for a context type that is `'static`, since
+/// promotion does not depend on lifetimes.
+#[allow(dead_code)]
+fn fns_are_promoted<H: Handler<()>, S: ShotHandler<()>>() -> [&'static HandlerFns<()>; 2] {
+    [&OneShotFns::<(), H>::FNS, &ShotFns::<(), S>::FNS]
+}
+
+/// The table `fns` points at.
+#[inline(always)]
+fn table<'a, C>(fns: NonNull<HandlerFns<C>>) -> &'a HandlerFns<C> {
+    // SAFETY: every such pointer is made by `fns_of!`, from a promoted
+    // constant: a static allocation, never written, alive for the whole
+    // program.
+    unsafe { fns.as_ref() }
+}
+
+/// The table of the one-shot handler type `H`.
+struct OneShotFns<C, H>(PhantomData<fn() -> (C, H)>);
+
+impl<C, H: Handler<C>> OneShotFns<C, H> {
+    const FNS: HandlerFns<C> = HandlerFns {
+        call: call_once::<C, H>,
+        shot: refuse_shot::<C>,
+        drop: drop_handler::<H>,
+    };
+}
+
+/// The table of the multishot handler type `H`.
+struct ShotFns<C, H>(PhantomData<fn() -> (C, H)>);
+
+impl<C, H: ShotHandler<C>> ShotFns<C, H> {
+    const FNS: HandlerFns<C> = HandlerFns {
+        call: refuse_call::<C>,
+        shot: call_shot::<C, H>,
+        drop: drop_handler::<H>,
+    };
 }
 
 /// An erased, owned handler, or nothing.
 pub(crate) struct Callback<C> {
     storage: MaybeUninit<[usize; INLINE_WORDS]>,
     /// `Some` exactly when `storage` holds a live handler of the type this
-    /// function was instantiated for.
-    invoke: Option<InvokeFn<C>>,
+    /// table was instantiated for. A pointer, not a `&'static`, which would
+    /// ask `C: 'static` of the context: it points at a promoted constant
+    /// (see `fns_of`), alive for the whole program.
+    fns: Option<NonNull<HandlerFns<C>>>,
     /// The erased handler may capture anything (an `Rc`, say), so a
     /// `Callback` is neither `Send` nor `Sync`, whatever the storage's own
     /// types would let the compiler infer.
@@ -103,7 +155,7 @@ impl<C> Callback<C> {
     pub(crate) const fn empty() -> Callback<C> {
         Callback {
             storage: MaybeUninit::uninit(),
-            invoke: None,
+            fns: None,
             _not_send: PhantomData,
         }
     }
@@ -120,24 +172,24 @@ impl<C> Callback<C> {
     /// Stores a multishot `handler`, inline when it fits, else boxed.
     pub(crate) fn new_shot<H: ShotHandler<C>>(handler: H) -> Callback<C> {
         if fits_inline::<H>() {
-            Callback::inline_with(handler, invoke_shot::<C, H>)
+            Callback::inline_with(handler, fns_of!(ShotFns<C, H>))
         } else {
-            Callback::inline_with(Box::new(handler), invoke_shot::<C, Box<H>>)
+            Callback::inline_with(Box::new(handler), fns_of!(ShotFns<C, Box<H>>))
         }
     }
 
     fn inline<H: Handler<C>>(handler: H) -> Callback<C> {
-        Callback::inline_with(handler, invoke::<C, H>)
+        Callback::inline_with(handler, fns_of!(OneShotFns<C, H>))
     }
 
-    fn inline_with<H>(handler: H, invoke: InvokeFn<C>) -> Callback<C> {
+    fn inline_with<H>(handler: H, fns: NonNull<HandlerFns<C>>) -> Callback<C> {
         assert!(fits_inline::<H>());
         let mut callback = Callback::empty();
         let target = callback.storage.as_mut_ptr().cast::<H>();
         // SAFETY: `target` is valid for writes of H: the storage is at least
         // size_of::<H>() bytes and at least align_of::<H>()-aligned (asserted above).
         unsafe { ptr::write(target, handler) };
-        callback.invoke = Some(invoke);
+        callback.fns = Some(fns);
         callback
     }
 
@@ -151,72 +203,61 @@ impl<C> Callback<C> {
         // freed (`Slots::release` asserts so), so this overwrites nothing live.
         debug_assert!(!self.is_some());
         if fits_inline::<H>() {
-            self.store_inline(handler, invoke::<C, H>);
+            self.store_inline(handler, fns_of!(OneShotFns<C, H>));
         } else {
-            self.store_inline(Box::new(handler), invoke::<C, Box<H>>);
+            self.store_inline(Box::new(handler), fns_of!(OneShotFns<C, Box<H>>));
         }
     }
 
     #[inline(always)]
-    fn store_inline<H>(&mut self, handler: H, invoke: InvokeFn<C>) {
+    fn store_inline<H>(&mut self, handler: H, fns: NonNull<HandlerFns<C>>) {
         assert!(fits_inline::<H>());
         let target = self.storage.as_mut_ptr().cast::<H>();
         // SAFETY: `target` is valid for writes of H: the storage is at least
         // size_of::<H>() bytes and at least align_of::<H>()-aligned (asserted
-        // above). It holds no live handler (`invoke` is `None`), so nothing
+        // above). It holds no live handler (`fns` is `None`), so nothing
         // is overwritten that would need a drop.
         unsafe { ptr::write(target, handler) };
-        self.invoke = Some(invoke);
+        self.fns = Some(fns);
     }
 
     /// Whether a handler is stored.
     pub(crate) fn is_some(&self) -> bool {
-        self.invoke.is_some()
+        self.fns.is_some()
     }
 
     /// Runs the handler, consuming it. Does nothing when empty.
     ///
     /// By `&mut self`, not by value: the handler is moved out of `storage`
-    /// once, by `invoke`, rather than the whole `Callback` being moved into
-    /// this call first.
+    /// once, by its `call`, rather than the whole `Callback` being moved
+    /// into this call first.
     #[inline(always)]
     pub(crate) fn call(&mut self, io: &mut IO<C>, ctx: &mut C, result: i32) {
-        if let Some(invoke) = self.invoke.take() {
-            // SAFETY: `invoke` was set together with a live handler of its type
+        if let Some(fns) = self.fns.take() {
+            // SAFETY: `fns` was set together with a live handler of its type
             // in `storage`; taking it out first means it is read exactly once.
-            unsafe {
-                invoke(
-                    self.storage.as_mut_ptr().cast(),
-                    Some((io, ctx)),
-                    result,
-                    None,
-                )
-            };
+            unsafe { (table(fns).call)(self.storage.as_mut_ptr().cast(), io, ctx, result) };
         }
     }
 
     /// Runs a multishot handler with one result, keeping it. Does nothing
     /// (and says `Continue`) when empty.
     pub(crate) fn call_shot(&mut self, io: &mut IO<C>, ctx: &mut C, shot: RawShot) -> Flow {
-        let mut call = ShotCall {
-            shot,
-            flow: Flow::Continue,
+        let Some(fns) = self.fns else {
+            return Flow::Continue;
         };
-        if let Some(invoke) = self.invoke {
-            let storage = self.storage.as_mut_ptr().cast();
-            // SAFETY: `invoke` is set together with a live handler of its
-            // type in `storage`, made by `new_shot` (the loop calls this only
-            // for multishot slots). The handler is used by reference and
-            // stays live; `invoke` stays set.
-            unsafe { invoke(storage, Some((io, ctx)), 0, Some(&mut call)) };
-        }
-        call.flow
+        let storage = self.storage.as_mut_ptr().cast();
+        // SAFETY: `fns` is set together with a live handler of its type in
+        // `storage`, made by `new_shot` (the loop calls this only for
+        // multishot slots; a one-shot handler's table refuses it). The
+        // handler is used by reference and stays live; `fns` stays set.
+        unsafe { (table(fns).shot)(storage, io, ctx, shot) }
     }
 
     /// Forgets the handler without dropping it: whatever it owns (a buffer the
     /// kernel may still write into) is leaked, never freed.
     pub(crate) fn leak(mut self) {
-        self.invoke = None;
+        self.fns = None;
     }
 }
 
@@ -249,12 +290,12 @@ impl<C, H: Handler<C>> Store<C> for Fresh<H> {
 
 /// A one-shot handler detached from its [`Callback`] but still in the
 /// callback's storage: what a freed slot leaves for the loop to run. The
-/// storage is read once more, by `invoke`, when [`call`](Detached::call)
+/// storage is read once more, by its table's `call`, when [`call`](Detached::call)
 /// runs it; dropped without running, it leaks the handler (never frees it).
 #[must_use]
 pub(crate) struct Detached<C> {
     storage: *mut u8,
-    invoke: Option<InvokeFn<C>>,
+    fns: Option<NonNull<HandlerFns<C>>>,
 }
 
 impl<C> Callback<C> {
@@ -265,7 +306,7 @@ impl<C> Callback<C> {
     #[inline(always)]
     pub(crate) fn detach(&mut self) -> Detached<C> {
         Detached {
-            invoke: self.invoke.take(),
+            fns: self.fns.take(),
             storage: self.storage.as_mut_ptr().cast(),
         }
     }
@@ -282,21 +323,21 @@ impl<C> Detached<C> {
     /// freeing the slot, with no code in between.
     #[inline(always)]
     pub(crate) unsafe fn call(self, io: &mut IO<C>, ctx: &mut C, result: i32) {
-        if let Some(invoke) = self.invoke {
-            // SAFETY: `invoke` was set together with a live handler of its
+        if let Some(fns) = self.fns {
+            // SAFETY: `fns` was set together with a live handler of its
             // type in the storage at `storage`, which nothing has touched
-            // since `detach` took `invoke` out (the caller's promise), so
-            // this is the one read of that handler.
-            unsafe { invoke(self.storage, Some((io, ctx)), result, None) };
+            // since `detach` took `fns` out (the caller's promise), so this
+            // is the one read of that handler.
+            unsafe { (table(fns).call)(self.storage, io, ctx, result) };
         }
     }
 }
 
 impl<C> Drop for Callback<C> {
     fn drop(&mut self) {
-        if let Some(invoke) = self.invoke.take() {
+        if let Some(fns) = self.fns.take() {
             // SAFETY: as in `call`; `Drop` asks for the handler to be dropped.
-            unsafe { invoke(self.storage.as_mut_ptr().cast(), None, 0, None) };
+            unsafe { (table(fns).drop)(self.storage.as_mut_ptr().cast()) };
         }
     }
 }
@@ -315,57 +356,64 @@ pub(crate) const fn fits_inline<H>() -> bool {
     mem::size_of::<H>() <= INLINE_BYTES && mem::align_of::<H>() <= mem::align_of::<usize>()
 }
 
-/// Moves the handler of type `H` out of `storage`, then runs or drops it.
+/// Moves the one-shot handler of type `H` out of `storage` and runs it.
 ///
 /// # Safety
 ///
-/// `storage` must hold a live `H` written by `Callback::inline`, and this must
-/// be the only read of it. `shot` is `None`: one-shot handlers are never
-/// called as multishot ones (checked, before the read).
-unsafe fn invoke<C, H: Handler<C>>(
-    storage: *mut u8,
-    call: Option<(&mut IO<C>, &mut C)>,
-    result: i32,
-    shot: Option<&mut ShotCall>,
-) {
-    assert!(
-        shot.is_none(),
-        "a one-shot handler called as a multishot one"
-    );
+/// `storage` must hold a live `H` written by `Callback::inline` or
+/// `Callback::store`, and this must be the only read of it.
+unsafe fn call_once<C, H: Handler<C>>(storage: *mut u8, io: &mut IO<C>, ctx: &mut C, result: i32) {
     // SAFETY: guaranteed by the caller: a live, properly aligned H, read once.
     let handler = unsafe { ptr::read(storage.cast::<H>()) };
-    match call {
-        Some((io, ctx)) => handler.complete(io, ctx, result),
-        None => drop(handler),
-    }
+    handler.complete(io, ctx, result);
 }
 
-/// Runs the multishot handler of type `H` in `storage` by reference, or
-/// moves it out and drops it.
+/// Runs the multishot handler of type `H` in `storage` by reference.
 ///
 /// # Safety
 ///
-/// `storage` must hold a live `H` written by `Callback::new_shot`. A drop
-/// (no `call`) is the last use of it; a shot leaves it live. With `call`,
-/// `shot` is `Some`: a multishot handler is never called as a one-shot one.
-unsafe fn invoke_shot<C, H: ShotHandler<C>>(
+/// `storage` must hold a live `H` written by `Callback::new_shot`, which
+/// stays live.
+unsafe fn call_shot<C, H: ShotHandler<C>>(
     storage: *mut u8,
-    call: Option<(&mut IO<C>, &mut C)>,
-    _result: i32,
-    shot: Option<&mut ShotCall>,
-) {
-    match (call, shot) {
-        (Some((io, ctx)), Some(shot)) => {
-            // SAFETY: a live, aligned H (the caller's guarantee), borrowed
-            // uniquely for this call: the storage belongs to the Callback
-            // the caller holds by `&mut`.
-            let handler = unsafe { &mut *storage.cast::<H>() };
-            shot.flow = handler.shot(io, ctx, shot.shot);
-        }
-        (None, _) => {
-            // SAFETY: a live, aligned H, read for the last time.
-            drop(unsafe { ptr::read(storage.cast::<H>()) });
-        }
-        (Some(_), None) => unreachable!("a multishot handler called as a one-shot one"),
-    }
+    io: &mut IO<C>,
+    ctx: &mut C,
+    shot: RawShot,
+) -> Flow {
+    // SAFETY: a live, aligned H (the caller's guarantee), borrowed uniquely
+    // for this call: the storage belongs to the Callback the caller holds by
+    // `&mut`.
+    let handler = unsafe { &mut *storage.cast::<H>() };
+    handler.shot(io, ctx, shot)
+}
+
+/// Moves the handler of type `H` out of `storage` and drops it.
+///
+/// # Safety
+///
+/// `storage` must hold a live `H`, and this must be its last use.
+unsafe fn drop_handler<H>(storage: *mut u8) {
+    // SAFETY: a live, aligned H, read for the last time (the caller's
+    // guarantee).
+    drop(unsafe { ptr::read(storage.cast::<H>()) });
+}
+
+/// A one-shot handler's table entry for a shot: refused, before the storage
+/// is touched.
+///
+/// # Safety
+///
+/// None needed (it reads nothing); `unsafe` for the table's type.
+unsafe fn refuse_shot<C>(_: *mut u8, _: &mut IO<C>, _: &mut C, _: RawShot) -> Flow {
+    panic!("a one-shot handler called as a multishot one")
+}
+
+/// A multishot handler's table entry for a one-shot call: refused, before
+/// the storage is touched.
+///
+/// # Safety
+///
+/// None needed (it reads nothing); `unsafe` for the table's type.
+unsafe fn refuse_call<C>(_: *mut u8, _: &mut IO<C>, _: &mut C, _: i32) {
+    unreachable!("a multishot handler called as a one-shot one")
 }

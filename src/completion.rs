@@ -499,9 +499,37 @@ impl<C> Slots<C> {
         handle: u32,
         multishot: Multishot,
     ) -> (CompletionId, &mut Slot<C>) {
-        if self.free_head == NO_FREE {
-            self.grow();
+        // One compare for both cases (an empty list's `NO_FREE` is past
+        // every index), which also lets the compiler drop the bounds check
+        // below.
+        if self.free_head as usize >= self.slots.len() {
+            // Its own copy of the body, so that the common path's has the
+            // bounds check folded.
+            self.grow_for_alloc();
+            return self.take_free(operation, callback, handle, multishot);
         }
+        self.take_free(operation, callback, handle, multishot)
+    }
+
+    /// `alloc_on` with the free list empty (anything else out of bounds at
+    /// its top is a stray write, and panics): the table grows.
+    #[cold]
+    #[inline(never)]
+    fn grow_for_alloc(&mut self) {
+        assert!(self.free_head == NO_FREE);
+        self.grow();
+    }
+
+    /// The body of `alloc_on`: takes the slot at the top of the free list
+    /// and fills it.
+    #[inline(always)]
+    fn take_free<S: Store<C>>(
+        &mut self,
+        operation: Operation,
+        callback: S,
+        handle: u32,
+        multishot: Multishot,
+    ) -> (CompletionId, &mut Slot<C>) {
         let index = self.free_head;
         let slot = &mut self.slots[index as usize];
         assert!(slot.state == State::Free);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use fifo::Fifo;
 
+use crate::backend::ring_map::CqCursor;
 use crate::backend::sim::SimBackend;
 use crate::backend::{
     select, AnyBackend, Backend, RawCompletion, Wait, CQE_F_MORE, CQE_F_NOTIF, REAP_BATCH_MAX,
@@ -112,13 +113,21 @@ pub struct IO<C> {
     pub(crate) fs_args: Vec<crate::fs::FsBox>,
     /// Reused between passes, so that reaping neither allocates nor zeroes.
     reap_batch: Vec<RawCompletion>,
-    /// `reap_batch[straight_next..straight_end]`: plain completions
-    /// (`Completed`, on no list) whose callbacks run straight from the
-    /// batch, before everything on `completed`, in this order: the head of
-    /// the completed queue, kept out of the FIFO (docs/architecture.md,
-    /// "Plain completions run straight from the reap batch").
+    /// `straight_next..straight_end`: plain completions (`Completed`, on no
+    /// list) whose callbacks run straight from where they were reaped (the
+    /// batch, or the completion queue: `straight_in`), before everything on
+    /// `completed`, in this order: the head of the completed queue, kept out
+    /// of the FIFO (docs/architecture.md, "Plain completions run straight
+    /// from the completion queue").
     straight_next: u32,
     straight_end: u32,
+    /// Where the straight run is: in `reap_batch`, or still in the io_uring
+    /// completion queue, which `straight_next` and `straight_end` then index
+    /// (wrapping), with the queue's head standing for `straight_next` while
+    /// the run goes on (so that each callback stores one cursor, not two:
+    /// read it through `straight_next()`) (docs/architecture.md, "Plain
+    /// completions run straight from the completion queue").
+    straight_in: StraightIn,
     stats: Stats,
     drop_drain_ns: u64,
     /// [`Config::submit_batch`]: 0 submits once per pass.
@@ -140,6 +149,75 @@ pub struct IO<C> {
     links_native: bool,
     /// Explicitly `!Send` and `!Sync` (see above), not by accident of a field.
     _not_send: PhantomData<*const ()>,
+}
+
+/// Where the straight run's entries are (`IO::straight_in`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StraightIn {
+    Batch,
+    Ring,
+}
+
+/// The entries of a straight run, read by index, for `run_straight`: the
+/// reap batch's, or the io_uring completion queue's in place.
+#[allow(unsafe_code)]
+trait StraightEntries: Copy {
+    /// The `user_data` of entry `index`.
+    ///
+    /// # Safety
+    ///
+    /// `index` is one of the straight run's, not yet consumed, and the
+    /// storage (the batch, the ring) is this `IO`'s and alive.
+    unsafe fn user_data(self, index: u32) -> u64;
+
+    /// Consumes the entries before `next`, each read for the last time:
+    /// moves `cursor` (`IO::straight_next`) there, or the ring's head,
+    /// which stands for it.
+    ///
+    /// # Safety
+    ///
+    /// As for `user_data`, with `next` at most the run's end.
+    unsafe fn consume_to(self, next: u32, cursor: &mut u32);
+}
+
+/// The reap batch's buffer, which nothing changes while the run goes on.
+#[derive(Clone, Copy)]
+struct BatchEntries(*const RawCompletion);
+
+impl StraightEntries for BatchEntries {
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn user_data(self, index: u32) -> u64 {
+        // SAFETY: the run's indices are below the batch's length (`reap`
+        // counted them over entries it had just appended), and the batch
+        // is alive and unchanged: the caller's promise.
+        unsafe { (*self.0.wrapping_add(index as usize)).user_data }
+    }
+
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn consume_to(self, next: u32, cursor: &mut u32) {
+        // The batch's entries were consumed from the kernel when copied.
+        *cursor = next;
+    }
+}
+
+impl StraightEntries for CqCursor {
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn user_data(self, index: u32) -> u64 {
+        // SAFETY: the run lies between the queue's head and the tail that
+        // `reap` loaded, and the ring is alive: the caller's promise.
+        unsafe { self.entry(index).user_data }
+    }
+
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    unsafe fn consume_to(self, next: u32, _cursor: &mut u32) {
+        // SAFETY: as for `user_data`; the entries before `next` are read
+        // for the last time.
+        unsafe { CqCursor::consume_to(&self, next) }
+    }
 }
 
 /// The timer behind a deadline: when it fires, it cancels its operation.
@@ -205,6 +283,7 @@ impl Running {
     ///
     /// `EDEADLK` if this `IO`'s loop is already running (a callback called
     /// it), or `RUNNING_MAX` other loops are.
+    #[inline(always)]
     fn enter(tag: u32) -> io::Result<Running> {
         RUNNING.with(|running| {
             let depth = running.depth.get();
@@ -220,6 +299,7 @@ impl Running {
 }
 
 impl Drop for Running {
+    #[inline(always)]
     fn drop(&mut self) {
         RUNNING.with(|running| {
             let depth = running.depth.get();
@@ -305,6 +385,7 @@ impl<C> IO<C> {
             reap_batch: Vec::with_capacity(REAP_BATCH_MAX),
             straight_next: 0,
             straight_end: 0,
+            straight_in: StraightIn::Batch,
             stats: Stats::default(),
             drop_drain_ns: config.drop_drain_ns,
             submit_batch: config.submit_batch,
@@ -475,7 +556,7 @@ impl<C> IO<C> {
     /// `wait`), reap, refill the submission queue from `unqueued`, then run
     /// the callbacks of everything completed so far.
     fn pass(&mut self, ctx: &mut C, wait: Wait) -> io::Result<()> {
-        if self.straight_next != self.straight_end {
+        if self.straight_pending() {
             // Left by a callback that panicked: they go first, on `completed`.
             self.spill_straight();
         }
@@ -492,7 +573,7 @@ impl<C> IO<C> {
         self.run_completed(ctx)?;
         if let AnyBackend::Sim(sim) = &self.backend {
             let slots = &self.slots;
-            let next_ns = if self.timers.len() == 0 {
+            let next_ns = if self.timers.is_empty() {
                 None
             } else {
                 self.timers.next_deadline_ns(|id| timer_is_live(slots, id))
@@ -505,7 +586,7 @@ impl<C> IO<C> {
     /// Shortens `wait` so that the earliest timer is not missed.
     #[inline(always)]
     fn wait_until_next_timer(&mut self, wait: Wait) -> Wait {
-        if self.timers.len() == 0 {
+        if self.timers.is_empty() {
             return wait;
         }
         self.wait_until_timer(wait)
@@ -532,7 +613,7 @@ impl<C> IO<C> {
 
     #[inline(always)]
     fn fire_timers(&mut self) {
-        if self.timers.len() != 0 {
+        if !self.timers.is_empty() {
             self.fire_due_timers();
         }
     }
@@ -552,11 +633,80 @@ impl<C> IO<C> {
         }
     }
 
+    /// The straight run's next entry (`straight_next`, or in the ring, the
+    /// completion queue's head, which stands for it).
+    #[inline(always)]
+    fn straight_next(&self) -> u32 {
+        match (self.straight_in, &self.backend) {
+            (StraightIn::Ring, AnyBackend::IoUring(ring)) => ring.completions().head(),
+            _ => self.straight_next,
+        }
+    }
+
+    /// Whether callbacks of the straight run may still be to run: if the
+    /// run was in the ring and a callback panicked, `straight_next` is
+    /// where the run began (the queue's head stands for it while the run
+    /// goes on), and `spill_straight` finds what is left, maybe nothing.
+    #[inline(always)]
+    fn straight_pending(&self) -> bool {
+        self.straight_next != self.straight_end
+    }
+
     fn reap(&mut self) {
         assert!(self.straight_next == self.straight_end);
-        // Callbacks run straight from the batch only ahead of everything
+        // Callbacks run straight from the reap only ahead of everything
         // else, so only while `completed` is empty: the order is kept.
-        let mut straight = self.completed.is_empty();
+        let straight = self.completed.is_empty();
+        if straight && self.reap_in_place() {
+            return;
+        }
+        // After a run spilled by `reap_in_place`, nothing more is straight.
+        let straight = straight && self.completed.is_empty();
+        self.reap_batched(straight);
+    }
+
+    /// The io_uring reap's fast path: the leading run of plain completions
+    /// is settled in the completion queue and left there, for `run_straight`
+    /// to run and consume. Returns whether that was all of it; if not, the
+    /// run is spilled onto `completed` and the rest is for `reap_batched`.
+    /// (No batch when the backend has syscall results to report first.)
+    #[inline(always)]
+    fn reap_in_place(&mut self) -> bool {
+        let AnyBackend::IoUring(ring) = &mut self.backend else {
+            return false;
+        };
+        let Some(cq) = ring.completions_in_place() else {
+            return false;
+        };
+        let (head, tail) = cq.sync();
+        let cursor = cq.cursor();
+        let slots = self.slots.links();
+        let chains = &self.chain_links;
+        let mut next = head;
+        // SAFETY: `next` runs from the head up to the tail just loaded,
+        // entries the kernel wrote and leaves alone until they are
+        // consumed; the ring is this `IO`'s backend's, borrowed here.
+        #[allow(unsafe_code)]
+        while next != tail && settle_plain(slots, chains, &unsafe { cursor.entry(next) }) {
+            next = next.wrapping_add(1);
+        }
+        self.straight_in = StraightIn::Ring;
+        self.straight_next = head;
+        self.straight_end = next;
+        if next == tail {
+            return true;
+        }
+        // Something else comes after them: from here on, everything goes
+        // on `completed`, behind them.
+        self.spill_straight();
+        false
+    }
+
+    /// The reap through the batch: the epoll and simulator backends, and
+    /// io_uring's slow paths. With `straight`, the leading run of plain
+    /// completions stays in the batch.
+    fn reap_batched(&mut self, mut straight: bool) {
+        self.straight_in = StraightIn::Batch;
         self.reap_batch.clear();
         self.straight_next = 0;
         self.straight_end = 0;
@@ -618,15 +768,30 @@ impl<C> IO<C> {
     #[inline(never)]
     fn spill_straight(&mut self) {
         let mut spilled = Fifo::new();
+        let (next, end) = (self.straight_next(), self.straight_end);
         let links = self.slots.links();
-        let straight = &self.reap_batch[self.straight_next as usize..self.straight_end as usize];
-        for raw in straight {
-            spilled.push(links, CompletionId::slot_of(raw.user_data));
+        match (self.straight_in, &mut self.backend) {
+            (StraightIn::Ring, AnyBackend::IoUring(ring)) => {
+                let cq = ring.completion_ring();
+                let mut index = next;
+                while index != end {
+                    spilled.push(links, CompletionId::slot_of(cq.entry(index).user_data));
+                    index = index.wrapping_add(1);
+                }
+                cq.consume_to(end);
+            }
+            (StraightIn::Ring, _) => unreachable!("a straight run in the ring of another backend"),
+            (StraightIn::Batch, _) => {
+                for raw in &self.reap_batch[next as usize..end as usize] {
+                    spilled.push(links, CompletionId::slot_of(raw.user_data));
+                }
+            }
         }
         while let Some(index) = self.completed.pop(links) {
             spilled.push(links, index);
         }
         self.completed = spilled;
+        self.straight_in = StraightIn::Batch;
         self.straight_next = 0;
         self.straight_end = 0;
     }
@@ -1079,7 +1244,13 @@ impl<C> IO<C> {
         let tag = self.tag;
         // Taken first: what the straight run's callbacks complete waits too.
         let queued = self.completed.len();
-        self.run_straight(ctx, tag)?;
+        match (self.straight_in, &mut self.backend) {
+            (StraightIn::Ring, AnyBackend::IoUring(ring)) => {
+                let cursor = ring.completion_ring().cursor();
+                self.run_straight(ctx, tag, cursor)?;
+            }
+            _ => self.run_straight_batched(ctx, tag)?,
+        }
         for _ in 0..queued {
             let Some(index) = self.completed.peek() else {
                 break;
@@ -1114,42 +1285,68 @@ impl<C> IO<C> {
         Ok(())
     }
 
+    /// `run_straight` from the reap batch (the epoll and simulator
+    /// backends, io_uring's slow paths): out of line, so that the ring's
+    /// run, inlined into the pass, has the registers to itself.
+    #[inline(never)]
+    fn run_straight_batched(&mut self, ctx: &mut C, tag: u32) -> io::Result<()> {
+        let entries = BatchEntries(self.reap_batch.as_ptr());
+        self.run_straight(ctx, tag, entries)
+    }
+
     /// The head of the completed queue: the callbacks of the plain
-    /// completions `reap` left in its batch, in order (docs/architecture.md,
-    /// "Plain completions run straight from the reap batch"). `tag` is this
-    /// `IO`'s, to catch a callback that replaces it.
+    /// completions `reap` left in its batch or in the completion queue, in
+    /// order (docs/architecture.md, "Plain completions run straight from
+    /// the completion queue"). `tag` is this `IO`'s, to catch a callback
+    /// that replaces it; `entries` is where the run is.
     #[inline(always)]
-    fn run_straight(&mut self, ctx: &mut C, tag: u32) -> io::Result<()> {
+    fn run_straight<E: StraightEntries>(
+        &mut self,
+        ctx: &mut C,
+        tag: u32,
+        entries: E,
+    ) -> io::Result<()> {
         // In locals: nothing but `reap` and `spill_straight` changes them,
         // and neither runs inside a callback (the loop does not nest; an
-        // `IO` put in this one's place is caught by its tag). The count is
-        // stored before each callback, which may panic.
-        let (mut next, end) = (self.straight_next, self.straight_end);
-        let simulated = matches!(self.backend, AnyBackend::Sim(_));
-        while next < end {
-            debug_assert!(end as usize <= self.reap_batch.len());
-            // SAFETY: `next < end`, and `end`, the `straight_end` that
-            // `reap` set, is at most the batch's length: `reap` counted
-            // it over entries it had just appended, and only `reap` and
-            // `spill_straight` (which sets both cursors to 0) change the
-            // batch or the cursors. Neither runs inside a callback: the
-            // loop does not nest, and an `IO` put in this one's place (its
-            // own batch dropped) fails the tag check below, before the
-            // next access.
+        // `IO` put in this one's place is caught by its tag). The cursor is
+        // stored, and the entry consumed, before each callback, which may
+        // panic.
+        let (mut next, end) = (self.straight_next(), self.straight_end);
+        // Whether to trace, decided once per run: a level a callback sets
+        // (a subscriber installed, a filter reloaded) takes effect from the
+        // next run, and at once for the completed queue's callbacks.
+        let traced = matches!(self.backend, AnyBackend::Sim(_))
+            || tracing::enabled!(target: "ringio", tracing::Level::TRACE);
+        while next != end {
+            // SAFETY: `next` is one of the run's, not consumed: the run is
+            // `straight_next..straight_end`, which `reap` set over entries
+            // it had just read (the batch's, or the queue's up to the tail
+            // it loaded) and only `reap` and `spill_straight` change; the
+            // entries are consumed only here, up to `next`. The batch and
+            // the ring are this `IO`'s, alive and unchanged: neither `reap`
+            // nor `spill_straight` runs inside a callback (the loop does not
+            // nest), the backend is never replaced, and an `IO` put in this
+            // one's place (this one dropped) fails the tag check below,
+            // before the next access.
             #[allow(unsafe_code)]
-            let raw = unsafe { self.reap_batch.get_unchecked(next as usize) };
-            let index = CompletionId::slot_of(raw.user_data);
+            let user_data = unsafe { entries.user_data(next) };
+            let index = CompletionId::slot_of(user_data);
             // Before anything moves, as below.
-            if simulated || tracing::enabled!(target: "ringio", tracing::Level::TRACE) {
+            if traced {
                 self.trace_complete(index);
             }
-            next += 1;
-            self.straight_next = next;
+            next = next.wrapping_add(1);
+            // SAFETY: as above; the entry was just read for the last time.
+            #[allow(unsafe_code)]
+            unsafe {
+                entries.consume_to(next, &mut self.straight_next)
+            };
             self.stats.completed += 1;
             // Plain, so one-shot: freed and run as `run_callback` does,
             // the slot looked up once.
             // SAFETY: `settle_plain` checked `index` against the table when
-            // it reaped this entry, and the table never shrinks.
+            // it reaped this entry, which has not changed since, and the
+            // table never shrinks.
             #[allow(unsafe_code)]
             let (callback, result) = unsafe { self.slots.free_completed(index) };
             // SAFETY: as in `run_callback`: `free_completed` wrote the slot
@@ -1163,6 +1360,8 @@ impl<C> IO<C> {
                 return Err(replaced_error());
             }
         }
+        // For the ring, whose head stood for it meanwhile.
+        self.straight_next = next;
         Ok(())
     }
 
@@ -1718,8 +1917,15 @@ fn settle_plain<C>(
     let Some(slot) = slots.get_mut(index as usize) else {
         return false;
     };
-    assert!(slot.generation as u32 == CompletionId::generation_low_of(raw.user_data));
-    assert!(slot.state == State::Kernel);
+    // A mismatch is left to `on_raw_completion`, whose asserts panic on
+    // it: by then the entry is consumed (copied to the batch), so that a
+    // panic here cannot leave it in the completion queue, settled, to be
+    // read again by the next reap.
+    if slot.generation as u32 != CompletionId::generation_low_of(raw.user_data)
+        || slot.state != State::Kernel
+    {
+        return false;
+    }
     // One load for what the slot's other fields say (`Slot::plain`).
     if !slot.plain || raw.result < 0 {
         return false;
@@ -1785,6 +1991,12 @@ impl<C> Drop for IO<C> {
     /// cannot break that: the completion table never frees a handler whose
     /// operation may still be in the kernel, even from its own `Drop`.
     fn drop(&mut self) {
+        if self.straight_pending() {
+            // Settled but not run (a callback panicked, or replaced this
+            // `IO`): consumed from the completion queue, so that the drain
+            // below reads only what is still the kernel's.
+            self.spill_straight();
+        }
         self.close_unclaimed_accepts();
         if self.backend.abandon() {
             // Nothing will touch the operations' memory again (the
@@ -1924,7 +2136,7 @@ impl<C> fmt::Debug for IO<C> {
             .field("unqueued", &self.unqueued.len())
             .field(
                 "completed",
-                &(self.completed.len() + self.straight_end - self.straight_next),
+                &(self.completed.len() + self.straight_end.wrapping_sub(self.straight_next())),
             )
             .field("timers", &self.timers.len())
             .finish()

@@ -239,8 +239,8 @@ impl Timers {
         &mut self,
         is_live: impl Fn(CompletionId) -> bool,
     ) -> Option<u64> {
-        if self.len() == 0 {
-            // Compaction dropped every dead entry when the last live timer
+        if self.entries == self.dead {
+            // No timer live. Compaction dropped every dead entry when the last live timer
             // went (`dead * 2 <= entries`).
             assert_eq!(self.entries, 0);
             return None;
@@ -283,6 +283,15 @@ impl Timers {
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.entries - self.dead
+    }
+
+    /// Whether no timer is live: no entry is left then, since the dead
+    /// never outnumber the live between calls (`compact_if_mostly_dead`),
+    /// so one field says it, for the loop's checks on every pass.
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        debug_assert_eq!(self.entries == 0, self.len() == 0);
+        self.entries == 0
     }
 }
 
@@ -472,7 +481,7 @@ mod tests {
         let stored = timers.ready.len() + timers.late.len() + bucketed + timers.far.len();
         assert_eq!(stored, timers.entries);
         assert!(timers.dead * 2 <= timers.entries);
-        if timers.len() == 0 {
+        if timers.is_empty() {
             assert_eq!(timers.entries, 0, "dead entries left with no timer live");
         }
     }
@@ -604,7 +613,7 @@ mod tests {
                 if let (Some(before_ns), Some(earliest_ns)) = (before_ns, earliest_ns) {
                     prop_assert!(before_ns <= earliest_ns);
                 }
-                if timers.len() == 0 {
+                if timers.is_empty() {
                     continue;
                 }
                 let mut fired = Vec::new();

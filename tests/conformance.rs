@@ -51,6 +51,7 @@ conformance!(
     impossible_configurations_are_errors_not_aborts,
     a_panicking_callback_leaves_the_loop_usable,
     callbacks_left_by_a_panic_run_before_later_completions,
+    an_io_dropped_after_a_panic_mid_run_drops_the_rest_once,
     ready_operations_complete_in_submission_order,
     a_waiting_recv_does_not_hold_back_later_operations,
     many_timers_with_equal_deadlines_fire_once_each_in_submission_order,
@@ -1092,6 +1093,39 @@ fn callbacks_left_by_a_panic_run_before_later_completions(backend: Backend) {
     io.run(&mut seen).unwrap();
     assert_eq!(seen, ["second", "third", "cancel", "later"]);
     assert_eq!(io.in_flight(), 0);
+}
+
+/// A callback panics with more completions of the same reap still to run
+/// (on io_uring, still in the completion queue), and the `IO` is dropped
+/// without another loop call, with a recv still in the kernel, so that the
+/// drop drains the queue: each of the rest is dropped once, never run, and
+/// the drain neither panics nor reads them again.
+fn an_io_dropped_after_a_panic_mid_run_drops_the_rest_once(backend: Backend) {
+    struct Counted(std::rc::Rc<std::cell::Cell<u32>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let drops = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut io: IO<u32> = backend.io();
+    let mut ran = 0;
+    let (_client, server) = util::tcp_pair_io(&mut io, &mut ran);
+    io.recv(server, Vec::with_capacity(8), |_, _, _, _| {});
+    io.nop(|_, _, _| panic!("a callback panics"));
+    for _ in 0..5 {
+        let counted = Counted(drops.clone());
+        io.nop(move |_, ran, _| {
+            let _counted = &counted;
+            *ran += 1;
+        });
+    }
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| io.run(&mut ran)));
+    assert!(unwound.is_err());
+    assert_eq!(ran, 0);
+    assert_eq!(drops.get(), 0);
+    drop(io);
+    assert_eq!(drops.get(), 5);
 }
 
 // ---------------------------------------------------------------------------

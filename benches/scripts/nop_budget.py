@@ -27,18 +27,19 @@ RULES = [
     ("tracing", r"tracing|LevelFilter|IO<C>::trace_complete$"),
     ("FIFO push/pop (completed)", r"fifo::Fifo::(push|pop|peek)|spill_straight"),
     ("slot free", r"Slots<C>::(free|free_detaching|free_completed|release|push_free)"),
-    ("callback call", r"callback::invoke|Detached<C>::call|Callback<C>::(detach|call)"
+    ("callback call", r"callback::invoke|callback::call_once|callback::table|Detached<C>::call"
+     r"|Callback<C>::(detach|call)"
      r"|ops::Done|unit_result|ringio_round::\{\{closure\}\}"),
     ("handler store", r"Callback<C>::(new|inline|inline_with|empty|store|store_inline)"
      r"|IO<C>::(callback|handler)$|as ringio::callback::Store<C>>::store_into"),
-    ("slot alloc", r"Slots<C>::(alloc|alloc_on|grow)"),
+    ("slot alloc", r"Slots<C>::(alloc|alloc_on|take_free|grow|grow_for_alloc)"),
     ("SQE fill and push", r"io_uring::entry_for|io_uring::build_entry|IoUringBackend::push_direct"
      r"|IoUringBackend as ringio::backend::Backend>::push"
-     r"|push_entry|io_uring::squeue|io_uring::opcode"),
+     r"|push_entry|io_uring::squeue|io_uring::opcode|SubmissionRing::(push|refresh_limit|publish)"),
     ("dispatch (AnyBackend)", r"AnyBackend as ringio::backend::Backend"),
-    ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue"
+    ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue|CqCursor|CompletionRing"
      r"|extend_desugared|SpecExtend"),
-    ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall"),
+    ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall|SubmissionRing::enter"),
     ("completion: generation and state checks, result",
      r"complete_plain|settle_plain|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
     ("submit: state, checks, enqueue",
@@ -46,7 +47,7 @@ RULES = [
      r"|settle_before_push|handle_closed)$|ops::<impl ringio::io::IO<C>>::nop"),
     ("run loop (straight run or peek and pop, state check, sim check, bookkeeping)",
      r"IO<C>::(run_completed|run_callback)$"),
-    ("reap loop", r"IO<C>::(reap|on_raw_completion)$"),
+    ("reap loop", r"IO<C>::(reap|reap_in_place|reap_batched|on_raw_completion)$"),
     ("loop call (guard, pass, timers)",
      r"Running|IO<C>::(guarded|run|pass|fire_timers|wait_until_next_timer|tick)$|Timers"),
     ("benchmark harness", r"nop_callgrind::"),

@@ -7,6 +7,7 @@ use std::io;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::ring_map::{CompletionRing, SubmissionRing};
 use super::{Backend, RawCompletion, RegisteredFiles, Wait, USER_DATA_INTERNAL};
 use crate::completion::Operation;
 use crate::sys::Fd;
@@ -14,6 +15,12 @@ use crate::sys::Fd;
 /// The io_uring backend.
 pub(crate) struct IoUringBackend {
     ring: IoUring<squeue::Entry, cqueue::Entry>,
+    /// The ring's completion queue, read in place: the only reader of it
+    /// (the crate's `completion()` is never used).
+    cq: CompletionRing,
+    /// The ring's submission queue, written in place: the only writer of
+    /// it (the crate's `submission()` is never used).
+    sq: SubmissionRing,
     syscalls: u64,
     /// The kernel has `IORING_OP_SEND_ZC` (`IORING_REGISTER_PROBE` said so).
     send_zc: bool,
@@ -139,8 +146,12 @@ impl IoUringBackend {
             0
         };
         let slots = register_file_table(&ring, registered_files);
+        let cq = CompletionRing::new(&ring)?;
+        let sq = SubmissionRing::new(&ring)?;
         Ok(IoUringBackend {
             ring,
+            cq,
+            sq,
             syscalls: 0,
             send_zc,
             ftruncate,
@@ -184,8 +195,21 @@ impl IoUringBackend {
         }
     }
 
+    /// `submit_and_wait` with syscalls of the backend's own to run or
+    /// report: their results are (about to be) ready without the kernel,
+    /// so it only peeks, and they run after the entries pushed before them
+    /// went in, as their order says.
+    #[cold]
+    #[inline(never)]
+    fn submit_and_wait_syscalls(&mut self) -> io::Result<()> {
+        let result = self.enter(Wait::Never);
+        self.run_syscalls_pending();
+        result
+    }
+
     /// One `io_uring_enter`: submits what is queued and waits as `wait`
     /// says. Never reports `EINTR`, `ETIME` or `EBUSY`.
+    #[inline(always)]
     fn enter(&mut self, wait: Wait) -> io::Result<()> {
         if wait == Wait::Never && !self.needs_enter() {
             // Completions are read from shared memory: with nothing to submit
@@ -193,36 +217,14 @@ impl IoUringBackend {
             return Ok(());
         }
         self.syscalls += 1;
-        let submitter = self.ring.submitter();
         let result = match wait {
-            Wait::Never => submitter.submit(),
-            Wait::Forever => submitter.submit_and_wait(1),
-            Wait::Timeout(timeout_ns) => {
-                let timespec = types::Timespec::new()
-                    .sec(timeout_ns / 1_000_000_000)
-                    .nsec((timeout_ns % 1_000_000_000) as u32);
-                let args = types::SubmitArgs::new().timespec(&timespec);
-                submitter.submit_with_args(1, &args)
-            }
+            Wait::Never => self.sq.enter(0, None),
+            Wait::Forever => self.sq.enter(1, None),
+            Wait::Timeout(timeout_ns) => self.sq.enter(1, Some(timeout_ns)),
         };
         match result {
-            Ok(_) => Ok(()),
-            Err(error) => match error.raw_os_error() {
-                // The wait timed out: the loop's clock decides what is next.
-                Some(libc::ETIME) => Ok(()),
-                // A signal interrupted the wait: the loop goes round again and
-                // resubmits whatever is still queued. Never surfaced.
-                Some(libc::EINTR) => Ok(()),
-                // The completion queue is backed up (EBUSY) or the kernel is
-                // short of request memory (EAGAIN): return so the loop reaps
-                // completions; what was not submitted stays queued and is
-                // retried on the next pass.
-                Some(libc::EBUSY) | Some(libc::EAGAIN) => {
-                    tracing::debug!(target: "ringio", %error, "io_uring_enter backed off; reaping first");
-                    Ok(())
-                }
-                _ => Err(error),
-            },
+            Ok(()) => Ok(()),
+            Err(error) => enter_failed(error),
         }
     }
 
@@ -230,8 +232,7 @@ impl IoUringBackend {
     /// submit, or completions the kernel holds back (CQ overflow, deferred
     /// task work).
     fn needs_enter(&mut self) -> bool {
-        let submission = self.ring.submission();
-        !submission.is_empty() || submission.cq_overflow() || submission.taskrun()
+        self.sq.len() != 0 || self.sq.completions_held()
     }
 
     /// A close is preceded by a cancel of every operation still pending on
@@ -254,11 +255,9 @@ impl IoUringBackend {
     fn push_close(&mut self, user_data: u64, fd: Fd) -> bool {
         let slot = self.files.slot(fd);
         let needed = if slot.is_some() { 3 } else { 2 };
-        let submission = self.ring.submission();
-        if submission.capacity() - submission.len() < needed {
+        if self.sq.room() < needed {
             return false;
         }
-        drop(submission);
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all());
         let close = opcode::Close::new(types::Fd(fd))
             .build()
@@ -277,6 +276,32 @@ impl IoUringBackend {
         pushed && self.push_entry(close)
     }
 
+    /// The completion queue, for the loop to read in place, when nothing
+    /// else has results to report first (the syscalls this backend runs
+    /// itself, whose results `reap` hands out ahead of the ring's).
+    #[inline(always)]
+    pub(crate) fn completions_in_place(&mut self) -> Option<&mut CompletionRing> {
+        if self.syscall_results.is_empty() {
+            Some(&mut self.cq)
+        } else {
+            None
+        }
+    }
+
+    /// The completion queue, whatever else has results: for the loop's
+    /// straight run, which reads the queue's entries in place until it
+    /// consumes them.
+    #[inline(always)]
+    pub(crate) fn completion_ring(&mut self) -> &mut CompletionRing {
+        &mut self.cq
+    }
+
+    /// The completion queue, to read where its head is.
+    #[inline(always)]
+    pub(crate) fn completions(&self) -> &CompletionRing {
+        &self.cq
+    }
+
     /// Pushes `operation`, one the backend submits as one entry as it is
     /// (not a close, nor an ftruncate the kernel may lack: `push` decides
     /// those), with its entry built inline. For the loop's submit fast
@@ -293,14 +318,36 @@ impl IoUringBackend {
 
     #[inline(always)]
     fn push_entry(&mut self, entry: squeue::Entry) -> bool {
-        let mut submission = self.ring.submission();
         // SAFETY: every pointer in `entry` points into memory owned by the
         // completion slot's handler (the IO's buffer, address or nothing),
         // which the IO keeps alive, unmoved, until the completion with this
         // entry's user_data is reaped, or leaks if it never is (IO::drop);
         // or, for the entry that clears a registered-file slot, at the
         // `FD_NONE` static, alive for the whole program.
-        unsafe { submission.push(&entry) }.is_ok()
+        unsafe { self.sq.push(&entry) }
+    }
+}
+
+/// What a failed `io_uring_enter` means to the loop: `ETIME`, `EINTR`,
+/// `EBUSY` and `EAGAIN` are not errors (see each); the rest is returned.
+#[cold]
+#[inline(never)]
+fn enter_failed(error: io::Error) -> io::Result<()> {
+    match error.raw_os_error() {
+        // The wait timed out: the loop's clock decides what is next.
+        Some(libc::ETIME) => Ok(()),
+        // A signal interrupted the wait: the loop goes round again and
+        // resubmits whatever is still queued. Never surfaced.
+        Some(libc::EINTR) => Ok(()),
+        // The completion queue is backed up (EBUSY) or the kernel is
+        // short of request memory (EAGAIN): return so the loop reaps
+        // completions; what was not submitted stays queued and is
+        // retried on the next pass.
+        Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+            tracing::debug!(target: "ringio", %error, "io_uring_enter backed off; reaping first");
+            Ok(())
+        }
+        _ => Err(error),
     }
 }
 
@@ -623,35 +670,29 @@ impl Backend for IoUringBackend {
     }
 
     fn room(&mut self) -> usize {
-        let submission = self.ring.submission();
-        submission.capacity() - submission.len()
+        self.sq.room() as usize
     }
 
     fn entries_max(&self) -> usize {
         self.ring.params().sq_entries() as usize
     }
 
+    #[inline(always)]
     fn submit_and_wait(&mut self, wait: Wait) -> io::Result<()> {
-        let wait = if self.syscalls_pending.is_empty() && self.syscall_results.is_empty() {
-            wait
-        } else {
-            // Results are (about to be) ready without the kernel: only peek.
-            Wait::Never
-        };
-        let result = self.enter(wait);
-        // After the entries pushed before them went in, as their order says.
-        self.run_syscalls_pending();
-        result
+        if self.syscalls_pending.is_empty() && self.syscall_results.is_empty() {
+            return self.enter(wait);
+        }
+        self.submit_and_wait_syscalls()
     }
 
     fn submit_early(&mut self, batch: u32) {
-        if self.ring.submission().len() < batch as usize {
+        if self.sq.len() < batch {
             return;
         }
         self.syscalls += 1;
         // Whatever the kernel did not take stays in the queue; the pass's own
         // submit_and_wait retries it and reports a lasting error.
-        let _ = self.ring.submitter().submit();
+        let _ = self.sq.enter(0, None);
     }
 
     fn reap(&mut self, batch: &mut Vec<RawCompletion>, max: usize) {
@@ -665,24 +706,15 @@ impl Backend for IoUringBackend {
             batch.extend(self.syscall_results.drain(..done));
             max -= done;
         }
-        let mut completions = self.ring.completion();
-        let count = completions.len().min(max);
+        let (head, tail) = self.cq.sync();
+        let count = (tail.wrapping_sub(head) as usize).min(max);
         batch.reserve(count);
-        // A plain copy loop: `extend` over the queue's iterator checks the
-        // capacity per entry (it cannot know the length), and this runs once
-        // per operation.
-        for raw in &mut batch.spare_capacity_mut()[..count] {
-            let cqe = completions.next().expect("counted above");
-            raw.write(RawCompletion {
-                user_data: cqe.user_data(),
-                result: cqe.result(),
-                flags: cqe.flags(),
-            });
+        let mut index = head;
+        for _ in 0..count {
+            batch.push(self.cq.entry(index));
+            index = index.wrapping_add(1);
         }
-        let len = batch.len() + count;
-        // SAFETY: the `count` entries after `batch.len()` were written just
-        // above, within the capacity reserved for them.
-        unsafe { batch.set_len(len) };
+        self.cq.consume_to(index);
     }
 
     fn syscalls(&self) -> u64 {

@@ -13,6 +13,7 @@ use crate::sys::Fd;
 
 pub(crate) mod epoll;
 pub(crate) mod io_uring;
+pub(crate) mod ring_map;
 pub(crate) mod select;
 pub(crate) mod sim;
 
@@ -30,7 +31,11 @@ pub(crate) enum Wait {
 /// One raw completion: whose it is, the kernel-style result, and the
 /// completion entry's flags (`IORING_CQE_F_MORE`, `F_BUFFER` with its buffer
 /// id, `F_NOTIF`). Backends that emulate completions report 0.
+///
+/// `repr(C)`: the io_uring backend reads its completion queue's entries
+/// (`struct io_uring_cqe`) as these, in place (`ring_map`).
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub(crate) struct RawCompletion {
     pub(crate) user_data: u64,
     pub(crate) result: i32,
