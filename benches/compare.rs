@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench compare              # the full run
-//! cargo bench --bench compare -- --quick   # shorter runs, under 3 minutes
+//! cargo bench --bench compare -- --quick   # shorter runs (still five of each)
 //! cargo bench --bench compare -- --help    # every option
 //! ```
 //!

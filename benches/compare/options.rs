@@ -13,7 +13,7 @@ Runs ringio side by side with its peers and regenerates the marked region of
 docs/benchmarks.md and target/ringio-bench/results.json.
 
 Options:
-  --quick        shorter runs (still five each), under 3 minutes in all
+  --quick        shorter runs (still five of each)
   --only=LIST    only these workloads, comma-separated, from
                  nop,timers,echo,churn,storage,sim,kv,memory; the docs and
                  results.json are then left as they were
