@@ -170,10 +170,8 @@ impl Handles {
 
     /// The raw number of an open handle's descriptor.
     pub(crate) fn raw(&self, handle: Handle) -> Option<RawFd> {
-        match &self.entry(handle)?.state {
-            State::Open(descriptor) => Some(descriptor.raw()),
-            _ => None,
-        }
+        self.entry(handle)?;
+        self.raw_at(handle.index)
     }
 
     /// The raw number of the open entry at `index`'s descriptor.

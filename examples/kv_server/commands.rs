@@ -535,18 +535,25 @@ fn flag_transaction(context: &mut Context<'_>) {
 /// Records what CLIENT LIST shows as `cmd=`: the command, and for a
 /// container its subcommand (`client|list`), as Redis 7.0 names them.
 fn note_command(context: &mut Context<'_>, command: &'static Command, args: &Args) {
-    let sub = (args.len() >= 2).then(|| args.get(1)).and_then(|sub| {
-        SUBCOMMANDS
-            .iter()
-            .find(|(container, name, _)| {
-                *container == command.name && sub.eq_ignore_ascii_case(name.as_bytes())
-            })
-            .map(|(_, name, _)| *name)
-    });
+    let sub = subcommand(command, args).map(|(_, name, _)| *name);
     if let Some(client) = context.shared.clients.get_mut(&context.session.id) {
         client.last_command = (command.name, sub);
         client.last_command_ms = context.realtime_ms;
     }
+}
+
+/// The `SUBCOMMANDS` entry that `args` names for the container `command`.
+fn subcommand(
+    command: &Command,
+    args: &Args,
+) -> Option<&'static (&'static str, &'static str, i32)> {
+    if args.len() < 2 {
+        return None;
+    }
+    let sub = args.get(1);
+    SUBCOMMANDS.iter().find(|(container, name, _)| {
+        *container == command.name && sub.eq_ignore_ascii_case(name.as_bytes())
+    })
 }
 
 /// MULTI's queue: the command waits for EXEC.
@@ -653,10 +660,7 @@ fn check_arity(command: &Command, args: &Args) -> Result<(), Option<String>> {
         .iter()
         .any(|(container, ..)| *container == command.name);
     if is_container && argc >= 2 {
-        let sub = args.get(1);
-        let Some((_, sub_name, arity)) = SUBCOMMANDS.iter().find(|(container, sub_name, _)| {
-            *container == command.name && sub.eq_ignore_ascii_case(sub_name.as_bytes())
-        }) else {
+        let Some((_, sub_name, arity)) = subcommand(command, args) else {
             return Err(None);
         };
         if !arity_fits(*arity, argc) {
