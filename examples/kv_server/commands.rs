@@ -498,14 +498,17 @@ pub fn execute(context: &mut Context<'_>, args: &Args) -> Outcome {
         flag_transaction(context);
         return Outcome::Continue;
     };
-    if let Err(full_name) = check_arity(command, args) {
-        match full_name {
-            Some(full_name) => wrong_arity(&mut context.reply, &full_name),
-            None => unknown_subcommand(&mut context.reply, args),
+    let sub = match check_arity(command, args) {
+        Ok(sub) => sub,
+        Err(full_name) => {
+            match full_name {
+                Some(full_name) => wrong_arity(&mut context.reply, &full_name),
+                None => unknown_subcommand(&mut context.reply, args),
+            }
+            flag_transaction(context);
+            return Outcome::Continue;
         }
-        flag_transaction(context);
-        return Outcome::Continue;
-    }
+    };
     if !context.session.authenticated && command.flags & NO_AUTH == 0 {
         context.reply.error(NOAUTH);
         flag_transaction(context);
@@ -515,7 +518,7 @@ pub fn execute(context: &mut Context<'_>, args: &Args) -> Outcome {
         queue(context, args);
         return Outcome::Continue;
     }
-    note_command(context, command, args);
+    note_command(context, command, sub);
     (command.run)(context, args);
     context.log_expired();
     if command.name == "quit" {
@@ -534,8 +537,7 @@ fn flag_transaction(context: &mut Context<'_>) {
 
 /// Records what CLIENT LIST shows as `cmd=`: the command, and for a
 /// container its subcommand (`client|list`), as Redis 7.0 names them.
-fn note_command(context: &mut Context<'_>, command: &'static Command, args: &Args) {
-    let sub = subcommand(command, args).map(|(_, name, _)| *name);
+fn note_command(context: &mut Context<'_>, command: &'static Command, sub: Option<&'static str>) {
     if let Some(client) = context.shared.clients.get_mut(&context.session.id) {
         client.last_command = (command.name, sub);
         client.last_command_ms = context.realtime_ms;
@@ -601,7 +603,8 @@ pub fn exec(context: &mut Context<'_>, _args: &Args) {
     let deny_blocking = std::mem::replace(&mut context.deny_blocking, true);
     for args in &multi.queued {
         let (command, _) = lookup(args.get(0)).expect("checked when queued");
-        note_command(context, command, args);
+        let sub = subcommand(command, args).map(|(_, name, _)| *name);
+        note_command(context, command, sub);
         (command.run)(context, args);
         context.log_expired();
     }
@@ -652,9 +655,10 @@ pub fn replay(store: &mut Store, shared: &mut Shared, parts: &[&[u8]]) -> Result
     Ok(())
 }
 
-/// `Err(Some(name))`: wrong arity for `name` (`config|get` for a
+/// `Ok(Some(sub))`: the container's subcommand `args` names, its arity
+/// right; `Err(Some(name))`: wrong arity for `name` (`config|get` for a
 /// subcommand); `Err(None)`: an unknown subcommand.
-fn check_arity(command: &Command, args: &Args) -> Result<(), Option<String>> {
+fn check_arity(command: &Command, args: &Args) -> Result<Option<&'static str>, Option<String>> {
     let argc = args.len() as i32;
     let is_container = SUBCOMMANDS
         .iter()
@@ -666,12 +670,12 @@ fn check_arity(command: &Command, args: &Args) -> Result<(), Option<String>> {
         if !arity_fits(*arity, argc) {
             return Err(Some(format!("{}|{sub_name}", command.name)));
         }
-        return Ok(());
+        return Ok(Some(*sub_name));
     }
     if !arity_fits(command.arity, argc) {
         return Err(Some(command.name.to_string()));
     }
-    Ok(())
+    Ok(None)
 }
 
 fn arity_fits(arity: i32, argc: i32) -> bool {
