@@ -1921,13 +1921,12 @@ fn settle_plain<C>(
     // it: by then the entry is consumed (copied to the batch), so that a
     // panic here cannot leave it in the completion queue, settled, to be
     // read again by the next reap.
+    // With the state, one load for what the slot's other fields say
+    // (`Slot::plain`).
     if slot.generation as u32 != CompletionId::generation_low_of(raw.user_data)
-        || slot.state != State::Kernel
+        || !slot.plain_in_kernel()
+        || raw.result < 0
     {
-        return false;
-    }
-    // One load for what the slot's other fields say (`Slot::plain`).
-    if !slot.plain || raw.result < 0 {
         return false;
     }
     debug_assert!(slot.plain_derived(
