@@ -331,18 +331,21 @@ pub(crate) enum Multishot {
 
 /// One completion: its link, identity, state, operation and callback.
 ///
-/// `repr(C)`, in this order, so that the fields the hot paths touch
-/// together lie together: the one-byte fields a slot's allocation resets,
-/// from an aligned start, so that it writes them in two stores; `plain`
-/// last of them and `state` after it, which the reap reads as one
-/// ([`Slot::plain_in_kernel`]). The order leaves no padding but one byte:
-/// 128 bytes in all.
+/// `repr(C)`, in this order, so that the hot paths find what they want
+/// where it is cheapest: the callback's storage at the slot's own address
+/// (the erased call's argument, with no offset to add); the one-byte
+/// fields a slot's allocation resets together, from an aligned start, so
+/// that it writes them in few stores; `plain` last of them and `state`
+/// after it, which the reap reads as one ([`Slot::plain_in_kernel`]).
+/// The order leaves no padding but one byte: 128 bytes in all.
 #[repr(C)]
 pub(crate) struct Slot<C> {
+    /// First, so that the handler's storage is at the slot's own address:
+    /// the erased call takes the slot's address as it is.
+    pub(crate) callback: Callback<C>,
     pub(crate) operation: Operation,
     pub(crate) link: Link,
     pub(crate) generation: u64,
-    pub(crate) callback: Callback<C>,
     /// The handle-table entry the operation names, or `NO_HANDLE`.
     pub(crate) handle: u32,
     /// The slot of the timer that cancels this operation at its deadline,
