@@ -689,14 +689,21 @@ impl<C> IO<C> {
         let cursor = cq.cursor();
         let slots = self.slots.links();
         let chains = &self.chain_links;
-        let mut next = head;
-        // SAFETY: `next` runs from the head up to the tail just loaded,
-        // entries the kernel wrote and leaves alone until they are
-        // consumed; the ring is this `IO`'s backend's, borrowed here.
+        let mut settle = |raw: &RawCompletion| settle_plain(slots, chains, raw);
+        // SAFETY (both): from the head up to the tail just loaded, entries
+        // the kernel wrote and leaves alone until they are consumed; the
+        // ring is this `IO`'s backend's, borrowed here.
         #[allow(unsafe_code)]
-        while next != tail && settle_plain(slots, chains, &unsafe { cursor.entry(next) }) {
-            next = next.wrapping_add(1);
-        }
+        let next = if tail.wrapping_sub(head) < READ_BY_POINTER_MIN {
+            // A few: by index, which needs no set-up.
+            let mut next = head;
+            while next != tail && settle(&unsafe { cursor.entry(next) }) {
+                next = next.wrapping_add(1);
+            }
+            next
+        } else {
+            unsafe { cursor.read_while(head, tail, settle) }
+        };
         self.straight_in = StraightIn::Ring;
         self.straight_next = head;
         self.straight_end = next;
@@ -1944,6 +1951,11 @@ fn settle_plain<C>(
     slot.result = raw.result;
     true
 }
+
+/// The completions from which `reap_in_place` walks the queue by pointer
+/// (`CqCursor::read_while`, 3 instructions fewer per entry, about 20 more
+/// to set up) rather than by index.
+const READ_BY_POINTER_MIN: u32 = 8;
 
 /// Whether `operation`, one-shot and on no handle, goes to the backend as
 /// it is, in one entry: not a timer (the wheel), a close (two entries), a
