@@ -690,19 +690,24 @@ impl<C> IO<C> {
         let slots = self.slots.links();
         let chains = &self.chain_links;
         let mut settle = |raw: &RawCompletion| settle_plain(slots, chains, raw);
-        // SAFETY (both): from the head up to the tail just loaded, entries
+        // Both walks read from the head up to the tail just loaded, entries
         // the kernel wrote and leaves alone until they are consumed; the
         // ring is this `IO`'s backend's, borrowed here.
-        #[allow(unsafe_code)]
         let next = if tail.wrapping_sub(head) < READ_BY_POINTER_MIN {
             // A few: by index, which needs no set-up.
             let mut next = head;
+            // SAFETY: `next` runs from the head up to that tail (above).
+            #[allow(unsafe_code)]
             while next != tail && settle(&unsafe { cursor.entry(next) }) {
                 next = next.wrapping_add(1);
             }
             next
         } else {
-            unsafe { cursor.read_while(head, tail, settle) }
+            // SAFETY: from the head up to that tail (above).
+            #[allow(unsafe_code)]
+            unsafe {
+                cursor.read_while(head, tail, settle)
+            }
         };
         self.straight_in = StraightIn::Ring;
         self.straight_next = head;

@@ -384,7 +384,7 @@ unsafe fn read_run(
         }
         entry = entry.wrapping_add(1);
     }
-    (entry.addr() - start.addr()) / mem::size_of::<RawCompletion>()
+    (entry as usize - start as usize) / mem::size_of::<RawCompletion>()
 }
 
 /// The submission queue of a ring, in mappings of its own: entries are
