@@ -335,7 +335,7 @@ pub(crate) enum Multishot {
 /// where it is cheapest: the callback's storage at the slot's own address
 /// (the erased call's argument, with no offset to add); the one-byte
 /// fields a slot's allocation resets together, from an aligned start, so
-/// that it writes them in few stores; `plain` last of them and `state`
+/// that it writes them in few stores; `not_plain` last of them and `state`
 /// after it, which the reap reads as one ([`Slot::plain_in_kernel`]).
 /// The order leaves no padding but one byte: 128 bytes in all.
 #[repr(C)]
@@ -370,30 +370,33 @@ pub(crate) struct Slot<C> {
     /// The deadline passed and cancelled the operation: its `ECANCELED`
     /// reads as `ETIMEDOUT`.
     pub(crate) timed_out: bool,
-    /// A successful result needs nothing but its callback: one-shot, on no
-    /// handle, no readiness wait, no deadline, not a zero-copy send, a
-    /// pool's receive or a shot, in no chain. Set when the slot is taken,
-    /// cleared (never set again) by whatever makes one of those untrue, so
-    /// that the reap's fast path decides with one load
-    /// ([`Slot::plain_derived`] is the long form, checked in debug builds).
-    pub(crate) plain: bool,
+    /// The slot is not *plain*. Plain: a successful result needs nothing
+    /// but its callback (one-shot, on no handle, no readiness wait, no
+    /// deadline, not a zero-copy send, a pool's receive or a shot, in no
+    /// chain). Decided when the slot is taken, and set (never cleared
+    /// again) by whatever makes one of those untrue, so that the reap's
+    /// fast path decides with one load ([`Slot::plain_derived`] is the long
+    /// form, checked in debug builds). Stored negated so that a plain
+    /// slot's allocation writes a zero here, among the zeros around it,
+    /// with no store of its own.
+    pub(crate) not_plain: bool,
     pub(crate) state: State,
 }
 
 impl<C> Slot<C> {
-    /// Whether the slot is in the kernel (`Kernel`) and `plain`: the reap's
+    /// Whether the slot is in the kernel (`Kernel`) and plain: the reap's
     /// fast path asks it of every completion. As one 16-bit value, which
     /// the compiler loads and compares at once, the two bytes being
     /// adjacent (`repr(C)`).
     #[inline(always)]
     pub(crate) fn plain_in_kernel(&self) -> bool {
-        let both = u16::from(self.plain) | u16::from(self.state as u8) << 8;
-        both == (1 | (State::Kernel as u16) << 8)
+        let both = u16::from(self.not_plain) | u16::from(self.state as u8) << 8;
+        both == (State::Kernel as u16) << 8
     }
 
-    /// What `plain` stands for, from the fields it summarizes (`chained`:
-    /// the slot is a member of a linked chain). `plain` may be false when
-    /// this is true (a deadline that went, say), never the reverse.
+    /// What plain stands for, from the fields it summarizes (`chained`:
+    /// the slot is a member of a linked chain). `not_plain` may be set
+    /// when this is true (a deadline that went, say), never the reverse.
     pub(crate) fn plain_derived(&self, chained: bool) -> bool {
         self.multishot == Multishot::No
             && !self.awaiting_readiness
@@ -494,7 +497,7 @@ impl<C> Slots<C> {
             timed_out: false,
             result: 0,
             flags: self.free_head,
-            plain: false,
+            not_plain: true,
             operation: Operation::Nop,
             callback: Callback::empty(),
         });
@@ -575,9 +578,9 @@ impl<C> Slots<C> {
         slot.multishot = multishot;
         slot.delivered = false;
         slot.timed_out = false;
-        slot.plain = handle == NO_HANDLE
-            && multishot == Multishot::No
-            && !matches!(
+        slot.not_plain = handle != NO_HANDLE
+            || multishot != Multishot::No
+            || matches!(
                 operation,
                 Operation::SendZc { .. } | Operation::RecvMulti { .. } | Operation::Shot { .. }
             );

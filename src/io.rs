@@ -864,7 +864,7 @@ impl<C> IO<C> {
             // as a blocking fd would have.
             result if result == -libc::EAGAIN && slot.operation.readiness().is_some() => {
                 slot.awaiting_readiness = true;
-                slot.plain = false;
+                slot.not_plain = true;
                 self.enqueue(index);
             }
             // A retried non-blocking connect reports its success this way.
@@ -888,7 +888,7 @@ impl<C> IO<C> {
                 // 5.19, say): emulate it from now on, and start over.
                 tracing::debug!(target: "ringio", op = slot.operation.name(), "multishot refused by the kernel; emulating it");
                 slot.multishot = Multishot::Emulated;
-                slot.plain = false;
+                slot.not_plain = true;
                 self.multishot_native = false;
                 self.enqueue(index);
             }
@@ -1576,7 +1576,7 @@ impl<C> IO<C> {
         self.replace_chain(chain);
         let slot = self.slots.slot_mut(target.slot);
         slot.deadline = timer.slot;
-        slot.plain = false;
+        slot.not_plain = true;
         Ok(())
     }
 
@@ -1694,7 +1694,7 @@ impl<C> IO<C> {
             let id = self.submit_completed(build(-1), callback, result);
             let slot = self.slots.slot_mut(id.slot);
             slot.multishot = Multishot::Emulated;
-            slot.plain = false;
+            slot.not_plain = true;
             return id;
         }
         let operation = build(fd.expect("checked above"));
@@ -1885,7 +1885,7 @@ impl<C> IO<C> {
             Some(State::Kernel) if target_slot.is_some_and(is_emulated_multishot) => {
                 let slot = self.slots.slot_mut(target.slot);
                 slot.multishot = Multishot::Stopping;
-                slot.plain = false;
+                slot.not_plain = true;
                 self.submit(operation, quiet_callback());
                 self.submit_completed(operation, callback, 0)
             }
@@ -1940,7 +1940,7 @@ fn settle_plain<C>(
     // panic here cannot leave it in the completion queue, settled, to be
     // read again by the next reap.
     // With the state, one load for what the slot's other fields say
-    // (`Slot::plain`).
+    // (`Slot::not_plain`).
     if slot.generation as u32 != CompletionId::generation_low_of(raw.user_data)
         || !slot.plain_in_kernel()
         || raw.result < 0

@@ -217,7 +217,7 @@ impl<C> IO<C> {
         slot.state = State::Chained;
         // A member's end starts or cancels the next: never the reap's
         // fast path.
-        slot.plain = false;
+        slot.not_plain = true;
     }
 
     /// A submission while a chain is being built: slot `index` joins it.
