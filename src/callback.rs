@@ -136,7 +136,9 @@ impl<C, H: ShotHandler<C>> ShotFns<C, H> {
     };
 }
 
-/// An erased, owned handler, or nothing.
+/// An erased, owned handler, or nothing. `repr(C)`, the storage first, so
+/// that a slot's callback storage is at the slot's address (see `Slot`).
+#[repr(C)]
 pub(crate) struct Callback<C> {
     storage: MaybeUninit<[usize; INLINE_WORDS]>,
     /// `Some` exactly when `storage` holds a live handler of the type this

@@ -330,49 +330,73 @@ pub(crate) enum Multishot {
 }
 
 /// One completion: its link, identity, state, operation and callback.
+///
+/// `repr(C)`, in this order, so that the hot paths find what they want
+/// where it is cheapest: the callback's storage at the slot's own address
+/// (the erased call's argument, with no offset to add); the one-byte
+/// fields a slot's allocation resets together, from an aligned start, so
+/// that it writes them in few stores; `not_plain` last of them and `state`
+/// after it, which the reap reads as one ([`Slot::plain_in_kernel`]).
+/// The order leaves no padding but one byte: 128 bytes in all.
+#[repr(C)]
 pub(crate) struct Slot<C> {
+    /// First, so that the handler's storage is at the slot's own address:
+    /// the erased call takes the slot's address as it is.
+    pub(crate) callback: Callback<C>,
+    pub(crate) operation: Operation,
     pub(crate) link: Link,
     pub(crate) generation: u64,
-    pub(crate) state: State,
-    /// The fd was non-blocking and the operation returned `EAGAIN`: the next
-    /// submission is a readiness wait, after which the operation is retried.
-    pub(crate) awaiting_readiness: bool,
-    /// The operation went through a readiness wait, so that a retried
-    /// `connect` can treat `EISCONN` as success.
-    pub(crate) retried: bool,
     /// The handle-table entry the operation names, or `NO_HANDLE`.
     pub(crate) handle: u32,
-    /// Whether, and how, the operation delivers many results.
-    pub(crate) multishot: Multishot,
-    /// A multishot operation has delivered at least one result.
-    pub(crate) delivered: bool,
     /// The slot of the timer that cancels this operation at its deadline,
     /// or `NO_DEADLINE`.
     pub(crate) deadline: u32,
-    /// The deadline passed and cancelled the operation: its `ECANCELED`
-    /// reads as `ETIMEDOUT`.
-    pub(crate) timed_out: bool,
     pub(crate) result: i32,
     /// The completion entry's flags with `result` (`IORING_CQE_F_*`).
     /// While the slot is free: the index of the next free slot, or
     /// `NO_FREE` (the free list threads through the free slots; see
     /// [`Slots`]). Taking the slot resets it to 0.
     pub(crate) flags: u32,
-    /// A successful result needs nothing but its callback: one-shot, on no
-    /// handle, no readiness wait, no deadline, not a zero-copy send, a
-    /// pool's receive or a shot, in no chain. Set when the slot is taken,
-    /// cleared (never set again) by whatever makes one of those untrue, so
-    /// that the reap's fast path decides with one load
-    /// ([`Slot::plain_derived`] is the long form, checked in debug builds).
-    pub(crate) plain: bool,
-    pub(crate) operation: Operation,
-    pub(crate) callback: Callback<C>,
+    /// The fd was non-blocking and the operation returned `EAGAIN`: the next
+    /// submission is a readiness wait, after which the operation is retried.
+    pub(crate) awaiting_readiness: bool,
+    /// The operation went through a readiness wait, so that a retried
+    /// `connect` can treat `EISCONN` as success.
+    pub(crate) retried: bool,
+    /// Whether, and how, the operation delivers many results.
+    pub(crate) multishot: Multishot,
+    /// A multishot operation has delivered at least one result.
+    pub(crate) delivered: bool,
+    /// The deadline passed and cancelled the operation: its `ECANCELED`
+    /// reads as `ETIMEDOUT`.
+    pub(crate) timed_out: bool,
+    /// The slot is not *plain*. Plain: a successful result needs nothing
+    /// but its callback (one-shot, on no handle, no readiness wait, no
+    /// deadline, not a zero-copy send, a pool's receive or a shot, in no
+    /// chain). Decided when the slot is taken, and set (never cleared
+    /// again) by whatever makes one of those untrue, so that the reap's
+    /// fast path decides with one load ([`Slot::plain_derived`] is the long
+    /// form, checked in debug builds). Stored negated so that a plain
+    /// slot's allocation writes a zero here, among the zeros around it,
+    /// with no store of its own.
+    pub(crate) not_plain: bool,
+    pub(crate) state: State,
 }
 
 impl<C> Slot<C> {
-    /// What `plain` stands for, from the fields it summarizes (`chained`:
-    /// the slot is a member of a linked chain). `plain` may be false when
-    /// this is true (a deadline that went, say), never the reverse.
+    /// Whether the slot is in the kernel (`Kernel`) and plain: the reap's
+    /// fast path asks it of every completion. As one 16-bit value, which
+    /// the compiler loads and compares at once, the two bytes being
+    /// adjacent (`repr(C)`).
+    #[inline(always)]
+    pub(crate) fn plain_in_kernel(&self) -> bool {
+        let both = u16::from(self.not_plain) | u16::from(self.state as u8) << 8;
+        both == (State::Kernel as u16) << 8
+    }
+
+    /// What plain stands for, from the fields it summarizes (`chained`:
+    /// the slot is a member of a linked chain). `not_plain` may be set
+    /// when this is true (a deadline that went, say), never the reverse.
     pub(crate) fn plain_derived(&self, chained: bool) -> bool {
         self.multishot == Multishot::No
             && !self.awaiting_readiness
@@ -473,7 +497,7 @@ impl<C> Slots<C> {
             timed_out: false,
             result: 0,
             flags: self.free_head,
-            plain: false,
+            not_plain: true,
             operation: Operation::Nop,
             callback: Callback::empty(),
         });
@@ -540,21 +564,23 @@ impl<C> Slots<C> {
         debug_assert!(!slot.callback.is_some());
         slot.operation = operation;
         callback.store_into(&mut slot.callback);
+        slot.handle = handle;
+        slot.deadline = NO_DEADLINE;
         slot.result = 0;
+        slot.flags = 0;
+        // The one-byte fields in their order in the slot, so that the
+        // compiler writes them in two stores.
         // An emulated receive from a pool takes a buffer only once data is
         // there, as the kernel does: each round starts with a readiness wait.
         let pooled = matches!(operation, Operation::RecvMulti { .. });
         slot.awaiting_readiness = pooled && multishot == Multishot::Emulated;
         slot.retried = false;
-        slot.handle = handle;
         slot.multishot = multishot;
         slot.delivered = false;
-        slot.deadline = NO_DEADLINE;
         slot.timed_out = false;
-        slot.flags = 0;
-        slot.plain = handle == NO_HANDLE
-            && multishot == Multishot::No
-            && !matches!(
+        slot.not_plain = handle != NO_HANDLE
+            || multishot != Multishot::No
+            || matches!(
                 operation,
                 Operation::SendZc { .. } | Operation::RecvMulti { .. } | Operation::Shot { .. }
             );

@@ -17,6 +17,7 @@ use util::Backend;
 
 conformance!(
     nop_callback_runs_from_the_loop_not_inline,
+    batches_that_wrap_the_completion_queue_run_in_order_once,
     unqueued_path_completes_each_operation_exactly_once,
     timeouts_fire_in_deadline_order_never_early,
     timeouts_with_equal_deadlines_fire_in_submission_order,
@@ -89,6 +90,28 @@ fn nop_callback_runs_from_the_loop_not_inline(backend: Backend) {
     io.run(&mut calls).unwrap();
     assert_eq!(calls, 1);
     assert_eq!(io.in_flight(), 0);
+}
+
+/// Batches of every size from 1 to 40 on a 16-entry ring (a completion
+/// queue of 32), so that the reap walks runs of every length across the
+/// queue's end at every offset: each callback runs once, in submission order.
+fn batches_that_wrap_the_completion_queue_run_in_order_once(backend: Backend) {
+    let mut io: IO<Vec<u32>> = backend.io_with(Config::new().entries(16));
+    let mut order = Vec::new();
+    let mut submitted = 0u32;
+    for round in 0..200u32 {
+        for _ in 0..(round % 40 + 1) {
+            let number = submitted;
+            io.nop(move |_, order: &mut Vec<u32>, result| {
+                result.unwrap();
+                order.push(number);
+            });
+            submitted += 1;
+        }
+        io.run(&mut order).unwrap();
+    }
+    assert!(order.iter().copied().eq(0..submitted));
+    assert_eq!(io.stats().completed, u64::from(submitted));
 }
 
 #[derive(Default)]

@@ -37,7 +37,7 @@ RULES = [
      r"|IoUringBackend as ringio::backend::Backend>::push"
      r"|push_entry|io_uring::squeue|io_uring::opcode|SubmissionRing::(push|refresh_limit|publish)"),
     ("dispatch (AnyBackend)", r"AnyBackend as ringio::backend::Backend"),
-    ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue|CqCursor|CompletionRing"
+    ("reap: CQ read", r"IoUringBackend as ringio::backend::Backend>::reap|io_uring::cqueue|CqCursor|CompletionRing|ring_map::read_run"
      r"|extend_desugared|SpecExtend"),
     ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall|SubmissionRing::enter"),
     ("completion: generation and state checks, result",

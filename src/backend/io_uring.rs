@@ -313,7 +313,13 @@ impl IoUringBackend {
             operation,
             Operation::Close { .. } | Operation::Ftruncate { .. }
         ));
-        self.push_entry(build_entry(operation, &self.files).user_data(user_data))
+        let files = &self.files;
+        // SAFETY: as in `push_entry`: the operation's pointers point into
+        // memory owned by its completion slot's handler.
+        unsafe {
+            self.sq
+                .push(|| build_entry(operation, files).user_data(user_data))
+        }
     }
 
     #[inline(always)]
@@ -324,7 +330,7 @@ impl IoUringBackend {
         // entry's user_data is reaped, or leaks if it never is (IO::drop);
         // or, for the entry that clears a registered-file slot, at the
         // `FD_NONE` static, alive for the whole program.
-        unsafe { self.sq.push(&entry) }
+        unsafe { self.sq.push(|| entry) }
     }
 }
 

@@ -303,6 +303,45 @@ impl CqCursor {
         unsafe { self.cqes.as_ptr().wrapping_add(place).read() }
     }
 
+    /// Reads the entries from `from` up to `to` in order, while `keep`
+    /// accepts them, and returns the index of the first it refused (or
+    /// `to`). The entries are walked by pointer, in at most two runs of
+    /// the array (the queue wraps at its end), rather than each index
+    /// masked and scaled (3 instructions per entry).
+    ///
+    /// # Safety
+    ///
+    /// As for [`entry`](Self::entry), for every index from `from` up to
+    /// `to`.
+    #[inline(always)]
+    pub(crate) unsafe fn read_while(
+        &self,
+        from: u32,
+        to: u32,
+        mut keep: impl FnMut(&RawCompletion) -> bool,
+    ) -> u32 {
+        let count = to.wrapping_sub(from) as usize;
+        let place = (from & self.mask) as usize;
+        let first_len = self.mask as usize + 1 - place;
+        let base = self.cqes.as_ptr();
+        if count <= first_len {
+            // SAFETY: the `count` entries from `from` on, in a row of the
+            // array, by the caller's promise (as below).
+            let kept = unsafe { read_run(base.wrapping_add(place), count, &mut keep) };
+            return from.wrapping_add(kept as u32);
+        }
+        // The queue wraps: up to the array's end, then from its start.
+        // SAFETY: as above, `first_len` of them up to the array's end.
+        let kept = unsafe { read_run(base.wrapping_add(place), first_len, &mut keep) };
+        if kept < first_len {
+            return from.wrapping_add(kept as u32);
+        }
+        // SAFETY: the rest, from the array's start: still before `to`
+        // (`count - first_len` of them), by the caller's promise.
+        let kept = first_len + unsafe { read_run(base, count - first_len, &mut keep) };
+        from.wrapping_add(kept as u32)
+    }
+
     /// Moves the queue's head to `head`, handing back the places of the
     /// entries before it.
     ///
@@ -319,25 +358,52 @@ impl CqCursor {
     }
 }
 
+/// `CqCursor::read_while` over `len` entries in a row of the array, from
+/// `start`, by pointer: how many `keep` accepted before the first it
+/// refused.
+///
+/// # Safety
+///
+/// The `len` places from `start` are within the mapping and hold entries
+/// between the queue's head and a tail loaded since.
+#[inline(always)]
+unsafe fn read_run(
+    start: *const RawCompletion,
+    len: usize,
+    keep: &mut impl FnMut(&RawCompletion) -> bool,
+) -> usize {
+    let end = start.wrapping_add(len);
+    let mut entry = start;
+    while entry != end {
+        // SAFETY: one of the `len` places from `start` (the caller's
+        // promise): an entry the kernel wrote and does not touch until it
+        // is consumed.
+        let raw = unsafe { entry.read() };
+        if !keep(&raw) {
+            break;
+        }
+        entry = entry.wrapping_add(1);
+    }
+    (entry as usize - start as usize) / mem::size_of::<RawCompletion>()
+}
+
 /// The submission queue of a ring, in mappings of its own: entries are
-/// written into the ring where they go, and the tail the kernel reads is
-/// published once before each `io_uring_enter` (or at once, on an SQPOLL
-/// ring, whose kernel thread reads it any time), instead of loaded and
-/// stored by every push as the crate's `submission()` does.
+/// written into the ring where they go, and each push stores the tail the
+/// kernel reads (release), with no tail of its own to keep and publish
+/// later, and no head loaded until the queue looks full, where the crate's
+/// `submission()` loads both ends for every borrow.
 pub(crate) struct SubmissionRing {
     _rings: Mapping,
     _sqes_map: Mapping,
-    /// The kernel's head (it consumes from there) and the shared tail (the
-    /// last one published), and the flags the kernel sets.
+    /// The kernel's head (it consumes from there), the tail (only this code
+    /// writes it), and the flags the kernel sets.
     head: NonNull<AtomicU32>,
     shared_tail: NonNull<AtomicU32>,
     flags: NonNull<AtomicU32>,
     sqes: NonNull<squeue::Entry>,
     mask: u32,
     entries: u32,
-    /// The tail with every entry pushed, published or not.
-    tail: u32,
-    /// `tail` may grow up to here before the head is loaded again: the
+    /// The tail may grow up to here before the head is loaded again: the
     /// head as last loaded, plus the queue's size.
     limit: u32,
     sqpoll: bool,
@@ -373,7 +439,6 @@ impl SubmissionRing {
             sqes: sqes_map.at(0),
             mask,
             entries,
-            tail: 0,
             limit: 0,
             sqpoll: ring.params().is_setup_sqpoll(),
             iopoll: params.flags & SETUP_IOPOLL != 0,
@@ -382,9 +447,6 @@ impl SubmissionRing {
             _rings: rings,
             _sqes_map: sqes_map,
         };
-        // SAFETY: the tail is in the live mapping; only this code writes it
-        // (the crate's `submission()` is never used).
-        submissions.tail = unsafe { submissions.shared_tail.as_ref() }.load(Ordering::Relaxed);
         submissions.limit = submissions.load_head().wrapping_add(entries);
         Ok(submissions)
     }
@@ -398,18 +460,22 @@ impl SubmissionRing {
         unsafe { self.head.as_ref() }.load(Ordering::Acquire)
     }
 
-    /// Pushes `entry`, or returns false if the queue is full.
+    /// Pushes the entry `entry` builds, or returns false if the queue is
+    /// full. The entry is built only once there is room for it, in the
+    /// place it goes: built before the check, part of it went through a
+    /// stack temporary (2 instructions per push).
     ///
     /// # Safety
     ///
-    /// Every pointer in `entry` stays valid for what the kernel does with it
-    /// until its completion is reaped.
+    /// Every pointer in the entry stays valid for what the kernel does with
+    /// it until its completion is reaped.
     #[inline(always)]
-    pub(crate) unsafe fn push(&mut self, entry: &squeue::Entry) -> bool {
-        // In a local: the entry's write below could alias `self` as far as
-        // the compiler knows, and would make it load the tail again.
-        let tail = self.tail;
-        if tail == self.limit && !self.refresh_limit() {
+    pub(crate) unsafe fn push(&mut self, entry: impl FnOnce() -> squeue::Entry) -> bool {
+        // In locals: the entry's write below could alias `self` as far as
+        // the compiler knows, and would make it load them again.
+        let shared_tail = self.shared_tail;
+        let tail = self.tail();
+        if tail == self.limit && !self.refresh_limit(tail) {
             return false;
         }
         let place = (tail & self.mask) as usize;
@@ -417,39 +483,41 @@ impl SubmissionRing {
         // mapping; the place is free: the tail is less than a queue's size
         // ahead of the head last loaded (`limit`), and the kernel has
         // passed every place before that head. The kernel reads the entry
-        // only after the tail that covers it is published.
-        unsafe { self.sqes.as_ptr().wrapping_add(place).write(entry.clone()) };
-        self.tail = tail.wrapping_add(1);
-        if self.sqpoll {
-            // Its kernel thread reads the tail any time: at once.
-            self.publish();
-        }
+        // only after the tail that covers it is stored, just below.
+        unsafe { self.sqes.as_ptr().wrapping_add(place).write(entry()) };
+        // Published at once, whatever the ring: an SQPOLL ring's kernel
+        // thread reads the tail any time, and any other ring's kernel reads
+        // it only in `io_uring_enter`, so publishing early changes nothing
+        // it sees, and no flag is tested per push.
+        // SAFETY: the tail is in the live mapping; the release store orders
+        // the entry's write before it.
+        unsafe { shared_tail.as_ref() }.store(tail.wrapping_add(1), Ordering::Release);
         true
     }
 
-    /// Loads the head again, for a queue that looked full. Out of line: once
-    /// per queue's worth of pushes at most.
-    #[cold]
-    #[inline(never)]
-    fn refresh_limit(&mut self) -> bool {
-        self.limit = self.load_head().wrapping_add(self.entries);
-        self.tail != self.limit
+    /// The tail: only this code writes it (the crate's `submission()` is
+    /// never used), so it is read back with no ordering.
+    #[inline(always)]
+    fn tail(&self) -> u32 {
+        // SAFETY: the tail is in the live mapping.
+        unsafe { self.shared_tail.as_ref() }.load(Ordering::Relaxed)
     }
 
-    /// Makes every entry pushed visible to the kernel: before each
-    /// `io_uring_enter`, whose submit count the crate reads from the shared
-    /// tail.
+    /// Loads the head again, for a queue that looked full at `tail` (once
+    /// per queue's worth of pushes at most). Inline all the same: a call
+    /// there, rare as it is, clobbers registers across the submit's loop,
+    /// which then keeps and reloads its values around it (2 instructions
+    /// per push, where this costs 5 on the rare path).
     #[inline(always)]
-    pub(crate) fn publish(&mut self) {
-        // SAFETY: the tail is in the live mapping; the release store orders
-        // the entries' writes before it.
-        unsafe { self.shared_tail.as_ref() }.store(self.tail, Ordering::Release);
+    fn refresh_limit(&mut self, tail: u32) -> bool {
+        self.limit = self.load_head().wrapping_add(self.entries);
+        tail != self.limit
     }
 
     /// Entries pushed and not yet consumed by the kernel.
     #[inline(always)]
     pub(crate) fn len(&self) -> u32 {
-        self.tail.wrapping_sub(self.load_head())
+        self.tail().wrapping_sub(self.load_head())
     }
 
     /// Room for this many more entries.
@@ -468,7 +536,7 @@ impl SubmissionRing {
         flags & (SQ_CQ_OVERFLOW | SQ_TASKRUN) != 0
     }
 
-    /// One `io_uring_enter`: publishes and submits every entry pushed, and
+    /// One `io_uring_enter`: submits every entry pushed, and
     /// waits for `want` completions, for at most `timeout_ns` if given, as
     /// the crate's `submit_and_wait` and `submit_with_args` do (the same
     /// flags, and no syscall for an SQPOLL ring whose thread is awake when
@@ -476,7 +544,6 @@ impl SubmissionRing {
     /// `Submitter` and loading both of the queue's ends again. Returns the
     /// raw result: entries submitted, or an errno.
     pub(crate) fn enter(&mut self, want: u32, timeout_ns: Option<u64>) -> io::Result<()> {
-        self.publish();
         let to_submit = self.len();
         // SAFETY: the flags are in the live mapping.
         let flags = unsafe { self.flags.as_ref() }.load(Ordering::Acquire);

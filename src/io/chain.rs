@@ -24,6 +24,7 @@
 //!   completes with its error and breaks the chain there, on every
 //!   backend: members run, and fail, in order.
 
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::IO;
@@ -160,12 +161,12 @@ impl<C> IO<C> {
         if self.chain.is_some() {
             return body(self); // joins the chain being built
         }
-        self.chain = Some(ChainBuild {
+        self.replace_chain(Some(ChainBuild {
             head: NO_LINK,
             tail: NO_LINK,
-        });
+        }));
         let result = panic::catch_unwind(AssertUnwindSafe(|| body(self)));
-        let build = self.chain.take().expect("set above");
+        let build = self.replace_chain(None).expect("set above");
         if build.head != NO_LINK {
             self.chain_start(build.head);
         }
@@ -173,6 +174,15 @@ impl<C> IO<C> {
             Ok(value) => value,
             Err(payload) => panic::resume_unwind(payload),
         }
+    }
+
+    /// Puts `chain` in the place of the chain being built, and returns
+    /// what was there, keeping `direct_blocked` (nonzero while one is):
+    /// the only way `IO::chain` is set, since a stale zero there would let
+    /// a submission bypass the chain.
+    pub(crate) fn replace_chain(&mut self, chain: Option<ChainBuild>) -> Option<ChainBuild> {
+        self.direct_blocked = u32::from(chain.is_some()) | self.submit_batch;
+        mem::replace(&mut self.chain, chain)
     }
 
     /// Whether a chain is being built: submissions join it.
@@ -207,7 +217,7 @@ impl<C> IO<C> {
         slot.state = State::Chained;
         // A member's end starts or cancels the next: never the reap's
         // fast path.
-        slot.plain = false;
+        slot.not_plain = true;
     }
 
     /// A submission while a chain is being built: slot `index` joins it.
