@@ -1,15 +1,38 @@
 //! The write-ahead log's I/O, all through ringio: recovery reads the log
-//! back with `read`, and group commit appends with `write` then `fsync`.
-//! The format and the recovery rules are in `wal.rs`.
+//! back with `read`, and group commit appends with a `write` chained to an
+//! `fdatasync` (`IO::chain`). The format and the recovery rules are in
+//! `wal.rs`.
 //!
 //! # Group commit
 //!
 //! Commands append their records to one *pending* group. When the log is
-//! idle, the pending group is written as one group at the end of the file
-//! and, under `--fsync always`, fsynced; writes that arrive meanwhile gather
-//! in the next pending group and share the next fsync. One write or fsync is
-//! in flight at a time, so group N+1 is written only after group N is
-//! durable: only the last group can be torn by a crash.
+//! idle, the pending group is *cut*: written as one group at the end of the
+//! file and, under `--fsync always`, fdatasynced, the write and the sync
+//! linked so that the sync starts in the kernel as soon as the write is
+//! done; writes that arrive meanwhile gather in the next pending group and
+//! share the next sync. One write or sync is in flight at a time, so group
+//! N+1 is written only after group N is durable: only the last group can be
+//! torn by a crash.
+//!
+//! # When a group is cut
+//!
+//! Never in the middle of a loop pass: the cut waits for the end of the
+//! pass (a zero-delay timer), so that the commands of every completion the
+//! pass reaped join the group, as Redis's join the AOF buffer it writes
+//! before it sleeps.
+//!
+//! Under `always`, it may wait a little longer, for the *cohort*: the
+//! records of the group just acknowledged plus those that had gathered
+//! behind it. Their clients were waiting on the log, and most send their
+//! next write within microseconds of their reply. Cut before they are back,
+//! the group holds only those that had gathered, and the clients settle
+//! into two cohorts that take turns, each waiting a whole sync for the
+//! other's: half the records per sync, at the same one sync in flight. So
+//! the cut waits until the pending group holds as many records as the
+//! cohort, or for a quarter of a group's write and sync (averaged, at most
+//! 1 ms) if they never come: at worst, a group's latency grows by that
+//! quarter. A lone client's cohort is its one record, so it never waits.
+//! Measured in docs/benchmarks.md ("Group commit: when a group is cut").
 //!
 //! A group is *acknowledged* (its replies may go out) once its fsync
 //! completes under `always`, or once its write completes under `everysec`
@@ -136,6 +159,51 @@ const SNAPSHOT_GROUP_BYTES: usize = 1024 * 1024;
 /// Elements per snapshot command (HSET, RPUSH, SADD, ZADD).
 const SNAPSHOT_CHUNK: usize = 512;
 
+/// Under `always`, the longest the cut of a group waits for its cohort, as
+/// a share of a group's write and fdatasync: at worst a group's latency
+/// grows by this share, when the cohort never comes back.
+const CUT_WAIT_SHARE: u64 = 4;
+/// The cap on that wait.
+const CUT_WAIT_MAX_NS: u64 = 1_000_000;
+
+/// What decides when the pending group is cut (module docs, "When a group
+/// is cut").
+#[derive(Debug, Default, Clone, Copy)]
+struct Cut {
+    /// Counts cuts: a timer armed for an earlier group does nothing.
+    epoch: u64,
+    /// The records of the group in flight.
+    group_records: u32,
+    /// When the group in flight was cut (`IO::now_ns`).
+    started_ns: u64,
+    /// A group's write and fdatasync, in ns, averaged (1/8 the newest).
+    group_ns: u64,
+    /// The records the next group waits for: the last group's and those
+    /// that had gathered behind it by its acknowledgement.
+    cohort_records: u32,
+    /// A timer to cut at the end of the pass is armed.
+    soon_armed: bool,
+    /// A timer to cut when the wait for the cohort ends is armed.
+    wait_armed: bool,
+}
+
+impl Cut {
+    /// The group in flight is durable; `pending` records wait behind it.
+    fn learn(&mut self, now_ns: u64, pending: u32) {
+        let sample_ns = now_ns.saturating_sub(self.started_ns);
+        self.group_ns = if self.group_ns == 0 {
+            sample_ns
+        } else {
+            self.group_ns - self.group_ns / 8 + sample_ns / 8
+        };
+        self.cohort_records = self.group_records.saturating_add(pending);
+    }
+
+    fn wait_ns(&self) -> u64 {
+        (self.group_ns / CUT_WAIT_SHARE).min(CUT_WAIT_MAX_NS)
+    }
+}
+
 /// The log's state.
 #[derive(Debug)]
 pub struct Journal {
@@ -174,6 +242,8 @@ pub struct Journal {
     busy: bool,
     /// `everysec`: the timer fired, so fsync before the next write.
     sync_due: bool,
+    /// When the pending group is cut.
+    cut: Cut,
     /// The buffer groups are built in, while no write is in flight.
     spare: Option<Vec<u8>>,
     /// `--appendonly`: false makes every append a no-op and the log idle.
@@ -233,6 +303,7 @@ impl Journal {
             synced_sequence: 0,
             busy: false,
             sync_due: false,
+            cut: Cut::default(),
             spare: Some(Vec::new()),
             enabled: true,
             recovered: Vec::new(),
@@ -642,8 +713,15 @@ fn start_serving(io: &mut IO<Server>, server: &mut Server) {
     Server::on_recovered(io, server);
 }
 
-/// Writes the pending group, or fsyncs under `everysec`, if the log is idle.
+/// Writes the pending group, or fsyncs under `everysec`, if the log is
+/// idle; see the module docs, "When a group is cut", for when.
 pub fn flush(io: &mut IO<Server>, server: &mut Server) {
+    flush_when(io, server, false);
+}
+
+/// [`flush`]; `cut_due`: called from the timer that `flush` arms, once
+/// the pass's completions have run or the wait for the cohort is over.
+fn flush_when(io: &mut IO<Server>, server: &mut Server, cut_due: bool) {
     if server.fatal().is_some() || !server.ready() {
         return;
     }
@@ -670,6 +748,9 @@ pub fn flush(io: &mut IO<Server>, server: &mut Server) {
     if journal.pending_records == 0 {
         return;
     }
+    if !cut_due {
+        return arm_cut(io, journal);
+    }
     let sequence = journal.next_sequence;
     let mut buf = journal.spare.take().expect("no write in flight");
     wal::encode_group(
@@ -679,17 +760,43 @@ pub fn flush(io: &mut IO<Server>, server: &mut Server) {
         journal.pending_records,
         &journal.pending,
     );
+    journal.cut = Cut {
+        epoch: journal.cut.epoch + 1,
+        group_records: journal.pending_records,
+        started_ns: io.now_ns(),
+        soon_armed: false, // Timers armed for this group do nothing now.
+        wait_armed: false,
+        ..journal.cut
+    };
     journal.pending.clear();
     journal.pending_records = 0;
     journal.next_sequence += 1;
     journal.busy = true;
-    write_group(io, journal.fd, journal.file_len, sequence, buf);
+    write_group(io, journal, sequence, buf);
     Server::on_pending_taken(io, server);
 }
 
-fn write_group(io: &mut IO<Server>, fd: Handle, offset: u64, sequence: u64, buf: Vec<u8>) {
-    io.write(fd, buf, offset, move |io, server, result, buf| {
-        on_write(io, server, sequence, result, buf)
+/// Writes `buf` at the end of the log. Under `always` the write is chained
+/// to the fdatasync that makes it durable, so the sync starts in the kernel
+/// the moment the write is done, not a loop pass later (when the write's
+/// callback would have submitted it); a failed or short write cancels it.
+/// fdatasync, as Redis's `appendfsync always` uses: the log only grows, and
+/// a size change is data to fdatasync.
+fn write_group(io: &mut IO<Server>, journal: &Journal, sequence: u64, buf: Vec<u8>) {
+    let (fd, offset) = (journal.fd, journal.file_len);
+    let write = move |io: &mut IO<Server>, buf| {
+        io.write(fd, buf, offset, move |io, server, result, buf| {
+            on_write(io, server, sequence, result, buf)
+        });
+    };
+    if journal.policy != FsyncPolicy::Always {
+        return write(io, buf);
+    }
+    io.chain(|io| {
+        write(io, buf);
+        io.fdatasync(fd, move |io, server, result| {
+            on_sync(io, server, sequence, result)
+        });
     });
 }
 
@@ -717,8 +824,10 @@ fn on_write(
     };
     journal.file_len += written as u64;
     if written < buf.len() {
+        // Under `always`, the chained fdatasync is cancelled: the rest goes
+        // with a new one.
         buf.drain(..written);
-        write_group(io, journal.fd, journal.file_len, sequence, buf);
+        write_group(io, journal, sequence, buf);
         return;
     }
     buf.clear();
@@ -728,7 +837,7 @@ fn on_write(
         if journal.ack_before_fsync {
             Server::on_acknowledged(io, server); // The planted bug.
         }
-        sync(io, server);
+        // The chained fdatasync is on its way.
     } else {
         journal.busy = false;
         Server::on_acknowledged(io, server);
@@ -736,27 +845,73 @@ fn on_write(
     }
 }
 
-/// Fsyncs everything written so far.
+/// Fsyncs everything written so far (`everysec`).
 fn sync(io: &mut IO<Server>, server: &mut Server) {
     let journal = &mut server.journal;
     journal.busy = true;
     let sequence = journal.written_sequence;
     io.fsync(journal.fd, move |io, server, result| {
-        if server.fatal().is_some() {
-            return;
+        on_sync(io, server, sequence, result)
+    });
+}
+
+/// The fsync or fdatasync covering groups up to `sequence` completed.
+fn on_sync(io: &mut IO<Server>, server: &mut Server, sequence: u64, result: io::Result<()>) {
+    if server.fatal().is_some() {
+        return;
+    }
+    let journal = &mut server.journal;
+    if journal.written_sequence < sequence {
+        // Cancelled behind a short write (a failed one stopped the server
+        // above): the write's callback chained the rest to another sync.
+        debug_assert!(result.is_err());
+        return;
+    }
+    if let Err(error) = result {
+        let path = journal.path.display().to_string();
+        server.fail(format!(
+            "fsync of the log {path} failed: {error}; stopping, since the data may be lost"
+        ));
+        return;
+    }
+    journal.busy = false;
+    journal.synced_sequence = sequence;
+    if journal.policy == FsyncPolicy::Always {
+        journal.cut.learn(io.now_ns(), journal.pending_records);
+    }
+    Server::on_acknowledged(io, server);
+    flush(io, server);
+}
+
+/// Arms the timer that cuts the pending group: at the end of this pass, or
+/// later while the cohort is still coming back.
+fn arm_cut(io: &mut IO<Server>, journal: &mut Journal) {
+    let full = journal.pending_bytes() >= crate::server::WAL_PENDING_LIMIT_BYTES;
+    let back = journal.pending_records >= journal.cut.cohort_records;
+    let soon = journal.policy != FsyncPolicy::Always || full || back;
+    let wait_ns = if soon { 0 } else { journal.cut.wait_ns() };
+    let cut = &mut journal.cut;
+    let armed = if soon {
+        &mut cut.soon_armed
+    } else {
+        &mut cut.wait_armed
+    };
+    if *armed {
+        return;
+    }
+    *armed = true;
+    let epoch = cut.epoch;
+    io.timeout(wait_ns, move |io, server, _expired| {
+        let cut = &mut server.journal.cut;
+        if cut.epoch != epoch {
+            return; // That group was cut already.
         }
-        if let Err(error) = result {
-            let path = server.journal.path.display().to_string();
-            server.fail(format!(
-                "fsync of the log {path} failed: {error}; stopping, since the data may be lost"
-            ));
-            return;
+        if soon {
+            cut.soon_armed = false;
+        } else {
+            cut.wait_armed = false;
         }
-        let journal = &mut server.journal;
-        journal.busy = false;
-        journal.synced_sequence = sequence;
-        Server::on_acknowledged(io, server);
-        flush(io, server);
+        flush_when(io, server, true);
     });
 }
 
