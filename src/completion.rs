@@ -127,6 +127,11 @@ pub(crate) enum Operation {
     },
     Close {
         fd: Fd,
+        /// Operations were in flight on the handle when the close went to
+        /// the backend: io_uring cancels them first (`AsyncCancel` on the
+        /// fd), and skips that entry when none are, since it would find
+        /// nothing. Set by the loop as it pushes the close.
+        busy: bool,
     },
     Poll {
         fd: Fd,

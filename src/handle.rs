@@ -201,6 +201,11 @@ impl Handles {
         matches!(entry.state, State::Open(_)).then_some(entry.in_flight)
     }
 
+    /// Operations in flight on the entry at `index`, open or closing.
+    pub(crate) fn in_flight_at(&self, index: u32) -> u32 {
+        self.entries[index as usize].in_flight
+    }
+
     /// An operation on the entry at `index` was submitted.
     pub(crate) fn op_started(&mut self, index: u32) {
         let entry = &mut self.entries[index as usize];

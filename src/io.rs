@@ -1123,6 +1123,9 @@ impl<C> IO<C> {
 
     fn push_to_backend(&mut self, index: u32) -> bool {
         let user_data = self.slots.id(index).user_data();
+        if matches!(self.slots.slot(index).operation, Operation::Close { .. }) {
+            self.note_close_busy(index);
+        }
         let slot = self.slots.slot(index);
         let pushed = if slot.awaiting_readiness {
             let (fd, events) = slot
@@ -1142,6 +1145,19 @@ impl<C> IO<C> {
             self.handles.hand_over(slot.handle);
         }
         pushed
+    }
+
+    /// Marks the close in slot `index` busy if operations are still in
+    /// flight on its handle (see `Operation::Close`), as it goes to the
+    /// backend: each push decides again, since they may have completed
+    /// while it waited on unqueued.
+    #[cold]
+    fn note_close_busy(&mut self, index: u32) {
+        let slot = self.slots.slot_mut(index);
+        if let Operation::Close { busy, .. } = &mut slot.operation {
+            // A close always names its handle; busy, the safe side, if not.
+            *busy = slot.handle == NO_HANDLE || self.handles.in_flight_at(slot.handle) > 0;
+        }
     }
 
     /// The one-shot operation that the loop submits for one round of the

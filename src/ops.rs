@@ -518,12 +518,28 @@ impl<C> IO<C> {
         if self.chain_open() {
             // A close cannot be a chain member (it takes two entries, a
             // cancel and the close): refused, and the handle stays open.
-            return self.submit_completed(Operation::Close { fd: -1 }, callback, -libc::EINVAL);
+            return self.submit_completed(
+                Operation::Close {
+                    fd: -1,
+                    busy: false,
+                },
+                callback,
+                -libc::EINVAL,
+            );
         }
         let Some(fd) = self.handles.start_close(handle) else {
-            return self.submit_completed(Operation::Close { fd: -1 }, callback, -libc::EBADF);
+            return self.submit_completed(
+                Operation::Close {
+                    fd: -1,
+                    busy: false,
+                },
+                callback,
+                -libc::EBADF,
+            );
         };
-        self.submit_with_handle(Operation::Close { fd }, callback, handle.index)
+        // `busy` is decided when the close goes to the backend (`push_to_backend`).
+        let close = Operation::Close { fd, busy: true };
+        self.submit_with_handle(close, callback, handle.index)
     }
 
     /// Completes after `timeout_ns` nanoseconds of the loop's clock, never

@@ -187,7 +187,7 @@ impl EpollBackend {
                 let result = self.cancel(target);
                 Attempt::Done(result)
             }
-            Operation::Close { fd } => {
+            Operation::Close { fd, .. } => {
                 self.cancel_fd(fd);
                 self.syscalls += 1;
                 let errno = |error: io::Error| error.raw_os_error().unwrap_or(libc::EIO);
@@ -894,7 +894,7 @@ impl Drop for EpollBackend {
     /// handed it over): close it, so that dropping the `IO` leaks no fd.
     fn drop(&mut self) {
         for (_, operation) in self.submissions.drain(..) {
-            if let Operation::Close { fd } = operation {
+            if let Operation::Close { fd, .. } = operation {
                 // Nothing is left to report the result to.
                 let _ = sys::close(fd);
             }

@@ -241,7 +241,10 @@ impl IoUringBackend {
     /// complete with `ECANCELED`, as on the epoll backend. (Linux < 5.19
     /// rejects the cancel with `EINVAL`, which is ignored.) The cancel
     /// names the fd, not the slot: it matches operations by the file they
-    /// hold, and an operation on the slot holds the same file.
+    /// hold, and an operation on the slot holds the same file. It is left
+    /// out when nothing was in flight on the handle (`busy` false, from the
+    /// handle table's count): it would find nothing, and costs an entry and
+    /// a completion per close, a connection's seventh.
     ///
     /// A file installed in the registered table is held open by the table
     /// too (a socket would never send its FIN), so its slot is cleared
@@ -252,18 +255,21 @@ impl IoUringBackend {
     /// and completes after it; the handle's entry, and with it the slot,
     /// is reused only after that.
     #[inline(never)]
-    fn push_close(&mut self, user_data: u64, fd: Fd) -> bool {
+    fn push_close(&mut self, user_data: u64, fd: Fd, busy: bool) -> bool {
         let slot = self.files.slot(fd);
-        let needed = if slot.is_some() { 3 } else { 2 };
-        if self.sq.room() < needed {
+        let needed = 1 + usize::from(busy) + usize::from(slot.is_some());
+        if (self.sq.room() as usize) < needed {
             return false;
         }
-        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all());
         let close = opcode::Close::new(types::Fd(fd))
             .build()
             .user_data(user_data);
         // All fit: checked above, and nothing else pushes in between.
-        let mut pushed = self.push_entry(cancel.build().user_data(USER_DATA_INTERNAL));
+        let mut pushed = true;
+        if busy {
+            let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all());
+            pushed &= self.push_entry(cancel.build().user_data(USER_DATA_INTERNAL));
+        }
         if let Some(slot) = slot {
             self.files.note_cleared(fd);
             let clear = opcode::FilesUpdate::new(&FD_NONE, 1)
@@ -524,7 +530,7 @@ fn build_entry(operation: &Operation, files: &Files) -> squeue::Entry {
             };
             on_file!(fd, |fd| opcode::Fsync::new(fd).flags(flags).build())
         }
-        Operation::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
+        Operation::Close { fd, .. } => opcode::Close::new(types::Fd(fd)).build(),
         Operation::Poll { fd, events } => {
             on_file!(fd, |fd| opcode::PollAdd::new(fd, events).build())
         }
@@ -640,8 +646,8 @@ impl Backend for IoUringBackend {
 
     #[inline(always)]
     fn push(&mut self, user_data: u64, operation: &Operation) -> bool {
-        if let Operation::Close { fd } = *operation {
-            return self.push_close(user_data, fd);
+        if let Operation::Close { fd, busy } = *operation {
+            return self.push_close(user_data, fd, busy);
         }
         if matches!(operation, Operation::Ftruncate { .. }) && !self.ftruncate {
             self.syscalls_pending.push_back((user_data, *operation));

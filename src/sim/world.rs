@@ -552,7 +552,7 @@ impl World {
                 let result = self.cancel(node, process, target.user_data());
                 self.complete(node, process, user_data, result);
             }
-            Operation::Close { fd } => {
+            Operation::Close { fd, .. } => {
                 let mut result = self.close_fd(node, process, fd);
                 // As on Linux, an interrupted close has closed the fd all
                 // the same: a loop that retried it would close a reused number.
@@ -929,7 +929,7 @@ pub(crate) fn operation_fd(operation: &Operation) -> Option<Fd> {
         | Operation::Read { fd, .. }
         | Operation::Write { fd, .. }
         | Operation::Fsync { fd, .. }
-        | Operation::Close { fd }
+        | Operation::Close { fd, .. }
         | Operation::Poll { fd, .. } => Some(fd),
         Operation::AcceptMulti { fd }
         | Operation::Shutdown { fd, .. }
@@ -969,7 +969,7 @@ fn describe(operation: &Operation) -> (u64, Fd, u64, u32) {
             fd, len, offset, ..
         } => (7, fd, offset, len),
         Operation::Fsync { fd, datasync } => (8, fd, u64::from(datasync), 0),
-        Operation::Close { fd } => (9, fd, 0, 0),
+        Operation::Close { fd, .. } => (9, fd, 0, 0),
         Operation::Poll { fd, events } => (10, fd, 0, events),
         Operation::Cancel { target } => (11, 0, target.user_data(), 0),
         Operation::Timeout { deadline_ns } => (12, 0, deadline_ns, 0),
