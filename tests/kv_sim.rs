@@ -37,6 +37,33 @@ fn kv_sim_passes_seeds() {
     );
 }
 
+/// A log that reaches the largest file the disk allows, just above the
+/// 4 KiB at which kv_sim compacts: a group's write across the limit comes
+/// back short, which cancels the fdatasync chained to it; the rest fails
+/// with `EFBIG`, and the server stops rather than acknowledge the group.
+/// Every recovery until the log is stuck finds every acknowledged write:
+/// the only verdict is that the server cannot recover (the disk is full,
+/// in effect), with the error that says why.
+#[test]
+fn kv_sim_stops_cleanly_when_the_log_reaches_the_largest_file() {
+    let output = run(&["--seed", "1", "--seeds", "20", "--file-bytes-max", "4150"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let violations: Vec<&str> = verdicts(&stdout)
+        .filter(|line| line.contains("VIOLATION"))
+        .collect();
+    assert!(
+        !violations.is_empty(),
+        "no seed reached the limit:\n{stdout}"
+    );
+    for violation in violations {
+        assert!(
+            violation.contains("could not recover: writing the log")
+                && violation.contains("File too large"),
+            "{violation}"
+        );
+    }
+}
+
 #[test]
 fn kv_sim_catches_the_planted_bug() {
     let args = [

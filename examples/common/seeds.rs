@@ -35,6 +35,9 @@ pub struct Args {
     /// Turn on the disk's lying fsync (`--fsync-lies`), which no program
     /// here defends against: to show that the checker catches its losses.
     pub fsync_lies: bool,
+    /// The largest file the disk allows (`--file-bytes-max`), if given: a
+    /// write across it comes back short, and one at it fails with `EFBIG`.
+    pub file_bytes_max: Option<u64>,
 }
 
 impl Args {
@@ -47,7 +50,7 @@ impl Args {
     /// each seed stresses a different mix of faults, TigerBeetle's VOPR
     /// and FoundationDB do the same), or the defaults with `--fixed-options`;
     /// with `--fsync-lies`, `FSYNC_LIE_PERCENT` of the successful fsyncs are
-    /// lies.
+    /// lies; with `--file-bytes-max`, files stop at that size.
     pub fn options(&self, seed: u64) -> SimOptions {
         let mut options = if self.fixed_options {
             SimOptions::default()
@@ -56,6 +59,9 @@ impl Args {
         };
         if self.fsync_lies {
             options.disk.fsync_lie_probability = Probability::percent(FSYNC_LIE_PERCENT);
+        }
+        if let Some(max) = self.file_bytes_max {
+            options.disk.file_bytes_max = max;
         }
         options
     }
@@ -194,6 +200,7 @@ fn parse_args(
         verbose: false,
         fixed_options: false,
         fsync_lies: false,
+        file_bytes_max: None,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -220,6 +227,12 @@ fn parse_args(
             "--verbose" => parsed.verbose = true,
             "--fixed-options" => parsed.fixed_options = true,
             "--fsync-lies" => parsed.fsync_lies = true,
+            "--file-bytes-max" => {
+                let max = value("--file-bytes-max")?
+                    .parse()
+                    .map_err(|e| format!("--file-bytes-max: {e}"))?;
+                parsed.file_bytes_max = Some(max);
+            }
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }

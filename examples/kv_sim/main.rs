@@ -92,7 +92,7 @@ const FINAL_PROGRESS_WRITES: u64 = 20;
 
 const USAGE: &str = "\
 usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose] [--fixed-options]
-              [--fsync-lies]
+              [--fsync-lies] [--file-bytes-max N]
 
   --seed N        the first seed (default 1)
   --seeds K       how many seeds, N to N+K-1 (default 1)
@@ -112,7 +112,11 @@ usage: kv_sim [--seed N] [--seeds K] [--bug NAME] [--verbose] [--fixed-options]
                   options drawn from the seed (swarm testing)
   --fsync-lies    the disk acknowledges 20% of fsyncs without performing
                   them (DiskOptions::fsync_lie_probability), a fault no
-                  store can defend against: the checker should catch it";
+                  store can defend against: the checker should catch it
+  --file-bytes-max N
+                  the largest file the disk allows (DiskOptions::
+                  file_bytes_max): a write across it comes back short, and
+                  one at it fails with EFBIG, as on a full file system";
 
 /// The bugs `--bug` plants.
 const BUGS: [&str; 4] = [

@@ -58,7 +58,7 @@ const COMPACT_RECORDS: u64 = 100;
 
 const USAGE: &str = "\
 usage: sim_wal [--seed N] [--seeds K] [--bug NAME] [--verbose] [--fixed-options]
-               [--fsync-lies]
+               [--fsync-lies] [--file-bytes-max N]
        sim_wal --restart-bench
 
   --seed N        the first seed (default 1)
@@ -80,6 +80,10 @@ usage: sim_wal [--seed N] [--seeds K] [--bug NAME] [--verbose] [--fixed-options]
   --fsync-lies    the disk acknowledges 20% of fsyncs without performing
                   them (DiskOptions::fsync_lie_probability), a fault no
                   store can defend against: the checker should catch it
+  --file-bytes-max N
+                  the largest file the disk allows (DiskOptions::
+                  file_bytes_max): a write across it comes back short, and
+                  one at it fails with EFBIG, as on a full file system
   --restart-bench restart time against history, with and without
                   compaction (faults off), as a table";
 
