@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Paired throughput of kv_server builds (and redis-server) under
-# `--fsync always`, for changes whose effect is smaller than the drift of
+# Paired throughput of kv_server builds (and redis-server), under
+# `--fsync always` by default, for changes whose effect is smaller than the drift of
 # the disk's fsync latency from one minute to the next.
 #
 # Every server starts at once (pinned to core 0, each with a fresh data
@@ -16,7 +16,9 @@
 #
 # SERVER is a kv_server binary, or `redis` for redis-server with
 # `--appendonly yes --appendfsync always --save ''`. P (pipeline, default 1)
-# and C (clients, default 50) set redis-benchmark's -P and -c. Example, the
+# and C (clients, default 50) set redis-benchmark's -P and -c. PERSIST=none
+# runs both without persistence instead (`kv_server --appendonly no`,
+# `redis-server --appendonly no --save ''`). Example, the
 # journal before and after a change (build the old one from its commit):
 #
 #   cp target/release/examples/kv_server /tmp/kv_new
@@ -24,13 +26,27 @@
 set -euo pipefail
 
 if [ $# -lt 4 ]; then
-    sed -n '2,22p' "$0"
+    sed -n "2,24p" "$0"
     exit 2
 fi
 rounds=$1
 test=$2
 requests=$3
 shift 3
+case "${PERSIST:-always}" in
+    always)
+        kv_args=(--fsync always)
+        redis_args=(--appendonly yes --appendfsync always)
+        ;;
+    none)
+        kv_args=(--appendonly no)
+        redis_args=(--appendonly no)
+        ;;
+    *)
+        echo "PERSIST is always or none" >&2
+        exit 2
+        ;;
+esac
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/kv_pair.XXXXXX")
 pids=()
 ports=()
@@ -50,11 +66,11 @@ for server in "$@"; do
     dir="$scratch/$port"
     mkdir -p "$dir"
     if [ "$server" = redis ]; then
-        taskset -c 0 redis-server --port "$port" --dir "$dir" --appendonly yes \
-            --appendfsync always --save '' >"$dir.log" 2>&1 &
+        taskset -c 0 redis-server --port "$port" --dir "$dir" "${redis_args[@]}" \
+            --save '' >"$dir.log" 2>&1 &
     else
         taskset -c 0 "$server" --addr "127.0.0.1:$port" --dir "$dir" \
-            --fsync always >"$dir.log" 2>&1 &
+            "${kv_args[@]}" >"$dir.log" 2>&1 &
     fi
     pids+=($!)
     ports+=("$port")
