@@ -370,6 +370,7 @@ impl<C> IO<C> {
         let slots = Slots::with_capacity(config.completions_initial, tag)?;
         let kernel = matches!(backend, AnyBackend::IoUring(_)) && !config.features_emulated;
         let multishot_native = kernel;
+        let sqpoll = matches!(&backend, AnyBackend::IoUring(ring) if ring.sqpoll());
         let send_zc_native = kernel && backend.supports(crate::backend::Feature::SendZc);
         let now_ns = match &backend {
             AnyBackend::Sim(sim) => sim.now_ns(),
@@ -401,7 +402,11 @@ impl<C> IO<C> {
             chain: None,
             direct_blocked: config.submit_batch,
             chain_links: Vec::new(),
-            links_native: kernel,
+            // Not on an SQPOLL ring: its kernel thread reads the queue's
+            // tail at any time, so it could take a chain's first members
+            // in one batch and the rest in the next, and the kernel ends a
+            // link at the end of a batch. There the loop links the members.
+            links_native: kernel && !sqpoll,
             _not_send: PhantomData,
         })
     }

@@ -67,6 +67,70 @@ fn sqpoll_rings() {
     an_sqpoll_ring_runs_the_loop();
     sqpoll_beside_defer_taskrun_falls_back_and_runs();
     an_sqpoll_thread_that_fell_asleep_is_woken_by_the_next_submission();
+    a_failed_chain_member_on_an_sqpoll_ring_cancels_the_rest();
+}
+
+/// On an SQPOLL ring the kernel thread may read the submission queue
+/// between two members' pushes, and the kernel ends a link at the end of
+/// the batch it took, so the loop links the members itself there. Chains
+/// of three writes whose middle one fails (a read-only descriptor): the
+/// third is cancelled every time, and its byte never reaches the file.
+fn a_failed_chain_member_on_an_sqpoll_ring_cancels_the_rest() {
+    const CHAINS: u64 = 300;
+    let dir = std::env::temp_dir().join(format!("ringio-sqpoll-chain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("file");
+    let config = Config::new().defer_taskrun(false).sqpoll_idle_ms(Some(10));
+    let mut io: IO<Vec<(u64, i32)>> =
+        IO::with_config(config.backend(BackendKind::IoUring)).unwrap();
+    let writable = io
+        .open_file(&path, ringio::FileOptions::new().create(true))
+        .unwrap();
+    let read_only = io
+        .open_file(&path, ringio::FileOptions::new().read(true).write(false))
+        .unwrap();
+    let errno = |result: std::io::Result<usize>| match result {
+        Ok(_) => 0,
+        Err(error) => error.raw_os_error().unwrap(),
+    };
+    for chain in 0..CHAINS {
+        io.chain(|io| {
+            io.write(writable, vec![b'a'], chain, move |_, log, result, _| {
+                log.push((chain * 3, errno(result)))
+            });
+            io.write(read_only, vec![b'b'], chain, move |_, log, result, _| {
+                log.push((chain * 3 + 1, errno(result)))
+            });
+            io.write(
+                writable,
+                vec![b'c'],
+                CHAINS + chain,
+                move |_, log, result, _| log.push((chain * 3 + 2, errno(result))),
+            );
+        });
+    }
+    let mut log = Vec::new();
+    io.run(&mut log).unwrap();
+    // Each chain's members complete in order (chains interleave).
+    let position = |member: u64| log.iter().position(|&(m, _)| m == member).unwrap();
+    for chain in 0..CHAINS {
+        assert!(position(chain * 3) < position(chain * 3 + 1));
+        assert!(position(chain * 3 + 1) < position(chain * 3 + 2));
+    }
+    log.sort_unstable();
+    let expected: Vec<(u64, i32)> = (0..CHAINS)
+        .flat_map(|chain| {
+            [
+                (chain * 3, 0),
+                (chain * 3 + 1, libc::EBADF),
+                (chain * 3 + 2, libc::ECANCELED),
+            ]
+        })
+        .collect();
+    assert_eq!(log, expected);
+    // No third member ran: the file holds the first members' bytes only.
+    assert_eq!(std::fs::read(&path).unwrap(), vec![b'a'; CHAINS as usize]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn an_sqpoll_ring_runs_the_loop() {

@@ -302,6 +302,12 @@ impl IoUringBackend {
         &mut self.cq
     }
 
+    /// The ring runs a kernel thread that polls the submission queue
+    /// (`IORING_SETUP_SQPOLL`; a ring that fell back without it does not).
+    pub(crate) fn sqpoll(&self) -> bool {
+        self.ring.params().is_setup_sqpoll()
+    }
+
     /// The completion queue, to read where its head is.
     #[inline(always)]
     pub(crate) fn completions(&self) -> &CompletionRing {

@@ -14,7 +14,8 @@
 //!   pushes the group whole or not at all), so a link never spans two
 //!   submissions. The kernel runs them in order, and fails the rest with
 //!   `ECANCELED` when one fails or is short.
-//! - epoll and the simulator (and io_uring with emulated features): the
+//! - epoll and the simulator (and io_uring with emulated features, or with
+//!   an SQPOLL thread, which reads the queue while members are pushed): the
 //!   loop pushes one member at a time. The next waits in the `Chained`
 //!   state, on no list, until its predecessor completes: then it is pushed
 //!   if that one fully succeeded, and it and the rest complete with
@@ -121,7 +122,10 @@ impl<C> IO<C> {
     /// ([`Config::entries`](crate::Config::entries)) goes in pieces of the
     /// queue's size, which the loop links as epoll's are. epoll and the
     /// simulator emulate links: the loop starts each member when the one
-    /// before has succeeded, one pass later, with the same results.
+    /// before has succeeded, one pass later, with the same results. So does
+    /// an io_uring ring with a polling thread (`Config::sqpoll_idle_ms`),
+    /// which could take a chain's first members from the queue before the
+    /// rest are pushed, where the kernel would end the link.
     ///
     /// # Examples
     ///
