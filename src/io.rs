@@ -2087,6 +2087,7 @@ impl<C> Drop for IO<C> {
             self.leak_in_kernel(in_kernel);
         } else {
             self.unregister_pools();
+            self.backend.release_files();
         }
     }
 }

@@ -1542,6 +1542,29 @@ fn restart_replays_the_log() {
     assert!(server.stderr().contains("replayed"));
 }
 
+/// A server killed with `kill -9` starts again on its own port at once,
+/// as redis-server does: on io_uring the dead server's listening socket
+/// lingers until the kernel has torn its ring down (some tens of
+/// milliseconds), and kv_server's start waits that out rather than fail
+/// with "Address already in use".
+#[test]
+fn a_server_killed_with_kill_9_starts_again_at_once_on_its_port() {
+    let dir = ScratchDir::new("kv-rebind");
+    let mut server = start_server(&dir, &[]);
+    let addr = server.addr.to_string();
+    for round in 0..3 {
+        let mut client = server.connect();
+        client.call(&["set", "round", &round.to_string()]);
+        drop(client);
+        server.kill_9();
+        server = start_server(&dir, &["--addr", &addr]);
+        assert_eq!(server.addr.to_string(), addr);
+        let mut client = server.connect();
+        let got = client.call(&["get", "round"]);
+        assert_eq!(got, Reply::Bulk(Some(round.to_string().into_bytes())));
+    }
+}
+
 /// Offsets where each group of a clean log starts, read from the headers
 /// (32 bytes; the body length is the u32 at offset 24).
 fn group_offsets(log: &[u8]) -> Vec<usize> {

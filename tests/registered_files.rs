@@ -28,6 +28,7 @@ conformance!(
     a_closed_socket_sends_its_fin_at_once,
     a_send_queued_just_before_the_close_still_goes_out,
     a_released_socket_is_not_held_open_by_the_ring,
+    a_dropped_io_lets_its_listening_port_go_at_once,
     a_linked_send_whose_socket_closed_never_reaches_a_reused_fd_number,
 );
 
@@ -209,6 +210,36 @@ fn a_released_socket_is_not_held_open_by_the_ring(backend: Backend) {
     );
     // The IO (and its ring) is still alive: the ring did not hold the file.
     drop(io);
+}
+
+/// Dropping the `IO` lets its listening socket's port go before the drop
+/// returns, with an accept in flight on it and a connection open: a
+/// server that exits can be started again on its port at once. (On
+/// io_uring the ring's file table would otherwise hold the socket until
+/// the kernel's asynchronous teardown of the ring, tens of milliseconds
+/// later, and the bind below would fail with `EADDRINUSE`.)
+fn a_dropped_io_lets_its_listening_port_go_at_once(backend: Backend) {
+    for _ in 0..5 {
+        let mut io: IO<()> = backend.io();
+        let listener = io.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let address = io.local_addr(listener).unwrap();
+        let _peer = TcpStream::connect(address).unwrap();
+        let accepted: Rc<Cell<Option<Handle>>> = Rc::default();
+        let slot = Rc::clone(&accepted);
+        io.accept(listener, move |_, _, result| {
+            slot.set(Some(result.unwrap()))
+        });
+        while accepted.get().is_none() {
+            io.run_for_ns(&mut (), 1_000_000).unwrap();
+        }
+        // Another accept, left in flight for the drop to cancel.
+        io.accept(listener, |_, _, _| {});
+        io.run_for_ns(&mut (), 1_000_000).unwrap();
+        drop(io);
+        if let Err(error) = TcpListener::bind(address) {
+            panic!("binding {address} again at once: {error}");
+        }
+    }
 }
 
 #[derive(Default)]

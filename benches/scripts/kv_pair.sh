@@ -57,9 +57,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A random base: an io_uring server's listening socket can outlive its
-# process for a moment (the ring is torn down asynchronously), so a port
-# reused at once may still be taken.
+# A random base: an io_uring server killed with kill -9 leaves its
+# listening socket to the kernel's asynchronous teardown of its ring, for
+# some tens of milliseconds, so a port reused at once may still be taken
+# (docs/backends.md, "Registered files").
 port=$((20000 + RANDOM % 20000))
 for server in "$@"; do
     port=$((port + 1))

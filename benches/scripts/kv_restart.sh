@@ -45,9 +45,11 @@ trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 server_pid=
 port=$PORT
 # start DIR COMPACT_BYTES: starts the server, waits until it answers. Each
-# start takes the next port: a restart on the same port right after kill -9
-# was once refused with EADDRINUSE (the listener does set SO_REUSEADDR; the
-# cause was not found), and a fresh port keeps the measurement clean.
+# start takes the next port: right after kill -9 the dead server's ring
+# still holds its listening socket until the kernel's asynchronous
+# teardown (tens of milliseconds; docs/backends.md, "Registered files"),
+# which kv_server's start waits out, and a fresh port keeps that wait out
+# of the measurement.
 start() {
     port=$((port + 1))
     "$BIN" --dir "$1" --addr 127.0.0.1:$port --fsync no --compact-bytes "$2" \

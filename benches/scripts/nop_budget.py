@@ -163,7 +163,8 @@ def main():
     parser.add_argument("--ops", type=int, default=51200)
     parser.add_argument("--binary", default="target/release/examples/nop_callgrind")
     parser.add_argument("--detail", help="list the source lines of this category")
-    parser.add_argument("--out", default="callgrind.nop_budget.out")
+    # Under target/, which git ignores: not a stray file in the checkout.
+    parser.add_argument("--out", default="target/callgrind.nop_budget.out")
     args = parser.parse_args()
 
     subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=yes", "--collect-atstart=no",

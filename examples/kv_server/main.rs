@@ -158,6 +158,31 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     Ok(Some(parsed))
 }
 
+/// How long a start whose address is taken is retried.
+const ADDR_IN_USE_RETRY_NS: u64 = 1_000_000_000;
+
+/// [`Server::start`], retried for up to a second while its address is in
+/// use (`EADDRINUSE`): a kv_server killed on io_uring leaves its
+/// listening socket to the kernel's asynchronous teardown of its ring,
+/// which lets the port go some tens of milliseconds after the process is
+/// gone, so that a restart at once would otherwise fail. (A clean exit
+/// lets the port go at once: the `IO`'s drop releases the ring's files.)
+/// The listen is the start's first step, so a refused one changed nothing.
+fn start_retrying(io: &mut IO<Server>, config: ServerConfig) -> io::Result<Server> {
+    let started_ns = io.now_ns();
+    loop {
+        match Server::start(io, config.clone()) {
+            Err(error)
+                if error.raw_os_error() == Some(libc::EADDRINUSE)
+                    && io.now_ns() - started_ns < ADDR_IN_USE_RETRY_NS =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Runs the server until `--max-seconds` passes, or a fatal error (the
 /// `Err`).
 fn serve(args: &Args) -> Result<(), String> {
@@ -178,7 +203,7 @@ fn serve(args: &Args) -> Result<(), String> {
         log_bug: None,
         requirepass: args.requirepass.clone(),
     };
-    let mut server = Server::start(&mut io, server_config)
+    let mut server = start_retrying(&mut io, server_config)
         .map_err(|error| format!("starting on {}: {error}", args.addr))?;
     // One write of the whole line, flushed: tests read it through a pipe.
     // It names the backend really running, never the one asked for.

@@ -784,6 +784,22 @@ impl Backend for IoUringBackend {
         }
     }
 
+    fn release_files(&mut self) {
+        if self.files.slots == 0 {
+            return;
+        }
+        // Synchronous: with nothing in flight, no request holds the
+        // table's files, so the kernel puts each one before this returns.
+        self.syscalls += 1;
+        if let Err(error) = self.ring.submitter().unregister_files() {
+            tracing::debug!(target: "ringio", %error, "registered file table not unregistered; the ring holds its files until torn down");
+        }
+        // Nothing is installed now: a later `forget_fd` finds no slot.
+        self.files.slots = 0;
+        self.files.installed = 0;
+        self.files.slot_of_fd = Vec::new();
+    }
+
     fn registered_files(&self) -> RegisteredFiles {
         RegisteredFiles {
             slots: self.files.slots,

@@ -192,6 +192,14 @@ pub(crate) trait Backend {
         RegisteredFiles::default()
     }
 
+    /// The `IO` is being dropped, with nothing in flight: let go of every
+    /// file the backend itself holds (a registered file table) now. Left
+    /// to the kernel's teardown of the ring, which runs asynchronously
+    /// (tens of milliseconds later on Linux 6.18), a listening socket
+    /// would keep its port: a new `bind` of it would fail with
+    /// `EADDRINUSE` until then.
+    fn release_files(&mut self) {}
+
     /// Forgets every operation in flight, if this backend can guarantee
     /// that nothing will touch their memory again (the simulator can: it is
     /// the "kernel"). Returns whether it did; a kernel backend cannot.
@@ -285,6 +293,10 @@ impl Backend for AnyBackend {
 
     fn forget_fd(&mut self, fd: crate::sys::Fd) {
         dispatch!(self, backend => backend.forget_fd(fd))
+    }
+
+    fn release_files(&mut self) {
+        dispatch!(self, backend => backend.release_files())
     }
 
     fn register_file(&mut self, index: u32, fd: crate::sys::Fd) {
