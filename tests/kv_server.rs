@@ -655,7 +655,7 @@ fn redis_cli_drives_every_command_on_epoll() {
 /// that find a key, timeouts of a few milliseconds, every error, and
 /// MULTI, where they never block; the tests below drive the rest with
 /// several clients.
-const TRANSCRIPTS: [&str; 11] = [
+const TRANSCRIPTS: [&str; 12] = [
     "strings",
     "keys",
     "expire",
@@ -667,6 +667,7 @@ const TRANSCRIPTS: [&str; 11] = [
     "server",
     "blocking",
     "zblocking",
+    "shutdown",
 ];
 
 fn transcripts_dir() -> PathBuf {
@@ -3446,4 +3447,273 @@ fn appendonly_no_is_a_cache_that_leaves_the_log_alone() {
     drop(again);
     let logged = start_server(&dir, &[]);
     assert_eq!(logged.connect().call(&["GET", "kept"]), bulk("1"));
+}
+
+/// INFO's text for `args` (RESP2: a bulk string).
+fn info_text(client: &mut Client, args: &[&str]) -> String {
+    let mut call = vec!["info"];
+    call.extend_from_slice(args);
+    match client.call(&call) {
+        Reply::Bulk(Some(text)) => String::from_utf8(text).expect("UTF-8 INFO"),
+        other => panic!("INFO {args:?}: {other:?}"),
+    }
+}
+
+/// INFO's `name:value` fields, by name.
+fn info_fields(text: &str) -> BTreeMap<String, String> {
+    text.split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// INFO's section titles, in order.
+fn info_titles(text: &str) -> Vec<String> {
+    text.split("\r\n")
+        .filter_map(|line| line.strip_prefix("# "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn field_u64(fields: &BTreeMap<String, String>, name: &str) -> u64 {
+    fields
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} in INFO"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is a number: {:?}", fields[name]))
+}
+
+/// INFO everything has every section and field of redis-server 7.0.15's,
+/// in its order (`info_fields`, recorded by record.sh, without the lines
+/// that depend on what ran); the constants have Redis's idle values, the
+/// measured fields move, and sections are chosen as Redis 7.0 chooses.
+fn info_reports_redis_fields(backend: &str) {
+    let dir = ScratchDir::new(&format!("kv-info-{backend}"));
+    let server = start_server(&dir, &["--backend", backend]);
+    let mut client = server.connect();
+    let recorded = fs::read_to_string(transcripts_dir().join("info_fields"))
+        .expect("read the recorded INFO fields");
+    let text = info_text(&mut client, &["everything"]);
+    let names: Vec<&str> = text
+        .strip_suffix("\r\n")
+        .expect("INFO's last line ends with CRLF")
+        .split("\r\n")
+        .map(|line| line.split(':').next().unwrap())
+        .filter(|name| {
+            !["cmdstat_", "latency_percentiles_usec_", "errorstat_", "db0"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        })
+        .collect();
+    let expected: Vec<&str> = recorded.lines().collect();
+    for (index, (got, expected)) in names.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            got,
+            expected,
+            "INFO everything, line {}:\n{text}",
+            index + 1
+        );
+    }
+    assert_eq!(names.len(), expected.len(), "INFO everything:\n{text}");
+
+    let fields = info_fields(&text);
+    for (name, value) in [
+        ("redis_version", "7.0.15"),
+        ("redis_mode", "standalone"),
+        ("multiplexing_api", backend),
+        ("mem_allocator", "libc"),
+        ("process_supervised", "no"),
+        ("role", "master"),
+        ("connected_slaves", "0"),
+        ("master_replid2", "0000000000000000000000000000000000000000"),
+        ("repl_backlog_size", "1048576"),
+        ("aof_enabled", "1"),
+        ("aof_last_write_status", "ok"),
+        ("rdb_last_bgsave_status", "ok"),
+        ("maxmemory_human", "0B"),
+        ("maxmemory_policy", "noeviction"),
+        ("cluster_enabled", "0"),
+        ("io_threads_active", "0"),
+        ("total_forks", "0"),
+        ("connected_clients", "1"),
+    ] {
+        assert_eq!(fields[name], value, "{name}");
+    }
+    assert_eq!(
+        field_u64(&fields, "process_id"),
+        u64::from(server.child.id())
+    );
+    assert_eq!(
+        field_u64(&fields, "tcp_port"),
+        u64::from(server.addr.port())
+    );
+    for name in ["run_id", "master_replid"] {
+        let id = &fields[name];
+        assert!(
+            id.len() == 40 && id.bytes().all(|byte| byte.is_ascii_hexdigit()),
+            "{name}:{id}"
+        );
+    }
+    let used = field_u64(&fields, "used_memory");
+    assert!(used > 0);
+    assert!(field_u64(&fields, "used_memory_rss") > used);
+    assert!(field_u64(&fields, "used_memory_peak") >= used);
+    assert!(field_u64(&fields, "total_system_memory") > 0);
+    let human = &fields["used_memory_human"];
+    assert!(
+        human.ends_with('K') || human.ends_with('M'),
+        "used_memory_human:{human}"
+    );
+    for name in ["used_cpu_sys", "used_cpu_user", "used_cpu_sys_main_thread"] {
+        let value = &fields[name];
+        let (seconds, micros) = value.split_once('.').expect("seconds.micros");
+        assert!(
+            seconds.parse::<u64>().is_ok() && micros.len() == 6,
+            "{name}:{value}"
+        );
+    }
+    assert_eq!(
+        fields["instantaneous_input_kbps"]
+            .split('.')
+            .nth(1)
+            .map(str::len),
+        Some(2)
+    );
+
+    // The counters move.
+    let commands = field_u64(&fields, "total_commands_processed");
+    let input = field_u64(&fields, "total_net_input_bytes");
+    let errors = field_u64(&fields, "total_error_replies");
+    for index in 0..50 {
+        let key = format!("k{index}");
+        client.call(&["set", &key, "v", "ex", "1000"]);
+    }
+    client.call(&["set", "plain", "v"]);
+    assert!(matches!(client.call(&["nosuch"]), Reply::Error(_)));
+    assert!(matches!(client.call(&["incr", "plain"]), Reply::Error(_)));
+    let text = info_text(&mut client, &[]);
+    let after = info_fields(&text);
+    assert!(field_u64(&after, "total_commands_processed") >= commands + 53);
+    assert!(field_u64(&after, "total_net_input_bytes") > input + 50 * 30);
+    assert!(field_u64(&after, "total_net_output_bytes") > 0);
+    assert_eq!(field_u64(&after, "total_error_replies"), errors + 2);
+    assert_eq!(after["errorstat_ERR"], "count=2");
+    let db0 = &after["db0"];
+    let (counts, avg_ttl) = db0.rsplit_once(",avg_ttl=").expect("avg_ttl");
+    assert_eq!(counts, "keys=51,expires=50", "db0:{db0}");
+    let avg_ttl: u64 = avg_ttl.parse().unwrap();
+    assert!(
+        (990_000..=1_000_000).contains(&avg_ttl),
+        "avg_ttl={avg_ttl}"
+    );
+    // A busy second shows in the instantaneous rate.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1200) {
+        client.call(&["ping"]);
+    }
+    let after = info_fields(&info_text(&mut client, &["stats"]));
+    assert!(
+        field_u64(&after, "instantaneous_ops_per_sec") > 0,
+        "{after:?}"
+    );
+
+    // Section choice, as in Redis 7.0.
+    let default = [
+        "Server",
+        "Clients",
+        "Memory",
+        "Persistence",
+        "Stats",
+        "Replication",
+        "CPU",
+        "Modules",
+        "Errorstats",
+        "Cluster",
+        "Keyspace",
+    ];
+    let mut all = default.to_vec();
+    all.insert(8, "Commandstats");
+    all.insert(10, "Latencystats");
+    assert_eq!(info_titles(&text), default);
+    assert_eq!(info_titles(&info_text(&mut client, &["default"])), default);
+    assert_eq!(info_titles(&info_text(&mut client, &["all"])), all);
+    assert_eq!(info_titles(&info_text(&mut client, &["EVERYTHING"])), all);
+    assert_eq!(
+        info_titles(&info_text(&mut client, &["cpu", "SERVER", "cpu"])),
+        ["Server", "CPU"]
+    );
+    assert_eq!(
+        info_titles(&info_text(&mut client, &["keyspace", "nosuch"])),
+        ["Keyspace"]
+    );
+    assert_eq!(info_text(&mut client, &["nosuch"]), "");
+    let memory = info_text(&mut client, &["memory"]);
+    assert!(memory.starts_with("# Memory\r\nused_memory:"), "{memory}");
+}
+
+#[test]
+fn info_reports_redis_7_0_15_fields_on_io_uring() {
+    info_reports_redis_fields("io_uring");
+}
+
+#[test]
+fn info_reports_redis_7_0_15_fields_on_epoll() {
+    info_reports_redis_fields("epoll");
+}
+
+/// Waits for the server to exit by itself, and returns its status.
+fn wait_exit(server: &mut ServerGuard) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            started.elapsed() < IO_TIMEOUT,
+            "the server did not exit; stderr: {}",
+            server.stderr()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `redis-cli shutdown` stops kv_server as it stops redis-server: no
+/// output, exit status 0, and every write acknowledged before it durable,
+/// under every fsync policy (`no` and `everysec` included: SHUTDOWN
+/// fsyncs); a restart on the same directory finds them. Other clients'
+/// connections are closed.
+#[test]
+fn redis_cli_shutdown_exits_0_and_keeps_the_writes() {
+    let test = "redis_cli_shutdown_exits_0_and_keeps_the_writes";
+    if !require_redis_tool(test, "redis-cli") {
+        return;
+    }
+    for policy in ["always", "everysec", "no"] {
+        let dir = ScratchDir::new(&format!("kv-shutdown-{policy}"));
+        let mut server = start_server(&dir, &["--fsync", policy]);
+        let mut client = server.connect();
+        let mut bystander = server.connect();
+        assert_eq!(client.call(&["set", "k", policy]), ok());
+        assert_eq!(client.call(&["rpush", "list", "a", "b"]), Reply::Integer(2));
+        assert_eq!(redis_cli(&server, &["shutdown"], ""), "");
+        let status = wait_exit(&mut server);
+        assert!(status.success(), "{policy}: exit status {status:?}");
+        assert!(server.stderr().contains("User requested shutdown"));
+        let mut rest = Vec::new();
+        let read = bystander.reader.read_to_end(&mut rest);
+        assert!(
+            matches!(read, Ok(0)) || read.is_err(),
+            "{policy}: the other connection was closed: {read:?}"
+        );
+        let restarted = start_server(&dir, &["--fsync", policy]);
+        let mut client = restarted.connect();
+        assert_eq!(client.call(&["get", "k"]), bulk(policy), "{policy}");
+        assert_eq!(client.call(&["llen", "list"]), Reply::Integer(2));
+    }
+    // With no log, as redis-server with appendonly no: it just exits.
+    let dir = ScratchDir::new("kv-shutdown-cache");
+    let mut server = start_server(&dir, &["--appendonly", "no"]);
+    assert_eq!(redis_cli(&server, &["set", "k", "v"], ""), "OK\n");
+    assert_eq!(redis_cli(&server, &["shutdown", "nosave", "now"], ""), "");
+    assert!(wait_exit(&mut server).success());
 }

@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 
 use super::{
-    command, exec, is_option, lookup, table, wrong_arity, Command, Context, Multi, Session, Shared,
-    ADMIN, FAST, FLAG_NAMES, NOT_INTEGER, NO_AUTH, NO_MULTI, RANDOM, READONLY, SUBCOMMANDS, SYNTAX,
+    command, exec, is_option, lookup, table, wrong_arity, Command, Context, Memory, Metrics, Multi,
+    Session, Shared, ADMIN, FAST, FLAG_NAMES, NOT_INTEGER, NO_AUTH, NO_MULTI, RANDOM, READONLY,
+    SUBCOMMANDS, SYNTAX,
 };
 use crate::resp::{self, string_to_i64, Args};
 use crate::store::Store;
@@ -37,7 +38,52 @@ pub const SERVER_COMMANDS: &[Command] = &[
     command("config", -2, ADMIN, [0, 0, 0], config),
     command("command", -1, RANDOM, [0, 0, 0], command_command),
     command("bgrewriteaof", 1, ADMIN, [0, 0, 0], bgrewriteaof),
+    command("shutdown", -1, ADMIN | NO_MULTI, [0, 0, 0], shutdown),
 ];
+
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT], with Redis 7.0's errors.
+/// On success there is no reply: the server runs no more commands, makes
+/// the log durable (an fsync whatever the policy; nothing with
+/// `--appendonly no`), closes every connection and exits with status 0
+/// (`server.rs`, `main.rs`). The options change nothing here: the log is
+/// always made durable (the SAVE of a server whose only persistence is its
+/// log), there are no replicas to wait for (NOW), and no save that could
+/// fail (FORCE). ABORT has nothing to abort, since no shutdown waits for
+/// anything a client could see.
+fn shutdown(context: &mut Context<'_>, args: &Args) {
+    if let Some(multi) = context.session.multi.as_mut() {
+        multi.failed = true;
+        context
+            .reply
+            .error(b"ERR Command not allowed inside a transaction");
+        return;
+    }
+    let (mut save, mut nosave, mut abort, mut other) = (false, false, false, false);
+    for index in 1..args.len() {
+        let option = args.get(index);
+        if option.eq_ignore_ascii_case(b"nosave") {
+            nosave = true;
+        } else if option.eq_ignore_ascii_case(b"save") {
+            save = true;
+        } else if option.eq_ignore_ascii_case(b"now") || option.eq_ignore_ascii_case(b"force") {
+            other = true;
+        } else if option.eq_ignore_ascii_case(b"abort") {
+            abort = true;
+        } else {
+            context.reply.error(SYNTAX);
+            return;
+        }
+    }
+    if (abort && (save || nosave || other)) || (save && nosave) {
+        context.reply.error(SYNTAX);
+        return;
+    }
+    if abort {
+        context.reply.error(b"ERR No shutdown in progress.");
+        return;
+    }
+    context.shared.shutdown = true;
+}
 
 /// COMMAND DOCS's "transactions" group.
 pub const TRANSACTION_COMMANDS: &[Command] = &[
@@ -388,124 +434,420 @@ fn client_line(context: &Context<'_>, id: u64) -> String {
     )
 }
 
-/// INFO [section ...]: server, clients, memory, persistence, stats,
-/// replication, keyspace (the default and `all`); unknown sections are
-/// empty, as in Redis.
+/// INFO [section ...], as Redis 7.0 selects: no argument is `default`;
+/// `all` adds Commandstats and Latencystats to it, `everything` also
+/// module sections (which kv_server has none of); names are
+/// case-insensitive, repeats count once, and unknown ones add nothing, so
+/// an INFO of only unknown sections is empty. Commandstats and
+/// Latencystats need a clock reading per command, which kv_server does
+/// not take: their headers are printed, with no lines under them.
+///
+/// Every field of redis-server 7.0.15's sections is printed, in its order
+/// and format. The measured ones: the process and host (`process_id`,
+/// `os`, `multiplexing_api` naming the backend really running,
+/// `executable`, `run_id`, the clocks), clients (`connected_clients`,
+/// `blocked_clients`), memory (`used_memory` and the allocator's figures
+/// from glibc's `mallinfo2`, `used_memory_rss` from `/proc/self/statm`,
+/// the peak, `used_memory_startup` taken before recovery, the ratios,
+/// `mem_aof_buffer` as the journal's pending bytes, `total_system_memory`),
+/// persistence (`aof_enabled`, the rewrite flags, `aof_rewrites`), the
+/// counters of stats (connections, commands, bytes in and out, reads and
+/// writes, errors, expiries, hits and misses, and `instantaneous_*`
+/// sampled every 100 ms as Redis samples them), CPU (`getrusage`), errorstats
+/// and the keyspace (`avg_ttl` exact rather than Redis's estimate).
+///
+/// Constants, for features kv_server does not have, with the values of an
+/// idle standalone redis-server that does not use them: replication
+/// (`role:master`, no replicas, no backlog; `master_replid` is random, as
+/// Redis's), forks and RDB saves (`rdb_*`, `*_cow_*`, `total_forks`,
+/// `latest_fork_usec`), defragmentation, Lua and functions (their memory
+/// fields 0, rather than the 32 KiB an idle Redis's Lua VM takes), modules,
+/// cluster, io-threads, client tracking, pubsub, eviction (`maxmemory:0`,
+/// `noeviction`), lazy free, `client_recent_max_*_buffer`,
+/// `clients_in_timeout_table`, `mem_clients_*`, `mem_not_counted_for_evict`,
+/// `unexpected_error_replies`, `dump_payload_sanitizations`, reply buffer
+/// resizes, `expired_stale_perc`, `expired_time_cap_reached_count`,
+/// `expire_cycle_cpu_milliseconds`, `rdb_changes_since_last_save` (0: no
+/// RDB), the build's (`redis_git_sha1`, `redis_build_id`, `gcc_version`
+/// 0.0.0, `atomicvar_api`), and the AOF's sizes (`aof_current_size` and
+/// the rest of the fields Redis adds with `appendonly yes`: 0).
 fn info(context: &mut Context<'_>, args: &Args) {
-    const ALL: [&str; 7] = [
-        "server",
-        "clients",
-        "memory",
-        "persistence",
-        "stats",
-        "replication",
-        "keyspace",
-    ];
-    let mut wanted: Vec<&str> = Vec::new();
+    let mut wanted = 0u16;
+    if args.len() == 1 {
+        wanted = DEFAULT_SECTIONS;
+    }
     for index in 1..args.len() {
-        let asked = String::from_utf8_lossy(args.get(index)).to_ascii_lowercase();
-        if ["all", "default", "everything"].contains(&asked.as_str()) {
-            wanted.extend(ALL);
-        } else if let Some(section) = ALL.iter().find(|section| **section == asked) {
-            wanted.push(section);
+        let asked = args.get(index);
+        if asked.eq_ignore_ascii_case(b"default") {
+            wanted |= DEFAULT_SECTIONS;
+        } else if asked.eq_ignore_ascii_case(b"all") || asked.eq_ignore_ascii_case(b"everything") {
+            wanted |= ALL_SECTIONS;
+        } else if let Some(bit) = SECTIONS
+            .iter()
+            .position(|name| asked.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            wanted |= 1 << bit;
         }
     }
-    if args.len() == 1 {
-        wanted.extend(ALL);
+    let memory = (wanted & (1 << MEMORY) != 0).then(|| (context.shared.host.memory)());
+    if let Some(memory) = memory {
+        let shared = &mut *context.shared;
+        shared.memory_peak = shared.memory_peak.max(memory.allocated);
     }
-    let mut text = String::new();
-    for section in ALL.iter().filter(|section| wanted.contains(section)) {
+    let mut text = String::with_capacity(8192);
+    for (bit, title) in TITLES.iter().enumerate() {
+        if wanted & (1 << bit) == 0 {
+            continue;
+        }
         if !text.is_empty() {
             text.push_str("\r\n");
         }
-        info_section(context, section, &mut text);
+        let _ = write!(text, "# {title}\r\n");
+        info_section(context, bit, memory, &mut text);
     }
     context.reply.verbatim(text.as_bytes());
 }
 
-fn info_section(context: &Context<'_>, section: &str, text: &mut String) {
-    let mut title = section.to_string();
-    title[..1].make_ascii_uppercase();
-    let _ = write!(text, "# {title}\r\n");
-    for (name, value) in info_fields(context, section) {
-        let _ = write!(text, "{name}:{value}\r\n");
+/// INFO's sections in Redis 7.0's order, as INFO takes them, and as it
+/// titles them.
+const TITLES: [&str; 13] = [
+    "Server",
+    "Clients",
+    "Memory",
+    "Persistence",
+    "Stats",
+    "Replication",
+    "CPU",
+    "Modules",
+    "Commandstats",
+    "Errorstats",
+    "Latencystats",
+    "Cluster",
+    "Keyspace",
+];
+const SECTIONS: [&str; 13] = [
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+];
+const MEMORY: usize = 2;
+const COMMANDSTATS: usize = 8;
+const LATENCYSTATS: usize = 10;
+const ALL_SECTIONS: u16 = (1 << SECTIONS.len()) - 1;
+const DEFAULT_SECTIONS: u16 = ALL_SECTIONS & !(1 << COMMANDSTATS) & !(1 << LATENCYSTATS);
+
+/// Appends `name:value\r\n` lines.
+macro_rules! fields {
+    ($text:expr, $($name:literal => $value:expr),* $(,)?) => {
+        { $( let _ = write!($text, concat!($name, ":{}\r\n"), $value); )* }
+    };
+}
+
+/// Redis's `bytesToHuman`: `512B`, `1.02M`.
+pub fn bytes_to_human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut scale = 1024.0;
+    for unit in UNITS {
+        let value = bytes as f64 / scale;
+        if value < 1024.0 || unit == "E" {
+            return format!("{value:.2}{unit}");
+        }
+        scale *= 1024.0;
+    }
+    unreachable!("E is the last unit")
+}
+
+/// `numerator / denominator` as Redis's `%.2f` ratios print it (0 for a
+/// zero denominator).
+fn ratio(numerator: u64, denominator: u64) -> f64 {
+    if denominator == 0 {
+        0.0
+    } else {
+        numerator as f64 / denominator as f64
     }
 }
 
-/// One INFO section's fields, in Redis's order and with its names.
-fn info_fields(context: &Context<'_>, section: &str) -> Vec<(&'static str, String)> {
+/// Seconds and microseconds, as Redis prints CPU times (`%ld.%06ld`).
+struct CpuSeconds(u64);
+
+impl std::fmt::Display for CpuSeconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+fn info_section(context: &Context<'_>, section: usize, memory: Option<Memory>, text: &mut String) {
     let shared = &*context.shared;
+    let host = &shared.host;
     let store = &*context.store;
+    let stats = &shared.stats;
     let uptime_s = context.realtime_ms.saturating_sub(shared.started_ms) / 1000;
-    match section {
-        "server" => vec![
-            ("redis_version", REDIS_VERSION.to_string()),
-            ("redis_mode", "standalone".to_string()),
-            ("server_name", "kv_server (ringio)".to_string()),
-            ("os", std::env::consts::OS.to_string()),
-            ("arch_bits", "64".to_string()),
-            ("process_id", std::process::id().to_string()),
-            ("tcp_port", tcp_port(shared)),
-            ("server_time_usec", context.realtime_us.to_string()),
-            ("uptime_in_seconds", uptime_s.to_string()),
-            ("uptime_in_days", (uptime_s / 86_400).to_string()),
-            ("hz", "10".to_string()),
-        ],
-        "clients" => vec![
-            ("connected_clients", shared.clients.len().to_string()),
-            ("maxclients", shared.clients_max.to_string()),
-            ("blocked_clients", shared.blocked.len().to_string()),
-        ],
-        "memory" => vec![
-            ("maxmemory", "0".to_string()),
-            ("maxmemory_policy", "noeviction".to_string()),
-        ],
-        "persistence" => vec![
-            ("loading", "0".to_string()),
-            ("aof_enabled", u8::from(shared.appendonly).to_string()),
-            (
-                "aof_rewrite_in_progress",
-                u8::from(shared.rewrite_in_progress).to_string(),
-            ),
-            ("rdb_bgsave_in_progress", "0".to_string()),
-            ("aof_last_write_status", "ok".to_string()),
-            ("appendfsync", shared.fsync.name().to_string()),
-        ],
-        "stats" => vec![
-            (
-                "total_connections_received",
-                shared.stats.connections_received.to_string(),
-            ),
-            (
-                "total_commands_processed",
-                shared.stats.commands_processed.to_string(),
-            ),
-            (
-                "rejected_connections",
-                shared.stats.rejected_connections.to_string(),
-            ),
-            ("expired_keys", store.stats.expired_keys.to_string()),
-            ("evicted_keys", "0".to_string()),
-            ("keyspace_hits", store.stats.keyspace_hits.to_string()),
-            ("keyspace_misses", store.stats.keyspace_misses.to_string()),
-        ],
-        "replication" => vec![
-            ("role", "master".to_string()),
-            ("connected_slaves", "0".to_string()),
-        ],
-        _ => {
-            if store.len() > 0 {
-                let value = format!(
-                    "keys={},expires={},avg_ttl=0",
-                    store.len(),
-                    store.expires_count()
+    match SECTIONS[section] {
+        "server" => fields!(text,
+            "redis_version" => REDIS_VERSION,
+            "redis_git_sha1" => "00000000",
+            "redis_git_dirty" => 0,
+            "redis_build_id" => "0",
+            "redis_mode" => "standalone",
+            "os" => host.os,
+            "arch_bits" => usize::BITS,
+            "monotonic_clock" => "POSIX clock_gettime",
+            "multiplexing_api" => host.multiplexing_api,
+            "atomicvar_api" => "c11-builtin",
+            "gcc_version" => "0.0.0",
+            "process_id" => host.process_id,
+            "process_supervised" => "no",
+            "run_id" => host.run_id,
+            "tcp_port" => tcp_port(shared),
+            "server_time_usec" => context.realtime_us,
+            "uptime_in_seconds" => uptime_s,
+            "uptime_in_days" => uptime_s / 86_400,
+            "hz" => 10,
+            "configured_hz" => 10,
+            // Redis's LRU clock: seconds, in 24 bits.
+            "lru_clock" => (context.realtime_ms / 1000) & ((1 << 24) - 1),
+            "executable" => host.executable,
+            "config_file" => "",
+            "io_threads_active" => 0,
+        ),
+        "clients" => fields!(text,
+            "connected_clients" => shared.clients.len(),
+            "cluster_connections" => 0,
+            "maxclients" => shared.clients_max,
+            "client_recent_max_input_buffer" => 0,
+            "client_recent_max_output_buffer" => 0,
+            "blocked_clients" => shared.blocked.len(),
+            "tracking_clients" => 0,
+            "clients_in_timeout_table" => 0,
+        ),
+        "memory" => memory_section(context, memory.unwrap_or_default(), text),
+        "persistence" => {
+            fields!(text,
+                "loading" => 0,
+                "async_loading" => 0,
+                "current_cow_peak" => 0,
+                "current_cow_size" => 0,
+                "current_cow_size_age" => 0,
+                "current_fork_perc" => "0.00",
+                "current_save_keys_processed" => 0,
+                "current_save_keys_total" => 0,
+                "rdb_changes_since_last_save" => 0,
+                "rdb_bgsave_in_progress" => 0,
+                "rdb_last_save_time" => shared.started_ms / 1000,
+                "rdb_last_bgsave_status" => "ok",
+                "rdb_last_bgsave_time_sec" => -1,
+                "rdb_current_bgsave_time_sec" => -1,
+                "rdb_saves" => 0,
+                "rdb_last_cow_size" => 0,
+                "rdb_last_load_keys_expired" => 0,
+                "rdb_last_load_keys_loaded" => 0,
+                "aof_enabled" => u8::from(shared.appendonly),
+                "aof_rewrite_in_progress" => u8::from(shared.rewrite_in_progress),
+                "aof_rewrite_scheduled" => u8::from(shared.rewrite_requested),
+                "aof_last_rewrite_time_sec" => -1,
+                "aof_current_rewrite_time_sec" => -1,
+                "aof_last_bgrewrite_status" => "ok",
+                "aof_rewrites" => context.journal.as_ref().map_or(0, |journal| journal.compactions),
+                "aof_rewrites_consecutive_failures" => 0,
+                "aof_last_write_status" => "ok",
+                "aof_last_cow_size" => 0,
+                "module_fork_in_progress" => 0,
+                "module_fork_last_cow_size" => 0,
+            );
+            if shared.appendonly {
+                fields!(text,
+                    "aof_current_size" => 0,
+                    "aof_base_size" => 0,
+                    "aof_pending_rewrite" => 0,
+                    "aof_buffer_length" => 0,
+                    "aof_pending_bio_fsync" => 0,
+                    "aof_delayed_fsync" => 0,
                 );
-                vec![("db0", value)]
-            } else {
-                Vec::new()
             }
         }
+        "stats" => fields!(text,
+            "total_connections_received" => stats.connections_received,
+            "total_commands_processed" => stats.commands_processed,
+            "instantaneous_ops_per_sec" => shared.metrics.rate(Metrics::COMMANDS),
+            "total_net_input_bytes" => stats.net_input_bytes,
+            "total_net_output_bytes" => stats.net_output_bytes,
+            "total_net_repl_input_bytes" => 0,
+            "total_net_repl_output_bytes" => 0,
+            "instantaneous_input_kbps" =>
+                format_args!("{:.2}", shared.metrics.rate(Metrics::NET_INPUT) as f64 / 1024.0),
+            "instantaneous_output_kbps" =>
+                format_args!("{:.2}", shared.metrics.rate(Metrics::NET_OUTPUT) as f64 / 1024.0),
+            "instantaneous_input_repl_kbps" => "0.00",
+            "instantaneous_output_repl_kbps" => "0.00",
+            "rejected_connections" => stats.rejected_connections,
+            "sync_full" => 0,
+            "sync_partial_ok" => 0,
+            "sync_partial_err" => 0,
+            "expired_keys" => store.stats.expired_keys,
+            "expired_stale_perc" => "0.00",
+            "expired_time_cap_reached_count" => 0,
+            "expire_cycle_cpu_milliseconds" => 0,
+            "evicted_keys" => 0,
+            "evicted_clients" => 0,
+            "total_eviction_exceeded_time" => 0,
+            "current_eviction_exceeded_time" => 0,
+            "keyspace_hits" => store.stats.keyspace_hits,
+            "keyspace_misses" => store.stats.keyspace_misses,
+            "pubsub_channels" => 0,
+            "pubsub_patterns" => 0,
+            "pubsubshard_channels" => 0,
+            "latest_fork_usec" => 0,
+            "total_forks" => 0,
+            "migrate_cached_sockets" => 0,
+            "slave_expires_tracked_keys" => 0,
+            "active_defrag_hits" => 0,
+            "active_defrag_misses" => 0,
+            "active_defrag_key_hits" => 0,
+            "active_defrag_key_misses" => 0,
+            "total_active_defrag_time" => 0,
+            "current_active_defrag_time" => 0,
+            "tracking_total_keys" => 0,
+            "tracking_total_items" => 0,
+            "tracking_total_prefixes" => 0,
+            "unexpected_error_replies" => 0,
+            "total_error_replies" => context.reply.errors.total,
+            "dump_payload_sanitizations" => 0,
+            "total_reads_processed" => stats.reads_processed,
+            "total_writes_processed" => stats.writes_processed,
+            "io_threaded_reads_processed" => 0,
+            "io_threaded_writes_processed" => 0,
+            "reply_buffer_shrinks" => 0,
+            "reply_buffer_expands" => 0,
+        ),
+        "replication" => fields!(text,
+            "role" => "master",
+            "connected_slaves" => 0,
+            "master_failover_state" => "no-failover",
+            "master_replid" => host.master_replid,
+            "master_replid2" => "0000000000000000000000000000000000000000",
+            "master_repl_offset" => 0,
+            "second_repl_offset" => -1,
+            "repl_backlog_active" => 0,
+            "repl_backlog_size" => 1_048_576,
+            "repl_backlog_first_byte_offset" => 0,
+            "repl_backlog_histlen" => 0,
+        ),
+        "cpu" => {
+            let cpu = (host.cpu)();
+            fields!(text,
+                "used_cpu_sys" => CpuSeconds(cpu.sys_us),
+                "used_cpu_user" => CpuSeconds(cpu.user_us),
+                "used_cpu_sys_children" => CpuSeconds(cpu.children_sys_us),
+                "used_cpu_user_children" => CpuSeconds(cpu.children_user_us),
+                "used_cpu_sys_main_thread" => CpuSeconds(cpu.thread_sys_us),
+                "used_cpu_user_main_thread" => CpuSeconds(cpu.thread_user_us),
+            );
+        }
+        "errorstats" => {
+            for (code, count) in &context.reply.errors.by_code {
+                let code = String::from_utf8_lossy(code);
+                let _ = write!(text, "errorstat_{code}:count={count}\r\n");
+            }
+        }
+        "cluster" => fields!(text, "cluster_enabled" => 0),
+        "keyspace" if store.len() > 0 => {
+            let _ = write!(
+                text,
+                "db0:keys={},expires={},avg_ttl={}\r\n",
+                store.len(),
+                store.expires_count(),
+                store.avg_ttl_ms(context.realtime_ms)
+            );
+        }
+        // Modules, Commandstats, Latencystats, and an empty Keyspace:
+        // headers only.
+        _ => {}
     }
+}
+
+/// INFO memory, computed as Redis computes it from its allocator's
+/// figures, with glibc's in their place: allocated is `mallinfo2`'s
+/// `uordblks + hblkhd`, active `arena + hblkhd`, resident the RSS.
+fn memory_section(context: &Context<'_>, memory: Memory, text: &mut String) {
+    let shared = &*context.shared;
+    let used = memory.allocated;
+    let peak = shared.memory_peak.max(used);
+    let startup = shared.memory_startup;
+    let overhead = startup.min(used);
+    let dataset = used - overhead;
+    let net = used.saturating_sub(startup);
+    let (active, resident, rss) = (memory.active, memory.rss, memory.rss);
+    let aof_buffer = context
+        .journal
+        .as_ref()
+        .map_or(0, |journal| journal.pending_bytes());
+    let total_system = shared.host.total_system_memory;
+    fields!(text,
+        "used_memory" => used,
+        "used_memory_human" => bytes_to_human(used),
+        "used_memory_rss" => rss,
+        "used_memory_rss_human" => bytes_to_human(rss),
+        "used_memory_peak" => peak,
+        "used_memory_peak_human" => bytes_to_human(peak),
+        "used_memory_peak_perc" => format_args!("{:.2}%", ratio(used, peak) * 100.0),
+        "used_memory_overhead" => overhead,
+        "used_memory_startup" => startup,
+        "used_memory_dataset" => dataset,
+        "used_memory_dataset_perc" => format_args!("{:.2}%", ratio(dataset, net) * 100.0),
+        "allocator_allocated" => used,
+        "allocator_active" => active,
+        "allocator_resident" => resident,
+        "total_system_memory" => total_system,
+        "total_system_memory_human" => bytes_to_human(total_system),
+        "used_memory_lua" => 0,
+        "used_memory_vm_eval" => 0,
+        "used_memory_lua_human" => "0B",
+        "used_memory_scripts_eval" => 0,
+        "number_of_cached_scripts" => 0,
+        "number_of_functions" => 0,
+        "number_of_libraries" => 0,
+        "used_memory_vm_functions" => 0,
+        "used_memory_vm_total" => 0,
+        "used_memory_vm_total_human" => "0B",
+        "used_memory_functions" => 0,
+        "used_memory_scripts" => 0,
+        "used_memory_scripts_human" => "0B",
+        "maxmemory" => 0,
+        "maxmemory_human" => "0B",
+        "maxmemory_policy" => "noeviction",
+        "allocator_frag_ratio" => format_args!("{:.2}", ratio(active, used)),
+        "allocator_frag_bytes" => active as i64 - used as i64,
+        "allocator_rss_ratio" => format_args!("{:.2}", ratio(resident, active)),
+        "allocator_rss_bytes" => resident as i64 - active as i64,
+        "rss_overhead_ratio" => format_args!("{:.2}", ratio(rss, resident)),
+        "rss_overhead_bytes" => rss as i64 - resident as i64,
+        "mem_fragmentation_ratio" => format_args!("{:.2}", ratio(rss, used)),
+        "mem_fragmentation_bytes" => rss as i64 - used as i64,
+        "mem_not_counted_for_evict" => 0,
+        "mem_replication_backlog" => 0,
+        "mem_total_replication_buffers" => 0,
+        "mem_clients_slaves" => 0,
+        "mem_clients_normal" => 0,
+        "mem_cluster_links" => 0,
+        "mem_aof_buffer" => aof_buffer,
+        "mem_allocator" => "libc",
+        "active_defrag_running" => 0,
+        "lazyfree_pending_objects" => 0,
+        "lazyfreed_objects" => 0,
+    );
 }
 
 fn tcp_port(shared: &Shared) -> String {
@@ -564,7 +906,9 @@ fn config(context: &mut Context<'_>, args: &Args) {
         config_set(context, args);
     } else {
         context.shared.stats = Default::default();
+        context.shared.metrics = Default::default();
         context.store.stats = Default::default();
+        *context.reply.errors = Default::default();
         context.reply.ok();
     }
 }

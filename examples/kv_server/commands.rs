@@ -245,6 +245,170 @@ pub struct ServerStats {
     pub connections_received: u64,
     /// Connections refused (max clients).
     pub rejected_connections: u64,
+    /// Bytes received from clients.
+    pub net_input_bytes: u64,
+    /// Bytes sent to clients.
+    pub net_output_bytes: u64,
+    /// Completed recvs.
+    pub reads_processed: u64,
+    /// Completed sends.
+    pub writes_processed: u64,
+}
+
+/// The error replies sent, for INFO's `total_error_replies` and
+/// errorstats.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorStats {
+    /// Every error reply.
+    pub total: u64,
+    /// By code (the error's first word), at most [`ErrorStats::CODES_MAX`]
+    /// of them, as Redis bounds them.
+    pub by_code: BTreeMap<Vec<u8>, u64>,
+}
+
+impl ErrorStats {
+    /// Redis's `ERRORSTATS_LIMIT`.
+    pub const CODES_MAX: usize = 128;
+
+    /// Counts an error reply whose text (without the `-`) is `text`: its
+    /// code is what comes before the first space within 32 bytes, else
+    /// `ERR`, as Redis's `afterErrorReply` takes it. Allocates only for a
+    /// code not seen before.
+    pub fn count(&mut self, text: &[u8]) {
+        self.total += 1;
+        let head = &text[..text.len().min(32)];
+        let code = match head.iter().position(|&byte| byte == b' ') {
+            Some(end) => &text[..end],
+            None => b"ERR",
+        };
+        if let Some(count) = self.by_code.get_mut(code) {
+            *count += 1;
+        } else if self.by_code.len() < Self::CODES_MAX {
+            self.by_code.insert(code.to_vec(), 1);
+        }
+    }
+}
+
+/// The process's memory, for INFO memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// Bytes the allocator handed out (`used_memory`).
+    pub allocated: u64,
+    /// Bytes the allocator holds, free ones included.
+    pub active: u64,
+    /// The resident set size.
+    pub rss: u64,
+}
+
+/// The process's CPU time in microseconds, for INFO cpu.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// The process's system time.
+    pub sys_us: u64,
+    /// The process's user time.
+    pub user_us: u64,
+    /// Its waited-for children's system time.
+    pub children_sys_us: u64,
+    /// Its waited-for children's user time.
+    pub children_user_us: u64,
+    /// The loop thread's system time.
+    pub thread_sys_us: u64,
+    /// The loop thread's user time.
+    pub thread_user_us: u64,
+}
+
+/// What INFO reads from the process and its host: made by kv_server's
+/// `main`, and with fixed values by the simulator, so that the server core
+/// stays free of anything global or random.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    /// 40 random hex digits made at start.
+    pub run_id: String,
+    /// Replication's id: 40 random hex digits, as Redis makes at start.
+    pub master_replid: String,
+    /// `uname`'s system, release and machine.
+    pub os: String,
+    /// The backend really running: `io_uring` or `epoll`.
+    pub multiplexing_api: String,
+    /// The executable's path.
+    pub executable: String,
+    /// The process's id.
+    pub process_id: u32,
+    /// Physical memory, in bytes.
+    pub total_system_memory: u64,
+    /// Reads the process's memory.
+    pub memory: fn() -> Memory,
+    /// Reads the process's CPU time.
+    pub cpu: fn() -> Cpu,
+}
+
+impl HostInfo {
+    /// Fixed values, for the simulator: INFO replies the same every run.
+    #[allow(dead_code)] // kv_server itself uses `host::host_info`.
+    pub fn fixed(multiplexing_api: &str) -> HostInfo {
+        HostInfo {
+            run_id: "0".repeat(40),
+            master_replid: "0".repeat(40),
+            os: "simulated".to_string(),
+            multiplexing_api: multiplexing_api.to_string(),
+            executable: String::new(),
+            process_id: 0,
+            total_system_memory: 0,
+            memory: Memory::default,
+            cpu: Cpu::default,
+        }
+    }
+}
+
+/// INFO's `instantaneous_*`: Redis's ring of samples, taken every 100 ms
+/// on the server's periodic timer, each the rate since the one before; the
+/// figure is the mean of the last [`Metrics::SAMPLES`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Metrics {
+    last_ms: u64,
+    last: [u64; 3],
+    samples: [[u64; Metrics::SAMPLES]; 3],
+    next: usize,
+}
+
+impl Metrics {
+    /// Redis's `STATS_METRIC_SAMPLES`.
+    pub const SAMPLES: usize = 16;
+    /// How often a sample is taken (Redis's `run_with_period(100)`).
+    pub const INTERVAL_MS: u64 = 100;
+    /// Commands per second.
+    pub const COMMANDS: usize = 0;
+    /// Bytes received per second.
+    pub const NET_INPUT: usize = 1;
+    /// Bytes sent per second.
+    pub const NET_OUTPUT: usize = 2;
+
+    /// Takes a sample of the counters at `now_ms`.
+    pub fn sample(&mut self, now_ms: u64, stats: &ServerStats) {
+        if self.last_ms != 0 && now_ms < self.last_ms + Self::INTERVAL_MS {
+            return; // Called again early, by an expiry pass that found more.
+        }
+        let values = [
+            stats.commands_processed,
+            stats.net_input_bytes,
+            stats.net_output_bytes,
+        ];
+        let elapsed_ms = now_ms.saturating_sub(self.last_ms);
+        if self.last_ms != 0 && elapsed_ms > 0 {
+            for (metric, value) in values.iter().enumerate() {
+                let delta = value.saturating_sub(self.last[metric]);
+                self.samples[metric][self.next] = delta.saturating_mul(1000) / elapsed_ms;
+            }
+            self.next = (self.next + 1) % Self::SAMPLES;
+        }
+        self.last_ms = now_ms;
+        self.last = values;
+    }
+
+    /// The mean of the last samples of `metric`, per second.
+    pub fn rate(&self, metric: usize) -> u64 {
+        self.samples[metric].iter().sum::<u64>() / Self::SAMPLES as u64
+    }
 }
 
 /// What the server shares between connections: configuration, clients,
@@ -275,6 +439,17 @@ pub struct Shared {
     pub rewrite_requested: bool,
     /// A compaction is running (INFO's `aof_rewrite_in_progress`).
     pub rewrite_in_progress: bool,
+    /// The process and host, for INFO.
+    pub host: HostInfo,
+    /// INFO's `used_memory_startup`: allocated before recovery.
+    pub memory_startup: u64,
+    /// INFO's `used_memory_peak`, updated every second and at each INFO.
+    pub memory_peak: u64,
+    /// INFO's `instantaneous_*`.
+    pub metrics: Metrics,
+    /// SHUTDOWN ran: the server stops running commands, makes the log
+    /// durable and exits.
+    pub shutdown: bool,
 }
 
 /// One connection's protocol state.
@@ -324,6 +499,8 @@ pub struct Reply<'a> {
     pub out: &'a mut Vec<u8>,
     /// RESP3 (HELLO 3).
     pub resp3: bool,
+    /// The server's count of error replies.
+    pub errors: &'a mut ErrorStats,
 }
 
 impl Reply<'_> {
@@ -337,6 +514,7 @@ impl Reply<'_> {
     }
     /// An error; `text` starts with its code (`ERR`, `WRONGTYPE`).
     pub fn error(&mut self, text: &[u8]) {
+        self.errors.count(text);
         resp::error(self.out, text);
     }
     /// An integer.
@@ -628,6 +806,7 @@ pub fn replay(store: &mut Store, shared: &mut Shared, parts: &[&[u8]]) -> Result
         ));
     }
     let mut out = Vec::new();
+    let mut errors = ErrorStats::default();
     let mut session = Session::new(0, true);
     let mut context = Context {
         store,
@@ -637,6 +816,7 @@ pub fn replay(store: &mut Store, shared: &mut Shared, parts: &[&[u8]]) -> Result
         reply: Reply {
             out: &mut out,
             resp3: false,
+            errors: &mut errors,
         },
         realtime_ms: 0,
         realtime_us: 0,
@@ -807,6 +987,11 @@ mod tests {
             blocked: BTreeSet::new(),
             rewrite_requested: false,
             rewrite_in_progress: false,
+            host: HostInfo::fixed("simulated"),
+            memory_startup: 0,
+            memory_peak: 0,
+            metrics: Metrics::default(),
+            shutdown: false,
         }
     }
 

@@ -248,6 +248,10 @@ pub struct Journal {
     spare: Option<Vec<u8>>,
     /// `--appendonly`: false makes every append a no-op and the log idle.
     pub enabled: bool,
+    /// SHUTDOWN: write the pending group at once, fsync whatever the
+    /// policy, and start no compaction; [`Journal::settled`] says when
+    /// done.
+    pub draining: bool,
     /// Recovery: the log read so far.
     recovered: Vec<u8>,
     /// Recovery: re-reads of the file being read, and the bytes the last
@@ -306,6 +310,7 @@ impl Journal {
             cut: Cut::default(),
             spare: Some(Vec::new()),
             enabled: true,
+            draining: false,
             recovered: Vec::new(),
             rereads: 0,
             previous_tail: None,
@@ -366,6 +371,15 @@ impl Journal {
     /// The log file.
     pub fn fd(&self) -> Handle {
         self.fd
+    }
+
+    /// Whether every record appended is written and fsynced, with nothing
+    /// in flight (always, with the log off).
+    pub fn settled(&self) -> bool {
+        !self.enabled
+            || (!self.busy
+                && self.pending_records == 0
+                && self.synced_sequence >= self.written_sequence)
     }
 }
 
@@ -734,13 +748,20 @@ fn flush_when(io: &mut IO<Server>, server: &mut Server, cut_due: bool) {
     if journal.busy {
         return;
     }
+    let mut cut_due = cut_due;
+    if journal.draining {
+        // SHUTDOWN: what is written is fsynced first, then what is
+        // pending is written at once (and fsynced by the next pass).
+        journal.sync_due = journal.written_sequence > journal.synced_sequence;
+        cut_due = true;
+    }
     if journal.sync_due && journal.written_sequence > journal.synced_sequence {
         journal.sync_due = false;
         sync(io, server);
         return;
     }
     journal.sync_due = false;
-    if journal.compact_due() || server.shared.rewrite_requested {
+    if !journal.draining && (journal.compact_due() || server.shared.rewrite_requested) {
         server.shared.rewrite_requested = false;
         server.shared.rewrite_in_progress = true;
         return compact(io, server);

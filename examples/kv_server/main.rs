@@ -12,6 +12,7 @@
 //! through the `IO`, so the simulator can run it unchanged.
 
 mod commands;
+mod host;
 mod journal;
 mod keymap;
 mod resp;
@@ -183,8 +184,8 @@ fn start_retrying(io: &mut IO<Server>, config: ServerConfig) -> io::Result<Serve
     }
 }
 
-/// Runs the server until `--max-seconds` passes, or a fatal error (the
-/// `Err`).
+/// Runs the server until `--max-seconds` passes or a SHUTDOWN is done,
+/// or a fatal error (the `Err`).
 fn serve(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.dir)
         .map_err(|error| format!("creating {}: {error}", args.dir.display()))?;
@@ -202,6 +203,7 @@ fn serve(args: &Args) -> Result<(), String> {
         appendonly: args.appendonly,
         log_bug: None,
         requirepass: args.requirepass.clone(),
+        host: host::host_info(&io.backend().to_string()),
     };
     let mut server = start_retrying(&mut io, server_config)
         .map_err(|error| format!("starting on {}: {error}", args.addr))?;
@@ -227,7 +229,7 @@ fn serve(args: &Args) -> Result<(), String> {
     loop {
         // Short slices until recovery is done, so "ready" is printed when
         // it is, not at the end of a 100 ms slice.
-        let slice_ns = if announced {
+        let slice_ns = if announced && !server.shutdown_requested() {
             RUN_SLICE_NS
         } else {
             READY_POLL_NS
@@ -250,6 +252,14 @@ fn serve(args: &Args) -> Result<(), String> {
                 )),
                 None => log(format_args!("ready")),
             }
+        }
+        if server.shutdown_complete() {
+            // Dropping the server and the `IO` closes every connection.
+            log(format_args!(
+                "SHUTDOWN: the log is durable; exiting, {} clients connected",
+                server.connection_count()
+            ));
+            return Ok(());
         }
         if deadline_ns.is_some_and(|deadline_ns| io.now_ns() >= deadline_ns) {
             log(format_args!(

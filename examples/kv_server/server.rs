@@ -69,7 +69,7 @@ use ringio::{CompletionId, Handle, IO};
 use slab::Slab;
 
 use crate::commands::lists::{self, Served};
-use crate::commands::{self, Block, ClientInfo, Session, Shared};
+use crate::commands::{self, Block, ClientInfo, ErrorStats, HostInfo, Session, Shared};
 use crate::journal::{self, FsyncPolicy, Journal};
 use crate::resp::{self, Parser};
 use crate::store::{self, Store};
@@ -128,6 +128,8 @@ pub struct ServerConfig {
     pub log_bug: Option<journal::LogBug>,
     /// `--requirepass`: clients must AUTH with it.
     pub requirepass: Option<Vec<u8>>,
+    /// The process and host, as INFO reports them.
+    pub host: HostInfo,
 }
 
 /// Where a connection is in its life.
@@ -200,6 +202,8 @@ pub struct Server {
     pub journal: Journal,
     /// Configuration, clients and counters the commands share.
     pub shared: Shared,
+    /// The error replies sent, for INFO.
+    pub errors: ErrorStats,
     /// Open connections by index (a slab reuses the index of a closed one).
     connections: Slab<Connection>,
     next_client_id: u64,
@@ -218,6 +222,10 @@ pub struct Server {
     draining: bool,
     ready: bool,
     fatal: Option<String>,
+    /// When INFO's memory peak was last updated by the timer.
+    peak_sampled_ms: u64,
+    /// SHUTDOWN's drain has begun (the journal is draining).
+    shutting_down: bool,
 }
 
 impl Server {
@@ -245,6 +253,7 @@ impl Server {
             ));
             io.nop(|io, server, _result| Server::on_recovered(io, server));
         }
+        let memory_startup = (config.host.memory)().allocated;
         let shared = Shared {
             requirepass: config.requirepass.clone(),
             clients: Default::default(),
@@ -257,6 +266,11 @@ impl Server {
             blocked: BTreeSet::new(),
             rewrite_requested: false,
             rewrite_in_progress: false,
+            host: config.host,
+            memory_startup,
+            memory_peak: memory_startup,
+            metrics: Default::default(),
+            shutdown: false,
         };
         let server = Server {
             listener,
@@ -264,6 +278,7 @@ impl Server {
             store: Store::new(),
             journal,
             shared,
+            errors: ErrorStats::default(),
             connections: Slab::new(),
             next_client_id: 1,
             waiting: Vec::new(),
@@ -274,6 +289,8 @@ impl Server {
             draining: false,
             ready: false,
             fatal: None,
+            peak_sampled_ms: 0,
+            shutting_down: false,
         };
         Ok(server)
     }
@@ -294,6 +311,18 @@ impl Server {
     /// more; its owner should exit (or, simulated, crash the node).
     pub fn fatal(&self) -> Option<&str> {
         self.fatal.as_deref()
+    }
+
+    /// Whether a SHUTDOWN is done: it ran, and everything written before
+    /// it is durable. The owner then drops the server and the `IO`
+    /// (closing every connection) and exits with status 0.
+    pub fn shutdown_complete(&self) -> bool {
+        self.shutting_down && self.journal.settled()
+    }
+
+    /// Whether a SHUTDOWN ran (its drain may still be going on).
+    pub fn shutdown_requested(&self) -> bool {
+        self.shared.shutdown
     }
 
     /// The number of connected clients.
@@ -381,9 +410,10 @@ pub fn log(message: std::fmt::Arguments<'_>) {
 /// Arms the active-expiry timer.
 fn active_expire_later(io: &mut IO<Server>, delay_ns: u64) {
     io.timeout(delay_ns, |io, server, _expired| {
-        if server.fatal.is_some() {
-            return;
+        if server.fatal.is_some() || server.shared.shutdown {
+            return; // A SHUTDOWN's drain logs nothing more.
         }
+        sample_metrics(io, server);
         let removed = active_expire(io, server);
         // A full pass may have left more: run again at once (after other
         // work queued meanwhile), as Redis repeats a cycle that found many.
@@ -394,6 +424,33 @@ fn active_expire_later(io: &mut IO<Server>, delay_ns: u64) {
         };
         active_expire_later(io, delay_ns);
     });
+}
+
+/// INFO's periodic figures, on the expiry timer (Redis's `serverCron`):
+/// a sample of the instantaneous rates every 100 ms, and the memory peak
+/// every second (`mallinfo2` walks the allocator's free lists, too slow
+/// for every pass).
+fn sample_metrics(io: &mut IO<Server>, server: &mut Server) {
+    let now_ms = store::realtime_ms(io);
+    let shared = &mut server.shared;
+    shared.metrics.sample(now_ms, &shared.stats);
+    if now_ms >= server.peak_sampled_ms + 1000 {
+        server.peak_sampled_ms = now_ms;
+        let allocated = (shared.host.memory)().allocated;
+        shared.memory_peak = shared.memory_peak.max(allocated);
+    }
+}
+
+/// SHUTDOWN ran: no connection runs commands any more, nothing more is
+/// accepted, and the journal writes what is pending and fsyncs; once it is
+/// settled, [`Server::shutdown_complete`] says so.
+fn begin_shutdown(io: &mut IO<Server>, server: &mut Server) {
+    server.shutting_down = true;
+    log(format_args!(
+        "User requested shutdown: making the log durable, then exiting"
+    ));
+    server.journal.draining = true;
+    journal::flush(io, server);
 }
 
 /// One bounded pass of active expiry; each removed key is logged as a DEL,
@@ -420,6 +477,10 @@ fn on_accept(io: &mut IO<Server>, server: &mut Server, result: io::Result<Handle
         return;
     }
     match result {
+        Ok(fd) if server.shared.shutdown => {
+            // Shutting down: no new client.
+            io.close(fd, |_io, _server, _result| {});
+        }
         Ok(fd) => {
             accept_next(io, server);
             start_connection(io, server, fd);
@@ -469,7 +530,9 @@ fn start_connection(io: &mut IO<Server>, server: &mut Server, fd: Handle) {
     server.next_client_id += 1;
     server.shared.stats.connections_received += 1;
     if server.connections.len() >= CONNECTIONS_MAX {
-        resp::error(&mut connection.out, b"ERR max number of clients reached");
+        let text = b"ERR max number of clients reached";
+        server.errors.count(text);
+        resp::error(&mut connection.out, text);
         connection.releasable = connection.out.len() as u64;
         connection.state = State::CloseAfterReply;
         server.shared.stats.rejected_connections += 1;
@@ -519,6 +582,9 @@ fn pump_one(io: &mut IO<Server>, server: &mut Server, index: u32) {
         unblock(io, server, index);
     }
     let wants_input = run_commands(io, server, index);
+    if server.shared.shutdown && !server.shutting_down {
+        begin_shutdown(io, server);
+    }
     journal::flush(io, server);
     let Some(connection) = server.connection_mut(index) else {
         return;
@@ -567,12 +633,13 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
             shared,
             journal_blocked,
             waiting,
+            errors,
             ..
         } = &mut *server;
         let Some(connection) = connections.get_mut(index as usize) else {
             return false;
         };
-        if connection.state != State::Open {
+        if connection.state != State::Open || shared.shutdown {
             break;
         }
         if connection.blocked.is_some() {
@@ -604,6 +671,7 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
                     reply: commands::Reply {
                         out: &mut connection.out,
                         resp3,
+                        errors: &mut *errors,
                     },
                     realtime_ms,
                     realtime_us,
@@ -633,7 +701,9 @@ fn run_commands(io: &mut IO<Server>, server: &mut Server, index: u32) -> bool {
                 break;
             }
             Err(error) => {
-                resp::error(&mut connection.out, format!("ERR {}", error.0).as_bytes());
+                let text = format!("ERR {}", error.0);
+                errors.count(text.as_bytes());
+                resp::error(&mut connection.out, text.as_bytes());
                 hold_reply(connection, journal, waiting, index);
                 connection.state = State::CloseAfterReply;
             }
@@ -746,16 +816,16 @@ fn reply_unblocked(server: &mut Server, index: u32, op: &commands::BlockOp, erro
         connections,
         journal,
         waiting,
+        errors,
         ..
     } = server;
     let connection = connections
         .get_mut(index as usize)
         .expect("an unblocked connection");
     if error {
-        resp::error(
-            &mut connection.out,
-            b"UNBLOCKED client unblocked via CLIENT UNBLOCK",
-        );
+        let text = b"UNBLOCKED client unblocked via CLIENT UNBLOCK";
+        errors.count(text);
+        resp::error(&mut connection.out, text);
     } else if *op == commands::BlockOp::Wait {
         resp::integer(&mut connection.out, 0);
     } else {
@@ -808,6 +878,7 @@ fn serve_one(
         journal,
         shared,
         waiting,
+        errors,
         ..
     } = server;
     let connection = connections
@@ -822,6 +893,7 @@ fn serve_one(
         reply: commands::Reply {
             out: &mut connection.out,
             resp3,
+            errors: &mut *errors,
         },
         realtime_ms: realtime_us / 1000,
         realtime_us,
@@ -888,6 +960,11 @@ fn on_send(
     result: io::Result<usize>,
     mut buf: Vec<u8>,
 ) {
+    let stats = &mut server.shared.stats;
+    stats.writes_processed += 1;
+    if let Ok(sent) = result {
+        stats.net_output_bytes += sent as u64;
+    }
     let connection = server.connection_mut(index).expect("a send is in flight");
     match result {
         Ok(sent) if sent < buf.len() && connection.state != State::Closing => {
@@ -916,6 +993,11 @@ fn on_recv(
     result: io::Result<usize>,
     mut buf: Vec<u8>,
 ) {
+    let stats = &mut server.shared.stats;
+    stats.reads_processed += 1;
+    if let Ok(received) = result {
+        stats.net_input_bytes += received as u64;
+    }
     let connection = server.connection_mut(index).expect("a recv is in flight");
     connection.recv_in_flight = None;
     match result {

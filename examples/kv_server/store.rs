@@ -221,6 +221,8 @@ pub struct Store {
     entries: KeyMap<Entry>,
     /// Keys with a deadline, by deadline, for active expiry.
     deadlines: BTreeSet<(u64, Vec<u8>)>,
+    /// The sum of `deadlines`' deadlines, for INFO's `avg_ttl`.
+    deadline_sum_ms: u128,
     watched: BTreeMap<Vec<u8>, Watched>,
     /// While the log is replayed, nothing expires.
     loading: bool,
@@ -386,6 +388,18 @@ impl Store {
         self.deadlines.len()
     }
 
+    /// INFO's `avg_ttl`: the mean time left of the keys with a deadline,
+    /// in milliseconds at `now_ms` (0 when none has one). Redis estimates
+    /// it from the keys its expiry cycle samples; this is exact.
+    pub fn avg_ttl_ms(&self, now_ms: u64) -> u64 {
+        let count = self.deadlines.len() as u128;
+        if count == 0 {
+            return 0;
+        }
+        let mean = self.deadline_sum_ms / count;
+        u64::try_from(mean.saturating_sub(u128::from(now_ms))).unwrap_or(u64::MAX)
+    }
+
     /// Every key, in cursor order.
     pub fn entries(&self) -> &KeyMap<Entry> {
         &self.entries
@@ -428,10 +442,12 @@ impl Store {
         if old_deadline_ms != 0 {
             let removed = self.deadlines.remove(&(old_deadline_ms, key.to_vec()));
             assert!(removed);
+            self.deadline_sum_ms -= u128::from(old_deadline_ms);
         }
         if deadline_ms != 0 {
             let inserted = self.deadlines.insert((deadline_ms, key.to_vec()));
             assert!(inserted);
+            self.deadline_sum_ms += u128::from(deadline_ms);
         }
     }
 
@@ -442,6 +458,7 @@ impl Store {
         if entry.deadline_ms != 0 {
             let removed = self.deadlines.remove(&(entry.deadline_ms, key.to_vec()));
             assert!(removed);
+            self.deadline_sum_ms -= u128::from(entry.deadline_ms);
         }
         Some(entry)
     }
@@ -473,6 +490,7 @@ impl Store {
         }
         self.entries.clear();
         self.deadlines.clear();
+        self.deadline_sum_ms = 0;
     }
 
     /// The keys removed by expiry since the last call, to log as DELs.

@@ -162,6 +162,7 @@ fn start_server(sim: &mut Simulator, node: NodeId, bug: Bugs) -> io::Result<Proc
         log_bug: bug.log,
         appendonly: true,
         requirepass: None,
+        host: commands::HostInfo::fixed("simulated"),
     };
     let state = Server::start(&mut io, config)?;
     Ok(Process { io, state })

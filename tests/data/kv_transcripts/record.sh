@@ -40,4 +40,10 @@ docs = json.load(sys.stdin)
 for name in sorted(docs):
     print(name, docs[name]["group"])
 ' >command_groups
+# The names of INFO everything's sections and fields, one a line, values
+# cut off (they differ from kv_server's); the lines that depend on what ran
+# (cmdstat_, latency_percentiles_usec_, errorstat_, db0) are left out.
+redis-cli -p "$port" flushall >/dev/null
+redis-cli -p "$port" info everything | tr -d '\r' | cut -d: -f1 |
+    grep -Ev '^(cmdstat_|latency_percentiles_usec_|errorstat_|db0)' >info_fields
 echo "recorded $(ls *.txt | wc -l) transcripts and $(wc -l <command_groups) command groups against $version"
