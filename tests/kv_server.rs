@@ -3661,6 +3661,60 @@ fn info_reports_redis_7_0_15_fields_on_epoll() {
     info_reports_redis_fields("epoll");
 }
 
+/// `keyspace_hits` and `keyspace_misses` count what Redis counts: the
+/// lookups of commands that read (and of GETEX and GETDEL, writes that
+/// Redis looks up as reads), once each; never a write's. Each command's
+/// expected change was recorded against redis-server 7.0.15.
+#[test]
+fn keyspace_hits_and_misses_count_reads_as_redis_does() {
+    let dir = ScratchDir::new("kv-keyspace-stats");
+    let server = start_server(&dir, &[]);
+    let mut client = server.connect();
+    let counts = |client: &mut Client| {
+        let fields = info_fields(&info_text(client, &["stats"]));
+        let number = |name: &str| -> i64 { fields[name].parse().unwrap() };
+        (number("keyspace_hits"), number("keyspace_misses"))
+    };
+    // (command, hits, misses) as redis-server 7.0.15 counts them.
+    let expected: &[(&str, i64, i64)] = &[
+        ("set a 1", 0, 0),
+        ("set b 2", 0, 0),
+        ("incr c", 0, 0),
+        ("get zz", 0, 1),
+        ("get a", 1, 0),
+        ("lpush l x", 0, 0),
+        ("exists nope", 0, 1),
+        ("exists a b", 2, 0),
+        ("lrange l 0 -1", 1, 0),
+        ("type a", 1, 0),
+        ("setnx a 2", 0, 0),
+        ("hget h f", 0, 1),
+        ("mget a b q", 2, 1),
+        ("strlen a", 1, 0),
+        ("ttl a", 1, 0),
+        ("getex a", 1, 0),
+        ("getdel b", 1, 0),
+        ("getdel nope", 0, 1),
+        ("append a x", 0, 0),
+        ("hset h f v", 0, 0),
+        ("llen l", 1, 0),
+        ("rpop l", 0, 0),
+        ("expire a 100", 0, 0),
+        ("rename a a2", 0, 0),
+    ];
+    for &(command, hits, misses) in expected {
+        let (hits_before, misses_before) = counts(&mut client);
+        let args: Vec<&str> = command.split(' ').collect();
+        client.call(&args);
+        let (hits_after, misses_after) = counts(&mut client);
+        assert_eq!(
+            (hits_after - hits_before, misses_after - misses_before),
+            (hits, misses),
+            "{command}: (hits, misses) counted"
+        );
+    }
+}
+
 /// Waits for the server to exit by itself, and returns its status.
 fn wait_exit(server: &mut ServerGuard) -> ExitStatus {
     let started = Instant::now();

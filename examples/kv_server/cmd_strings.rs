@@ -264,6 +264,8 @@ fn getset(context: &mut Context<'_>, args: &Args) {
 
 fn getdel(context: &mut Context<'_>, args: &Args) {
     let key = args.get(1);
+    // A write that Redis's statistics count as a read (`lookupKeyRead`).
+    context.store.count_lookups(true);
     match context.store.get_string(key) {
         Ok(Some(value)) => context.reply.bulk(value),
         Ok(None) => {
@@ -287,6 +289,8 @@ fn getex(context: &mut Context<'_>, args: &Args) {
         return;
     };
     let key = args.get(1);
+    // A write that Redis's statistics count as a read (`lookupKeyRead`).
+    context.store.count_lookups(true);
     let deadline_ms = match context.store.get(key) {
         None => {
             context.reply.nil();
@@ -301,6 +305,8 @@ fn getex(context: &mut Context<'_>, args: &Args) {
             return;
         }
     };
+    // Counted once, as Redis's one lookup.
+    context.store.count_lookups(false);
     let mut new_deadline_ms = None;
     if let Some((argument, unit)) = options.expire {
         match expire_deadline_ms(args.get(argument), unit, context.realtime_ms, "getex") {

@@ -697,6 +697,7 @@ pub fn execute(context: &mut Context<'_>, args: &Args) -> Outcome {
         return Outcome::Continue;
     }
     note_command(context, command, sub);
+    context.store.count_lookups(command.flags & WRITE == 0);
     (command.run)(context, args);
     context.log_expired();
     if command.name == "quit" {
@@ -783,6 +784,7 @@ pub fn exec(context: &mut Context<'_>, _args: &Args) {
         let (command, _) = lookup(args.get(0)).expect("checked when queued");
         let sub = subcommand(command, args).map(|(_, name, _)| *name);
         note_command(context, command, sub);
+        context.store.count_lookups(command.flags & WRITE == 0);
         (command.run)(context, args);
         context.log_expired();
     }

@@ -226,6 +226,9 @@ pub struct Store {
     watched: BTreeMap<Vec<u8>, Watched>,
     /// While the log is replayed, nothing expires.
     loading: bool,
+    /// The running command counts its lookups (see
+    /// [`Store::count_lookups`]).
+    lookups_counted: bool,
     /// The wall clock of the command running, in Unix milliseconds.
     now_ms: u64,
     /// Keys removed by expiry and not yet logged.
@@ -343,12 +346,23 @@ impl Store {
     pub fn get(&mut self, key: &[u8]) -> Option<&Entry> {
         self.expire_if_needed(key);
         let entry = self.entries.get(key);
-        if entry.is_some() {
-            self.stats.keyspace_hits += 1;
-        } else {
-            self.stats.keyspace_misses += 1;
+        if self.lookups_counted {
+            if entry.is_some() {
+                self.stats.keyspace_hits += 1;
+            } else {
+                self.stats.keyspace_misses += 1;
+            }
         }
         entry
+    }
+
+    /// Whether the command about to run counts its lookups in INFO's
+    /// `keyspace_hits` and `keyspace_misses`: a command that does not
+    /// write does, as Redis counts `lookupKeyRead` and not
+    /// `lookupKeyWrite`. (Redis also counts the sources a few writes read,
+    /// `SUNIONSTORE`'s say; these do not count here.)
+    pub fn count_lookups(&mut self, counted: bool) {
+        self.lookups_counted = counted;
     }
 
     /// The entry of `key`, to change: its watchers are told.
@@ -365,10 +379,19 @@ impl Store {
         self.entries.get(key)
     }
 
-    /// Whether `key` exists (and has not expired).
+    /// Whether `key` exists (and has not expired); counted as [`Store::get`]
+    /// counts (EXISTS is a read in Redis's statistics).
     pub fn contains(&mut self, key: &[u8]) -> bool {
         self.expire_if_needed(key);
-        self.entries.contains(key)
+        let found = self.entries.contains(key);
+        if self.lookups_counted {
+            if found {
+                self.stats.keyspace_hits += 1;
+            } else {
+                self.stats.keyspace_misses += 1;
+            }
+        }
+        found
     }
 
     /// Whether `entry` is live at the command's time (KEYS and SCAN skip
