@@ -704,8 +704,10 @@ impl Disk {
         if direct {
             return self.plan_direct_write(file, offset..end, options);
         }
-        let end = self.buffered_write_end(file, offset..end, options);
-        if end == offset {
+        let wanted_end = end;
+        let end = self.buffered_write_end(file, offset..wanted_end, options);
+        if end == offset && wanted_end > offset {
+            // Not one byte fits (a write of nothing writes nothing: 0).
             return WritePlan::refused(libc::ENOSPC);
         }
         WritePlan {
@@ -1374,8 +1376,16 @@ mod tests {
             Ok(4096)
         );
         // The disk full: a write that allocates from its first byte is
-        // ENOSPC, nothing written, even with allocated blocks after.
+        // ENOSPC, nothing written, even with allocated blocks after; a
+        // write of nothing is still 0.
         write(&mut disk, file, 0, &[1], &mut prng);
+        assert_eq!(
+            disk.plan_write(file, (8192, 0), false, &small),
+            WritePlan {
+                ranges: vec![8192..8192],
+                result: Ok(0)
+            }
+        );
         assert_eq!(
             disk.plan_write(file, (4096, 1), false, &small),
             WritePlan::refused(libc::ENOSPC)
