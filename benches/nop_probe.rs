@@ -23,41 +23,17 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use io_uring::{opcode, IoUring};
-use ringio::{Config, IO};
+use ringio::Config;
 
-#[derive(Default)]
-struct Ctx {
-    done: u64,
-}
+#[path = "common/nop_loops.rs"]
+#[allow(dead_code)]
+mod nop_loops;
 
 const ROUNDS: usize = 11;
 
 fn ringio_ns(batch: u32, total: u64, defer: bool) -> f64 {
-    let config = Config::new()
-        .entries(256.max(batch))
-        .completions_initial(batch)
-        .single_issuer(defer)
-        .defer_taskrun(defer);
-    let mut io: IO<Ctx> = IO::with_config(config).expect("io_uring setup");
-    let mut ctx = Ctx::default();
-    let round = |io: &mut IO<Ctx>, ctx: &mut Ctx| {
-        for _ in 0..batch {
-            io.nop(|_io, ctx: &mut Ctx, result| {
-                result.expect("nop");
-                ctx.done += 1;
-            });
-        }
-        io.run(ctx).expect("run");
-    };
-    for _ in 0..64 {
-        round(&mut io, &mut ctx);
-    }
-    ctx.done = 0;
-    let start = Instant::now();
-    while ctx.done < total {
-        round(&mut io, &mut ctx);
-    }
-    start.elapsed().as_nanos() as f64 / ctx.done as f64
+    let config = Config::new().single_issuer(defer).defer_taskrun(defer);
+    1e9 / nop_loops::run_ringio_with(config, batch, total).ops_per_sec
 }
 
 /// The bare loop; with `touch` = (stride, lines), each NOP also reads and

@@ -122,13 +122,8 @@ fn a_reused_handle_never_reaches_the_earlier_file(backend: Backend) {
     assert_eq!(io.stats().descriptors_open, 0);
 }
 
-/// A closed socket's peer sees EOF at once: the registered table must not
-/// keep the socket open after the close.
-fn a_closed_socket_sends_its_fin_at_once(backend: Backend) {
-    let mut io: IO<()> = backend.io();
-    let listener = io.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
-    let address = io.local_addr(listener).unwrap();
-    let mut peer = TcpStream::connect(address).unwrap();
+/// Accepts one connection on `listener` through `io`'s loop.
+fn accept_one(io: &mut IO<()>, listener: Handle) -> Handle {
     let accepted: Rc<Cell<Option<Handle>>> = Rc::default();
     let slot = Rc::clone(&accepted);
     io.accept(listener, move |_, _, result| {
@@ -137,7 +132,17 @@ fn a_closed_socket_sends_its_fin_at_once(backend: Backend) {
     while accepted.get().is_none() {
         io.run_for_ns(&mut (), 1_000_000).unwrap();
     }
-    let server = accepted.get().unwrap();
+    accepted.get().unwrap()
+}
+
+/// A closed socket's peer sees EOF at once: the registered table must not
+/// keep the socket open after the close.
+fn a_closed_socket_sends_its_fin_at_once(backend: Backend) {
+    let mut io: IO<()> = backend.io();
+    let listener = io.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    let address = io.local_addr(listener).unwrap();
+    let mut peer = TcpStream::connect(address).unwrap();
+    let server = accept_one(&mut io, listener);
     if backend == Backend::IoUring {
         assert_eq!(
             io.stats().registered_files,
@@ -224,14 +229,7 @@ fn a_dropped_io_lets_its_listening_port_go_at_once(backend: Backend) {
         let listener = io.listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
         let address = io.local_addr(listener).unwrap();
         let _peer = TcpStream::connect(address).unwrap();
-        let accepted: Rc<Cell<Option<Handle>>> = Rc::default();
-        let slot = Rc::clone(&accepted);
-        io.accept(listener, move |_, _, result| {
-            slot.set(Some(result.unwrap()))
-        });
-        while accepted.get().is_none() {
-            io.run_for_ns(&mut (), 1_000_000).unwrap();
-        }
+        accept_one(&mut io, listener);
         // Another accept, left in flight for the drop to cancel.
         io.accept(listener, |_, _, _| {});
         io.run_for_ns(&mut (), 1_000_000).unwrap();

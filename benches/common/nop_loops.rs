@@ -32,7 +32,12 @@ struct Ctx {
 /// ringio: submit `batch` nops, run the loop until all their callbacks have
 /// run, repeat until `total` ops.
 pub fn run_ringio(batch: u32, total: u64) -> Sample {
-    let config = Config::new()
+    run_ringio_with(Config::new(), batch, total)
+}
+
+/// [`run_ringio`] on `config` (its entries and table sized for `batch`).
+pub fn run_ringio_with(config: Config, batch: u32, total: u64) -> Sample {
+    let config = config
         .entries(ENTRIES.max(batch))
         .completions_initial(batch);
     let mut io: IO<Ctx> = IO::with_config(config).expect("io_uring setup");
