@@ -299,6 +299,21 @@ macro_rules! typed_access {
     };
 }
 
+/// Counts one lookup in `keyspace_hits` or `keyspace_misses`, if the
+/// running command counts them (see [`Store::count_lookups`]). A function
+/// of the two fields, not a method, so that [`Store::get`] can count while
+/// it holds the entry it found.
+fn count_lookup(stats: &mut StoreStats, counted: bool, found: bool) {
+    if !counted {
+        return;
+    }
+    if found {
+        stats.keyspace_hits += 1;
+    } else {
+        stats.keyspace_misses += 1;
+    }
+}
+
 impl Store {
     /// An empty store.
     pub fn new() -> Store {
@@ -346,13 +361,7 @@ impl Store {
     pub fn get(&mut self, key: &[u8]) -> Option<&Entry> {
         self.expire_if_needed(key);
         let entry = self.entries.get(key);
-        if self.lookups_counted {
-            if entry.is_some() {
-                self.stats.keyspace_hits += 1;
-            } else {
-                self.stats.keyspace_misses += 1;
-            }
-        }
+        count_lookup(&mut self.stats, self.lookups_counted, entry.is_some());
         entry
     }
 
@@ -384,13 +393,7 @@ impl Store {
     pub fn contains(&mut self, key: &[u8]) -> bool {
         self.expire_if_needed(key);
         let found = self.entries.contains(key);
-        if self.lookups_counted {
-            if found {
-                self.stats.keyspace_hits += 1;
-            } else {
-                self.stats.keyspace_misses += 1;
-            }
-        }
+        count_lookup(&mut self.stats, self.lookups_counted, found);
         found
     }
 
