@@ -338,6 +338,9 @@ pub struct HostInfo {
     pub total_system_memory: u64,
     /// Reads the process's memory.
     pub memory: fn() -> Memory,
+    /// Reads only `Memory::allocated`, for the server's once-a-second
+    /// peak sample, which needs no RSS (and so no read of `/proc`).
+    pub allocated: fn() -> u64,
     /// Reads the process's CPU time.
     pub cpu: fn() -> Cpu,
 }
@@ -355,6 +358,7 @@ impl HostInfo {
             process_id: 0,
             total_system_memory: 0,
             memory: Memory::default,
+            allocated: || 0,
             cpu: Cpu::default,
         }
     }

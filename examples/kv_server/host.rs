@@ -20,6 +20,7 @@ pub fn host_info(multiplexing_api: &str) -> HostInfo {
         process_id: std::process::id(),
         total_system_memory: total_system_memory(),
         memory,
+        allocated,
         cpu,
     }
 }
@@ -66,6 +67,13 @@ fn total_system_memory() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
     u64::try_from(pages).unwrap_or(0) * page_size()
+}
+
+/// glibc's `mallinfo2`: the bytes handed out, `uordblks + hblkhd`.
+fn allocated() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's state.
+    let info = unsafe { libc::mallinfo2() };
+    (info.uordblks + info.hblkhd) as u64
 }
 
 /// glibc's `mallinfo2` (allocated: `uordblks + hblkhd`; held: `arena +

@@ -253,7 +253,7 @@ impl Server {
             ));
             io.nop(|io, server, _result| Server::on_recovered(io, server));
         }
-        let memory_startup = (config.host.memory)().allocated;
+        let memory_startup = (config.host.allocated)();
         let shared = Shared {
             requirepass: config.requirepass.clone(),
             clients: Default::default(),
@@ -436,7 +436,7 @@ fn sample_metrics(io: &mut IO<Server>, server: &mut Server) {
     shared.metrics.sample(now_ms, &shared.stats);
     if now_ms >= server.peak_sampled_ms + 1000 {
         server.peak_sampled_ms = now_ms;
-        let allocated = (shared.host.memory)().allocated;
+        let allocated = (shared.host.allocated)();
         shared.memory_peak = shared.memory_peak.max(allocated);
     }
 }
