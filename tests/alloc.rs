@@ -69,6 +69,7 @@ conformance!(
     // allocate there; on a kernel the IO copies each path into pooled
     // storage.
     path_operations_do_not_allocate,
+    a_warm_path_pool_takes_longer_paths_without_allocating,
 );
 
 struct PingPong {
@@ -500,6 +501,75 @@ fn path_operations_do_not_allocate(backend: Backend) {
     );
     assert_eq!(io.stats().callbacks_boxed, 0);
     assert_eq!(io.stats().descriptors_open, 0);
+}
+
+/// Two files made, renamed and unlinked with operations in flight in
+/// pairs, so that the path pool holds two buffers and each pair's
+/// operations take both.
+fn path_pairs(io: &mut IO<u32>, done: &mut u32, names: [[std::path::PathBuf; 2]; 2]) {
+    let [first, renamed] = names;
+    for path in &first {
+        io.openat(
+            path,
+            ringio::FileOptions::new().create(true),
+            |io, _, result| {
+                io.close(result.expect("openat"), |_, done, result| {
+                    result.expect("close");
+                    *done += 1;
+                });
+            },
+        );
+    }
+    let target = *done + 2;
+    run_until(io, done, target);
+    for (from, to) in first.iter().zip(&renamed) {
+        io.renameat(
+            from,
+            to,
+            ringio::RenameFlags::NO_REPLACE,
+            |_, done, result| {
+                result.expect("renameat");
+                *done += 1;
+            },
+        );
+    }
+    let target = *done + 2;
+    run_until(io, done, target);
+    for path in &renamed {
+        io.unlinkat(path, ringio::UnlinkFlags::FILE, |_, done, result| {
+            result.expect("unlinkat");
+            *done += 1;
+        });
+    }
+    let target = *done + 2;
+    run_until(io, done, target);
+}
+
+/// The pool's buffers are warmed with short paths only; then both take a
+/// rename of two long ones. Which buffer an operation gets depends on the
+/// order earlier ones completed, so a warm pool must not allocate for a
+/// path longer than it has held (the cause of a rare failure of
+/// `path_operations_do_not_allocate` under load, made certain here).
+fn a_warm_path_pool_takes_longer_paths_without_allocating(backend: Backend) {
+    let scratch = util::Scratch::new(backend, "alloc-long-paths");
+    let mut io: IO<u32> = backend.io();
+    let mut done = 0u32;
+    let named = |prefix: char, length: usize| -> [[std::path::PathBuf; 2]; 2] {
+        let name = |which: &str| scratch.path(&format!("{prefix}{which}{}", "n".repeat(length)));
+        [[name("a"), name("b")], [name("c"), name("d")]]
+    };
+    for _ in 0..50 {
+        path_pairs(&mut io, &mut done, named('s', 0));
+    }
+    // 250 bytes a name, under NAME_MAX (255); made before the count.
+    let long = named('l', 248);
+    let before = allocations();
+    path_pairs(&mut io, &mut done, long);
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations for paths longer than the warm pool had held"
+    );
 }
 
 /// Reads one registered buffer's worth at a time from a file, re-arming
