@@ -73,6 +73,10 @@ fn total_system_memory() -> u64 {
 fn allocated() -> u64 {
     // SAFETY: mallinfo2 only reads the allocator's state.
     let info = unsafe { libc::mallinfo2() };
+    allocated_of(&info)
+}
+
+fn allocated_of(info: &libc::mallinfo2) -> u64 {
     (info.uordblks + info.hblkhd) as u64
 }
 
@@ -95,7 +99,7 @@ fn memory() -> Memory {
         }
     }
     Memory {
-        allocated: (info.uordblks + info.hblkhd) as u64,
+        allocated: allocated_of(&info),
         active: (info.arena + info.hblkhd) as u64,
         rss,
     }
