@@ -545,8 +545,9 @@ fn path_pairs(io: &mut IO<u32>, done: &mut u32, names: [[std::path::PathBuf; 2];
     run_until(io, done, target);
 }
 
-/// The pool's buffers are warmed with short paths only; then both take a
-/// rename of two long ones. Which buffer an operation gets depends on the
+/// The pool's buffers are warmed with short paths only; then both take
+/// long ones: an openat each, a rename of two each, and an unlinkat each.
+/// Which buffer an operation gets depends on the
 /// order earlier ones completed, so a warm pool must not allocate for a
 /// path longer than it has held (the cause of a rare failure of
 /// `path_operations_do_not_allocate` under load, made certain here).
