@@ -3701,6 +3701,24 @@ fn keyspace_hits_and_misses_count_reads_as_redis_does() {
         ("rpop l", 0, 0),
         ("expire a 100", 0, 0),
         ("rename a a2", 0, 0),
+        // Writes that read a key as a read (`lookupKeyRead`), as Redis
+        // counts them: the key GETSET and SET ... GET return, COPY's
+        // source, the sources of the set STORE forms (not their
+        // destinations).
+        ("getset a2 5", 1, 0),
+        ("getset fresh 5", 0, 1),
+        ("set a2 7 get", 1, 0),
+        ("set fresh2 3 nx get", 0, 1),
+        ("set a2 8", 0, 0),
+        ("copy a2 a3", 1, 0),
+        ("copy nope a4", 0, 1),
+        ("sadd s1 a b c", 0, 0),
+        ("sadd s2 b c d", 0, 0),
+        ("sunionstore d1 s1 s2 nope", 2, 1),
+        ("sinterstore d1 s1 s2", 2, 0),
+        ("sdiffstore d2 s1 nope", 1, 1),
+        ("sunion s1 nope", 1, 1),
+        ("smove s1 s2 a", 0, 0),
     ];
     for &(command, hits, misses) in expected {
         let (hits_before, misses_before) = counts(&mut client);

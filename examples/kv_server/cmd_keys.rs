@@ -162,7 +162,12 @@ fn copy(context: &mut Context<'_>, args: &Args) {
             .error(b"ERR source and destination objects are the same");
         return;
     }
-    let Some(entry) = context.store.get(source).cloned() else {
+    // Redis reads the source as a read (`lookupKeyRead`, counted in the
+    // keyspace statistics) and the destination as a write (not counted).
+    context.store.count_lookups(true);
+    let source_entry = context.store.get(source).cloned();
+    context.store.count_lookups(false);
+    let Some(entry) = source_entry else {
         context.reply.int(0);
         return;
     };

@@ -351,10 +351,15 @@ fn combine(context: &mut Context<'_>, args: &Args) {
     let store = name.ends_with(b"store");
     let first = if store { 2 } else { 1 };
     let keys: Vec<&[u8]> = (first..args.len()).map(|index| args.get(index)).collect();
+    // Redis reads the sources of the STORE forms as reads too
+    // (`lookupKeyRead`, counted in the keyspace statistics); the
+    // destination is a write's lookup, not counted.
+    context.store.count_lookups(true);
     let Ok(sets) = gather(context, &keys) else {
         return;
     };
     let members = compute(&sets, operation);
+    context.store.count_lookups(!store);
     if !store {
         reply_members(context, members.len(), members.iter().map(Vec::as_slice));
         return;

@@ -155,6 +155,9 @@ fn set(context: &mut Context<'_>, args: &Args) {
         }
     }
     let key = args.get(1);
+    // With GET, Redis reads the key as GET does (`getGenericCommand`),
+    // which its statistics count; without, its lookup is a write's.
+    context.store.count_lookups(options.get);
     let existing = context.store.get(key);
     if options.keep_ttl {
         deadline_ms = existing.map_or(0, |entry| entry.deadline_ms);
@@ -251,6 +254,8 @@ fn set_with_expiry(context: &mut Context<'_>, args: &Args, unit: ExpireUnit, nam
 
 fn getset(context: &mut Context<'_>, args: &Args) {
     let key = args.get(1);
+    // A write that Redis's statistics count as a read (`getGenericCommand`).
+    context.store.count_lookups(true);
     match context.store.get_string(key) {
         Ok(Some(value)) => context.reply.bulk(value),
         Ok(None) => context.reply.nil(),
@@ -259,6 +264,7 @@ fn getset(context: &mut Context<'_>, args: &Args) {
             return;
         }
     }
+    context.store.count_lookups(false);
     store_string(context, key, args.get(2).to_vec(), 0);
 }
 

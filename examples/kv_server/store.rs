@@ -368,8 +368,10 @@ impl Store {
     /// Whether the command about to run counts its lookups in INFO's
     /// `keyspace_hits` and `keyspace_misses`: a command that does not
     /// write does, as Redis counts `lookupKeyRead` and not
-    /// `lookupKeyWrite`. (Redis also counts the sources a few writes read,
-    /// `SUNIONSTORE`'s say; these do not count here.)
+    /// `lookupKeyWrite`. A write that Redis reads a key of as a read
+    /// (GETDEL, GETEX, GETSET, SET with GET, COPY's source, the sources
+    /// of SINTERSTORE, SUNIONSTORE and SDIFFSTORE) turns counting on
+    /// around that lookup.
     pub fn count_lookups(&mut self, counted: bool) {
         self.lookups_counted = counted;
     }
