@@ -22,7 +22,7 @@
 # CPU per request is then the figure that tells them apart. The rate is
 # the run's last row (LRANGE_* start with a fill of their own, an LPUSH
 # row), and the CPU is the whole run's, fill included, the same for every
-# server.
+# server. Needs perf (linux-tools), redis-benchmark and redis-server.
 #
 #   bash benches/scripts/kv_pair.sh ROUNDS TEST REQUESTS SERVER...
 #
