@@ -2501,6 +2501,8 @@ const STORM_TEMPLATES: &[&str] = &[
     "ZREM Z M",
     "ZPOPMIN Z N",
     "ZPOPMAX Z",
+    "ZREMRANGEBYSCORE Z S S",
+    "ZREMRANGEBYRANK Z N N",
     "ZADD A S M",
     "INCR A",
     "GET A",

@@ -257,6 +257,13 @@ def zsets(r):
     check(r.exists("z"), 0)
     check(r.zadd("z", {"m": 1}, incr=True), 1.0)
     check(dict(r.zscan_iter("z")), {b"m": 1.0})
+    # A sliding window, as rate limiters keep one: drop what is older
+    # than the window, then count what is left.
+    check(r.zadd("w", {"t1": 100, "t2": 150, "t3": 200, "t4": 250}), 4)
+    check(r.zremrangebyscore("w", "-inf", "(150"), 1)
+    check(r.zcount("w", 150, "+inf"), 3)
+    check(r.zremrangebyrank("w", 0, -2), 2)
+    check(r.zrange("w", 0, -1, withscores=True), [(b"t4", 250.0)])
 
 
 def transactions(r):

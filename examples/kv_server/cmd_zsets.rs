@@ -1,13 +1,15 @@
 //! Sorted sets: ZADD (NX, XX, GT, LT, CH, INCR), ZINCRBY, ZSCORE, ZMSCORE,
 //! ZCARD, ZREM, ZPOPMIN, ZPOPMAX, ZRANGE (by index or BYSCORE, REV, LIMIT,
 //! WITHSCORES), ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANK,
-//! ZREVRANK, ZCOUNT, ZSCAN, ZMPOP, and the blocking pops BZPOPMIN,
+//! ZREVRANK, ZCOUNT, ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZSCAN, ZMPOP, and
+//! the blocking pops BZPOPMIN,
 //! BZPOPMAX and BZMPOP (on the lists' blocking machinery, `cmd_lists.rs`:
 //! a served pop is logged as the ZPOPMIN or ZPOPMAX it amounts to, as
 //! Redis propagates it).
 //!
 //! Ranges by index walk the (score, member) B-tree from its nearer end:
-//! O(offset + count), where Redis's skiplist is O(log n + count).
+//! O(offset + count), where Redis's skiplist is O(log n + count). Ranges
+//! by score start with a B-tree search: O(log n + count).
 
 use std::ops::Bound;
 
@@ -37,6 +39,8 @@ pub const COMMANDS: &[Command] = &[
     command("zrank", 3, READONLY | FAST, [1, 1, 1], zrank),
     command("zrevrank", 3, READONLY | FAST, [1, 1, 1], zrank),
     command("zcount", 4, READONLY | FAST, [1, 1, 1], zcount),
+    command("zremrangebyscore", 4, WRITE, [1, 1, 1], zremrange),
+    command("zremrangebyrank", 4, WRITE, [1, 1, 1], zremrange),
     command("zscan", -3, READONLY, [1, 1, 1], zscan),
     command("zmpop", -4, WRITE, [0, 0, 0], zmpop),
     command("bzpopmin", -3, WRITE | FAST | BLOCKING, [1, -2, 1], bzpop),
@@ -429,31 +433,29 @@ fn zpop(context: &mut Context<'_>, args: &Args) {
 }
 
 /// A ZRANGE by score bound: `(x` is exclusive, `-inf`/`+inf` work.
+/// A score bound of ZRANGEBYSCORE, ZCOUNT and ZREMRANGEBYSCORE: `(` for
+/// an exclusive one, then a number as Redis's `zslParseRange` reads it
+/// with `strtod`, which is looser than the `string2d` of scores: leading
+/// blanks are skipped, and an empty number is 0 (`(` alone is `(0`).
+/// Hexadecimal numbers, which `strtod` also takes, are refused here.
 fn parse_bound(text: &[u8]) -> Option<Bound<f64>> {
     let (exclusive, number) = match text.split_first() {
         Some((b'(', rest)) => (true, rest),
         _ => (false, text),
     };
-    let value = parse_double(number)?;
+    let value = if number.is_empty() {
+        0.0
+    } else {
+        let start = number
+            .iter()
+            .position(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))?;
+        parse_double(&number[start..])?
+    };
     Some(if exclusive {
         Bound::Excluded(value)
     } else {
         Bound::Included(value)
     })
-}
-
-fn within(score: f64, min: Bound<f64>, max: Bound<f64>) -> bool {
-    let above = match min {
-        Bound::Included(min) => score >= min,
-        Bound::Excluded(min) => score > min,
-        Bound::Unbounded => true,
-    };
-    let below = match max {
-        Bound::Included(max) => score <= max,
-        Bound::Excluded(max) => score < max,
-        Bound::Unbounded => true,
-    };
-    above && below
 }
 
 /// What a ZRANGE-family command asks.
@@ -524,10 +526,11 @@ fn zrange(context: &mut Context<'_>, args: &Args) {
         };
         let (offset, count) = request.limit.unwrap_or((0, -1));
         if let (Some(zset), true) = (zset, offset >= 0) {
+            let range = zset.range_by_score(min, max);
             let iter: Box<dyn Iterator<Item = (&[u8], f64)>> = if request.rev {
-                Box::new(zset.iter().rev())
+                Box::new(range.rev())
             } else {
-                Box::new(zset.iter())
+                Box::new(range)
             };
             let taken = if count < 0 {
                 usize::MAX
@@ -535,7 +538,6 @@ fn zrange(context: &mut Context<'_>, args: &Args) {
                 count as usize
             };
             members = iter
-                .filter(|(_, score)| within(*score, min, max))
                 .skip(offset as usize)
                 .take(taken)
                 .map(|(member, score)| (member.to_vec(), score))
@@ -612,12 +614,85 @@ fn zcount(context: &mut Context<'_>, args: &Args) {
     let Ok(zset) = read(context, args.get(1)) else {
         return;
     };
-    let count = zset.map_or(0, |zset| {
-        zset.iter()
-            .filter(|(_, score)| within(*score, min, max))
-            .count()
-    });
+    let count = zset.map_or(0, |zset| zset.range_by_score(min, max).count());
     context.reply.int(count as i64);
+}
+
+/// ZREMRANGEBYSCORE key min max, and ZREMRANGEBYRANK key start stop:
+/// logged as they came (their effect depends only on the state), and only
+/// when they remove something, as Redis propagates them.
+fn zremrange(context: &mut Context<'_>, args: &Args) {
+    let by_rank = is_option(args, 0, "zremrangebyrank");
+    // The range is parsed before the key is looked up, as in Redis: a bad
+    // range is its error even on a key of another type.
+    let range = if by_rank {
+        let Some(start) = parse_i64(&mut context.reply, args.get(2)) else {
+            return;
+        };
+        let Some(stop) = parse_i64(&mut context.reply, args.get(3)) else {
+            return;
+        };
+        ZRemRange::Rank(start, stop)
+    } else {
+        let (Some(min), Some(max)) = (parse_bound(args.get(2)), parse_bound(args.get(3))) else {
+            context.reply.error(b"ERR min or max is not a float");
+            return;
+        };
+        ZRemRange::Score(min, max)
+    };
+    let key = args.get(1);
+    let Ok(zset) = read(context, key) else {
+        return;
+    };
+    let Some(zset) = zset else {
+        context.reply.int(0);
+        return;
+    };
+    let doomed: Vec<Vec<u8>> = match range {
+        ZRemRange::Score(min, max) => zset
+            .range_by_score(min, max)
+            .map(|(member, _)| member.to_vec())
+            .collect(),
+        ZRemRange::Rank(start, stop) => match clip_range(start, stop, zset.len()) {
+            // From the nearer end: O(distance + count) on the B-tree.
+            Some((low, high)) if low > zset.len() - 1 - high => zset
+                .iter()
+                .rev()
+                .skip(zset.len() - 1 - high)
+                .take(high - low + 1)
+                .map(|(member, _)| member.to_vec())
+                .collect(),
+            Some((low, high)) => zset
+                .iter()
+                .skip(low)
+                .take(high - low + 1)
+                .map(|(member, _)| member.to_vec())
+                .collect(),
+            None => Vec::new(),
+        },
+    };
+    if doomed.is_empty() {
+        context.reply.int(0);
+        return;
+    }
+    context.log_args(args);
+    let zset = context
+        .store
+        .get_zset_mut(key)
+        .expect("type checked")
+        .expect("exists");
+    for member in &doomed {
+        let removed = zset.remove(member);
+        assert!(removed.is_some());
+    }
+    context.store.remove_if_empty(key);
+    context.reply.int(doomed.len() as i64);
+}
+
+/// What ZREMRANGEBYRANK and ZREMRANGEBYSCORE remove.
+enum ZRemRange {
+    Rank(i64, i64),
+    Score(Bound<f64>, Bound<f64>),
 }
 
 fn zscan(context: &mut Context<'_>, args: &Args) {

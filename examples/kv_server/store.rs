@@ -29,6 +29,7 @@
 //! replayed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
 
 use ringio::IO;
 
@@ -130,6 +131,42 @@ impl ZSet {
             .map(|(score, member)| (member.as_slice(), score.0))
     }
 
+    /// Members with scores between `min` and `max`, in order of (score,
+    /// member): O(log n) to the first, as ZRANGEBYSCORE and ZCOUNT need,
+    /// where a walk from the lowest would be O(n) for a range at the top.
+    pub fn range_by_score(
+        &self,
+        min: Bound<f64>,
+        max: Bound<f64>,
+    ) -> impl DoubleEndedIterator<Item = (&[u8], f64)> + '_ {
+        // Every (score, member) bound as one on (score, empty member),
+        // the least member of a score: an exclusive score bound becomes an
+        // inclusive one on the next float up. NaN never gets here.
+        let least = |score: f64| (Score(score), Vec::new());
+        let start = match min {
+            Bound::Included(score) => Some(Bound::Included(least(score))),
+            Bound::Excluded(score) if score == f64::INFINITY => None,
+            Bound::Excluded(score) => Some(Bound::Included(least(next_up(score)))),
+            Bound::Unbounded => Some(Bound::Unbounded),
+        };
+        let end = match max {
+            Bound::Included(score) if score == f64::INFINITY => Some(Bound::Unbounded),
+            Bound::Included(score) => Some(Bound::Excluded(least(next_up(score)))),
+            Bound::Excluded(score) => Some(Bound::Excluded(least(score))),
+            Bound::Unbounded => Some(Bound::Unbounded),
+        };
+        // `BTreeSet::range` panics on a start past its end: such a range
+        // (min above max, say) is empty.
+        let range = match (start, end) {
+            (Some(start), Some(end)) if !bounds_cross(&start, &end) => Some((start, end)),
+            _ => None,
+        };
+        range
+            .into_iter()
+            .flat_map(|range| self.order.range(range))
+            .map(|(score, member)| (member.as_slice(), score.0))
+    }
+
     /// The 0-based rank of `member`: O(rank), since the order is a B-tree
     /// without subtree counts.
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
@@ -140,6 +177,31 @@ impl ZSet {
     /// The members by name, for ZSCAN.
     pub fn by_member(&self) -> &KeyMap<f64> {
         &self.scores
+    }
+}
+
+/// The least float above `x` (for the infinity, itself): `f64::next_up`,
+/// which is newer than this crate's minimum Rust (1.86 against 1.80).
+fn next_up(x: f64) -> f64 {
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x == 0.0 {
+        // Either zero: the least positive subnormal.
+        return f64::from_bits(1);
+    }
+    let bits = x.to_bits();
+    f64::from_bits(if x > 0.0 { bits + 1 } else { bits - 1 })
+}
+
+/// Whether the range from `start` to `end` is one that `BTreeSet::range`
+/// refuses: start after end, or both at one key with either excluded.
+fn bounds_cross<T: Ord>(start: &Bound<T>, end: &Bound<T>) -> bool {
+    match (start, end) {
+        (Bound::Included(start), Bound::Included(end)) => start > end,
+        (Bound::Included(start) | Bound::Excluded(start), Bound::Excluded(end))
+        | (Bound::Excluded(start), Bound::Included(end)) => start >= end,
+        _ => false,
     }
 }
 
@@ -662,6 +724,100 @@ impl Store {
                 ..
             }) => Ok(Some(value)),
             Some(_) => Err(WrongType),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Whether `score` is within the bounds, as Redis's `zslValueGteMin`
+    /// and `zslValueLteMax` read them: the model `range_by_score` is
+    /// checked against.
+    fn within(score: f64, min: Bound<f64>, max: Bound<f64>) -> bool {
+        let above = match min {
+            Bound::Included(min) => score >= min,
+            Bound::Excluded(min) => score > min,
+            Bound::Unbounded => true,
+        };
+        let below = match max {
+            Bound::Included(max) => score <= max,
+            Bound::Excluded(max) => score < max,
+            Bound::Unbounded => true,
+        };
+        above && below
+    }
+
+    /// Scores that meet at the edges: equal scores, both zeros, the
+    /// infinities, neighbouring floats.
+    fn score() -> impl Strategy<Value = f64> {
+        prop::sample::select(vec![
+            f64::NEG_INFINITY,
+            -2.5,
+            -1.0,
+            -0.0,
+            0.0,
+            f64::from_bits(1),
+            1.0,
+            next_up(1.0),
+            2.0,
+            f64::MAX,
+            f64::INFINITY,
+        ])
+    }
+
+    fn bound() -> impl Strategy<Value = Bound<f64>> {
+        prop_oneof![
+            score().prop_map(Bound::Included),
+            score().prop_map(Bound::Excluded),
+            Just(Bound::Unbounded),
+        ]
+    }
+
+    #[test]
+    fn next_up_is_the_next_float() {
+        assert_eq!(next_up(1.0), 1.0 + f64::EPSILON);
+        assert_eq!(next_up(-0.0), f64::from_bits(1));
+        assert_eq!(next_up(0.0), f64::from_bits(1));
+        assert_eq!(next_up(-f64::from_bits(1)), 0.0);
+        assert_eq!(next_up(f64::NEG_INFINITY), f64::MIN);
+        assert_eq!(next_up(f64::MAX), f64::INFINITY);
+        assert_eq!(next_up(f64::INFINITY), f64::INFINITY);
+        assert_eq!(next_up(-1.0), -1.0 + f64::EPSILON / 2.0);
+    }
+
+    proptest! {
+        /// `range_by_score` gives exactly the members a filter of the
+        /// whole set by score keeps, in the same order, forwards and back.
+        #[test]
+        fn range_by_score_is_the_filter_of_the_whole_set(
+            members in prop::collection::vec((0u8..24, score()), 0..40),
+            min in bound(),
+            max in bound(),
+        ) {
+            let mut zset = ZSet::default();
+            for (member, score) in &members {
+                zset.insert(&[b'm', *member], *score);
+            }
+            let filtered: Vec<(Vec<u8>, f64)> = zset
+                .iter()
+                .filter(|(_, score)| within(*score, min, max))
+                .map(|(member, score)| (member.to_vec(), score))
+                .collect();
+            let ranged: Vec<(Vec<u8>, f64)> = zset
+                .range_by_score(min, max)
+                .map(|(member, score)| (member.to_vec(), score))
+                .collect();
+            prop_assert_eq!(&ranged, &filtered);
+            let mut backwards: Vec<(Vec<u8>, f64)> = zset
+                .range_by_score(min, max)
+                .rev()
+                .map(|(member, score)| (member.to_vec(), score))
+                .collect();
+            backwards.reverse();
+            prop_assert_eq!(&backwards, &filtered);
         }
     }
 }
