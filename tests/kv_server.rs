@@ -2503,6 +2503,9 @@ const STORM_TEMPLATES: &[&str] = &[
     "ZPOPMAX Z",
     "ZREMRANGEBYSCORE Z S S",
     "ZREMRANGEBYRANK Z N N",
+    "ZUNIONSTORE Z 2 Z A WEIGHTS S S",
+    "ZINTERSTORE Z 2 Z T AGGREGATE MAX",
+    "ZDIFFSTORE Z 2 A Z",
     "ZADD A S M",
     "INCR A",
     "GET A",
@@ -3721,6 +3724,11 @@ fn keyspace_hits_and_misses_count_reads_as_redis_does() {
         ("sdiffstore d2 s1 nope", 1, 1),
         ("sunion s1 nope", 1, 1),
         ("smove s1 s2 a", 0, 0),
+        ("zadd zz 1 a", 0, 0),
+        ("zunionstore zo 2 zz nope", 1, 1),
+        ("zinter 2 zz zz", 2, 0),
+        ("zdiffstore zo 1 zz", 1, 0),
+        ("zremrangebyscore zz 5 6", 0, 0),
     ];
     for &(command, hits, misses) in expected {
         let (hits_before, misses_before) = counts(&mut client);

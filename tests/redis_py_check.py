@@ -264,6 +264,17 @@ def zsets(r):
     check(r.zcount("w", 150, "+inf"), 3)
     check(r.zremrangebyrank("w", 0, -2), 2)
     check(r.zrange("w", 0, -1, withscores=True), [(b"t4", 250.0)])
+    # Leaderboards merged: weights, aggregates, sets as sources.
+    check(r.zadd("week1", {"ann": 10, "bob": 20}), 2)
+    check(r.zadd("week2", {"bob": 5, "cy": 7}), 2)
+    check(r.sadd("bonus", "cy"), 1)
+    check(r.zunionstore("total", {"week1": 2, "week2": 1}), 3)
+    check(r.zrange("total", 0, -1, withscores=True), [(b"cy", 7.0), (b"ann", 20.0), (b"bob", 45.0)])
+    check(r.zinter(["week1", "week2"], aggregate="MAX", withscores=True), [(b"bob", 20.0)])
+    check(r.zunion(["week2", "bonus"], withscores=True), [(b"bob", 5.0), (b"cy", 8.0)])
+    check(r.zdiff(["week1", "week2"]), [b"ann"])
+    check(r.zinterstore("both", ["week1", "week2"], aggregate="MIN"), 1)
+    check(r.zscore("both", "bob"), 5.0)
 
 
 def transactions(r):
