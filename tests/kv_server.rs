@@ -2506,6 +2506,7 @@ const STORM_TEMPLATES: &[&str] = &[
     "ZUNIONSTORE Z 2 Z A WEIGHTS S S",
     "ZINTERSTORE Z 2 Z T AGGREGATE MAX",
     "ZDIFFSTORE Z 2 A Z",
+    "ZREMRANGEBYLEX Z - +",
     "ZADD A S M",
     "INCR A",
     "GET A",

@@ -275,6 +275,14 @@ def zsets(r):
     check(r.zdiff(["week1", "week2"]), [b"ann"])
     check(r.zinterstore("both", ["week1", "week2"], aggregate="MIN"), 1)
     check(r.zscore("both", "bob"), 5.0)
+    # Autocomplete: one score, ranges by prefix.
+    check(r.zadd("names", {"alice": 0, "alfred": 0, "bob": 0, "alvin": 0}), 4)
+    check(r.zrangebylex("names", "[al", "(am"), [b"alfred", b"alice", b"alvin"])
+    check(r.zrevrangebylex("names", "+", "[b", start=0, num=1), [b"bob"])
+    check(r.zlexcount("names", "-", "+"), 4)
+    check(r.zrange("names", "[alf", "[alice", bylex=True), [b"alfred", b"alice"])
+    check(r.zremrangebylex("names", "[a", "(b"), 3)
+    check(r.zrange("names", 0, -1), [b"bob"])
 
 
 def transactions(r):

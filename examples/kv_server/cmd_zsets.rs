@@ -1,7 +1,9 @@
 //! Sorted sets: ZADD (NX, XX, GT, LT, CH, INCR), ZINCRBY, ZSCORE, ZMSCORE,
 //! ZCARD, ZREM, ZPOPMIN, ZPOPMAX, ZRANGE (by index or BYSCORE, REV, LIMIT,
 //! WITHSCORES), ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANK,
-//! ZREVRANK, ZCOUNT, ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZUNION, ZINTER,
+//! ZREVRANK, ZCOUNT, the lexicographic ranges (ZRANGEBYLEX,
+//! ZREVRANGEBYLEX, ZRANGE ... BYLEX, ZLEXCOUNT, ZREMRANGEBYLEX),
+//! ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZUNION, ZINTER,
 //! ZDIFF and their STORE forms (WEIGHTS, AGGREGATE, WITHSCORES), ZSCAN,
 //! ZMPOP, and the blocking pops BZPOPMIN,
 //! BZPOPMAX and BZMPOP (on the lists' blocking machinery, `cmd_lists.rs`:
@@ -42,6 +44,10 @@ pub const COMMANDS: &[Command] = &[
     command("zcount", 4, READONLY | FAST, [1, 1, 1], zcount),
     command("zremrangebyscore", 4, WRITE, [1, 1, 1], zremrange),
     command("zremrangebyrank", 4, WRITE, [1, 1, 1], zremrange),
+    command("zremrangebylex", 4, WRITE, [1, 1, 1], zremrange),
+    command("zrangebylex", -4, READONLY, [1, 1, 1], zrange),
+    command("zrevrangebylex", -4, READONLY, [1, 1, 1], zrange),
+    command("zlexcount", 4, READONLY | FAST, [1, 1, 1], zlexcount),
     command("zunion", -3, READONLY, [0, 0, 0], zcombine),
     command("zinter", -3, READONLY, [0, 0, 0], zcombine),
     command("zdiff", -3, READONLY, [0, 0, 0], zcombine),
@@ -465,117 +471,344 @@ fn parse_bound(text: &[u8]) -> Option<Bound<f64>> {
     })
 }
 
-/// What a ZRANGE-family command asks.
-struct RangeRequest {
-    by_score: bool,
-    rev: bool,
-    with_scores: bool,
-    limit: Option<(i64, i64)>,
+/// How a ZRANGE-family command reads its range.
+#[derive(Clone, Copy, PartialEq)]
+enum RangeKind {
+    Rank,
+    Score,
+    Lex,
 }
 
+/// What a ZRANGE-family command asks.
+struct RangeRequest {
+    kind: RangeKind,
+    rev: bool,
+    with_scores: bool,
+    /// LIMIT's offset and count; a count of -1 is no limit, as in Redis.
+    limit: (i64, i64),
+}
+
+/// The options after key, min and max, as Redis 7.0's
+/// `zrangeGenericCommand` reads them: ZRANGE takes BYSCORE or BYLEX once,
+/// and REV once; the other names fix both.
 fn parse_range(context: &mut Context<'_>, args: &Args) -> Option<RangeRequest> {
     let name = args.get(0).to_ascii_lowercase();
-    let mut request = RangeRequest {
-        by_score: name.ends_with(b"byscore"),
-        rev: name.starts_with(b"zrev"),
-        with_scores: false,
-        limit: None,
+    let (mut kind, mut rev) = match name.as_slice() {
+        b"zrevrange" => (Some(RangeKind::Rank), Some(true)),
+        b"zrangebyscore" => (Some(RangeKind::Score), Some(false)),
+        b"zrevrangebyscore" => (Some(RangeKind::Score), Some(true)),
+        b"zrangebylex" => (Some(RangeKind::Lex), Some(false)),
+        b"zrevrangebylex" => (Some(RangeKind::Lex), Some(true)),
+        _ => (None, None),
     };
-    let generic = name == b"zrange";
+    let mut with_scores = false;
+    let mut limit = (0, -1);
     let mut index = 4;
     while index < args.len() {
         if is_option(args, index, "withscores") {
-            request.with_scores = true;
+            with_scores = true;
         } else if is_option(args, index, "limit") && index + 2 < args.len() {
             let offset = parse_i64(&mut context.reply, args.get(index + 1))?;
             let count = parse_i64(&mut context.reply, args.get(index + 2))?;
-            request.limit = Some((offset, count));
+            limit = (offset, count);
             index += 2;
-        } else if generic && is_option(args, index, "byscore") {
-            request.by_score = true;
-        } else if generic && is_option(args, index, "rev") {
-            request.rev = true;
+        } else if rev.is_none() && is_option(args, index, "rev") {
+            rev = Some(true);
+        } else if kind.is_none() && is_option(args, index, "bylex") {
+            kind = Some(RangeKind::Lex);
+        } else if kind.is_none() && is_option(args, index, "byscore") {
+            kind = Some(RangeKind::Score);
         } else {
             context.reply.error(SYNTAX);
             return None;
         }
         index += 1;
     }
-    if request.limit.is_some() && !request.by_score {
+    let kind = kind.unwrap_or(RangeKind::Rank);
+    if limit.1 != -1 && kind == RangeKind::Rank {
         context.reply.error(
             b"ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
         );
         return None;
     }
-    Some(request)
+    if with_scores && kind == RangeKind::Lex {
+        context
+            .reply
+            .error(b"ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+        return None;
+    }
+    Some(RangeRequest {
+        kind,
+        rev: rev.unwrap_or(false),
+        with_scores,
+        limit,
+    })
 }
 
-/// ZRANGE, ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE.
+/// ZRANGE, ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANGEBYLEX,
+/// ZREVRANGEBYLEX: the range is parsed (its errors first), then the key
+/// looked up.
 fn zrange(context: &mut Context<'_>, args: &Args) {
     let Some(request) = parse_range(context, args) else {
         return;
     };
+    // The reverse forms give max first.
     let (first, second) = (args.get(2), args.get(3));
+    let (low, high) = if request.rev && request.kind != RangeKind::Rank {
+        (second, first)
+    } else {
+        (first, second)
+    };
     let mut members: Vec<(Vec<u8>, f64)> = Vec::new();
-    if request.by_score {
-        // ZREVRANGEBYSCORE and ZRANGE ... BYSCORE REV give max first.
-        let (min, max) = if request.rev {
-            (second, first)
-        } else {
-            (first, second)
-        };
-        let (Some(min), Some(max)) = (parse_bound(min), parse_bound(max)) else {
-            context.reply.error(b"ERR min or max is not a float");
-            return;
-        };
-        let Ok(zset) = read(context, args.get(1)) else {
-            return;
-        };
-        let (offset, count) = request.limit.unwrap_or((0, -1));
-        if let (Some(zset), true) = (zset, offset >= 0) {
-            let range = zset.range_by_score(min, max);
-            let iter: Box<dyn Iterator<Item = (&[u8], f64)>> = if request.rev {
-                Box::new(range.rev())
-            } else {
-                Box::new(range)
-            };
-            let taken = if count < 0 {
-                usize::MAX
-            } else {
-                count as usize
-            };
-            members = iter
-                .skip(offset as usize)
+    let (offset, count) = request.limit;
+    // Redis skips a negative offset's worth of members without end.
+    let taken = usize::try_from(count).unwrap_or(usize::MAX);
+    let collect = |iter: Box<dyn Iterator<Item = (&[u8], f64)> + '_>| -> Vec<(Vec<u8>, f64)> {
+        match usize::try_from(offset) {
+            Ok(offset) => iter
+                .skip(offset)
                 .take(taken)
                 .map(|(member, score)| (member.to_vec(), score))
-                .collect();
+                .collect(),
+            Err(_) => Vec::new(),
         }
-    } else {
-        let Some(start) = parse_i64(&mut context.reply, first) else {
-            return;
-        };
-        let Some(stop) = parse_i64(&mut context.reply, second) else {
-            return;
-        };
-        let Ok(zset) = read(context, args.get(1)) else {
-            return;
-        };
-        if let Some(zset) = zset {
-            if let Some((low, high)) = clip_range(start, stop, zset.len()) {
-                let iter: Box<dyn Iterator<Item = (&[u8], f64)>> = if request.rev {
-                    Box::new(zset.iter().rev())
+    };
+    match request.kind {
+        RangeKind::Score => {
+            let (Some(min), Some(max)) = (parse_bound(low), parse_bound(high)) else {
+                context.reply.error(b"ERR min or max is not a float");
+                return;
+            };
+            let Ok(zset) = read(context, args.get(1)) else {
+                return;
+            };
+            if let Some(zset) = zset {
+                let range = zset.range_by_score(min, max);
+                members = collect(if request.rev {
+                    Box::new(range.rev())
                 } else {
-                    Box::new(zset.iter())
-                };
-                members = iter
-                    .skip(low)
-                    .take(high - low + 1)
-                    .map(|(member, score)| (member.to_vec(), score))
-                    .collect();
+                    Box::new(range)
+                });
+            }
+        }
+        RangeKind::Lex => {
+            let Some((min, max)) = parse_lex_range(context, low, high) else {
+                return;
+            };
+            let Ok(zset) = read(context, args.get(1)) else {
+                return;
+            };
+            if let Some(zset) = zset {
+                members = collect(lex_range(zset, &min, &max, request.rev));
+            }
+        }
+        RangeKind::Rank => {
+            let Some(start) = parse_i64(&mut context.reply, low) else {
+                return;
+            };
+            let Some(stop) = parse_i64(&mut context.reply, high) else {
+                return;
+            };
+            let Ok(zset) = read(context, args.get(1)) else {
+                return;
+            };
+            if let Some(zset) = zset {
+                if let Some((low, high)) = clip_range(start, stop, zset.len()) {
+                    let iter: Box<dyn Iterator<Item = (&[u8], f64)>> = if request.rev {
+                        Box::new(zset.iter().rev())
+                    } else {
+                        Box::new(zset.iter())
+                    };
+                    members = iter
+                        .skip(low)
+                        .take(high - low + 1)
+                        .map(|(member, score)| (member.to_vec(), score))
+                        .collect();
+                }
             }
         }
     }
     reply_range(&mut context.reply, &members, request.with_scores);
+}
+
+/// One end of a lexicographic range: `-` and `+` (below and above every
+/// member), or `[member` and `(member`, as Redis's
+/// `zslParseLexRangeItem` reads them.
+#[derive(Clone, Debug, PartialEq)]
+enum LexBound {
+    Least,
+    Greatest,
+    Member { member: Vec<u8>, exclusive: bool },
+}
+
+fn parse_lex_bound(text: &[u8]) -> Option<LexBound> {
+    match text.split_first() {
+        Some((b'-', [])) => Some(LexBound::Least),
+        Some((b'+', [])) => Some(LexBound::Greatest),
+        Some((b'[', member)) => Some(LexBound::Member {
+            member: member.to_vec(),
+            exclusive: false,
+        }),
+        Some((b'(', member)) => Some(LexBound::Member {
+            member: member.to_vec(),
+            exclusive: true,
+        }),
+        _ => None,
+    }
+}
+
+/// Both ends, or Redis's error for either.
+fn parse_lex_range(
+    context: &mut Context<'_>,
+    min: &[u8],
+    max: &[u8],
+) -> Option<(LexBound, LexBound)> {
+    match (parse_lex_bound(min), parse_lex_bound(max)) {
+        (Some(min), Some(max)) => Some((min, max)),
+        _ => {
+            context
+                .reply
+                .error(b"ERR min or max not valid string range item");
+            None
+        }
+    }
+}
+
+/// `member` against a bound's string, as Redis's `sdscmplex`: `-` below
+/// everything, `+` above.
+fn compare_lex(member: &[u8], bound: &LexBound) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match bound {
+        LexBound::Least => Ordering::Greater,
+        LexBound::Greatest => Ordering::Less,
+        LexBound::Member { member: other, .. } => member.cmp(other.as_slice()),
+    }
+}
+
+fn lex_at_least(member: &[u8], min: &LexBound) -> bool {
+    let exclusive = !matches!(
+        min,
+        LexBound::Member {
+            exclusive: false,
+            ..
+        }
+    );
+    let ordering = compare_lex(member, min);
+    ordering.is_gt() || (!exclusive && ordering.is_eq())
+}
+
+fn lex_at_most(member: &[u8], max: &LexBound) -> bool {
+    let exclusive = !matches!(
+        max,
+        LexBound::Member {
+            exclusive: false,
+            ..
+        }
+    );
+    let ordering = compare_lex(member, max);
+    ordering.is_lt() || (!exclusive && ordering.is_eq())
+}
+
+/// Whether no member can be in the range (min above max, or both at one
+/// string with either end exclusive): Redis's first check.
+fn lex_range_is_empty(min: &LexBound, max: &LexBound) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match (min, max) {
+        (LexBound::Least, LexBound::Least) | (LexBound::Greatest, LexBound::Greatest) => {
+            Ordering::Equal
+        }
+        (LexBound::Least, _) | (_, LexBound::Greatest) => Ordering::Less,
+        (LexBound::Greatest, _) | (_, LexBound::Least) => Ordering::Greater,
+        (LexBound::Member { member: low, .. }, LexBound::Member { member: high, .. }) => {
+            low.cmp(high)
+        }
+    };
+    // `-` and `+` are exclusive ends.
+    let exclusive = |bound: &LexBound| {
+        !matches!(
+            bound,
+            LexBound::Member {
+                exclusive: false,
+                ..
+            }
+        )
+    };
+    ordering.is_gt() || (ordering.is_eq() && (exclusive(min) || exclusive(max)))
+}
+
+/// The members in a lexicographic range, from the lowest (or, `rev`, the
+/// highest). Redis defines these ranges for a set whose members all have
+/// one score, where the (score, member) order is the members' order:
+/// there the range starts with a B-tree search, O(log n + count). For
+/// mixed scores Redis leaves the result unspecified; this gives what its
+/// listpack encoding gives, a walk in (score, member) order from the
+/// first member at or above min while members stay at or below max (the
+/// reverse for `rev`), O(n).
+fn lex_range<'a>(
+    zset: &'a ZSet,
+    min: &LexBound,
+    max: &LexBound,
+    rev: bool,
+) -> Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a> {
+    let (first, last) = match (zset.iter().next(), zset.iter().next_back()) {
+        (Some(first), Some(last)) => (first, last),
+        _ => return Box::new(std::iter::empty()),
+    };
+    // Redis's `zslIsInLexRange`: the range is empty, or lies past either
+    // end.
+    if lex_range_is_empty(min, max) || !lex_at_least(last.0, min) || !lex_at_most(first.0, max) {
+        return Box::new(std::iter::empty());
+    }
+    let (min, max) = (min.clone(), max.clone());
+    if first.1 == last.1 {
+        let range = zset.range_by_member(first.1, lex_to_bound(&min), lex_to_bound(&max));
+        return if rev {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+    }
+    if rev {
+        Box::new(
+            zset.iter()
+                .rev()
+                .skip_while(move |(member, _)| !lex_at_most(member, &max))
+                .take_while(move |(member, _)| lex_at_least(member, &min)),
+        )
+    } else {
+        Box::new(
+            zset.iter()
+                .skip_while(move |(member, _)| !lex_at_least(member, &min))
+                .take_while(move |(member, _)| lex_at_most(member, &max)),
+        )
+    }
+}
+
+/// A lexicographic bound as a bound on members.
+fn lex_to_bound(bound: &LexBound) -> Bound<Vec<u8>> {
+    match bound {
+        LexBound::Least | LexBound::Greatest => Bound::Unbounded,
+        LexBound::Member {
+            member,
+            exclusive: false,
+        } => Bound::Included(member.clone()),
+        LexBound::Member {
+            member,
+            exclusive: true,
+        } => Bound::Excluded(member.clone()),
+    }
+}
+
+/// ZLEXCOUNT key min max.
+fn zlexcount(context: &mut Context<'_>, args: &Args) {
+    let Some((min, max)) = parse_lex_range(context, args.get(2), args.get(3)) else {
+        return;
+    };
+    let Ok(zset) = read(context, args.get(1)) else {
+        return;
+    };
+    let count = zset.map_or(0, |zset| lex_range(zset, &min, &max, false).count());
+    context.reply.int(count as i64);
 }
 
 fn reply_range(reply: &mut Reply<'_>, members: &[(Vec<u8>, f64)], with_scores: bool) {
@@ -625,14 +858,20 @@ fn zcount(context: &mut Context<'_>, args: &Args) {
     context.reply.int(count as i64);
 }
 
-/// ZREMRANGEBYSCORE key min max, and ZREMRANGEBYRANK key start stop:
+/// ZREMRANGEBYSCORE key min max, ZREMRANGEBYLEX key min max, and
+/// ZREMRANGEBYRANK key start stop:
 /// logged as they came (their effect depends only on the state), and only
 /// when they remove something, as Redis propagates them.
 fn zremrange(context: &mut Context<'_>, args: &Args) {
     let by_rank = is_option(args, 0, "zremrangebyrank");
     // The range is parsed before the key is looked up, as in Redis: a bad
     // range is its error even on a key of another type.
-    let range = if by_rank {
+    let range = if is_option(args, 0, "zremrangebylex") {
+        let Some((min, max)) = parse_lex_range(context, args.get(2), args.get(3)) else {
+            return;
+        };
+        ZRemRange::Lex(min, max)
+    } else if by_rank {
         let Some(start) = parse_i64(&mut context.reply, args.get(2)) else {
             return;
         };
@@ -658,6 +897,9 @@ fn zremrange(context: &mut Context<'_>, args: &Args) {
     let doomed: Vec<Vec<u8>> = match range {
         ZRemRange::Score(min, max) => zset
             .range_by_score(min, max)
+            .map(|(member, _)| member.to_vec())
+            .collect(),
+        ZRemRange::Lex(min, max) => lex_range(zset, &min, &max, false)
             .map(|(member, _)| member.to_vec())
             .collect(),
         ZRemRange::Rank(start, stop) => match clip_range(start, stop, zset.len()) {
@@ -984,6 +1226,7 @@ fn combine_scored(
 enum ZRemRange {
     Rank(i64, i64),
     Score(Bound<f64>, Bound<f64>),
+    Lex(LexBound, LexBound),
 }
 
 fn zscan(context: &mut Context<'_>, args: &Args) {
@@ -1010,3 +1253,76 @@ fn zscan(context: &mut Context<'_>, args: &Args) {
 }
 
 const _: &[u8] = NOT_FLOAT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bound() -> impl Strategy<Value = LexBound> {
+        prop_oneof![
+            Just(LexBound::Least),
+            Just(LexBound::Greatest),
+            (prop::collection::vec(b'a'..b'e', 0..3), any::<bool>())
+                .prop_map(|(member, exclusive)| LexBound::Member { member, exclusive }),
+        ]
+    }
+
+    /// Redis's listpack walk (`zzlFirstInLexRange`, `zzlLastInLexRange`
+    /// and the loop after), written out over the (score, member) order.
+    fn model(zset: &ZSet, min: &LexBound, max: &LexBound, rev: bool) -> Vec<Vec<u8>> {
+        let all: Vec<Vec<u8>> = zset.iter().map(|(member, _)| member.to_vec()).collect();
+        let (Some(first), Some(last)) = (all.first(), all.last()) else {
+            return Vec::new();
+        };
+        if lex_range_is_empty(min, max) || !lex_at_least(last, min) || !lex_at_most(first, max) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if rev {
+            let Some(start) = all.iter().rposition(|member| lex_at_most(member, max)) else {
+                return out;
+            };
+            for member in all[..=start].iter().rev() {
+                if !lex_at_least(member, min) {
+                    break;
+                }
+                out.push(member.clone());
+            }
+        } else {
+            let Some(start) = all.iter().position(|member| lex_at_least(member, min)) else {
+                return out;
+            };
+            for member in &all[start..] {
+                if !lex_at_most(member, max) {
+                    break;
+                }
+                out.push(member.clone());
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// The B-tree search of a one-score set, and the walk of a set of
+        /// mixed scores, give what Redis's walk gives.
+        #[test]
+        fn lex_ranges_are_redis_walks(
+            members in prop::collection::vec((prop::collection::vec(b'a'..b'e', 0..3), 0u8..3), 0..20),
+            one_score in any::<bool>(),
+            score in prop::sample::select(vec![f64::NEG_INFINITY, 0.0, 1.5, f64::INFINITY]),
+            min in bound(),
+            max in bound(),
+            rev in any::<bool>(),
+        ) {
+            let mut zset = ZSet::default();
+            for (member, mixed) in &members {
+                zset.insert(member, if one_score { score } else { f64::from(*mixed) });
+            }
+            let got: Vec<Vec<u8>> = lex_range(&zset, &min, &max, rev)
+                .map(|(member, _)| member.to_vec())
+                .collect();
+            prop_assert_eq!(got, model(&zset, &min, &max, rev));
+        }
+    }
+}

@@ -167,6 +167,32 @@ impl ZSet {
             .map(|(score, member)| (member.as_slice(), score.0))
     }
 
+    /// Members of score `score` between `min` and `max`, in order: for a
+    /// set whose members all have that one score (the lexicographic
+    /// ranges), O(log n) to the first.
+    pub fn range_by_member(
+        &self,
+        score: f64,
+        min: Bound<Vec<u8>>,
+        max: Bound<Vec<u8>>,
+    ) -> impl DoubleEndedIterator<Item = (&[u8], f64)> + '_ {
+        let at = |bound: Bound<Vec<u8>>, least: bool| match bound {
+            Bound::Included(member) => Bound::Included((Score(score), member)),
+            Bound::Excluded(member) => Bound::Excluded((Score(score), member)),
+            // The score's least member is the empty one; past its greatest
+            // is the next score's least (none past the infinity).
+            Bound::Unbounded if least => Bound::Included((Score(score), Vec::new())),
+            Bound::Unbounded if score == f64::INFINITY => Bound::Unbounded,
+            Bound::Unbounded => Bound::Excluded((Score(next_up(score)), Vec::new())),
+        };
+        let (start, end) = (at(min, true), at(max, false));
+        let range = (!bounds_cross(&start, &end)).then_some((start, end));
+        range
+            .into_iter()
+            .flat_map(|range| self.order.range(range))
+            .map(|(score, member)| (member.as_slice(), score.0))
+    }
+
     /// The 0-based rank of `member`: O(rank), since the order is a B-tree
     /// without subtree counts.
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
