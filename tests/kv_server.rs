@@ -2507,6 +2507,7 @@ const STORM_TEMPLATES: &[&str] = &[
     "ZINTERSTORE Z 2 Z T AGGREGATE MAX",
     "ZDIFFSTORE Z 2 A Z",
     "ZREMRANGEBYLEX Z - +",
+    "ZRANGESTORE Z Z 0 N",
     "ZADD A S M",
     "INCR A",
     "GET A",
@@ -3730,6 +3731,10 @@ fn keyspace_hits_and_misses_count_reads_as_redis_does() {
         ("zinter 2 zz zz", 2, 0),
         ("zdiffstore zo 1 zz", 1, 0),
         ("zremrangebyscore zz 5 6", 0, 0),
+        ("zrangestore zo zz 0 -1", 1, 0),
+        ("zrangestore zo nope 0 -1", 0, 1),
+        ("zintercard 2 zz nope", 1, 1),
+        ("sintercard 2 s1 nope", 1, 1),
     ];
     for &(command, hits, misses) in expected {
         let (hits_before, misses_before) = counts(&mut client);

@@ -283,6 +283,12 @@ def zsets(r):
     check(r.zrange("names", "[alf", "[alice", bylex=True), [b"alfred", b"alice"])
     check(r.zremrangebylex("names", "[a", "(b"), 3)
     check(r.zrange("names", 0, -1), [b"bob"])
+    check(r.zrangestore("top2", "total", 0, 1, desc=True), 2)
+    check(r.zrange("top2", 0, -1), [b"ann", b"bob"])
+    check(r.zintercard(2, ["week1", "week2"]), 1)
+    check(r.sadd("tags1", "x", "y", "z"), 3)
+    check(r.sadd("tags2", "y", "z"), 2)
+    check(r.sintercard(2, ["tags1", "tags2"], limit=1), 1)
 
 
 def transactions(r):

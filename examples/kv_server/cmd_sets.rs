@@ -1,5 +1,6 @@
 //! Sets: SADD, SREM, SMEMBERS, SISMEMBER, SMISMEMBER, SCARD, SPOP,
-//! SRANDMEMBER, SINTER, SUNION, SDIFF and their STORE forms, SMOVE, SSCAN.
+//! SRANDMEMBER, SINTER, SUNION, SDIFF and their STORE forms, SINTERCARD,
+//! SMOVE, SSCAN.
 //!
 //! SINTER walks its smallest set and probes the others, so a huge set
 //! intersected with a small one costs the small one's size, in whatever
@@ -7,11 +8,11 @@
 
 use super::keys::{parse_scan, scan_map};
 use super::{
-    command, parse_count, parse_i64, Command, Context, DENYOOM, ELEMENTS_MAX, FAST, RANDOM,
-    READONLY, TOO_MANY_ELEMENTS, WRITE,
+    command, is_option, parse_count, parse_i64, Command, Context, DENYOOM, ELEMENTS_MAX, FAST,
+    RANDOM, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
 };
 use crate::keymap::HashedKey;
-use crate::resp::{self, Args};
+use crate::resp::{self, string_to_i64, Args};
 use crate::store::{Set, Value, WrongType};
 
 pub const COMMANDS: &[Command] = &[
@@ -26,6 +27,7 @@ pub const COMMANDS: &[Command] = &[
     command("sinter", -2, READONLY, [1, -1, 1], combine),
     command("sunion", -2, READONLY, [1, -1, 1], combine),
     command("sdiff", -2, READONLY, [1, -1, 1], combine),
+    command("sintercard", -3, READONLY, [0, 0, 0], sintercard),
     command("sinterstore", -3, WRITE | DENYOOM, [1, -1, 1], combine),
     command("sunionstore", -3, WRITE | DENYOOM, [1, -1, 1], combine),
     command("sdiffstore", -3, WRITE | DENYOOM, [1, -1, 1], combine),
@@ -335,6 +337,64 @@ fn compute(sets: &[Option<&Set>], operation: Operation) -> Vec<Vec<u8>> {
                 .collect()
         }
     }
+}
+
+/// SINTERCARD numkeys key [key ...] [LIMIT limit], as Redis 7.0's
+/// `sinterCardCommand`: numkeys and the options first, then the keys; the
+/// count stops at a LIMIT above 0.
+fn sintercard(context: &mut Context<'_>, args: &Args) {
+    let numkeys = match string_to_i64(args.get(1)) {
+        Some(numkeys) if numkeys >= 1 => numkeys as usize,
+        _ => return context.reply.error(b"ERR numkeys should be greater than 0"),
+    };
+    if numkeys > args.len() - 2 {
+        return context
+            .reply
+            .error(b"ERR Number of keys can't be greater than number of args");
+    }
+    let Some(limit) = parse_card_limit(context, args, 2 + numkeys) else {
+        return;
+    };
+    let keys: Vec<&[u8]> = (2..2 + numkeys).map(|index| args.get(index)).collect();
+    let Ok(sets) = gather(context, &keys) else {
+        return;
+    };
+    if sets.iter().any(Option::is_none) {
+        return context.reply.int(0);
+    }
+    let mut sets: Vec<&Set> = sets.into_iter().flatten().collect();
+    sets.sort_by_key(|set| set.len());
+    let (smallest, rest) = sets.split_first().expect("at least one key");
+    let in_all = smallest
+        .iter()
+        .filter(|(member, _)| rest.iter().all(|set| set.contains(member.bytes())));
+    let count = match limit {
+        0 => in_all.count(),
+        limit => in_all.take(limit).count(),
+    };
+    context.reply.int(count as i64);
+}
+
+/// The `LIMIT limit` options of SINTERCARD and ZINTERCARD from `index` on
+/// (0, no limit, if none; the last one counts), or the error replied.
+pub fn parse_card_limit(context: &mut Context<'_>, args: &Args, mut index: usize) -> Option<usize> {
+    let mut limit = 0;
+    while index < args.len() {
+        if is_option(args, index, "limit") && index + 1 < args.len() {
+            match string_to_i64(args.get(index + 1)) {
+                Some(value) if value >= 0 => limit = value as usize,
+                _ => {
+                    context.reply.error(b"ERR LIMIT can't be negative");
+                    return None;
+                }
+            }
+            index += 2;
+        } else {
+            context.reply.error(SYNTAX);
+            return None;
+        }
+    }
+    Some(limit)
 }
 
 /// SINTER, SUNION, SDIFF, and their STORE forms (logged as they came:

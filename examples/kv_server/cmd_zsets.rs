@@ -1,7 +1,7 @@
 //! Sorted sets: ZADD (NX, XX, GT, LT, CH, INCR), ZINCRBY, ZSCORE, ZMSCORE,
 //! ZCARD, ZREM, ZPOPMIN, ZPOPMAX, ZRANGE (by index or BYSCORE, REV, LIMIT,
 //! WITHSCORES), ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANK,
-//! ZREVRANK, ZCOUNT, the lexicographic ranges (ZRANGEBYLEX,
+//! ZREVRANK, ZCOUNT, ZRANGESTORE, ZINTERCARD, the lexicographic ranges (ZRANGEBYLEX,
 //! ZREVRANGEBYLEX, ZRANGE ... BYLEX, ZLEXCOUNT, ZREMRANGEBYLEX),
 //! ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZUNION, ZINTER,
 //! ZDIFF and their STORE forms (WEIGHTS, AGGREGATE, WITHSCORES), ZSCAN,
@@ -18,13 +18,14 @@ use std::ops::Bound;
 
 use super::keys::{parse_scan, scan_map};
 use super::lists::{parse_mpop, parse_timeout, unique_keys, Block, BlockOp, Mpop, Served};
+use super::sets::parse_card_limit;
 use super::{
     clip_range, command, is_option, parse_count, parse_i64, Command, Context, Reply, BLOCKING,
     DENYOOM, ELEMENTS_MAX, FAST, NOT_FLOAT, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
 };
 use crate::keymap::{HashedKey, KeyMap};
 use crate::resp::{self, parse_double, Args};
-use crate::store::{Set, Value, WrongType, ZSet};
+use crate::store::{Set, Store, Value, WrongType, ZSet};
 
 pub const COMMANDS: &[Command] = &[
     command("zadd", -4, WRITE | DENYOOM | FAST, [1, 1, 1], zadd),
@@ -48,6 +49,8 @@ pub const COMMANDS: &[Command] = &[
     command("zrangebylex", -4, READONLY, [1, 1, 1], zrange),
     command("zrevrangebylex", -4, READONLY, [1, 1, 1], zrange),
     command("zlexcount", 4, READONLY | FAST, [1, 1, 1], zlexcount),
+    command("zrangestore", -5, WRITE | DENYOOM, [1, 2, 1], zrangestore),
+    command("zintercard", -3, READONLY, [0, 0, 0], zintercard),
     command("zunion", -3, READONLY, [0, 0, 0], zcombine),
     command("zinter", -3, READONLY, [0, 0, 0], zcombine),
     command("zdiff", -3, READONLY, [0, 0, 0], zcombine),
@@ -491,7 +494,10 @@ struct RangeRequest {
 /// The options after key, min and max, as Redis 7.0's
 /// `zrangeGenericCommand` reads them: ZRANGE takes BYSCORE or BYLEX once,
 /// and REV once; the other names fix both.
-fn parse_range(context: &mut Context<'_>, args: &Args) -> Option<RangeRequest> {
+///
+/// `base` is the source key's place (2 for ZRANGESTORE, which takes no
+/// WITHSCORES, else 1).
+fn parse_range(context: &mut Context<'_>, args: &Args, base: usize) -> Option<RangeRequest> {
     let name = args.get(0).to_ascii_lowercase();
     let (mut kind, mut rev) = match name.as_slice() {
         b"zrevrange" => (Some(RangeKind::Rank), Some(true)),
@@ -501,11 +507,12 @@ fn parse_range(context: &mut Context<'_>, args: &Args) -> Option<RangeRequest> {
         b"zrevrangebylex" => (Some(RangeKind::Lex), Some(true)),
         _ => (None, None),
     };
+    let store = base == 2;
     let mut with_scores = false;
     let mut limit = (0, -1);
-    let mut index = 4;
+    let mut index = base + 3;
     while index < args.len() {
-        if is_option(args, index, "withscores") {
+        if !store && is_option(args, index, "withscores") {
             with_scores = true;
         } else if is_option(args, index, "limit") && index + 2 < args.len() {
             let offset = parse_i64(&mut context.reply, args.get(index + 1))?;
@@ -549,11 +556,58 @@ fn parse_range(context: &mut Context<'_>, args: &Args) -> Option<RangeRequest> {
 /// ZREVRANGEBYLEX: the range is parsed (its errors first), then the key
 /// looked up.
 fn zrange(context: &mut Context<'_>, args: &Args) {
-    let Some(request) = parse_range(context, args) else {
+    let Some(request) = parse_range(context, args, 1) else {
         return;
     };
+    if let Some(members) = range_members(context, args, 1, &request) {
+        reply_range(&mut context.reply, &members, request.with_scores);
+    }
+}
+
+/// ZRANGESTORE dst src min max [BYSCORE | BYLEX] [REV] [LIMIT offset
+/// count]: the range of ZRANGE, stored (with no expiry) in place of
+/// whatever dst held; an empty range deletes dst. Logged as it came, and
+/// only when it changes something, as Redis propagates it.
+fn zrangestore(context: &mut Context<'_>, args: &Args) {
+    let Some(request) = parse_range(context, args, 2) else {
+        return;
+    };
+    // Redis reads the source as a read (`lookupKeyRead`, counted in the
+    // keyspace statistics), and the destination as a write.
+    context.store.count_lookups(true);
+    let Some(members) = range_members(context, args, 2, &request) else {
+        return;
+    };
+    let target = args.get(1);
+    context.store.count_lookups(false);
+    if members.is_empty() && !context.store.contains(target) {
+        context.reply.int(0);
+        return;
+    }
+    context.log_args(args);
+    context.store.remove(target);
+    if !members.is_empty() {
+        let mut zset = ZSet::default();
+        for (member, score) in &members {
+            zset.insert(member, *score);
+        }
+        context.store.insert(target, Value::ZSet(zset), 0);
+    }
+    context.reply.int(members.len() as i64);
+}
+
+/// The members (and scores) a ZRANGE-family `request` names in the sorted
+/// set at `args[base]`, min and max after it; `None` once an error is
+/// replied.
+fn range_members(
+    context: &mut Context<'_>,
+    args: &Args,
+    base: usize,
+    request: &RangeRequest,
+) -> Option<Vec<(Vec<u8>, f64)>> {
+    let key = args.get(base);
     // The reverse forms give max first.
-    let (first, second) = (args.get(2), args.get(3));
+    let (first, second) = (args.get(base + 1), args.get(base + 2));
     let (low, high) = if request.rev && request.kind != RangeKind::Rank {
         (second, first)
     } else {
@@ -577,10 +631,10 @@ fn zrange(context: &mut Context<'_>, args: &Args) {
         RangeKind::Score => {
             let (Some(min), Some(max)) = (parse_bound(low), parse_bound(high)) else {
                 context.reply.error(b"ERR min or max is not a float");
-                return;
+                return None;
             };
-            let Ok(zset) = read(context, args.get(1)) else {
-                return;
+            let Ok(zset) = read(context, key) else {
+                return None;
             };
             if let Some(zset) = zset {
                 let range = zset.range_by_score(min, max);
@@ -592,25 +646,19 @@ fn zrange(context: &mut Context<'_>, args: &Args) {
             }
         }
         RangeKind::Lex => {
-            let Some((min, max)) = parse_lex_range(context, low, high) else {
-                return;
-            };
-            let Ok(zset) = read(context, args.get(1)) else {
-                return;
+            let (min, max) = parse_lex_range(context, low, high)?;
+            let Ok(zset) = read(context, key) else {
+                return None;
             };
             if let Some(zset) = zset {
                 members = collect(lex_range(zset, &min, &max, request.rev));
             }
         }
         RangeKind::Rank => {
-            let Some(start) = parse_i64(&mut context.reply, low) else {
-                return;
-            };
-            let Some(stop) = parse_i64(&mut context.reply, high) else {
-                return;
-            };
-            let Ok(zset) = read(context, args.get(1)) else {
-                return;
+            let start = parse_i64(&mut context.reply, low)?;
+            let stop = parse_i64(&mut context.reply, high)?;
+            let Ok(zset) = read(context, key) else {
+                return None;
             };
             if let Some(zset) = zset {
                 if let Some((low, high)) = clip_range(start, stop, zset.len()) {
@@ -628,7 +676,7 @@ fn zrange(context: &mut Context<'_>, args: &Args) {
             }
         }
     }
-    reply_range(&mut context.reply, &members, request.with_scores);
+    Some(members)
 }
 
 /// One end of a lexicographic range: `-` and `+` (below and above every
@@ -976,11 +1024,8 @@ fn zcombine(context: &mut Context<'_>, args: &Args) {
         .collect();
     // Every source is read as a read (`lookupKeyRead`), STORE or not.
     context.store.count_lookups(true);
-    for key in &keys {
-        match context.store.get(key).map(|entry| &entry.value) {
-            None | Some(Value::ZSet(_) | Value::Set(_)) => {}
-            Some(_) => return context.reply.wrong_type(),
-        }
+    if !sources_have_types(context, &keys) {
+        return;
     }
     context.store.count_lookups(!store);
     let after_keys = first_key + keys.len();
@@ -989,15 +1034,7 @@ fn zcombine(context: &mut Context<'_>, args: &Args) {
     else {
         return;
     };
-    let store_ref = &*context.store;
-    let sources: Vec<Option<Source<'_>>> = keys
-        .iter()
-        .map(|key| match store_ref.peek(key).map(|entry| &entry.value) {
-            Some(Value::ZSet(zset)) => Some(Source::ZSet(zset)),
-            Some(Value::Set(set)) => Some(Source::Set(set)),
-            _ => None,
-        })
-        .collect();
+    let sources = peek_sources(context.store, &keys);
     let result = combine_scored(&sources, &options, operation);
     if !store {
         let members: Vec<(Vec<u8>, f64)> = result.iter().map(|(m, s)| (m.to_vec(), s)).collect();
@@ -1021,6 +1058,78 @@ fn zcombine(context: &mut Context<'_>, args: &Args) {
         context.store.insert(target, Value::ZSet(result), 0);
     }
     context.reply.int(length as i64);
+}
+
+/// ZINTERCARD numkeys key [key ...] [LIMIT limit], as Redis 7.0 runs it
+/// (`zunionInterDiffGenericCommand` counting only): the keys are looked up
+/// before LIMIT is read; the count stops at a limit above 0.
+fn zintercard(context: &mut Context<'_>, args: &Args) {
+    let Some(numkeys) = parse_i64(&mut context.reply, args.get(1)) else {
+        return;
+    };
+    if numkeys < 1 {
+        return context
+            .reply
+            .error(b"ERR at least 1 input key is needed for 'zintercard' command");
+    }
+    if numkeys > (args.len() - 2) as i64 {
+        return context.reply.error(SYNTAX);
+    }
+    let keys: Vec<&[u8]> = (2..2 + numkeys as usize)
+        .map(|index| args.get(index))
+        .collect();
+    if !sources_have_types(context, &keys) {
+        return;
+    }
+    let Some(limit) = parse_card_limit(context, args, 2 + keys.len()) else {
+        return;
+    };
+    let sources = peek_sources(context.store, &keys);
+    let mut order: Vec<usize> = (0..sources.len()).collect();
+    order.sort_by_key(|&index| sources[index].map_or(0, Source::len));
+    let count = match sources[order[0]] {
+        None => 0,
+        Some(first) => {
+            let in_all = first.members().filter(|(member, _)| {
+                order[1..].iter().all(|&index| {
+                    sources[index].is_some_and(|source| source.score(member).is_some())
+                })
+            });
+            match limit {
+                0 => in_all.count(),
+                limit => in_all.take(limit).count(),
+            }
+        }
+    };
+    context.reply.int(count as i64);
+}
+
+/// Looks up every source of ZUNION, ZINTER, ZDIFF and ZINTERCARD (all of
+/// them, as Redis does: each counts in the keyspace statistics); `false`
+/// once WRONGTYPE is replied for one that is neither a sorted set nor a
+/// set.
+fn sources_have_types(context: &mut Context<'_>, keys: &[&[u8]]) -> bool {
+    for key in keys {
+        match context.store.get(key).map(|entry| &entry.value) {
+            None | Some(Value::ZSet(_) | Value::Set(_)) => {}
+            Some(_) => {
+                context.reply.wrong_type();
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The sources at `keys`, looked up (and type checked) before.
+fn peek_sources<'a>(store: &'a Store, keys: &[&[u8]]) -> Vec<Option<Source<'a>>> {
+    keys.iter()
+        .map(|key| match store.peek(key).map(|entry| &entry.value) {
+            Some(Value::ZSet(zset)) => Some(Source::ZSet(zset)),
+            Some(Value::Set(set)) => Some(Source::Set(set)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Which of ZUNION, ZINTER and ZDIFF.

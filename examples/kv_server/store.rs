@@ -457,9 +457,9 @@ impl Store {
     /// `keyspace_hits` and `keyspace_misses`: a command that does not
     /// write does, as Redis counts `lookupKeyRead` and not
     /// `lookupKeyWrite`. A write that Redis reads a key of as a read
-    /// (GETDEL, GETEX, GETSET, SET with GET, COPY's source, the sources
-    /// of SINTERSTORE, SUNIONSTORE and SDIFFSTORE) turns counting on
-    /// around that lookup.
+    /// (GETDEL, GETEX, GETSET, SET with GET, COPY's and ZRANGESTORE's
+    /// source, the sources of the set and sorted-set STORE forms) turns
+    /// counting on around that lookup.
     pub fn count_lookups(&mut self, counted: bool) {
         self.lookups_counted = counted;
     }
