@@ -289,6 +289,12 @@ def zsets(r):
     check(r.sadd("tags1", "x", "y", "z"), 3)
     check(r.sadd("tags2", "y", "z"), 2)
     check(r.sintercard(2, ["tags1", "tags2"], limit=1), 1)
+    check(r.zrandmember("top2") in (b"ann", b"bob"), True)
+    check(sorted(r.zrandmember("top2", 5)), [b"ann", b"bob"])
+    check(len(r.zrandmember("top2", -5)), 5)
+    check(r.hset("one", "f", "v"), 1)
+    check(r.hrandfield("one"), b"f")
+    check(r.hrandfield("one", -2), [b"f", b"f"])
 
 
 def transactions(r):

@@ -1,11 +1,11 @@
 //! Hashes: HSET, HMSET, HSETNX, HGET, HMGET, HDEL, HGETALL, HKEYS, HVALS,
-//! HLEN, HEXISTS, HSTRLEN, HINCRBY, HINCRBYFLOAT, HSCAN.
+//! HLEN, HEXISTS, HSTRLEN, HINCRBY, HINCRBYFLOAT, HSCAN, HRANDFIELD.
 
-use super::keys::{parse_scan, scan_map};
+use super::keys::{parse_random_count, parse_scan, reply_random, scan_map};
 use super::longdouble::{self, LongDouble};
 use super::{
     command, parse_i64, wrong_arity, Command, Context, DENYOOM, ELEMENTS_MAX, FAST, NOT_FLOAT,
-    READONLY, TOO_MANY_ELEMENTS, WRITE,
+    RANDOM, READONLY, TOO_MANY_ELEMENTS, WRITE,
 };
 use crate::keymap::HashedKey;
 use crate::resp::{self, string_to_i64, Args};
@@ -33,6 +33,7 @@ pub const COMMANDS: &[Command] = &[
         hincrbyfloat,
     ),
     command("hscan", -3, READONLY, [1, 1, 1], hscan),
+    command("hrandfield", -2, READONLY | RANDOM, [1, 1, 1], hrandfield),
 ];
 
 /// The hash at `key` for reading; `Err` once the WRONGTYPE reply is out.
@@ -319,4 +320,31 @@ fn hscan(context: &mut Context<'_>, args: &Args) {
         2
     };
     scan_map(reply, hash, &options, |_, _| true, emit);
+}
+
+/// HRANDFIELD key [count [WITHVALUES]], as Redis 7.0: one field, or a
+/// count of them (negative: repeats allowed), with their values if asked.
+fn hrandfield(context: &mut Context<'_>, args: &Args) {
+    let Some((random, with_values)) = parse_random_count(context, args, "withvalues") else {
+        return;
+    };
+    let cursor = context.store.next_random();
+    let Context { store, reply, .. } = context;
+    let hash = match store.get_hash(args.get(1)) {
+        Ok(hash) => hash,
+        Err(WrongType) => return reply.wrong_type(),
+    };
+    let Some(random) = random else {
+        match hash.and_then(|hash| hash.at_or_after(cursor)) {
+            Some((field, _)) => reply.bulk(field.bytes()),
+            None => reply.nil(),
+        }
+        return;
+    };
+    reply_random(reply, hash, &random, with_values, |reply, field, value| {
+        reply.bulk(field.bytes());
+        if with_values {
+            reply.bulk(value);
+        }
+    });
 }

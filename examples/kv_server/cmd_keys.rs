@@ -535,3 +535,100 @@ fn persist(context: &mut Context<'_>, args: &Args) {
     context.store.set_deadline(key, 0);
     context.reply.int(1);
 }
+
+/// What HRANDFIELD and ZRANDMEMBER with a count reply with, from the
+/// collection at `args[1]`.
+pub enum RandomReply {
+    /// One entry of each of these pseudo-random cursors, repeats allowed
+    /// (a negative count).
+    Repeated(Vec<u64>),
+    /// Up to this many distinct entries from the cursor on (a positive
+    /// count).
+    Distinct(u64, usize),
+}
+
+/// The count and WITHVALUES/WITHSCORES (`with`) of HRANDFIELD and
+/// ZRANDMEMBER, as Redis 7.0 reads them; `None` once an error is replied.
+/// With no count, `Some((None, false))`.
+pub fn parse_random_count(
+    context: &mut Context<'_>,
+    args: &Args,
+    with: &str,
+) -> Option<(Option<RandomReply>, bool)> {
+    if args.len() < 3 {
+        return Some((None, false));
+    }
+    let count = match string_to_i64(args.get(2)) {
+        Some(i64::MIN) => {
+            context.reply.error(
+                b"ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+            );
+            return None;
+        }
+        Some(count) => count,
+        None => {
+            context.reply.error(NOT_INTEGER);
+            return None;
+        }
+    };
+    let with_values = args.len() == 4 && is_option(args, 3, with);
+    if args.len() > 4 || (args.len() == 4 && !with_values) {
+        context.reply.error(SYNTAX);
+        return None;
+    }
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+        context.reply.error(b"ERR value is out of range");
+        return None;
+    }
+    // A negative count, or 1, samples with repeats (Redis's case 1).
+    let random = if count < 0 || count == 1 {
+        let wanted = count.unsigned_abs().min(REPLY_BYTES_MAX as u64 / 4) as usize;
+        Some(RandomReply::Repeated(
+            (0..wanted).map(|_| context.store.next_random()).collect(),
+        ))
+    } else {
+        Some(RandomReply::Distinct(
+            context.store.next_random(),
+            count as usize,
+        ))
+    };
+    Some((random, with_values))
+}
+
+/// The reply of HRANDFIELD or ZRANDMEMBER with a count over `map` (`None`:
+/// the key is missing): `emit` writes one entry's field (and, `with`, its
+/// value or score), a pair in RESP3.
+pub fn reply_random<V>(
+    reply: &mut Reply<'_>,
+    map: Option<&KeyMap<V>>,
+    random: &RandomReply,
+    with: bool,
+    emit: impl Fn(&mut Reply<'_>, &HashedKey, &V),
+) {
+    let Some(map) = map.filter(|map| !map.is_empty()) else {
+        return reply.array(0);
+    };
+    let entries: Vec<(&HashedKey, &V)> = match random {
+        RandomReply::Repeated(cursors) => cursors
+            .iter()
+            .map(|&cursor| map.at_or_after(cursor).expect("not empty"))
+            .collect(),
+        RandomReply::Distinct(cursor, count) => map.distinct_from(*cursor, *count).collect(),
+    };
+    let start = reply.out.len();
+    let flat = with && !reply.resp3;
+    reply.array(if flat {
+        entries.len() * 2
+    } else {
+        entries.len()
+    });
+    for (key, value) in entries {
+        if with && reply.resp3 {
+            reply.array(2);
+        }
+        emit(reply, key, value);
+        if reply.over_limit(start) {
+            return;
+        }
+    }
+}

@@ -155,9 +155,7 @@ fn scard(context: &mut Context<'_>, args: &Args) {
 
 /// `count` distinct members from a pseudo-random cursor on, wrapping.
 fn pick(set: &Set, cursor: u64, count: usize) -> Vec<Vec<u8>> {
-    set.starting_at(cursor)
-        .chain(set.iter())
-        .take(count.min(set.len()))
+    set.distinct_from(cursor, count)
         .map(|(member, _)| member.bytes().to_vec())
         .collect()
 }

@@ -1,7 +1,7 @@
 //! Sorted sets: ZADD (NX, XX, GT, LT, CH, INCR), ZINCRBY, ZSCORE, ZMSCORE,
 //! ZCARD, ZREM, ZPOPMIN, ZPOPMAX, ZRANGE (by index or BYSCORE, REV, LIMIT,
 //! WITHSCORES), ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANK,
-//! ZREVRANK, ZCOUNT, ZRANGESTORE, ZINTERCARD, the lexicographic ranges (ZRANGEBYLEX,
+//! ZREVRANK, ZCOUNT, ZRANGESTORE, ZINTERCARD, ZRANDMEMBER, the lexicographic ranges (ZRANGEBYLEX,
 //! ZREVRANGEBYLEX, ZRANGE ... BYLEX, ZLEXCOUNT, ZREMRANGEBYLEX),
 //! ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZUNION, ZINTER,
 //! ZDIFF and their STORE forms (WEIGHTS, AGGREGATE, WITHSCORES), ZSCAN,
@@ -16,12 +16,12 @@
 
 use std::ops::Bound;
 
-use super::keys::{parse_scan, scan_map};
+use super::keys::{parse_random_count, parse_scan, reply_random, scan_map};
 use super::lists::{parse_mpop, parse_timeout, unique_keys, Block, BlockOp, Mpop, Served};
 use super::sets::parse_card_limit;
 use super::{
     clip_range, command, is_option, parse_count, parse_i64, Command, Context, Reply, BLOCKING,
-    DENYOOM, ELEMENTS_MAX, FAST, NOT_FLOAT, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
+    DENYOOM, ELEMENTS_MAX, FAST, NOT_FLOAT, RANDOM, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
 };
 use crate::keymap::{HashedKey, KeyMap};
 use crate::resp::{self, parse_double, Args};
@@ -51,6 +51,7 @@ pub const COMMANDS: &[Command] = &[
     command("zlexcount", 4, READONLY | FAST, [1, 1, 1], zlexcount),
     command("zrangestore", -5, WRITE | DENYOOM, [1, 2, 1], zrangestore),
     command("zintercard", -3, READONLY, [0, 0, 0], zintercard),
+    command("zrandmember", -2, READONLY | RANDOM, [1, 1, 1], zrandmember),
     command("zunion", -3, READONLY, [0, 0, 0], zcombine),
     command("zinter", -3, READONLY, [0, 0, 0], zcombine),
     command("zdiff", -3, READONLY, [0, 0, 0], zcombine),
@@ -1058,6 +1059,40 @@ fn zcombine(context: &mut Context<'_>, args: &Args) {
         context.store.insert(target, Value::ZSet(result), 0);
     }
     context.reply.int(length as i64);
+}
+
+/// ZRANDMEMBER key [count [WITHSCORES]], as Redis 7.0: one member, or a
+/// count of them (negative: repeats allowed), with their scores if asked.
+fn zrandmember(context: &mut Context<'_>, args: &Args) {
+    let Some((random, with_scores)) = parse_random_count(context, args, "withscores") else {
+        return;
+    };
+    let cursor = context.store.next_random();
+    let Context { store, reply, .. } = context;
+    let zset = match store.get_zset(args.get(1)) {
+        Ok(zset) => zset,
+        Err(WrongType) => return reply.wrong_type(),
+    };
+    let members = zset.map(ZSet::by_member);
+    let Some(random) = random else {
+        match members.and_then(|members| members.at_or_after(cursor)) {
+            Some((member, _)) => reply.bulk(member.bytes()),
+            None => reply.nil(),
+        }
+        return;
+    };
+    reply_random(
+        reply,
+        members,
+        &random,
+        with_scores,
+        |reply, member, score| {
+            reply.bulk(member.bytes());
+            if with_scores {
+                reply.double(*score);
+            }
+        },
+    );
 }
 
 /// ZINTERCARD numkeys key [key ...] [LIMIT limit], as Redis 7.0 runs it

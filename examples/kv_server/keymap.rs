@@ -185,6 +185,21 @@ impl<V> KeyMap<V> {
         self.map.range::<dyn Keyed, _>((start, Bound::Unbounded))
     }
 
+    /// Up to `count` distinct entries from cursor `cursor` on, wrapping
+    /// around once: a pseudo-random sample when `cursor` is random
+    /// (SRANDMEMBER, HRANDFIELD and ZRANDMEMBER with a positive count).
+    pub fn distinct_from(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> impl Iterator<Item = (&HashedKey, &V)> + '_ {
+        // The tail from the cursor, then the whole map from its start: the
+        // first `len` of that chain are each entry once. O(count).
+        self.starting_at(cursor)
+            .chain(self.map.iter())
+            .take(count.min(self.map.len()))
+    }
+
     /// The first key at or after cursor `cursor`, wrapping around: a
     /// pseudo-random pick when `cursor` is random (RANDOMKEY, SPOP,
     /// SRANDMEMBER). `None` for an empty map.
