@@ -2350,6 +2350,36 @@ fn big_collections_take_linear_time_and_replies_stay_bounded() {
         members.sort();
         assert_eq!(members, ["m5", "m7"]);
     }
+    // Score ranges at the top of a 200,000-member sorted set start with a
+    // search, not a walk from the lowest: 1,000 of them.
+    let zadds: Vec<Vec<Vec<u8>>> = (0..200)
+        .map(|chunk| {
+            let mut command = vec![b"zadd".to_vec(), b"bigz".to_vec()];
+            for index in chunk * 1000..(chunk + 1) * 1000 {
+                command.push(index.to_string().into_bytes());
+                command.push(format!("z{index}").into_bytes());
+            }
+            command
+        })
+        .collect();
+    pipeline(&mut client, &zadds);
+    let ranges: Vec<Vec<Vec<u8>>> = (0..1000)
+        .map(|_| {
+            vec![
+                b"zcount".to_vec(),
+                b"bigz".to_vec(),
+                b"(199997".to_vec(),
+                b"+inf".to_vec(),
+            ]
+        })
+        .collect();
+    assert!(pipeline(&mut client, &ranges)
+        .iter()
+        .all(|reply| *reply == Reply::Integer(2)));
+    assert_eq!(
+        strings_of(client.call(&["zrangebyscore", "bigz", "199998", "+inf"])),
+        ["z199998", "z199999"]
+    );
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     // A reply past 64 MiB is refused rather than built: 70 values of 1 MiB.
@@ -2365,6 +2395,24 @@ fn big_collections_take_linear_time_and_replies_stay_bounded() {
         "{text}"
     );
     assert_eq!(client.call(&["lindex", "huge", "69"]), bulk(&value));
+    // LCS's table is bounded by proto-max-bulk-len (32 MiB, 4 bytes a
+    // cell), as in Redis: 2,000 bytes each is 16 MB, 3,000 is 36 MB.
+    for (key, length) in [
+        ("lcs_a", 2000),
+        ("lcs_b", 2000),
+        ("lcs_c", 3000),
+        ("lcs_d", 3000),
+    ] {
+        client.call(&["set", key, &"a".repeat(length)]);
+    }
+    assert_eq!(
+        client.call(&["lcs", "lcs_a", "lcs_b", "len"]),
+        Reply::Integer(2000)
+    );
+    let Reply::Error(text) = client.call(&["lcs", "lcs_c", "lcs_d", "len"]) else {
+        panic!("a 36 MB LCS table must be refused");
+    };
+    assert!(text.contains("exceeds proto-max-bulk-len"), "{text}");
     assert_eq!(client.call(&["ping"]), Reply::Simple("PONG".into()));
 }
 

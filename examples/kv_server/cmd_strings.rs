@@ -4,10 +4,10 @@
 
 use super::longdouble;
 use super::{
-    command, parse_i64, Command, Context, DENYOOM, FAST, NOT_INTEGER, READONLY, STRING_BYTES_MAX,
-    SYNTAX, WRITE,
+    command, is_option, parse_i64, Command, Context, DENYOOM, FAST, NOT_INTEGER, READONLY,
+    STRING_BYTES_MAX, SYNTAX, WRITE,
 };
-use crate::resp::{string_to_i64, Args};
+use crate::resp::{self, string_to_i64, Args};
 use crate::store::{Entry, Value, WrongType};
 use crate::wal::Record;
 
@@ -37,6 +37,7 @@ pub const COMMANDS: &[Command] = &[
         incrbyfloat,
     ),
     command("mget", -2, READONLY | FAST, [1, -1, 1], mget),
+    command("lcs", -3, READONLY, [1, 1, 1], lcs),
     command("mset", -3, WRITE | DENYOOM, [1, -1, 2], mset),
     command("msetnx", -3, WRITE | DENYOOM, [1, -1, 2], msetnx),
 ];
@@ -583,4 +584,162 @@ fn msetnx(context: &mut Context<'_>, args: &Args) {
         store_string(context, args.get(index), args.get(index + 1).to_vec(), 0);
     }
     context.reply.int(1);
+}
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN], as Redis
+/// 7.0's `lcsCommand`: the classic dynamic-programming table, walked back
+/// from its end to build the string and the matching ranges (last first),
+/// so that ties between directions break as Redis breaks them. The table
+/// is refused past `proto-max-bulk-len` bytes (4 a cell), as in Redis,
+/// which bounds its time too: about 8 million cells.
+fn lcs(context: &mut Context<'_>, args: &Args) {
+    let a = lcs_operand(context, args.get(1));
+    let b = lcs_operand(context, args.get(2));
+    let (Some(a), Some(b)) = (a, b) else {
+        context
+            .reply
+            .error(b"ERR The specified keys must contain string values");
+        return;
+    };
+    let (mut get_len, mut get_idx, mut with_match_len, mut min_match_len) =
+        (false, false, false, 0);
+    let mut index = 3;
+    while index < args.len() {
+        if is_option(args, index, "idx") {
+            get_idx = true;
+        } else if is_option(args, index, "len") {
+            get_len = true;
+        } else if is_option(args, index, "withmatchlen") {
+            with_match_len = true;
+        } else if is_option(args, index, "minmatchlen") && index + 1 < args.len() {
+            let Some(value) = parse_i64(&mut context.reply, args.get(index + 1)) else {
+                return;
+            };
+            min_match_len = value.max(0) as u64;
+            index += 1;
+        } else {
+            context.reply.error(SYNTAX);
+            return;
+        }
+        index += 1;
+    }
+    if get_idx && get_len {
+        context
+            .reply
+            .error(b"ERR If you want both the length and indexes, please just use IDX.");
+        return;
+    }
+    let (alen, blen) = (a.len(), b.len());
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    if cells * 4 > resp::BULK_MAX_BYTES {
+        context
+            .reply
+            .error(b"ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+        return;
+    }
+    let width = blen + 1;
+    let mut table = vec![0u32; cells as usize];
+    for i in 1..=alen {
+        for j in 1..=blen {
+            table[i * width + j] = if a[i - 1] == b[j - 1] {
+                table[(i - 1) * width + j - 1] + 1
+            } else {
+                table[(i - 1) * width + j].max(table[i * width + j - 1])
+            };
+        }
+    }
+    let length = table[alen * width + blen];
+    if get_len {
+        context.reply.int(i64::from(length));
+        return;
+    }
+    let (common, ranges) = lcs_walk(&a, &b, &table, width, min_match_len);
+    if !get_idx {
+        context.reply.bulk(&common);
+        return;
+    }
+    let reply = &mut context.reply;
+    reply.map(2);
+    reply.bulk(b"matches");
+    reply.array(ranges.len());
+    for (a_range, b_range, match_len) in ranges {
+        reply.array(if with_match_len { 3 } else { 2 });
+        for (start, end) in [a_range, b_range] {
+            reply.array(2);
+            reply.int(start as i64);
+            reply.int(end as i64);
+        }
+        if with_match_len {
+            reply.int(match_len as i64);
+        }
+    }
+    reply.bulk(b"len");
+    reply.int(i64::from(length));
+}
+
+/// One LCS operand: the string at `key` (empty if missing), or `None` for
+/// a key of another type. Looked up as a read, counted in the keyspace
+/// statistics.
+fn lcs_operand(context: &mut Context<'_>, key: &[u8]) -> Option<Vec<u8>> {
+    match context.store.get_string(key) {
+        Ok(value) => Some(value.cloned().unwrap_or_default()),
+        Err(WrongType) => None,
+    }
+}
+
+/// A matching range: (start, end) in the first string, in the second,
+/// and its length.
+type LcsRange = ((usize, usize), (usize, usize), usize);
+
+/// Redis's walk back through the LCS table: the common string, and the
+/// ranges of at least `min_match_len` bytes (0: all), last first.
+fn lcs_walk(
+    a: &[u8],
+    b: &[u8],
+    table: &[u32],
+    width: usize,
+    min_match_len: u64,
+) -> (Vec<u8>, Vec<LcsRange>) {
+    let (mut i, mut j) = (a.len(), b.len());
+    let mut common = Vec::with_capacity(table[i * width + j] as usize);
+    let mut ranges = Vec::new();
+    // The current range: (a start, a end, b start, b end).
+    let mut open: Option<(usize, usize, usize, usize)> = None;
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            common.push(a[i - 1]);
+            match &mut open {
+                None => open = Some((i - 1, i - 1, j - 1, j - 1)),
+                // Contiguous: the range grows backwards.
+                Some((a_start, _, b_start, _)) if *a_start == i && *b_start == j => {
+                    *a_start -= 1;
+                    *b_start -= 1;
+                }
+                Some(_) => emit = true,
+            }
+            // Matched the first byte of either string: the walk ends.
+            if let Some((a_start, _, b_start, _)) = open {
+                emit |= a_start == 0 || b_start == 0;
+            }
+            i -= 1;
+            j -= 1;
+        } else {
+            if table[(i - 1) * width + j] > table[i * width + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            emit = open.is_some();
+        }
+        if emit {
+            let (a_start, a_end, b_start, b_end) = open.take().expect("a range is open");
+            let match_len = a_end - a_start + 1;
+            if min_match_len == 0 || match_len as u64 >= min_match_len {
+                ranges.push(((a_start, a_end), (b_start, b_end), match_len));
+            }
+        }
+    }
+    common.reverse();
+    (common, ranges)
 }
