@@ -426,22 +426,11 @@ fn combine(context: &mut Context<'_>, args: &Args) {
         context.reply.error(TOO_MANY_ELEMENTS);
         return;
     }
-    let target = args.get(1);
-    let existed = context.store.contains(target);
-    if members.is_empty() && !existed {
-        context.reply.int(0);
-        return;
+    let mut set = Set::default();
+    for member in &members {
+        set.insert(member, ());
     }
-    context.log_args(args);
-    context.store.remove(target);
-    if !members.is_empty() {
-        let mut set = Set::default();
-        for member in &members {
-            set.insert(member, ());
-        }
-        context.store.insert(target, Value::Set(set), 0);
-    }
-    context.reply.int(members.len() as i64);
+    context.store_collection(args, args.get(1), Value::Set(set), members.len());
 }
 
 fn smove(context: &mut Context<'_>, args: &Args) {

@@ -1,14 +1,13 @@
 //! Sorted sets: ZADD (NX, XX, GT, LT, CH, INCR), ZINCRBY, ZSCORE, ZMSCORE,
-//! ZCARD, ZREM, ZPOPMIN, ZPOPMAX, ZRANGE (by index or BYSCORE, REV, LIMIT,
-//! WITHSCORES), ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANK,
-//! ZREVRANK, ZCOUNT, ZRANGESTORE, ZINTERCARD, ZRANDMEMBER, the lexicographic ranges (ZRANGEBYLEX,
-//! ZREVRANGEBYLEX, ZRANGE ... BYLEX, ZLEXCOUNT, ZREMRANGEBYLEX),
-//! ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZUNION, ZINTER,
-//! ZDIFF and their STORE forms (WEIGHTS, AGGREGATE, WITHSCORES), ZSCAN,
-//! ZMPOP, and the blocking pops BZPOPMIN,
-//! BZPOPMAX and BZMPOP (on the lists' blocking machinery, `cmd_lists.rs`:
-//! a served pop is logged as the ZPOPMIN or ZPOPMAX it amounts to, as
-//! Redis propagates it).
+//! ZCARD, ZREM, ZPOPMIN, ZPOPMAX, ZRANGE (by index, BYSCORE or BYLEX, REV,
+//! LIMIT, WITHSCORES), ZREVRANGE, ZRANGEBYSCORE, ZREVRANGEBYSCORE, the
+//! lexicographic ranges (ZRANGEBYLEX, ZREVRANGEBYLEX, ZLEXCOUNT,
+//! ZREMRANGEBYLEX), ZRANGESTORE, ZRANK, ZREVRANK, ZCOUNT,
+//! ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZRANDMEMBER, ZSCAN, ZMPOP, and the
+//! blocking pops BZPOPMIN, BZPOPMAX and BZMPOP (on the lists' blocking
+//! machinery, `cmd_lists.rs`: a served pop is logged as the ZPOPMIN or
+//! ZPOPMAX it amounts to, as Redis propagates it). ZUNION, ZINTER, ZDIFF,
+//! their STORE forms and ZINTERCARD are in `cmd_zset_algebra.rs`.
 //!
 //! Ranges by index walk the (score, member) B-tree from its nearer end:
 //! O(offset + count), where Redis's skiplist is O(log n + count). Ranges
@@ -18,14 +17,13 @@ use std::ops::Bound;
 
 use super::keys::{parse_random_count, parse_scan, reply_random, scan_map};
 use super::lists::{parse_mpop, parse_timeout, unique_keys, Block, BlockOp, Mpop, Served};
-use super::sets::parse_card_limit;
 use super::{
     clip_range, command, is_option, parse_count, parse_i64, Command, Context, Reply, BLOCKING,
     DENYOOM, ELEMENTS_MAX, FAST, NOT_FLOAT, RANDOM, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
 };
-use crate::keymap::{HashedKey, KeyMap};
+use crate::keymap::HashedKey;
 use crate::resp::{self, parse_double, Args};
-use crate::store::{Set, Store, Value, WrongType, ZSet};
+use crate::store::{Value, WrongType, ZSet};
 
 pub const COMMANDS: &[Command] = &[
     command("zadd", -4, WRITE | DENYOOM | FAST, [1, 1, 1], zadd),
@@ -50,14 +48,7 @@ pub const COMMANDS: &[Command] = &[
     command("zrevrangebylex", -4, READONLY, [1, 1, 1], zrange),
     command("zlexcount", 4, READONLY | FAST, [1, 1, 1], zlexcount),
     command("zrangestore", -5, WRITE | DENYOOM, [1, 2, 1], zrangestore),
-    command("zintercard", -3, READONLY, [0, 0, 0], zintercard),
     command("zrandmember", -2, READONLY | RANDOM, [1, 1, 1], zrandmember),
-    command("zunion", -3, READONLY, [0, 0, 0], zcombine),
-    command("zinter", -3, READONLY, [0, 0, 0], zcombine),
-    command("zdiff", -3, READONLY, [0, 0, 0], zcombine),
-    command("zunionstore", -4, WRITE | DENYOOM, [1, 1, 1], zcombine),
-    command("zinterstore", -4, WRITE | DENYOOM, [1, 1, 1], zcombine),
-    command("zdiffstore", -4, WRITE | DENYOOM, [1, 1, 1], zcombine),
     command("zscan", -3, READONLY, [1, 1, 1], zscan),
     command("zmpop", -4, WRITE, [0, 0, 0], zmpop),
     command("bzpopmin", -3, WRITE | FAST | BLOCKING, [1, -2, 1], bzpop),
@@ -384,14 +375,31 @@ fn zrem(context: &mut Context<'_>, args: &Args) {
         context.reply.int(0);
         return;
     }
+    remove_and_reply(
+        context,
+        args,
+        key,
+        (2..args.len()).map(|index| args.get(index)),
+    );
+}
+
+/// Logs the command as it came, removes `members` from the sorted set at
+/// `key` (which exists), deletes the key once it is empty, and replies how
+/// many of them it held.
+fn remove_and_reply<'m>(
+    context: &mut Context<'_>,
+    args: &Args,
+    key: &[u8],
+    members: impl Iterator<Item = &'m [u8]>,
+) {
     context.log_args(args);
     let zset = context
         .store
         .get_zset_mut(key)
         .expect("type checked")
         .expect("exists");
-    let removed = (2..args.len())
-        .filter(|&index| zset.remove(args.get(index)).is_some())
+    let removed = members
+        .filter(|member| zset.remove(member).is_some())
         .count();
     context.store.remove_if_empty(key);
     context.reply.int(removed as i64);
@@ -579,22 +587,12 @@ fn zrangestore(context: &mut Context<'_>, args: &Args) {
     let Some(members) = range_members(context, args, 2, &request) else {
         return;
     };
-    let target = args.get(1);
     context.store.count_lookups(false);
-    if members.is_empty() && !context.store.contains(target) {
-        context.reply.int(0);
-        return;
+    let mut zset = ZSet::default();
+    for (member, score) in &members {
+        zset.insert(member, *score);
     }
-    context.log_args(args);
-    context.store.remove(target);
-    if !members.is_empty() {
-        let mut zset = ZSet::default();
-        for (member, score) in &members {
-            zset.insert(member, *score);
-        }
-        context.store.insert(target, Value::ZSet(zset), 0);
-    }
-    context.reply.int(members.len() as i64);
+    context.store_collection(args, args.get(1), Value::ZSet(zset), members.len());
 }
 
 /// The members (and scores) a ZRANGE-family `request` names in the sorted
@@ -734,28 +732,25 @@ fn compare_lex(member: &[u8], bound: &LexBound) -> std::cmp::Ordering {
     }
 }
 
-fn lex_at_least(member: &[u8], min: &LexBound) -> bool {
-    let exclusive = !matches!(
-        min,
+/// Whether `bound` leaves its own string out (`-` and `+` always do).
+fn lex_exclusive(bound: &LexBound) -> bool {
+    !matches!(
+        bound,
         LexBound::Member {
             exclusive: false,
             ..
         }
-    );
+    )
+}
+
+fn lex_at_least(member: &[u8], min: &LexBound) -> bool {
     let ordering = compare_lex(member, min);
-    ordering.is_gt() || (!exclusive && ordering.is_eq())
+    ordering.is_gt() || (ordering.is_eq() && !lex_exclusive(min))
 }
 
 fn lex_at_most(member: &[u8], max: &LexBound) -> bool {
-    let exclusive = !matches!(
-        max,
-        LexBound::Member {
-            exclusive: false,
-            ..
-        }
-    );
     let ordering = compare_lex(member, max);
-    ordering.is_lt() || (!exclusive && ordering.is_eq())
+    ordering.is_lt() || (ordering.is_eq() && !lex_exclusive(max))
 }
 
 /// Whether no member can be in the range (min above max, or both at one
@@ -772,17 +767,7 @@ fn lex_range_is_empty(min: &LexBound, max: &LexBound) -> bool {
             low.cmp(high)
         }
     };
-    // `-` and `+` are exclusive ends.
-    let exclusive = |bound: &LexBound| {
-        !matches!(
-            bound,
-            LexBound::Member {
-                exclusive: false,
-                ..
-            }
-        )
-    };
-    ordering.is_gt() || (ordering.is_eq() && (exclusive(min) || exclusive(max)))
+    ordering.is_gt() || (ordering.is_eq() && (lex_exclusive(min) || lex_exclusive(max)))
 }
 
 /// The members in a lexicographic range, from the lowest (or, `rev`, the
@@ -860,7 +845,7 @@ fn zlexcount(context: &mut Context<'_>, args: &Args) {
     context.reply.int(count as i64);
 }
 
-fn reply_range(reply: &mut Reply<'_>, members: &[(Vec<u8>, f64)], with_scores: bool) {
+pub fn reply_range(reply: &mut Reply<'_>, members: &[(Vec<u8>, f64)], with_scores: bool) {
     let start = reply.out.len();
     let flat = with_scores && !reply.resp3;
     reply.array(if flat {
@@ -973,92 +958,7 @@ fn zremrange(context: &mut Context<'_>, args: &Args) {
         context.reply.int(0);
         return;
     }
-    context.log_args(args);
-    let zset = context
-        .store
-        .get_zset_mut(key)
-        .expect("type checked")
-        .expect("exists");
-    for member in &doomed {
-        let removed = zset.remove(member);
-        assert!(removed.is_some());
-    }
-    context.store.remove_if_empty(key);
-    context.reply.int(doomed.len() as i64);
-}
-
-/// ZUNION, ZINTER, ZDIFF, and their STORE forms, as Redis 7.0's
-/// `zunionInterDiffGenericCommand`: numkeys, the keys (sorted sets, or
-/// sets, whose members score 1), then WEIGHTS, AGGREGATE SUM|MIN|MAX and
-/// (without STORE) WITHSCORES. The keys are looked up before the options
-/// are read, so WRONGTYPE comes before a syntax error, as in Redis. A
-/// STORE form is logged as it came, and only when it changes something.
-fn zcombine(context: &mut Context<'_>, args: &Args) {
-    let name = args.get(0).to_ascii_lowercase();
-    let operation = if name.starts_with(b"zunion") {
-        Algebra::Union
-    } else if name.starts_with(b"zinter") {
-        Algebra::Inter
-    } else {
-        Algebra::Diff
-    };
-    let store = name.ends_with(b"store");
-    let numkeys_index = if store { 2 } else { 1 };
-    let Some(numkeys) = parse_i64(&mut context.reply, args.get(numkeys_index)) else {
-        return;
-    };
-    if numkeys < 1 {
-        let text = format!(
-            "ERR at least 1 input key is needed for '{}' command",
-            String::from_utf8_lossy(&name)
-        );
-        context.reply.error(text.as_bytes());
-        return;
-    }
-    let first_key = numkeys_index + 1;
-    if numkeys > (args.len() - first_key) as i64 {
-        context.reply.error(SYNTAX);
-        return;
-    }
-    let keys: Vec<&[u8]> = (first_key..first_key + numkeys as usize)
-        .map(|index| args.get(index))
-        .collect();
-    // Every source is read as a read (`lookupKeyRead`), STORE or not.
-    context.store.count_lookups(true);
-    if !sources_have_types(context, &keys) {
-        return;
-    }
-    context.store.count_lookups(!store);
-    let after_keys = first_key + keys.len();
-    let Some(options) =
-        parse_algebra_options(context, args, after_keys, keys.len(), operation, store)
-    else {
-        return;
-    };
-    let sources = peek_sources(context.store, &keys);
-    let result = combine_scored(&sources, &options, operation);
-    if !store {
-        let members: Vec<(Vec<u8>, f64)> = result.iter().map(|(m, s)| (m.to_vec(), s)).collect();
-        reply_range(&mut context.reply, &members, options.with_scores);
-        return;
-    }
-    if result.len() > ELEMENTS_MAX {
-        context.reply.error(TOO_MANY_ELEMENTS);
-        return;
-    }
-    let target = args.get(1);
-    let existed = context.store.contains(target);
-    if result.is_empty() && !existed {
-        context.reply.int(0);
-        return;
-    }
-    context.log_args(args);
-    context.store.remove(target);
-    let length = result.len();
-    if length > 0 {
-        context.store.insert(target, Value::ZSet(result), 0);
-    }
-    context.reply.int(length as i64);
+    remove_and_reply(context, args, key, doomed.iter().map(Vec::as_slice));
 }
 
 /// ZRANDMEMBER key [count [WITHSCORES]], as Redis 7.0: one member, or a
@@ -1093,277 +993,6 @@ fn zrandmember(context: &mut Context<'_>, args: &Args) {
             }
         },
     );
-}
-
-/// ZINTERCARD numkeys key [key ...] [LIMIT limit], as Redis 7.0 runs it
-/// (`zunionInterDiffGenericCommand` counting only): the keys are looked up
-/// before LIMIT is read; the count stops at a limit above 0.
-fn zintercard(context: &mut Context<'_>, args: &Args) {
-    let Some(numkeys) = parse_i64(&mut context.reply, args.get(1)) else {
-        return;
-    };
-    if numkeys < 1 {
-        return context
-            .reply
-            .error(b"ERR at least 1 input key is needed for 'zintercard' command");
-    }
-    if numkeys > (args.len() - 2) as i64 {
-        return context.reply.error(SYNTAX);
-    }
-    let keys: Vec<&[u8]> = (2..2 + numkeys as usize)
-        .map(|index| args.get(index))
-        .collect();
-    if !sources_have_types(context, &keys) {
-        return;
-    }
-    let Some(limit) = parse_card_limit(context, args, 2 + keys.len()) else {
-        return;
-    };
-    let sources = peek_sources(context.store, &keys);
-    let mut order: Vec<usize> = (0..sources.len()).collect();
-    order.sort_by_key(|&index| sources[index].map_or(0, Source::len));
-    let count = match sources[order[0]] {
-        None => 0,
-        Some(first) => {
-            let in_all = first.members().filter(|(member, _)| {
-                order[1..].iter().all(|&index| {
-                    sources[index].is_some_and(|source| source.score(member).is_some())
-                })
-            });
-            match limit {
-                0 => in_all.count(),
-                limit => in_all.take(limit).count(),
-            }
-        }
-    };
-    context.reply.int(count as i64);
-}
-
-/// Looks up every source of ZUNION, ZINTER, ZDIFF and ZINTERCARD (all of
-/// them, as Redis does: each counts in the keyspace statistics); `false`
-/// once WRONGTYPE is replied for one that is neither a sorted set nor a
-/// set.
-fn sources_have_types(context: &mut Context<'_>, keys: &[&[u8]]) -> bool {
-    for key in keys {
-        match context.store.get(key).map(|entry| &entry.value) {
-            None | Some(Value::ZSet(_) | Value::Set(_)) => {}
-            Some(_) => {
-                context.reply.wrong_type();
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// The sources at `keys`, looked up (and type checked) before.
-fn peek_sources<'a>(store: &'a Store, keys: &[&[u8]]) -> Vec<Option<Source<'a>>> {
-    keys.iter()
-        .map(|key| match store.peek(key).map(|entry| &entry.value) {
-            Some(Value::ZSet(zset)) => Some(Source::ZSet(zset)),
-            Some(Value::Set(set)) => Some(Source::Set(set)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Which of ZUNION, ZINTER and ZDIFF.
-#[derive(Clone, Copy, PartialEq)]
-enum Algebra {
-    Union,
-    Inter,
-    Diff,
-}
-
-/// How ZUNION and ZINTER combine the scores of a member in several sources.
-#[derive(Clone, Copy)]
-enum Aggregate {
-    Sum,
-    Min,
-    Max,
-}
-
-/// The options after the keys.
-struct AlgebraOptions {
-    weights: Vec<f64>,
-    aggregate: Aggregate,
-    with_scores: bool,
-}
-
-/// WEIGHTS (one for each of the `numkeys` keys), AGGREGATE and
-/// WITHSCORES from `index` on, in any order, each
-/// where Redis takes it (neither WEIGHTS nor AGGREGATE for ZDIFF, no
-/// WITHSCORES for a STORE form).
-fn parse_algebra_options(
-    context: &mut Context<'_>,
-    args: &Args,
-    mut index: usize,
-    numkeys: usize,
-    operation: Algebra,
-    store: bool,
-) -> Option<AlgebraOptions> {
-    let mut options = AlgebraOptions {
-        weights: vec![1.0; numkeys],
-        aggregate: Aggregate::Sum,
-        with_scores: false,
-    };
-    while index < args.len() {
-        let remaining = args.len() - index;
-        if operation != Algebra::Diff && remaining > numkeys && is_option(args, index, "weights") {
-            for (key, weight) in options.weights.iter_mut().enumerate() {
-                let Some(value) = parse_double(args.get(index + 1 + key)) else {
-                    context.reply.error(b"ERR weight value is not a float");
-                    return None;
-                };
-                *weight = value;
-            }
-            index += 1 + numkeys;
-        } else if operation != Algebra::Diff
-            && remaining >= 2
-            && is_option(args, index, "aggregate")
-        {
-            options.aggregate = if is_option(args, index + 1, "sum") {
-                Aggregate::Sum
-            } else if is_option(args, index + 1, "min") {
-                Aggregate::Min
-            } else if is_option(args, index + 1, "max") {
-                Aggregate::Max
-            } else {
-                context.reply.error(SYNTAX);
-                return None;
-            };
-            index += 2;
-        } else if !store && is_option(args, index, "withscores") {
-            options.with_scores = true;
-            index += 1;
-        } else {
-            context.reply.error(SYNTAX);
-            return None;
-        }
-    }
-    Some(options)
-}
-
-/// A source of ZUNION, ZINTER or ZDIFF.
-#[derive(Clone, Copy)]
-enum Source<'a> {
-    ZSet(&'a ZSet),
-    /// A set: each member scores 1.
-    Set(&'a Set),
-}
-
-impl<'a> Source<'a> {
-    fn len(self) -> usize {
-        match self {
-            Source::ZSet(zset) => zset.len(),
-            Source::Set(set) => set.len(),
-        }
-    }
-
-    fn score(self, member: &[u8]) -> Option<f64> {
-        match self {
-            Source::ZSet(zset) => zset.score(member),
-            Source::Set(set) => set.contains(member).then_some(1.0),
-        }
-    }
-
-    fn members(self) -> Box<dyn Iterator<Item = (&'a [u8], f64)> + 'a> {
-        match self {
-            Source::ZSet(zset) => Box::new(zset.iter()),
-            Source::Set(set) => Box::new(set.iter().map(|(member, _)| (member.bytes(), 1.0))),
-        }
-    }
-}
-
-/// Redis's `zunionInterAggregate`: a sum of the two infinities is 0.
-fn aggregate(target: &mut f64, value: f64, how: Aggregate) {
-    match how {
-        Aggregate::Sum => {
-            *target += value;
-            if target.is_nan() {
-                *target = 0.0;
-            }
-        }
-        Aggregate::Min => *target = if value < *target { value } else { *target },
-        Aggregate::Max => *target = if value > *target { value } else { *target },
-    }
-}
-
-/// The combined sorted set, with Redis's arithmetic in Redis's order, so
-/// that every score comes out to the same bits: ZUNION and ZINTER take
-/// the sources from the smallest (a stable sort, as glibc's `qsort`),
-/// weigh each score (a NaN product, zero times infinity, is 0 where
-/// Redis makes it so) and aggregate; ZDIFF keeps the first source's
-/// members, unweighted, that no other source has.
-fn combine_scored(
-    sources: &[Option<Source<'_>>],
-    options: &AlgebraOptions,
-    operation: Algebra,
-) -> ZSet {
-    let mut result = ZSet::default();
-    let weighed = |index: usize, score: f64| options.weights[index] * score;
-    let mut order: Vec<usize> = (0..sources.len()).collect();
-    if operation != Algebra::Diff {
-        order.sort_by_key(|&index| sources[index].map_or(0, Source::len));
-    }
-    match operation {
-        Algebra::Inter => {
-            let Some(first) = sources[order[0]] else {
-                return result;
-            };
-            'members: for (member, score) in first.members() {
-                let mut total = weighed(order[0], score);
-                if total.is_nan() {
-                    total = 0.0;
-                }
-                for &index in &order[1..] {
-                    let Some(score) = sources[index].and_then(|source| source.score(member)) else {
-                        continue 'members;
-                    };
-                    aggregate(&mut total, weighed(index, score), options.aggregate);
-                }
-                result.insert(member, total);
-            }
-        }
-        Algebra::Union => {
-            let mut totals = KeyMap::<f64>::default();
-            for &index in &order {
-                let Some(source) = sources[index] else {
-                    continue;
-                };
-                for (member, score) in source.members() {
-                    let mut value = weighed(index, score);
-                    if value.is_nan() {
-                        value = 0.0;
-                    }
-                    match totals.get_mut(member) {
-                        Some(total) => aggregate(total, value, options.aggregate),
-                        None => {
-                            totals.insert(member, value);
-                        }
-                    }
-                }
-            }
-            for (member, total) in totals.iter() {
-                result.insert(member.bytes(), *total);
-            }
-        }
-        Algebra::Diff => {
-            let Some(first) = sources[0] else {
-                return result;
-            };
-            for (member, score) in first.members() {
-                let elsewhere = sources[1..]
-                    .iter()
-                    .flatten()
-                    .any(|source| source.score(member).is_some());
-                if !elsewhere {
-                    result.insert(member, score);
-                }
-            }
-        }
-    }
-    result
 }
 
 /// What ZREMRANGEBYRANK and ZREMRANGEBYSCORE remove.

@@ -5,7 +5,8 @@
 //!
 //! The families live beside this file: `cmd_strings.rs`, `cmd_keys.rs`
 //! (keyspace and expiry), `cmd_hashes.rs`, `cmd_lists.rs`, `cmd_sets.rs`,
-//! `cmd_zsets.rs`, `cmd_server.rs` (connection, server and transactions).
+//! `cmd_zsets.rs`, `cmd_zset_algebra.rs` (ZUNION, ZINTER, ZDIFF),
+//! `cmd_server.rs` (connection, server and transactions).
 //! This file has the table, the dispatcher (arity, authentication,
 //! MULTI's queue) and what every command uses.
 //!
@@ -26,6 +27,8 @@ pub mod server_cmds;
 mod sets;
 #[path = "cmd_strings.rs"]
 mod strings;
+#[path = "cmd_zset_algebra.rs"]
+mod zset_algebra;
 #[path = "cmd_zsets.rs"]
 mod zsets;
 
@@ -34,7 +37,7 @@ use std::sync::OnceLock;
 
 use crate::journal::{FsyncPolicy, Journal};
 use crate::resp::{self, Args};
-use crate::store::Store;
+use crate::store::{Store, Value};
 use crate::wal::Record;
 
 pub use lists::{Block, BlockOp};
@@ -123,7 +126,7 @@ pub const fn command(
 }
 
 /// Every family: its group name (COMMAND DOCS) and its commands.
-fn families() -> [(&'static str, &'static [Command]); 10] {
+fn families() -> [(&'static str, &'static [Command]); 11] {
     [
         ("connection", server_cmds::CONNECTION_COMMANDS),
         ("server", server_cmds::SERVER_COMMANDS),
@@ -135,6 +138,7 @@ fn families() -> [(&'static str, &'static [Command]); 10] {
         ("list", lists::COMMANDS),
         ("set", sets::COMMANDS),
         ("sorted-set", zsets::COMMANDS),
+        ("sorted-set", zset_algebra::COMMANDS),
     ]
 }
 
@@ -629,6 +633,24 @@ impl Context<'_> {
         if let Some(journal) = self.journal.as_deref_mut() {
             journal.append(record);
         }
+    }
+
+    /// The end of a STORE form (SINTERSTORE, ZUNIONSTORE, ZRANGESTORE and
+    /// the rest): `value`, a collection of `len` elements, replaces
+    /// whatever `target` held, with no expiry, and an empty one deletes
+    /// `target`. Logged as the command came, and only when it changes
+    /// something, as Redis propagates it; replies the length.
+    pub fn store_collection(&mut self, args: &Args, target: &[u8], value: Value, len: usize) {
+        if len == 0 && !self.store.contains(target) {
+            self.reply.int(0);
+            return;
+        }
+        self.log_args(args);
+        self.store.remove(target);
+        if len > 0 {
+            self.store.insert(target, value, 0);
+        }
+        self.reply.int(len as i64);
     }
 
     /// Logs the command as it came: for the writes whose effect depends on
