@@ -344,13 +344,23 @@ fn flushall(context: &mut Context<'_>, args: &Args) {
     context.reply.ok();
 }
 
-/// OBJECT ENCODING: what Redis 7.0 would report for the value, by its
+/// OBJECT FREQ (Redis's error without an LFU policy), and OBJECT ENCODING:
+/// what Redis 7.0 would report for the value, by its
 /// default thresholds (this server keeps one representation per type).
 fn object(context: &mut Context<'_>, args: &Args) {
     let Some(entry) = context.store.get(args.get(2)) else {
         context.reply.nil();
         return;
     };
+    if is_option(args, 1, "freq") {
+        // Redis's reply under any policy but an LFU one; kv_server has no
+        // eviction policy at all (`maxmemory-policy` reads noeviction).
+        context.reply.error(
+            b"ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
+Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        );
+        return;
+    }
     let small = |len: usize, mut members: Box<dyn Iterator<Item = &[u8]> + '_>| {
         len <= 128 && members.all(|member| member.len() <= 64)
     };

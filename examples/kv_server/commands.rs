@@ -219,6 +219,7 @@ pub const SUBCOMMANDS: &[(&str, &str, i32)] = &[
     ("config", "resetstat", 2),
     ("config", "set", -4),
     ("object", "encoding", 3),
+    ("object", "freq", 3),
 ];
 
 /// A connected client, as CLIENT LIST shows it.
