@@ -10,7 +10,7 @@ use super::{
 };
 use crate::keymap::{self, HashedKey, KeyMap};
 use crate::resp::{string_to_i64, Args};
-use crate::store::{Entry, Value};
+use crate::store::{Entry, StringForm, Value};
 use crate::wal::Record;
 
 /// COMMAND DOCS's "server" group, kept beside the keyspace they act on.
@@ -365,9 +365,14 @@ Please note that when switching between policies at runtime LRU and LFU data wil
         len <= 128 && members.all(|member| member.len() <= 64)
     };
     let encoding = match &entry.value {
-        Value::String(value) if value.len() <= 20 && string_to_i64(value).is_some() => "int",
-        Value::String(value) if value.len() <= 44 => "embstr",
-        Value::String(_) => "raw",
+        Value::String(_, StringForm::Raw) => "raw",
+        Value::String(value, StringForm::Encoded)
+            if value.len() <= 20 && string_to_i64(value).is_some() =>
+        {
+            "int"
+        }
+        Value::String(value, _) if value.len() <= 44 => "embstr",
+        Value::String(..) => "raw",
         Value::List(_) => "quicklist",
         Value::Hash(hash) => {
             let fields = hash

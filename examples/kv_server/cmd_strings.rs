@@ -8,7 +8,7 @@ use super::{
     STRING_BYTES_MAX, SYNTAX, WRITE,
 };
 use crate::resp::{self, string_to_i64, Args};
-use crate::store::{Entry, Value, WrongType};
+use crate::store::{Entry, StringForm, Value, WrongType};
 use crate::wal::Record;
 
 pub const COMMANDS: &[Command] = &[
@@ -166,7 +166,7 @@ fn set(context: &mut Context<'_>, args: &Args) {
     if options.get {
         match existing {
             Some(Entry {
-                value: Value::String(value),
+                value: Value::String(value, _),
                 ..
             }) => context.reply.bulk(value),
             Some(_) => {
@@ -189,14 +189,26 @@ fn set(context: &mut Context<'_>, args: &Args) {
     }
 }
 
-/// Sets, and logs, `key` to the string `value`.
+/// Sets, and logs, `key` to the string `value`, as SET stores one.
 fn store_string(context: &mut Context<'_>, key: &[u8], value: Vec<u8>, deadline_ms: u64) {
+    store_string_as(context, key, value, deadline_ms, StringForm::Encoded);
+}
+
+/// Sets, and logs, `key` to the string `value`, held as `form` says (the
+/// log records the value only: see [`StringForm`]).
+fn store_string_as(
+    context: &mut Context<'_>,
+    key: &[u8],
+    value: Vec<u8>,
+    deadline_ms: u64,
+    form: StringForm,
+) {
     context.log_record(&Record::Set {
         key,
         value: &value,
         deadline_ms,
     });
-    context.store.set(key, value, deadline_ms);
+    context.store.set_as(key, value, deadline_ms, form);
 }
 
 /// Redis 7.0's `getExpireMillisecondsOrReply`: the time must be a positive
@@ -304,7 +316,7 @@ fn getex(context: &mut Context<'_>, args: &Args) {
             return;
         }
         Some(Entry {
-            value: Value::String(_),
+            value: Value::String(..),
             deadline_ms,
         }) => *deadline_ms,
         Some(_) => {
@@ -354,10 +366,14 @@ fn append(context: &mut Context<'_>, args: &Args) {
     // string must not log it again each time.
     context.log_args(args);
     match context.store.get_mut(key) {
+        // Redis unshares the string first: `raw` from then on.
         Some(Entry {
-            value: Value::String(value),
+            value: Value::String(value, form),
             ..
-        }) => value.extend_from_slice(addition),
+        }) => {
+            value.extend_from_slice(addition);
+            *form = StringForm::Raw;
+        }
         _ => context.store.set(key, addition.to_vec(), 0),
     }
     context.reply.int(length as i64);
@@ -436,12 +452,14 @@ fn setrange(context: &mut Context<'_>, args: &Args) {
         context.store.set(key, Vec::new(), 0);
     }
     let Some(Entry {
-        value: Value::String(value),
+        value: Value::String(value, form),
         ..
     }) = context.store.get_mut(key)
     else {
         unreachable!("a string was just found or made");
     };
+    // Redis makes a new key's string raw, and unshares an old one: `raw`.
+    *form = StringForm::Raw;
     if value.len() < end {
         value.resize(end, 0);
     }
@@ -482,7 +500,7 @@ fn string_and_deadline(
     match context.store.get(key) {
         None => Ok(None),
         Some(Entry {
-            value: Value::String(value),
+            value: Value::String(value, _),
             deadline_ms,
         }) => Ok(Some((value.clone(), *deadline_ms))),
         Some(_) => Err(WrongType),
@@ -540,8 +558,9 @@ fn incrbyfloat(context: &mut Context<'_>, args: &Args) {
         }
     };
     context.reply.bulk(&text);
-    // Logged as the value it made, as Redis propagates SET ... KEEPTTL.
-    store_string(context, key, text, deadline_ms);
+    // Logged as the value it made, as Redis propagates SET ... KEEPTTL;
+    // held as text, never `int`, as Redis makes it.
+    store_string_as(context, key, text, deadline_ms, StringForm::Text);
 }
 
 fn mget(context: &mut Context<'_>, args: &Args) {
@@ -549,7 +568,7 @@ fn mget(context: &mut Context<'_>, args: &Args) {
     for index in 1..args.len() {
         match context.store.get(args.get(index)) {
             Some(Entry {
-                value: Value::String(value),
+                value: Value::String(value, _),
                 ..
             }) => context.reply.bulk(value),
             _ => context.reply.nil(),

@@ -1006,7 +1006,7 @@ pub fn encode_snapshot(store: &Store, through: u64) -> Vec<u8> {
     for (key, entry) in store.entries().iter() {
         let key = key.bytes();
         match &entry.value {
-            Value::String(value) => {
+            Value::String(value, _) => {
                 writer.record(&Record::Set {
                     key,
                     value,

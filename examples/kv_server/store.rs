@@ -231,11 +231,29 @@ fn bounds_cross<T: Ord>(start: &Bound<T>, end: &Bound<T>) -> bool {
     }
 }
 
+/// How Redis would hold a string where its value alone does not say so:
+/// what OBJECT ENCODING reports. Kept in memory only: a snapshot stores the
+/// string as a SET, and a restart reads it back as one (as a rewritten AOF
+/// or an RDB file brings Redis's strings back), while a replayed APPEND or
+/// SETRANGE makes a `Raw` one again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringForm {
+    /// As SET stores one (Redis's `tryObjectEncoding`): `int` for a
+    /// canonical integer of up to 20 bytes, `embstr` up to 44 bytes, else
+    /// `raw`.
+    Encoded,
+    /// Never `int`: an INCRBYFLOAT result (`embstr` up to 44 bytes, else
+    /// `raw`).
+    Text,
+    /// `raw`: a string APPEND or SETRANGE has changed.
+    Raw,
+}
+
 /// One stored value.
 #[derive(Debug, Clone)]
 pub enum Value {
     /// A string (also what INCR reads as an integer).
-    String(Vec<u8>),
+    String(Vec<u8>, StringForm),
     /// A hash.
     Hash(Hash),
     /// A list.
@@ -250,7 +268,7 @@ impl Value {
     /// The name TYPE replies.
     pub fn type_name(&self) -> &'static str {
         match self {
-            Value::String(_) => "string",
+            Value::String(..) => "string",
             Value::Hash(_) => "hash",
             Value::List(_) => "list",
             Value::Set(_) => "set",
@@ -262,7 +280,7 @@ impl Value {
     /// Redis removes empty collections).
     pub fn is_empty_collection(&self) -> bool {
         match self {
-            Value::String(_) => false,
+            Value::String(..) => false,
             Value::Hash(hash) => hash.is_empty(),
             Value::List(list) => list.is_empty(),
             Value::Set(set) => set.is_empty(),
@@ -537,9 +555,14 @@ impl Store {
         self.move_deadline(key, old_deadline_ms, deadline_ms);
     }
 
-    /// Sets `key` to the string `value`.
+    /// Sets `key` to the string `value`, as SET stores one.
     pub fn set(&mut self, key: &[u8], value: Vec<u8>, deadline_ms: u64) {
-        self.insert(key, Value::String(value), deadline_ms);
+        self.set_as(key, value, deadline_ms, StringForm::Encoded);
+    }
+
+    /// Sets `key` to the string `value`, held as `form` says.
+    pub fn set_as(&mut self, key: &[u8], value: Vec<u8>, deadline_ms: u64, form: StringForm) {
+        self.insert(key, Value::String(value, form), deadline_ms);
     }
 
     /// Changes the deadline of `key`, which exists.
@@ -746,7 +769,7 @@ impl Store {
         match self.get(key) {
             None => Ok(None),
             Some(Entry {
-                value: Value::String(value),
+                value: Value::String(value, _),
                 ..
             }) => Ok(Some(value)),
             Some(_) => Err(WrongType),

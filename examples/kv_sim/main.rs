@@ -350,7 +350,7 @@ fn stored_value(server: &Server, model: &model::Model, key: Key) -> Option<Vec<u
     let entry = server.store.peek(&name)?;
     let inner = inner.unwrap_or_default();
     match &entry.value {
-        store::Value::String(value) => Some(value.clone()),
+        store::Value::String(value, _) => Some(value.clone()),
         store::Value::Hash(hash) => hash.get(&inner).cloned(),
         store::Value::Set(set) => set.contains(&inner).then(|| b"1".to_vec()),
         store::Value::ZSet(zset) => zset
