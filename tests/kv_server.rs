@@ -655,7 +655,7 @@ fn redis_cli_drives_every_command_on_epoll() {
 /// that find a key, timeouts of a few milliseconds, every error, and
 /// MULTI, where they never block; the tests below drive the rest with
 /// several clients.
-const TRANSCRIPTS: [&str; 12] = [
+const TRANSCRIPTS: [&str; 13] = [
     "strings",
     "keys",
     "expire",
@@ -663,6 +663,7 @@ const TRANSCRIPTS: [&str; 12] = [
     "lists",
     "sets",
     "zsets",
+    "sort",
     "multi",
     "server",
     "blocking",
@@ -2556,6 +2557,8 @@ const STORM_TEMPLATES: &[&str] = &[
     "ZDIFFSTORE Z 2 A Z",
     "ZREMRANGEBYLEX Z - +",
     "ZRANGESTORE Z Z 0 N",
+    "SORT L ALPHA STORE A",
+    "SORT T ALPHA DESC LIMIT 0 N STORE L",
     "ZADD A S M",
     "INCR A",
     "GET A",
@@ -3783,6 +3786,12 @@ fn keyspace_hits_and_misses_count_reads_as_redis_does() {
         ("zrangestore zo nope 0 -1", 0, 1),
         ("zintercard 2 zz nope", 1, 1),
         ("sintercard 2 s1 nope", 1, 1),
+        ("sort nope", 0, 1),
+        ("rpush sl 2 1", 0, 0),
+        ("sort sl by w_*", 1, 2),
+        ("sort sl by nosort get # get g_*", 1, 2),
+        ("sort sl store sd", 1, 0),
+        ("sort_ro sl", 1, 0),
     ];
     for &(command, hits, misses) in expected {
         let (hits_before, misses_before) = counts(&mut client);

@@ -6,6 +6,7 @@
 //! The families live beside this file: `cmd_strings.rs`, `cmd_keys.rs`
 //! (keyspace and expiry), `cmd_hashes.rs`, `cmd_lists.rs`, `cmd_sets.rs`,
 //! `cmd_zsets.rs`, `cmd_zset_algebra.rs` (ZUNION, ZINTER, ZDIFF),
+//! `cmd_sort.rs` (SORT, SORT_RO),
 //! `cmd_server.rs` (connection, server and transactions).
 //! This file has the table, the dispatcher (arity, authentication,
 //! MULTI's queue) and what every command uses.
@@ -25,6 +26,8 @@ pub mod longdouble;
 pub mod server_cmds;
 #[path = "cmd_sets.rs"]
 mod sets;
+#[path = "cmd_sort.rs"]
+mod sort;
 #[path = "cmd_strings.rs"]
 mod strings;
 #[path = "cmd_zset_algebra.rs"]
@@ -126,7 +129,7 @@ pub const fn command(
 }
 
 /// Every family: its group name (COMMAND DOCS) and its commands.
-fn families() -> [(&'static str, &'static [Command]); 11] {
+fn families() -> [(&'static str, &'static [Command]); 12] {
     [
         ("connection", server_cmds::CONNECTION_COMMANDS),
         ("server", server_cmds::SERVER_COMMANDS),
@@ -134,6 +137,7 @@ fn families() -> [(&'static str, &'static [Command]); 11] {
         ("transactions", server_cmds::TRANSACTION_COMMANDS),
         ("string", strings::COMMANDS),
         ("generic", keys::COMMANDS),
+        ("generic", sort::COMMANDS),
         ("hash", hashes::COMMANDS),
         ("list", lists::COMMANDS),
         ("set", sets::COMMANDS),
