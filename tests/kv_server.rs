@@ -2414,6 +2414,22 @@ fn big_collections_take_linear_time_and_replies_stay_bounded() {
         panic!("a 36 MB LCS table must be refused");
     };
     assert!(text.contains("exceeds proto-max-bulk-len"), "{text}");
+    // A huge negative count draws repeats until the reply's bound, and
+    // refuses the reply there (the draws are made as it is written).
+    client.call(&["hset", "one_field", "f", "v"]);
+    client.call(&["sadd", "one_member", "m"]);
+    for command in [
+        ["hrandfield", "one_field", "-9223372036854775807"],
+        ["srandmember", "one_member", "-9223372036854775807"],
+    ] {
+        let Reply::Error(text) = client.call(&command) else {
+            panic!("{command:?} must be refused at the reply bound");
+        };
+        assert!(
+            text.starts_with("ERR reply would exceed 67108864 bytes"),
+            "{text}"
+        );
+    }
     assert_eq!(client.call(&["ping"]), Reply::Simple("PONG".into()));
 }
 

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::keymap::{self, HashedKey, KeyMap};
 use crate::resp::{string_to_i64, Args};
-use crate::store::{Entry, StringForm, Value};
+use crate::store::{splitmix, Entry, StringForm, Value};
 use crate::wal::Record;
 
 /// COMMAND DOCS's "server" group, kept beside the keyspace they act on.
@@ -554,9 +554,11 @@ fn persist(context: &mut Context<'_>, args: &Args) {
 /// What HRANDFIELD and ZRANDMEMBER with a count reply with, from the
 /// collection at `args[1]`.
 pub enum RandomReply {
-    /// One entry of each of these pseudo-random cursors, repeats allowed
-    /// (a negative count).
-    Repeated(Vec<u64>),
+    /// `count` entries, each at a pseudo-random cursor drawn from `seed`,
+    /// repeats allowed (a negative count). The cursors are drawn as the
+    /// reply is written, so that a huge count costs no memory beyond the
+    /// reply's own bound.
+    Repeated { seed: u64, count: usize },
     /// Up to this many distinct entries from the cursor on (a positive
     /// count).
     Distinct(u64, usize),
@@ -598,9 +600,10 @@ pub fn parse_random_count(
     // A negative count, or 1, samples with repeats (Redis's case 1).
     let random = if count < 0 || count == 1 {
         let wanted = count.unsigned_abs().min(REPLY_BYTES_MAX as u64 / 4) as usize;
-        Some(RandomReply::Repeated(
-            (0..wanted).map(|_| context.store.next_random()).collect(),
-        ))
+        Some(RandomReply::Repeated {
+            seed: context.store.next_random(),
+            count: wanted,
+        })
     } else {
         Some(RandomReply::Distinct(
             context.store.next_random(),
@@ -623,27 +626,39 @@ pub fn reply_random<V>(
     let Some(map) = map.filter(|map| !map.is_empty()) else {
         return reply.array(0);
     };
-    let entries: Vec<(&HashedKey, &V)> = match random {
-        RandomReply::Repeated(cursors) => cursors
-            .iter()
-            .map(|&cursor| map.at_or_after(cursor).expect("not empty"))
-            .collect(),
-        RandomReply::Distinct(cursor, count) => map.distinct_from(*cursor, *count).collect(),
+    let count = match random {
+        RandomReply::Repeated { count, .. } => *count,
+        RandomReply::Distinct(_, count) => (*count).min(map.len()),
     };
     let start = reply.out.len();
-    let flat = with && !reply.resp3;
-    reply.array(if flat {
-        entries.len() * 2
+    reply.array(if with && !reply.resp3 {
+        count * 2
     } else {
-        entries.len()
+        count
     });
-    for (key, value) in entries {
+    let write = |reply: &mut Reply<'_>, key: &HashedKey, value: &V| {
         if with && reply.resp3 {
             reply.array(2);
         }
         emit(reply, key, value);
-        if reply.over_limit(start) {
-            return;
+        !reply.over_limit(start)
+    };
+    match random {
+        RandomReply::Repeated { seed, count } => {
+            let mut state = *seed;
+            for _ in 0..*count {
+                let (key, value) = map.at_or_after(splitmix(&mut state)).expect("not empty");
+                if !write(reply, key, value) {
+                    return;
+                }
+            }
+        }
+        RandomReply::Distinct(cursor, count) => {
+            for (key, value) in map.distinct_from(*cursor, *count) {
+                if !write(reply, key, value) {
+                    return;
+                }
+            }
         }
     }
 }

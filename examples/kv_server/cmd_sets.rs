@@ -6,7 +6,7 @@
 //! intersected with a small one costs the small one's size, in whatever
 //! order they come.
 
-use super::keys::{parse_scan, scan_map};
+use super::keys::{parse_scan, reply_random, scan_map, RandomReply};
 use super::{
     command, is_option, parse_count, parse_i64, Command, Context, DENYOOM, ELEMENTS_MAX, FAST,
     RANDOM, READONLY, SYNTAX, TOO_MANY_ELEMENTS, WRITE,
@@ -226,44 +226,29 @@ fn srandmember(context: &mut Context<'_>, args: &Args) {
         _ => None,
     };
     let cursor = context.store.next_random();
-    let mut cursors = Vec::new();
-    if let Some(count) = count.filter(|count| *count < 0) {
-        let wanted = count.unsigned_abs().min(super::REPLY_BYTES_MAX as u64 / 4) as usize;
-        cursors = (0..wanted).map(|_| context.store.next_random()).collect();
-    }
+    let random = match count {
+        None => None,
+        Some(count) if count >= 0 => Some(RandomReply::Distinct(cursor, count as usize)),
+        Some(count) => Some(RandomReply::Repeated {
+            seed: context.store.next_random(),
+            count: count.unsigned_abs().min(super::REPLY_BYTES_MAX as u64 / 4) as usize,
+        }),
+    };
     let Context { store, reply, .. } = context;
     let set = match store.get_set(args.get(1)) {
         Ok(set) => set,
         Err(WrongType) => return reply.wrong_type(),
     };
-    let Some(set) = set else {
-        match count {
-            Some(_) => reply.array(0),
+    let Some(random) = random else {
+        match set.and_then(|set| set.at_or_after(cursor)) {
+            Some((member, _)) => reply.bulk(member.bytes()),
             None => reply.nil(),
         }
         return;
     };
-    match count {
-        None => reply.bulk(&pick(set, cursor, 1)[0]),
-        Some(count) if count >= 0 => {
-            let members = pick(set, cursor, count as usize);
-            reply.array(members.len());
-            for member in members {
-                reply.bulk(&member);
-            }
-        }
-        Some(_) => {
-            let start = reply.out.len();
-            reply.array(cursors.len());
-            for cursor in cursors {
-                let (member, _) = set.at_or_after(cursor).expect("not empty");
-                reply.bulk(member.bytes());
-                if reply.over_limit(start) {
-                    return;
-                }
-            }
-        }
-    }
+    reply_random(reply, set, &random, false, |reply, member, _| {
+        reply.bulk(member.bytes())
+    });
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

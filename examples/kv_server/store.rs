@@ -206,6 +206,17 @@ impl ZSet {
     }
 }
 
+/// The next number of the splitmix64 sequence at `state`: the store's
+/// pseudo-random numbers, and the repeated draws of SRANDMEMBER,
+/// HRANDFIELD and ZRANDMEMBER with a negative count.
+pub fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut value = *state;
+    value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    value ^ (value >> 31)
+}
+
 /// The least float above `x` (for the infinity, itself): `f64::next_up`,
 /// which is newer than this crate's minimum Rust (1.86 against 1.80).
 fn next_up(x: f64) -> f64 {
@@ -667,11 +678,7 @@ impl Store {
 
     /// The next pseudo-random number (splitmix64).
     pub fn next_random(&mut self) -> u64 {
-        self.random = self.random.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut value = self.random;
-        value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        value ^ (value >> 31)
+        splitmix(&mut self.random)
     }
 
     /// A pseudo-random live key, or `None` if there are none.
