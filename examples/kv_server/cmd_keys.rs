@@ -551,8 +551,8 @@ fn persist(context: &mut Context<'_>, args: &Args) {
     context.reply.int(1);
 }
 
-/// What HRANDFIELD and ZRANDMEMBER with a count reply with, from the
-/// collection at `args[1]`.
+/// What SRANDMEMBER, HRANDFIELD and ZRANDMEMBER with a count reply with,
+/// from the collection at `args[1]`.
 pub enum RandomReply {
     /// `count` entries, each at a pseudo-random cursor drawn from `seed`,
     /// repeats allowed (a negative count). The cursors are drawn as the
@@ -562,6 +562,17 @@ pub enum RandomReply {
     /// Up to this many distinct entries from the cursor on (a positive
     /// count).
     Distinct(u64, usize),
+}
+
+impl RandomReply {
+    /// `count` draws with repeats from `seed`, as many as fit in a reply
+    /// of 4-byte elements at most (a longer one is refused anyway).
+    pub fn repeated(seed: u64, count: u64) -> RandomReply {
+        RandomReply::Repeated {
+            seed,
+            count: count.min(REPLY_BYTES_MAX as u64 / 4) as usize,
+        }
+    }
 }
 
 /// The count and WITHVALUES/WITHSCORES (`with`) of HRANDFIELD and
@@ -599,11 +610,10 @@ pub fn parse_random_count(
     }
     // A negative count, or 1, samples with repeats (Redis's case 1).
     let random = if count < 0 || count == 1 {
-        let wanted = count.unsigned_abs().min(REPLY_BYTES_MAX as u64 / 4) as usize;
-        Some(RandomReply::Repeated {
-            seed: context.store.next_random(),
-            count: wanted,
-        })
+        Some(RandomReply::repeated(
+            context.store.next_random(),
+            count.unsigned_abs(),
+        ))
     } else {
         Some(RandomReply::Distinct(
             context.store.next_random(),

@@ -229,10 +229,10 @@ fn srandmember(context: &mut Context<'_>, args: &Args) {
     let random = match count {
         None => None,
         Some(count) if count >= 0 => Some(RandomReply::Distinct(cursor, count as usize)),
-        Some(count) => Some(RandomReply::Repeated {
-            seed: context.store.next_random(),
-            count: count.unsigned_abs().min(super::REPLY_BYTES_MAX as u64 / 4) as usize,
-        }),
+        Some(count) => Some(RandomReply::repeated(
+            context.store.next_random(),
+            count.unsigned_abs(),
+        )),
     };
     let Context { store, reply, .. } = context;
     let set = match store.get_set(args.get(1)) {
