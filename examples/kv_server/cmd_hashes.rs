@@ -328,18 +328,10 @@ fn hrandfield(context: &mut Context<'_>, args: &Args) {
     let Some((random, with_values)) = parse_random_count(context, args, "withvalues") else {
         return;
     };
-    let cursor = context.store.next_random();
     let Context { store, reply, .. } = context;
     let hash = match store.get_hash(args.get(1)) {
         Ok(hash) => hash,
         Err(WrongType) => return reply.wrong_type(),
-    };
-    let Some(random) = random else {
-        match hash.and_then(|hash| hash.at_or_after(cursor)) {
-            Some((field, _)) => reply.bulk(field.bytes()),
-            None => reply.nil(),
-        }
-        return;
     };
     reply_random(reply, hash, &random, with_values, |reply, field, value| {
         reply.bulk(field.bytes());

@@ -551,9 +551,12 @@ fn persist(context: &mut Context<'_>, args: &Args) {
     context.reply.int(1);
 }
 
-/// What SRANDMEMBER, HRANDFIELD and ZRANDMEMBER with a count reply with,
-/// from the collection at `args[1]`.
+/// What SRANDMEMBER, HRANDFIELD and ZRANDMEMBER reply with, from the
+/// collection at `args[1]`.
 pub enum RandomReply {
+    /// No count: the entry at or after this pseudo-random cursor, as a
+    /// bulk string (null if the key is missing).
+    One(u64),
     /// `count` entries, each at a pseudo-random cursor drawn from `seed`,
     /// repeats allowed (a negative count). The cursors are drawn as the
     /// reply is written, so that a huge count costs no memory beyond the
@@ -577,14 +580,13 @@ impl RandomReply {
 
 /// The count and WITHVALUES/WITHSCORES (`with`) of HRANDFIELD and
 /// ZRANDMEMBER, as Redis 7.0 reads them; `None` once an error is replied.
-/// With no count, `Some((None, false))`.
 pub fn parse_random_count(
     context: &mut Context<'_>,
     args: &Args,
     with: &str,
-) -> Option<(Option<RandomReply>, bool)> {
+) -> Option<(RandomReply, bool)> {
     if args.len() < 3 {
-        return Some((None, false));
+        return Some((RandomReply::One(context.store.next_random()), false));
     }
     let count = match string_to_i64(args.get(2)) {
         Some(i64::MIN) => {
@@ -610,22 +612,17 @@ pub fn parse_random_count(
     }
     // A negative count, or 1, samples with repeats (Redis's case 1).
     let random = if count < 0 || count == 1 {
-        Some(RandomReply::repeated(
-            context.store.next_random(),
-            count.unsigned_abs(),
-        ))
+        RandomReply::repeated(context.store.next_random(), count.unsigned_abs())
     } else {
-        Some(RandomReply::Distinct(
-            context.store.next_random(),
-            count as usize,
-        ))
+        RandomReply::Distinct(context.store.next_random(), count as usize)
     };
     Some((random, with_values))
 }
 
-/// The reply of HRANDFIELD or ZRANDMEMBER with a count over `map` (`None`:
+/// The reply of SRANDMEMBER, HRANDFIELD or ZRANDMEMBER over `map` (`None`:
 /// the key is missing): `emit` writes one entry's field (and, `with`, its
-/// value or score), a pair in RESP3.
+/// value or score), a pair in RESP3. Without a count (`One`), the field
+/// alone, or null.
 pub fn reply_random<V>(
     reply: &mut Reply<'_>,
     map: Option<&KeyMap<V>>,
@@ -633,12 +630,16 @@ pub fn reply_random<V>(
     with: bool,
     emit: impl Fn(&mut Reply<'_>, &HashedKey, &V),
 ) {
-    let Some(map) = map.filter(|map| !map.is_empty()) else {
-        return reply.array(0);
-    };
-    let count = match random {
-        RandomReply::Repeated { count, .. } => *count,
-        RandomReply::Distinct(_, count) => (*count).min(map.len()),
+    let map = map.filter(|map| !map.is_empty());
+    let (map, count) = match (map, random) {
+        (None, RandomReply::One(_)) => return reply.nil(),
+        (None, _) => return reply.array(0),
+        (Some(map), RandomReply::One(cursor)) => {
+            let (key, value) = map.at_or_after(*cursor).expect("not empty");
+            return emit(reply, key, value);
+        }
+        (Some(map), RandomReply::Repeated { count, .. }) => (map, *count),
+        (Some(map), RandomReply::Distinct(_, count)) => (map, (*count).min(map.len())),
     };
     let start = reply.out.len();
     reply.array(if with && !reply.resp3 {
@@ -654,6 +655,7 @@ pub fn reply_random<V>(
         !reply.over_limit(start)
     };
     match random {
+        RandomReply::One(_) => unreachable!("replied above"),
         RandomReply::Repeated { seed, count } => {
             let mut state = *seed;
             for _ in 0..*count {

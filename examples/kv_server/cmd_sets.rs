@@ -227,24 +227,14 @@ fn srandmember(context: &mut Context<'_>, args: &Args) {
     };
     let cursor = context.store.next_random();
     let random = match count {
-        None => None,
-        Some(count) if count >= 0 => Some(RandomReply::Distinct(cursor, count as usize)),
-        Some(count) => Some(RandomReply::repeated(
-            context.store.next_random(),
-            count.unsigned_abs(),
-        )),
+        None => RandomReply::One(cursor),
+        Some(count) if count >= 0 => RandomReply::Distinct(cursor, count as usize),
+        Some(count) => RandomReply::repeated(context.store.next_random(), count.unsigned_abs()),
     };
     let Context { store, reply, .. } = context;
     let set = match store.get_set(args.get(1)) {
         Ok(set) => set,
         Err(WrongType) => return reply.wrong_type(),
-    };
-    let Some(random) = random else {
-        match set.and_then(|set| set.at_or_after(cursor)) {
-            Some((member, _)) => reply.bulk(member.bytes()),
-            None => reply.nil(),
-        }
-        return;
     };
     reply_random(reply, set, &random, false, |reply, member, _| {
         reply.bulk(member.bytes())

@@ -193,15 +193,21 @@ fn sort_elements(
     elements: &mut Vec<Vec<u8>>,
     request: &SortRequest<'_>,
 ) -> bool {
-    // The value each element sorts by: the element itself, or what BY
-    // names (missing: a score of 0, or first in ALPHA order).
-    let keys: Vec<Option<Vec<u8>>> = elements
-        .iter()
-        .map(|element| match request.by {
-            Some(pattern) => lookup_by_pattern(context, pattern, element),
-            None => Some(element.clone()),
-        })
-        .collect();
+    // What BY names for each element (missing: a score of 0, or first in
+    // ALPHA order); without BY, each element sorts by itself.
+    let named: Option<Vec<Option<Vec<u8>>>> = request.by.map(|pattern| {
+        elements
+            .iter()
+            .map(|element| lookup_by_pattern(context, pattern, element))
+            .collect()
+    });
+    let keys: Vec<Option<&[u8]>> = match &named {
+        Some(named) => named.iter().map(Option::as_deref).collect(),
+        None => elements
+            .iter()
+            .map(|element| Some(element.as_slice()))
+            .collect(),
+    };
     let mut order: Vec<usize> = (0..elements.len()).collect();
     if request.alpha {
         order.sort_by(|&a, &b| {

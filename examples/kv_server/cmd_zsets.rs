@@ -967,19 +967,10 @@ fn zrandmember(context: &mut Context<'_>, args: &Args) {
     let Some((random, with_scores)) = parse_random_count(context, args, "withscores") else {
         return;
     };
-    let cursor = context.store.next_random();
     let Context { store, reply, .. } = context;
-    let zset = match store.get_zset(args.get(1)) {
-        Ok(zset) => zset,
+    let members = match store.get_zset(args.get(1)) {
+        Ok(zset) => zset.map(ZSet::by_member),
         Err(WrongType) => return reply.wrong_type(),
-    };
-    let members = zset.map(ZSet::by_member);
-    let Some(random) = random else {
-        match members.and_then(|members| members.at_or_after(cursor)) {
-            Some((member, _)) => reply.bulk(member.bytes()),
-            None => reply.nil(),
-        }
-        return;
     };
     reply_random(
         reply,
