@@ -5,6 +5,7 @@ use std::fmt;
 
 use fifo::Link;
 
+use crate::backend::RawCompletion;
 use crate::callback::{Callback, Detached, Store};
 use crate::handle::NO_HANDLE;
 use crate::sys::Fd;
@@ -631,15 +632,58 @@ impl<C> Slots<C> {
     /// checked against it stays in bounds.)
     #[inline(always)]
     #[allow(unsafe_code)]
-    pub(crate) unsafe fn free_completed(&mut self, index: u32) -> (Detached<C>, i32) {
+    pub(crate) unsafe fn free_completed(&mut self, index: u32) -> Detached<C> {
         debug_assert!(index < self.len());
         // SAFETY: `index < self.slots.len()`, the caller's promise.
         let slot = unsafe { self.slots.get_unchecked_mut(index as usize) };
         assert!(slot.state == State::Completed);
         Self::release(slot);
         Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);
-        let callback = slot.callback.detach();
-        (callback, slot.result)
+        slot.callback.detach()
+    }
+
+    /// Whether the entry `raw` completes a *plain* operation with a success:
+    /// its slot (in the table) is `Kernel` at the entry's generation, and
+    /// plain ([`Slot::plain_in_kernel`]). What the straight run asks of
+    /// each entry before it runs the callback, the settle done lazily
+    /// (docs/architecture.md, "Plain completions run straight from the
+    /// completion queue"). A mismatched generation says no, and is left to
+    /// `on_raw_completion`, whose asserts panic on it.
+    #[inline(always)]
+    pub(crate) fn is_plain_success(&self, raw: &RawCompletion) -> bool {
+        let index = CompletionId::slot_of(raw.user_data);
+        // Out of range: the loop's own entries (`USER_DATA_INTERNAL`).
+        let Some(slot) = self.slots.get(index as usize) else {
+            return false;
+        };
+        slot.generation as u32 == CompletionId::generation_low_of(raw.user_data)
+            && slot.plain_in_kernel()
+            && raw.result >= 0
+    }
+
+    /// Frees slot `index`, a plain operation's that
+    /// [`is_plain_success`](Slots::is_plain_success) just accepted (still
+    /// `Kernel`: its result goes to the callback straight from the entry),
+    /// and detaches its callback for the loop to run at once, as
+    /// [`free_completed`](Slots::free_completed) does.
+    ///
+    /// # Safety
+    ///
+    /// `index` names a slot of this table: it is less than
+    /// [`len`](Slots::len).
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn free_plain(&mut self, index: u32) -> Detached<C> {
+        debug_assert!(index < self.len());
+        // SAFETY: `index < self.slots.len()`, the caller's promise.
+        let slot = unsafe { self.slots.get_unchecked_mut(index as usize) };
+        // Checked by `is_plain_success` just before, with nothing between:
+        // a `Kernel` slot is on no list, so it needs no unlinking.
+        debug_assert!(slot.plain_in_kernel() && !slot.link.is_linked());
+        slot.state = State::Free;
+        slot.generation = slot.generation.wrapping_add(1);
+        Self::push_free(&mut self.free_head, &mut self.free_len, slot, index);
+        slot.callback.detach()
     }
 
     /// Puts `slot`, number `index`, just released, on top of the free list.

@@ -168,13 +168,18 @@ enum StraightIn {
 /// reap batch's, or the io_uring completion queue's in place.
 #[allow(unsafe_code)]
 trait StraightEntries: Copy {
-    /// The `user_data` of entry `index`.
+    /// Whether the run's entries are still to settle: the queue's are, and
+    /// `run_straight` checks each as its turn comes (the settle done
+    /// lazily); the batch's were settled by the reap (`Completed`).
+    const UNSETTLED: bool;
+
+    /// Entry `index`.
     ///
     /// # Safety
     ///
     /// `index` is one of the straight run's, not yet consumed, and the
     /// storage (the batch, the ring) is this `IO`'s and alive.
-    unsafe fn user_data(self, index: u32) -> u64;
+    unsafe fn entry(self, index: u32) -> RawCompletion;
 
     /// Consumes the entries before `next`, each read for the last time:
     /// moves `cursor` (`IO::straight_next`) there, or the ring's head,
@@ -182,7 +187,7 @@ trait StraightEntries: Copy {
     ///
     /// # Safety
     ///
-    /// As for `user_data`, with `next` at most the run's end.
+    /// As for `entry`, with `next` at most the run's end.
     unsafe fn consume_to(self, next: u32, cursor: &mut u32);
 }
 
@@ -191,13 +196,15 @@ trait StraightEntries: Copy {
 struct BatchEntries(*const RawCompletion);
 
 impl StraightEntries for BatchEntries {
+    const UNSETTLED: bool = false;
+
     #[inline(always)]
     #[allow(unsafe_code)]
-    unsafe fn user_data(self, index: u32) -> u64 {
+    unsafe fn entry(self, index: u32) -> RawCompletion {
         // SAFETY: the run's indices are below the batch's length (`reap`
         // counted them over entries it had just appended), and the batch
         // is alive and unchanged: the caller's promise.
-        unsafe { (*self.0.wrapping_add(index as usize)).user_data }
+        unsafe { *self.0.wrapping_add(index as usize) }
     }
 
     #[inline(always)]
@@ -209,18 +216,20 @@ impl StraightEntries for BatchEntries {
 }
 
 impl StraightEntries for CqCursor {
+    const UNSETTLED: bool = true;
+
     #[inline(always)]
     #[allow(unsafe_code)]
-    unsafe fn user_data(self, index: u32) -> u64 {
+    unsafe fn entry(self, index: u32) -> RawCompletion {
         // SAFETY: the run lies between the queue's head and the tail that
         // `reap` loaded, and the ring is alive: the caller's promise.
-        unsafe { self.entry(index).user_data }
+        unsafe { CqCursor::entry(&self, index) }
     }
 
     #[inline(always)]
     #[allow(unsafe_code)]
     unsafe fn consume_to(self, next: u32, _cursor: &mut u32) {
-        // SAFETY: as for `user_data`; the entries before `next` are read
+        // SAFETY: as for `entry`; the entries before `next` are read
         // for the last time.
         unsafe { CqCursor::consume_to(&self, next) }
     }
@@ -677,11 +686,12 @@ impl<C> IO<C> {
         self.reap_batched(straight);
     }
 
-    /// The io_uring reap's fast path: the leading run of plain completions
-    /// is settled in the completion queue and left there, for `run_straight`
-    /// to run and consume. Returns whether that was all of it; if not, the
-    /// run is spilled onto `completed` and the rest is for `reap_batched`.
-    /// (No batch when the backend has syscall results to report first.)
+    /// The io_uring reap's fast path: every completion in the queue is left
+    /// there, unsettled, for `run_straight` to settle and run in place, in
+    /// order, as each one's turn comes: a plain one's callback runs straight
+    /// from its entry, and the first that is not plain settles the rest the
+    /// ordinary way (`settle_rest`). Returns whether it took the reap (not
+    /// when the backend has syscall results to report first).
     #[inline(always)]
     fn reap_in_place(&mut self) -> bool {
         let AnyBackend::IoUring(ring) = &mut self.backend else {
@@ -691,39 +701,10 @@ impl<C> IO<C> {
             return false;
         };
         let (head, tail) = cq.sync();
-        let cursor = cq.cursor();
-        let slots = self.slots.links();
-        let chains = &self.chain_links;
-        let mut settle = |raw: &RawCompletion| settle_plain(slots, chains, raw);
-        // Both walks read from the head up to the tail just loaded, entries
-        // the kernel wrote and leaves alone until they are consumed; the
-        // ring is this `IO`'s backend's, borrowed here.
-        let next = if tail.wrapping_sub(head) < READ_BY_POINTER_MIN {
-            // A few: by index, which needs no set-up.
-            let mut next = head;
-            // SAFETY: `next` runs from the head up to that tail (above).
-            #[allow(unsafe_code)]
-            while next != tail && settle(&unsafe { cursor.entry(next) }) {
-                next = next.wrapping_add(1);
-            }
-            next
-        } else {
-            // SAFETY: from the head up to that tail (above).
-            #[allow(unsafe_code)]
-            unsafe {
-                cursor.read_while(head, tail, settle)
-            }
-        };
         self.straight_in = StraightIn::Ring;
         self.straight_next = head;
-        self.straight_end = next;
-        if next == tail {
-            return true;
-        }
-        // Something else comes after them: from here on, everything goes
-        // on `completed`, behind them.
-        self.spill_straight();
-        false
+        self.straight_end = tail;
+        true
     }
 
     /// The reap through the batch: the epoll and simulator backends, and
@@ -784,40 +765,76 @@ impl<C> IO<C> {
         }
     }
 
-    /// Moves the completions that were to run straight from the batch to
-    /// the head of `completed`, in their order, ahead of whatever is there
-    /// (all of it completed after them). Rare: a batch that is not all
-    /// plain, a full batch, a callback that panicked.
+    /// Ends the straight run where it is: what is left of it goes to the
+    /// head of `completed`, in its order, ahead of whatever is there (all
+    /// of it completed after them). In the ring, the entries are still to
+    /// settle (`settle_rest`); in the batch, they were settled by the reap
+    /// and are moved. Rare: a batch that is not all plain, a full batch, a
+    /// callback that panicked, an `IO` dropped with a run left.
     #[cold]
     #[inline(never)]
     fn spill_straight(&mut self) {
-        let mut spilled = Fifo::new();
         let (next, end) = (self.straight_next(), self.straight_end);
+        if self.straight_in == StraightIn::Ring {
+            let AnyBackend::IoUring(ring) = &mut self.backend else {
+                unreachable!("a straight run in the ring of another backend")
+            };
+            let cursor = ring.completion_ring().cursor();
+            self.settle_rest(cursor, next, end);
+            return;
+        }
+        let mut spilled = Fifo::new();
         let links = self.slots.links();
-        match (self.straight_in, &mut self.backend) {
-            (StraightIn::Ring, AnyBackend::IoUring(ring)) => {
-                let cq = ring.completion_ring();
-                let mut index = next;
-                while index != end {
-                    spilled.push(links, CompletionId::slot_of(cq.entry(index).user_data));
-                    index = index.wrapping_add(1);
-                }
-                cq.consume_to(end);
-            }
-            (StraightIn::Ring, _) => unreachable!("a straight run in the ring of another backend"),
-            (StraightIn::Batch, _) => {
-                for raw in &self.reap_batch[next as usize..end as usize] {
-                    spilled.push(links, CompletionId::slot_of(raw.user_data));
-                }
-            }
+        for raw in &self.reap_batch[next as usize..end as usize] {
+            spilled.push(links, CompletionId::slot_of(raw.user_data));
         }
         while let Some(index) = self.completed.pop(links) {
             spilled.push(links, index);
         }
         self.completed = spilled;
+        self.end_straight();
+    }
+
+    /// No straight run from here on, until the next reap.
+    fn end_straight(&mut self) {
         self.straight_in = StraightIn::Batch;
         self.straight_next = 0;
         self.straight_end = 0;
+    }
+
+    /// Settles the entries `next..end` of the straight run in the ring the
+    /// ordinary way (`on_raw_completion`), in order, each consumed first,
+    /// and puts what they complete at the head of `completed`, ahead of
+    /// what was there (all of it completed after them). Returns how many
+    /// completions it put there. The run ends first: if a settle panics (a
+    /// broken invariant), the entries after it are still in the queue,
+    /// unconsumed, for the next reap.
+    #[cold]
+    #[inline(never)]
+    fn settle_rest(&mut self, cursor: CqCursor, mut next: u32, end: u32) -> u32 {
+        self.end_straight();
+        let before = self.completed.len();
+        while next != end {
+            // SAFETY: `next..end` is what is left of the run, between the
+            // queue's head and the tail `reap_in_place` loaded; the ring is
+            // this `IO`'s backend's, alive.
+            #[allow(unsafe_code)]
+            let raw = unsafe { cursor.entry(next) };
+            next = next.wrapping_add(1);
+            // SAFETY: as above; the entry was just read for the last time.
+            #[allow(unsafe_code)]
+            unsafe {
+                CqCursor::consume_to(&cursor, next)
+            };
+            self.on_raw_completion(raw);
+        }
+        let added = self.completed.len() - before;
+        let links = self.slots.links();
+        for _ in 0..before {
+            let index = self.completed.pop(links).expect("counted above");
+            self.completed.push(links, index);
+        }
+        added
     }
 
     #[inline(always)]
@@ -1283,14 +1300,16 @@ impl<C> IO<C> {
     fn run_completed(&mut self, ctx: &mut C) -> io::Result<()> {
         let tag = self.tag;
         // Taken first: what the straight run's callbacks complete waits too.
-        let queued = self.completed.len();
-        match (self.straight_in, &mut self.backend) {
+        let mut queued = self.completed.len();
+        // With the completions the run settled the ordinary way, if any,
+        // which it put ahead of those.
+        queued += match (self.straight_in, &mut self.backend) {
             (StraightIn::Ring, AnyBackend::IoUring(ring)) => {
                 let cursor = ring.completion_ring().cursor();
-                self.run_straight(ctx, tag, cursor)?;
+                self.run_straight(ctx, tag, cursor)?
             }
             _ => self.run_straight_batched(ctx, tag)?,
-        }
+        };
         for _ in 0..queued {
             let Some(index) = self.completed.peek() else {
                 break;
@@ -1329,7 +1348,7 @@ impl<C> IO<C> {
     /// backends, io_uring's slow paths): out of line, so that the ring's
     /// run, inlined into the pass, has the registers to itself.
     #[inline(never)]
-    fn run_straight_batched(&mut self, ctx: &mut C, tag: u32) -> io::Result<()> {
+    fn run_straight_batched(&mut self, ctx: &mut C, tag: u32) -> io::Result<u32> {
         let entries = BatchEntries(self.reap_batch.as_ptr());
         self.run_straight(ctx, tag, entries)
     }
@@ -1338,14 +1357,18 @@ impl<C> IO<C> {
     /// completions `reap` left in its batch or in the completion queue, in
     /// order (docs/architecture.md, "Plain completions run straight from
     /// the completion queue"). `tag` is this `IO`'s, to catch a callback
-    /// that replaces it; `entries` is where the run is.
+    /// that replaces it; `entries` is where the run is. In the queue, each
+    /// entry is settled as its turn comes: the first that is not a plain
+    /// success ends the run, and it and the rest are settled the ordinary
+    /// way (`settle_rest`), onto the head of `completed`. Returns how many
+    /// completions that put there, for `run_completed` to run too.
     #[inline(always)]
     fn run_straight<E: StraightEntries>(
         &mut self,
         ctx: &mut C,
         tag: u32,
         entries: E,
-    ) -> io::Result<()> {
+    ) -> io::Result<u32> {
         // In locals: nothing but `reap` and `spill_straight` changes them,
         // and neither runs inside a callback (the loop does not nest; an
         // `IO` put in this one's place is caught by its tag). The cursor is
@@ -1369,11 +1392,16 @@ impl<C> IO<C> {
             // one's place (this one dropped) fails the tag check below,
             // before the next access.
             #[allow(unsafe_code)]
-            let user_data = unsafe { entries.user_data(next) };
-            let index = CompletionId::slot_of(user_data);
+            let raw = unsafe { entries.entry(next) };
+            if E::UNSETTLED && !self.slots.is_plain_success(&raw) {
+                return Ok(self.settle_rest_of(entries, next, end));
+            }
+            let index = CompletionId::slot_of(raw.user_data);
+            #[cfg(debug_assertions)]
+            self.debug_assert_plain(index);
             // Before anything moves, as below.
             if traced {
-                self.trace_complete(index);
+                self.trace_complete(index, raw.result);
             }
             next = next.wrapping_add(1);
             // SAFETY: as above; the entry was just read for the last time.
@@ -1384,17 +1412,24 @@ impl<C> IO<C> {
             self.stats.completed += 1;
             // Plain, so one-shot: freed and run as `run_callback` does,
             // the slot looked up once.
-            // SAFETY: `settle_plain` checked `index` against the table when
-            // it reaped this entry, which has not changed since, and the
-            // table never shrinks.
+            // SAFETY: `is_plain_success` (in the queue) or `settle_plain`
+            // (in the batch, when the reap settled it) checked `index`
+            // against the table, which has not shrunk since (it never
+            // does).
             #[allow(unsafe_code)]
-            let (callback, result) = unsafe { self.slots.free_completed(index) };
-            // SAFETY: as in `run_callback`: `free_completed` wrote the slot
-            // before it detached the callback, and nothing runs between it
-            // and this call.
+            let callback = unsafe {
+                if E::UNSETTLED {
+                    self.slots.free_plain(index)
+                } else {
+                    self.slots.free_completed(index)
+                }
+            };
+            // SAFETY: as in `run_callback`: the free wrote the slot before
+            // it detached the callback, and nothing runs between it and
+            // this call.
             #[allow(unsafe_code)]
             unsafe {
-                callback.call(self, ctx, result)
+                callback.call(self, ctx, raw.result)
             };
             if self.tag != tag {
                 return Err(replaced_error());
@@ -1402,7 +1437,29 @@ impl<C> IO<C> {
         }
         // For the ring, whose head stood for it meanwhile.
         self.straight_next = next;
-        Ok(())
+        Ok(0)
+    }
+
+    /// `settle_rest` from the run's entries, which are the ring's when
+    /// they are unsettled.
+    #[inline(always)]
+    fn settle_rest_of<E: StraightEntries>(&mut self, _entries: E, next: u32, end: u32) -> u32 {
+        let AnyBackend::IoUring(ring) = &mut self.backend else {
+            unreachable!("unsettled entries outside the ring")
+        };
+        let cursor = ring.completion_ring().cursor();
+        self.settle_rest(cursor, next, end)
+    }
+
+    /// That the slot the straight run is about to run is plain, in full
+    /// (`Slot::plain_derived`): the one load that decides it says so.
+    #[cfg(debug_assertions)]
+    fn debug_assert_plain(&self, index: u32) {
+        let chained = self
+            .chain_links
+            .get(index as usize)
+            .is_some_and(|link| *link != chain::ChainLink::NONE);
+        assert!(self.slots.slot(index).plain_derived(chained));
     }
 
     /// The trace of a completion whose callback is about to run: the
@@ -1410,11 +1467,11 @@ impl<C> IO<C> {
     /// subscriber and no simulator, never called.
     #[cold]
     #[inline(never)]
-    fn trace_complete(&self, index: u32) {
+    fn trace_complete(&self, index: u32, result: i32) {
         let slot = self.slots.slot(index);
-        tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result = slot.result, "complete");
+        tracing::trace!(target: "ringio", op = slot.operation.name(), slot = index, result, "complete");
         if let AnyBackend::Sim(sim) = &self.backend {
-            sim.trace(&slot.operation, slot.result);
+            sim.trace(&slot.operation, result);
         }
     }
 
@@ -1977,11 +2034,6 @@ fn settle_plain<C>(
     slot.result = raw.result;
     true
 }
-
-/// The completions from which `reap_in_place` walks the queue by pointer
-/// (`CqCursor::read_while`, 3 instructions fewer per entry, about 20 more
-/// to set up) rather than by index.
-const READ_BY_POINTER_MIN: u32 = 8;
 
 /// Whether `operation`, one-shot and on no handle, goes to the backend as
 /// it is, in one entry: not a timer (the wheel), a close (two entries), a

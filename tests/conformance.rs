@@ -42,6 +42,8 @@ conformance!(
     cancel_stale_id_never_touches_the_new_occupant,
     cancel_unqueued_operation_settles_in_user_space,
     cancel_finished_operation_reports_enoent,
+    a_cancel_from_a_callback_of_a_result_still_to_run_reports_enoent,
+    plain_and_other_completions_of_one_reap_each_run_once_in_order,
     chain_of_100000_callbacks_keeps_the_stack_bounded,
     poll_reports_readable_and_writable,
     poll_with_no_events_is_einval,
@@ -74,6 +76,9 @@ conformance!(
     a_signal_interrupting_the_wait_is_not_an_error,
     // A pipe: the simulator has TCP sockets and disk files, no pipes.
     read_from_an_empty_pipe_waits_for_data,
+    // A read of a file in the page cache that completes in the same reap
+    // as the nops around it; the simulated disk takes simulated time.
+    a_run_cut_short_runs_its_rest_before_what_its_callbacks_queued,
 );
 
 // ---------------------------------------------------------------------------
@@ -802,6 +807,128 @@ fn cancel_finished_operation_reports_enoent(backend: Backend) {
         errnos.contains(&Some(libc::ENOENT)) || errnos.contains(&Some(libc::EALREADY)),
         "{errnos:?}"
     );
+}
+
+/// What `a_cancel_from_a_callback_of_a_result_still_to_run_reports_enoent`
+/// records: the second nop's id, and what ran, in order.
+#[derive(Default)]
+struct CancelLater {
+    target: Option<CompletionId>,
+    seen: Vec<(&'static str, Option<i32>)>,
+}
+
+/// Two nops complete in one reap; the first one's callback cancels the
+/// second, whose result is in but whose callback has not run (on io_uring
+/// its entry is still in the completion queue, settled only when its turn
+/// comes). The second completes with its own success, in its place, and
+/// the cancel finds nothing to cancel.
+fn a_cancel_from_a_callback_of_a_result_still_to_run_reports_enoent(backend: Backend) {
+    let mut io: IO<CancelLater> = backend.io();
+    let mut state = CancelLater::default();
+    io.nop(|io, state: &mut CancelLater, result| {
+        state.seen.push(("first", errno_of(&result)));
+        let target = state.target.expect("set before the run");
+        io.cancel(target, |_, state: &mut CancelLater, result| {
+            state.seen.push(("cancel", errno_of(&result)))
+        });
+    });
+    state.target =
+        Some(io.nop(|_, state: &mut CancelLater, result| {
+            state.seen.push(("second", errno_of(&result)))
+        }));
+    io.run(&mut state).unwrap();
+    assert_eq!(
+        state.seen,
+        [
+            ("first", None),
+            ("second", None),
+            ("cancel", Some(libc::ENOENT))
+        ]
+    );
+    assert_eq!(io.in_flight(), 0);
+}
+
+/// Plain completions (nops) and others (fsyncs, on a handle) interleaved,
+/// more than the submission queue holds, with a timer among them: every
+/// callback runs exactly once, the nops in their submission order (the
+/// kernel may finish fsyncs in any order), and the run that a completion
+/// that is not plain cuts short loses nothing.
+fn plain_and_other_completions_of_one_reap_each_run_once_in_order(backend: Backend) {
+    let mut io: IO<Vec<(bool, u32)>> = backend.io_with(Config::new().entries(16));
+    let scratch = util::Scratch::new(backend, "mixed");
+    let fd = io
+        .open_file(scratch.path("data"), FileOptions::new().create(true))
+        .unwrap();
+    io.timeout(0, |_, seen: &mut Vec<(bool, u32)>, result| {
+        result.unwrap();
+        seen.push((false, u32::MAX));
+    });
+    for index in 0..200u32 {
+        if index % 5 == 2 {
+            io.fsync(fd, move |_, seen: &mut Vec<(bool, u32)>, result| {
+                result.unwrap();
+                seen.push((false, index));
+            });
+        } else {
+            io.nop(move |_, seen: &mut Vec<(bool, u32)>, result| {
+                result.unwrap();
+                seen.push((true, index));
+            });
+        }
+    }
+    let mut seen = Vec::new();
+    io.run(&mut seen).unwrap();
+    assert_eq!(seen.len(), 201);
+    let nops: Vec<u32> = seen.iter().filter(|e| e.0).map(|e| e.1).collect();
+    let mut fsyncs: Vec<u32> = seen
+        .iter()
+        .filter(|e| !e.0 && e.1 != u32::MAX)
+        .map(|e| e.1)
+        .collect();
+    fsyncs.sort_unstable();
+    assert_eq!(nops, (0..200).filter(|i| i % 5 != 2).collect::<Vec<_>>());
+    assert_eq!(fsyncs, (0..200).filter(|i| i % 5 == 2).collect::<Vec<_>>());
+    util::close_io(&mut io, &mut seen, fd);
+}
+
+/// In one reap: a nop whose callback queues a completion at once (a cancel
+/// of a stale id, settled in user space), a read on a handle (not plain),
+/// and another nop. The read ends the run of plain completions; it and
+/// the nop after it still run before what the first callback queued,
+/// which completed after them.
+fn a_run_cut_short_runs_its_rest_before_what_its_callbacks_queued(backend: Backend) {
+    let mut io: IO<Vec<&'static str>> = backend.io();
+    let mut seen = Vec::new();
+    let scratch = util::Scratch::new(backend, "cut_short");
+    let fd = io
+        .open_file(scratch.path("data"), FileOptions::new().create(true))
+        .unwrap();
+    let stale = io.nop(|_, _, result| result.unwrap());
+    io.run(&mut seen).unwrap();
+    io.nop(move |io, seen: &mut Vec<&'static str>, result| {
+        result.unwrap();
+        seen.push("first");
+        io.cancel(stale, |_, seen: &mut Vec<&'static str>, result| {
+            assert_eq!(errno_of(&result), Some(libc::ENOENT));
+            seen.push("cancel");
+        });
+    });
+    io.read(
+        fd,
+        vec![0u8; 16],
+        0,
+        |_, seen: &mut Vec<&'static str>, result, _| {
+            assert_eq!(result.unwrap(), 0, "the file is empty");
+            seen.push("read");
+        },
+    );
+    io.nop(|_, seen: &mut Vec<&'static str>, result| {
+        result.unwrap();
+        seen.push("second");
+    });
+    io.run(&mut seen).unwrap();
+    assert_eq!(seen, ["first", "read", "second", "cancel"]);
+    util::close_io(&mut io, &mut seen, fd);
 }
 
 // ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import sys
 RULES = [
     ("tracing", r"tracing|LevelFilter|IO<C>::trace_complete$"),
     ("FIFO push/pop (completed)", r"fifo::Fifo::(push|pop|peek)|spill_straight"),
-    ("slot free", r"Slots<C>::(free|free_detaching|free_completed|release|push_free)"),
+    ("slot free", r"Slots<C>::(free|free_detaching|free_completed|free_plain|release|push_free)"),
     ("callback call", r"callback::invoke|callback::call_once|callback::table|Detached<C>::call"
      r"|Callback<C>::(detach|call)"
      r"|ops::Done|unit_result|ringio_round::\{\{closure\}\}"),
@@ -41,7 +41,7 @@ RULES = [
      r"|extend_desugared|SpecExtend"),
     ("io_uring_enter (user side)", r"submit_and_wait|Submitter|needs_enter|syscall|SubmissionRing::enter"),
     ("completion: generation and state checks, result",
-     r"complete_plain|settle_plain|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
+     r"complete_plain|settle_plain|is_plain_success|on_raw_completion|IO<C>::complete$|complete_settle|IO<C>::finish$"),
     ("submit: state, checks, enqueue",
      r"IO<C>::(start|push_now|enqueue|submit_with|submit|submit_started|submit_with_handle|push_to_backend"
      r"|settle_before_push|handle_closed)$|ops::<impl ringio::io::IO<C>>::nop"),

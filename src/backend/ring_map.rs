@@ -303,45 +303,6 @@ impl CqCursor {
         unsafe { self.cqes.as_ptr().wrapping_add(place).read() }
     }
 
-    /// Reads the entries from `from` up to `to` in order, while `keep`
-    /// accepts them, and returns the index of the first it refused (or
-    /// `to`). The entries are walked by pointer, in at most two runs of
-    /// the array (the queue wraps at its end), rather than each index
-    /// masked and scaled (3 instructions per entry).
-    ///
-    /// # Safety
-    ///
-    /// As for [`entry`](Self::entry), for every index from `from` up to
-    /// `to`.
-    #[inline(always)]
-    pub(crate) unsafe fn read_while(
-        &self,
-        from: u32,
-        to: u32,
-        mut keep: impl FnMut(&RawCompletion) -> bool,
-    ) -> u32 {
-        let count = to.wrapping_sub(from) as usize;
-        let place = (from & self.mask) as usize;
-        let first_len = self.mask as usize + 1 - place;
-        let base = self.cqes.as_ptr();
-        if count <= first_len {
-            // SAFETY: the `count` entries from `from` on, in a row of the
-            // array, by the caller's promise (as below).
-            let kept = unsafe { read_run(base.wrapping_add(place), count, &mut keep) };
-            return from.wrapping_add(kept as u32);
-        }
-        // The queue wraps: up to the array's end, then from its start.
-        // SAFETY: as above, `first_len` of them up to the array's end.
-        let kept = unsafe { read_run(base.wrapping_add(place), first_len, &mut keep) };
-        if kept < first_len {
-            return from.wrapping_add(kept as u32);
-        }
-        // SAFETY: the rest, from the array's start: still before `to`
-        // (`count - first_len` of them), by the caller's promise.
-        let kept = first_len + unsafe { read_run(base, count - first_len, &mut keep) };
-        from.wrapping_add(kept as u32)
-    }
-
     /// Moves the queue's head to `head`, handing back the places of the
     /// entries before it.
     ///
@@ -356,35 +317,6 @@ impl CqCursor {
         // the release store orders the reads of the entries before it.
         unsafe { self.head.as_ref() }.store(head, Ordering::Release);
     }
-}
-
-/// `CqCursor::read_while` over `len` entries in a row of the array, from
-/// `start`, by pointer: how many `keep` accepted before the first it
-/// refused.
-///
-/// # Safety
-///
-/// The `len` places from `start` are within the mapping and hold entries
-/// between the queue's head and a tail loaded since.
-#[inline(always)]
-unsafe fn read_run(
-    start: *const RawCompletion,
-    len: usize,
-    keep: &mut impl FnMut(&RawCompletion) -> bool,
-) -> usize {
-    let end = start.wrapping_add(len);
-    let mut entry = start;
-    while entry != end {
-        // SAFETY: one of the `len` places from `start` (the caller's
-        // promise): an entry the kernel wrote and does not touch until it
-        // is consumed.
-        let raw = unsafe { entry.read() };
-        if !keep(&raw) {
-            break;
-        }
-        entry = entry.wrapping_add(1);
-    }
-    (entry as usize - start as usize) / mem::size_of::<RawCompletion>()
 }
 
 /// The submission queue of a ring, in mappings of its own: entries are
