@@ -1410,19 +1410,17 @@ impl<C> IO<C> {
                 entries.consume_to(next, &mut self.straight_next)
             };
             self.stats.completed += 1;
-            // Plain, so one-shot: freed and run as `run_callback` does,
-            // the slot looked up once.
-            // SAFETY: `is_plain_success` (in the queue) or `settle_plain`
-            // (in the batch, when the reap settled it) checked `index`
-            // against the table, which has not shrunk since (it never
-            // does).
+            // Plain, so one-shot: freed and run as `run_callback` does.
             #[allow(unsafe_code)]
-            let callback = unsafe {
-                if E::UNSETTLED {
-                    self.slots.free_plain(index)
-                } else {
-                    self.slots.free_completed(index)
-                }
+            let callback = if E::UNSETTLED {
+                // SAFETY: `is_plain_success` checked `index` against the
+                // table just above, with nothing run since.
+                unsafe { self.slots.free_plain(index) }
+            } else {
+                // SAFETY: `settle_plain` checked `index` against the table
+                // when the reap settled the entry; the table has not shrunk
+                // since (it never does).
+                unsafe { self.slots.free_completed(index) }
             };
             // SAFETY: as in `run_callback`: the free wrote the slot before
             // it detached the callback, and nothing runs between it and
