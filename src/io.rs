@@ -808,8 +808,8 @@ impl<C> IO<C> {
     /// what was there (all of it completed after them). Returns how many
     /// completions it put there. The run ends first: if a settle panics (a
     /// broken invariant), the entries after it are still in the queue,
-    /// unconsumed, for the next reap.
-    #[cold]
+    /// unconsumed, for the next reap. Not cold: on a server, whose
+    /// operations are on handles, this settles nearly every completion.
     #[inline(never)]
     fn settle_rest(&mut self, cursor: CqCursor, mut next: u32, end: u32) -> u32 {
         self.end_straight();
@@ -1369,17 +1369,34 @@ impl<C> IO<C> {
         tag: u32,
         entries: E,
     ) -> io::Result<u32> {
+        // Whether to trace, decided once per run: a level a callback sets
+        // (a subscriber installed, a filter reloaded) takes effect from the
+        // next run, and at once for the completed queue's callbacks. A
+        // constant in each copy of the run, so that the untraced one tests
+        // nothing per callback.
+        let traced = matches!(self.backend, AnyBackend::Sim(_))
+            || tracing::enabled!(target: "ringio", tracing::Level::TRACE);
+        if traced {
+            self.run_straight_traced::<E, true>(ctx, tag, entries)
+        } else {
+            self.run_straight_traced::<E, false>(ctx, tag, entries)
+        }
+    }
+
+    /// `run_straight`, tracing each completion or none.
+    #[inline(always)]
+    fn run_straight_traced<E: StraightEntries, const TRACED: bool>(
+        &mut self,
+        ctx: &mut C,
+        tag: u32,
+        entries: E,
+    ) -> io::Result<u32> {
         // In locals: nothing but `reap` and `spill_straight` changes them,
         // and neither runs inside a callback (the loop does not nest; an
         // `IO` put in this one's place is caught by its tag). The cursor is
         // stored, and the entry consumed, before each callback, which may
         // panic.
         let (mut next, end) = (self.straight_next(), self.straight_end);
-        // Whether to trace, decided once per run: a level a callback sets
-        // (a subscriber installed, a filter reloaded) takes effect from the
-        // next run, and at once for the completed queue's callbacks.
-        let traced = matches!(self.backend, AnyBackend::Sim(_))
-            || tracing::enabled!(target: "ringio", tracing::Level::TRACE);
         while next != end {
             // SAFETY: `next` is one of the run's, not consumed: the run is
             // `straight_next..straight_end`, which `reap` set over entries
@@ -1394,13 +1411,13 @@ impl<C> IO<C> {
             #[allow(unsafe_code)]
             let raw = unsafe { entries.entry(next) };
             if E::UNSETTLED && !self.slots.is_plain_success(&raw) {
-                return Ok(self.settle_rest_of(entries, next, end));
+                return Ok(self.settle_rest_in_ring(next, end));
             }
             let index = CompletionId::slot_of(raw.user_data);
             #[cfg(debug_assertions)]
             self.debug_assert_plain(index);
             // Before anything moves, as below.
-            if traced {
+            if TRACED {
                 self.trace_complete(index, raw.result);
             }
             next = next.wrapping_add(1);
@@ -1414,7 +1431,8 @@ impl<C> IO<C> {
             #[allow(unsafe_code)]
             let callback = if E::UNSETTLED {
                 // SAFETY: `is_plain_success` checked `index` against the
-                // table just above, with nothing run since.
+                // table just above, with only the trace since (which has no
+                // access to the table).
                 unsafe { self.slots.free_plain(index) }
             } else {
                 // SAFETY: `settle_plain` checked `index` against the table
@@ -1438,10 +1456,10 @@ impl<C> IO<C> {
         Ok(0)
     }
 
-    /// `settle_rest` from the run's entries, which are the ring's when
-    /// they are unsettled.
+    /// `settle_rest` for a run in the ring (the only one with unsettled
+    /// entries).
     #[inline(always)]
-    fn settle_rest_of<E: StraightEntries>(&mut self, _entries: E, next: u32, end: u32) -> u32 {
+    fn settle_rest_in_ring(&mut self, next: u32, end: u32) -> u32 {
         let AnyBackend::IoUring(ring) = &mut self.backend else {
             unreachable!("unsettled entries outside the ring")
         };
