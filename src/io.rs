@@ -113,9 +113,11 @@ pub struct IO<C> {
     pub(crate) fs_args: Vec<crate::fs::FsBox>,
     /// Reused between passes, so that reaping neither allocates nor zeroes.
     reap_batch: Vec<RawCompletion>,
-    /// `straight_next..straight_end`: plain completions (`Completed`, on no
-    /// list) whose callbacks run straight from where they were reaped (the
-    /// batch, or the completion queue: `straight_in`), before everything on
+    /// `straight_next..straight_end`: completions whose callbacks run
+    /// straight from where they were reaped (the batch, or the completion
+    /// queue: `straight_in`): in the batch, plain ones the reap settled
+    /// (`Completed`, on no list); in the queue, every entry up to the tail,
+    /// each settled as its turn comes (`run_straight`). Before everything on
     /// `completed`, in this order: the head of the completed queue, kept out
     /// of the FIFO (docs/architecture.md, "Plain completions run straight
     /// from the completion queue").
@@ -681,8 +683,6 @@ impl<C> IO<C> {
         if straight && self.reap_in_place() {
             return;
         }
-        // After a run spilled by `reap_in_place`, nothing more is straight.
-        let straight = straight && self.completed.is_empty();
         self.reap_batched(straight);
     }
 
@@ -2103,9 +2103,9 @@ impl<C> Drop for IO<C> {
     /// operation may still be in the kernel, even from its own `Drop`.
     fn drop(&mut self) {
         if self.straight_pending() {
-            // Settled but not run (a callback panicked, or replaced this
-            // `IO`): consumed from the completion queue, so that the drain
-            // below reads only what is still the kernel's.
+            // Reaped but not run (a callback panicked, or replaced this
+            // `IO`): settled and consumed from the completion queue, so that
+            // the drain below reads only what is still the kernel's.
             self.spill_straight();
         }
         self.close_unclaimed_accepts();
