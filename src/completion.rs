@@ -400,6 +400,20 @@ impl<C> Slot<C> {
         both == (State::Kernel as u16) << 8
     }
 
+    /// Whether `raw`, an entry naming this slot, completes it as plain
+    /// with a success: the slot is `Kernel` at the entry's generation,
+    /// plain ([`plain_in_kernel`](Slot::plain_in_kernel)), and the result
+    /// is not an error. What both settles of a plain completion ask first
+    /// (the reap's, `settle_plain`, and the straight run's,
+    /// [`Slots::is_plain_success`]); anything else goes to
+    /// `on_raw_completion`, whose asserts panic on a mismatch.
+    #[inline(always)]
+    pub(crate) fn completes_plainly(&self, raw: &RawCompletion) -> bool {
+        self.generation as u32 == CompletionId::generation_low_of(raw.user_data)
+            && self.plain_in_kernel()
+            && raw.result >= 0
+    }
+
     /// What plain stands for, from the fields it summarizes (`chained`:
     /// the slot is a member of a linked chain). `not_plain` may be set
     /// when this is true (a deadline that went, say), never the reverse.
@@ -642,23 +656,18 @@ impl<C> Slots<C> {
         slot.callback.detach()
     }
 
-    /// Whether the entry `raw` completes a *plain* operation with a success:
-    /// its slot (in the table) is `Kernel` at the entry's generation, and
-    /// plain ([`Slot::plain_in_kernel`]). What the straight run asks of
-    /// each entry before it runs the callback, the settle done lazily
-    /// (docs/architecture.md, "Plain completions run straight from the
-    /// completion queue"). A mismatched generation says no, and is left to
-    /// `on_raw_completion`, whose asserts panic on it.
+    /// Whether the entry `raw` names a slot of the table that it completes
+    /// as plain with a success ([`Slot::completes_plainly`]): what the
+    /// straight run asks of each entry before it runs the callback, the
+    /// settle done lazily (docs/architecture.md, "Plain completions run
+    /// straight from the completion queue").
     #[inline(always)]
     pub(crate) fn is_plain_success(&self, raw: &RawCompletion) -> bool {
         let index = CompletionId::slot_of(raw.user_data);
         // Out of range: the loop's own entries (`USER_DATA_INTERNAL`).
-        let Some(slot) = self.slots.get(index as usize) else {
-            return false;
-        };
-        slot.generation as u32 == CompletionId::generation_low_of(raw.user_data)
-            && slot.plain_in_kernel()
-            && raw.result >= 0
+        self.slots
+            .get(index as usize)
+            .is_some_and(|slot| slot.completes_plainly(raw))
     }
 
     /// Frees slot `index`, a plain operation's that
@@ -677,8 +686,8 @@ impl<C> Slots<C> {
         debug_assert!(index < self.len());
         // SAFETY: `index < self.slots.len()`, the caller's promise.
         let slot = unsafe { self.slots.get_unchecked_mut(index as usize) };
-        // Checked by `is_plain_success` just before, with nothing between:
-        // a `Kernel` slot is on no list, so it needs no unlinking.
+        // Checked by `is_plain_success` just before, with only the trace
+        // between: a `Kernel` slot is on no list, so it needs no unlinking.
         debug_assert!(slot.plain_in_kernel() && !slot.link.is_linked());
         slot.state = State::Free;
         slot.generation = slot.generation.wrapping_add(1);

@@ -776,11 +776,7 @@ impl<C> IO<C> {
     fn spill_straight(&mut self) {
         let (next, end) = (self.straight_next(), self.straight_end);
         if self.straight_in == StraightIn::Ring {
-            let AnyBackend::IoUring(ring) = &mut self.backend else {
-                unreachable!("a straight run in the ring of another backend")
-            };
-            let cursor = ring.completion_ring().cursor();
-            self.settle_rest(cursor, next, end);
+            self.settle_rest_in_ring(next, end);
             return;
         }
         let mut spilled = Fifo::new();
@@ -1461,7 +1457,7 @@ impl<C> IO<C> {
     #[inline(always)]
     fn settle_rest_in_ring(&mut self, next: u32, end: u32) -> u32 {
         let AnyBackend::IoUring(ring) = &mut self.backend else {
-            unreachable!("unsettled entries outside the ring")
+            unreachable!("a straight run in the ring of another backend")
         };
         let cursor = ring.completion_ring().cursor();
         self.settle_rest(cursor, next, end)
@@ -1471,10 +1467,7 @@ impl<C> IO<C> {
     /// (`Slot::plain_derived`): the one load that decides it says so.
     #[cfg(debug_assertions)]
     fn debug_assert_plain(&self, index: u32) {
-        let chained = self
-            .chain_links
-            .get(index as usize)
-            .is_some_and(|link| *link != chain::ChainLink::NONE);
+        let chained = is_chained(&self.chain_links, index);
         assert!(self.slots.slot(index).plain_derived(chained));
     }
 
@@ -2033,22 +2026,20 @@ fn settle_plain<C>(
     // it: by then the entry is consumed (copied to the batch), so that a
     // panic here cannot leave it in the completion queue, settled, to be
     // read again by the next reap.
-    // With the state, one load for what the slot's other fields say
-    // (`Slot::not_plain`).
-    if slot.generation as u32 != CompletionId::generation_low_of(raw.user_data)
-        || !slot.plain_in_kernel()
-        || raw.result < 0
-    {
+    if !slot.completes_plainly(raw) {
         return false;
     }
-    debug_assert!(slot.plain_derived(
-        chains
-            .get(index as usize)
-            .is_some_and(|link| *link != chain::ChainLink::NONE)
-    ));
+    debug_assert!(slot.plain_derived(is_chained(chains, index)));
     slot.state = State::Completed;
     slot.result = raw.result;
     true
+}
+
+/// Whether slot `index` is a member of a linked chain.
+fn is_chained(chains: &[chain::ChainLink], index: u32) -> bool {
+    chains
+        .get(index as usize)
+        .is_some_and(|link| *link != chain::ChainLink::NONE)
 }
 
 /// Whether `operation`, one-shot and on no handle, goes to the backend as
